@@ -1,0 +1,1 @@
+"""The variational (Bayesian) digit network and everything that makes and judges it."""

@@ -1,0 +1,122 @@
+"""Checkpoints: weights as safetensors (never pickle) plus a JSON metadata sidecar.
+
+``bnn.safetensors`` holds the tensors; ``bnn.json`` beside it holds the architecture config,
+the sha256 of the weights file (so a truncated, corrupted or swapped weights file is caught
+before it is parsed), provenance, metrics and the calibrated threshold. Recalibration rewrites
+the JSON only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from model.data import sha256_file
+from model.network import BayesianNet, NetConfig
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, truncated, corrupted or does not fit its architecture."""
+
+
+def metadata_path(weights: Path) -> Path:
+    return weights.with_suffix(".json")
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)
+
+
+def write_metadata(weights: Path, meta: dict[str, Any]) -> None:
+    _atomic_write(metadata_path(weights), (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+
+
+def read_metadata(weights: Path) -> dict[str, Any]:
+    path = metadata_path(weights)
+    if not path.exists():
+        raise CheckpointError(f"{path}: metadata file is missing")
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{path}: metadata is not valid JSON ({error})") from error
+    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: not a format-{FORMAT_VERSION} checkpoint metadata file")
+    for key in ("config", "weights_sha256"):
+        if key not in meta:
+            raise CheckpointError(f"{path}: metadata lacks '{key}'")
+    return meta
+
+
+def save_checkpoint(net: BayesianNet, weights: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """Write weights and metadata; returns the metadata as written (with hash and version)."""
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    partial = weights.with_name(weights.name + ".partial")
+    save_file(tensors, str(partial), metadata={"format": "pt"})
+    os.replace(partial, weights)
+    digest = sha256_file(weights)
+    full = {
+        **meta,
+        "format_version": FORMAT_VERSION,
+        "config": net.config.to_dict(),
+        "weights_file": weights.name,
+        "weights_sha256": digest,
+        "model_version": f"{meta.get('name', 'bnn')}-{digest[:12]}",
+    }
+    write_metadata(weights, full)
+    return full
+
+
+def load_checkpoint(weights: Path) -> tuple[BayesianNet, dict[str, Any]]:
+    """Load and verify; any problem raises CheckpointError naming the file and what is wrong."""
+    weights = Path(weights)
+    meta = read_metadata(weights)
+    if not weights.exists():
+        raise CheckpointError(f"{weights}: weights file is missing")
+    digest = sha256_file(weights)
+    if digest != meta["weights_sha256"]:
+        raise CheckpointError(
+            f"{weights}: sha256 {digest[:16]}... does not match its metadata "
+            f"({meta['weights_sha256'][:16]}...): the file is truncated, corrupted or from another model"
+        )
+    try:
+        tensors = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{weights}: not a readable safetensors file ({error})") from error
+    try:
+        net = BayesianNet(NetConfig.from_dict(meta["config"]))
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{metadata_path(weights)}: invalid architecture config ({error})") from error
+    try:
+        net.load_state_dict(tensors, strict=True)
+    except RuntimeError as error:
+        raise CheckpointError(f"{weights}: weights do not fit the architecture in its metadata ({error})") from error
+    net.eval()
+    return net, meta
+
+
+def provenance() -> dict[str, Any]:
+    """Git commit and package versions, recorded with every checkpoint."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False).stdout.strip()
+    except OSError:
+        commit = ""
+    versions = {}
+    for package in ("torch", "numpy", "safetensors"):
+        try:
+            versions[package] = importlib_metadata.version(package)
+        except importlib_metadata.PackageNotFoundError:
+            versions[package] = "unknown"
+    return {"git_commit": commit or "unknown", "versions": versions, "torch_threads": torch.get_num_threads()}

@@ -1,0 +1,232 @@
+"""The quality report on the MNIST test split: numbers (JSON) and plots (PNG).
+
+    python -m model.evaluate --checkpoint checkpoints/bnn.safetensors --out reports/
+
+Accuracy, NLL, Brier, ECE (15 bins), the referral curve, the calibrated threshold's accuracy
+and referral rate (and whether its guarantee held), and out-of-distribution AUROC against
+Fashion-MNIST test by predictive entropy and by mutual information. Never used for tuning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.stats import rankdata
+from tqdm import tqdm
+
+from model.checkpoint import load_checkpoint, read_metadata, write_metadata
+from model.data import Split, load_fashion_test, load_mnist, to_input
+from model.network import BayesianNet
+from model.predictive import PredictiveResult, predictive
+
+ECE_BINS = 15
+REFERRAL_FRACTIONS = np.round(np.arange(0.0, 0.5001, 0.005), 4)
+
+
+def predict_split(net: BayesianNet, split: Split, samples: int, batch: int = 500, desc: str = "") -> PredictiveResult:
+    """Predictive over a whole split in batches, with a progress bar."""
+    inputs = to_input(split.images)
+    device = next(net.parameters()).device
+    parts = [predictive(net, inputs[i : i + batch].to(device), samples)
+             for i in tqdm(range(0, len(inputs), batch), desc=desc, dynamic_ncols=True)]
+    return PredictiveResult(*(torch.cat([getattr(p, f) for p in parts]).cpu() for f in PredictiveResult.__dataclass_fields__))
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> tuple[float, list[dict[str, float]]]:
+    """Equal-width confidence bins; ECE = sum_b (n_b / n) |accuracy_b - confidence_b|."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    table, ece = [], 0.0
+    for b in range(bins):
+        members = index == b
+        if not members.any():
+            continue
+        accuracy, mean_conf = float(correct[members].mean()), float(confidence[members].mean())
+        ece += members.mean() * abs(accuracy - mean_conf)
+        table.append({"lower": float(edges[b]), "upper": float(edges[b + 1]), "count": int(members.sum()),
+                      "accuracy": accuracy, "confidence": mean_conf})
+    return float(ece), table
+
+
+def auroc(negatives: np.ndarray, positives: np.ndarray) -> float:
+    """Probability that a positive scores above a negative (ties count half): Mann-Whitney U."""
+    ranks = rankdata(np.concatenate([negatives, positives]))
+    n_pos, n_neg = len(positives), len(negatives)
+    return float((ranks[n_neg:].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def referral_curve(uncertainty: np.ndarray, correct: np.ndarray) -> list[dict[str, float]]:
+    """Accuracy of the kept predictions when the most uncertain fraction is referred."""
+    order = np.argsort(-uncertainty, kind="stable")  # most uncertain first
+    n = len(order)
+    curve = []
+    for fraction in REFERRAL_FRACTIONS:
+        kept = order[int(round(fraction * n)) :]
+        curve.append({"referred": float(fraction), "accuracy": float(correct[kept].mean())})
+    return curve
+
+
+def quality_report(result: PredictiveResult, labels: np.ndarray, ood: PredictiveResult | None,
+                   calibration: dict[str, Any] | None) -> dict[str, Any]:
+    probs = result.mean_probs.numpy().astype(np.float64)
+    predicted = probs.argmax(1)
+    correct = predicted == labels
+    entropy = result.entropy.numpy()
+    confidence = probs.max(1)
+    onehot = np.eye(probs.shape[1])[labels]
+    ece, bins = expected_calibration_error(confidence, correct)
+    curve = referral_curve(entropy, correct)
+    report: dict[str, Any] = {
+        "size": int(len(labels)),
+        "accuracy": float(correct.mean()),
+        "nll": float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)).mean()),
+        "brier": float(((probs - onehot) ** 2).sum(1).mean()),
+        "ece": ece,
+        "reliability": bins,
+        "accuracy_at_5pct_referred": next(p["accuracy"] for p in curve if abs(p["referred"] - 0.05) < 1e-9),
+        "referral_curve": curve,
+        "errors": int((~correct).sum()),
+    }
+    if calibration is not None:
+        accepted = entropy <= calibration["threshold"]
+        accepted_accuracy = float(correct[accepted].mean()) if accepted.any() else float("nan")
+        report["calibrated"] = {
+            "threshold": calibration["threshold"],
+            "mode": calibration["mode"],
+            "alpha": calibration.get("alpha"),
+            "delta": calibration.get("delta"),
+            "referral_rate": float(1 - accepted.mean()),
+            "coverage": float(accepted.mean()),
+            "accepted_accuracy": accepted_accuracy,
+            "guarantee_held": (accepted_accuracy >= 1 - calibration["alpha"]) if calibration.get("alpha") else None,
+        }
+    if ood is not None:
+        report["ood"] = {
+            "dataset": "fashion-mnist test",
+            "auroc_entropy": auroc(entropy, ood.entropy.numpy()),
+            "auroc_mutual_information": auroc(result.mutual_information.numpy(), ood.mutual_information.numpy()),
+            "referral_rate_at_threshold": float((ood.entropy.numpy() > calibration["threshold"]).mean())
+            if calibration else None,
+        }
+    return report
+
+
+def write_plots(report: dict[str, Any], result: PredictiveResult, split: Split, ood: PredictiveResult | None,
+                out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    curve = report["referral_curve"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([100 * p["referred"] for p in curve], [100 * p["accuracy"] for p in curve], label="refer most uncertain (entropy)")
+    ax.axhline(100 * report["accuracy"], color="grey", linestyle="--", label="refer at random")
+    if "calibrated" in report:
+        c = report["calibrated"]
+        ax.scatter([100 * c["referral_rate"]], [100 * c["accepted_accuracy"]], color="red", zorder=3,
+                   label=f"calibrated threshold {c['threshold']:.3g} nats")
+    ax.set(xlabel="referred to a human (%)", ylabel="accuracy of the rest (%)", title="Referral curve, MNIST test")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out / "referral_curve.png", dpi=110)
+    written.append("referral_curve.png")
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    bins = report["reliability"]
+    centres = [(b["lower"] + b["upper"]) / 2 for b in bins]
+    ax.bar(centres, [b["accuracy"] for b in bins], width=1 / ECE_BINS, edgecolor="black", alpha=0.7, label="accuracy")
+    ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
+    for centre, b in zip(centres, bins):
+        ax.annotate(str(b["count"]), (centre, 0.02), ha="center", fontsize=6, rotation=90)
+    ax.set(xlabel="confidence (max mean probability)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
+           title=f"Reliability, ECE = {100 * report['ece']:.2f}%")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(out / "reliability.png", dpi=110)
+    written.append("reliability.png")
+    plt.close(fig)
+
+    if ood is not None:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        floor = 1e-7
+        edges = np.geomspace(floor, np.log(10), 60)
+        ax.hist(np.clip(result.entropy.numpy(), floor, None), bins=edges, alpha=0.6, label="MNIST test", density=True)
+        ax.hist(np.clip(ood.entropy.numpy(), floor, None), bins=edges, alpha=0.6, label="Fashion-MNIST test", density=True)
+        if "calibrated" in report:
+            ax.axvline(report["calibrated"]["threshold"], color="red", label="referral threshold")
+        ax.set(xscale="log", xlabel="predictive entropy (nats)", ylabel="density",
+               title=f"In vs out of distribution, AUROC {report['ood']['auroc_entropy']:.4f}")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / "entropy_histogram.png", dpi=110)
+        written.append("entropy_histogram.png")
+        plt.close(fig)
+
+    order = np.argsort(-result.entropy.numpy())[:40]
+    predicted = result.mean_probs.argmax(1).numpy()
+    fig, axes = plt.subplots(5, 8, figsize=(10, 7))
+    for ax, index in zip(axes.flat, order):
+        ax.imshow(split.images[index], cmap="gray_r")
+        colour = "green" if predicted[index] == split.labels[index] else "red"
+        ax.set_title(f"p{predicted[index]} t{split.labels[index]} H{result.entropy[index]:.2f}", fontsize=8, color=colour)
+        ax.axis("off")
+    fig.suptitle("The 40 most uncertain MNIST test digits (p = predicted, t = true, H = entropy in nats)")
+    fig.tight_layout()
+    fig.savefig(out / "most_uncertain.png", dpi=100)
+    written.append("most_uncertain.png")
+    plt.close(fig)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m model.evaluate", description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path, default=Path("checkpoints/bnn.safetensors"))
+    parser.add_argument("--out", type=Path, default=Path("reports"))
+    parser.add_argument("--samples", type=int, default=None, help="N (default: the calibration's N)")
+    parser.add_argument("--data-dir", type=Path, default=None, help="IDX MNIST copy instead of the pinned wheel")
+    parser.add_argument("--fashion-dir", type=Path, default=None, help="Fashion-MNIST IDX directory")
+    parser.add_argument("--no-ood", action="store_true", help="skip Fashion-MNIST")
+    parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda for exploration")
+    args = parser.parse_args(argv)
+
+    torch.manual_seed(args.seed)
+    net, meta = load_checkpoint(args.checkpoint)
+    net.to(args.device)
+    calibration = meta.get("calibration")
+    samples = args.samples or (calibration["samples"] if calibration else 100)
+    test = load_mnist(args.data_dir).test
+    result = predict_split(net, test, samples, desc="MNIST test")
+    ood = None
+    if not args.no_ood:
+        fashion = load_fashion_test(args.fashion_dir) if args.fashion_dir else load_fashion_test()
+        ood = predict_split(net, fashion, samples, desc="Fashion-MNIST test")
+    report = quality_report(result, test.labels, ood, calibration)
+    report = {"model_version": meta["model_version"], "samples": samples, "seed": args.seed, **report}
+    args.out.mkdir(parents=True, exist_ok=True)
+    report["plots"] = [] if args.no_plots else write_plots(report, result, test, ood, args.out)
+    (args.out / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
+    meta = read_metadata(args.checkpoint)
+    meta.setdefault("metrics", {})["test"] = {k: v for k, v in report.items()
+                                              if k not in ("referral_curve", "reliability", "plots")}
+    write_metadata(args.checkpoint, meta)
+    summary = {k: report[k] for k in ("accuracy", "accuracy_at_5pct_referred", "ece", "nll", "brier")}
+    summary.update({f"ood_{k}": v for k, v in report.get("ood", {}).items() if k.startswith("auroc")})
+    summary["calibrated"] = report.get("calibrated")
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,106 @@
+"""Variational Linear and Conv2d: a mean-field Gaussian posterior on every weight and bias.
+
+Each parameter has a mean ``mu`` and ``rho`` with sigma = softplus(rho) > 0. The prior is
+N(0, prior_sigma^2) on every weight (held as a buffer), so the KL is closed-form and summed.
+
+How samples are drawn, and why:
+
+* ``VariationalLinear`` uses the **local reparameterization trick**: for an input row x the
+  pre-activation is Gaussian with mean x.mu and variance x^2.sigma^2, so we sample it directly.
+  For a linear layer this is *exactly* the per-example distribution of weight sampling, with
+  lower-variance gradients and one extra matmul instead of a sampled weight matrix per example.
+* ``VariationalConv2d`` uses **Flipout**: one weight perturbation per call, decorrelated across
+  examples with random sign flips of input and output channels. Unlike the local trick for
+  convolutions (which would give every output position independent noise), Flipout keeps the
+  per-example marginal equal to true weight sampling, so the predictive means what it says.
+
+``forward`` always returns a Tensor; leading dimensions are examples (the sample axis, if any,
+is folded into them by the network).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def gaussian_kl(mu: Tensor, sigma: Tensor, prior_sigma: Tensor) -> Tensor:
+    """KL( N(mu, sigma^2) || N(0, prior_sigma^2) ), summed over all elements, in nats."""
+    variance_ratio = (sigma / prior_sigma) ** 2
+    return 0.5 * (variance_ratio + (mu / prior_sigma) ** 2 - 1.0 - torch.log(variance_ratio)).sum()
+
+
+class _GaussianParameters(nn.Module):
+    """Posterior mean/rho for a weight and a bias, the prior, and the closed-form KL."""
+
+    def __init__(self, weight_shape: tuple[int, ...], fan_in: int, prior_sigma: float, init_rho: float):
+        super().__init__()
+        bound = math.sqrt(6.0 / fan_in)  # He-uniform: keeps ReLU activations at unit scale
+        self.weight_mu = nn.Parameter(torch.empty(weight_shape).uniform_(-bound, bound))
+        self.weight_rho = nn.Parameter(torch.full(weight_shape, init_rho))
+        self.bias_mu = nn.Parameter(torch.zeros(weight_shape[0]))
+        self.bias_rho = nn.Parameter(torch.full((weight_shape[0],), init_rho))
+        self.register_buffer("prior_sigma", torch.tensor(float(prior_sigma)))
+
+    @property
+    def weight_sigma(self) -> Tensor:
+        return F.softplus(self.weight_rho)
+
+    @property
+    def bias_sigma(self) -> Tensor:
+        return F.softplus(self.bias_rho)
+
+    def kl(self) -> Tensor:
+        return gaussian_kl(self.weight_mu, self.weight_sigma, self.prior_sigma) + gaussian_kl(
+            self.bias_mu, self.bias_sigma, self.prior_sigma
+        )
+
+    def sample_weights(self, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """One draw of (weight, bias) by plain reparameterization: mu + sigma * eps."""
+        eps_w = torch.randn(self.weight_mu.shape, generator=generator, device=self.weight_mu.device)
+        eps_b = torch.randn(self.bias_mu.shape, generator=generator, device=self.bias_mu.device)
+        return self.weight_mu + self.weight_sigma * eps_w, self.bias_mu + self.bias_sigma * eps_b
+
+
+class VariationalLinear(_GaussianParameters):
+    def __init__(self, in_features: int, out_features: int, prior_sigma: float, init_rho: float):
+        super().__init__((out_features, in_features), in_features, prior_sigma, init_rho)
+
+    def moments(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and variance of the pre-activations for inputs ``[..., in]`` -> ``[..., out]``."""
+        mean = F.linear(x, self.weight_mu, self.bias_mu)
+        variance = F.linear(x * x, self.weight_sigma**2, self.bias_sigma**2)
+        return mean, variance
+
+    def forward(self, x: Tensor) -> Tensor:
+        mean, variance = self.moments(x)
+        return mean + variance.sqrt() * torch.randn_like(mean)
+
+    def forward_samples(self, x: Tensor, samples: int) -> Tensor:
+        """Inputs ``[B, in]`` shared by all samples -> ``[S, B, out]``: moments computed once per image."""
+        mean, variance = self.moments(x)  # [B, out]
+        noise = torch.randn((samples, *mean.shape), dtype=mean.dtype, device=mean.device)
+        return mean + variance.sqrt() * noise  # [S, B, out]
+
+
+class VariationalConv2d(_GaussianParameters):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, padding: int,
+                 prior_sigma: float, init_rho: float):
+        shape = (out_channels, in_channels, kernel_size, kernel_size)
+        super().__init__(shape, in_channels * kernel_size * kernel_size, prior_sigma, init_rho)
+        self.padding = padding
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Flipout: ``[M, C, H, W]`` -> ``[M, O, H', W']`` with per-example weight noise."""
+        mean = F.conv2d(x, self.weight_mu, self.bias_mu, padding=self.padding)
+        delta = self.weight_sigma * torch.randn_like(self.weight_sigma)
+        sign_in = torch.randint(0, 2, (x.shape[0], x.shape[1], 1, 1), device=x.device).to(x.dtype) * 2 - 1
+        sign_out = torch.randint(0, 2, (x.shape[0], mean.shape[1], 1, 1), device=x.device).to(x.dtype) * 2 - 1
+        perturbation = F.conv2d(x * sign_in, delta, padding=self.padding) * sign_out
+        bias_noise = self.bias_sigma.view(1, -1, 1, 1) * torch.randn(
+            (x.shape[0], mean.shape[1], 1, 1), dtype=x.dtype, device=x.device
+        )
+        return mean + perturbation + bias_noise

@@ -1,0 +1,120 @@
+"""The network: a config dataclass (saved with the weights) and the module it builds.
+
+Three families come out of one config:
+
+* fully variational CNN (``variational_conv=True``): every conv and linear weight is Gaussian;
+* variational head (``variational_conv=False``): deterministic conv features, Gaussian
+  fully-connected layers. Features are computed once per image and only the head is sampled;
+* Bayesian MLP (``conv_blocks=()``): the seed's 784-400-400-10, every weight Gaussian.
+
+``forward(x [B, 1, 28, 28], samples) -> logits [S, B, 10]``: the sample axis comes first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from model.data import IMAGE_SIZE
+from model.layers import VariationalConv2d, VariationalLinear, _GaussianParameters
+
+NUM_CLASSES = 10
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """Architecture. ``conv_blocks``: per block, the channels of its 3x3 convs; a 2x2 max-pool ends each."""
+
+    conv_blocks: tuple[tuple[int, ...], ...] = ((32, 32), (64, 64))
+    hidden: tuple[int, ...] = (256,)
+    variational_conv: bool = False
+    prior_sigma: float = 0.1
+    init_rho: float = -6.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> NetConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"unknown NetConfig keys: {sorted(unknown)}")
+        values = dict(raw)
+        if "conv_blocks" in values:
+            values["conv_blocks"] = tuple(tuple(int(c) for c in block) for block in values["conv_blocks"])
+        if "hidden" in values:
+            values["hidden"] = tuple(int(h) for h in values["hidden"])
+        return cls(**values)
+
+
+PRESETS: dict[str, NetConfig] = {
+    "head": NetConfig(),
+    "full": NetConfig(variational_conv=True),
+    "mlp": NetConfig(conv_blocks=(), hidden=(400, 400)),
+}
+
+
+@dataclass
+class _Trunk:
+    layers: list[nn.Module] = field(default_factory=list)
+    channels: int = 1
+    size: int = IMAGE_SIZE
+
+
+def _build_trunk(config: NetConfig) -> _Trunk:
+    trunk = _Trunk()
+    for block in config.conv_blocks:
+        for out_channels in block:
+            if config.variational_conv:
+                conv: nn.Module = VariationalConv2d(trunk.channels, out_channels, 3, 1,
+                                                    config.prior_sigma, config.init_rho)
+            else:
+                conv = nn.Conv2d(trunk.channels, out_channels, 3, padding=1)
+            trunk.layers += [conv, nn.ReLU()]
+            trunk.channels = out_channels
+        trunk.layers.append(nn.MaxPool2d(2))
+        trunk.size //= 2
+    return trunk
+
+
+class BayesianNet(nn.Module):
+    def __init__(self, config: NetConfig):
+        super().__init__()
+        self.config = config
+        trunk = _build_trunk(config)
+        self.trunk = nn.Sequential(*trunk.layers)
+        widths = [trunk.channels * trunk.size * trunk.size, *config.hidden, NUM_CLASSES]
+        self.head = nn.ModuleList(
+            VariationalLinear(a, b, config.prior_sigma, config.init_rho) for a, b in zip(widths[:-1], widths[1:])
+        )
+
+    @property
+    def shares_features(self) -> bool:
+        """True when everything before the first Gaussian layer is deterministic."""
+        return not self.config.variational_conv
+
+    def forward(self, x: Tensor, samples: int = 1) -> Tensor:
+        """``x [B, 1, 28, 28]`` -> logits ``[S, B, 10]``, S = ``samples`` draws from the posterior."""
+        batch = x.shape[0]
+        if self.shares_features:
+            features = self.trunk(x).flatten(1)  # [B, F], once per image
+            h = self.head[0].forward_samples(features, samples)  # [S, B, H]
+        else:
+            repeated = x.unsqueeze(0).expand(samples, *x.shape).reshape(samples * batch, *x.shape[1:])
+            features = self.trunk(repeated).flatten(1)  # [S*B, F]
+            h = self.head[0](features).view(samples, batch, -1)  # [S, B, H]
+        for layer in self.head[1:]:
+            h = layer(F.relu(h))
+        return h  # [S, B, 10]
+
+    def kl(self) -> Tensor:
+        """Sum of the closed-form KL of every Gaussian layer, in nats (not scaled)."""
+        return torch.stack([m.kl() for m in self.modules() if isinstance(m, _GaussianParameters)]).sum()
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())

