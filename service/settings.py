@@ -1,0 +1,37 @@
+"""Service settings from the environment, all with the prefix ``BNN_`` (e.g. ``BNN_PORT=9000``).
+
+Built in ``create_app`` (never at import), so each test builds its own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BNN_", extra="ignore")
+
+    model_path: Path = Field(Path("checkpoints/bnn.safetensors"), description="weights; metadata JSON beside it")
+    default_samples: int | None = Field(None, ge=1, description="N when a request names none (default: calibration's N)")
+    max_samples: int = Field(1000, ge=1, le=100_000, description="largest N a request may ask for")
+    threshold: float | None = Field(None, ge=0.0, description="override the calibrated entropy threshold (nats)")
+    max_upload_bytes: int = Field(8 * MIB, ge=1024, description="largest single image file")
+    max_request_bytes: int = Field(32 * MIB, ge=1024, description="largest request body")
+    max_pixels: int = Field(40_000_000, ge=784, description="largest width x height, checked from the header")
+    max_batch_files: int = Field(32, ge=1, description="most files in one /predict/batch request")
+    threads: int = Field(2, ge=1, le=256, description="torch intra-op threads")
+    host: str = Field("127.0.0.1", description="bind address (python -m service)")
+    port: int = Field(8000, ge=1, le=65535, description="bind port (python -m service)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.default_samples is not None and self.default_samples > self.max_samples:
+            raise ValueError(f"BNN_DEFAULT_SAMPLES={self.default_samples} exceeds BNN_MAX_SAMPLES={self.max_samples}")
+        if self.max_upload_bytes > self.max_request_bytes:
+            raise ValueError("BNN_MAX_UPLOAD_BYTES must not exceed BNN_MAX_REQUEST_BYTES")
+        return self
