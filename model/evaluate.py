@@ -37,7 +37,9 @@ def predict_split(net: BayesianNet, split: Split, samples: int, batch: int = 500
     return PredictiveResult(*(torch.cat([getattr(p, f) for p in parts]).cpu() for f in PredictiveResult.__dataclass_fields__))
 
 
-def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> tuple[float, list[dict[str, float]]]:
+def expected_calibration_error(
+    confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS
+) -> tuple[float, list[dict[str, float]]]:
     """Equal-width confidence bins; ECE = sum_b (n_b / n) |accuracy_b - confidence_b|."""
     edges = np.linspace(0.0, 1.0, bins + 1)
     index = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
@@ -66,7 +68,7 @@ def referral_curve(uncertainty: np.ndarray, correct: np.ndarray) -> list[dict[st
     n = len(order)
     curve = []
     for fraction in REFERRAL_FRACTIONS:
-        kept = order[int(round(fraction * n)) :]
+        kept = order[round(fraction * n) :]
         curve.append({"referred": float(fraction), "accuracy": float(correct[kept].mean())})
     return curve
 
@@ -82,7 +84,7 @@ def quality_report(result: PredictiveResult, labels: np.ndarray, ood: Predictive
     ece, bins = expected_calibration_error(confidence, correct)
     curve = referral_curve(entropy, correct)
     report: dict[str, Any] = {
-        "size": int(len(labels)),
+        "size": len(labels),
         "accuracy": float(correct.mean()),
         "nll": float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)).mean()),
         "brier": float(((probs - onehot) ** 2).sum(1).mean()),
@@ -145,7 +147,7 @@ def write_plots(report: dict[str, Any], result: PredictiveResult, split: Split, 
     centres = [(b["lower"] + b["upper"]) / 2 for b in bins]
     ax.bar(centres, [b["accuracy"] for b in bins], width=1 / ECE_BINS, edgecolor="black", alpha=0.7, label="accuracy")
     ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
-    for centre, b in zip(centres, bins):
+    for centre, b in zip(centres, bins, strict=False):
         ax.annotate(str(b["count"]), (centre, 0.02), ha="center", fontsize=6, rotation=90)
     ax.set(xlabel="confidence (max mean probability)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
            title=f"Reliability, ECE = {100 * report['ece']:.2f}%")
@@ -158,7 +160,7 @@ def write_plots(report: dict[str, Any], result: PredictiveResult, split: Split, 
     if ood is not None:
         fig, ax = plt.subplots(figsize=(6, 4))
         floor = 1e-7
-        edges = np.geomspace(floor, np.log(10), 60)
+        edges = np.geomspace(floor, np.log(10), 60).tolist()
         ax.hist(np.clip(result.entropy.numpy(), floor, None), bins=edges, alpha=0.6, label="MNIST test", density=True)
         ax.hist(np.clip(ood.entropy.numpy(), floor, None), bins=edges, alpha=0.6, label="Fashion-MNIST test", density=True)
         if "calibrated" in report:
@@ -174,7 +176,7 @@ def write_plots(report: dict[str, Any], result: PredictiveResult, split: Split, 
     order = np.argsort(-result.entropy.numpy())[:40]
     predicted = result.mean_probs.argmax(1).numpy()
     fig, axes = plt.subplots(5, 8, figsize=(10, 7))
-    for ax, index in zip(axes.flat, order):
+    for ax, index in zip(axes.flat, order, strict=False):
         ax.imshow(split.images[index], cmap="gray_r")
         colour = "green" if predicted[index] == split.labels[index] else "red"
         ax.set_title(f"p{predicted[index]} t{split.labels[index]} H{result.entropy[index]:.2f}", fontsize=8, color=colour)

@@ -9,10 +9,12 @@ How samples are drawn, and why:
   pre-activation is Gaussian with mean x.mu and variance x^2.sigma^2, so we sample it directly.
   For a linear layer this is *exactly* the per-example distribution of weight sampling, with
   lower-variance gradients and one extra matmul instead of a sampled weight matrix per example.
-* ``VariationalConv2d`` uses **Flipout**: one weight perturbation per call, decorrelated across
-  examples with random sign flips of input and output channels. Unlike the local trick for
-  convolutions (which would give every output position independent noise), Flipout keeps the
-  per-example marginal equal to true weight sampling, so the predictive means what it says.
+* ``VariationalConv2d`` trains with **Flipout**: one weight perturbation per call, decorrelated
+  across examples with random sign flips of input and output channels. Unlike the local trick
+  for convolutions (which would give every output position independent noise), Flipout keeps
+  each example's marginal equal to true weight sampling. For the predictive it draws one true
+  weight sample per posterior sample (``forward_per_sample``, a grouped convolution), since
+  Flipout's samples within one call share a single perturbation and are not independent.
 
 ``forward`` always returns a Tensor; leading dimensions are examples (the sample axis, if any,
 is folded into them by the network).
@@ -43,6 +45,7 @@ class _GaussianParameters(nn.Module):
         self.weight_rho = nn.Parameter(torch.full(weight_shape, init_rho))
         self.bias_mu = nn.Parameter(torch.zeros(weight_shape[0]))
         self.bias_rho = nn.Parameter(torch.full((weight_shape[0],), init_rho))
+        self.prior_sigma: Tensor
         self.register_buffer("prior_sigma", torch.tensor(float(prior_sigma)))
 
     @property
@@ -104,3 +107,15 @@ class VariationalConv2d(_GaussianParameters):
             (x.shape[0], mean.shape[1], 1, 1), dtype=x.dtype, device=x.device
         )
         return mean + perturbation + bias_noise
+
+    def forward_per_sample(self, x: Tensor) -> Tensor:
+        """``[S, B, C, H, W]`` -> ``[S, B, O, H', W']``: sample s uses its own weight draw for all B
+        images (what a loop of S forward passes does), as one grouped convolution."""
+        samples, batch, channels, height, width = x.shape
+        weight_noise = torch.randn((samples, *self.weight_mu.shape), dtype=x.dtype, device=x.device)
+        bias_noise = torch.randn((samples, *self.bias_mu.shape), dtype=x.dtype, device=x.device)
+        weights = self.weight_mu + self.weight_sigma * weight_noise  # [S, O, C, k, k]
+        biases = self.bias_mu + self.bias_sigma * bias_noise  # [S, O]
+        grouped = x.transpose(0, 1).reshape(batch, samples * channels, height, width)  # [B, S*C, H, W]
+        out = F.conv2d(grouped, weights.flatten(0, 1), biases.flatten(), padding=self.padding, groups=samples)
+        return out.view(batch, samples, -1, *out.shape[-2:]).transpose(0, 1)  # [S, B, O, H', W']

@@ -12,6 +12,7 @@ Three families come out of one config:
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -90,7 +91,7 @@ class BayesianNet(nn.Module):
         self.trunk = nn.Sequential(*trunk.layers)
         widths = [trunk.channels * trunk.size * trunk.size, *config.hidden, NUM_CLASSES]
         self.head = nn.ModuleList(
-            VariationalLinear(a, b, config.prior_sigma, config.init_rho) for a, b in zip(widths[:-1], widths[1:])
+            VariationalLinear(a, b, config.prior_sigma, config.init_rho) for a, b in itertools.pairwise(widths)
         )
 
     @property
@@ -103,14 +104,29 @@ class BayesianNet(nn.Module):
         batch = x.shape[0]
         if self.shares_features:
             features = self.trunk(x).flatten(1)  # [B, F], once per image
-            h = self.head[0].forward_samples(features, samples)  # [S, B, H]
+            first: VariationalLinear = self.head[0]  # type: ignore[assignment]
+            h = first.forward_samples(features, samples)  # [S, B, H]
         else:
-            repeated = x.unsqueeze(0).expand(samples, *x.shape).reshape(samples * batch, *x.shape[1:])
-            features = self.trunk(repeated).flatten(1)  # [S*B, F]
-            h = self.head[0](features).view(samples, batch, -1)  # [S, B, H]
+            features = self._sampled_trunk(x, samples)  # [S, B, F]
+            h = self.head[0](features)  # [S, B, H]
         for layer in self.head[1:]:
             h = layer(F.relu(h))
         return h  # [S, B, 10]
+
+    def _sampled_trunk(self, x: Tensor, samples: int) -> Tensor:
+        """Variational convolutions: Flipout over the folded batch in training (decorrelated noise,
+        cheap gradients); one true weight draw per sample for prediction. -> ``[S, B, F]``."""
+        batch = x.shape[0]
+        if self.training:
+            repeated = x.unsqueeze(0).expand(samples, *x.shape).reshape(samples * batch, *x.shape[1:])
+            return self.trunk(repeated).view(samples, batch, -1)
+        h = x.unsqueeze(0).expand(samples, *x.shape)  # [S, B, 1, 28, 28]
+        for layer in self.trunk:
+            if isinstance(layer, VariationalConv2d):
+                h = layer.forward_per_sample(h)
+            else:
+                h = layer(h.flatten(0, 1)).unflatten(0, (samples, batch))
+        return h.flatten(2)
 
     def kl(self) -> Tensor:
         """Sum of the closed-form KL of every Gaussian layer, in nats (not scaled)."""

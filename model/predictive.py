@@ -17,6 +17,8 @@ from torch import Tensor
 
 from model.network import BayesianNet
 
+DEFAULT_SAMPLES = 100  # N posterior samples unless a caller or the calibration says otherwise
+
 
 @dataclass(frozen=True)
 class PredictiveResult:
@@ -42,7 +44,7 @@ def summarize(logits: Tensor) -> PredictiveResult:
 
 def _images_per_pass(net: BayesianNet, samples: int) -> int:
     """Images per vectorized pass, so that S x images activations stay bounded in memory."""
-    rows = 131_072 if net.shares_features else 8_192  # a sampled trunk holds S x B feature maps
+    rows = 131_072 if net.shares_features else 2_048  # a sampled trunk holds S x B feature maps
     return max(1, rows // samples)
 
 

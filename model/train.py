@@ -21,18 +21,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm import tqdm
 
-from model.calibrate import DEFAULT_ALPHA, DEFAULT_DELTA, DEFAULT_SAMPLES, CalibrationError, guarantee_threshold
+from model.calibrate import DEFAULT_ALPHA, DEFAULT_DELTA, CalibrationError, guarantee_threshold
 from model.checkpoint import provenance, save_checkpoint
 from model.data import IMAGE_SIZE, Mnist, Split, load_mnist, to_input
 from model.network import PRESETS, BayesianNet, NetConfig
-from model.predictive import predictive
+from model.predictive import DEFAULT_SAMPLES, predictive
 
 
 @dataclass(frozen=True)
@@ -120,7 +119,7 @@ def fit(net: BayesianNet, data: Mnist, config: TrainConfig, out: Path | None = N
     device = config.device
     net.to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
-    start_epoch, history = 0, []
+    start_epoch, history = 0, list[dict[str, Any]]()
     if resume and out is not None and _state_path(out).exists():
         start_epoch, history = load_train_state(out, net, optimizer)
     images = to_input(data.train.images).to(device)

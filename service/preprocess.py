@@ -117,11 +117,9 @@ def decode(data: bytes, max_pixels: int) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             oriented = ImageOps.exif_transpose(image)
-        if oriented is not None:
-            image = oriented
     except Exception:  # malformed EXIF: keep the pixels as stored
-        pass
-    return image
+        oriented = None
+    return oriented if oriented is not None else image
 
 
 def _has_alpha(image: Image.Image) -> bool:

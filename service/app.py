@@ -1,0 +1,200 @@
+"""The FastAPI app: factory, lifespan, routes. Glue only: no tensor code, no image code.
+
+    create_app(Settings()) -> FastAPI
+"""
+
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import asdict
+from typing import Annotated, Any
+
+import torch
+from fastapi import FastAPI, File, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.concurrency import run_in_threadpool
+
+from model.checkpoint import CheckpointError
+from service.limits import BodyLimitMiddleware
+from service.metrics import Metrics
+from service.predictor import Prediction, Predictor
+from service.preprocess import ImageRejected, ImageTooLarge, NoInk, UndecodableImage, UnsupportedFormat, preprocess
+from service.schemas import BatchErrorOut, ErrorOut, HealthOut, PredictionOut
+from service.settings import Settings
+
+log = logging.getLogger("service")
+
+STATUS_FOR = {UndecodableImage: 400, ImageTooLarge: 413, UnsupportedFormat: 415, NoInk: 422}
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "the upload is not a decodable image (empty, truncated, corrupt)"},
+    413: {"model": ErrorOut, "description": "request, file or pixel count over the configured limits"},
+    415: {"model": ErrorOut, "description": "a recognised format that is not accepted (e.g. TIFF, SVG, PDF)"},
+    422: {"model": ErrorOut, "description": "invalid parameters, missing file, or no ink found in the image"},
+    503: {"model": ErrorOut, "description": "the model is not loaded yet"},
+}
+
+
+class ServiceUnavailable(Exception):
+    pass
+
+
+class TooManyFiles(Exception):
+    pass
+
+
+def _status(error: ImageRejected) -> int:
+    return STATUS_FOR.get(type(error), 400)
+
+
+def _to_out(prediction: Prediction, model_version: str, filename: str | None = None) -> PredictionOut:
+    fields = asdict(prediction)
+    return PredictionOut(**{"class": fields.pop("digit")}, **fields, model_version=model_version, filename=filename)
+
+
+def create_app(settings: Settings | None = None, registry: CollectorRegistry | None = None) -> FastAPI:
+    settings = settings or Settings()
+    metrics = Metrics(registry or CollectorRegistry())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        torch.set_num_threads(settings.threads)
+        try:
+            predictor = Predictor.from_checkpoint(settings.model_path, settings.threshold, settings.default_samples)
+        except CheckpointError as error:
+            log.error("cannot start: %s", error)
+            raise
+        if predictor.default_samples > settings.max_samples:
+            raise CheckpointError(f"{settings.model_path}: calibrated N={predictor.default_samples} exceeds "
+                                  f"BNN_MAX_SAMPLES={settings.max_samples}")
+        metrics.threshold.set(predictor.threshold)
+        metrics.model_info.labels(model_version=predictor.model_version).set(1)
+        app.state.predictor = predictor
+        log.info("model %s loaded, threshold %.4g nats, N=%d", predictor.model_version, predictor.threshold,
+                 predictor.default_samples)
+        yield
+        app.state.predictor = None
+
+    app = FastAPI(title="Uncertainty-aware digit recognition",
+                  description="A variational Bayesian CNN that classifies a digit image, says how unsure it is, "
+                              "and refers it to a human when its predictive entropy exceeds a calibrated threshold.",
+                  version="1.0.0", lifespan=lifespan)
+    app.state.predictor = None
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes, on_reject=metrics.record_rejection)
+
+    def predictor_or_503() -> Predictor:
+        predictor: Predictor | None = app.state.predictor
+        if predictor is None:
+            raise ServiceUnavailable()
+        return predictor
+
+    @app.exception_handler(ImageRejected)
+    async def rejected_image(request: Request, error: ImageRejected) -> JSONResponse:
+        metrics.record_rejection(error.reason)
+        return JSONResponse({"detail": str(error)}, status_code=_status(error))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        metrics.record_rejection("invalid_request")
+        problems = []
+        for item in error.errors():
+            where = ".".join(str(part) for part in item.get("loc", ()))
+            problems.append(f"{where}: {item.get('msg', 'invalid')}")
+        return JSONResponse({"detail": "; ".join(problems) or "invalid request"}, status_code=422)
+
+    @app.exception_handler(TooManyFiles)
+    async def too_many_files(request: Request, error: TooManyFiles) -> JSONResponse:
+        metrics.record_rejection("too_many_files")
+        return JSONResponse({"detail": str(error)}, status_code=422)
+
+    @app.exception_handler(ServiceUnavailable)
+    async def unavailable(request: Request, error: ServiceUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": "model not loaded yet; retry shortly"}, status_code=503,
+                            headers={"Retry-After": "1"})
+
+    async def read_limited(upload: UploadFile) -> bytes:
+        data = await upload.read(settings.max_upload_bytes + 1)
+        if len(data) > settings.max_upload_bytes:
+            raise ImageTooLarge(f"file exceeds the limit of {settings.max_upload_bytes} bytes")
+        return data
+
+    samples_query = Query(ge=1, le=settings.max_samples,
+                          description="N posterior samples (default: the N the threshold was calibrated with)")
+
+    @app.get("/healthz", response_model=HealthOut, tags=["probes"])
+    async def healthz() -> HealthOut:
+        return HealthOut(status="ok")
+
+    @app.get("/readyz", response_model=HealthOut, responses={503: ERROR_RESPONSES[503]}, tags=["probes"])
+    async def readyz() -> HealthOut:
+        predictor = predictor_or_503()
+        return HealthOut(status="ready", model_version=predictor.model_version)
+
+    @app.post("/predict", response_model=PredictionOut, response_model_by_alias=True,
+              response_model_exclude_none=True, responses=ERROR_RESPONSES, tags=["predict"])
+    async def predict(file: Annotated[UploadFile, File(description="the digit image")],
+                      samples: Annotated[int | None, samples_query] = None) -> PredictionOut:
+        started = time.perf_counter()
+        try:
+            predictor = predictor_or_503()
+            data = await read_limited(file)
+
+            def work() -> Prediction:
+                return predictor.predict([preprocess(data, settings.max_pixels)], samples)[0]
+
+            prediction = await run_in_threadpool(work)
+            metrics.record_prediction(prediction.digit, prediction.entropy, prediction.refer)
+            return _to_out(prediction, predictor.model_version)
+        finally:
+            metrics.latency.labels(route="/predict").observe(time.perf_counter() - started)
+
+    @app.post("/predict/batch", response_model=list[PredictionOut | BatchErrorOut], response_model_by_alias=True,
+              responses=ERROR_RESPONSES, tags=["predict"])
+    async def predict_batch(files: Annotated[list[UploadFile], File(description="digit images, in order")],
+                            samples: Annotated[int | None, samples_query] = None) -> list[PredictionOut | BatchErrorOut]:
+        started = time.perf_counter()
+        try:
+            predictor = predictor_or_503()
+            if len(files) > settings.max_batch_files:
+                raise TooManyFiles(f"{len(files)} files sent; at most {settings.max_batch_files} per request")
+            uploads = [(upload.filename, await upload.read(settings.max_upload_bytes + 1)) for upload in files]
+
+            def work() -> list[Prediction | ImageRejected]:
+                results: list[Prediction | ImageRejected] = []
+                digits, positions = [], []
+                for position, (_, data) in enumerate(uploads):
+                    try:
+                        if len(data) > settings.max_upload_bytes:
+                            raise ImageTooLarge(f"file exceeds the limit of {settings.max_upload_bytes} bytes")
+                        digits.append(preprocess(data, settings.max_pixels))
+                        positions.append(position)
+                        results.append(ImageRejected("pending"))
+                    except ImageRejected as error:
+                        results.append(error)
+                for position, prediction in zip(positions, predictor.predict(digits, samples), strict=True):
+                    results[position] = prediction
+                return results
+
+            answers: list[PredictionOut | BatchErrorOut] = []
+            for (filename, _), result in zip(uploads, await run_in_threadpool(work), strict=True):
+                if isinstance(result, Prediction):
+                    metrics.record_prediction(result.digit, result.entropy, result.refer)
+                    answers.append(_to_out(result, predictor.model_version, filename))
+                else:
+                    metrics.record_rejection(result.reason)
+                    answers.append(BatchErrorOut(filename=filename, status=_status(result), reason=result.reason,
+                                                 detail=str(result)))
+            return answers
+        finally:
+            metrics.latency.labels(route="/predict/batch").observe(time.perf_counter() - started)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

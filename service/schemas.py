@@ -1,0 +1,38 @@
+"""API shapes only (pydantic). "Model" in this project means the network, never these."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class PredictionOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, protected_namespaces=())
+
+    digit: int = Field(alias="class", ge=0, le=9, description="predicted digit: argmax of probabilities")
+    probabilities: list[float] = Field(description="mean class probabilities over the samples (10, sum 1)")
+    entropy: float = Field(description="predictive entropy of the mean probabilities, nats (0 to ln 10)")
+    mutual_information: float = Field(description="epistemic part of the entropy, nats")
+    expected_entropy: float = Field(description="aleatoric part of the entropy, nats")
+    refer: bool = Field(description="true when entropy > threshold: send this image to a human")
+    threshold: float = Field(description="calibrated entropy threshold, nats")
+    samples: int = Field(description="N posterior samples used")
+    model_version: str
+    filename: str | None = Field(None, description="the uploaded file's name, in batch answers")
+
+
+class BatchErrorOut(BaseModel):
+    filename: str | None = None
+    status: int = Field(description="the HTTP status this image alone would have got")
+    reason: str = Field(description="machine-readable reason, e.g. unsupported_format")
+    detail: str
+
+
+class ErrorOut(BaseModel):
+    detail: str = Field(description="what was wrong and what to do about it")
+
+
+class HealthOut(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    status: str
+    model_version: str | None = None
