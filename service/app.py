@@ -126,7 +126,7 @@ def create_app(settings: Settings | None = None, registry: CollectorRegistry | N
     samples_query = Query(ge=1, le=settings.max_samples,
                           description="N posterior samples (default: the N the threshold was calibrated with)")
 
-    @app.get("/healthz", response_model=HealthOut, tags=["probes"])
+    @app.get("/healthz", response_model=HealthOut, response_model_exclude_none=True, tags=["probes"])
     async def healthz() -> HealthOut:
         return HealthOut(status="ok")
 

@@ -94,23 +94,23 @@ def decode(data: bytes, max_pixels: int) -> Image.Image:
                 f"{unsupported} is not accepted; send PNG, JPEG, WebP, BMP or GIF"
             ) from None
         raise UndecodableImage("not a decodable image (expected PNG, JPEG, WebP, BMP or GIF)") from None
-    except Image.DecompressionBombError as error:
-        raise ImageTooLarge(f"image is too large: {error}") from None
+    except Image.DecompressionBombError:
+        raise ImageTooLarge(f"the image header claims too many pixels; the limit is {max_pixels}") from None
     except Exception as error:  # any decoder failure on hostile bytes means the same thing
         raise UndecodableImage(f"corrupt image header: {type(error).__name__}") from None
     width, height = image.size
     if width < 1 or height < 1:
         raise UndecodableImage(f"image has zero width or height ({width}x{height})")
     if width * height > max_pixels:
-        raise ImageTooLarge(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
+        raise ImageTooLarge(f"image is {width}x{height} = {width * height} pixels, too many pixels; the limit is {max_pixels}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if image.format == "JPEG":
                 image.draft(image.mode, (WORKING_SIDE, WORKING_SIDE))  # decode at reduced scale
             image.load()
-    except Image.DecompressionBombError as error:
-        raise ImageTooLarge(f"image is too large: {error}") from None
+    except Image.DecompressionBombError:
+        raise ImageTooLarge(f"the image claims too many pixels; the limit is {max_pixels}") from None
     except Exception as error:
         raise UndecodableImage(f"{image.format} data is truncated or corrupt ({type(error).__name__})") from None
     try:

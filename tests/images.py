@@ -1,0 +1,48 @@
+"""Builders for test uploads: real digits re-encoded the ways people upload them, and hostile bytes."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+from PIL import Image
+
+
+def encode(image: Image.Image, fmt: str = "PNG", **options: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def enlarged_dark_on_light(digit: np.ndarray, size: int = 280) -> Image.Image:
+    """A 'scan': black ink on white paper, 10x larger."""
+    return Image.fromarray(255 - digit).resize((size, size), Image.Resampling.BICUBIC)
+
+
+def off_centre_on_canvas(digit: np.ndarray, canvas: tuple[int, int] = (400, 300), at: tuple[int, int] = (20, 150)) -> Image.Image:
+    """Light ink on a dark canvas, digit small and far from the centre."""
+    big = Image.fromarray(digit).resize((84, 84), Image.Resampling.BICUBIC)
+    background = Image.new("L", canvas, 0)
+    background.paste(big, at)
+    return background
+
+
+def canvas_export(digit: np.ndarray, stroke: tuple[int, int, int] = (20, 20, 20)) -> Image.Image:
+    """An HTML-canvas export: coloured strokes on a fully transparent background."""
+    alpha = Image.fromarray(digit).resize((200, 200), Image.Resampling.BICUBIC)
+    rgba = Image.new("RGBA", (200, 200), (*stroke, 0))
+    rgba.putalpha(alpha)
+    return rgba
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims width x height (a decompression bomb's calling card)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 64)
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")

@@ -1,0 +1,227 @@
+"""The API on the shipped checkpoint: real digits, every error path, exact metrics, start-up."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from prometheus_client import CollectorRegistry
+
+from model.checkpoint import CheckpointError
+from service.app import create_app
+from service.settings import Settings
+from tests.conftest import ROOT, SHIPPED, load_digit, mnist_fixtures
+from tests.images import canvas_export, encode, enlarged_dark_on_light, off_centre_on_canvas, png_claiming
+
+DIGITS = mnist_fixtures()
+
+
+@pytest.fixture(scope="module")
+def client():
+    app = create_app(Settings(model_path=SHIPPED, max_upload_bytes=2_000_000, max_request_bytes=4_000_000,
+                              max_pixels=5_000_000, max_batch_files=8), registry=CollectorRegistry())
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def post(client: TestClient, data: bytes, name: str = "digit.png", content_type: str = "image/png", **params):
+    return client.post("/predict", files={"file": (name, data, content_type)}, params=params)
+
+
+def metric(client: TestClient, line_prefix: str) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(line_prefix + " ") or line.startswith(line_prefix + "{") and line.split(" ")[0] == line_prefix:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+@pytest.mark.parametrize(("path", "label"), DIGITS, ids=[p.stem for p, _ in DIGITS])
+def test_real_mnist_digits_are_classified_and_accepted(client, path, label):
+    response = post(client, path.read_bytes())
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["class"] == label
+    assert body["refer"] is False
+    assert len(body["probabilities"]) == 10 and abs(sum(body["probabilities"]) - 1) < 1e-9
+    assert body["class"] == int(np.argmax(body["probabilities"]))
+    assert 0 <= body["mutual_information"] <= body["entropy"] < body["threshold"]
+    assert body["samples"] == 100 and body["model_version"].startswith("head-")
+
+
+VARIANTS = {
+    "inverted_enlarged_scan": lambda d: encode(enlarged_dark_on_light(d)),
+    "off_centre_on_dark_canvas": lambda d: encode(off_centre_on_canvas(d)),
+    "rgba_canvas_export": lambda d: encode(canvas_export(d)),
+    "white_strokes_on_transparent": lambda d: encode(canvas_export(d, (255, 255, 255))),
+    "jpeg_photo_like": lambda d: encode(enlarged_dark_on_light(d, 600).convert("RGB"), "JPEG", quality=70),
+    "webp": lambda d: encode(enlarged_dark_on_light(d), "WEBP", quality=80),
+    "bmp": lambda d: encode(Image.fromarray(d), "BMP"),
+    "gif_palette": lambda d: encode(enlarged_dark_on_light(d).convert("P"), "GIF"),
+    "one_bit": lambda d: encode(enlarged_dark_on_light(d).point(lambda v: 255 if v > 128 else 0).convert("1")),
+    "sixteen_bit": lambda d: encode(Image.fromarray(np.asarray(enlarged_dark_on_light(d)).astype(np.uint16) * 257)),
+    "cmyk_jpeg": lambda d: encode(enlarged_dark_on_light(d).convert("CMYK"), "JPEG", quality=90),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_real_upload_variants_are_classified(client, variant):
+    correct = 0
+    chosen = DIGITS[:10]
+    for path, label in chosen:
+        response = post(client, VARIANTS[variant](load_digit(path)), content_type="application/octet-stream")
+        assert response.status_code == 200, response.text
+        correct += response.json()["class"] == label
+    assert correct >= 9, f"{variant}: {correct}/10"
+
+
+def test_noise_and_shapes_are_mostly_referred(client):
+    rng = np.random.default_rng(0)
+    uploads = [encode(Image.fromarray(rng.integers(0, 256, (64, 64), dtype=np.uint8))) for _ in range(5)]
+    square = Image.new("L", (100, 100), 0)
+    square.paste(255, (20, 20, 80, 80))
+    uploads.append(encode(square))
+    referred = sum(post(client, data).json()["refer"] for data in uploads)
+    assert referred >= 4
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "detail"),
+    [
+        (b"", 400, "the file is empty"),
+        (encode(Image.effect_noise((300, 300), 60))[:5000], 400, "PNG data is truncated or corrupt"),
+        (b"plain text, not an image" * 3, 400, "not a decodable image"),
+        (encode(Image.new("L", (40, 40), 200), "TIFF"), 415, "TIFF is not accepted"),
+        (b"%PDF-1.7\n%...", 415, "PDF is not accepted"),
+        (encode(Image.new("L", (64, 64), 255)), 422, "no ink found"),
+        (png_claiming(100_000, 100_000), 413, "too many pixels"),
+        (png_claiming(3000, 3000), 413, "9000000 pixels"),
+    ],
+    ids=["empty", "truncated_png", "text", "tiff", "pdf", "blank", "bomb_header", "over_pixel_limit"],
+)
+def test_bad_uploads_get_the_documented_status(client, data, status, detail):
+    response = post(client, data)
+    assert response.status_code == status
+    assert detail in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("value", "detail"),
+    [("0", "greater than or equal to 1"), ("-1", "greater than or equal to 1"), ("1000000000", "less than or equal to 1000"),
+     ("abc", "valid integer"), ("1.5", "valid integer"), ("", "valid integer")],
+)
+def test_invalid_samples_are_422(client, value, detail):
+    response = post(client, DIGITS[0][0].read_bytes(), samples=value)
+    assert response.status_code == 422
+    assert "query.samples" in response.json()["detail"] and detail in response.json()["detail"]
+
+
+def test_samples_parameter_is_used(client):
+    body = post(client, DIGITS[0][0].read_bytes(), samples=7).json()
+    assert body["samples"] == 7 and body["class"] == DIGITS[0][1]
+
+
+def test_missing_file_field_is_422(client):
+    response = client.post("/predict", files={"image": ("a.png", DIGITS[0][0].read_bytes(), "image/png")})
+    assert response.status_code == 422
+    assert response.json()["detail"] == "body.file: Field required"
+
+
+def test_file_over_the_byte_limit_is_413(client):
+    response = post(client, b"\x89PNG" + b"\x00" * 2_100_000)
+    assert response.status_code == 413
+    assert "2000000 bytes" in response.json()["detail"]
+
+
+def test_body_over_the_request_limit_is_413_without_reading_it(client):
+    response = post(client, b"\x00" * 4_100_000)
+    assert response.status_code == 413
+    assert "request body exceeds the limit of 4000000 bytes" in response.json()["detail"]
+
+
+def test_chunked_body_over_the_limit_is_413(client):
+    def chunks():
+        for _ in range(50):
+            yield b"x" * 100_000
+
+    response = client.post("/predict", content=chunks(), headers={"content-type": "multipart/form-data; boundary=abc"})
+    assert response.status_code == 413
+
+
+def test_batch_answers_in_order_with_per_image_errors(client):
+    files = [("files", (p.name, p.read_bytes(), "image/png")) for p, _ in DIGITS[:3]]
+    files.insert(1, ("files", ("notes.txt", b"not an image at all", "text/plain")))
+    response = client.post("/predict/batch", files=files)
+    assert response.status_code == 200
+    body = response.json()
+    assert [item.get("class") for item in body] == [DIGITS[0][1], None, DIGITS[1][1], DIGITS[2][1]]
+    assert body[1] == {"filename": "notes.txt", "status": 400, "reason": "undecodable",
+                       "detail": "not a decodable image (expected PNG, JPEG, WebP, BMP or GIF)"}
+    assert body[0]["filename"] == DIGITS[0][0].name
+
+
+def test_batch_over_the_file_count_is_422(client):
+    files = [("files", (f"{i}.png", DIGITS[0][0].read_bytes(), "image/png")) for i in range(9)]
+    response = client.post("/predict/batch", files=files)
+    assert response.status_code == 422
+    assert response.json()["detail"] == "9 files sent; at most 8 per request"
+
+
+def test_metrics_count_exactly_what_requests_did(client):
+    accepted = 'bnn_predictions_total{class="7",referred="false"}'
+    before_accepted = metric(client, accepted)
+    before_referred = sum(metric(client, f'bnn_predictions_total{{class="{c}",referred="true"}}') for c in range(10))
+    before_rejected = metric(client, 'bnn_rejected_requests_total{reason="unsupported_format"}')
+    before_latency = metric(client, 'bnn_request_latency_seconds_count{route="/predict"}')
+    seven = DIGITS[0][0].read_bytes()
+    for _ in range(3):
+        assert post(client, seven).json()["refer"] is False
+    noise = encode(Image.fromarray(np.random.default_rng(3).integers(0, 256, (64, 64), dtype=np.uint8)))
+    noisy = post(client, noise).json()
+    post(client, encode(Image.new("L", (40, 40), 200), "TIFF"))
+    assert metric(client, accepted) == before_accepted + 3 + (noisy["class"] == 7 and not noisy["refer"])
+    after_referred = sum(metric(client, f'bnn_predictions_total{{class="{c}",referred="true"}}') for c in range(10))
+    assert after_referred == before_referred + noisy["refer"]
+    assert metric(client, 'bnn_rejected_requests_total{reason="unsupported_format"}') == before_rejected + 1
+    assert metric(client, 'bnn_request_latency_seconds_count{route="/predict"}') == before_latency + 5
+
+
+def test_probes_and_openapi(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "ready" and ready["model_version"].startswith("head-")
+    schema = client.get("/openapi.json").json()
+    responses = schema["paths"]["/predict"]["post"]["responses"]
+    assert {"200", "400", "413", "415", "422", "503"} <= set(responses)
+    assert "class" in schema["components"]["schemas"]["PredictionOut"]["properties"]
+
+
+def test_readyz_is_503_until_the_model_is_loaded():
+    app = create_app(Settings(model_path=SHIPPED), registry=CollectorRegistry())
+    client = TestClient(app)  # no context manager: lifespan has not run
+    assert client.get("/healthz").status_code == 200
+    response = client.get("/readyz")
+    assert response.status_code == 503 and response.headers["retry-after"] == "1"
+    assert post(client, DIGITS[0][0].read_bytes()).status_code == 503
+
+
+def test_startup_fails_cleanly_on_a_corrupted_checkpoint(tmp_path):
+    weights = tmp_path / "bnn.safetensors"
+    shutil.copy(SHIPPED, weights)
+    shutil.copy(SHIPPED.with_suffix(".json"), tmp_path / "bnn.json")
+    weights.write_bytes(weights.read_bytes()[:1000])
+    app = create_app(Settings(model_path=weights), registry=CollectorRegistry())
+    with pytest.raises(CheckpointError, match="bnn.safetensors.*truncated"), TestClient(app):
+        pass
+
+
+def test_server_process_exits_non_zero_naming_the_file(tmp_path):
+    missing = tmp_path / "nowhere.safetensors"
+    result = subprocess.run([sys.executable, "-m", "service"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                            env={"PATH": "/usr/bin:/bin", "BNN_MODEL_PATH": str(missing), "BNN_PORT": "8765"})
+    assert result.returncode != 0
+    assert "nowhere.json: metadata file is missing" in result.stderr

@@ -1,0 +1,130 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from model.data import CENTRE_OF_MASS
+from service.preprocess import (
+    ImageTooLarge,
+    NoInk,
+    UndecodableImage,
+    UnsupportedFormat,
+    decode,
+    preprocess,
+)
+from tests.conftest import load_digit, mnist_fixtures
+from tests.images import canvas_export, encode, enlarged_dark_on_light, off_centre_on_canvas, png_claiming
+
+LIMIT = 40_000_000
+
+
+@pytest.fixture
+def digit() -> np.ndarray:
+    return load_digit(mnist_fixtures()[0][0])  # a 7
+
+
+def centre_of_mass(image: np.ndarray) -> tuple[float, float]:
+    ys, xs = np.mgrid[0:28, 0:28]
+    mass = image.astype(float).sum()
+    return float((image * ys).sum() / mass), float((image * xs).sum() / mass)
+
+
+def similarity(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(float).ravel(), b.astype(float).ravel()
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def test_output_is_mnist_shaped_and_centred_by_mass(digit):
+    out = preprocess(encode(off_centre_on_canvas(digit)), LIMIT)
+    assert out.shape == (28, 28) and out.dtype == np.uint8
+    cy, cx = centre_of_mass(out)
+    assert abs(cy - CENTRE_OF_MASS) <= 0.75 and abs(cx - CENTRE_OF_MASS) <= 0.75
+    rows, cols = np.flatnonzero(out.any(1)), np.flatnonzero(out.any(0))
+    assert max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 <= 21  # fitted into the 20x20 box
+    assert out.max() >= 250  # stroke cores at full intensity, as in MNIST
+
+
+def test_mnist_digit_survives_a_round_trip(digit):
+    assert similarity(preprocess(encode(Image.fromarray(digit)), LIMIT), digit) > 0.95
+
+
+def test_polarity_is_detected(digit):
+    light_on_dark = preprocess(encode(Image.fromarray(digit).resize((140, 140))), LIMIT)
+    dark_on_light = preprocess(encode(enlarged_dark_on_light(digit, 140)), LIMIT)
+    assert similarity(light_on_dark, dark_on_light) > 0.98
+
+
+@pytest.mark.parametrize("stroke", [(20, 20, 20), (250, 250, 250), (200, 30, 30)])
+def test_transparent_canvas_export_is_composited_onto_paper(digit, stroke):
+    out = preprocess(encode(canvas_export(digit, stroke)), LIMIT)
+    assert similarity(out, preprocess(encode(Image.fromarray(digit)), LIMIT)) > 0.9
+
+
+@pytest.mark.parametrize("mode", ["I;16", "P", "CMYK", "1", "LA", "RGB", "I", "F"])
+def test_odd_modes_give_the_same_digit(digit, mode):
+    base = Image.fromarray(digit).resize((112, 112), Image.Resampling.BICUBIC)
+    if mode == "I;16":
+        image = Image.fromarray((np.asarray(base).astype(np.uint16) * 257))
+        assert image.mode.startswith("I;16")
+    elif mode == "1":
+        image = base.point(lambda v: 255 if v > 127 else 0).convert("1")
+    else:
+        image = base.convert(mode)
+    fmt = {"CMYK": "JPEG"}.get(mode, "PNG")
+    data = encode(image, fmt) if mode not in ("I", "F") else None
+    reference = preprocess(encode(base), LIMIT)
+    if data is None:  # 32-bit int / float images don't travel in an accepted format: feed the decoded image
+        from service.preprocess import fit_and_centre, ink_map, luminance
+
+        out = fit_and_centre(ink_map(luminance(image)))
+    else:
+        out = preprocess(data, LIMIT)
+    assert similarity(out, reference) > (0.75 if mode == "1" else 0.95)  # 1-bit loses the anti-aliasing
+
+
+def test_exif_orientation_is_applied(digit):
+    upright = Image.fromarray(digit).resize((112, 112))
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # stored sideways; EXIF 6 says rotate 270 to view
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    out = preprocess(encode(stored, "JPEG", exif=exif.tobytes(), quality=95), LIMIT)
+    assert similarity(out, preprocess(encode(upright, "JPEG", quality=95), LIMIT)) > 0.95
+
+
+def test_animated_gif_uses_the_first_frame(digit):
+    first = Image.fromarray(digit).resize((56, 56)).convert("P")
+    second = Image.fromarray(np.rot90(digit).copy()).resize((56, 56)).convert("P")
+    data = encode(first, "GIF", save_all=True, append_images=[second], duration=100, loop=0)
+    assert similarity(preprocess(data, LIMIT), preprocess(encode(first.convert("L")), LIMIT)) > 0.97
+
+
+@pytest.mark.parametrize("image", [Image.new("L", (100, 100), 255), Image.new("L", (64, 64), 0),
+                                   Image.new("RGBA", (50, 50), (0, 0, 0, 0)), Image.new("RGB", (80, 80), (128, 128, 128))])
+def test_blank_images_have_no_ink(image):
+    with pytest.raises(NoInk, match="no ink found"):
+        preprocess(encode(image), LIMIT)
+
+
+def test_unsupported_formats_are_named(digit):
+    with pytest.raises(UnsupportedFormat, match="TIFF is not accepted"):
+        decode(encode(Image.fromarray(digit), "TIFF"), LIMIT)
+    with pytest.raises(UnsupportedFormat, match="SVG"):
+        decode(b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"></svg>', LIMIT)
+    with pytest.raises(UnsupportedFormat, match="PDF"):
+        decode(b"%PDF-1.4 ...", LIMIT)
+
+
+def test_garbage_and_truncation_are_undecodable(digit):
+    with pytest.raises(UndecodableImage, match="empty"):
+        decode(b"", LIMIT)
+    with pytest.raises(UndecodableImage, match="not a decodable image"):
+        decode(b"hello world" * 10, LIMIT)
+    png = encode(Image.fromarray(digit).resize((300, 300)))
+    with pytest.raises(UndecodableImage, match="truncated or corrupt"):
+        decode(png[: len(png) // 2], LIMIT)
+
+
+def test_pixel_bomb_is_refused_from_the_header():
+    with pytest.raises(ImageTooLarge, match="too many pixels"):
+        decode(png_claiming(100_000, 100_000), LIMIT)
+    with pytest.raises(ImageTooLarge, match="limit is 1000"):
+        decode(png_claiming(100, 100), 1000)
