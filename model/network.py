@@ -101,7 +101,6 @@ class BayesianNet(nn.Module):
 
     def forward(self, x: Tensor, samples: int = 1) -> Tensor:
         """``x [B, 1, 28, 28]`` -> logits ``[S, B, 10]``, S = ``samples`` draws from the posterior."""
-        batch = x.shape[0]
         if self.shares_features:
             features = self.trunk(x).flatten(1)  # [B, F], once per image
             first: VariationalLinear = self.head[0]  # type: ignore[assignment]

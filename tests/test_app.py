@@ -35,7 +35,7 @@ def post(client: TestClient, data: bytes, name: str = "digit.png", content_type:
 
 def metric(client: TestClient, line_prefix: str) -> float:
     for line in client.get("/metrics").text.splitlines():
-        if line.startswith(line_prefix + " ") or line.startswith(line_prefix + "{") and line.split(" ")[0] == line_prefix:
+        if line.startswith(line_prefix + " ") or (line.startswith(line_prefix + "{") and line.split(" ")[0] == line_prefix):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
 
@@ -215,7 +215,7 @@ def test_startup_fails_cleanly_on_a_corrupted_checkpoint(tmp_path):
     shutil.copy(SHIPPED.with_suffix(".json"), tmp_path / "bnn.json")
     weights.write_bytes(weights.read_bytes()[:1000])
     app = create_app(Settings(model_path=weights), registry=CollectorRegistry())
-    with pytest.raises(CheckpointError, match="bnn.safetensors.*truncated"), TestClient(app):
+    with pytest.raises(CheckpointError, match=r"bnn\.safetensors.*truncated"), TestClient(app):
         pass
 
 

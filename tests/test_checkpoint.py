@@ -54,7 +54,7 @@ def test_mismatched_architecture_is_refused(saved):
 
 def test_missing_files_are_named(saved, tmp_path):
     _, path = saved
-    with pytest.raises(CheckpointError, match="other.json: metadata file is missing"):
+    with pytest.raises(CheckpointError, match=r"other\.json: metadata file is missing"):
         load_checkpoint(tmp_path / "other.safetensors")
     path.unlink()
     with pytest.raises(CheckpointError, match="weights file is missing"):

@@ -63,7 +63,7 @@ def test_transparent_canvas_export_is_composited_onto_paper(digit, stroke):
 def test_odd_modes_give_the_same_digit(digit, mode):
     base = Image.fromarray(digit).resize((112, 112), Image.Resampling.BICUBIC)
     if mode == "I;16":
-        image = Image.fromarray((np.asarray(base).astype(np.uint16) * 257))
+        image = Image.fromarray(np.asarray(base).astype(np.uint16) * 257)
         assert image.mode.startswith("I;16")
     elif mode == "1":
         image = base.point(lambda v: 255 if v > 127 else 0).convert("1")

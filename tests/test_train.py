@@ -60,7 +60,7 @@ def test_training_is_deterministic_and_resumable(tiny_idx_dir, tmp_path, monkeyp
 def test_dry_run_cli_writes_a_checkpoint(tiny_idx_dir, capsys):
     assert main(["--dry-run", "--data-dir", str(tiny_idx_dir), "--no-progress", "--hidden", "16"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    net, meta = load_checkpoint(summary["checkpoint"])
+    _net, meta = load_checkpoint(summary["checkpoint"])
     assert meta["config"]["hidden"] == [16]
     assert meta["train_size"] == 200 and meta["seed"] == 0
     assert {"git_commit", "versions", "data_sha256"} <= set(meta)

@@ -1,0 +1,27 @@
+# CPU-only image of the digit service: one uvicorn worker per container (exact metrics).
+FROM python:3.11-slim AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /app
+COPY requirements.txt .
+# torch from the CPU wheel index: the default index's wheel bundles CUDA (several GB).
+RUN python -m venv /opt/venv \
+ && /opt/venv/bin/pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
+ && /opt/venv/bin/pip install -r requirements.txt
+
+FROM python:3.11-slim
+ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+    BNN_HOST=0.0.0.0 BNN_PORT=8000 BNN_MODEL_PATH=/app/checkpoints/bnn.safetensors
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin bnn
+COPY --from=build /opt/venv /opt/venv
+WORKDIR /app
+COPY --chown=root:root model/ model/
+COPY --chown=root:root service/ service/
+COPY --chown=root:root checkpoints/bnn.safetensors checkpoints/bnn.json checkpoints/
+RUN chmod -R a+rX /app
+USER 10001
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
+  CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=2).status == 200 else 1)"]
+# exec form: python is PID 1's child-free main process and receives SIGTERM directly
+STOPSIGNAL SIGTERM
+CMD ["python", "-m", "service"]
