@@ -207,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default=None, help="model name in the version string (default: preset)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT's train-state file")
     parser.add_argument("--calibration-samples", type=int, default=DEFAULT_SAMPLES)
+    parser.add_argument("--eval-samples", type=int, default=defaults.eval_samples, help="N for per-epoch validation")
     parser.add_argument("--dry-run", action="store_true", help="2 epochs of 3 batches on 512 images, to a temp dir")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -219,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     data = load_mnist(args.data_dir)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          kl_warmup_epochs=args.kl_warmup_epochs, augment=not args.no_augment, seed=args.seed,
-                         device=args.device)
+                         eval_samples=args.eval_samples, device=args.device)
     out = args.out
     calibration_samples = args.calibration_samples
     if args.dry_run:
