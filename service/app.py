@@ -43,7 +43,7 @@ class ServiceUnavailable(Exception):
 
 
 class TooManyFiles(Exception):
-    pass
+    """More files than the route takes (several in /predict's `file`, or over the batch limit)."""
 
 
 def _status(error: ImageRejected) -> int:
@@ -137,11 +137,14 @@ def create_app(settings: Settings | None = None, registry: CollectorRegistry | N
 
     @app.post("/predict", response_model=PredictionOut, response_model_by_alias=True,
               response_model_exclude_none=True, responses=ERROR_RESPONSES, tags=["predict"])
-    async def predict(file: Annotated[UploadFile, File(description="the digit image")],
+    async def predict(request: Request, file: Annotated[UploadFile, File(description="the digit image")],
                       samples: Annotated[int | None, samples_query] = None) -> PredictionOut:
         started = time.perf_counter()
         try:
             predictor = predictor_or_503()
+            sent = len((await request.form()).getlist("file"))  # parsed once already; this reads the cache
+            if sent > 1:
+                raise TooManyFiles(f"{sent} files sent in field 'file'; send one, or use /predict/batch for several")
             data = await read_limited(file)
 
             def work() -> Prediction:

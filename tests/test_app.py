@@ -225,3 +225,10 @@ def test_server_process_exits_non_zero_naming_the_file(tmp_path):
                             env={"PATH": "/usr/bin:/bin", "BNN_MODEL_PATH": str(missing), "BNN_PORT": "8765"})
     assert result.returncode != 0
     assert "nowhere.json: metadata file is missing" in result.stderr
+
+
+def test_two_files_in_the_single_file_field_are_422(client):
+    png = DIGITS[0][0].read_bytes()
+    response = client.post("/predict", files=[("file", ("a.png", png, "image/png")), ("file", ("b.png", png, "image/png"))])
+    assert response.status_code == 422
+    assert response.json()["detail"] == "2 files sent in field 'file'; send one, or use /predict/batch for several"
