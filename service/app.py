@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict
 from typing import Annotated, Any
 
+import numpy as np
 import torch
 from fastapi import FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -19,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.concurrency import run_in_threadpool
 
 from model.checkpoint import CheckpointError
+from service.batcher import MicroBatcher, QueueFull
 from service.limits import BodyLimitMiddleware
 from service.metrics import Metrics
 from service.predictor import Prediction, Predictor
@@ -72,17 +74,26 @@ def create_app(settings: Settings | None = None, registry: CollectorRegistry | N
                                   f"BNN_MAX_SAMPLES={settings.max_samples}")
         metrics.threshold.set(predictor.threshold)
         metrics.model_info.labels(model_version=predictor.model_version).set(1)
+        batcher = None
+        if settings.micro_batching:
+            batcher = MicroBatcher(predictor.predict, settings.batch_max_images, settings.batch_max_wait_ms / 1000.0,
+                                   settings.queue_max)
+            batcher.start()
+        app.state.batcher = batcher
         app.state.predictor = predictor
         log.info("model %s loaded, threshold %.4g nats, N=%d", predictor.model_version, predictor.threshold,
                  predictor.default_samples)
         yield
         app.state.predictor = None
+        if batcher is not None:
+            await batcher.stop()
 
     app = FastAPI(title="Uncertainty-aware digit recognition",
                   description="A variational Bayesian CNN that classifies a digit image, says how unsure it is, "
                               "and refers it to a human when its predictive entropy exceeds a calibrated threshold.",
                   version="1.0.0", lifespan=lifespan)
     app.state.predictor = None
+    app.state.batcher = None
     app.state.settings = settings
     app.state.metrics = metrics
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes, on_reject=metrics.record_rejection)
@@ -112,10 +123,22 @@ def create_app(settings: Settings | None = None, registry: CollectorRegistry | N
         metrics.record_rejection("too_many_files")
         return JSONResponse({"detail": str(error)}, status_code=422)
 
+    @app.exception_handler(QueueFull)
+    async def overloaded(request: Request, error: QueueFull) -> JSONResponse:
+        metrics.record_rejection("overloaded")
+        return JSONResponse({"detail": f"overloaded: {error}; retry shortly"}, status_code=503,
+                            headers={"Retry-After": "1"})
+
     @app.exception_handler(ServiceUnavailable)
     async def unavailable(request: Request, error: ServiceUnavailable) -> JSONResponse:
         return JSONResponse({"detail": "model not loaded yet; retry shortly"}, status_code=503,
                             headers={"Retry-After": "1"})
+
+    async def infer(predictor: Predictor, digits: list[np.ndarray], samples: int | None) -> list[Prediction]:
+        batcher: MicroBatcher | None = app.state.batcher
+        if batcher is not None:
+            return await batcher.submit(digits, samples)
+        return await run_in_threadpool(predictor.predict, digits, samples)
 
     async def read_limited(upload: UploadFile) -> bytes:
         data = await upload.read(settings.max_upload_bytes + 1)
@@ -146,11 +169,8 @@ def create_app(settings: Settings | None = None, registry: CollectorRegistry | N
             if sent > 1:
                 raise TooManyFiles(f"{sent} files sent in field 'file'; send one, or use /predict/batch for several")
             data = await read_limited(file)
-
-            def work() -> Prediction:
-                return predictor.predict([preprocess(data, settings.max_pixels)], samples)[0]
-
-            prediction = await run_in_threadpool(work)
+            digit = await run_in_threadpool(preprocess, data, settings.max_pixels)
+            prediction = (await infer(predictor, [digit], samples))[0]
             metrics.record_prediction(prediction.digit, prediction.entropy, prediction.refer)
             return _to_out(prediction, predictor.model_version)
         finally:
@@ -167,24 +187,21 @@ def create_app(settings: Settings | None = None, registry: CollectorRegistry | N
                 raise TooManyFiles(f"{len(files)} files sent; at most {settings.max_batch_files} per request")
             uploads = [(upload.filename, await upload.read(settings.max_upload_bytes + 1)) for upload in files]
 
-            def work() -> list[Prediction | ImageRejected]:
-                results: list[Prediction | ImageRejected] = []
-                digits, positions = [], []
-                for position, (_, data) in enumerate(uploads):
-                    try:
-                        if len(data) > settings.max_upload_bytes:
-                            raise ImageTooLarge(f"file exceeds the limit of {settings.max_upload_bytes} bytes")
-                        digits.append(preprocess(data, settings.max_pixels))
-                        positions.append(position)
-                        results.append(ImageRejected("pending"))
-                    except ImageRejected as error:
-                        results.append(error)
-                for position, prediction in zip(positions, predictor.predict(digits, samples), strict=True):
-                    results[position] = prediction
-                return results
+            def prepare(data: bytes) -> np.ndarray | ImageRejected:
+                try:
+                    if len(data) > settings.max_upload_bytes:
+                        raise ImageTooLarge(f"file exceeds the limit of {settings.max_upload_bytes} bytes")
+                    return preprocess(data, settings.max_pixels)
+                except ImageRejected as error:
+                    return error
+
+            prepared = await run_in_threadpool(lambda: [prepare(data) for _, data in uploads])
+            digits = [item for item in prepared if isinstance(item, np.ndarray)]
+            predictions = iter(await infer(predictor, digits, samples))
+            results = [item if isinstance(item, ImageRejected) else next(predictions) for item in prepared]
 
             answers: list[PredictionOut | BatchErrorOut] = []
-            for (filename, _), result in zip(uploads, await run_in_threadpool(work), strict=True):
+            for (filename, _), result in zip(uploads, results, strict=True):
                 if isinstance(result, Prediction):
                     metrics.record_prediction(result.digit, result.entropy, result.refer)
                     answers.append(_to_out(result, predictor.model_version, filename))

@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     max_pixels: int = Field(40_000_000, ge=784, description="largest width x height, checked from the header")
     max_batch_files: int = Field(32, ge=1, description="most files in one /predict/batch request")
     threads: int = Field(2, ge=1, le=256, description="torch intra-op threads")
+    micro_batching: bool = Field(True, description="stack concurrent requests into one vectorized pass")
+    batch_max_images: int = Field(64, ge=1, le=4096, description="most images in one micro-batched pass")
+    batch_max_wait_ms: float = Field(2.0, ge=0.0, le=1000.0, description="longest wait for more requests to join")
+    queue_max: int = Field(256, ge=1, description="most requests waiting for inference before 503")
     host: str = Field("127.0.0.1", description="bind address (python -m service)")
     port: int = Field(8000, ge=1, le=65535, description="bind port (python -m service)")
 

@@ -1,0 +1,114 @@
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+
+from service.batcher import MicroBatcher, QueueFull
+from service.predictor import Prediction
+
+
+def fake_prediction(digit: np.ndarray, samples: int | None) -> Prediction:
+    value = int(digit[0, 0])
+    return Prediction(value, [0.1] * 10, float(value), 0.0, 0.0, False, 1.0, samples or 100)
+
+
+class Recorder:
+    def __init__(self, gate: threading.Event | None = None, fail_on: int | None = None):
+        self.calls: list[tuple[int, int | None]] = []
+        self.gate, self.fail_on = gate, fail_on
+
+    def __call__(self, digits, samples):
+        if self.gate is not None:
+            self.gate.wait(5)
+        self.calls.append((len(digits), samples))
+        if self.fail_on is not None and any(int(d[0, 0]) == self.fail_on for d in digits):
+            raise RuntimeError("boom")
+        return [fake_prediction(d, samples) for d in digits]
+
+
+def digit(value: int) -> np.ndarray:
+    return np.full((28, 28), value, dtype=np.uint8)
+
+
+def test_concurrent_requests_share_one_pass_and_get_their_own_answers():
+    recorder = Recorder()
+
+    async def scenario():
+        batcher = MicroBatcher(recorder, max_images=64, max_wait_s=0.05)
+        batcher.start()
+        answers = await asyncio.gather(*(batcher.submit([digit(v), digit(v + 100)], None) for v in range(5)))
+        await batcher.stop()
+        return answers, batcher.batches_run
+
+    answers, passes = asyncio.run(scenario())
+    assert passes == 1 and recorder.calls == [(10, None)]
+    assert [[p.digit for p in answer] for answer in answers] == [[v, v + 100] for v in range(5)]
+
+
+def test_different_sample_counts_run_separately():
+    recorder = Recorder()
+
+    async def scenario():
+        batcher = MicroBatcher(recorder, max_images=64, max_wait_s=0.05)
+        batcher.start()
+        answers = await asyncio.gather(batcher.submit([digit(1)], 10), batcher.submit([digit(2)], 20),
+                                       batcher.submit([digit(3)], 10))
+        await batcher.stop()
+        return answers
+
+    answers = asyncio.run(scenario())
+    assert sorted(recorder.calls) == [(1, 20), (2, 10)]
+    assert [a[0].samples for a in answers] == [10, 20, 10]
+    assert [a[0].digit for a in answers] == [1, 2, 3]
+
+
+def test_max_images_caps_a_pass():
+    recorder = Recorder()
+
+    async def scenario():
+        batcher = MicroBatcher(recorder, max_images=4, max_wait_s=0.05)
+        batcher.start()
+        await asyncio.gather(*(batcher.submit([digit(v)], None) for v in range(10)))
+        await batcher.stop()
+
+    asyncio.run(scenario())
+    assert sum(n for n, _ in recorder.calls) == 10
+    assert max(n for n, _ in recorder.calls) <= 4
+
+
+def test_full_queue_sheds_instead_of_growing():
+    gate = threading.Event()
+    recorder = Recorder(gate)
+
+    async def scenario():
+        batcher = MicroBatcher(recorder, max_images=1, max_wait_s=0.0, max_queue=2)
+        batcher.start()
+        first = asyncio.ensure_future(batcher.submit([digit(1)], None))
+        await asyncio.sleep(0.05)  # the worker has taken it and is blocked in the pass
+        waiting = [asyncio.ensure_future(batcher.submit([digit(v)], None)) for v in (2, 3)]
+        await asyncio.sleep(0.01)
+        with pytest.raises(QueueFull, match="2 requests already waiting"):
+            await batcher.submit([digit(4)], None)
+        gate.set()
+        results = await asyncio.gather(first, *waiting)
+        await batcher.stop()
+        return results
+
+    results = asyncio.run(scenario())
+    assert [r[0].digit for r in results] == [1, 2, 3]
+
+
+def test_a_failing_pass_fails_its_requests_and_the_worker_survives():
+    recorder = Recorder(fail_on=13)
+
+    async def scenario():
+        batcher = MicroBatcher(recorder, max_images=1, max_wait_s=0.0)
+        batcher.start()
+        with pytest.raises(RuntimeError, match="boom"):
+            await batcher.submit([digit(13)], None)
+        after = await batcher.submit([digit(5)], None)
+        await batcher.stop()
+        return after
+
+    assert asyncio.run(scenario())[0].digit == 5
