@@ -4,6 +4,7 @@
 """
 
 
+import hmac
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -13,7 +14,7 @@ from typing import Annotated, Any
 
 import numpy as np
 import torch
-from fastapi import FastAPI, File, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Header, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -33,14 +34,20 @@ log = logging.getLogger("service")
 STATUS_FOR = {UndecodableImage: 400, ImageTooLarge: 413, UnsupportedFormat: 415, NoInk: 422}
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorOut, "description": "the upload is not a decodable image (empty, truncated, corrupt)"},
+    401: {"model": ErrorOut, "description": "BNN_API_KEY is set and X-API-Key is missing or wrong"},
+    408: {"model": ErrorOut, "description": "the request body did not arrive within BNN_BODY_TIMEOUT_S"},
     413: {"model": ErrorOut, "description": "request, file or pixel count over the configured limits"},
     415: {"model": ErrorOut, "description": "a recognised format that is not accepted (e.g. TIFF, SVG, PDF)"},
     422: {"model": ErrorOut, "description": "invalid parameters, missing file, or no ink found in the image"},
-    503: {"model": ErrorOut, "description": "the model is not loaded yet"},
+    503: {"model": ErrorOut, "description": "the model is not loaded yet, or the inference queue is full (Retry-After)"},
 }
 
 
 class ServiceUnavailable(Exception):
+    pass
+
+
+class Unauthorized(Exception):
     pass
 
 
@@ -96,7 +103,16 @@ def create_app(settings: Settings | None = None, registry: CollectorRegistry | N
     app.state.batcher = None
     app.state.settings = settings
     app.state.metrics = metrics
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes, on_reject=metrics.record_rejection)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes, timeout_s=settings.body_timeout_s,
+                       on_reject=metrics.record_rejection)
+
+    expected_key = settings.api_key.get_secret_value().encode() if settings.api_key else None
+
+    def require_api_key(x_api_key: Annotated[str | None, Header(description="needed when BNN_API_KEY is set")] = None) -> None:
+        if expected_key is None:
+            return
+        if x_api_key is None or not hmac.compare_digest(x_api_key.encode(), expected_key):
+            raise Unauthorized()
 
     def predictor_or_503() -> Predictor:
         predictor: Predictor | None = app.state.predictor
@@ -122,6 +138,11 @@ def create_app(settings: Settings | None = None, registry: CollectorRegistry | N
     async def too_many_files(request: Request, error: TooManyFiles) -> JSONResponse:
         metrics.record_rejection("too_many_files")
         return JSONResponse({"detail": str(error)}, status_code=422)
+
+    @app.exception_handler(Unauthorized)
+    async def unauthorized(request: Request, error: Unauthorized) -> JSONResponse:
+        metrics.record_rejection("unauthorized")
+        return JSONResponse({"detail": "missing or wrong X-API-Key header"}, status_code=401)
 
     @app.exception_handler(QueueFull)
     async def overloaded(request: Request, error: QueueFull) -> JSONResponse:
@@ -159,7 +180,8 @@ def create_app(settings: Settings | None = None, registry: CollectorRegistry | N
         return HealthOut(status="ready", model_version=predictor.model_version)
 
     @app.post("/predict", response_model=PredictionOut, response_model_by_alias=True,
-              response_model_exclude_none=True, responses=ERROR_RESPONSES, tags=["predict"])
+              response_model_exclude_none=True, responses=ERROR_RESPONSES, tags=["predict"],
+              dependencies=[Depends(require_api_key)])
     async def predict(request: Request, file: Annotated[UploadFile, File(description="the digit image")],
                       samples: Annotated[int | None, samples_query] = None) -> PredictionOut:
         started = time.perf_counter()
@@ -177,7 +199,7 @@ def create_app(settings: Settings | None = None, registry: CollectorRegistry | N
             metrics.latency.labels(route="/predict").observe(time.perf_counter() - started)
 
     @app.post("/predict/batch", response_model=list[PredictionOut | BatchErrorOut], response_model_by_alias=True,
-              responses=ERROR_RESPONSES, tags=["predict"])
+              responses=ERROR_RESPONSES, tags=["predict"], dependencies=[Depends(require_api_key)])
     async def predict_batch(files: Annotated[list[UploadFile], File(description="digit images, in order")],
                             samples: Annotated[int | None, samples_query] = None) -> list[PredictionOut | BatchErrorOut]:
         started = time.perf_counter()

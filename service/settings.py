@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIB = 1024 * 1024
@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     batch_max_images: int = Field(64, ge=1, le=4096, description="most images in one micro-batched pass")
     batch_max_wait_ms: float = Field(2.0, ge=0.0, le=1000.0, description="longest wait for more requests to join")
     queue_max: int = Field(256, ge=1, description="most requests waiting for inference before 503")
+    body_timeout_s: float = Field(30.0, gt=0.0, description="whole request body must arrive within this (else 408)")
+    api_key: SecretStr | None = Field(None, description="if set, prediction routes need header X-API-Key")
     host: str = Field("127.0.0.1", description="bind address (python -m service)")
     port: int = Field(8000, ge=1, le=65535, description="bind port (python -m service)")
 
