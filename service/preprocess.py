@@ -26,7 +26,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from model.data import CENTRE_OF_MASS, DIGIT_BOX, IMAGE_SIZE
 
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
-WORKING_SIDE = 512  # uploads are downscaled to this longer side before per-pixel work
+WORKING_SIDE = 512  # uploads are downscaled towards this longer side before per-pixel work...
+MIN_SHORT_SIDE = 64  # ...but never below this shorter side, so thin strokes of extreme shapes survive
 MIN_CONTRAST = 0.2  # ink must differ from paper by this much (0-1 luminance) to count as ink
 INK_FLOOR = 0.2  # fraction of the contrast treated as paper texture / noise and cut to zero
 CROP_LEVEL = 0.25  # normalised ink above this defines the bounding box
@@ -42,6 +43,10 @@ _SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"gimp xcf", "XCF"), (b"\x01\xda", "SGI"), (b"\xd7\xcd\xc6\x9a", "WMF"), (b"\x01\x00\x00\x00", "EMF"),
 )
 _FTYP_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"mif1": "HEIF", b"avif": "AVIF", b"avis": "AVIF"}
+# Accepted formats, to say "corrupt PNG" rather than "not an image" when Pillow cannot identify them.
+_ACCEPTED_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"), (b"BM", "BMP"),
+)
 
 
 class ImageRejected(Exception):
@@ -79,6 +84,13 @@ def sniff_unsupported(data: bytes) -> str | None:
     return None
 
 
+def _claimed_format(data: bytes) -> str | None:
+    """The accepted format whose signature the bytes start with, if any."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    return next((name for magic, name in _ACCEPTED_SIGNATURES if data.startswith(magic)), None)
+
+
 def decode(data: bytes, max_pixels: int) -> Image.Image:
     """Bytes -> a loaded PIL image (first frame, EXIF-oriented), or a typed rejection."""
     if not data:
@@ -93,11 +105,14 @@ def decode(data: bytes, max_pixels: int) -> Image.Image:
             raise UnsupportedFormat(
                 f"{unsupported} is not accepted; send PNG, JPEG, WebP, BMP or GIF"
             ) from None
+        claimed = _claimed_format(data)
+        if claimed:
+            raise UndecodableImage(f"corrupt {claimed} header: the file starts like {claimed} but cannot be read") from None
         raise UndecodableImage("not a decodable image (expected PNG, JPEG, WebP, BMP or GIF)") from None
     except Image.DecompressionBombError:
         raise ImageTooLarge(f"the image header claims too many pixels; the limit is {max_pixels}") from None
     except Exception as error:  # any decoder failure on hostile bytes means the same thing
-        raise UndecodableImage(f"corrupt image header: {type(error).__name__}") from None
+        raise UndecodableImage(f"corrupt {_claimed_format(data) or 'image'} header ({type(error).__name__})") from None
     width, height = image.size
     if width < 1 or height < 1:
         raise UndecodableImage(f"image has zero width or height ({width}x{height})")
@@ -137,9 +152,11 @@ def luminance(image: Image.Image) -> np.ndarray:
         standard = image.convert("RGBA")
     else:
         standard = image.convert("L")
-    if max(standard.size) > WORKING_SIDE:
-        standard = standard.copy()
-        standard.thumbnail((WORKING_SIDE, WORKING_SIDE), Image.Resampling.BOX)
+    width, height = standard.size
+    factor = min(max(width, height) / WORKING_SIDE, min(width, height) / MIN_SHORT_SIDE)
+    if factor > 1.0:
+        target = (max(1, round(width / factor)), max(1, round(height / factor)))
+        standard = standard.resize(target, Image.Resampling.BOX, reducing_gap=2.0)
     array = np.asarray(standard, dtype=np.float32)
     if standard.mode == "RGBA":
         alpha = array[..., 3] / 255.0
