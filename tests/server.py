@@ -23,11 +23,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_service(env: dict[str, str] | None = None, ready_timeout: float = 60.0) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+def running_service(
+    env: dict[str, str] | None = None, ready_timeout: float = 60.0
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """Yields (base URL, process); the process is stopped (SIGTERM, then SIGKILL) afterwards."""
     port = free_port()
     full_env = {**os.environ, "BNN_PORT": str(port), "BNN_HOST": "127.0.0.1", **(env or {})}
-    log = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: a full pipe would block the server
+    log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 -- a file, not a pipe: a full pipe would block the server
     process = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=full_env, text=True,
                                stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

@@ -3,7 +3,6 @@ service must still be alive, with no 5xx, after all of them."""
 
 from __future__ import annotations
 
-import io
 import struct
 import zlib
 from collections.abc import Callable
@@ -27,14 +26,16 @@ SCAN = enlarged_dark_on_light(DIGIT, 140)
 LIMITS = {"max_upload_bytes": 2_000_000, "max_request_bytes": 3_000_000, "max_pixels": 5_000_000}
 
 
-def upload(data: bytes, name: str = "digit.png", content_type: str | None = "image/png", **params: Any) -> dict[str, Any]:
+def upload(data: bytes, name: str = "digit.png", content_type: str | None = "image/png",
+           **params: Any) -> dict[str, Any]:
     file = (name, data, content_type) if content_type is not None else (name, data)
     return {"files": {"file": file}, "params": params}
 
 
 def png_with_ihdr(width: int, height: int) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(b"\x00" * 11)) + png_chunk(b"IEND", b"")
+    idat = png_chunk(b"IDAT", zlib.compress(b"\x00" * 11))
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + idat + png_chunk(b"IEND", b"")
 
 
 def flip(data: bytes, marker: bytes, offset: int) -> bytes:
@@ -168,7 +169,8 @@ CASES: list[tuple[str, Callable[[], dict[str, Any]], int, str | None]] = [
     ("thousands_of_fields", lambda: {"files": {"file": ("a.png", PNG, "image/png")},
                                      "data": {f"f{i}": "x" for i in range(3000)}}, 400, "Too many fields"),
     ("pathological_boundary", lambda: multipart(b"--" + b"a" * 5000 + b"\r\n", "a" * 5000), 400, "Invalid multipart data"),
-    ("boundary_never_closed", lambda: multipart(b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\"\r\n\r\n" + PNG),
+    ("boundary_never_closed",
+     lambda: multipart(b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\"\r\n\r\n" + PNG),
      422, "body.file"),
     ("blank_white", lambda: upload(encode(Image.new("L", (300, 300), 255))), 422, "no ink found"),
     ("blank_transparent", lambda: upload(encode(Image.new("RGBA", (64, 64), (0, 0, 0, 0)))), 422, "no ink found"),
