@@ -1,0 +1,1 @@
+"""Commands that measure and print tables; never assertions on time."""
