@@ -17,7 +17,7 @@ import sys
 import time
 import traceback
 import warnings
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 
@@ -55,13 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     crashes: list[tuple[bytes, str]] = []
     started = time.perf_counter()
     with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
-        for done, (outcomes, found) in enumerate(pool.imap_unordered(_work, jobs), 1):
+        for _done, (outcomes, found) in enumerate(pool.imap_unordered(_work, jobs), 1):
             totals.update(outcomes)
             crashes.extend(found)
             print(f"\r{sum(totals.values()):>8} inputs, {totals['CRASH']} crashes", end="", file=sys.stderr, flush=True)
     seconds = time.perf_counter() - started
     print(file=sys.stderr)
-    print(f"# fuzz: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, {args.workers} workers, seed {args.seed}")
+    print(f"# fuzz: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, {args.workers} workers, seed {args.seed}")
     print(f"{sum(totals.values())} inputs in {seconds:.0f} s ({sum(totals.values()) / seconds:.0f}/s)")
     print("| outcome | count |\n|---|---|")
     for outcome, count in totals.most_common():

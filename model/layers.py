@@ -47,6 +47,7 @@ class _GaussianParameters(nn.Module):
         self.bias_rho = nn.Parameter(torch.full((weight_shape[0],), init_rho))
         self.prior_sigma: Tensor
         self.register_buffer("prior_sigma", torch.tensor(float(prior_sigma)))
+        self._variance_cache: tuple[Tensor, Tensor] | None = None
 
     @property
     def weight_sigma(self) -> Tensor:
@@ -55,6 +56,24 @@ class _GaussianParameters(nn.Module):
     @property
     def bias_sigma(self) -> Tensor:
         return F.softplus(self.bias_rho)
+
+    def variances(self) -> tuple[Tensor, Tensor]:
+        """sigma^2 of weight and bias. In eval mode the parameters are frozen, so this is computed
+        once and cached: softplus over every weight would otherwise cost more than the forward."""
+        if self.training or self._variance_cache is None:
+            computed = (self.weight_sigma**2, self.bias_sigma**2)
+            if self.training:
+                return computed
+            self._variance_cache = (computed[0].detach(), computed[1].detach())
+        return self._variance_cache
+
+    def train(self, mode: bool = True) -> _GaussianParameters:
+        self._variance_cache = None
+        return super().train(mode)
+
+    def _load_from_state_dict(self, *args: object, **kwargs: object) -> None:
+        self._variance_cache = None
+        super()._load_from_state_dict(*args, **kwargs)
 
     def kl(self) -> Tensor:
         return gaussian_kl(self.weight_mu, self.weight_sigma, self.prior_sigma) + gaussian_kl(
@@ -74,8 +93,9 @@ class VariationalLinear(_GaussianParameters):
 
     def moments(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and variance of the pre-activations for inputs ``[..., in]`` -> ``[..., out]``."""
+        weight_variance, bias_variance = self.variances()
         mean = F.linear(x, self.weight_mu, self.bias_mu)
-        variance = F.linear(x * x, self.weight_sigma**2, self.bias_sigma**2)
+        variance = F.linear(x * x, weight_variance, bias_variance)
         return mean, variance
 
     def forward(self, x: Tensor) -> Tensor:

@@ -82,3 +82,18 @@ def test_sigma_is_softplus_of_rho_and_positive():
     layer = VariationalLinear(3, 3, prior_sigma=0.1, init_rho=-20.0)
     assert (layer.weight_sigma > 0).all()
     assert math.isclose(layer.bias_sigma[0].item(), math.log1p(math.exp(-20.0)), rel_tol=1e-3)
+
+
+def test_variances_are_cached_in_eval_and_fresh_in_training():
+    layer = VariationalLinear(3, 2, prior_sigma=0.1, init_rho=-3.0)
+    layer.eval()
+    cached = layer.variances()[0]
+    assert layer.variances()[0] is cached  # no softplus per call
+    with torch.no_grad():
+        layer.weight_rho.fill_(-1.0)
+    layer.train()
+    fresh = layer.variances()[0]
+    assert torch.allclose(fresh, torch.nn.functional.softplus(torch.tensor(-1.0)) ** 2 * torch.ones(2, 3))
+    layer.eval()
+    layer.load_state_dict({**layer.state_dict(), "weight_rho": torch.full((2, 3), -2.0)})
+    assert torch.allclose(layer.variances()[0], torch.nn.functional.softplus(torch.tensor(-2.0)) ** 2 * torch.ones(2, 3))

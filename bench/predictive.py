@@ -1,0 +1,130 @@
+"""The N-sample predictive, three ways, side by side in one run:
+
+(a) a loop of N forward passes with sampled weights (the usual way, written here as reference),
+(b) our vectorized predictive (``model.predictive.predictive``),
+(c) the floor: the FLOPs that (b) needs divided by the conv/matmul throughput measured now.
+
+    python -m bench.predictive [--checkpoint checkpoints/bnn.safetensors] [--threads 2]
+
+It also checks that (a) and (b) give the same predictive distribution (z-scores of the mean
+probabilities and the entropy over many samples), so no speed is bought with other answers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bench.common import best_ms, header
+from model.checkpoint import load_checkpoint
+from model.data import IMAGE_SIZE
+from model.layers import VariationalConv2d, VariationalLinear
+from model.network import BayesianNet
+from model.predictive import predictive, summarize
+
+
+def sampled_forward(net: BayesianNet, x: Tensor) -> Tensor:
+    """One forward pass with one plain weight draw for every Gaussian layer: [B, 10]."""
+    h = x
+    for layer in net.trunk:
+        if isinstance(layer, VariationalConv2d):
+            weight, bias = layer.sample_weights()
+            h = F.conv2d(h, weight, bias, padding=layer.padding)
+        else:
+            h = layer(h)
+    h = h.flatten(1)
+    for index, linear in enumerate(net.head):
+        if index:
+            h = F.relu(h)
+        weight, bias = linear.sample_weights()
+        h = F.linear(h, weight, bias)
+    return h
+
+
+@torch.inference_mode()
+def loop_predictive(net: BayesianNet, x: Tensor, samples: int) -> Tensor:
+    """(a): logits [S, B, 10] from S separate forward passes."""
+    return torch.stack([sampled_forward(net, x) for _ in range(samples)])
+
+
+def forward_flops(net: BayesianNet, batch: int, samples: int) -> tuple[float, float]:
+    """(conv FLOPs, matmul FLOPs) of our predictive for ``batch`` images and ``samples`` N."""
+    conv, size, channels = 0.0, IMAGE_SIZE, 1
+    for layer in net.trunk:
+        if isinstance(layer, nn.Conv2d | VariationalConv2d):
+            weight = layer.weight if isinstance(layer, nn.Conv2d) else layer.weight_mu
+            out_channels, _, k, _ = weight.shape
+            conv += 2.0 * size * size * out_channels * channels * k * k
+            channels = out_channels
+        elif isinstance(layer, nn.MaxPool2d):
+            size //= 2
+    conv_copies = 1 if net.shares_features else samples
+    matmul = 0.0
+    for index, linear in enumerate(net.head):
+        out_features, in_features = linear.weight_mu.shape
+        copies = 1 if (index == 0 and net.shares_features) else samples
+        matmul += 2 * 2.0 * in_features * out_features * copies  # mean and variance
+    return conv * conv_copies * batch, matmul * batch
+
+
+def throughput() -> tuple[float, float]:
+    """Measured FLOP/s of a large conv (the trunk's widest) and of a large matmul."""
+    x = torch.rand(256, 64, 14, 14)
+    w = torch.rand(64, 64, 3, 3)
+    conv_flops = 2.0 * 256 * 14 * 14 * 64 * 64 * 9
+    conv_ms = best_ms(lambda: F.conv2d(x, w, padding=1), repeat=10)
+    a, b = torch.rand(1024, 1024), torch.rand(1024, 1024)
+    matmul_ms = best_ms(lambda: a @ b, repeat=10)
+    return conv_flops / (conv_ms / 1000), 2.0 * 1024**3 / (matmul_ms / 1000)
+
+
+@torch.inference_mode()
+def agreement(net: BayesianNet, images: Tensor, samples: int) -> tuple[float, float, float]:
+    """Max |z| of mean-probability differences, share of |z| > 3, max relative entropy gap."""
+    a = torch.softmax(loop_predictive(net, images, samples), -1)  # [S, B, 10]
+    b = torch.softmax(net(images, samples), -1)
+    standard_error = ((a.var(0) + b.var(0)) / samples).sqrt().clamp_min(1e-9)
+    z = (a.mean(0) - b.mean(0)) / standard_error
+    considered = (a.mean(0) + b.mean(0)) > 1e-4  # classes with any mass
+    entropy_a, entropy_b = summarize(a.log()).entropy, summarize(b.log()).entropy
+    relative = ((entropy_a - entropy_b).abs() / entropy_a.clamp_min(1e-6)).max().item()
+    return z[considered].abs().max().item(), (z[considered].abs() > 3).float().mean().item(), relative
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.predictive", description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", type=Path, default=Path("checkpoints/bnn.safetensors"))
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    net, meta = load_checkpoint(args.checkpoint)
+    print(header(f"predictive kernel: {meta['model_version']}"))
+    conv_rate, matmul_rate = throughput()
+    print(f"measured throughput: conv {conv_rate / 1e9:.1f} GFLOP/s, matmul {matmul_rate / 1e9:.1f} GFLOP/s\n")
+    print("| images | N | (a) loop ms | (b) ours ms | (c) floor ms | a/b | b/c |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for batch, samples in ((1, 1), (1, 10), (1, 100), (1, 1000), (256, 100)):
+        x = torch.rand(batch, 1, IMAGE_SIZE, IMAGE_SIZE)
+        repeat = 3 if batch * samples >= 25_600 else 10
+        loop_ms = best_ms(lambda x=x, s=samples: loop_predictive(net, x, s), repeat=repeat, warmup=1)
+        ours_ms = best_ms(lambda x=x, s=samples: predictive(net, x, s), repeat=max(repeat, 10))
+        conv_flops, matmul_flops = forward_flops(net, batch, samples)
+        floor_ms = 1000 * (conv_flops / conv_rate + matmul_flops / matmul_rate)
+        print(f"| {batch} | {samples} | {loop_ms:.2f} | {ours_ms:.2f} | {floor_ms:.3f} | {loop_ms / ours_ms:.1f} | "
+              f"{ours_ms / floor_ms:.1f} |")
+    images = torch.rand(16, 1, IMAGE_SIZE, IMAGE_SIZE) * (torch.rand(16, 1, 1, 1) > 0.5)
+    z_max, z_share, entropy_gap = agreement(net, images, 2000)
+    verdict = "same distribution" if z_max < 5 and z_share < 0.02 and entropy_gap < 0.1 else "DIFFERENT"
+    print(f"\n(a) vs (b), 16 images x N=2000: max |z| {z_max:.2f}, share |z|>3 {z_share:.3%} (about 0.27% "
+          f"expected by chance), max relative entropy gap {entropy_gap:.3f}: {verdict}")
+    return 0 if verdict == "same distribution" else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
