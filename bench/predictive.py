@@ -13,7 +13,6 @@ probabilities and the entropy over many samples), so no speed is bought with oth
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 import torch
@@ -23,7 +22,7 @@ from torch import Tensor, nn
 from bench.common import best_ms, header
 from model.checkpoint import load_checkpoint
 from model.data import IMAGE_SIZE
-from model.layers import VariationalConv2d, VariationalLinear
+from model.layers import VariationalConv2d
 from model.network import BayesianNet
 from model.predictive import predictive, summarize
 

@@ -4,6 +4,7 @@
 """
 
 
+import contextlib
 import hmac
 import logging
 import time
@@ -161,6 +162,10 @@ def create_app(settings: Settings | None = None, registry: CollectorRegistry | N
             return await batcher.submit(digits, samples)
         return await run_in_threadpool(predictor.predict, digits, samples)
 
+    def expecting() -> contextlib.AbstractContextManager[None]:
+        batcher: MicroBatcher | None = app.state.batcher
+        return batcher.expect() if batcher is not None else contextlib.nullcontext()
+
     async def read_limited(upload: UploadFile) -> bytes:
         data = await upload.read(settings.max_upload_bytes + 1)
         if len(data) > settings.max_upload_bytes:
@@ -191,7 +196,8 @@ def create_app(settings: Settings | None = None, registry: CollectorRegistry | N
             if sent > 1:
                 raise TooManyFiles(f"{sent} files sent in field 'file'; send one, or use /predict/batch for several")
             data = await read_limited(file)
-            digit = await run_in_threadpool(preprocess, data, settings.max_pixels)
+            with expecting():
+                digit = await run_in_threadpool(preprocess, data, settings.max_pixels)
             prediction = (await infer(predictor, [digit], samples))[0]
             metrics.record_prediction(prediction.digit, prediction.entropy, prediction.refer)
             return _to_out(prediction, predictor.model_version)
@@ -217,7 +223,8 @@ def create_app(settings: Settings | None = None, registry: CollectorRegistry | N
                 except ImageRejected as error:
                     return error
 
-            prepared = await run_in_threadpool(lambda: [prepare(data) for _, data in uploads])
+            with expecting():
+                prepared = await run_in_threadpool(lambda: [prepare(data) for _, data in uploads])
             digits = [item for item in prepared if isinstance(item, np.ndarray)]
             predictions = iter(await infer(predictor, digits, samples))
             results = [item if isinstance(item, ImageRejected) else next(predictions) for item in prepared]

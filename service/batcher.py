@@ -2,8 +2,10 @@
 
 Requests put their preprocessed digits on a bounded queue and await a future. One worker task
 takes the first waiting request, gathers more for up to ``max_wait_s`` or until ``max_images``
-images are collected, runs the network once per distinct N (one pass per N, in a dedicated
-inference thread so the event loop stays free), and answers each request with its own slice.
+images are collected (it waits only while other requests are still being decoded, see
+:meth:`MicroBatcher.expect`, so a lone request pays no batching delay), runs the network once
+per distinct N (in a dedicated inference thread so the event loop stays free), and answers each
+request with its own slice.
 A full queue raises :class:`QueueFull` at once: the route answers 503 with Retry-After instead
 of letting the backlog, and every client's latency, grow without limit.
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -45,6 +47,16 @@ class MicroBatcher:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self._worker: asyncio.Task[None] | None = None
         self.batches_run = 0  # passes executed, for tests and benchmarks
+        self._expected = 0  # requests being decoded that will submit soon
+
+    @contextlib.contextmanager
+    def expect(self) -> Iterator[None]:
+        """Wrap a request's decoding: while any request is inside, a gathering pass waits for it."""
+        self._expected += 1
+        try:
+            yield
+        finally:
+            self._expected -= 1
 
     @property
     def queued(self) -> int:
@@ -76,7 +88,7 @@ class MicroBatcher:
         deadline = time.perf_counter() + self.max_wait_s
         while images < self.max_images:
             remaining = deadline - time.perf_counter()
-            if remaining <= 0:
+            if remaining <= 0 or (self._queue.empty() and self._expected == 0):
                 break
             try:
                 item = await asyncio.wait_for(self._queue.get(), remaining)

@@ -24,13 +24,14 @@ def free_port() -> int:
 
 @contextmanager
 def running_service(
-    env: dict[str, str] | None = None, ready_timeout: float = 60.0
+    env: dict[str, str] | None = None, ready_timeout: float = 60.0, module: str = "service", ready_path: str = "/readyz"
 ) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """Yields (base URL, process); the process is stopped (SIGTERM, then SIGKILL) afterwards."""
+    """Runs ``python -m module`` with BNN_PORT set to a free port; yields (base URL, process) once
+    ``ready_path`` answers 200; stops it (SIGTERM, then SIGKILL) afterwards."""
     port = free_port()
     full_env = {**os.environ, "BNN_PORT": str(port), "BNN_HOST": "127.0.0.1", **(env or {})}
     log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 -- a file, not a pipe: a full pipe would block the server
-    process = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=full_env, text=True,
+    process = subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, env=full_env, text=True,
                                stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -40,7 +41,7 @@ def running_service(
                 log.seek(0)
                 raise RuntimeError(f"service exited early: {log.read()[-2000:]}")
             try:
-                with urllib.request.urlopen(url + "/readyz", timeout=1) as response:
+                with urllib.request.urlopen(url + ready_path, timeout=1) as response:
                     if response.status == 200:
                         break
             except OSError:

@@ -112,3 +112,41 @@ def test_a_failing_pass_fails_its_requests_and_the_worker_survives():
         return after
 
     assert asyncio.run(scenario())[0].digit == 5
+
+
+def test_a_lone_request_does_not_wait_for_the_window():
+    recorder = Recorder()
+
+    async def scenario():
+        batcher = MicroBatcher(recorder, max_images=64, max_wait_s=1.0)
+        batcher.start()
+        started = asyncio.get_running_loop().time()
+        await batcher.submit([digit(1)], None)
+        elapsed = asyncio.get_running_loop().time() - started
+        await batcher.stop()
+        return elapsed
+
+    assert asyncio.run(scenario()) < 0.5  # far below the 1 s window
+
+
+def test_the_window_waits_for_requests_still_being_decoded():
+    recorder = Recorder()
+
+    async def scenario():
+        batcher = MicroBatcher(recorder, max_images=64, max_wait_s=1.0)
+        batcher.start()
+
+        async def late_request():
+            with batcher.expect():
+                await asyncio.sleep(0.05)  # decoding
+            return await batcher.submit([digit(2)], None)
+
+        late = asyncio.ensure_future(late_request())
+        await asyncio.sleep(0.01)
+        first = await batcher.submit([digit(1)], None)
+        await late
+        await batcher.stop()
+        return first
+
+    asyncio.run(scenario())
+    assert recorder.calls == [(2, None)]  # one pass for both
