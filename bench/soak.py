@@ -1,0 +1,65 @@
+"""Load and soak: the real service at a sustainable concurrency for a long time, on loopback.
+
+    python -m bench.soak [--minutes 10] [--concurrency 8] [--samples 100]
+
+Reports throughput, p50/p99 and errors per interval, and the server's resident memory (RSS)
+after warm-up and at the end. Exits 1 on any error or RSS growth of 10 % or more.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from bench.common import header
+from bench.load import multipart_request, run_load
+from tests.conftest import mnist_fixtures
+from tests.server import running_service
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.split("\n")[0])
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument("--interval", type=float, default=60.0, help="seconds per reported interval")
+    parser.add_argument("--warmup", type=float, default=30.0, help="seconds of load before the first RSS reading")
+    args = parser.parse_args(argv)
+    print(header(f"soak: concurrency {args.concurrency}, N = {args.samples}, {args.minutes:g} min"))
+    image = mnist_fixtures()[0][0].read_bytes()
+    with running_service() as (url, process):
+        host, port = url.removeprefix("http://").split(":")
+        request = multipart_request(host, int(port), f"/predict?samples={args.samples}", image)
+        asyncio.run(run_load(host, int(port), request, args.concurrency, args.warmup))
+        baseline = rss_mib(process.pid)
+        print(f"RSS after {args.warmup:g} s warm-up: {baseline:.1f} MiB\n")
+        print("| minute | images/s | p50 ms | p99 ms | errors | RSS MiB |\n|---:|---:|---:|---:|---:|---:|")
+        intervals = max(1, round(args.minutes * 60 / args.interval))
+        total_ok = total_failures = 0
+        worst_p99 = 0.0
+        for index in range(intervals):
+            result = asyncio.run(run_load(host, int(port), request, args.concurrency, args.interval))
+            total_ok += result.ok
+            total_failures += result.failures
+            worst_p99 = max(worst_p99, result.percentile(0.99))
+            print(f"| {(index + 1) * args.interval / 60:.1f} | {result.throughput:.1f} | {result.percentile(0.5):.1f} | "
+                  f"{result.percentile(0.99):.1f} | {result.failures} | {rss_mib(process.pid):.1f} |", flush=True)
+        final = rss_mib(process.pid)
+        growth = (final - baseline) / baseline
+        alive = process.poll() is None
+    seconds = intervals * args.interval
+    print(f"\n{total_ok} answers in {seconds:g} s ({total_ok / seconds:.1f}/s), {total_failures} errors, worst p99 "
+          f"{worst_p99:.1f} ms, RSS {baseline:.1f} -> {final:.1f} MiB ({growth:+.1%}), server alive: {alive}")
+    return 0 if total_failures == 0 and growth < 0.10 and alive else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
