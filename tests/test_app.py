@@ -232,3 +232,17 @@ def test_two_files_in_the_single_file_field_are_422(client):
     response = client.post("/predict", files=[("file", ("a.png", png, "image/png")), ("file", ("b.png", png, "image/png"))])
     assert response.status_code == 422
     assert response.json()["detail"] == "2 files sent in field 'file'; send one, or use /predict/batch for several"
+
+
+def test_a_full_inference_queue_sheds_with_503(client, monkeypatch):
+    from service.batcher import QueueFull
+
+    async def full(digits, samples):
+        raise QueueFull("256 requests already waiting")
+
+    monkeypatch.setattr(client.app.state.batcher, "submit", full)
+    before = metric(client, 'bnn_rejected_requests_total{reason="overloaded"}')
+    response = post(client, DIGITS[0][0].read_bytes())
+    assert response.status_code == 503 and response.headers["retry-after"] == "1"
+    assert response.json()["detail"] == "overloaded: 256 requests already waiting; retry shortly"
+    assert metric(client, 'bnn_rejected_requests_total{reason="overloaded"}') == before + 1
