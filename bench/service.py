@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import time
 
 import torch
 
@@ -50,11 +51,14 @@ def main(argv: list[str] | None = None) -> int:
         ("naive reference", {}, "bench.naive_service", "/ready", args.naive_concurrency, "/predict"),
     ]
     best: dict[str, float] = {}
+    start_to_ready: dict[str, float] = {}
     print("| variant | concurrency | images/s | p50 ms | p95 ms | p99 ms | non-200 + errors |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, env, module, ready, levels, route in variants:
         env = {**env, "BNN_THREADS": str(args.threads)}
+        launched = time.perf_counter()
         with running_service(env, module=module, ready_path=ready) as (url, _):
+            start_to_ready[name] = time.perf_counter() - launched
             for result in drive(url, route, image, levels, args.seconds):
                 print(f"| {name} | {result.concurrency} | {result.throughput:.1f} | {result.percentile(0.5):.1f} | "
                       f"{result.percentile(0.95):.1f} | {result.percentile(0.99):.1f} | {result.failures} |", flush=True)
@@ -63,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nbest throughput with p99 <= {P99_BOUND_MS:g} ms and no errors:")
     for name, *_ in variants:
         print(f"- {name}: {best.get(name, 0.0):.1f} images/s")
+    print("service start (process launch) to ready: " + ", ".join(f"{n} {s:.2f} s" for n, s in start_to_ready.items()))
     naive = best.get("naive reference", 0.0)
     ours = best.get("ours, micro-batching", 0.0)
     print(f"ratio ours (micro-batching) / naive: {ours / naive:.1f}x" if naive else
