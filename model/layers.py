@@ -68,7 +68,8 @@ class _GaussianParameters(nn.Module):
         return self._variance_cache
 
     def train(self, mode: bool = True) -> _GaussianParameters:
-        self._variance_cache = None
+        if mode != self.training:  # eval() on an eval-mode layer keeps the cache
+            self._variance_cache = None
         return super().train(mode)
 
     def _load_from_state_dict(self, *args: object, **kwargs: object) -> None:

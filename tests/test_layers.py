@@ -97,3 +97,10 @@ def test_variances_are_cached_in_eval_and_fresh_in_training():
     layer.eval()
     layer.load_state_dict({**layer.state_dict(), "weight_rho": torch.full((2, 3), -2.0)})
     assert torch.allclose(layer.variances()[0], torch.nn.functional.softplus(torch.tensor(-2.0)) ** 2 * torch.ones(2, 3))
+
+
+def test_repeated_eval_calls_keep_the_cache():
+    layer = VariationalLinear(3, 2, prior_sigma=0.1, init_rho=-3.0).eval()
+    cached = layer.variances()[0]
+    layer.eval()
+    assert layer.variances()[0] is cached
