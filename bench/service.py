@@ -7,7 +7,7 @@ load at several concurrencies, and prints throughput, p50/p95/p99 and errors:
 * ours, micro-batching off,
 * the naive reference service (``bench.naive_service``: loop of N, no batching).
 
-    python -m bench.service [--seconds 10] [--concurrency 1 8 32 64] [--samples 100]
+    python -m bench.service [--seconds 10] [--concurrency 1 8 16 32 64] [--samples 100]
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def drive(url: str, path: str, image: bytes, levels: list[int], seconds: float) 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.service", description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="per concurrency level")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 64])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 16, 32, 64])
     parser.add_argument("--naive-concurrency", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
