@@ -51,6 +51,12 @@ def _weight_sampling_reference(conv: VariationalConv2d, x: torch.Tensor, draws: 
     return torch.stack(outputs)
 
 
+def _assert_same_moments(draws: torch.Tensor, reference: torch.Tensor) -> None:
+    assert draws.shape == reference.shape
+    assert torch.allclose(draws.mean(0), reference.mean(0), atol=0.1)
+    assert torch.allclose(draws.std(0), reference.std(0), rtol=0.1)
+
+
 def test_flipout_marginal_per_example_matches_weight_sampling():
     torch.manual_seed(1)
     conv = VariationalConv2d(2, 3, 3, padding=1, prior_sigma=1.0, init_rho=-1.5)
@@ -59,8 +65,7 @@ def test_flipout_marginal_per_example_matches_weight_sampling():
         reference = _weight_sampling_reference(conv, x, 4000)
         # the first example of 4000 separate calls, each call a fresh perturbation and fresh signs
         flipout = torch.stack([conv(torch.cat([x, torch.randn(3, 2, 5, 5)]))[0] for _ in range(4000)])
-    assert torch.allclose(flipout.mean(0), reference.mean(0), atol=0.1)
-    assert torch.allclose(flipout.std(0), reference.std(0), rtol=0.1)
+    _assert_same_moments(flipout, reference)
 
 
 def test_per_sample_convolution_matches_weight_sampling():
@@ -70,9 +75,7 @@ def test_per_sample_convolution_matches_weight_sampling():
     with torch.no_grad():
         reference = _weight_sampling_reference(conv, x, 4000)
         vectorized = conv.forward_per_sample(x.unsqueeze(0).expand(4000, -1, -1, -1, -1))[:, 0]  # [S, 3, 5, 5]
-    assert vectorized.shape == reference.shape
-    assert torch.allclose(vectorized.mean(0), reference.mean(0), atol=0.1)
-    assert torch.allclose(vectorized.std(0), reference.std(0), rtol=0.1)
+    _assert_same_moments(vectorized, reference)
     # independent draws: two images in one call see the same weights for the same sample index
     pair = conv.forward_per_sample(torch.cat([x, x]).unsqueeze(0).expand(3, -1, -1, -1, -1))
     assert torch.allclose(pair[:, 0], pair[:, 1], atol=1e-5)
