@@ -175,10 +175,44 @@ def luminance(image: Image.Image) -> np.ndarray:
     return array / 255.0
 
 
+def paper_surface(ink: np.ndarray, iterations: int = 4) -> np.ndarray:
+    """The paper's level under the ink, as a smooth quadratic surface ``[H, W]``.
+
+    Photos of paper are lit unevenly (a gradient, a vignette, a soft shadow): one global paper
+    level would turn the darker side into 'ink'. The surface is fitted by least squares to a
+    coarse grid of pixels, starting from the lighter half (paper is the majority) and then
+    keeping only pixels that do not stand above it (ink is excluded). A quadratic is too smooth
+    to follow strokes, so thick strokes are never hollowed out; on uniform paper it is flat."""
+    height, width = ink.shape
+    step = max(1, max(height, width) // 64)
+    grid = ink[::step, ::step].astype(np.float64)
+    ys, xs = np.mgrid[0 : grid.shape[0], 0 : grid.shape[1]]
+
+    def design(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+        y, x = y - 0.5, x - 0.5
+        return np.stack([np.ones_like(x), x, y, x * x, y * y, x * y], axis=-1)
+
+    features = design(ys * step / height, xs * step / width).reshape(-1, 6)
+    values = grid.reshape(-1)
+    paper = values <= np.median(values)
+    coefficients = np.array([float(np.median(values)), 0.0, 0.0, 0.0, 0.0, 0.0])  # flat, if too few pixels
+    for _ in range(iterations):
+        if paper.sum() < 6:
+            break
+        coefficients = np.linalg.lstsq(features[paper], values[paper], rcond=None)[0]
+        residual = values - features @ coefficients
+        spread = 1.4826 * float(np.median(np.abs(residual[paper]))) + 0.01
+        paper = residual < 3.0 * spread
+    full_y, full_x = np.mgrid[0:height, 0:width]
+    return (design(full_y / height, full_x / width) @ coefficients).astype(np.float32)
+
+
 def ink_map(lum: np.ndarray) -> np.ndarray:
-    """Luminance -> ink in [0, 1] (paper 0), whatever the polarity; raises NoInk on a blank image."""
+    """Luminance -> ink in [0, 1] (paper 0), whatever the polarity and lighting; raises NoInk on a
+    blank image."""
     paper_is_light = float(np.median(lum)) > 0.5
     ink = 1.0 - lum if paper_is_light else lum
+    ink = ink - paper_surface(ink)  # paper now at 0 everywhere
     paper, peak = float(np.median(ink)), float(ink.max())
     contrast = peak - paper
     if contrast < MIN_CONTRAST:

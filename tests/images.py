@@ -46,3 +46,17 @@ def png_claiming(width: int, height: int) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 64)
     return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+
+
+def unevenly_lit_photo(digit: np.ndarray, light: str = "gradient", seed: int = 0) -> Image.Image:
+    """A 'phone photo': dark ink on off-white paper, lit unevenly, with sensor noise, as RGB."""
+    rng = np.random.default_rng(seed)
+    size = 400
+    ink = np.asarray(Image.fromarray(digit).resize((220, 220), Image.Resampling.BICUBIC), dtype=float) / 255
+    canvas = np.zeros((size, size))
+    top, left = rng.integers(40, 140, size=2)
+    canvas[top : top + 220, left : left + 220] = ink
+    ys, xs = np.mgrid[0:size, 0:size] / size
+    lighting = 1.0 - 0.55 * xs if light == "gradient" else 1.0 - 1.2 * ((xs - 0.5) ** 2 + (ys - 0.5) ** 2)
+    gray = np.clip((0.85 - 0.75 * canvas) * lighting + rng.normal(0, 0.03, canvas.shape), 0, 1)
+    return Image.fromarray((np.stack([gray * 0.98, gray, gray * 0.93], -1) * 255).astype(np.uint8))

@@ -16,7 +16,14 @@ from model.checkpoint import CheckpointError
 from service.app import create_app
 from service.settings import Settings
 from tests.conftest import ROOT, SHIPPED, load_digit, mnist_fixtures
-from tests.images import canvas_export, encode, enlarged_dark_on_light, off_centre_on_canvas, png_claiming
+from tests.images import (
+    canvas_export,
+    encode,
+    enlarged_dark_on_light,
+    off_centre_on_canvas,
+    png_claiming,
+    unevenly_lit_photo,
+)
 
 DIGITS = mnist_fixtures()
 
@@ -65,6 +72,8 @@ VARIANTS = {
     "one_bit": lambda d: encode(enlarged_dark_on_light(d).point(lambda v: 255 if v > 128 else 0).convert("1")),
     "sixteen_bit": lambda d: encode(Image.fromarray(np.asarray(enlarged_dark_on_light(d)).astype(np.uint16) * 257)),
     "cmyk_jpeg": lambda d: encode(enlarged_dark_on_light(d).convert("CMYK"), "JPEG", quality=90),
+    "photo_light_gradient": lambda d: encode(unevenly_lit_photo(d, "gradient"), "JPEG", quality=80),
+    "photo_vignette": lambda d: encode(unevenly_lit_photo(d, "vignette"), "JPEG", quality=80),
 }
 
 

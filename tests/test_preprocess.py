@@ -12,7 +12,14 @@ from service.preprocess import (
     preprocess,
 )
 from tests.conftest import load_digit, mnist_fixtures
-from tests.images import canvas_export, encode, enlarged_dark_on_light, off_centre_on_canvas, png_claiming
+from tests.images import (
+    canvas_export,
+    encode,
+    enlarged_dark_on_light,
+    off_centre_on_canvas,
+    png_claiming,
+    unevenly_lit_photo,
+)
 
 LIMIT = 40_000_000
 
@@ -79,6 +86,19 @@ def test_odd_modes_give_the_same_digit(digit, mode):
     else:
         out = preprocess(data, LIMIT)
     assert similarity(out, reference) > (0.75 if mode == "1" else 0.95)  # 1-bit loses the anti-aliasing
+
+
+def test_uneven_lighting_is_flattened_not_mistaken_for_ink(digit):
+    from service.preprocess import paper_surface
+
+    xs = np.mgrid[0:200, 0:200][1] / 200
+    lighting = 0.1 + 0.5 * xs  # paper darkens from left to right
+    strokes = np.zeros((200, 200))
+    strokes[60:140, 95:105] = 0.8  # a thick vertical bar of ink
+    surface = paper_surface((lighting + strokes).astype(np.float32))
+    assert np.abs(surface - lighting).max() < 0.02  # the bar is not part of the paper
+    out = preprocess(encode(unevenly_lit_photo(digit, "gradient"), "JPEG", quality=80), LIMIT)
+    assert similarity(out, preprocess(encode(Image.fromarray(digit)), LIMIT)) > 0.85
 
 
 def test_exif_orientation_is_applied(digit):
