@@ -31,6 +31,7 @@ MIN_SHORT_SIDE = 64  # ...but never below this shorter side, so thin strokes of 
 MIN_CONTRAST = 0.2  # ink must differ from paper by this much (0-1 luminance) to count as ink
 INK_FLOOR = 0.2  # fraction of the contrast treated as paper texture / noise and cut to zero
 CROP_LEVEL = 0.25  # normalised ink above this defines the bounding box
+FLAT_PAPER = 0.05  # paper pixels spanning less than this (0-1 luminance) are evenly lit
 
 # Formats we recognise but refuse (415), by their leading bytes.
 _SIGNATURES: tuple[tuple[bytes, str], ...] = (
@@ -192,10 +193,13 @@ def paper_surface(ink: np.ndarray, iterations: int = 4) -> np.ndarray:
         y, x = y - 0.5, x - 0.5
         return np.stack([np.ones_like(x), x, y, x * x, y * y, x * y], axis=-1)
 
-    features = design(ys * step / height, xs * step / width).reshape(-1, 6)
     values = grid.reshape(-1)
     paper = values <= np.median(values)
-    coefficients = np.array([float(np.median(values)), 0.0, 0.0, 0.0, 0.0, 0.0])  # flat, if too few pixels
+    level = float(np.median(values))
+    if np.ptp(values[paper]) < FLAT_PAPER:  # evenly lit (scans, canvas exports, MNIST): nothing to fit
+        return np.full(ink.shape, level, dtype=np.float32)
+    features = design(ys * step / height, xs * step / width).reshape(-1, 6)
+    coefficients = np.array([level, 0.0, 0.0, 0.0, 0.0, 0.0])  # flat, if too few pixels
     for _ in range(iterations):
         if paper.sum() < 6:
             break
@@ -203,8 +207,10 @@ def paper_surface(ink: np.ndarray, iterations: int = 4) -> np.ndarray:
         residual = values - features @ coefficients
         spread = 1.4826 * float(np.median(np.abs(residual[paper]))) + 0.01
         paper = residual < 3.0 * spread
-    full_y, full_x = np.mgrid[0:height, 0:width]
-    return (design(full_y / height, full_x / width) @ coefficients).astype(np.float32)
+    y = (np.arange(height, dtype=np.float32) / height - 0.5)[:, None]  # evaluated by broadcasting,
+    x = (np.arange(width, dtype=np.float32) / width - 0.5)[None, :]  # not as an [H, W, 6] array
+    c = coefficients.astype(np.float32)
+    return c[0] + c[1] * x + c[2] * y + c[3] * x * x + c[4] * y * y + c[5] * x * y
 
 
 def ink_map(lum: np.ndarray) -> np.ndarray:
