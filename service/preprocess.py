@@ -9,7 +9,8 @@ The steps mirror how MNIST itself was made, so the network sees what it was trai
    background is composited onto paper that contrasts with the strokes (canvas exports);
 4. detect polarity (the paper is the majority of pixels) so ink is always high, and stretch
    the ink between paper level and the darkest stroke;
-5. crop to the ink, fit it into 20x20 keeping the aspect ratio, and centre it by its centre of
+5. erase the ruling of lined or squared paper (three or more thin full-width/height lines);
+6. crop to the ink, fit it into 20x20 keeping the aspect ratio, and centre it by its centre of
    mass in 28x28.
 
 Failures raise a subclass of :class:`ImageRejected`; nothing else escapes for any input bytes.
@@ -32,6 +33,9 @@ MIN_CONTRAST = 0.2  # ink must differ from paper by this much (0-1 luminance) to
 INK_FLOOR = 0.2  # fraction of the contrast treated as paper texture / noise and cut to zero
 CROP_LEVEL = 0.25  # normalised ink above this defines the bounding box
 FLAT_PAPER = 0.05  # paper pixels spanning less than this (0-1 luminance) are evenly lit
+RULED_SPAN = 0.9  # a row whose ink covers this fraction of the width may be a ruled line...
+RULED_THICKNESS = 0.03  # ...if its band is at most this fraction of the height thick...
+MIN_RULED_LINES = 3  # ...and there are at least this many such bands
 
 # Formats we recognise but refuse (415), by their leading bytes.
 _SIGNATURES: tuple[tuple[bytes, str], ...] = (
@@ -227,6 +231,35 @@ def ink_map(lum: np.ndarray) -> np.ndarray:
     return np.clip((ink - floor) / (peak - floor), 0.0, 1.0)
 
 
+def _ruled_bands(ink: np.ndarray) -> np.ndarray:
+    """Rows of ``ink`` that belong to ruling: thin bands whose ink spans almost the whole width,
+    kept only when there are at least MIN_RULED_LINES of them (a digit's stroke is one band at
+    most, even in a tight crop; lined or squared paper has many)."""
+    height = ink.shape[0]
+    full = (ink > 0.0).mean(axis=1) >= RULED_SPAN  # [H]; faint lines count too (paper is exactly 0)
+    bands, start = [], None
+    for row, flag in enumerate([*full.tolist(), False]):
+        if flag and start is None:
+            start = row
+        elif not flag and start is not None:
+            bands.append((start, row))
+            start = None
+    thin = [(a, b) for a, b in bands if b - a <= max(2, RULED_THICKNESS * height)]
+    mask = np.zeros(height, dtype=bool)
+    if len(thin) >= MIN_RULED_LINES:
+        for a, b in thin:
+            mask[max(0, a - 1) : b + 1] = True  # and the anti-aliased row on each side
+    return mask
+
+
+def remove_ruling(ink: np.ndarray) -> np.ndarray:
+    """Erase the lines of lined or squared paper (horizontal and vertical) before cropping."""
+    cleaned = ink.copy()
+    cleaned[_ruled_bands(ink)] = 0.0
+    cleaned[:, _ruled_bands(ink.T)] = 0.0
+    return cleaned
+
+
 def fit_and_centre(ink: np.ndarray) -> np.ndarray:
     """Crop to the ink, fit into DIGIT_BOX keeping aspect, centre by mass in IMAGE_SIZE -> uint8."""
     rows = np.flatnonzero((ink > CROP_LEVEL).any(axis=1))
@@ -260,4 +293,4 @@ def preprocess(data: bytes, max_pixels: int) -> np.ndarray:
         raise
     except Exception as error:  # exotic modes that Pillow cannot convert
         raise UndecodableImage(f"cannot read pixels of mode {image.mode} ({type(error).__name__})") from None
-    return fit_and_centre(ink_map(lum))
+    return fit_and_centre(remove_ruling(ink_map(lum)))

@@ -60,3 +60,20 @@ def unevenly_lit_photo(digit: np.ndarray, light: str = "gradient", seed: int = 0
     lighting = 1.0 - 0.55 * xs if light == "gradient" else 1.0 - 1.2 * ((xs - 0.5) ** 2 + (ys - 0.5) ** 2)
     gray = np.clip((0.85 - 0.75 * canvas) * lighting + rng.normal(0, 0.03, canvas.shape), 0, 1)
     return Image.fromarray((np.stack([gray * 0.98, gray, gray * 0.93], -1) * 255).astype(np.uint8))
+
+
+def on_lined_paper(digit: np.ndarray, line_gray: float = 0.6, squared: bool = False, seed: int = 0) -> Image.Image:
+    """Dark ink on lined (or squared) paper: ruling every 30 px, 2 px thick, with noise."""
+    rng = np.random.default_rng(seed)
+    size = 400
+    ink = np.asarray(Image.fromarray(digit).resize((220, 220), Image.Resampling.BICUBIC), dtype=float) / 255
+    canvas = np.zeros((size, size))
+    top, left = rng.integers(40, 140, size=2)
+    canvas[top : top + 220, left : left + 220] = ink
+    paper = np.full((size, size), 0.9)
+    for offset in range(15, size, 30):
+        paper[offset : offset + 2, :] = line_gray
+        if squared:
+            paper[:, offset : offset + 2] = line_gray
+    gray = np.clip(paper * (1 - canvas) + 0.1 * canvas + rng.normal(0, 0.02, canvas.shape), 0, 1)
+    return Image.fromarray((gray * 255).astype(np.uint8))

@@ -21,6 +21,7 @@ from tests.images import (
     encode,
     enlarged_dark_on_light,
     off_centre_on_canvas,
+    on_lined_paper,
     png_claiming,
     unevenly_lit_photo,
 )
@@ -74,6 +75,8 @@ VARIANTS = {
     "cmyk_jpeg": lambda d: encode(enlarged_dark_on_light(d).convert("CMYK"), "JPEG", quality=90),
     "photo_light_gradient": lambda d: encode(unevenly_lit_photo(d, "gradient"), "JPEG", quality=80),
     "photo_vignette": lambda d: encode(unevenly_lit_photo(d, "vignette"), "JPEG", quality=80),
+    "lined_paper": lambda d: encode(on_lined_paper(d), "JPEG", quality=85),
+    "squared_paper": lambda d: encode(on_lined_paper(d, 0.5, squared=True), "JPEG", quality=85),
 }
 
 

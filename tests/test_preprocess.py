@@ -17,6 +17,7 @@ from tests.images import (
     encode,
     enlarged_dark_on_light,
     off_centre_on_canvas,
+    on_lined_paper,
     png_claiming,
     unevenly_lit_photo,
 )
@@ -99,6 +100,29 @@ def test_uneven_lighting_is_flattened_not_mistaken_for_ink(digit):
     assert np.abs(surface - lighting).max() < 0.02  # the bar is not part of the paper
     out = preprocess(encode(unevenly_lit_photo(digit, "gradient"), "JPEG", quality=80), LIMIT)
     assert similarity(out, preprocess(encode(Image.fromarray(digit)), LIMIT)) > 0.85
+
+
+def test_ruling_is_erased_but_a_single_full_width_stroke_is_kept():
+    from service.preprocess import remove_ruling
+
+    lined = np.zeros((100, 100), dtype=np.float32)
+    lined[10:12], lined[40:42], lined[70:72] = 0.5, 0.5, 0.5  # three ruled lines
+    lined[20:80, 48:53] = 1.0  # a vertical stroke crossing them
+    cleaned = remove_ruling(lined)
+    assert cleaned[10:12].sum() == cleaned[40:42, :45].sum() == 0.0
+    assert cleaned[20:38, 48:53].min() == 1.0  # the stroke between the lines survives
+    seven = np.zeros((100, 100), dtype=np.float32)
+    seven[0:8, :] = 1.0  # the top bar of a tightly cropped 7 spans the width: one band, not ruling
+    seven[8:100, 60:68] = 1.0
+    assert np.array_equal(remove_ruling(seven), seven)
+
+
+def test_digit_on_squared_paper_matches_the_digit_on_plain_paper(digit):
+    plain = preprocess(encode(on_lined_paper(digit, line_gray=0.9), "JPEG", quality=85), LIMIT)  # lines = paper
+    squared = preprocess(encode(on_lined_paper(digit, 0.5, squared=True), "JPEG", quality=85), LIMIT)
+    box = lambda image: np.ptp(np.argwhere(image > 0), axis=0)  # noqa: E731 -- ink extent (rows, cols)
+    assert np.abs(box(squared) - box(plain)).max() <= 1  # the ruling did not widen the crop
+    assert similarity(squared, plain) > 0.6  # same strokes, up to a pixel of shift and the erased rows
 
 
 def test_exif_orientation_is_applied(digit):
