@@ -48,14 +48,20 @@ def png_claiming(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
 
 
-def unevenly_lit_photo(digit: np.ndarray, light: str = "gradient", seed: int = 0) -> Image.Image:
-    """A 'phone photo': dark ink on off-white paper, lit unevenly, with sensor noise, as RGB."""
-    rng = np.random.default_rng(seed)
-    size = 400
+def _placed(digit: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """The digit enlarged to 220 px as ink in [0, 1], at a random place on a size x size canvas."""
     ink = np.asarray(Image.fromarray(digit).resize((220, 220), Image.Resampling.BICUBIC), dtype=float) / 255
     canvas = np.zeros((size, size))
     top, left = rng.integers(40, 140, size=2)
     canvas[top : top + 220, left : left + 220] = ink
+    return canvas
+
+
+def unevenly_lit_photo(digit: np.ndarray, light: str = "gradient", seed: int = 0) -> Image.Image:
+    """A 'phone photo': dark ink on off-white paper, lit unevenly, with sensor noise, as RGB."""
+    rng = np.random.default_rng(seed)
+    size = 400
+    canvas = _placed(digit, size, rng)
     ys, xs = np.mgrid[0:size, 0:size] / size
     lighting = 1.0 - 0.55 * xs if light == "gradient" else 1.0 - 1.2 * ((xs - 0.5) ** 2 + (ys - 0.5) ** 2)
     gray = np.clip((0.85 - 0.75 * canvas) * lighting + rng.normal(0, 0.03, canvas.shape), 0, 1)
@@ -66,10 +72,7 @@ def on_lined_paper(digit: np.ndarray, line_gray: float = 0.6, squared: bool = Fa
     """Dark ink on lined (or squared) paper: ruling every 30 px, 2 px thick, with noise."""
     rng = np.random.default_rng(seed)
     size = 400
-    ink = np.asarray(Image.fromarray(digit).resize((220, 220), Image.Resampling.BICUBIC), dtype=float) / 255
-    canvas = np.zeros((size, size))
-    top, left = rng.integers(40, 140, size=2)
-    canvas[top : top + 220, left : left + 220] = ink
+    canvas = _placed(digit, size, rng)
     paper = np.full((size, size), 0.9)
     for offset in range(15, size, 30):
         paper[offset : offset + 2, :] = line_gray
