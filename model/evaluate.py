@@ -34,7 +34,8 @@ def predict_split(net: BayesianNet, split: Split, samples: int, batch: int = 500
     device = next(net.parameters()).device
     parts = [predictive(net, inputs[i : i + batch].to(device), samples)
              for i in tqdm(range(0, len(inputs), batch), desc=desc, dynamic_ncols=True)]
-    return PredictiveResult(*(torch.cat([getattr(p, f) for p in parts]).cpu() for f in PredictiveResult.__dataclass_fields__))
+    result = PredictiveResult.concat(parts)
+    return PredictiveResult(*(getattr(result, f).cpu() for f in PredictiveResult.__dataclass_fields__))
 
 
 def expected_calibration_error(

@@ -27,6 +27,11 @@ class PredictiveResult:
     expected_entropy: Tensor  # [B]
     mutual_information: Tensor  # [B]
 
+    @classmethod
+    def concat(cls, parts: list[PredictiveResult]) -> PredictiveResult:
+        """Join results of consecutive image chunks along the image axis."""
+        return cls(*(torch.cat([getattr(p, f) for p in parts]) for f in cls.__dataclass_fields__))
+
 
 def entropy(probs: Tensor) -> Tensor:
     """Shannon entropy in nats over the last axis; 0 log 0 = 0."""
@@ -57,4 +62,4 @@ def predictive(net: BayesianNet, images: Tensor, samples: int) -> PredictiveResu
     net.eval()
     step = _images_per_pass(net, samples)
     parts = [summarize(net(images[i : i + step], samples)) for i in range(0, images.shape[0], step)]
-    return PredictiveResult(*(torch.cat([getattr(p, f) for p in parts]) for f in PredictiveResult.__dataclass_fields__))
+    return PredictiveResult.concat(parts)

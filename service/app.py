@@ -166,11 +166,13 @@ def create_app(settings: Settings | None = None, registry: CollectorRegistry | N
         batcher: MicroBatcher | None = app.state.batcher
         return batcher.expect() if batcher is not None else contextlib.nullcontext()
 
-    async def read_limited(upload: UploadFile) -> bytes:
-        data = await upload.read(settings.max_upload_bytes + 1)
+    def check_file_size(data: bytes) -> bytes:
         if len(data) > settings.max_upload_bytes:
             raise ImageTooLarge(f"file exceeds the limit of {settings.max_upload_bytes} bytes")
         return data
+
+    async def read_limited(upload: UploadFile) -> bytes:
+        return check_file_size(await upload.read(settings.max_upload_bytes + 1))
 
     samples_query = Query(ge=1, le=settings.max_samples,
                           description="N posterior samples (default: the N the threshold was calibrated with)")
@@ -217,9 +219,7 @@ def create_app(settings: Settings | None = None, registry: CollectorRegistry | N
 
             def prepare(data: bytes) -> np.ndarray | ImageRejected:
                 try:
-                    if len(data) > settings.max_upload_bytes:
-                        raise ImageTooLarge(f"file exceeds the limit of {settings.max_upload_bytes} bytes")
-                    return preprocess(data, settings.max_pixels)
+                    return preprocess(check_file_size(data), settings.max_pixels)
                 except ImageRejected as error:
                     return error
 
