@@ -81,10 +81,12 @@ class _GaussianParameters(nn.Module):
             self.bias_mu, self.bias_sigma, self.prior_sigma
         )
 
-    def sample_weights(self, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        """One draw of (weight, bias) by plain reparameterization: mu + sigma * eps."""
-        eps_w = torch.randn(self.weight_mu.shape, generator=generator, device=self.weight_mu.device)
-        eps_b = torch.randn(self.bias_mu.shape, generator=generator, device=self.bias_mu.device)
+    def sample_weights(self, samples: int | None = None) -> tuple[Tensor, Tensor]:
+        """Draws of (weight, bias) by plain reparameterization, mu + sigma * eps: one draw, or
+        ``samples`` draws stacked on a leading axis."""
+        lead = () if samples is None else (samples,)
+        eps_w = torch.randn((*lead, *self.weight_mu.shape), dtype=self.weight_mu.dtype, device=self.weight_mu.device)
+        eps_b = torch.randn((*lead, *self.bias_mu.shape), dtype=self.bias_mu.dtype, device=self.bias_mu.device)
         return self.weight_mu + self.weight_sigma * eps_w, self.bias_mu + self.bias_sigma * eps_b
 
 
@@ -133,10 +135,7 @@ class VariationalConv2d(_GaussianParameters):
         """``[S, B, C, H, W]`` -> ``[S, B, O, H', W']``: sample s uses its own weight draw for all B
         images (what a loop of S forward passes does), as one grouped convolution."""
         samples, batch, channels, height, width = x.shape
-        weight_noise = torch.randn((samples, *self.weight_mu.shape), dtype=x.dtype, device=x.device)
-        bias_noise = torch.randn((samples, *self.bias_mu.shape), dtype=x.dtype, device=x.device)
-        weights = self.weight_mu + self.weight_sigma * weight_noise  # [S, O, C, k, k]
-        biases = self.bias_mu + self.bias_sigma * bias_noise  # [S, O]
+        weights, biases = self.sample_weights(samples)  # [S, O, C, k, k], [S, O]
         grouped = x.transpose(0, 1).reshape(batch, samples * channels, height, width)  # [B, S*C, H, W]
         out = F.conv2d(grouped, weights.flatten(0, 1), biases.flatten(), padding=self.padding, groups=samples)
         return out.view(batch, samples, -1, *out.shape[-2:]).transpose(0, 1)  # [S, B, O, H', W']
