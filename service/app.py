@@ -18,10 +18,11 @@ import torch
 from fastapi import Depends, FastAPI, File, Header, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from starlette.concurrency import run_in_threadpool
 
 from model.checkpoint import CheckpointError
+from service.audit import AuditSampler
 from service.batcher import MicroBatcher, QueueFull
 from service.limits import BodyLimitMiddleware
 from service.metrics import Metrics
@@ -60,20 +61,29 @@ def _status(error: ImageRejected) -> int:
     return STATUS_FOR.get(type(error), 400)
 
 
-def _to_out(prediction: Prediction, model_version: str, filename: str | None = None) -> PredictionOut:
+def _to_out(prediction: Prediction, model_version: str, audit: bool, filename: str | None = None) -> PredictionOut:
     fields = asdict(prediction)
-    return PredictionOut(**{"class": fields.pop("digit")}, **fields, model_version=model_version, filename=filename)
+    return PredictionOut(**{"class": fields.pop("digit")}, **fields, audit=audit, model_version=model_version,
+                         filename=filename)
 
 
-def create_app(settings: Settings | None = None, registry: CollectorRegistry | None = None) -> FastAPI:
+def app_from_environment() -> FastAPI:
+    """The app built from ``BNN_*`` settings: what each uvicorn worker imports (``BNN_WORKERS`` > 1)."""
+    return create_app(Settings())
+
+
+def create_app(settings: Settings | None = None, registry: CollectorRegistry | None = None,
+               auditor: AuditSampler | None = None) -> FastAPI:
     settings = settings or Settings()
     metrics = Metrics(registry or CollectorRegistry())
+    auditor = auditor or AuditSampler(settings.audit_fraction)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         torch.set_num_threads(settings.threads)
         try:
-            predictor = Predictor.from_checkpoint(settings.model_path, settings.threshold, settings.default_samples)
+            predictor = Predictor.from_checkpoint(settings.model_path, settings.threshold, settings.default_samples,
+                                                  settings.expected_referral_rate)
         except CheckpointError as error:
             log.error("cannot start: %s", error)
             raise
@@ -81,6 +91,12 @@ def create_app(settings: Settings | None = None, registry: CollectorRegistry | N
             raise CheckpointError(f"{settings.model_path}: calibrated N={predictor.default_samples} exceeds "
                                   f"BNN_MAX_SAMPLES={settings.max_samples}")
         metrics.threshold.set(predictor.threshold)
+        expected = predictor.expected_referral_rate
+        metrics.expected_referral_rate.set(float("nan") if expected is None else expected)
+        if expected is None:
+            log.warning("expected referral rate unknown (threshold overridden?): set BNN_EXPECTED_REFERRAL_RATE "
+                        "for the referral-rate alert")
+        metrics.audit_fraction.set(auditor.fraction)
         metrics.model_info.labels(model_version=predictor.model_version).set(1)
         batcher = None
         if settings.micro_batching:
@@ -166,6 +182,11 @@ def create_app(settings: Settings | None = None, registry: CollectorRegistry | N
         batcher: MicroBatcher | None = app.state.batcher
         return batcher.expect() if batcher is not None else contextlib.nullcontext()
 
+    def answer(prediction: Prediction, model_version: str, filename: str | None = None) -> PredictionOut:
+        audit = auditor.draw(prediction.refer)
+        metrics.record_prediction(prediction.digit, prediction.entropy, prediction.refer, prediction.samples, audit)
+        return _to_out(prediction, model_version, audit, filename)
+
     def check_file_size(data: bytes) -> bytes:
         if len(data) > settings.max_upload_bytes:
             raise ImageTooLarge(f"file exceeds the limit of {settings.max_upload_bytes} bytes")
@@ -201,8 +222,7 @@ def create_app(settings: Settings | None = None, registry: CollectorRegistry | N
             with expecting():
                 digit = await run_in_threadpool(preprocess, data, settings.max_pixels)
             prediction = (await infer(predictor, [digit], samples))[0]
-            metrics.record_prediction(prediction.digit, prediction.entropy, prediction.refer)
-            return _to_out(prediction, predictor.model_version)
+            return answer(prediction, predictor.model_version)
         finally:
             metrics.latency.labels(route="/predict").observe(time.perf_counter() - started)
 
@@ -232,8 +252,7 @@ def create_app(settings: Settings | None = None, registry: CollectorRegistry | N
             answers: list[PredictionOut | BatchErrorOut] = []
             for (filename, _), result in zip(uploads, results, strict=True):
                 if isinstance(result, Prediction):
-                    metrics.record_prediction(result.digit, result.entropy, result.refer)
-                    answers.append(_to_out(result, predictor.model_version, filename))
+                    answers.append(answer(result, predictor.model_version, filename))
                 else:
                     metrics.record_rejection(result.reason)
                     answers.append(BatchErrorOut(filename=filename, status=_status(result), reason=result.reason,
@@ -244,6 +263,7 @@ def create_app(settings: Settings | None = None, registry: CollectorRegistry | N
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
 
     return app

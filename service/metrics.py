@@ -1,17 +1,39 @@
 """Prometheus metrics on an injected registry, so every app (and test) has its own.
 
 The referral rate is
-``rate(bnn_predictions_total{referred="true"}[5m]) / rate(bnn_predictions_total[5m])``.
-One worker per process and per container (see README): counts are exact without
-prometheus-client's multiprocess mode.
+``sum(rate(bnn_predictions_total{referred="true"}[5m])) / sum(rate(bnn_predictions_total[5m]))``;
+``deploy/prometheus/rules.yml`` records it (5 m and 1 h) and alerts when it leaves the band
+around ``bnn_expected_referral_rate``.
+
+Several workers: ``python -m service`` with ``BNN_WORKERS`` > 1 sets ``PROMETHEUS_MULTIPROC_DIR``
+before the workers start; every worker then writes its values to files there and ``/metrics``
+(answered by whichever worker) adds them up, so counts are exact whichever worker served a
+request. Gauges state how to combine workers (all workers load the same checkpoint: ``max``).
+Every label value a query may divide by is created at start at 0, so a rate over a window is
+defined from the first scrape on (an absent series would make the first requests invisible to
+``rate``).
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
 
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 ENTROPY_BUCKETS = (1e-5, 1e-4, 1e-3, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 2.31)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+SAMPLES_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 100_000)
+CLASSES = tuple(str(digit) for digit in range(10))
+REJECTION_REASONS = ("undecodable", "unsupported_format", "too_large", "no_ink", "invalid_request", "too_many_files",
+                     "unauthorized", "overloaded", "body_timeout")
+ROUTES = ("/predict", "/predict/batch")
+
+
+def multiprocess_dir() -> str | None:
+    """The directory shared by several workers' metric files, when running several."""
+    return os.environ.get(MULTIPROC_ENV) or None
 
 
 class Metrics:
@@ -19,18 +41,51 @@ class Metrics:
         self.registry = registry
         self.predictions = Counter("bnn_predictions", "Answered images, by refer decision and class",
                                    ["referred", "class"], registry=registry)
+        self.audits = Counter("bnn_audits", "Accepted predictions marked audit=true for a human spot check, by class",
+                              ["class"], registry=registry)
         self.entropy = Histogram("bnn_prediction_entropy_nats", "Predictive entropy of answered images (nats)",
                                  buckets=ENTROPY_BUCKETS, registry=registry)
+        self.samples = Histogram("bnn_samples_per_image", "Posterior samples N used per answered image",
+                                 buckets=SAMPLES_BUCKETS, registry=registry)
         self.latency = Histogram("bnn_request_latency_seconds", "Request latency by route (seconds)", ["route"],
                                  buckets=LATENCY_BUCKETS, registry=registry)
         self.rejected = Counter("bnn_rejected_requests", "Rejected images or requests, by reason", ["reason"],
                                 registry=registry)
-        self.threshold = Gauge("bnn_referral_threshold_nats", "Entropy threshold in force", registry=registry)
-        self.model_info = Gauge("bnn_model_info", "Loaded model (value 1)", ["model_version"], registry=registry)
+        self.threshold = Gauge("bnn_referral_threshold_nats", "Entropy threshold in force", registry=registry,
+                               multiprocess_mode="max")
+        self.expected_referral_rate = Gauge(
+            "bnn_expected_referral_rate",
+            "Referral rate the threshold gave on its calibration split (NaN if unknown, e.g. BNN_THRESHOLD "
+            "overrides it without BNN_EXPECTED_REFERRAL_RATE)", registry=registry, multiprocess_mode="max")
+        self.audit_fraction = Gauge("bnn_audit_fraction", "Configured fraction of accepted predictions marked audit",
+                                    registry=registry, multiprocess_mode="max")
+        self.model_info = Gauge("bnn_model_info", "Loaded model (value 1)", ["model_version"], registry=registry,
+                                multiprocess_mode="max")
+        for referred in ("true", "false"):
+            for digit in CLASSES:
+                self.predictions.labels(referred=referred, **{"class": digit})
+        for digit in CLASSES:
+            self.audits.labels(**{"class": digit})
+        for reason in REJECTION_REASONS:
+            self.rejected.labels(reason=reason)
+        for route in ROUTES:
+            self.latency.labels(route=route)
 
-    def record_prediction(self, digit: int, entropy: float, refer: bool) -> None:
+    def record_prediction(self, digit: int, entropy: float, refer: bool, samples: int, audit: bool) -> None:
         self.predictions.labels(referred="true" if refer else "false", **{"class": str(digit)}).inc()
         self.entropy.observe(entropy)
+        self.samples.observe(samples)
+        if audit:
+            self.audits.labels(**{"class": str(digit)}).inc()
 
     def record_rejection(self, reason: str) -> None:
         self.rejected.labels(reason=reason).inc()
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The text format and its content type: this process's registry, or every worker's files
+        added up when several workers share a multiprocess directory."""
+        if multiprocess_dir() is None:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        combined = CollectorRegistry()
+        MultiProcessCollector(combined)
+        return generate_latest(combined), CONTENT_TYPE_LATEST

@@ -41,17 +41,21 @@ class CalibrationInfo:
 
 class Predictor:
     def __init__(self, net: BayesianNet, threshold: float, default_samples: int, model_version: str,
-                 calibration: CalibrationInfo | None = None):
+                 calibration: CalibrationInfo | None = None, expected_referral_rate: float | None = None):
         self.net = net.eval()
         self.threshold = threshold
         self.default_samples = default_samples
         self.model_version = model_version
         self.calibration = calibration
+        # the referral rate this threshold gave on its calibration split: what monitoring compares
+        # the live rate with (None when unknown, e.g. an overridden threshold)
+        self.expected_referral_rate = expected_referral_rate
 
     @classmethod
-    def from_checkpoint(cls, path: Path, threshold: float | None = None,
-                        default_samples: int | None = None) -> Predictor:
-        """Load a checkpoint; the threshold comes from its calibration unless overridden."""
+    def from_checkpoint(cls, path: Path, threshold: float | None = None, default_samples: int | None = None,
+                        expected_referral_rate: float | None = None) -> Predictor:
+        """Load a checkpoint; the threshold comes from its calibration unless overridden. The expected
+        referral rate is the calibration split's unless given, and unknown for an overridden threshold."""
         net, meta = load_checkpoint(path)
         raw = meta.get("calibration")
         calibration = None
@@ -63,8 +67,10 @@ class Predictor:
                 raise CheckpointError(f"{path}: no calibrated threshold in its metadata; run python -m model.calibrate "
                                       "or set BNN_THRESHOLD")
             threshold = float(raw["threshold"])  # type: ignore[index]
+            if expected_referral_rate is None and calibration.validation_coverage is not None:
+                expected_referral_rate = round(1.0 - float(calibration.validation_coverage), 12)
         samples = default_samples or (calibration.samples if calibration else DEFAULT_SAMPLES)
-        return cls(net, threshold, samples, str(meta["model_version"]), calibration)
+        return cls(net, threshold, samples, str(meta["model_version"]), calibration, expected_referral_rate)
 
     def predict(self, digits: list[np.ndarray], samples: int | None = None) -> list[Prediction]:
         """uint8 ``[28, 28]`` digits -> one Prediction each, all in one vectorized pass."""

@@ -16,6 +16,8 @@ class PredictionOut(BaseModel):
     refer: bool = Field(description="true when entropy > threshold: send this image to a human")
     threshold: float = Field(description="calibrated entropy threshold, nats")
     samples: int = Field(description="N posterior samples used")
+    audit: bool = Field(description="true for a random fraction (BNN_AUDIT_FRACTION) of accepted predictions: "
+                                    "have a human check it, to measure live accepted accuracy")
     model_version: str
     filename: str | None = Field(None, description="the uploaded file's name, in batch answers")
 

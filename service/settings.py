@@ -20,11 +20,16 @@ class Settings(BaseSettings):
     default_samples: int | None = Field(None, ge=1, description="N when a request names none (default: calibration's N)")
     max_samples: int = Field(1000, ge=1, le=100_000, description="largest N a request may ask for")
     threshold: float | None = Field(None, ge=0.0, description="override the calibrated entropy threshold (nats)")
+    expected_referral_rate: float | None = Field(
+        None, ge=0.0, le=1.0, description="referral rate to expect (default: the calibration split's; unknown when "
+                                          "BNN_THRESHOLD overrides the threshold)")
+    audit_fraction: float = Field(0.0, ge=0.0, le=1.0, description="fraction of accepted predictions marked audit=true")
     max_upload_bytes: int = Field(8 * MIB, ge=1024, description="largest single image file")
     max_request_bytes: int = Field(32 * MIB, ge=1024, description="largest request body")
     max_pixels: int = Field(40_000_000, ge=784, description="largest width x height, checked from the header")
     max_batch_files: int = Field(32, ge=1, description="most files in one /predict/batch request")
-    threads: int = Field(2, ge=1, le=256, description="torch intra-op threads")
+    threads: int = Field(2, ge=1, le=256, description="torch intra-op threads (per worker)")
+    workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes (python -m service); metrics add up")
     micro_batching: bool = Field(True, description="stack concurrent requests into one vectorized pass")
     batch_max_images: int = Field(64, ge=1, le=4096, description="most images in one micro-batched pass")
     batch_max_wait_ms: float = Field(2.0, ge=0.0, le=1000.0, description="longest wait for more requests to join")
