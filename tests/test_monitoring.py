@@ -1,0 +1,113 @@
+"""What /metrics tells Prometheus: expected referral rate, audits, samples, series present from the start."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from prometheus_client import CollectorRegistry
+
+from service.app import create_app
+from service.audit import AuditSampler
+from service.metrics import REJECTION_REASONS
+from service.settings import Settings
+from tests.conftest import SHIPPED, mnist_fixtures
+from tests.images import encode
+from tests.metrics_text import parse_samples, total, value
+
+SEVEN = mnist_fixtures()[0][0].read_bytes()
+NOISE = encode(Image.fromarray(np.random.default_rng(3).integers(0, 256, (64, 64), dtype=np.uint8)))
+CALIBRATION = json.loads(SHIPPED.with_suffix(".json").read_text())["calibration"]
+
+
+def scrape(client: TestClient):
+    return parse_samples(client.get("/metrics").text)
+
+
+def post(client: TestClient, data: bytes, **params):
+    return client.post("/predict", files={"file": ("d.png", data, "image/png")}, params=params)
+
+
+@pytest.fixture
+def app_with(request):
+    clients = []
+
+    def build(auditor: AuditSampler | None = None, **settings) -> TestClient:
+        app = create_app(Settings(model_path=SHIPPED, **settings), registry=CollectorRegistry(), auditor=auditor)
+        client = TestClient(app)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield build
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+def test_series_exist_at_zero_before_any_request(app_with):
+    samples = scrape(app_with())
+    for referred in ("true", "false"):
+        for digit in range(10):
+            assert value(samples, "bnn_predictions_total", referred=referred, **{"class": str(digit)}) == 0
+    for reason in REJECTION_REASONS:
+        assert value(samples, "bnn_rejected_requests_total", reason=reason) == 0
+    assert value(samples, "bnn_audits_total", **{"class": "3"}) == 0
+    assert value(samples, "bnn_audit_fraction") == 0
+
+
+def test_expected_referral_rate_is_the_calibration_splits(app_with):
+    samples = scrape(app_with())
+    expected = 1 - CALIBRATION["validation_coverage"]
+    assert value(samples, "bnn_expected_referral_rate") == pytest.approx(expected, abs=1e-12)
+    assert 0 < expected < 0.01
+    assert value(samples, "bnn_referral_threshold_nats") == pytest.approx(CALIBRATION["threshold"])
+    version = json.loads(SHIPPED.with_suffix(".json").read_text())["model_version"]
+    assert value(samples, "bnn_model_info", model_version=version) == 1
+
+
+def test_an_overridden_threshold_has_no_expected_rate_unless_given(app_with):
+    assert math.isnan(value(scrape(app_with(threshold=0.5)), "bnn_expected_referral_rate"))
+    samples = scrape(app_with(threshold=0.5, expected_referral_rate=0.02))
+    assert value(samples, "bnn_expected_referral_rate") == 0.02
+
+
+def test_audit_marks_accepted_answers_and_counts_them(app_with):
+    client = app_with(audit_fraction=1.0)
+    accepted = post(client, SEVEN).json()
+    referred = post(client, NOISE).json()
+    assert accepted["refer"] is False and accepted["audit"] is True
+    assert referred["refer"] is True and referred["audit"] is False
+    samples = scrape(client)
+    assert value(samples, "bnn_audits_total", **{"class": "7"}) == 1
+    assert total(samples, "bnn_audits_total") == 1
+    assert value(samples, "bnn_audit_fraction") == 1.0
+
+
+def test_audit_off_by_default(app_with):
+    client = app_with()
+    assert post(client, SEVEN).json()["audit"] is False
+    assert total(scrape(client), "bnn_audits_total") == 0
+
+
+def test_audit_fraction_in_a_batch(app_with):
+    client = app_with(auditor=AuditSampler(0.5, random.Random(1)), audit_fraction=0.5)
+    files = [("files", (f"{i}.png", SEVEN, "image/png")) for i in range(32)]
+    answers = client.post("/predict/batch", files=files).json()
+    marked = sum(answer["audit"] for answer in answers)
+    assert 0 < marked < 32  # seeded: a real mix, not all or nothing
+    assert value(scrape(client), "bnn_audits_total", **{"class": "7"}) == marked
+
+
+def test_samples_per_image_histogram(app_with):
+    client = app_with()
+    post(client, SEVEN, samples=10)
+    post(client, SEVEN)  # the calibration's N
+    samples = scrape(client)
+    assert value(samples, "bnn_samples_per_image_count") == 2
+    assert value(samples, "bnn_samples_per_image_sum") == 10 + CALIBRATION["samples"]
+    assert value(samples, "bnn_samples_per_image_bucket", le="10.0") == 1

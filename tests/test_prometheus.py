@@ -1,0 +1,141 @@
+"""A real Prometheus on the repo's configuration and rules, scraping the real service with 2 workers.
+
+Sends a known mix of digits, non-digits and blanks, then asks Prometheus (HTTP API) what it saw:
+exact counts across both workers, the referral rate computed from the counters and by the
+recording rule equal to the fraction of ``refer: true`` answers, and every dashboard query
+evaluates.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from tests.conftest import SHIPPED, mnist_fixtures
+from tests.images import encode
+from tests.metrics_text import parse_samples, total
+from tests.prometheus_server import DASHBOARD, PrometheusAPI, binary, repo_config_for, running_prometheus
+from tests.server import running_service
+
+REFERRAL_RATE = 'sum(rate(bnn_predictions_total{referred="true"}[5m])) / sum(rate(bnn_predictions_total[5m]))'
+
+
+def uploads() -> list[tuple[str, bytes, int | None]]:
+    """(kind, bytes, samples): 20 real digits, 12 noise images, 3 blanks; some at other N."""
+    rng = np.random.default_rng(11)
+    items: list[tuple[str, bytes, int | None]] = [
+        ("digit", path.read_bytes(), None if i % 4 else 30) for i, (path, _) in enumerate(mnist_fixtures())]
+    for _ in range(12):
+        size = int(rng.integers(40, 120))
+        items.append(("noise", encode(Image.fromarray(rng.integers(0, 256, (size, size), dtype=np.uint8))), None))
+    items += [("blank", encode(Image.new("L", (50, 50), 255)), None)] * 3
+    return items
+
+
+def post(url: str, item: tuple[str, bytes, int | None]) -> httpx.Response:
+    _, data, samples = item
+    params = {} if samples is None else {"samples": samples}
+    return httpx.post(url + "/predict", files={"file": ("u.png", data, "image/png")}, params=params, timeout=60)
+
+
+def wait_for(condition, timeout: float = 30.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def per_worker_predictions(directory: Path) -> list[float]:
+    counts = []
+    for path in sorted(directory.glob("counter_*.db")):
+        families = MultiProcessCollector.merge([str(path)])
+        counts.append(sum(s.value for f in families for s in f.samples if s.name == "bnn_predictions_total"))
+    return counts
+
+
+def dashboard_queries() -> list[tuple[str, str]]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    return [(panel["title"], target["expr"]) for panel in dashboard["panels"] for target in panel["targets"]]
+
+
+def test_prometheus_sees_exact_counts_and_the_referral_rate_of_the_answers(tmp_path):
+    binary("prometheus")
+    metrics_dir = tmp_path / "metrics"
+    env = {"BNN_WORKERS": "2", "BNN_THREADS": "1", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    with running_service(env) as (url, _):
+        target = url.removeprefix("http://")
+        with running_prometheus(repo_config_for(target)) as prometheus:
+            # the first scrape sees every series at 0, so rate() covers all that follows
+            wait_for(lambda: prometheus.scalar("sum(bnn_predictions_total)") == 0, what="a first scrape")
+
+            items = uploads()
+            with ThreadPoolExecutor(4) as pool:  # separate connections: both workers take requests
+                responses = list(pool.map(lambda item: post(url, item), items))
+            answers = [r.json() for r in responses if r.status_code == 200]
+            statuses = sorted({r.status_code for r in responses})
+            assert statuses == [200, 422], statuses
+            referred = sum(answer["refer"] for answer in answers)
+            assert 0 < referred < len(answers), "the mix must hold both accepted and referred answers"
+            fraction = referred / len(answers)
+
+            wait_for(lambda: prometheus.scalar("sum(bnn_predictions_total)") == len(answers),
+                     what="Prometheus to scrape every answer")
+            time.sleep(2.5)  # one more scrape and rule evaluation after the last answer
+            now = time.time()
+            assert prometheus.scalar(REFERRAL_RATE, now) == pytest.approx(fraction, rel=1e-9)
+            assert prometheus.scalar("job:bnn_referral_rate:ratio_rate5m", now) == pytest.approx(fraction, rel=1e-9)
+            assert prometheus.scalar('sum(bnn_predictions_total{referred="true"})', now) == referred
+            assert prometheus.scalar('sum(bnn_rejected_requests_total{reason="no_ink"})', now) == 3
+            calibration = json.loads(SHIPPED.with_suffix(".json").read_text())["calibration"]
+            assert prometheus.scalar("job:bnn_expected_referral_rate:max", now) == pytest.approx(
+                1 - calibration["validation_coverage"])
+            sampled = sum(answer["samples"] for answer in answers)
+            assert prometheus.scalar("sum(bnn_samples_per_image_sum)", now) == sampled
+            for digit in range(10):
+                in_answers = sum(answer["class"] == digit for answer in answers)
+                assert prometheus.scalar(f'sum(bnn_predictions_total{{class="{digit}"}})', now) == in_answers
+
+            assert_dashboard_queries_evaluate(prometheus, now)
+        served = per_worker_predictions(metrics_dir)
+        assert len(served) == 2 and sum(served) == len(answers) and min(served) > 0, served
+
+
+def assert_dashboard_queries_evaluate(prometheus: PrometheusAPI, at: float) -> None:
+    """Every query of the Grafana dashboard parses and evaluates against the live data;
+    Grafana's $__rate_interval becomes 1m (4 scrape intervals of 1 s would be Grafana's own choice)."""
+    empty = []
+    for title, expr in dashboard_queries():
+        result = prometheus.query(re.sub(r"\$__rate_interval", "1m", expr), at)
+        if not result:
+            empty.append((title, expr))
+    assert not empty, empty  # this traffic gives every panel data
+
+
+def test_two_workers_count_exactly_whichever_answers_metrics(tmp_path):
+    metrics_dir = tmp_path / "metrics"
+    seven = mnist_fixtures()[0][0].read_bytes()
+    env = {"BNN_WORKERS": "2", "BNN_THREADS": "1", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    with running_service(env) as (url, _):
+        with ThreadPoolExecutor(4) as pool:
+            codes = list(pool.map(lambda _: post(url, ("digit", seven, None)).status_code, range(40)))
+        assert codes == [200] * 40
+        served = per_worker_predictions(metrics_dir)
+        assert len(served) == 2 and min(served) > 0, served  # both workers answered some
+        for _ in range(10):  # fresh connections: each scrape may reach either worker
+            samples = parse_samples(httpx.get(url + "/metrics", timeout=10).text)
+            assert total(samples, "bnn_predictions_total") == 40
+            assert total(samples, "bnn_predictions_total", referred="false", **{"class": "7"}) == 40
+            assert total(samples, "bnn_request_latency_seconds_count", route="/predict") == 40
+            assert total(samples, "bnn_expected_referral_rate") == pytest.approx(0.0027)
