@@ -22,7 +22,6 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from tests.conftest import SHIPPED, mnist_fixtures
 from tests.images import encode
-from tests.metrics_text import parse_samples, total
 from tests.prometheus_server import DASHBOARD, PrometheusAPI, binary, repo_config_for, running_prometheus
 from tests.server import running_service
 
@@ -121,21 +120,3 @@ def assert_dashboard_queries_evaluate(prometheus: PrometheusAPI, at: float) -> N
         if not result:
             empty.append((title, expr))
     assert not empty, empty  # this traffic gives every panel data
-
-
-def test_two_workers_count_exactly_whichever_answers_metrics(tmp_path):
-    metrics_dir = tmp_path / "metrics"
-    seven = mnist_fixtures()[0][0].read_bytes()
-    env = {"BNN_WORKERS": "2", "BNN_THREADS": "1", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
-    with running_service(env) as (url, _):
-        with ThreadPoolExecutor(4) as pool:
-            codes = list(pool.map(lambda _: post(url, ("digit", seven, None)).status_code, range(40)))
-        assert codes == [200] * 40
-        served = per_worker_predictions(metrics_dir)
-        assert len(served) == 2 and min(served) > 0, served  # both workers answered some
-        for _ in range(10):  # fresh connections: each scrape may reach either worker
-            samples = parse_samples(httpx.get(url + "/metrics", timeout=10).text)
-            assert total(samples, "bnn_predictions_total") == 40
-            assert total(samples, "bnn_predictions_total", referred="false", **{"class": "7"}) == 40
-            assert total(samples, "bnn_request_latency_seconds_count", route="/predict") == 40
-            assert total(samples, "bnn_expected_referral_rate") == pytest.approx(0.0027)
