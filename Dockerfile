@@ -1,4 +1,4 @@
-# CPU-only image of the digit service: one uvicorn worker per container (exact metrics).
+# CPU-only image of the digit service: one uvicorn worker by default (BNN_WORKERS for more; metrics add up).
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
