@@ -1,4 +1,4 @@
-# CPU-only image of the digit service: one uvicorn worker by default (BNN_WORKERS for more; metrics add up).
+# CPU-only image of the digit service: 2 worker processes by default (BNN_WORKERS; metrics add up).
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
@@ -22,6 +22,6 @@ USER 10001
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=2).status == 200 else 1)"]
-# exec form: python is PID 1's child-free main process and receives SIGTERM directly
+# exec form: python is PID 1 and receives SIGTERM directly, then passes it to its workers and waits for them
 STOPSIGNAL SIGTERM
 CMD ["python", "-m", "service"]

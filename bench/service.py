@@ -1,11 +1,12 @@
 """The real service under load, side by side with a naive reference, in one run.
 
-Starts each variant (uvicorn on loopback, one worker), drives it with a bounded closed-loop
-load at several concurrencies, and prints throughput, p50/p95/p99 and errors:
+Starts each variant (uvicorn on loopback), drives it with a bounded closed-loop load at several
+concurrencies, and prints throughput, p50/p95/p99 and errors:
 
-* ours, micro-batching on (the default),
-* ours, micro-batching off,
-* the naive reference service (``bench.naive_service``: loop of N, no batching).
+* ours, 2 workers x 1 thread, micro-batching (the default),
+* ours, 1 worker x 2 threads, micro-batching,
+* ours, 2 workers x 1 thread, micro-batching off,
+* the naive reference service (``bench.naive_service``: loop of N, no batching, one worker).
 
     python -m bench.service [--seconds 10] [--concurrency 1 8 16 32 64] [--samples 100]
 """
@@ -39,15 +40,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 16, 32, 64])
     parser.add_argument("--naive-concurrency", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--samples", type=int, default=100)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cores", type=int, default=2, help="workers x threads of each variant")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.cores)
     image = mnist_fixtures()[0][0].read_bytes()
     path = f"/predict?samples={args.samples}"
     print(header(f"service under closed-loop load, N = {args.samples}, {args.seconds:g} s per level"))
+    cores = str(args.cores)
+    workers = {"BNN_WORKERS": cores, "BNN_THREADS": "1"}
     variants = [
-        ("ours, micro-batching", {"BNN_MICRO_BATCHING": "true"}, "service", "/readyz", args.concurrency, path),
-        ("ours, no batching", {"BNN_MICRO_BATCHING": "false"}, "service", "/readyz", args.concurrency, path),
+        ("ours, micro-batching", {**workers, "BNN_MICRO_BATCHING": "true"}, "service", "/readyz", args.concurrency, path),
+        ("ours, 1 worker", {"BNN_WORKERS": "1", "BNN_THREADS": cores, "BNN_MICRO_BATCHING": "true"}, "service",
+         "/readyz", args.concurrency, path),
+        ("ours, no batching", {**workers, "BNN_MICRO_BATCHING": "false"}, "service", "/readyz", args.concurrency, path),
         ("naive reference", {}, "bench.naive_service", "/ready", args.naive_concurrency, "/predict"),
     ]
     best: dict[str, float] = {}
@@ -55,7 +60,6 @@ def main(argv: list[str] | None = None) -> int:
     print("| variant | concurrency | images/s | p50 ms | p95 ms | p99 ms | non-200 + errors |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, env, module, ready, levels, route in variants:
-        env = {**env, "BNN_THREADS": str(args.threads)}
         launched = time.perf_counter()
         with running_service(env, module=module, ready_path=ready) as (url, _):
             start_to_ready[name] = time.perf_counter() - launched

@@ -21,7 +21,8 @@ import os
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+from service.settings import METRICS_DIR_ENV
+
 ENTROPY_BUCKETS = (1e-5, 1e-4, 1e-3, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 2.31)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 SAMPLES_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 100_000)
@@ -33,7 +34,7 @@ ROUTES = ("/predict", "/predict/batch")
 
 def multiprocess_dir() -> str | None:
     """The directory shared by several workers' metric files, when running several."""
-    return os.environ.get(MULTIPROC_ENV) or None
+    return os.environ.get(METRICS_DIR_ENV) or None
 
 
 class Metrics:

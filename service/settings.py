@@ -11,6 +11,9 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIB = 1024 * 1024
+# prometheus_client's variable: the directory where several workers keep their metric values.
+# It must be set before prometheus_client is first imported (it picks its value class then).
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class Settings(BaseSettings):
@@ -28,8 +31,8 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(32 * MIB, ge=1024, description="largest request body")
     max_pixels: int = Field(40_000_000, ge=784, description="largest width x height, checked from the header")
     max_batch_files: int = Field(32, ge=1, description="most files in one /predict/batch request")
-    threads: int = Field(2, ge=1, le=256, description="torch intra-op threads (per worker)")
-    workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes (python -m service); metrics add up")
+    threads: int = Field(1, ge=1, le=256, description="torch intra-op threads per worker (workers x threads = cores)")
+    workers: int = Field(2, ge=1, le=64, description="worker processes (python -m service); metrics add up")
     micro_batching: bool = Field(True, description="stack concurrent requests into one vectorized pass")
     batch_max_images: int = Field(64, ge=1, le=4096, description="most images in one micro-batched pass")
     batch_max_wait_ms: float = Field(2.0, ge=0.0, le=1000.0, description="longest wait for more requests to join")

@@ -1,8 +1,11 @@
-"""Several uvicorn workers (BNN_WORKERS): metrics add up exactly, a bad checkpoint stops start-up once."""
+"""Several workers (BNN_WORKERS, service/workers.py): metrics add up exactly, connections reach
+every worker, TCP_NODELAY, one instance per port, a bad checkpoint stops start-up once."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import socket
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -10,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from service.workers import tcp_listener
 from tests.conftest import ROOT, mnist_fixtures
 from tests.metrics_text import parse_samples, total
 from tests.server import running_service
@@ -40,3 +44,66 @@ def test_a_missing_checkpoint_stops_several_workers_at_once(tmp_path):
                             timeout=60)
     assert result.returncode == 1
     assert "cannot start" in result.stderr and "absent.json: metadata file is missing" in result.stderr
+
+
+def test_a_burst_of_keep_alive_connections_reaches_every_worker(tmp_path):
+    """16 connections opened at once, each kept alive for 3 requests. With one shared socket one
+    worker's accept loop took a whole burst about half the time; with a socket per worker the
+    kernel spreads them (all 16 on one worker: probability 2 / 2**16)."""
+    metrics_dir = tmp_path / "metrics"
+    seven = mnist_fixtures()[0][0].read_bytes()
+    env = {"BNN_WORKERS": "2", "BNN_THREADS": "1", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    with running_service(env) as (url, _):
+        before = per_worker_predictions(metrics_dir)
+
+        def keep_alive_client(_: int) -> list[int]:
+            with httpx.Client(timeout=60) as client:
+                return [client.post(url + "/predict", files={"file": ("d.png", seven, "image/png")}).status_code
+                        for _ in range(3)]
+
+        with ThreadPoolExecutor(16) as pool:
+            codes = [code for codes in pool.map(keep_alive_client, range(16)) for code in codes]
+        assert codes == [200] * 48
+        served = [after - earlier for after, earlier in zip(per_worker_predictions(metrics_dir), before, strict=True)]
+        assert sum(served) == 48 and min(served) > 0, served
+
+
+def nodelay_of_accepted_connection(listener: socket.socket) -> int:
+    async def accept_one() -> int:
+        loop = asyncio.get_running_loop()
+        accepted: asyncio.Future[int] = loop.create_future()
+
+        class Probe(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                sock = transport.get_extra_info("socket")
+                accepted.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                transport.close()
+
+        server = await loop.create_server(Probe, sock=listener)
+        _, writer = await asyncio.open_connection(*listener.getsockname()[:2])
+        try:
+            return await asyncio.wait_for(accepted, 10)
+        finally:
+            writer.close()
+            server.close()
+
+    return asyncio.run(accept_one())
+
+
+def test_worker_sockets_give_accepted_connections_tcp_nodelay():
+    assert nodelay_of_accepted_connection(tcp_listener("127.0.0.1", 0, reuse_port=True)) != 0
+    # the way uvicorn's --workers binds (proto 0): asyncio leaves Nagle on, ~40 ms per keep-alive answer
+    plain = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    plain.bind(("127.0.0.1", 0))
+    assert nodelay_of_accepted_connection(plain) == 0
+
+
+def test_a_second_instance_on_the_same_port_refuses_to_start():
+    env = {"BNN_WORKERS": "2", "BNN_THREADS": "1"}
+    with running_service(env) as (url, _):
+        port = url.rsplit(":", 1)[1]
+        second = subprocess.run([sys.executable, "-m", "service"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                                env={**os.environ, **env, "BNN_PORT": port, "BNN_HOST": "127.0.0.1"})
+        assert second.returncode == 1
+        assert "Address already in use" in second.stderr
+        assert httpx.get(url + "/readyz").status_code == 200  # the first one is untouched

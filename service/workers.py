@@ -1,0 +1,118 @@
+"""Several worker processes, each with its own listening socket on the same port (SO_REUSEPORT).
+
+Why not uvicorn's ``--workers``: it binds one socket in the parent and hands it to every worker.
+A burst of new connections then wakes one worker, whose accept loop takes them all, and the
+other worker sits idle: measured here with 8 keep-alive clients, one worker got all 8
+connections in about half the runs. With one socket per worker in a SO_REUSEPORT group the
+kernel spreads connections over the workers as they arrive. (uvicorn's socket also lacked
+IPPROTO_TCP, so asyncio never set TCP_NODELAY on accepted connections and every keep-alive
+answer waited ~40 ms for the client's delayed ACK: uvicorn issue #3149. Ours sets it.)
+
+The parent supervises: it checks the port is free (a second instance must not silently join
+the group and split the traffic), imports the app (torch, FastAPI: most of the start-up time)
+once and forks the workers from it, restarts one that dies after it started, stops everything
+when one cannot start, and on SIGTERM or SIGINT asks each worker to shut down gracefully
+(uvicorn finishes in-flight requests) before it exits. Forking after importing torch is safe
+because the parent never runs a torch operation (no thread pool exists yet); each worker loads
+the checkpoint itself, in its lifespan.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import socket
+import sys
+import threading
+from multiprocessing.process import BaseProcess
+from types import FrameType
+
+import uvicorn
+
+log = logging.getLogger("service")
+
+STARTUP_FAILURE = 3  # a worker's exit status when it never served: restarting it would fail the same way
+GRACE_S = 25.0  # how long stopping workers get to finish in-flight requests (uvicorn itself allows 20 s)
+
+
+def tcp_listener(host: str, port: int, reuse_port: bool) -> socket.socket:
+    """A TCP socket bound to (host, port) with ``proto=IPPROTO_TCP``, so asyncio sets TCP_NODELAY
+    on the connections it accepts."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                         proto=socket.IPPROTO_TCP, flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(address)
+    return sock
+
+
+def _worker(host: str, port: int) -> None:
+    """One worker process (forked): the app from the BNN_* environment on its own socket."""
+    from service.app import app_from_environment  # already imported by the parent: free
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's handlers are not ours; uvicorn installs its own
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        listener = tcp_listener(host, port, reuse_port=True)
+    except OSError as error:
+        log.error("worker cannot listen on %s:%d: %s", host, port, error)
+        sys.exit(STARTUP_FAILURE)
+    config = uvicorn.Config(app_from_environment(), lifespan="on", timeout_graceful_shutdown=20, log_level="info")
+    server = uvicorn.Server(config)
+    server.run(sockets=[listener])
+    sys.exit(0 if server.started else STARTUP_FAILURE)
+
+
+def serve(host: str, port: int, workers: int) -> int:
+    """Run ``workers`` worker processes on (host, port) until SIGTERM or SIGINT; the exit status."""
+    try:
+        tcp_listener(host, port, reuse_port=False).close()  # fails if anything holds the port
+    except OSError as error:
+        log.error("cannot listen on %s:%d: %s", host, port, error)
+        return 1
+    import service.app  # noqa: F401 -- once here, not in every worker: the workers fork from this
+
+    context = multiprocessing.get_context("fork")
+    stopping = threading.Event()
+
+    def start() -> BaseProcess:
+        process = context.Process(target=_worker, args=(host, port), daemon=False)
+        process.start()
+        return process
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    processes = [start() for _ in range(workers)]
+    log.info("%d workers on http://%s:%d (pids %s)", workers, host, port, ", ".join(str(p.pid) for p in processes))
+    status = 0
+    try:
+        while not stopping.wait(0.25):
+            for index, process in enumerate(processes):
+                if process.is_alive():
+                    continue
+                if process.exitcode == STARTUP_FAILURE:
+                    log.error("worker %s could not start; stopping", process.pid)
+                    status = 1
+                    stopping.set()
+                    break
+                log.warning("worker %s died (exit %s); starting another", process.pid, process.exitcode)
+                processes[index] = start()
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()  # SIGTERM: uvicorn stops accepting and finishes in-flight requests
+        for process in processes:
+            process.join(GRACE_S)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    log.info("all workers stopped")
+    return status
