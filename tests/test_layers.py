@@ -42,6 +42,24 @@ def test_local_reparameterization_has_the_weight_sampling_moments():
     assert torch.allclose(draws.var(0), expected_var[0], rtol=0.03)
 
 
+def test_predictive_draws_are_exact_per_image_and_shared_across_images():
+    torch.manual_seed(1)
+    layer = VariationalLinear(6, 3, prior_sigma=1.0, init_rho=-1.0).eval()
+    x = torch.randn(4, 6)
+    samples = 50_000
+    with torch.no_grad():
+        draws = layer.forward_samples(x, samples)  # [S, 4, 3]
+        mean, variance = layer.moments(x)
+    standardized = (draws - mean) / variance.sqrt()  # [S, 4, 3]
+    for image in range(4):  # every image: S independent draws of its own N(mean, variance)
+        assert torch.allclose(draws[:, image].mean(0), mean[image], atol=5 * (variance[image] / samples).sqrt().max().item())
+        assert torch.allclose(draws[:, image].var(0), variance[image], rtol=0.03)
+        lag_correlation = (standardized[1:, image] * standardized[:-1, image]).mean().item()
+        assert abs(lag_correlation) < 5 / math.sqrt(samples)
+    # one standard-normal draw per sample serves every image of the call
+    torch.testing.assert_close(standardized[:, 0], standardized[:, 3], rtol=1e-4, atol=1e-4)
+
+
 def _weight_sampling_reference(conv: VariationalConv2d, x: torch.Tensor, draws: int) -> torch.Tensor:
     """A plain loop: draw a weight, convolve. [draws, O, H, W] for a single image x [1, C, H, W]."""
     outputs = []

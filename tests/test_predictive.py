@@ -1,3 +1,4 @@
+import copy
 import math
 
 import torch
@@ -59,3 +60,14 @@ def test_chunked_predictive_equals_one_pass_statistically():
     one = predictive(net, images, samples=4)
     per_image = torch.cat([predictive(net, images[i : i + 1], samples=4).mean_probs for i in range(5)])
     assert torch.allclose(one.mean_probs, per_image, atol=1e-6)
+
+
+def test_channels_last_trunk_gives_the_same_features_as_the_default_layout():
+    net = BayesianNet(PRESETS["head"]).eval()
+    conv = net.trunk[2]
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    images = torch.rand(5, 1, 28, 28)
+    reference = copy.deepcopy(net.trunk).to(memory_format=torch.contiguous_format)
+    assert not reference[2].weight.is_contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        torch.testing.assert_close(net.trunk(images).flatten(1), reference(images).flatten(1), rtol=1e-5, atol=1e-5)
