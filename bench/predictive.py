@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"measured throughput: conv {conv_rate / 1e9:.1f} GFLOP/s, matmul {matmul_rate / 1e9:.1f} GFLOP/s\n")
     print("| images | N | (a) loop ms | (b) ours ms | (c) floor ms | a/b | b/c |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
-    for batch, samples in ((1, 1), (1, 10), (1, 100), (1, 1000), (256, 100)):
+    for batch, samples in ((1, 1), (1, 10), (1, 100), (1, 1000), (64, 1), (64, 100), (256, 100)):
         x = torch.rand(batch, 1, IMAGE_SIZE, IMAGE_SIZE)
         repeat = 3 if batch * samples >= 25_600 else 10
         loop_ms = best_ms(lambda x=x, s=samples: loop_predictive(net, x, s), repeat=repeat, warmup=1)

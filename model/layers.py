@@ -108,15 +108,18 @@ class VariationalLinear(_GaussianParameters):
     def forward_samples(self, x: Tensor, samples: int) -> Tensor:
         """Inputs ``[B, in]`` shared by all samples -> ``[S, B, out]``: moments computed once per image.
 
-        The S standard-normal draws are shared by the B images of the call. Each image still gets
-        S independent draws of exactly its own pre-activation distribution, so every image's
+        In training every example gets its own draw: independent noise across the batch is what
+        gives the local trick its low-variance gradients. For prediction (eval mode) the S
+        standard-normal draws are shared by the B images of the call. Each image still gets S
+        independent draws of exactly its own pre-activation distribution, so every image's
         predictive is unchanged (like a loop of weight samples, where one draw also serves the
         whole batch); only the Monte Carlo errors of different images are correlated. It makes
-        the noise ``[S, out]`` instead of ``[S, B, out]``: drawing it was a quarter of the
+        the noise ``[S, 1, out]`` instead of ``[S, B, out]``: drawing it was a quarter of the
         predictive's time at 64 images.
         """
         mean, variance = self.moments(x)  # [B, out]
-        noise = torch.randn((samples, 1, mean.shape[-1]), dtype=mean.dtype, device=mean.device)  # [S, 1, out]
+        shape = (samples, *mean.shape) if self.training else (samples, 1, mean.shape[-1])
+        noise = torch.randn(shape, dtype=mean.dtype, device=mean.device)  # [S, B or 1, out]
         return torch.addcmul(mean, variance.sqrt(), noise)  # [S, B, out]
 
 

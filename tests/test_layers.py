@@ -60,6 +60,18 @@ def test_predictive_draws_are_exact_per_image_and_shared_across_images():
     torch.testing.assert_close(standardized[:, 0], standardized[:, 3], rtol=1e-4, atol=1e-4)
 
 
+def test_training_draws_are_independent_across_examples():
+    torch.manual_seed(2)
+    layer = VariationalLinear(6, 3, prior_sigma=1.0, init_rho=-1.0).train()
+    x = torch.randn(2, 6)
+    with torch.no_grad():
+        draws = layer.forward_samples(x, 20_000)  # [S, 2, 3]
+        mean, variance = layer.moments(x)
+    standardized = (draws - mean) / variance.sqrt()
+    correlation = (standardized[:, 0] * standardized[:, 1]).mean().item()
+    assert abs(correlation) < 5 / math.sqrt(20_000 * 3)
+
+
 def _weight_sampling_reference(conv: VariationalConv2d, x: torch.Tensor, draws: int) -> torch.Tensor:
     """A plain loop: draw a weight, convolve. [draws, O, H, W] for a single image x [1, C, H, W]."""
     outputs = []
