@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         ("naive reference", {}, "bench.naive_service", "/ready", args.naive_concurrency, "/predict"),
     ]
     best: dict[str, float] = {}
+    throughput_at_any: dict[str, list[float]] = {name: [0.0] for name, *_ in variants}
     start_to_ready: dict[str, float] = {}
     print("| variant | concurrency | images/s | p50 ms | p95 ms | p99 ms | non-200 + errors |")
     print("|---|---:|---:|---:|---:|---:|---:|")
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             for result in drive(url, route, image, levels, args.seconds):
                 print(f"| {name} | {result.concurrency} | {result.throughput:.1f} | {result.percentile(0.5):.1f} | "
                       f"{result.percentile(0.95):.1f} | {result.percentile(0.99):.1f} | {result.failures} |", flush=True)
+                throughput_at_any[name].append(result.throughput)
                 if result.percentile(0.99) <= P99_BOUND_MS and result.failures == 0:
                     best[name] = max(best.get(name, 0.0), result.throughput)
     print(f"\nbest throughput with p99 <= {P99_BOUND_MS:g} ms and no errors:")
@@ -76,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     ours = best.get("ours, micro-batching", 0.0)
     print(f"ratio ours (micro-batching) / naive: {ours / naive:.1f}x" if naive else
           "ratio: the naive reference never meets the p99 bound (its single request is slower than 50 ms)")
+    naive_any = max(throughput_at_any["naive reference"])
+    print(f"the naive reference's best throughput at any latency: {naive_any:.1f} images/s; ours at p99 <= "
+          f"{P99_BOUND_MS:g} ms is {ours / naive_any:.0f}x that" if naive_any else "")
     return 0
 
 

@@ -2,14 +2,17 @@
 
     python -m bench.soak [--minutes 10] [--concurrency 8] [--samples 100]
 
-Reports throughput, p50/p99 and errors per interval, and the server's resident memory (RSS)
-after warm-up and at the end. Exits 1 on any error or RSS growth of 10 % or more.
+Reports throughput, p50/p99 and errors per interval, and the server's resident memory (RSS,
+the supervisor and its workers together) after warm-up and at the end, and whether the workers
+are the same processes at the end (none died and was replaced). Exits 1 on any error, a
+replaced worker, or RSS growth of 10 % or more.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+from pathlib import Path
 
 from bench.common import header
 from bench.load import multipart_request, run_load
@@ -17,12 +20,25 @@ from tests.conftest import mnist_fixtures
 from tests.server import running_service
 
 
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return sorted(found)
+
+
 def rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as handle:
-        for line in handle:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    """Resident memory of ``pid`` and its children (the workers), MiB."""
+    total = 0.0
+    for process in [pid, *children(pid)]:
+        with open(f"/proc/{process}/status") as handle:
+            total += next(int(line.split()[1]) for line in handle if line.startswith("VmRSS:")) / 1024
+    return total
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         request = multipart_request(host, int(port), f"/predict?samples={args.samples}", image)
         asyncio.run(run_load(host, int(port), request, args.concurrency, args.warmup))
         baseline = rss_mib(process.pid)
+        workers = children(process.pid)
         print(f"RSS after {args.warmup:g} s warm-up: {baseline:.1f} MiB\n")
         print("| minute | images/s | p50 ms | p99 ms | errors | RSS MiB |\n|---:|---:|---:|---:|---:|---:|")
         intervals = max(1, round(args.minutes * 60 / args.interval))
@@ -55,10 +72,12 @@ def main(argv: list[str] | None = None) -> int:
         final = rss_mib(process.pid)
         growth = (final - baseline) / baseline
         alive = process.poll() is None
+        same_workers = children(process.pid) == workers
     seconds = intervals * args.interval
     print(f"\n{total_ok} answers in {seconds:g} s ({total_ok / seconds:.1f}/s), {total_failures} errors, worst p99 "
-          f"{worst_p99:.1f} ms, RSS {baseline:.1f} -> {final:.1f} MiB ({growth:+.1%}), server alive: {alive}")
-    return 0 if total_failures == 0 and growth < 0.10 and alive else 1
+          f"{worst_p99:.1f} ms, RSS {baseline:.1f} -> {final:.1f} MiB ({growth:+.1%}), server alive: {alive}, "
+          f"workers {workers} unchanged: {same_workers}")
+    return 0 if total_failures == 0 and growth < 0.10 and alive and same_workers else 1
 
 
 if __name__ == "__main__":

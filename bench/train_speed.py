@@ -2,7 +2,7 @@
 straightforward weight-sampling step (one weight draw per batch for every Gaussian layer, as
 the usual Bayes-by-backprop code does) on the same architecture, data, order and schedule.
 
-    python -m bench.train_speed [--epochs 1] [--train-size 50000]
+    python -m bench.train_speed [--preset head] [--epochs 1] [--train-size 50000]
 
 Prints seconds per epoch and validation accuracy after the same number of epochs.
 """
@@ -51,17 +51,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--train-size", type=int, default=50_000)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="head")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     data = load_mnist()
     data = Mnist(data.train.subset(args.train_size), data.validation, data.test, data.source_sha256)
     config = TrainConfig(epochs=args.epochs)
-    print(header(f"training speed, preset 'head', {args.train_size} images, {args.epochs} epoch(s)"))
+    print(header(f"training speed, preset '{args.preset}', {args.train_size} images, {args.epochs} epoch(s)"))
     print("| training | s / epoch | validation accuracy (N=10) |\n|---|---:|---:|")
     results = {}
     for name, weight_sampling in (("ours: local reparameterization", False), ("weight sampling per batch", True)):
         torch.manual_seed(0)
-        net = BayesianNet(PRESETS["head"])
+        net = BayesianNet(PRESETS[args.preset])
         seconds = train(net, data, config, weight_sampling)
         accuracy = evaluate_split(net, data.validation, 10, "cpu")["accuracy"]
         results[name] = seconds
