@@ -12,24 +12,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from pathlib import Path
 
 from bench.common import header
 from bench.load import multipart_request, run_load
 from tests.conftest import mnist_fixtures
-from tests.server import running_service
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # exited meanwhile
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return sorted(found)
+from tests.server import children, running_service
 
 
 def rss_mib(pid: int) -> float:

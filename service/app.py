@@ -68,7 +68,7 @@ def _to_out(prediction: Prediction, model_version: str, audit: bool, filename: s
 
 
 def app_from_environment() -> FastAPI:
-    """The app built from ``BNN_*`` settings: what each uvicorn worker imports (``BNN_WORKERS`` > 1)."""
+    """The app built from ``BNN_*`` settings: what each worker process serves (``service/workers.py``)."""
     return create_app(Settings())
 
 

@@ -11,10 +11,11 @@ answer waited ~40 ms for the client's delayed ACK: uvicorn issue #3149. Ours set
 The parent supervises: it checks the port is free (a second instance must not silently join
 the group and split the traffic), imports the app (torch, FastAPI: most of the start-up time)
 once and forks the workers from it, restarts one that dies after it started, stops everything
-when one cannot start, and on SIGTERM or SIGINT asks each worker to shut down gracefully
-(uvicorn finishes in-flight requests) before it exits. Forking after importing torch is safe
-because the parent never runs a torch operation (no thread pool exists yet); each worker loads
-the checkpoint itself, in its lifespan.
+when one cannot start or when they keep dying (more than 5 replacements a minute), and on
+SIGTERM or SIGINT asks each worker to shut down gracefully (uvicorn finishes in-flight
+requests) before it exits. Forking after importing torch is safe because the parent never runs
+a torch operation (no thread pool exists yet); each worker loads the checkpoint itself, in its
+lifespan.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import signal
 import socket
 import sys
 import threading
+import time
+from collections import deque
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
@@ -34,6 +37,7 @@ log = logging.getLogger("service")
 
 STARTUP_FAILURE = 3  # a worker's exit status when it never served: restarting it would fail the same way
 GRACE_S = 25.0  # how long stopping workers get to finish in-flight requests (uvicorn itself allows 20 s)
+MAX_RESTARTS, RESTART_WINDOW_S = 5, 60.0  # more replacements than this within the window: give up, not crash-loop
 
 
 def tcp_listener(host: str, port: int, reuse_port: bool) -> socket.socket:
@@ -91,6 +95,7 @@ def serve(host: str, port: int, workers: int) -> int:
     processes = [start() for _ in range(workers)]
     log.info("%d workers on http://%s:%d (pids %s)", workers, host, port, ", ".join(str(p.pid) for p in processes))
     status = 0
+    restarts: deque[float] = deque(maxlen=MAX_RESTARTS)
     try:
         while not stopping.wait(0.25):
             for index, process in enumerate(processes):
@@ -101,6 +106,13 @@ def serve(host: str, port: int, workers: int) -> int:
                     status = 1
                     stopping.set()
                     break
+                now = time.monotonic()
+                if len(restarts) == MAX_RESTARTS and now - restarts[0] < RESTART_WINDOW_S:
+                    log.error("workers died %d times within %.0f s; stopping", MAX_RESTARTS + 1, RESTART_WINDOW_S)
+                    status = 1
+                    stopping.set()
+                    break
+                restarts.append(now)
                 log.warning("worker %s died (exit %s); starting another", process.pid, process.exitcode)
                 processes[index] = start()
     finally:

@@ -56,12 +56,18 @@ def wait_for(condition, timeout: float = 30.0, what: str = "condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def per_worker_predictions(directory: Path) -> list[float]:
-    counts = []
+def predictions_by_worker(directory: Path) -> dict[int, float]:
+    """Answered images per worker process id, read from each worker's own metrics file."""
+    counts = {}
     for path in sorted(directory.glob("counter_*.db")):
         families = MultiProcessCollector.merge([str(path)])
-        counts.append(sum(s.value for f in families for s in f.samples if s.name == "bnn_predictions_total"))
+        pid = int(path.stem.split("_")[-1])
+        counts[pid] = sum(s.value for f in families for s in f.samples if s.name == "bnn_predictions_total")
     return counts
+
+
+def per_worker_predictions(directory: Path) -> list[float]:
+    return list(predictions_by_worker(directory).values())
 
 
 def dashboard_queries() -> list[tuple[str, str]]:

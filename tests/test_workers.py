@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -16,8 +18,8 @@ import pytest
 from service.workers import tcp_listener
 from tests.conftest import ROOT, mnist_fixtures
 from tests.metrics_text import parse_samples, total
-from tests.server import running_service
-from tests.test_prometheus import per_worker_predictions, post
+from tests.server import children, running_service
+from tests.test_prometheus import per_worker_predictions, post, predictions_by_worker
 
 
 def test_two_workers_count_exactly_whichever_answers_metrics(tmp_path):
@@ -107,3 +109,29 @@ def test_a_second_instance_on_the_same_port_refuses_to_start():
         assert second.returncode == 1
         assert "Address already in use" in second.stderr
         assert httpx.get(url + "/readyz").status_code == 200  # the first one is untouched
+
+
+def test_a_killed_worker_is_replaced_and_no_count_is_lost(tmp_path):
+    metrics_dir = tmp_path / "metrics"
+    seven = mnist_fixtures()[0][0].read_bytes()
+    env = {"BNN_WORKERS": "2", "BNN_THREADS": "1", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    with running_service(env) as (url, process):
+        with ThreadPoolExecutor(4) as pool:
+            assert list(pool.map(lambda _: post(url, ("digit", seven, None)).status_code, range(20))) == [200] * 20
+        workers = children(process.pid)
+        assert len(workers) == 2
+        served_by_killed = predictions_by_worker(metrics_dir)[workers[0]]
+        assert served_by_killed > 0
+        os.kill(workers[0], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            now = children(process.pid)
+            if len(now) == 2 and workers[0] not in now and httpx.get(url + "/readyz", timeout=5).status_code == 200:
+                break
+            time.sleep(0.2)
+        replaced = children(process.pid)
+        assert workers[0] not in replaced and workers[1] in replaced and len(replaced) == 2
+        with ThreadPoolExecutor(4) as pool:
+            assert list(pool.map(lambda _: post(url, ("digit", seven, None)).status_code, range(20))) == [200] * 20
+        samples = parse_samples(httpx.get(url + "/metrics", timeout=10).text)
+        assert total(samples, "bnn_predictions_total") == 40  # the killed worker's answers still count
