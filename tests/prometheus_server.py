@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import tempfile
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -23,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.server import ROOT, free_port
+from tests.server import ROOT, free_port, running_process
 
 DEPLOY = ROOT / "deploy" / "prometheus"
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "bnn.json"
@@ -79,35 +77,11 @@ class PrometheusAPI:
 def running_prometheus(config: dict[str, Any], ready_timeout: float = 30.0) -> Iterator[PrometheusAPI]:
     executable = binary("prometheus")
     port = free_port()
+    url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="bnn-prometheus-") as workdir:
         config_path = Path(workdir) / "prometheus.yml"
         config_path.write_text(yaml.safe_dump(config))
-        log = (Path(workdir) / "log").open("w+")
-        process = subprocess.Popen(
-            [executable, f"--config.file={config_path}", f"--storage.tsdb.path={workdir}/data",
-             f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + ready_timeout
-            while True:
-                if process.poll() is not None:
-                    log.seek(0)
-                    raise RuntimeError(f"prometheus exited: {log.read()[-3000:]}")
-                try:
-                    with urllib.request.urlopen(url + "/-/ready", timeout=1) as reply:
-                        if reply.status == 200:
-                            break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise TimeoutError("prometheus did not become ready")
-                time.sleep(0.1)
+        command = [executable, f"--config.file={config_path}", f"--storage.tsdb.path={workdir}/data",
+                   f"--web.listen-address=127.0.0.1:{port}"]
+        with running_process(command, url + "/-/ready", "prometheus", ready_timeout=ready_timeout, stop_timeout=15):
             yield PrometheusAPI(url)
-        finally:
-            process.terminate()
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            log.close()

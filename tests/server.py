@@ -36,6 +36,41 @@ def free_port() -> int:
 
 
 @contextmanager
+def running_process(command: list[str], ready_url: str, name: str, env: dict[str, str] | None = None,
+                    ready_timeout: float = 60.0, stop_timeout: float = 30.0) -> Iterator[subprocess.Popen[str]]:
+    """Runs ``command`` (output to a file, not a pipe: a full pipe would block it); yields the process
+    once ``ready_url`` answers 200; stops it (SIGTERM, then SIGKILL) afterwards. A process that
+    exits before it is ready raises with the end of its output."""
+    log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 -- closed in finally
+    process = subprocess.Popen(command, cwd=ROOT, env=env, text=True, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + ready_timeout
+        while True:
+            if process.poll() is not None:
+                log.seek(0)
+                raise RuntimeError(f"{name} exited early: {log.read()[-3000:]}")
+            try:
+                with urllib.request.urlopen(ready_url, timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name} did not become ready")
+            time.sleep(0.1)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(stop_timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        log.close()
+
+
+@contextmanager
 def running_service(
     env: dict[str, str] | None = None, ready_timeout: float = 60.0, module: str = "service", ready_path: str = "/readyz"
 ) -> Iterator[tuple[str, subprocess.Popen[str]]]:
@@ -43,32 +78,6 @@ def running_service(
     ``ready_path`` answers 200; stops it (SIGTERM, then SIGKILL) afterwards."""
     port = free_port()
     full_env = {**os.environ, "BNN_PORT": str(port), "BNN_HOST": "127.0.0.1", **(env or {})}
-    log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 -- a file, not a pipe: a full pipe would block the server
-    process = subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, env=full_env, text=True,
-                               stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + ready_timeout
-        while True:
-            if process.poll() is not None:
-                log.seek(0)
-                raise RuntimeError(f"service exited early: {log.read()[-2000:]}")
-            try:
-                with urllib.request.urlopen(url + ready_path, timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError("service did not become ready")
-            time.sleep(0.1)
+    with running_process([sys.executable, "-m", module], url + ready_path, module, full_env, ready_timeout) as process:
         yield url, process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        log.close()

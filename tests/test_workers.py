@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
@@ -21,14 +22,21 @@ from tests.metrics_text import parse_samples, total
 from tests.server import children, running_service
 from tests.test_prometheus import per_worker_predictions, post, predictions_by_worker
 
+SEVEN = mnist_fixtures()[0][0].read_bytes()
 
-def test_two_workers_count_exactly_whichever_answers_metrics(tmp_path):
+
+@pytest.fixture
+def two_workers(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """Environment for 2 workers x 1 thread with their metrics in a directory the test can read."""
     metrics_dir = tmp_path / "metrics"
-    seven = mnist_fixtures()[0][0].read_bytes()
-    env = {"BNN_WORKERS": "2", "BNN_THREADS": "1", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    return {"BNN_WORKERS": "2", "BNN_THREADS": "1", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}, metrics_dir
+
+
+def test_two_workers_count_exactly_whichever_answers_metrics(two_workers):
+    env, metrics_dir = two_workers
     with running_service(env) as (url, _):
         with ThreadPoolExecutor(4) as pool:
-            codes = list(pool.map(lambda _: post(url, ("digit", seven, None)).status_code, range(40)))
+            codes = list(pool.map(lambda _: post(url, ("digit", SEVEN, None)).status_code, range(40)))
         assert codes == [200] * 40
         served = per_worker_predictions(metrics_dir)
         assert len(served) == 2 and min(served) > 0, served  # both workers answered some
@@ -48,19 +56,17 @@ def test_a_missing_checkpoint_stops_several_workers_at_once(tmp_path):
     assert "cannot start" in result.stderr and "absent.json: metadata file is missing" in result.stderr
 
 
-def test_a_burst_of_keep_alive_connections_reaches_every_worker(tmp_path):
+def test_a_burst_of_keep_alive_connections_reaches_every_worker(two_workers):
     """16 connections opened at once, each kept alive for 3 requests. With one shared socket one
     worker's accept loop took a whole burst about half the time; with a socket per worker the
     kernel spreads them (all 16 on one worker: probability 2 / 2**16)."""
-    metrics_dir = tmp_path / "metrics"
-    seven = mnist_fixtures()[0][0].read_bytes()
-    env = {"BNN_WORKERS": "2", "BNN_THREADS": "1", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    env, metrics_dir = two_workers
     with running_service(env) as (url, _):
         before = per_worker_predictions(metrics_dir)
 
         def keep_alive_client(_: int) -> list[int]:
             with httpx.Client(timeout=60) as client:
-                return [client.post(url + "/predict", files={"file": ("d.png", seven, "image/png")}).status_code
+                return [client.post(url + "/predict", files={"file": ("d.png", SEVEN, "image/png")}).status_code
                         for _ in range(3)]
 
         with ThreadPoolExecutor(16) as pool:
@@ -111,13 +117,11 @@ def test_a_second_instance_on_the_same_port_refuses_to_start():
         assert httpx.get(url + "/readyz").status_code == 200  # the first one is untouched
 
 
-def test_a_killed_worker_is_replaced_and_no_count_is_lost(tmp_path):
-    metrics_dir = tmp_path / "metrics"
-    seven = mnist_fixtures()[0][0].read_bytes()
-    env = {"BNN_WORKERS": "2", "BNN_THREADS": "1", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+def test_a_killed_worker_is_replaced_and_no_count_is_lost(two_workers):
+    env, metrics_dir = two_workers
     with running_service(env) as (url, process):
         with ThreadPoolExecutor(4) as pool:
-            assert list(pool.map(lambda _: post(url, ("digit", seven, None)).status_code, range(20))) == [200] * 20
+            assert list(pool.map(lambda _: post(url, ("digit", SEVEN, None)).status_code, range(20))) == [200] * 20
         workers = children(process.pid)
         assert len(workers) == 2
         served_by_killed = predictions_by_worker(metrics_dir)[workers[0]]
@@ -132,6 +136,6 @@ def test_a_killed_worker_is_replaced_and_no_count_is_lost(tmp_path):
         replaced = children(process.pid)
         assert workers[0] not in replaced and workers[1] in replaced and len(replaced) == 2
         with ThreadPoolExecutor(4) as pool:
-            assert list(pool.map(lambda _: post(url, ("digit", seven, None)).status_code, range(20))) == [200] * 20
+            assert list(pool.map(lambda _: post(url, ("digit", SEVEN, None)).status_code, range(20))) == [200] * 20
         samples = parse_samples(httpx.get(url + "/metrics", timeout=10).text)
         assert total(samples, "bnn_predictions_total") == 40  # the killed worker's answers still count
