@@ -98,6 +98,9 @@ def test_prometheus_sees_exact_counts_and_the_referral_rate_of_the_answers(tmp_p
             wait_for(lambda: prometheus.scalar("sum(bnn_predictions_total)") == len(answers),
                      what="Prometheus to scrape every answer")
             time.sleep(2.5)  # one more scrape and rule evaluation after the last answer
+            # the rule is evaluated every second: give a loaded machine time for one after the last scrape
+            wait_for(lambda: prometheus.scalar("job:bnn_referral_rate:ratio_rate5m") == pytest.approx(fraction, rel=1e-9),
+                     timeout=15, what="the recording rule to evaluate on the final counts")
             now = time.time()
             assert prometheus.scalar(REFERRAL_RATE, now) == pytest.approx(fraction, rel=1e-9)
             assert prometheus.scalar("job:bnn_referral_rate:ratio_rate5m", now) == pytest.approx(fraction, rel=1e-9)
