@@ -94,7 +94,7 @@ class BayesianNet(nn.Module):
             VariationalLinear(a, b, config.prior_sigma, config.init_rho) for a, b in itertools.pairwise(widths)
         )
         # Conv weights in channels-last layout: oneDNN's fast path on CPU, the same values.
-        # Measured on the 2-core build machine: the trunk 1.6-1.9x faster for inference at 1 to 64
+        # Measured on the 2-core build machine: the trunk 1.5-1.9x faster for inference at 1 to 64
         # images, a training step about 1.15x. Loading a checkpoint copies into this layout, and
         # saving makes tensors contiguous, so the files are unchanged.
         self.trunk.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # (missing from the stubs)

@@ -42,6 +42,11 @@ def fresh_multiprocess_dir() -> tuple[Path, bool]:
 
 
 def serve_workers(settings: Settings) -> int:
+    try:  # before touching the metrics directory, which an instance already on this port may be using
+        workers.ensure_port_free(settings.host, settings.port)
+    except OSError as error:
+        log.error("cannot listen on %s:%d: %s", settings.host, settings.port, error)
+        return 1
     directory, created = fresh_multiprocess_dir()
     log.info("%d workers, metrics added up in %s", settings.workers, directory)
     try:

@@ -71,13 +71,14 @@ def _worker(host: str, port: int) -> None:
     sys.exit(0 if server.started else STARTUP_FAILURE)
 
 
+def ensure_port_free(host: str, port: int) -> None:
+    """Raises OSError if anything holds (host, port): a second instance must not join our group."""
+    tcp_listener(host, port, reuse_port=False).close()
+
+
 def serve(host: str, port: int, workers: int) -> int:
-    """Run ``workers`` worker processes on (host, port) until SIGTERM or SIGINT; the exit status."""
-    try:
-        tcp_listener(host, port, reuse_port=False).close()  # fails if anything holds the port
-    except OSError as error:
-        log.error("cannot listen on %s:%d: %s", host, port, error)
-        return 1
+    """Run ``workers`` worker processes on (host, port) until SIGTERM or SIGINT; the exit status.
+    Call :func:`ensure_port_free` first."""
     import service.app  # noqa: F401 -- once here, not in every worker: the workers fork from this
 
     context = multiprocessing.get_context("fork")

@@ -106,15 +106,17 @@ def test_worker_sockets_give_accepted_connections_tcp_nodelay():
     assert nodelay_of_accepted_connection(plain) == 0
 
 
-def test_a_second_instance_on_the_same_port_refuses_to_start():
-    env = {"BNN_WORKERS": "2", "BNN_THREADS": "1"}
+def test_a_second_instance_on_the_same_port_refuses_to_start(two_workers):
+    env, _ = two_workers  # the same metrics directory too: the second must not wipe the first's counts
     with running_service(env) as (url, _):
+        assert [post(url, ("digit", SEVEN, None)).status_code for _ in range(3)] == [200] * 3
         port = url.rsplit(":", 1)[1]
         second = subprocess.run([sys.executable, "-m", "service"], cwd=ROOT, capture_output=True, text=True, timeout=60,
                                 env={**os.environ, **env, "BNN_PORT": port, "BNN_HOST": "127.0.0.1"})
         assert second.returncode == 1
         assert "Address already in use" in second.stderr
         assert httpx.get(url + "/readyz").status_code == 200  # the first one is untouched
+        assert total(parse_samples(httpx.get(url + "/metrics").text), "bnn_predictions_total") == 3
 
 
 def test_a_killed_worker_is_replaced_and_no_count_is_lost(two_workers):
