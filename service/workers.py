@@ -20,8 +20,10 @@ lifespan.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import sys
@@ -53,12 +55,26 @@ def tcp_listener(host: str, port: int, reuse_port: bool) -> socket.socket:
     return sock
 
 
-def _worker(host: str, port: int) -> None:
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent(parent: int) -> None:
+    """SIGTERM this worker when the supervisor dies, even by SIGKILL: orphaned workers would keep
+    the port (and the kernel would keep routing connections to them)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        log.warning("cannot ask to die with the supervisor: errno %d", ctypes.get_errno())
+    if os.getppid() != parent:  # it died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _worker(host: str, port: int, parent: int) -> None:
     """One worker process (forked): the app from the BNN_* environment on its own socket."""
     from service.app import app_from_environment  # already imported by the parent: free
 
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's handlers are not ours; uvicorn installs its own
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    _die_with_parent(parent)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         listener = tcp_listener(host, port, reuse_port=True)
@@ -85,7 +101,7 @@ def serve(host: str, port: int, workers: int) -> int:
     stopping = threading.Event()
 
     def start() -> BaseProcess:
-        process = context.Process(target=_worker, args=(host, port), daemon=False)
+        process = context.Process(target=_worker, args=(host, port, os.getpid()), daemon=False)
         process.start()
         return process
 

@@ -25,6 +25,15 @@ from tests.test_prometheus import per_worker_predictions, post, predictions_by_w
 SEVEN = mnist_fixtures()[0][0].read_bytes()
 
 
+def running(pid: int) -> bool:
+    """The process exists and is not a zombie waiting to be reaped."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 @pytest.fixture
 def two_workers(tmp_path: Path) -> tuple[dict[str, str], Path]:
     """Environment for 2 workers x 1 thread with their metrics in a directory the test can read."""
@@ -141,3 +150,18 @@ def test_a_killed_worker_is_replaced_and_no_count_is_lost(two_workers):
             assert list(pool.map(lambda _: post(url, ("digit", SEVEN, None)).status_code, range(20))) == [200] * 20
         samples = parse_samples(httpx.get(url + "/metrics", timeout=10).text)
         assert total(samples, "bnn_predictions_total") == 40  # the killed worker's answers still count
+
+
+def test_workers_stop_when_the_supervisor_is_killed(two_workers):
+    env, _ = two_workers
+    with running_service(env) as (url, process):
+        workers = children(process.pid)
+        assert len(workers) == 2
+        process.kill()  # SIGKILL: the supervisor cannot pass anything on
+        process.wait()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(running(pid) for pid in workers):
+            time.sleep(0.2)
+        assert not any(running(pid) for pid in workers), "orphaned workers kept running"
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(url + "/readyz", timeout=5)
