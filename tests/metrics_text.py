@@ -1,7 +1,10 @@
-"""Read Prometheus' text format in tests: every sample by name and labels."""
+"""Read metrics in tests: Prometheus' text format by name and labels, and each worker's own file."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -24,3 +27,17 @@ def total(samples: Samples, name: str, **labels: str) -> float:
     """Sum over every sample of ``name`` whose labels include ``labels``."""
     wanted = set(labels.items())
     return sum(v for (sample_name, sample_labels), v in samples.items() if sample_name == name and wanted <= sample_labels)
+
+
+def predictions_by_worker(directory: Path) -> dict[int, float]:
+    """Answered images per worker process id, read from each worker's own metrics file."""
+    counts = {}
+    for path in sorted(directory.glob("counter_*.db")):
+        families = MultiProcessCollector.merge([str(path)])
+        pid = int(path.stem.split("_")[-1])
+        counts[pid] = sum(s.value for f in families for s in f.samples if s.name == "bnn_predictions_total")
+    return counts
+
+
+def per_worker_predictions(directory: Path) -> list[float]:
+    return list(predictions_by_worker(directory).values())

@@ -13,7 +13,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
+
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def post_upload(url: str, data: bytes, samples: int | None = None) -> httpx.Response:
+    """POST one image to ``/predict`` on a new connection."""
+    params = {} if samples is None else {"samples": samples}
+    return httpx.post(url + "/predict", files={"file": ("u.png", data, "image/png")}, params=params, timeout=60)
 
 
 def children(pid: int) -> list[int]:

@@ -12,18 +12,16 @@ import json
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from prometheus_client.multiprocess import MultiProcessCollector
 
 from tests.conftest import SHIPPED, mnist_fixtures
 from tests.images import encode
+from tests.metrics_text import per_worker_predictions
 from tests.prometheus_server import DASHBOARD, PrometheusAPI, binary, repo_config_for, running_prometheus
-from tests.server import running_service
+from tests.server import post_upload, running_service
 
 REFERRAL_RATE = 'sum(rate(bnn_predictions_total{referred="true"}[5m])) / sum(rate(bnn_predictions_total[5m]))'
 
@@ -40,12 +38,6 @@ def uploads() -> list[tuple[str, bytes, int | None]]:
     return items
 
 
-def post(url: str, item: tuple[str, bytes, int | None]) -> httpx.Response:
-    _, data, samples = item
-    params = {} if samples is None else {"samples": samples}
-    return httpx.post(url + "/predict", files={"file": ("u.png", data, "image/png")}, params=params, timeout=60)
-
-
 def wait_for(condition, timeout: float = 30.0, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -54,20 +46,6 @@ def wait_for(condition, timeout: float = 30.0, what: str = "condition"):
             return value
         time.sleep(0.25)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-def predictions_by_worker(directory: Path) -> dict[int, float]:
-    """Answered images per worker process id, read from each worker's own metrics file."""
-    counts = {}
-    for path in sorted(directory.glob("counter_*.db")):
-        families = MultiProcessCollector.merge([str(path)])
-        pid = int(path.stem.split("_")[-1])
-        counts[pid] = sum(s.value for f in families for s in f.samples if s.name == "bnn_predictions_total")
-    return counts
-
-
-def per_worker_predictions(directory: Path) -> list[float]:
-    return list(predictions_by_worker(directory).values())
 
 
 def dashboard_queries() -> list[tuple[str, str]]:
@@ -87,7 +65,7 @@ def test_prometheus_sees_exact_counts_and_the_referral_rate_of_the_answers(tmp_p
 
             items = uploads()
             with ThreadPoolExecutor(4) as pool:  # separate connections: both workers take requests
-                responses = list(pool.map(lambda item: post(url, item), items))
+                responses = list(pool.map(lambda item: post_upload(url, item[1], item[2]), items))
             answers = [r.json() for r in responses if r.status_code == 200]
             statuses = sorted({r.status_code for r in responses})
             assert statuses == [200, 422], statuses
