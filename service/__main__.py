@@ -64,7 +64,7 @@ def serve_in_process(settings: Settings) -> int:
     if os.environ.get(METRICS_DIR_ENV):
         fresh_multiprocess_dir()
     config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, workers=1,
-                            lifespan="on", timeout_graceful_shutdown=20, log_level="info")
+                            lifespan="on", timeout_graceful_shutdown=workers.GRACEFUL_SHUTDOWN_S, log_level="info")
     server = uvicorn.Server(config)
     server.run()
     return 0 if server.started else 1

@@ -38,7 +38,8 @@ import uvicorn
 log = logging.getLogger("service")
 
 STARTUP_FAILURE = 3  # a worker's exit status when it never served: restarting it would fail the same way
-GRACE_S = 25.0  # how long stopping workers get to finish in-flight requests (uvicorn itself allows 20 s)
+GRACEFUL_SHUTDOWN_S = 20  # uvicorn's time for in-flight requests after SIGTERM (every serving process)
+GRACE_S = GRACEFUL_SHUTDOWN_S + 5.0  # how long the supervisor waits for a stopping worker before SIGKILL
 MAX_RESTARTS, RESTART_WINDOW_S = 5, 60.0  # more replacements than this within the window: give up, not crash-loop
 
 
@@ -70,18 +71,19 @@ def _die_with_parent(parent: int) -> None:
 
 def _worker(host: str, port: int, parent: int) -> None:
     """One worker process (forked): the app from the BNN_* environment on its own socket."""
-    from service.app import app_from_environment  # already imported by the parent: free
+    # not at module level: the supervisor imports this module before the metrics directory is set
+    from service.app import app_from_environment  # already imported by the parent before forking: free
 
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's handlers are not ours; uvicorn installs its own
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    _die_with_parent(parent)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _die_with_parent(parent)  # logging is configured already: the fork inherits the supervisor's
     try:
         listener = tcp_listener(host, port, reuse_port=True)
     except OSError as error:
         log.error("worker cannot listen on %s:%d: %s", host, port, error)
         sys.exit(STARTUP_FAILURE)
-    config = uvicorn.Config(app_from_environment(), lifespan="on", timeout_graceful_shutdown=20, log_level="info")
+    config = uvicorn.Config(app_from_environment(), lifespan="on", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+                            log_level="info")
     server = uvicorn.Server(config)
     server.run(sockets=[listener])
     sys.exit(0 if server.started else STARTUP_FAILURE)
