@@ -81,7 +81,7 @@ def test_odd_modes_give_the_same_digit(digit, mode):
     data = encode(image, fmt) if mode not in ("I", "F") else None
     reference = preprocess(encode(base), LIMIT)
     if data is None:  # 32-bit int / float images don't travel in an accepted format: feed the decoded image
-        from service.preprocess import fit_and_centre, ink_map, luminance
+        from model.transform import fit_and_centre, ink_map, luminance
 
         out = fit_and_centre(ink_map(luminance(image)))
     else:
@@ -90,7 +90,7 @@ def test_odd_modes_give_the_same_digit(digit, mode):
 
 
 def test_uneven_lighting_is_flattened_not_mistaken_for_ink(digit):
-    from service.preprocess import paper_surface
+    from model.transform import paper_surface
 
     xs = np.mgrid[0:200, 0:200][1] / 200
     lighting = 0.1 + 0.5 * xs  # paper darkens from left to right
@@ -103,7 +103,7 @@ def test_uneven_lighting_is_flattened_not_mistaken_for_ink(digit):
 
 
 def test_ruling_is_erased_but_a_single_full_width_stroke_is_kept():
-    from service.preprocess import remove_ruling
+    from model.transform import remove_ruling
 
     lined = np.zeros((100, 100), dtype=np.float32)
     lined[10:12], lined[40:42], lined[70:72] = 0.5, 0.5, 0.5  # three ruled lines
