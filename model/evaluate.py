@@ -16,13 +16,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.stats import rankdata
 from tqdm import tqdm
 
+from model.calibrate import Calibration
 from model.checkpoint import load_checkpoint, read_metadata, write_metadata
-from model.data import Split, load_fashion_test, load_mnist, to_input
+from model.data import DEFAULT_CACHE, Split, load_fashion_test, load_mnist, to_input
 from model.network import BayesianNet
-from model.predictive import PredictiveResult, predictive
+from model.predictive import DEFAULT_SAMPLES, PredictiveResult, predictive
+from model.report_uploads import auroc, plot_scores, uploads_report
 
 ECE_BINS = 15
 REFERRAL_FRACTIONS = np.round(np.arange(0.0, 0.5001, 0.005), 4)
@@ -54,13 +55,6 @@ def expected_calibration_error(
         table.append({"lower": float(edges[b]), "upper": float(edges[b + 1]), "count": int(members.sum()),
                       "accuracy": accuracy, "confidence": mean_conf})
     return float(ece), table
-
-
-def auroc(negatives: np.ndarray, positives: np.ndarray) -> float:
-    """Probability that a positive scores above a negative (ties count half): Mann-Whitney U."""
-    ranks = rankdata(np.concatenate([negatives, positives]))
-    n_pos, n_neg = len(positives), len(negatives)
-    return float((ranks[n_neg:].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def referral_curve(uncertainty: np.ndarray, correct: np.ndarray) -> list[dict[str, float]]:
@@ -95,15 +89,21 @@ def quality_report(result: PredictiveResult, labels: np.ndarray, ood: Predictive
         "referral_curve": curve,
         "errors": int((~correct).sum()),
     }
+    unfamiliarity = result.unfamiliarity.numpy()
+    familiar = np.ones_like(correct)
+    if calibration is not None and calibration.get("unfamiliar_threshold") is not None:
+        familiar = unfamiliarity <= calibration["unfamiliar_threshold"]
     if calibration is not None:
-        accepted = entropy <= calibration["threshold"]
+        accepted = (entropy <= calibration["threshold"]) & familiar
         accepted_accuracy = float(correct[accepted].mean()) if accepted.any() else float("nan")
         report["calibrated"] = {
             "threshold": calibration["threshold"],
             "mode": calibration["mode"],
             "alpha": calibration.get("alpha"),
             "delta": calibration.get("delta"),
+            "data": calibration.get("data"),
             "referral_rate": float(1 - accepted.mean()),
+            "referred_unfamiliar": float((~familiar).mean()),
             "coverage": float(accepted.mean()),
             "accepted_accuracy": accepted_accuracy,
             "guarantee_held": (accepted_accuracy >= 1 - calibration["alpha"]) if calibration.get("alpha") else None,
@@ -113,9 +113,12 @@ def quality_report(result: PredictiveResult, labels: np.ndarray, ood: Predictive
             "dataset": "fashion-mnist test",
             "auroc_entropy": auroc(entropy, ood.entropy.numpy()),
             "auroc_mutual_information": auroc(result.mutual_information.numpy(), ood.mutual_information.numpy()),
-            "referral_rate_at_threshold": float((ood.entropy.numpy() > calibration["threshold"]).mean())
+            "referral_rate_at_threshold": float(((ood.entropy.numpy() > calibration["threshold"]) | (
+                ood.unfamiliarity.numpy() > (calibration.get("unfamiliar_threshold") or np.inf))).mean())
             if calibration else None,
         }
+        if unfamiliarity.any():
+            report["ood"]["auroc_unfamiliarity"] = auroc(unfamiliarity, ood.unfamiliarity.numpy())
     return report
 
 
@@ -200,6 +203,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fashion-dir", type=Path, default=None, help="Fashion-MNIST IDX directory")
     parser.add_argument("--no-ood", action="store_true", help="skip Fashion-MNIST")
     parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--no-uploads", action="store_true", help="skip the uploads section")
+    parser.add_argument("--workers", type=int, default=2, help="processes rendering simulated uploads (cached)")
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="where data and upload pools are cached")
+    parser.add_argument("--scale", type=float, default=1.0, help="shrink every uploads family (tests)")
+    parser.add_argument("--write-metadata", action="store_true", help="record the test metrics in the checkpoint's JSON")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="cpu, or cuda for exploration")
     args = parser.parse_args(argv)
@@ -208,10 +216,11 @@ def main(argv: list[str] | None = None) -> int:
     net, meta = load_checkpoint(args.checkpoint)
     net.to(args.device)
     calibration = meta.get("calibration")
-    samples = args.samples or (calibration["samples"] if calibration else 100)
-    test = load_mnist(args.data_dir).test
+    samples = args.samples or (calibration["samples"] if calibration else DEFAULT_SAMPLES)
+    mnist = load_mnist(args.data_dir, args.cache_dir)
+    test = mnist.test if args.scale >= 1 else mnist.test.subset(max(8, int(len(mnist.test) * args.scale)))
     result = predict_split(net, test, samples, desc="MNIST test")
-    ood = None
+    ood, fashion = None, None
     if not args.no_ood:
         fashion = load_fashion_test(args.fashion_dir) if args.fashion_dir else load_fashion_test()
         ood = predict_split(net, fashion, samples, desc="Fashion-MNIST test")
@@ -219,15 +228,27 @@ def main(argv: list[str] | None = None) -> int:
     report = {"model_version": meta["model_version"], "samples": samples, "seed": args.seed, **report}
     args.out.mkdir(parents=True, exist_ok=True)
     report["plots"] = [] if args.no_plots else write_plots(report, result, test, ood, args.out)
+    if not args.no_uploads:
+        uploads = uploads_report(net, mnist, fashion, Calibration.from_dict(calibration) if calibration else None,
+                                 samples, args.workers, args.cache_dir, args.scale)
+        families, scores = uploads.pop("_scores")
+        report["uploads"] = uploads
+        if not args.no_plots:
+            report["plots"].append(plot_scores(families, scores, Calibration.from_dict(calibration)
+                                               if calibration else None, args.out))
     (args.out / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
-    meta = read_metadata(args.checkpoint)
-    meta.setdefault("metrics", {})["test"] = {k: v for k, v in report.items()
-                                              if k not in ("referral_curve", "reliability", "plots")}
-    write_metadata(args.checkpoint, meta)
+    if args.write_metadata:
+        meta = read_metadata(args.checkpoint)
+        meta.setdefault("metrics", {})["test"] = {k: v for k, v in report.items()
+                                                  if k not in ("referral_curve", "reliability", "plots", "uploads")}
+        meta["metrics"]["test_uploads"] = report.get("uploads", {}).get("families")
+        write_metadata(args.checkpoint, meta)
     summary = {k: report[k] for k in ("accuracy", "accuracy_at_5pct_referred", "ece", "nll", "brier")}
     summary.update({f"ood_{k}": v for k, v in report.get("ood", {}).items() if k.startswith("auroc")})
     summary["calibrated"] = report.get("calibrated")
     print(json.dumps(summary, indent=2))
+    for row in report.get("uploads", {}).get("families", []):
+        print(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in row.items() if k != "note"}))
     return 0
 
 

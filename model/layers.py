@@ -23,6 +23,7 @@ is folded into them by the network).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -72,6 +73,10 @@ class _GaussianParameters(nn.Module):
             self._variance_cache = None
         return super().train(mode)
 
+    def _apply(self, fn: Any, recurse: bool = True) -> _GaussianParameters:
+        self._variance_cache = None  # .to(device) / .cpu() / .half(): the cache was of the old tensors
+        return super()._apply(fn, recurse)
+
     def _load_from_state_dict(self, *args: object, **kwargs: object) -> None:
         self._variance_cache = None
         super()._load_from_state_dict(*args, **kwargs)
@@ -117,7 +122,10 @@ class VariationalLinear(_GaussianParameters):
         the noise ``[S, 1, out]`` instead of ``[S, B, out]``: drawing it was a quarter of the
         predictive's time at 64 images.
         """
-        mean, variance = self.moments(x)  # [B, out]
+        return self.sample_from_moments(*self.moments(x), samples)
+
+    def sample_from_moments(self, mean: Tensor, variance: Tensor, samples: int) -> Tensor:
+        """Pre-activation moments ``[B, out]`` -> ``[S, B, out]`` draws (see forward_samples)."""
         shape = (samples, *mean.shape) if self.training else (samples, 1, mean.shape[-1])
         noise = torch.randn(shape, dtype=mean.dtype, device=mean.device)  # [S, B or 1, out]
         return torch.addcmul(mean, variance.sqrt(), noise)  # [S, B, out]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from model.network import BayesianNet
+from model.network import NOT_A_DIGIT, NUM_CLASSES, BayesianNet
 
 DEFAULT_SAMPLES = 100  # N posterior samples unless a caller or the calibration says otherwise
 
@@ -26,6 +26,7 @@ class PredictiveResult:
     entropy: Tensor  # [B]
     expected_entropy: Tensor  # [B]
     mutual_information: Tensor  # [B]
+    unfamiliarity: Tensor  # [B]: the second signal (P(not a digit), or a feature distance); 0 without one
 
     @classmethod
     def concat(cls, parts: list[PredictiveResult]) -> PredictiveResult:
@@ -38,13 +39,22 @@ def entropy(probs: Tensor) -> Tensor:
     return -torch.special.xlogy(probs, probs).sum(-1)
 
 
-def summarize(logits: Tensor) -> PredictiveResult:
-    """Logits ``[S, B, 10]`` -> the predictive summary over the sample axis."""
-    probs = torch.softmax(logits.float(), dim=-1)  # [S, B, 10]
+def summarize(logits: Tensor, distance: Tensor | None = None) -> PredictiveResult:
+    """Logits ``[S, B, C]`` (and a feature distance ``[B]``) -> the predictive summary over S.
+
+    With a reject class (C = 11), each sample's digit probabilities are its first ten
+    renormalised (what it says *if* the image is a digit), and the unfamiliarity is the mean
+    probability of "not a digit"; otherwise the unfamiliarity is the feature distance, or 0."""
+    logits = logits.float()
+    unfamiliarity = torch.zeros(logits.shape[1], device=logits.device) if distance is None else distance.float()
+    if logits.shape[-1] == NUM_CLASSES + 1:
+        unfamiliarity = torch.softmax(logits, dim=-1)[..., NOT_A_DIGIT].mean(0)  # [B]
+        logits = logits[..., :NUM_CLASSES]  # the softmax of these is the renormalised digit part, stably
+    probs = torch.softmax(logits, dim=-1)  # [S, B, 10]
     mean_probs = probs.mean(0)  # [B, 10]
     total = entropy(mean_probs)  # [B]
     expected = entropy(probs).mean(0)  # [B]
-    return PredictiveResult(mean_probs, total, expected, (total - expected).clamp_min(0.0))
+    return PredictiveResult(mean_probs, total, expected, (total - expected).clamp_min(0.0), unfamiliarity)
 
 
 def _images_per_pass(net: BayesianNet, samples: int) -> int:
@@ -61,5 +71,6 @@ def predictive(net: BayesianNet, images: Tensor, samples: int) -> PredictiveResu
         raise ValueError("samples must be >= 1")
     net.eval()
     step = _images_per_pass(net, samples)
-    parts = [summarize(net(images[i : i + step], samples)) for i in range(0, images.shape[0], step)]
+    parts = [summarize(*net.forward_with_distance(images[i : i + step], samples))
+             for i in range(0, images.shape[0], step)]
     return PredictiveResult.concat(parts)

@@ -15,23 +15,28 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm import tqdm
 
-from model.calibrate import DEFAULT_ALPHA, DEFAULT_DELTA, CalibrationError, guarantee_threshold
+from model.calibrate import CalibrationError, CalibrationRequest, calibrate
 from model.checkpoint import provenance, save_checkpoint
-from model.data import IMAGE_SIZE, Mnist, Split, load_mnist, to_input
-from model.network import PRESETS, BayesianNet, NetConfig
-from model.predictive import DEFAULT_SAMPLES, predictive
+from model.data import DEFAULT_CACHE, IMAGE_SIZE, Mnist, Split, load_mnist, to_input
+from model.network import NOT_A_DIGIT, PRESETS, BayesianNet, NetConfig
+from model.outliers import FAMILIES
+from model.pools import SEEDS, digit_uploads, outlier_uploads
+from model.predictive import DEFAULT_SAMPLES, predictive, summarize
+from model.uploads import SIMULATOR_VERSION
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,9 @@ class TrainConfig:
     max_scale: float = 0.1
     seed: int = 0
     eval_samples: int = 10
+    uploads: bool = True  # add a batch of training digits rendered as uploads (model/uploads.py) per step
+    outlier_weight: float = 0.5  # outlier exposure: weight of the uniform-prediction loss on generated non-digits
+    outlier_batch: int = 64  # generated non-digits per step (0: no outlier exposure)
     max_batches: int | None = None  # per epoch; dry runs
     device: str = "cpu"
 
@@ -113,9 +121,45 @@ def load_train_state(out: Path, net: BayesianNet, optimizer: torch.optim.Optimiz
     return int(progress["epoch"]), list(progress["history"])
 
 
+def outlier_exposure_loss(logits: Tensor) -> Tensor:
+    """Cross-entropy from the uniform distribution to the prediction, per outlier, averaged:
+    minimised (at log 10 nats... of cross-entropy) when every class gets probability 1/10."""
+    return -(logits.log_softmax(-1).mean(-1)).mean()
+
+
+def reject_class_loss(logits: Tensor) -> Tensor:
+    """Cross-entropy of the outliers' logits ``[B, 11]`` against the "not a digit" class."""
+    return F.cross_entropy(logits, torch.full((len(logits),), NOT_A_DIGIT, device=logits.device))
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """What one run trains on: MNIST train arrays, the same digits rendered as uploads, and
+    generated non-digits (uint8 ``[N, 28, 28]``, after the service's transform)."""
+
+    arrays: Split
+    uploads: Split | None = None
+    outliers: np.ndarray | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"mnist_train_arrays": len(self.arrays),
+                "mnist_train_uploads": 0 if self.uploads is None else len(self.uploads),
+                "generated_outliers": 0 if self.outliers is None else len(self.outliers)}
+
+
+def _batches(count: int, batch: int, steps: int, generator: torch.Generator) -> list[Tensor]:
+    """``steps`` index batches of size ``batch`` over ``count`` items, reshuffled each pass."""
+    order = torch.cat([torch.randperm(count, generator=generator) for _ in range(-(-steps * batch // count))])
+    return [order[i * batch : (i + 1) * batch] for i in range(steps)]
+
+
 def fit(net: BayesianNet, data: Mnist, config: TrainConfig, out: Path | None = None,
-        resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Train ``net`` in place; returns the per-epoch history and the final validation metrics."""
+        resume: bool = False, progress: bool = True, extra: TrainingData | None = None) -> dict[str, Any]:
+    """Train ``net`` in place; returns the per-epoch history and the final validation metrics.
+
+    Each step sees ``batch_size`` MNIST arrays (augmented), as many training digits rendered as
+    uploads (when ``extra.uploads``), and ``outlier_batch`` generated non-digits (when
+    ``extra.outliers``) whose loss asks for a uniform prediction (outlier exposure)."""
     device = config.device
     net.to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
@@ -124,17 +168,26 @@ def fit(net: BayesianNet, data: Mnist, config: TrainConfig, out: Path | None = N
         start_epoch, history = load_train_state(out, net, optimizer)
     images = to_input(data.train.images).to(device)
     labels = torch.as_tensor(data.train.labels, device=device)
-    n_train = len(labels)
-    steps_per_epoch = math.ceil(n_train / config.batch_size)
+    uploads = extra.uploads if extra is not None and config.uploads else None
+    outliers = extra.outliers if extra is not None and config.outlier_batch > 0 else None
+    upload_images = None if uploads is None else to_input(uploads.images).to(device)
+    upload_labels = None if uploads is None else torch.as_tensor(uploads.labels, device=device)
+    outlier_images = None if outliers is None else to_input(outliers).to(device)
+    n_train = len(labels) + (0 if uploads is None else len(uploads))  # the labelled examples the KL is spread over
+    steps_per_epoch = math.ceil(len(labels) / config.batch_size)
     if config.max_batches is not None:
         steps_per_epoch = min(steps_per_epoch, config.max_batches)
     total_steps = steps_per_epoch * config.epochs
     for epoch in range(start_epoch, config.epochs):
         generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)  # resumable order
         torch.manual_seed(config.seed * 100_003 + epoch)
-        order = torch.randperm(n_train, generator=generator).to(device)
+        order = torch.randperm(len(labels), generator=generator).to(device)
+        upload_order = None if upload_images is None else \
+            _batches(len(upload_images), config.batch_size, steps_per_epoch, generator)
+        outlier_order = None if outlier_images is None else \
+            _batches(len(outlier_images), config.outlier_batch, steps_per_epoch, generator)
         net.train()
-        sums = {"loss": 0.0, "nll": 0.0, "kl": 0.0, "correct": 0.0, "seen": 0.0}
+        sums = {"loss": 0.0, "nll": 0.0, "kl": 0.0, "oe": 0.0, "correct": 0.0, "seen": 0.0}
         started = time.perf_counter()
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress,
                    leave=True, dynamic_ncols=True)
@@ -146,19 +199,32 @@ def fit(net: BayesianNet, data: Mnist, config: TrainConfig, out: Path | None = N
             x, y = images[index], labels[index]
             if config.augment:
                 x = augment(x, config, generator)
-            logits = net(x)[0]  # [B, 10], one posterior sample
-            nll = F.cross_entropy(logits, y)
+            parts, targets = [x], [y]
+            if upload_order is not None and upload_images is not None and upload_labels is not None:
+                parts.append(upload_images[upload_order[step].to(device)])
+                targets.append(upload_labels[upload_order[step].to(device)])
+            labelled = sum(len(t) for t in targets)
+            if outlier_order is not None and outlier_images is not None:
+                parts.append(outlier_images[outlier_order[step].to(device)])
+            logits = net(torch.cat(parts))[0]  # [B_all, 10], one posterior sample
+            y = torch.cat(targets)
+            nll = F.cross_entropy(logits[:labelled], y)
+            oe = nll.new_zeros(())
+            if labelled < len(logits):
+                oe = reject_class_loss(logits[labelled:]) if net.config.reject_class else \
+                    outlier_exposure_loss(logits[labelled:])
             kl_weight = min(1.0, (global_step + 1) / max(1.0, config.kl_warmup_epochs * steps_per_epoch))
             kl = net.kl() / n_train
-            loss = nll + kl_weight * kl
+            loss = nll + config.outlier_weight * oe + kl_weight * kl
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             count = float(len(y))
             sums["loss"] += loss.item() * count
             sums["nll"] += nll.item() * count
+            sums["oe"] += oe.item() * count
             sums["kl"] += kl.item() * count
-            sums["correct"] += (logits.argmax(-1) == y).sum().item()
+            sums["correct"] += (logits[:labelled].argmax(-1) == y).sum().item()
             sums["seen"] += count
             bar.set_postfix(loss=f"{sums['loss'] / sums['seen']:.4f}", kl=f"{sums['kl'] / sums['seen']:.4f}",
                             acc=f"{sums['correct'] / sums['seen']:.4f}")
@@ -175,6 +241,45 @@ def fit(net: BayesianNet, data: Mnist, config: TrainConfig, out: Path | None = N
     return {"history": history, "validation": history[-1] if history else {}}
 
 
+@torch.inference_mode()
+def with_feature_density(net: BayesianNet, splits: list[Split], batch: int = 2000) -> BayesianNet:
+    """A copy of ``net`` with a class-conditional feature density fitted on ``splits`` (training
+    digits): the second, "unfamiliar" signal. Needs shared features (the ``head`` design)."""
+    dense = BayesianNet(replace(net.config, feature_density=True))
+    missing, unexpected = dense.load_state_dict(net.state_dict(), strict=False)
+    if unexpected or any(not key.startswith("density.") for key in missing):
+        raise ValueError(f"cannot add a density: missing {missing}, unexpected {unexpected}")
+    if dense.density is None:
+        raise ValueError("a feature density needs deterministic features (variational_conv=False)")
+    dense.eval()
+    images = np.concatenate([split.images for split in splits])
+    labels = torch.as_tensor(np.concatenate([split.labels for split in splits]))
+    embeddings = torch.cat([dense.embedding(to_input(images[i : i + batch])) for i in range(0, len(images), batch)])
+    dense.density.fit(embeddings, labels)  # [N, H], [N]
+    return dense
+
+
+TEMPERATURES = np.geomspace(0.2, 5.0, 81)  # grid for temperature scaling, fixed in advance
+
+
+@torch.inference_mode()
+def with_temperature(net: BayesianNet, split: Split, samples: int = 20) -> BayesianNet:
+    """A copy of ``net`` whose logits are divided by the temperature that minimises the NLL of
+    the predictive on ``split`` (validation digits; Guo et al., 2017): the ranking of classes is
+    unchanged, the confidence is made honest (outlier exposure leaves digits underconfident)."""
+    net.eval()
+    base = BayesianNet(replace(net.config, temperature=1.0))
+    base.load_state_dict(net.state_dict())
+    base.eval()
+    labels = torch.as_tensor(split.labels)
+    logits = base(to_input(split.images), samples)  # [S, B, C] at temperature 1
+    nll = [float(-torch.log(summarize(logits / t).mean_probs[torch.arange(len(labels)), labels].clamp_min(1e-12)).mean())
+           for t in TEMPERATURES]
+    tuned = BayesianNet(replace(net.config, temperature=round(float(TEMPERATURES[int(np.argmin(nll))]), 6)))
+    tuned.load_state_dict(net.state_dict())
+    return tuned.eval()
+
+
 def _config_from_args(args: argparse.Namespace) -> NetConfig:
     base = PRESETS[args.preset].to_dict()
     if args.hidden is not None:
@@ -183,6 +288,8 @@ def _config_from_args(args: argparse.Namespace) -> NetConfig:
         base["prior_sigma"] = args.prior_sigma
     if args.init_rho is not None:
         base["init_rho"] = args.init_rho
+    if args.reject_class:
+        base["reject_class"] = True
     return NetConfig.from_dict(base)
 
 
@@ -208,7 +315,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from OUT's train-state file")
     parser.add_argument("--calibration-samples", type=int, default=DEFAULT_SAMPLES)
     parser.add_argument("--eval-samples", type=int, default=defaults.eval_samples, help="N for per-epoch validation")
-    parser.add_argument("--dry-run", action="store_true", help="2 epochs of 3 batches on 512 images, to a temp dir")
+    parser.add_argument("--no-uploads", action="store_true", help="train on the arrays only (no simulated uploads)")
+    parser.add_argument("--outlier-weight", type=float, default=defaults.outlier_weight,
+                        help="outlier exposure weight (0: none)")
+    parser.add_argument("--outlier-batch", type=int, default=defaults.outlier_batch, help="generated non-digits per step")
+    parser.add_argument("--outliers", type=int, default=40_000, help="size of the generated outlier pool")
+    parser.add_argument("--reject-class", action="store_true",
+                        help="an 11th output 'not a digit' trained on the outliers, instead of a uniform target")
+    parser.add_argument("--no-temperature", action="store_true", help="no temperature scaling after training")
+    parser.add_argument("--density", action="store_true", help="fit a feature density (an 'unfamiliar' signal)")
+    parser.add_argument("--workers", type=int, default=2, help="processes rendering simulated uploads (cached)")
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="where data and upload pools are cached")
+    parser.add_argument("--dry-run", action="store_true", help="2 epochs of 4 batches on 512 images, to a temp dir; "
+                        "exits 1 if the loss does not fall")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
@@ -217,29 +336,40 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     if args.device == "cpu":
         torch.use_deterministic_algorithms(True)
-    data = load_mnist(args.data_dir)
+    data = load_mnist(args.data_dir, args.cache_dir)
+    outlier_weight = args.outlier_weight if args.outlier_batch > 0 else 0.0
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          kl_warmup_epochs=args.kl_warmup_epochs, augment=not args.no_augment, seed=args.seed,
-                         eval_samples=args.eval_samples, device=args.device)
+                         eval_samples=args.eval_samples, device=args.device, uploads=not args.no_uploads,
+                         outlier_weight=outlier_weight, outlier_batch=args.outlier_batch if outlier_weight > 0 else 0)
     out = args.out
     calibration_samples = args.calibration_samples
+    outlier_count, cache_dir = args.outliers, args.cache_dir
     if args.dry_run:
         data = Mnist(data.train.subset(512), data.validation.subset(256), data.test.subset(256), data.source_sha256)
-        config = TrainConfig(epochs=2, batch_size=64, max_batches=4, seed=args.seed, eval_samples=2,
-                             kl_warmup_epochs=0.0, augment=config.augment, device=args.device)
+        config = replace(config, epochs=2, batch_size=64, max_batches=4, eval_samples=2, kl_warmup_epochs=0.0,
+                         outlier_batch=min(config.outlier_batch, 32))
         out = Path(tempfile.mkdtemp(prefix="bnn-dry-run-")) / "bnn.safetensors"
-        calibration_samples = 4
+        calibration_samples, outlier_count, cache_dir = 4, 256, out.parent
+    progress = not args.no_progress
+    uploads = digit_uploads(data.train, "train", data.source_sha256, args.workers, cache_dir, progress) \
+        if config.uploads else None
+    outliers = outlier_uploads(outlier_count, "outliers-train", data.train.images, data.source_sha256, args.workers,
+                               cache_dir, progress) if config.outlier_batch > 0 else None
+    extra = TrainingData(data.train, None if uploads is None else uploads.split(),
+                         None if outliers is None else outliers.images)
     net_config = _config_from_args(args)
     net = BayesianNet(net_config)
-    result = fit(net, data, config, out=out, resume=args.resume, progress=not args.no_progress)
-
-    validation_result = predictive(net, to_input(data.validation.images).to(config.device), calibration_samples)
+    result = fit(net, data, config, out=out, resume=args.resume, progress=progress, extra=extra)
     net.cpu()
-    correct = (validation_result.mean_probs.argmax(-1).cpu().numpy() == data.validation.labels)
+    if not args.no_temperature:
+        net = with_temperature(net, data.validation)
+    if args.density and not net_config.reject_class and net.shares_features:
+        net = with_feature_density(net, [data.train] + ([] if extra.uploads is None else [extra.uploads]))
+    validation = digit_uploads(data.validation, "validation", data.source_sha256, args.workers, cache_dir, progress)
     try:
-        calibration: dict[str, Any] | None = guarantee_threshold(
-            validation_result.entropy.cpu().numpy(), correct, DEFAULT_ALPHA, DEFAULT_DELTA, calibration_samples
-        ).to_dict()
+        calibration: dict[str, Any] | None = calibrate(
+            net, validation.split(), CalibrationRequest(samples=calibration_samples)).to_dict()
     except CalibrationError as error:
         print(f"calibration refused: {error}")
         calibration = None
@@ -250,6 +380,11 @@ def main(argv: list[str] | None = None) -> int:
         "epochs": config.epochs,
         "train_config": asdict(config),
         "train_size": len(data.train),
+        "training_data": {**extra.describe(), "simulator_version": SIMULATOR_VERSION,
+                          "outlier_families": list(FAMILIES) if outliers is not None else [],
+                          "selection_and_calibration": "MNIST validation digits rendered as uploads (seed "
+                                                       f"{SEEDS['validation']})",
+                          "never_seen": ["Fashion-MNIST", "rendered letters", "fonts of any kind", "MNIST test"]},
         "metrics": {"validation": result["validation"], "history": result["history"]},
         "calibration": calibration,
         **provenance(),
@@ -261,7 +396,8 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(summary))
     first, last = result["history"][0], result["history"][-1]
     if args.dry_run and not last["loss"] < first["loss"]:
-        print(f"dry run: loss did not fall ({first['loss']:.4f} -> {last['loss']:.4f})")
+        print(f"dry run: loss did not fall ({first['loss']:.4f} -> {last['loss']:.4f})", file=sys.stderr)
+        return 1
     return 0
 
 

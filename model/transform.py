@@ -34,7 +34,7 @@ FLAT_PAPER = 0.05  # paper pixels spanning less than this (0-1 luminance) are ev
 RULED_SPAN = 0.9  # a row whose ink covers this fraction of the width may be a ruled line...
 RULED_THICKNESS = 0.03  # ...if its band is at most this fraction of the height thick...
 MIN_RULED_LINES = 3  # ...and there are at least this many such bands
-MIN_CONTENT_AFTER_RULING = 0.02  # ink mass left after erasing ruling, as a fraction of the image's; below it the "ruling" was the content
+MIN_CONTENT_AFTER_RULING = 0.02  # ink left after erasing "ruling", as a fraction; below it the lines were the content
 
 
 class NoInk(ValueError):

@@ -83,7 +83,7 @@ def create_app(settings: Settings | None = None, registry: CollectorRegistry | N
         torch.set_num_threads(settings.threads)
         try:
             predictor = Predictor.from_checkpoint(settings.model_path, settings.threshold, settings.default_samples,
-                                                  settings.expected_referral_rate)
+                                                  settings.expected_referral_rate, settings.unfamiliar_threshold)
         except CheckpointError as error:
             log.error("cannot start: %s", error)
             raise
@@ -105,8 +105,8 @@ def create_app(settings: Settings | None = None, registry: CollectorRegistry | N
             batcher.start()
         app.state.batcher = batcher
         app.state.predictor = predictor
-        log.info("model %s loaded, threshold %.4g nats, N=%d", predictor.model_version, predictor.threshold,
-                 predictor.default_samples)
+        log.info("model %s loaded, thresholds %.4g nats (uncertain), %s (unfamiliar), N=%d", predictor.model_version,
+                 predictor.rule.threshold, predictor.rule.unfamiliar_threshold, predictor.default_samples)
         yield
         app.state.predictor = None
         if batcher is not None:
@@ -184,7 +184,8 @@ def create_app(settings: Settings | None = None, registry: CollectorRegistry | N
 
     def answer(prediction: Prediction, model_version: str, filename: str | None = None) -> PredictionOut:
         audit = auditor.draw(prediction.refer)
-        metrics.record_prediction(prediction.digit, prediction.entropy, prediction.refer, prediction.samples, audit)
+        metrics.record_prediction(prediction.digit, prediction.entropy, prediction.refer_reason, prediction.samples,
+                                  audit)
         return _to_out(prediction, model_version, audit, filename)
 
     def check_file_size(data: bytes) -> bytes:

@@ -21,6 +21,7 @@ import os
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from service.schemas import REFER_REASONS
 from service.settings import METRICS_DIR_ENV
 
 ENTROPY_BUCKETS = (1e-5, 1e-4, 1e-3, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 2.31)
@@ -42,6 +43,8 @@ class Metrics:
         self.registry = registry
         self.predictions = Counter("bnn_predictions", "Answered images, by refer decision and class",
                                    ["referred", "class"], registry=registry)
+        self.referrals = Counter("bnn_referrals", "Referred images, by reason (uncertain: entropy over its threshold; "
+                                 "unfamiliar: probably not a digit)", ["reason"], registry=registry)
         self.audits = Counter("bnn_audits", "Accepted predictions marked audit=true for a human spot check, by class",
                               ["class"], registry=registry)
         self.entropy = Histogram("bnn_prediction_entropy_nats", "Predictive entropy of answered images (nats)",
@@ -67,13 +70,17 @@ class Metrics:
                 self.predictions.labels(referred=referred, **{"class": digit})
         for digit in CLASSES:
             self.audits.labels(**{"class": digit})
+        for refer_reason in REFER_REASONS:
+            self.referrals.labels(reason=refer_reason)
         for reason in REJECTION_REASONS:
             self.rejected.labels(reason=reason)
         for route in ROUTES:
             self.latency.labels(route=route)
 
-    def record_prediction(self, digit: int, entropy: float, refer: bool, samples: int, audit: bool) -> None:
-        self.predictions.labels(referred="true" if refer else "false", **{"class": str(digit)}).inc()
+    def record_prediction(self, digit: int, entropy: float, refer_reason: str | None, samples: int, audit: bool) -> None:
+        self.predictions.labels(referred="true" if refer_reason else "false", **{"class": str(digit)}).inc()
+        if refer_reason:
+            self.referrals.labels(reason=refer_reason).inc()
         self.entropy.observe(entropy)
         self.samples.observe(samples)
         if audit:

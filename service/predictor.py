@@ -1,7 +1,15 @@
-"""Loaded network + calibrated threshold -> Prediction objects. Batching lives here.
+"""Loaded network + calibrated refer rule -> Prediction objects (micro-batching is in batcher.py).
 
-All N samples of all images of a request run in one vectorized pass of
-``model.predictive.predictive`` under ``torch.inference_mode``.
+All N samples of all images of a call run in one vectorized pass of
+``model.predictive.predictive`` under ``torch.inference_mode``. The refer rule is the
+checkpoint's :class:`model.calibrate.Calibration` (one record, written by ``model/``):
+
+* ``uncertain``: predictive entropy over the ten digits > ``threshold`` (nats);
+* ``unfamiliar``: the unfamiliarity score (P(not a digit) for a network with a reject class)
+  > ``unfamiliar_threshold``, when the checkpoint has one.
+
+``refer`` is true when either fires; ``refer_reason`` names which ("unfamiliar" first: "this is
+probably not a digit" says more than "unsure which digit").
 """
 
 from __future__ import annotations
@@ -12,10 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from model.calibrate import Calibration
 from model.checkpoint import CheckpointError, load_checkpoint
 from model.data import to_input
 from model.network import BayesianNet
 from model.predictive import DEFAULT_SAMPLES, predictive
+from service.schemas import ReferReason
 
 
 @dataclass(frozen=True)
@@ -25,52 +35,70 @@ class Prediction:
     entropy: float  # predictive entropy of the mean probabilities, nats
     expected_entropy: float  # aleatoric part, nats
     mutual_information: float  # epistemic part, nats
-    refer: bool  # entropy > threshold
+    unfamiliarity: float  # the second signal's score (P(not a digit)); 0 without one
+    refer: bool  # refer_reason is not None
+    refer_reason: ReferReason | None
     threshold: float
+    unfamiliar_threshold: float | None
     samples: int
 
 
 @dataclass(frozen=True)
-class CalibrationInfo:
-    mode: str
-    alpha: float | None
-    delta: float | None
-    samples: int
-    validation_coverage: float | None
+class ReferRule:
+    """When to refer: entropy above ``threshold``, or unfamiliarity above ``unfamiliar_threshold``."""
+
+    threshold: float
+    unfamiliar_threshold: float | None = None
+
+    def reason(self, entropy: float, unfamiliarity: float) -> ReferReason | None:
+        if self.unfamiliar_threshold is not None and unfamiliarity > self.unfamiliar_threshold:
+            return "unfamiliar"
+        if entropy > self.threshold:
+            return "uncertain"
+        return None
 
 
 class Predictor:
-    def __init__(self, net: BayesianNet, threshold: float, default_samples: int, model_version: str,
-                 calibration: CalibrationInfo | None = None, expected_referral_rate: float | None = None):
+    def __init__(self, net: BayesianNet, rule: ReferRule, default_samples: int, model_version: str,
+                 calibration: Calibration | None = None, expected_referral_rate: float | None = None):
         self.net = net.eval()
-        self.threshold = threshold
+        self.rule = rule
         self.default_samples = default_samples
         self.model_version = model_version
         self.calibration = calibration
-        # the referral rate this threshold gave on its calibration split: what monitoring compares
-        # the live rate with (None when unknown, e.g. an overridden threshold)
+        # the referral rate this rule gave on its calibration split: what monitoring compares the
+        # live rate with (None when unknown, e.g. an overridden threshold)
         self.expected_referral_rate = expected_referral_rate
+
+    @property
+    def threshold(self) -> float:
+        return self.rule.threshold
 
     @classmethod
     def from_checkpoint(cls, path: Path, threshold: float | None = None, default_samples: int | None = None,
-                        expected_referral_rate: float | None = None) -> Predictor:
-        """Load a checkpoint; the threshold comes from its calibration unless overridden. The expected
-        referral rate is the calibration split's unless given, and unknown for an overridden threshold."""
+                        expected_referral_rate: float | None = None,
+                        unfamiliar_threshold: float | None = None) -> Predictor:
+        """Load a checkpoint; the thresholds come from its calibration unless overridden. The expected
+        referral rate is the calibration split's unless given, and unknown when a threshold is overridden."""
         net, meta = load_checkpoint(path)
         raw = meta.get("calibration")
-        calibration = None
-        if raw is not None:
-            calibration = CalibrationInfo(raw["mode"], raw.get("alpha"), raw.get("delta"), int(raw["samples"]),
-                                          raw.get("validation_coverage"))
-        if threshold is None:
-            if calibration is None:
-                raise CheckpointError(f"{path}: no calibrated threshold in its metadata; run python -m model.calibrate "
-                                      "or set BNN_THRESHOLD")
-            threshold = float(raw["threshold"])  # type: ignore[index]
-            if expected_referral_rate is None and calibration.validation_coverage is not None:
-                expected_referral_rate = round(1.0 - float(calibration.validation_coverage), 12)
+        try:
+            calibration = Calibration.from_dict(raw) if raw is not None else None
+        except (TypeError, ValueError) as error:
+            raise CheckpointError(f"{path}: the calibration record in its metadata is malformed ({error})") from None
+        if threshold is None and calibration is None:
+            raise CheckpointError(f"{path}: no calibrated threshold in its metadata; run python -m model.calibrate "
+                                  "or set BNN_THRESHOLD")
+        overridden = threshold is not None or unfamiliar_threshold is not None
+        rule = ReferRule(
+            threshold if threshold is not None else calibration.threshold,  # type: ignore[union-attr]
+            unfamiliar_threshold if unfamiliar_threshold is not None else
+            (calibration.unfamiliar_threshold if calibration is not None else None),
+        )
+        if expected_referral_rate is None and not overridden and calibration is not None:
+            expected_referral_rate = round(1.0 - calibration.validation_coverage, 12)
         samples = default_samples or (calibration.samples if calibration else DEFAULT_SAMPLES)
-        return cls(net, threshold, samples, str(meta["model_version"]), calibration, expected_referral_rate)
+        return cls(net, rule, samples, str(meta["model_version"]), calibration, expected_referral_rate)
 
     def predict(self, digits: list[np.ndarray], samples: int | None = None) -> list[Prediction]:
         """uint8 ``[28, 28]`` digits -> one Prediction each, all in one vectorized pass."""
@@ -81,16 +109,21 @@ class Predictor:
             result = predictive(self.net, to_input(np.stack(digits)), count)  # [B, 10], [B]
         probabilities = result.mean_probs.double()
         probabilities = probabilities / probabilities.sum(-1, keepdim=True)
-        return [
-            Prediction(
+        predictions = []
+        for i in range(len(digits)):
+            entropy, unfamiliarity = float(result.entropy[i]), float(result.unfamiliarity[i])
+            reason = self.rule.reason(entropy, unfamiliarity)
+            predictions.append(Prediction(
                 digit=int(probabilities[i].argmax()),
                 probabilities=probabilities[i].tolist(),
-                entropy=float(result.entropy[i]),
+                entropy=entropy,
                 expected_entropy=float(result.expected_entropy[i]),
                 mutual_information=float(result.mutual_information[i]),
-                refer=bool(float(result.entropy[i]) > self.threshold),
-                threshold=self.threshold,
+                unfamiliarity=unfamiliarity,
+                refer=reason is not None,
+                refer_reason=reason,
+                threshold=self.rule.threshold,
+                unfamiliar_threshold=self.rule.unfamiliar_threshold,
                 samples=count,
-            )
-            for i in range(len(digits))
-        ]
+            ))
+        return predictions

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
+
+ReferReason = Literal["uncertain", "unfamiliar"]
+REFER_REASONS: tuple[ReferReason, ...] = ("uncertain", "unfamiliar")
 
 
 class PredictionOut(BaseModel):
@@ -13,8 +18,15 @@ class PredictionOut(BaseModel):
     entropy: float = Field(description="predictive entropy of the mean probabilities, nats (0 to ln 10)")
     mutual_information: float = Field(description="epistemic part of the entropy, nats")
     expected_entropy: float = Field(description="aleatoric part of the entropy, nats")
-    refer: bool = Field(description="true when entropy > threshold: send this image to a human")
+    unfamiliarity: float = Field(description="the second signal: the network's probability (mean over the samples) "
+                                             "that the image is not a digit at all; 0 for a model without one")
+    refer: bool = Field(description="true when entropy > threshold or unfamiliarity > unfamiliar_threshold: send this "
+                                    "image to a human")
+    refer_reason: ReferReason | None = Field(
+        description="why it was referred: 'unfamiliar' (unfamiliarity over its threshold: probably not a digit), "
+                    "'uncertain' (entropy over its threshold: a digit, but unsure which), or null (not referred)")
     threshold: float = Field(description="calibrated entropy threshold, nats")
+    unfamiliar_threshold: float | None = Field(description="calibrated unfamiliarity threshold (null: no second signal)")
     samples: int = Field(description="N posterior samples used")
     audit: bool = Field(description="true for a random fraction (BNN_AUDIT_FRACTION) of accepted predictions: "
                                     "have a human check it, to measure live accepted accuracy")

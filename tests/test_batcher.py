@@ -10,7 +10,7 @@ from service.predictor import Prediction
 
 def fake_prediction(digit: np.ndarray, samples: int | None) -> Prediction:
     value = int(digit[0, 0])
-    return Prediction(value, [0.1] * 10, float(value), 0.0, 0.0, False, 1.0, samples or 100)
+    return Prediction(value, [0.1] * 10, float(value), 0.0, 0.0, 0.0, False, None, 1.0, None, samples or 100)
 
 
 class Recorder:

@@ -1,0 +1,248 @@
+"""Generated non-digits for outlier exposure: drawn in code, never taken from a data set.
+
+Training shows the network these (through the upload simulator, like every digit) with a loss
+that asks for a uniform prediction (Hendrycks et al., "Deep Anomaly Detection with Outlier
+Exposure", 2019), so that "not a digit" becomes something it has seen. The families are generic
+on purpose: strokes and scribbles, geometric shapes (crosses, triangles, squares, stars,
+polygons, arrows, ...), textures (stripes, checks, grids, dots, hatching), noise (uniform,
+Gaussian, salt and pepper, smooth), filled silhouettes, and pairs of digits (two digits are not
+one). No rendered letters, fonts or clothing: the families the README reports as
+out-of-distribution are never seen in training or selection.
+
+Circles and ellipses are left out: a drawn circle is a fair 0.
+
+``outlier(index, rng) -> (ink [64, 64] float32 in [0, 1], fills_canvas)``
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+from model.uploads import GlyphSource
+
+SIDE = 64  # glyphs are drawn at this size (4x supersampled), then rendered as uploads
+_SS = 4
+FAMILIES = ("scribble", "shape", "texture", "noise", "silhouette", "pair")
+FAMILY_WEIGHTS = (0.25, 0.3, 0.15, 0.1, 0.1, 0.1)
+
+Points = list[tuple[float, float]]
+
+
+def _canvas() -> tuple[Image.Image, ImageDraw.ImageDraw]:
+    image = Image.new("L", (SIDE * _SS, SIDE * _SS), 0)
+    return image, ImageDraw.Draw(image)
+
+
+def _finish(image: Image.Image) -> np.ndarray:
+    small = image.resize((SIDE, SIDE), Image.Resampling.BOX)
+    return np.asarray(small, dtype=np.float32) / 255.0
+
+
+def _scaled(points: Points) -> Points:
+    return [(x * SIDE * _SS, y * SIDE * _SS) for x, y in points]
+
+
+def _bezier(points: Points, steps: int = 40) -> Points:
+    """A smooth curve through control points (de Casteljau)."""
+    out = []
+    for t in np.linspace(0.0, 1.0, steps):
+        layer = list(points)
+        while len(layer) > 1:
+            layer = [((1 - t) * a[0] + t * b[0], (1 - t) * a[1] + t * b[1]) for a, b in itertools.pairwise(layer)]
+        out.append(layer[0])
+    return out
+
+
+def _stroke_width(rng: np.random.Generator) -> int:
+    return int(rng.integers(2, 8)) * _SS
+
+
+def scribble(rng: np.random.Generator) -> np.ndarray:
+    """Two to five random curved strokes, or one long tangled one: doodles that are no digit."""
+    image, draw = _canvas()
+    width = _stroke_width(rng)
+    if rng.random() < 0.3:
+        points = [tuple(rng.uniform(0.1, 0.9, 2)) for _ in range(int(rng.integers(7, 12)))]
+        draw.line(_scaled(_bezier(points[:4]) + _bezier(points[3:7]) + _bezier(points[6:])), fill=255,
+                  width=width, joint="curve")
+    else:
+        for _ in range(int(rng.integers(2, 6))):
+            points = [tuple(rng.uniform(0.05, 0.95, 2)) for _ in range(int(rng.integers(2, 5)))]
+            draw.line(_scaled(_bezier(points)), fill=255, width=width, joint="curve")
+    return _finish(image)
+
+
+def _regular(sides: int, rng: np.random.Generator, star: bool = False) -> Points:
+    radius, rotation = rng.uniform(0.3, 0.45), rng.uniform(0, 2 * math.pi)
+    count = sides * 2 if star else sides
+    inner = rng.uniform(0.35, 0.55)
+    return [(0.5 + radius * (inner if star and k % 2 else 1.0) * math.cos(rotation + 2 * math.pi * k / count),
+             0.5 + radius * (inner if star and k % 2 else 1.0) * math.sin(rotation + 2 * math.pi * k / count))
+            for k in range(count)]
+
+
+def _jitter(points: Points, rng: np.random.Generator, amount: float = 0.03) -> Points:
+    return [(x + rng.normal(0, amount), y + rng.normal(0, amount)) for x, y in points]
+
+
+def shape(rng: np.random.Generator) -> np.ndarray:
+    """Crosses, triangles, squares and rectangles, diamonds, stars, polygons, arrows, hearts,
+    asterisks, hashes, ticks, zigzags, spirals: outlined or filled, hand-jittered or exact."""
+    image, draw = _canvas()
+    width = _stroke_width(rng)
+    kind = str(rng.choice(("plus", "x", "triangle", "square", "rectangle", "diamond", "star", "polygon", "arrow",
+                           "heart", "asterisk", "hash", "tick", "zigzag", "spiral", "lines")))
+    jitter = 0.0 if rng.random() < 0.4 else 0.025
+    filled = rng.random() < 0.3
+    a, b = rng.uniform(0.1, 0.3), rng.uniform(0.7, 0.9)
+    if kind in ("plus", "x", "asterisk"):
+        arms = {"plus": 2, "x": 2, "asterisk": int(rng.integers(3, 5))}[kind]
+        turn = {"plus": 0.0, "x": math.pi / 4, "asterisk": rng.uniform(0, math.pi)}[kind] + rng.normal(0, 0.1)
+        length = rng.uniform(0.3, 0.45)
+        for k in range(arms):
+            angle = turn + math.pi * k / arms
+            dx, dy = length * math.cos(angle), length * math.sin(angle)
+            draw.line(_scaled(_jitter([(0.5 - dx, 0.5 - dy), (0.5 + dx, 0.5 + dy)], rng, jitter)), fill=255, width=width)
+        return _finish(image)
+    if kind == "hash":
+        for offset in (0.35, 0.65):
+            draw.line(_scaled(_jitter([(offset, a), (offset, b)], rng, jitter)), fill=255, width=width)
+            draw.line(_scaled(_jitter([(a, offset), (b, offset)], rng, jitter)), fill=255, width=width)
+        return _finish(image)
+    if kind in ("tick", "zigzag", "lines"):
+        if kind == "tick":
+            points = [(a, 0.55), (0.42, b), (b, a)]
+        elif kind == "zigzag":
+            count = int(rng.integers(4, 8))
+            points = [(a + (b - a) * k / (count - 1), 0.35 if k % 2 else 0.65) for k in range(count)]
+        else:  # parallel bars
+            for k in range(int(rng.integers(3, 6))):
+                y = a + (b - a) * k / 4
+                draw.line(_scaled(_jitter([(a, y), (b, y)], rng, jitter)), fill=255, width=width)
+            return _finish(image)
+        draw.line(_scaled(_jitter(points, rng, jitter)), fill=255, width=width, joint="curve")
+        return _finish(image)
+    if kind == "spiral":
+        turns, start = rng.uniform(1.5, 3.5), rng.uniform(0, 2 * math.pi)
+        t = np.linspace(0, 1, 200)
+        r = 0.05 + 0.38 * t
+        points = list(zip(0.5 + r * np.cos(start + 2 * math.pi * turns * t),  # noqa: B905
+                          0.5 + r * np.sin(start + 2 * math.pi * turns * t)))
+        draw.line(_scaled(points), fill=255, width=width, joint="curve")
+        return _finish(image)
+    if kind == "triangle":
+        points = _regular(3, rng)
+    elif kind == "square":
+        points = _regular(4, rng)
+    elif kind == "diamond":
+        points = [(0.5, a), (b, 0.5), (0.5, b), (a, 0.5)]
+    elif kind == "rectangle":
+        points = [(a, 0.5 - rng.uniform(0.1, 0.3)), (b, 0.5 - rng.uniform(0.1, 0.3))]
+        points = [points[0], (points[1][0], points[0][1]), (points[1][0], 1 - points[0][1]), (points[0][0], 1 - points[0][1])]
+    elif kind == "star":
+        points = _regular(int(rng.integers(5, 8)), rng, star=True)
+    elif kind == "polygon":
+        points = _regular(int(rng.integers(5, 9)), rng)
+    elif kind == "heart":
+        t = np.linspace(0, 2 * math.pi, 80)
+        x, y = 16 * np.sin(t) ** 3, 13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t)
+        points = list(zip(0.5 + x / 40, 0.45 - y / 40))  # noqa: B905
+    else:  # arrow
+        points = [(a, 0.45), (0.6, 0.45), (0.6, 0.3), (b, 0.5), (0.6, 0.7), (0.6, 0.55), (a, 0.55)]
+        angle = rng.uniform(0, 2 * math.pi)
+        points = [(0.5 + (x - 0.5) * math.cos(angle) - (y - 0.5) * math.sin(angle),
+                   0.5 + (x - 0.5) * math.sin(angle) + (y - 0.5) * math.cos(angle)) for x, y in points]
+    points = _scaled(_jitter(points, rng, jitter))
+    if filled:
+        draw.polygon(points, fill=int(rng.integers(128, 256)))
+    else:
+        draw.line([*points, points[0]], fill=255, width=width, joint="curve")
+    return _finish(image)
+
+
+def texture(rng: np.random.Generator) -> np.ndarray:
+    """Stripes at any angle, checks, grids, dot lattices, hatching, concentric rings."""
+    ys, xs = np.mgrid[0:SIDE, 0:SIDE].astype(np.float32)
+    period = rng.uniform(3, 16)
+    angle = rng.uniform(0, math.pi)
+    u = xs * math.cos(angle) + ys * math.sin(angle)
+    v = -xs * math.sin(angle) + ys * math.cos(angle)
+    kind = str(rng.choice(("stripes", "checks", "grid", "dots", "rings", "waves")))
+    duty = rng.uniform(0.2, 0.6)
+    if kind == "stripes":
+        ink = (u / period) % 1 < duty
+    elif kind == "checks":
+        ink = ((u // period) + (v // period)) % 2 == 0
+    elif kind == "grid":
+        ink = ((u / period) % 1 < duty / 2) | ((v / period) % 1 < duty / 2)
+    elif kind == "dots":
+        ink = (((u / period) % 1 - 0.5) ** 2 + ((v / period) % 1 - 0.5) ** 2) < (duty / 2) ** 2
+    elif kind == "rings":
+        ink = (np.hypot(xs - rng.uniform(0, SIDE), ys - rng.uniform(0, SIDE)) / period) % 1 < duty
+    else:
+        ink = np.sin(u / period * 2 * math.pi + 3 * np.sin(v / (2 * period))) > 0
+    return ink.astype(np.float32) * float(rng.uniform(0.5, 1.0))
+
+
+def noise(rng: np.random.Generator) -> np.ndarray:
+    """Uniform, Gaussian, salt and pepper, or smooth (blurred) noise."""
+    kind = str(rng.choice(("uniform", "gaussian", "salt", "smooth")))
+    if kind == "uniform":
+        return rng.random((SIDE, SIDE), dtype=np.float32)
+    if kind == "gaussian":
+        return np.clip(rng.normal(0.5, 0.25, (SIDE, SIDE)), 0, 1).astype(np.float32)
+    if kind == "salt":
+        return (rng.random((SIDE, SIDE)) < rng.uniform(0.02, 0.3)).astype(np.float32)
+    field = Image.fromarray((rng.random((SIDE, SIDE)) * 255).astype(np.uint8))
+    field = field.filter(ImageFilter.GaussianBlur(float(rng.uniform(1, 5))))
+    array = np.asarray(field, dtype=np.float32)
+    array = (array - array.min()) / max(1e-6, float(np.ptp(array)))
+    return (array > rng.uniform(0.4, 0.6)).astype(np.float32) if rng.random() < 0.5 else array
+
+
+def silhouette(rng: np.random.Generator) -> np.ndarray:
+    """A filled blob (a smooth star-convex outline), plain or textured inside: things, not digits."""
+    image, draw = _canvas()
+    count = int(rng.integers(5, 12))
+    radii = rng.uniform(0.2, 0.45, count)
+    angles = np.sort(rng.uniform(0, 2 * math.pi, count))
+    points = [(0.5 + r * math.cos(t), 0.5 + r * math.sin(t)) for r, t in zip(radii, angles)]  # noqa: B905
+    draw.polygon(_scaled(points), fill=255)
+    blob = _finish(image)
+    if rng.random() < 0.5:
+        pattern = texture(rng)
+        blob = blob * (0.4 + 0.6 * pattern / max(1e-6, float(pattern.max())))
+    return np.clip(blob * float(rng.uniform(0.5, 1.0)), 0, 1).astype(np.float32)
+
+
+def pair(rng: np.random.Generator, digits: np.ndarray | None) -> np.ndarray:
+    """Two digits side by side (a number is not a digit); a scribble when no digits are given."""
+    if digits is None or len(digits) == 0:
+        return scribble(rng)
+    first, second = digits[rng.integers(len(digits), size=2)]
+    gap = int(rng.integers(0, 6))
+    both = np.concatenate([first[:, 4:24], np.zeros((28, gap), np.uint8), second[:, 4:24]], axis=1)
+    return both.astype(np.float32) / 255.0
+
+
+def outlier_source(digits: np.ndarray | None = None, families: tuple[str, ...] = FAMILIES) -> GlyphSource:
+    """``source(index, rng)`` for the upload simulator: a random non-digit of the given families;
+    textures and noise fill their canvas. ``digits`` (training digits) feed the "pair" family."""
+    weights = np.array([FAMILY_WEIGHTS[FAMILIES.index(f)] for f in families])
+    weights = weights / weights.sum()
+    makers: dict[str, Callable[[np.random.Generator], np.ndarray]] = {
+        "scribble": scribble, "shape": shape, "texture": texture, "noise": noise, "silhouette": silhouette,
+        "pair": lambda rng: pair(rng, digits),
+    }
+
+    def source(index: int, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
+        family = str(rng.choice(families, p=weights))
+        fills = family in ("texture", "noise") and rng.random() < 0.7
+        return makers[family](rng), fills
+
+    return source

@@ -1,0 +1,218 @@
+"""The uploads section of the quality report: refer decisions on what people really send.
+
+Every family is rendered as uploads by the simulator and run through the service's transform,
+then scored at N samples. Per family: how many are referred (and by which signal), accuracy and
+accepted accuracy for digit families, AUROC against the MNIST test digit uploads by entropy and by
+unfamiliarity (P(not a digit), or a feature distance). The operating-point table recalibrates on
+the validation uploads for several (alpha, unfamiliar budget) pairs and reads each off the test
+families: the trade-off the shipped default was chosen from (on validation; test columns only report).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from model.calibrate import Calibration, CalibrationError, guarantee_threshold
+from model.data import Mnist, Split, to_input
+from model.families import DIGITS, LETTERS, SYMBOLS, cycling, photo_crops, printed
+from model.network import BayesianNet
+from model.outliers import outlier_source
+from model.pools import Pool, cached_pool, digit_uploads, visible_only
+from model.predictive import predictive
+from model.uploads import SIMULATOR_VERSION, GlyphSource, simulate_many
+
+ALPHAS = (0.001, 0.002, 0.003, 0.005, 0.01)
+BUDGETS = (None, 0.005, 0.01, 0.02)
+REPORT_SEED = 31  # families' draws; the generated families use held-out seeds of their own below
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    kind: str  # "digits" (labelled; accuracy matters) or "ood" (should be referred)
+    images: np.ndarray  # uint8 [n, 28, 28]
+    labels: np.ndarray  # int64 [n]; -1 when not a digit
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Scores:
+    entropy: np.ndarray  # [n] nats
+    unfamiliarity: np.ndarray  # [n]; 0 without a second signal
+    predicted: np.ndarray  # [n]
+
+
+def score(net: BayesianNet, images: np.ndarray, samples: int, batch: int = 1000) -> Scores:
+    device = next(net.parameters()).device
+    parts = [predictive(net, to_input(images[i : i + batch]).to(device), samples) for i in range(0, len(images), batch)]
+    return Scores(torch.cat([p.entropy for p in parts]).cpu().numpy(), torch.cat([p.unfamiliarity for p in parts]).cpu().numpy(),
+                  torch.cat([p.mean_probs for p in parts]).argmax(-1).cpu().numpy())
+
+
+def decisions(scores: Scores, calibration: Calibration) -> tuple[np.ndarray, np.ndarray]:
+    """(uncertain [n], unfamiliar [n]) booleans under ``calibration``'s rule."""
+    uncertain = scores.entropy > calibration.threshold
+    if calibration.unfamiliar_threshold is None:
+        return uncertain, np.zeros_like(uncertain)
+    return uncertain, scores.unfamiliarity > calibration.unfamiliar_threshold
+
+
+def auroc(negatives: np.ndarray, positives: np.ndarray) -> float:
+    from scipy.stats import rankdata
+
+    ranks = rankdata(np.concatenate([negatives, positives]))
+    n_pos, n_neg = len(positives), len(negatives)
+    return float((ranks[n_neg:].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def family_row(family: Family, scores: Scores, calibration: Calibration, reference: Scores | None) -> dict[str, Any]:
+    uncertain, unfamiliar = decisions(scores, calibration)
+    refer = uncertain | unfamiliar
+    row: dict[str, Any] = {"family": family.name, "kind": family.kind, "count": len(family.labels), "note": family.note,
+                           "referred": float(refer.mean()), "referred_uncertain": float(uncertain.mean()),
+                           "referred_unfamiliar": float(unfamiliar.mean())}
+    if family.kind == "digits":
+        correct = scores.predicted == family.labels
+        row["accuracy"] = float(correct.mean())
+        row["accepted_accuracy"] = float(correct[~refer].mean()) if (~refer).any() else float("nan")
+        row["accepted_errors"] = int((~correct[~refer]).sum())
+    elif reference is not None:
+        row["auroc_entropy"] = auroc(reference.entropy, scores.entropy)
+        if scores.unfamiliarity.any():
+            row["auroc_unfamiliarity"] = auroc(reference.unfamiliarity, scores.unfamiliarity)
+    return row
+
+
+def _rendered(name: str, source: GlyphSource, count: int, seed: int, labels: np.ndarray, workers: int,
+              cache_dir: Path, key: dict[str, Any]) -> Pool:
+    def build() -> Pool:
+        return visible_only(simulate_many(source, count, seed, workers, name), labels[:count])
+
+    return cached_pool(f"report-{name.replace(' ', '-')}", {**key, "name": name, "count": count, "seed": seed,
+                                                          "simulator": SIMULATOR_VERSION}, build, cache_dir)
+
+
+def build_families(mnist: Mnist, fashion: Split | None, workers: int, cache_dir: Path,
+                   scale: float = 1.0) -> list[Family]:
+    """The report's families as the network sees them (cached). ``scale`` shrinks them for tests."""
+    key = {"data": mnist.source_sha256}
+    count = lambda n: max(8, int(n * scale))  # noqa: E731
+    test = digit_uploads(mnist.test if scale >= 1 else mnist.test.subset(count(10_000)), "test",
+                         mnist.source_sha256, workers, cache_dir)
+    families = [Family("MNIST test digits as uploads", "digits", test.images, test.labels,
+                       "same writers' population as training, new digits, new render draws")]
+    glyphs, chars = printed(DIGITS)
+    digits_labels = np.array([int(c) for c in chars] * 2)
+    pool = _rendered("printed digits", cycling(glyphs), count(2 * len(glyphs)), REPORT_SEED, digits_labels, workers,
+                     cache_dir, key)
+    families.append(Family("printed digits", "digits", pool.images, pool.labels, f"{len(glyphs)} font glyphs, 2 renders each"))
+    if fashion is not None:
+        n = count(2000)
+        pool = _rendered("clothing", cycling(list(fashion.images[:n])), n, REPORT_SEED + 1, np.full(n, -1), workers,
+                         cache_dir, key)
+        families.append(Family("clothing (Fashion-MNIST test)", "ood", pool.images, pool.labels, "never seen"))
+    for name, chars_set, seed in (("printed letters", LETTERS, REPORT_SEED + 2), ("printed symbols", SYMBOLS, REPORT_SEED + 3)):
+        glyphs, _ = printed(chars_set)
+        n = count(len(glyphs))
+        pool = _rendered(name, cycling(glyphs), n, seed, np.full(n, -1), workers, cache_dir, key)
+        families.append(Family(name, "ood", pool.images, pool.labels, f"{len(glyphs)} font glyphs, never seen"))
+    n = count(1000)
+    pool = _rendered("photo crops", photo_crops(), n, REPORT_SEED + 4, np.full(n, -1), workers, cache_dir, key)
+    families.append(Family("photo crops", "ood", pool.images, pool.labels, "never seen"))
+    for offset, generated in enumerate(("shape", "scribble", "texture", "noise", "pair")):
+        n = count(1000)
+        pool = _rendered(f"generated {generated}", outlier_source(mnist.test.images, (generated,)), n,
+                         REPORT_SEED + 10 + offset, np.full(n, -1), workers, cache_dir, key)
+        families.append(Family(f"generated {generated}s", "ood", pool.images, pool.labels,
+                               "training's generator, held-out draws (pairs from MNIST test)"))
+    return families
+
+
+def operating_points(validation: Scores, validation_labels: np.ndarray, families: list[Family],
+                     scores: list[Scores], samples: int) -> list[dict[str, Any]]:
+    """For each (alpha, budget): calibrate on validation uploads, then read off every family."""
+    rows = []
+    correct = validation.predicted == validation_labels
+    has_unfamiliarity = bool(validation.unfamiliarity.any())
+    for budget in BUDGETS if has_unfamiliarity else (None,):
+        for alpha in ALPHAS:
+            try:
+                calibration = guarantee_threshold(validation.entropy, correct, alpha, 0.05, samples,
+                                                  unfamiliarity=validation.unfamiliarity if budget else None,
+                                                  unfamiliar_budget=budget)
+            except CalibrationError:
+                rows.append({"alpha": alpha, "unfamiliar_budget": budget, "refused": True})
+                continue
+            row: dict[str, Any] = {"alpha": alpha, "unfamiliar_budget": budget, "threshold": calibration.threshold,
+                                   "unfamiliar_threshold": calibration.unfamiliar_threshold,
+                                   "validation_referred": 1 - calibration.validation_coverage}
+            for family, family_scores in zip(families, scores, strict=True):
+                uncertain, unfamiliar = decisions(family_scores, calibration)
+                refer = uncertain | unfamiliar
+                if family.kind == "digits":
+                    accepted = ~refer
+                    right = family_scores.predicted == family.labels
+                    row[f"{family.name}: referred"] = float(refer.mean())
+                    row[f"{family.name}: accepted accuracy"] = float(right[accepted].mean()) if accepted.any() else None
+                else:
+                    row[f"{family.name}: referred"] = float(refer.mean())
+            rows.append(row)
+    return rows
+
+
+def uploads_report(net: BayesianNet, mnist: Mnist, fashion: Split | None, calibration: Calibration | None,
+                   samples: int, workers: int, cache_dir: Path, scale: float = 1.0) -> dict[str, Any]:
+    families = build_families(mnist, fashion, workers, cache_dir, scale)
+    scores = [score(net, family.images, samples) for family in families]
+    validation_split = mnist.validation if scale >= 1 else mnist.validation.subset(max(8, int(10_000 * scale)))
+    validation = digit_uploads(validation_split, "validation", mnist.source_sha256, workers, cache_dir)
+    validation_scores = score(net, validation.images, samples)
+    report: dict[str, Any] = {"samples": samples, "families": [], "operating_points": operating_points(
+        validation_scores, validation.labels, families, scores, samples)}
+    if calibration is not None:
+        reference = scores[0]
+        report["families"] = [family_row(f, s, calibration, reference) for f, s in zip(families, scores, strict=True)]
+    report["_scores"] = (families, scores)  # for the plot; dropped before writing JSON
+    return report
+
+
+def plot_scores(families: list[Family], scores: list[Scores], calibration: Calibration | None, out: Path) -> str:
+    """Per family: the distributions of predictive entropy and of unfamiliarity, with the thresholds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    has_unfamiliarity = any(s.unfamiliarity.any() for s in scores)
+    fig, axes = plt.subplots(1, 2 if has_unfamiliarity else 1, figsize=(13 if has_unfamiliarity else 7, 5), squeeze=False)
+    floor = 1e-6
+    edges = np.geomspace(floor, np.log(10), 50)
+    ax = axes[0][0]
+    for family, s in zip(families, scores, strict=True):
+        ax.hist(np.clip(s.entropy, floor, None), bins=edges, histtype="step", density=True, linewidth=1.4,
+                label=family.name)
+    if calibration is not None:
+        ax.axvline(calibration.threshold, color="red", linestyle="--", label="entropy threshold")
+    ax.set(xscale="log", xlabel="predictive entropy (nats)", ylabel="density", title="Uncertain: predictive entropy")
+    ax.legend(fontsize=7, loc="upper left")
+    if has_unfamiliarity:
+        ax = axes[0][1]
+        top = max(float(np.quantile(s.unfamiliarity, 0.995)) for s in scores)
+        bins = np.linspace(0, top, 60)
+        for family, s in zip(families, scores, strict=True):
+            ax.hist(np.clip(s.unfamiliarity, 0, top), bins=bins, histtype="step", density=True, linewidth=1.4,
+                    label=family.name)
+        if calibration is not None and calibration.unfamiliar_threshold is not None:
+            ax.axvline(calibration.unfamiliar_threshold, color="red", linestyle="--", label="unfamiliar threshold")
+        ax.set(xlabel="unfamiliarity (P(not a digit), or feature distance)", ylabel="density",
+               title="Unfamiliar: the second signal")
+    fig.suptitle("Uploads: score distributions per family (simulated uploads, N samples)")
+    fig.tight_layout()
+    fig.savefig(out / "uploads_scores.png", dpi=110)
+    plt.close(fig)
+    return "uploads_scores.png"
