@@ -29,14 +29,14 @@ lint: $(VENV)/.dev
 test: lint  ## lint, type-check and run the test suite
 	$(BIN)/python -m pytest -q
 
-train: $(VENV)/.dev  ## retrain the shipped checkpoint (about 17 minutes on 2 CPU cores)
-	$(BIN)/python -m model.train --preset head --epochs 30 --seed 0 --threads 2 --out checkpoints/bnn.safetensors
+train: $(VENV)/.dev  ## retrain the shipped checkpoint: simulated uploads, outlier exposure, calibration (see README)
+	$(BIN)/python -m model.train --preset head --epochs 30 --seed 0 --threads 2 --workers 2 --out checkpoints/bnn.safetensors
 
 calibrate: $(VENV)/.dev
 	$(BIN)/python -m model.calibrate --checkpoint checkpoints/bnn.safetensors
 
 evaluate: $(VENV)/.dev  ## needs Fashion-MNIST: apt-get install dataset-fashion-mnist
-	$(BIN)/python -m model.evaluate --checkpoint checkpoints/bnn.safetensors --out reports
+	$(BIN)/python -m model.evaluate --checkpoint checkpoints/bnn.safetensors --out reports --write-metadata
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

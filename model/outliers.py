@@ -4,7 +4,8 @@ Training shows the network these (through the upload simulator, like every digit
 that asks for a uniform prediction (Hendrycks et al., "Deep Anomaly Detection with Outlier
 Exposure", 2019), so that "not a digit" becomes something it has seen. The families are generic
 on purpose: strokes and scribbles, geometric shapes (crosses, triangles, squares, stars,
-polygons, arrows, ...), textures (stripes, checks, grids, dots, hatching), noise (uniform,
+polygons, arrows, ...), glyph-like marks (straight strokes and arcs at one width),
+textures (stripes, checks, grids, dots, hatching), noise (uniform,
 Gaussian, salt and pepper, smooth), filled silhouettes, and pairs of digits (two digits are not
 one). No rendered letters, fonts or clothing: the families the README reports as
 out-of-distribution are never seen in training or selection.
@@ -27,8 +28,9 @@ from model.uploads import GlyphSource
 
 SIDE = 64  # glyphs are drawn at this size (4x supersampled), then rendered as uploads
 _SS = 4
-FAMILIES = ("scribble", "shape", "texture", "noise", "silhouette", "pair")
-FAMILY_WEIGHTS = (0.25, 0.3, 0.15, 0.1, 0.1, 0.1)
+FAMILIES = ("scribble", "glyph", "shape", "texture", "noise", "silhouette", "pair")
+FAMILY_WEIGHTS = (0.15, 0.2, 0.25, 0.1, 0.1, 0.1, 0.1)
+OUTLIER_VERSION = 2  # bump when a generator changes, so cached pools are rebuilt
 
 Points = list[tuple[float, float]]
 
@@ -74,6 +76,37 @@ def scribble(rng: np.random.Generator) -> np.ndarray:
         for _ in range(int(rng.integers(2, 6))):
             points = [tuple(rng.uniform(0.05, 0.95, 2)) for _ in range(int(rng.integers(2, 5)))]
             draw.line(_scaled(_bezier(points)), fill=255, width=width, joint="curve")
+    return _finish(image)
+
+
+_LATTICE = [(x, y) for y in (0.15, 0.5, 0.85) for x in (0.2, 0.5, 0.8)]
+
+
+def glyph(rng: np.random.Generator) -> np.ndarray:
+    """Two to four primitives of printed marks (straight strokes between points of a 3x3 lattice,
+    half and quarter arcs) at one uniform width, optionally slanted: mark-like compositions of the
+    kind typefaces are made of, none drawn from a font. A lone straight stroke (a fair 1) and a
+    full circle (a fair 0) are never drawn alone."""
+    image, draw = _canvas()
+    width = int(rng.integers(3, 9)) * _SS
+    slant = rng.uniform(-0.25, 0.25) if rng.random() < 0.4 else 0.0
+    squash = rng.uniform(0.6, 1.0)  # narrow or wide letter boxes
+
+    def place(points: Points) -> Points:
+        return [(0.5 + (x - 0.5) * squash - slant * (y - 0.5), y) for x, y in points]
+
+    for _ in range(int(rng.integers(2, 5))):
+        if rng.random() < 0.65:
+            a, b = rng.choice(len(_LATTICE), size=2, replace=False)
+            points = [_LATTICE[int(a)], _LATTICE[int(b)]]
+        else:
+            cx, cy = _LATTICE[int(rng.integers(len(_LATTICE)))]
+            radius = rng.uniform(0.15, 0.35)
+            start = rng.choice((0.0, 0.5, 1.0, 1.5)) * math.pi
+            sweep = rng.choice((0.5, 1.0, 1.5)) * math.pi
+            t = np.linspace(start, start + sweep, 30)
+            points = list(zip(cx + radius * np.cos(t), cy + radius * np.sin(t), strict=True))
+        draw.line(_scaled(place(points)), fill=255, width=width, joint="curve")
     return _finish(image)
 
 
@@ -236,7 +269,7 @@ def outlier_source(digits: np.ndarray | None = None, families: tuple[str, ...] =
     weights = np.array([FAMILY_WEIGHTS[FAMILIES.index(f)] for f in families])
     weights = weights / weights.sum()
     makers: dict[str, Callable[[np.random.Generator], np.ndarray]] = {
-        "scribble": scribble, "shape": shape, "texture": texture, "noise": noise, "silhouette": silhouette,
+        "scribble": scribble, "glyph": glyph, "shape": shape, "texture": texture, "noise": noise, "silhouette": silhouette,
         "pair": lambda rng: pair(rng, digits),
     }
 

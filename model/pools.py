@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from model.data import DEFAULT_CACHE, Split
-from model.outliers import outlier_source
+from model.outliers import OUTLIER_VERSION, outlier_source
 from model.uploads import SIMULATOR_VERSION, digit_source, simulate_many
 
 SEEDS = {"train": 11, "validation": 12, "test": 13, "outliers-train": 21, "outliers-test": 23}
@@ -79,7 +79,8 @@ def outlier_uploads(count: int, role: str, digits: np.ndarray, source_sha256: st
                     cache_dir: Path = DEFAULT_CACHE, progress: bool = True) -> Pool:
     """``count`` generated non-digits rendered as uploads (``model.outliers``)."""
     seed = SEEDS[role]
-    key = {"role": role, "size": count, "seed": seed, "data": source_sha256, "simulator": SIMULATOR_VERSION}
+    key = {"role": role, "size": count, "seed": seed, "data": source_sha256, "simulator": SIMULATOR_VERSION,
+           "outliers": OUTLIER_VERSION}
 
     def build() -> Pool:
         images = simulate_many(outlier_source(digits), count, seed, workers, f"{role}", progress)

@@ -33,7 +33,7 @@ from model.calibrate import CalibrationError, CalibrationRequest, calibrate
 from model.checkpoint import provenance, save_checkpoint
 from model.data import DEFAULT_CACHE, IMAGE_SIZE, Mnist, Split, load_mnist, to_input
 from model.network import NOT_A_DIGIT, PRESETS, BayesianNet, NetConfig
-from model.outliers import FAMILIES
+from model.outliers import FAMILIES, OUTLIER_VERSION
 from model.pools import SEEDS, digit_uploads, outlier_uploads
 from model.predictive import DEFAULT_SAMPLES, predictive, summarize
 from model.uploads import SIMULATOR_VERSION
@@ -380,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         "epochs": config.epochs,
         "train_config": asdict(config),
         "train_size": len(data.train),
-        "training_data": {**extra.describe(), "simulator_version": SIMULATOR_VERSION,
+        "training_data": {**extra.describe(), "simulator_version": SIMULATOR_VERSION, "outlier_version": OUTLIER_VERSION,
                           "outlier_families": list(FAMILIES) if outliers is not None else [],
                           "selection_and_calibration": "MNIST validation digits rendered as uploads (seed "
                                                        f"{SEEDS['validation']})",

@@ -41,11 +41,19 @@ def fresh_multiprocess_dir() -> tuple[Path, bool]:
     return path, True
 
 
-def serve_workers(settings: Settings) -> int:
-    try:  # before touching the metrics directory, which an instance already on this port may be using
+def port_is_free(settings: Settings) -> bool:
+    """Checked before touching the metrics directory, which an instance already on this port may
+    be using (emptying it would wipe that instance's counts)."""
+    try:
         workers.ensure_port_free(settings.host, settings.port)
     except OSError as error:
         log.error("cannot listen on %s:%d: %s", settings.host, settings.port, error)
+        return False
+    return True
+
+
+def serve_workers(settings: Settings) -> int:
+    if not port_is_free(settings):
         return 1
     directory, created = fresh_multiprocess_dir()
     log.info("%d workers, metrics added up in %s", settings.workers, directory)
@@ -61,6 +69,8 @@ def serve_in_process(settings: Settings) -> int:
 
     from service.app import create_app
 
+    if not port_is_free(settings):
+        return 1
     if os.environ.get(METRICS_DIR_ENV):
         fresh_multiprocess_dir()
     config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, workers=1,

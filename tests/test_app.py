@@ -25,6 +25,7 @@ from tests.images import (
     png_claiming,
     unevenly_lit_photo,
 )
+from tests.server import free_port
 
 DIGITS = mnist_fixtures()
 
@@ -202,6 +203,24 @@ def test_metrics_count_exactly_what_requests_did(client):
     assert metric(client, 'bnn_request_latency_seconds_count{route="/predict"}') == before_latency + 5
 
 
+def test_refer_reason_is_stated_and_counted(client):
+    before = {reason: metric(client, f'bnn_referrals_total{{reason="{reason}"}}') for reason in ("uncertain", "unfamiliar")}
+    seven = post(client, DIGITS[0][0].read_bytes()).json()
+    assert seven["refer"] is False and seven["refer_reason"] is None
+    rng = np.random.default_rng(4)
+    answers = [post(client, encode(Image.fromarray(rng.integers(0, 256, (64, 64), dtype=np.uint8)))).json()
+               for _ in range(4)]
+    for answer in [*answers, seven]:
+        uncertain = answer["entropy"] > answer["threshold"]
+        unfamiliar = answer["unfamiliar_threshold"] is not None and answer["unfamiliarity"] > answer["unfamiliar_threshold"]
+        assert answer["refer_reason"] == ("unfamiliar" if unfamiliar else "uncertain" if uncertain else None)
+        assert answer["refer"] == (answer["refer_reason"] is not None)
+    assert all(a["refer"] for a in answers)  # uniform noise is never a digit
+    for reason in ("uncertain", "unfamiliar"):
+        counted = sum(a["refer_reason"] == reason for a in answers)
+        assert metric(client, f'bnn_referrals_total{{reason="{reason}"}}') == before[reason] + counted
+
+
 def test_probes_and_openapi(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz").json()
@@ -234,7 +253,8 @@ def test_startup_fails_cleanly_on_a_corrupted_checkpoint(tmp_path):
 def test_server_process_exits_non_zero_naming_the_file(tmp_path):
     missing = tmp_path / "nowhere.safetensors"
     result = subprocess.run([sys.executable, "-m", "service"], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                            env={"PATH": "/usr/bin:/bin", "BNN_MODEL_PATH": str(missing), "BNN_PORT": "8765"})
+                            env={"PATH": "/usr/bin:/bin", "BNN_MODEL_PATH": str(missing),
+                                 "BNN_PORT": str(free_port())})
     assert result.returncode != 0
     assert "nowhere.json: metadata file is missing" in result.stderr
 

@@ -56,3 +56,46 @@ def test_referral_rate_mode_refers_that_fraction():
     result = referral_rate_threshold(entropy, np.ones(1000, dtype=bool), rate=0.05)
     assert math.isclose(1 - result.validation_coverage, 0.05, abs_tol=0.002)
     assert result.mode == "referral_rate" and result.alpha is None
+
+
+def test_unfamiliar_threshold_is_the_budget_quantile_and_the_guarantee_covers_the_combined_rule():
+    # 20,000 digits: the unfamiliarity is uninformative noise, errors live above entropy 0.6.
+    rng = np.random.default_rng(2)
+    entropy = rng.uniform(0, 1, 20_000)
+    unfamiliarity = rng.uniform(0, 1, 20_000)
+    correct = np.where(entropy < 0.6, True, rng.uniform(size=20_000) > 0.3)
+    grid = np.linspace(0.01, 1.0, 100)
+    result = guarantee_threshold(entropy, correct, alpha=0.01, delta=0.05, grid=grid,
+                                 unfamiliarity=unfamiliarity, unfamiliar_budget=0.02)
+    assert result.unfamiliar_threshold is not None
+    assert abs((unfamiliarity > result.unfamiliar_threshold).mean() - 0.02) < 1e-3  # the budget, exactly
+    accepted = (entropy <= result.threshold) & (unfamiliarity <= result.unfamiliar_threshold)
+    assert math.isclose(result.validation_coverage, accepted.mean())
+    assert 1 - correct[accepted].mean() <= 0.01
+    assert 0.6 <= result.threshold <= 0.63  # removing a random 2 % does not move where errors begin
+
+
+def test_a_stricter_alpha_refers_more_and_a_budget_is_met():
+    # Errors become more likely with entropy: error probability = entropy^3 / 2.
+    rng = np.random.default_rng(3)
+    entropy = rng.uniform(0, 1, 50_000)
+    correct = rng.uniform(size=50_000) > entropy**3 / 2
+    grid = np.linspace(0.005, 1.0, 200)
+    loose = guarantee_threshold(entropy, correct, alpha=0.02, grid=grid)
+    strict = guarantee_threshold(entropy, correct, alpha=0.002, grid=grid)
+    assert strict.threshold < loose.threshold
+    assert 1 - strict.validation_coverage > 1 - loose.validation_coverage
+    # accepted error at t is t^3 / 8: alpha 2 % -> t about 0.54, alpha 0.2 % -> about 0.25
+    assert 0.45 <= loose.threshold <= 0.55 and 0.2 <= strict.threshold <= 0.26
+
+
+def test_the_calibration_record_round_trips_and_rejects_unknown_keys():
+    from model.calibrate import Calibration
+
+    record = guarantee_threshold(np.linspace(0, 1, 5000), np.ones(5000, bool), alpha=0.01,
+                                 grid=np.linspace(0.01, 1, 10))
+    assert Calibration.from_dict(record.to_dict()) == record
+    old = {k: v for k, v in record.to_dict().items() if k not in ("data", "unfamiliar_threshold", "unfamiliar_budget")}
+    assert Calibration.from_dict(old).unfamiliar_threshold is None  # metadata written before the second signal
+    with pytest.raises(ValueError, match="unknown calibration keys"):
+        Calibration.from_dict({**record.to_dict(), "surprise": 1})

@@ -172,3 +172,40 @@ def test_pixel_bomb_is_refused_from_the_header():
         decode(png_claiming(100_000, 100_000), LIMIT)
     with pytest.raises(ImageTooLarge, match="limit is 1000"):
         decode(png_claiming(100, 100), 1000)
+
+
+def _textures() -> dict[str, np.ndarray]:
+    """Visible content that is not a digit: every one must be classified, never called blank."""
+    ys, xs = np.mgrid[0:120, 0:120]
+    rng = np.random.default_rng(0)
+    trousers = np.zeros((28, 28))
+    trousers[2:27, 8:13] = trousers[2:27, 15:20] = 0.8
+    trousers[2:27:3, 8:20] = 0.3  # a striped pair of trousers: the ruling eraser once wiped it
+    faint = np.full((120, 120), 0.9)
+    faint[30:90, 30:90] = 0.75  # a faint grey square: contrast 0.15 on clean paper
+    return {
+        "full-width stripes": ((ys // 6) % 2 == 0) * 0.9,
+        "thin full-width lines": ((ys % 10) < 2) * 0.9,
+        "vertical stripes": ((xs // 5) % 2 == 0) * 0.9,
+        "checkerboard": (((ys // 8) + (xs // 8)) % 2 == 0) * 0.9,
+        "grid": (((ys % 12) < 2) | ((xs % 12) < 2)) * 0.9,
+        "dense scribble": (rng.random((120, 120)) < 0.45) * 0.9,
+        "striped trousers": trousers,
+        "faint square": 1.0 - faint,
+    }
+
+
+@pytest.mark.parametrize("name", list(_textures()))
+def test_visible_content_is_never_no_ink(name):
+    ink = _textures()[name]
+    for polarity in ("light on dark", "dark on light"):
+        pixels = ink if polarity == "light on dark" else 1.0 - ink
+        out = preprocess(encode(Image.fromarray(np.rint(pixels * 255).astype(np.uint8))), LIMIT)
+        assert out.shape == (28, 28) and out.max() > 30, (name, polarity)  # fine textures average to grey
+
+
+def test_noisy_blank_paper_is_still_no_ink():
+    rng = np.random.default_rng(0)
+    paper = np.clip(0.92 + rng.normal(0, 0.02, (300, 300)), 0, 1)
+    with pytest.raises(NoInk):
+        preprocess(encode(Image.fromarray(np.rint(paper * 255).astype(np.uint8))), LIMIT)

@@ -1,12 +1,14 @@
 import json
+import math
 
 import pytest
 import torch
 
 import model.train as train_module
 from model.checkpoint import load_checkpoint
-from model.data import load_idx_mnist
+from model.data import load_idx_mnist, to_input
 from model.network import BayesianNet, NetConfig
+from model.predictive import predictive
 from model.train import TrainConfig, fit, main
 
 TINY = NetConfig(conv_blocks=((8,),), hidden=(32,))
@@ -64,3 +66,58 @@ def test_dry_run_cli_writes_a_checkpoint(tiny_idx_dir, capsys):
     assert meta["config"]["hidden"] == [16]
     assert meta["train_size"] == 200 and meta["seed"] == 0
     assert {"git_commit", "versions", "data_sha256"} <= set(meta)
+
+
+def test_dry_run_fails_when_the_loss_does_not_fall(tiny_idx_dir, monkeypatch, capsys):
+    real_fit = train_module.fit
+
+    def flat_fit(*args, **kwargs):
+        result = real_fit(*args, **kwargs)
+        for record in result["history"]:
+            record["loss"] = 1.0  # as if nothing was learnt
+        return result
+
+    monkeypatch.setattr(train_module, "fit", flat_fit)
+    assert main(["--dry-run", "--data-dir", str(tiny_idx_dir), "--no-progress", "--hidden", "16"]) == 1
+    assert "loss did not fall" in capsys.readouterr().err
+
+
+def test_outlier_losses_have_their_known_minimum():
+    uniform = torch.zeros(5, 10)
+    assert torch.isclose(train_module.outlier_exposure_loss(uniform), torch.tensor(math.log(10.0)))
+    confident = torch.tensor([[10.0] + [0.0] * 9])
+    assert train_module.outlier_exposure_loss(confident) > math.log(10.0) + 1  # a confident outlier costs more
+    rejected = torch.tensor([[0.0] * 10 + [20.0]])
+    assert train_module.reject_class_loss(rejected) < 1e-6
+
+
+def test_temperature_scaling_never_raises_the_validation_nll(tiny_idx_dir):
+    torch.manual_seed(0)
+    data = load_idx_mnist(tiny_idx_dir)
+    net = BayesianNet(TINY)
+    fit(net, data, TrainConfig(epochs=3, batch_size=32, kl_warmup_epochs=0.0, augment=False, eval_samples=2),
+        progress=False)
+    tuned = train_module.with_temperature(net, data.validation, samples=4)
+    assert tuned.config.temperature != 1.0
+
+    def nll(model):
+        torch.manual_seed(1)
+        probs = predictive(model, to_input(data.validation.images), 4).mean_probs
+        return -torch.log(probs[torch.arange(len(data.validation)), torch.as_tensor(data.validation.labels)]).mean()
+
+    assert nll(tuned) <= nll(net) + 1e-4
+    for (name, a), (_, b) in zip(net.state_dict().items(), tuned.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name  # only the config changed
+
+
+def test_feature_density_finds_training_digits_familiar_and_noise_far(tiny_idx_dir):
+    torch.manual_seed(0)
+    data = load_idx_mnist(tiny_idx_dir)
+    net = BayesianNet(TINY)
+    fit(net, data, TrainConfig(epochs=3, batch_size=32, kl_warmup_epochs=0.0, augment=False, eval_samples=2),
+        progress=False)
+    dense = train_module.with_feature_density(net, [data.train])
+    digits = predictive(dense, to_input(data.validation.images), 4).unfamiliarity
+    noise = torch.randint(0, 256, (20, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    far = predictive(dense, to_input(noise), 4).unfamiliarity
+    assert far.min() > digits.median()

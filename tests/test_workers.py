@@ -4,6 +4,7 @@ every worker, TCP_NODELAY, one instance per port, a bad checkpoint stops start-u
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -17,11 +18,12 @@ import httpx
 import pytest
 
 from service.workers import tcp_listener
-from tests.conftest import ROOT, mnist_fixtures
+from tests.conftest import ROOT, SHIPPED, mnist_fixtures
 from tests.metrics_text import parse_samples, per_worker_predictions, predictions_by_worker, total
-from tests.server import children, post_upload, running_service
+from tests.server import children, free_port, post_upload, running_service
 
 SEVEN = mnist_fixtures()[0][0].read_bytes()
+EXPECTED_REFERRAL_RATE = 1 - json.loads(SHIPPED.with_suffix(".json").read_text())["calibration"]["validation_coverage"]
 
 
 def running(pid: int) -> bool:
@@ -53,11 +55,12 @@ def test_two_workers_count_exactly_whichever_answers_metrics(two_workers):
             assert total(samples, "bnn_predictions_total") == 40
             assert total(samples, "bnn_predictions_total", referred="false", **{"class": "7"}) == 40
             assert total(samples, "bnn_request_latency_seconds_count", route="/predict") == 40
-            assert total(samples, "bnn_expected_referral_rate") == pytest.approx(0.0027)
+            assert total(samples, "bnn_expected_referral_rate") == pytest.approx(EXPECTED_REFERRAL_RATE)
 
 
 def test_a_missing_checkpoint_stops_several_workers_at_once(tmp_path):
-    env = {**os.environ, "BNN_WORKERS": "2", "BNN_MODEL_PATH": str(tmp_path / "absent.safetensors")}
+    env = {**os.environ, "BNN_WORKERS": "2", "BNN_MODEL_PATH": str(tmp_path / "absent.safetensors"),
+           "BNN_PORT": str(free_port())}
     result = subprocess.run([sys.executable, "-m", "service"], cwd=ROOT, env=env, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 1
@@ -125,6 +128,22 @@ def test_a_second_instance_on_the_same_port_refuses_to_start(two_workers):
         assert "Address already in use" in second.stderr
         assert httpx.get(url + "/readyz").status_code == 200  # the first one is untouched
         assert total(parse_samples(httpx.get(url + "/metrics").text), "bnn_predictions_total") == 3
+
+
+def test_one_worker_on_a_taken_port_keeps_the_other_instances_metrics(tmp_path):
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    theirs = metrics_dir / "counter_123.db"
+    theirs.write_bytes(b"another instance's counts")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "service"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                                env={**os.environ, "BNN_WORKERS": "1", "BNN_PORT": str(port), "BNN_HOST": "127.0.0.1",
+                                     "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
+    assert result.returncode == 1 and "Address already in use" in result.stderr
+    assert theirs.read_bytes() == b"another instance's counts"
 
 
 def test_a_killed_worker_is_replaced_and_no_count_is_lost(two_workers):

@@ -1,0 +1,82 @@
+"""The predictor: the refer rule at its thresholds, overrides, and answers consistent with the scores."""
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+
+from model.checkpoint import CheckpointError
+from service.predictor import Predictor, ReferRule
+from tests.conftest import SHIPPED, load_digit, mnist_fixtures
+
+
+def test_refer_flips_exactly_at_the_entropy_threshold():
+    rule = ReferRule(threshold=0.5)
+    assert rule.reason(0.5, 0.0) is None  # refer when entropy > threshold: equal is accepted
+    assert rule.reason(math.nextafter(0.5, 1.0), 0.0) == "uncertain"
+    assert rule.reason(0.49, 0.99) is None  # no second signal: unfamiliarity is not looked at
+
+
+def test_unfamiliar_fires_at_its_own_threshold_and_takes_precedence():
+    rule = ReferRule(threshold=0.5, unfamiliar_threshold=0.3)
+    assert rule.reason(0.1, 0.3) is None
+    assert rule.reason(0.1, math.nextafter(0.3, 1.0)) == "unfamiliar"
+    assert rule.reason(2.0, 0.9) == "unfamiliar"  # both fire: "probably not a digit" says more
+    assert rule.reason(2.0, 0.1) == "uncertain"
+
+
+@pytest.fixture(scope="module")
+def shipped() -> Predictor:
+    return Predictor.from_checkpoint(SHIPPED)
+
+
+def test_thresholds_come_from_the_calibration_unless_overridden(shipped):
+    meta = json.loads(SHIPPED.with_suffix(".json").read_text())
+    assert shipped.rule.threshold == meta["calibration"]["threshold"]
+    assert shipped.rule.unfamiliar_threshold == meta["calibration"]["unfamiliar_threshold"]
+    assert shipped.expected_referral_rate == pytest.approx(1 - meta["calibration"]["validation_coverage"])
+    overridden = Predictor.from_checkpoint(SHIPPED, threshold=0.123, unfamiliar_threshold=0.5)
+    assert overridden.rule == ReferRule(0.123, 0.5)
+    assert overridden.expected_referral_rate is None  # unknown for a rule nobody calibrated
+    assert Predictor.from_checkpoint(SHIPPED, threshold=0.123, expected_referral_rate=0.04).expected_referral_rate == 0.04
+
+
+def test_answers_are_consistent_with_their_scores(shipped):
+    digits = [load_digit(path) for path, _ in mnist_fixtures()]
+    rng = np.random.default_rng(0)
+    noise = [rng.integers(0, 256, (28, 28), dtype=np.uint8) for _ in range(8)]
+    for prediction in shipped.predict(digits + noise, samples=50):
+        assert prediction.refer_reason == shipped.rule.reason(prediction.entropy, prediction.unfamiliarity)
+        assert prediction.refer == (prediction.refer_reason is not None)
+        assert math.isclose(sum(prediction.probabilities), 1.0, abs_tol=1e-9)
+        assert prediction.digit == int(np.argmax(prediction.probabilities))
+        assert 0.0 <= prediction.entropy <= math.log(10) + 1e-6
+        assert prediction.samples == 50
+
+
+def test_real_digits_are_accepted_and_noise_is_referred(shipped):
+    digits = [load_digit(path) for path, _ in mnist_fixtures()]
+    labels = [label for _, label in mnist_fixtures()]
+    answers = shipped.predict(digits)
+    assert [a.digit for a in answers] == labels
+    assert not any(a.refer for a in answers)
+    rng = np.random.default_rng(1)
+    noise = shipped.predict([rng.integers(0, 256, (28, 28), dtype=np.uint8) for _ in range(20)])
+    assert all(a.refer for a in noise)
+
+
+def test_a_checkpoint_without_calibration_needs_a_threshold(tmp_path):
+    weights = tmp_path / "bnn.safetensors"
+    shutil.copy(SHIPPED, weights)
+    meta = json.loads(SHIPPED.with_suffix(".json").read_text())
+    meta["calibration"] = None
+    weights.with_suffix(".json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="no calibrated threshold"):
+        Predictor.from_checkpoint(weights)
+    assert Predictor.from_checkpoint(weights, threshold=0.7).rule == ReferRule(0.7, None)
+    meta["calibration"] = {"threshold": 1.0, "bogus": True}
+    weights.with_suffix(".json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="calibration record"):
+        Predictor.from_checkpoint(weights)
