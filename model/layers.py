@@ -36,7 +36,7 @@ def gaussian_kl(mu: Tensor, sigma: Tensor, prior_sigma: Tensor) -> Tensor:
     return 0.5 * (variance_ratio + (mu / prior_sigma) ** 2 - 1.0 - torch.log(variance_ratio)).sum()
 
 
-class _GaussianParameters(nn.Module):
+class GaussianParameters(nn.Module):
     """Posterior mean/rho for a weight and a bias, the prior, and the closed-form KL."""
 
     def __init__(self, weight_shape: tuple[int, ...], fan_in: int, prior_sigma: float, init_rho: float):
@@ -68,12 +68,12 @@ class _GaussianParameters(nn.Module):
             self._variance_cache = (computed[0].detach(), computed[1].detach())
         return self._variance_cache
 
-    def train(self, mode: bool = True) -> _GaussianParameters:
+    def train(self, mode: bool = True) -> GaussianParameters:
         if mode != self.training:  # eval() on an eval-mode layer keeps the cache
             self._variance_cache = None
         return super().train(mode)
 
-    def _apply(self, fn: Any, recurse: bool = True) -> _GaussianParameters:
+    def _apply(self, fn: Any, recurse: bool = True) -> GaussianParameters:
         self._variance_cache = None  # .to(device) / .cpu() / .half(): the cache was of the old tensors
         return super()._apply(fn, recurse)
 
@@ -95,7 +95,7 @@ class _GaussianParameters(nn.Module):
         return self.weight_mu + self.weight_sigma * eps_w, self.bias_mu + self.bias_sigma * eps_b
 
 
-class VariationalLinear(_GaussianParameters):
+class VariationalLinear(GaussianParameters):
     def __init__(self, in_features: int, out_features: int, prior_sigma: float, init_rho: float):
         super().__init__((out_features, in_features), in_features, prior_sigma, init_rho)
 
@@ -131,7 +131,7 @@ class VariationalLinear(_GaussianParameters):
         return torch.addcmul(mean, variance.sqrt(), noise)  # [S, B, out]
 
 
-class VariationalConv2d(_GaussianParameters):
+class VariationalConv2d(GaussianParameters):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, padding: int,
                  prior_sigma: float, init_rho: float):
         shape = (out_channels, in_channels, kernel_size, kernel_size)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from model.data import IMAGE_SIZE
-from model.layers import VariationalConv2d, VariationalLinear, _GaussianParameters
+from model.layers import VariationalConv2d, VariationalLinear, GaussianParameters
 
 NUM_CLASSES = 10
 NOT_A_DIGIT = NUM_CLASSES  # index of the reject class's logit, when the network has one
@@ -194,7 +194,7 @@ class BayesianNet(nn.Module):
 
     def kl(self) -> Tensor:
         """Sum of the closed-form KL of every Gaussian layer, in nats (not scaled)."""
-        return torch.stack([m.kl() for m in self.modules() if isinstance(m, _GaussianParameters)]).sum()
+        return torch.stack([m.kl() for m in self.modules() if isinstance(m, GaussianParameters)]).sum()
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -30,7 +30,6 @@ SAMPLES_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000,
 CLASSES = tuple(str(digit) for digit in range(10))
 REJECTION_REASONS = ("undecodable", "unsupported_format", "too_large", "no_ink", "invalid_request", "too_many_files",
                      "unauthorized", "overloaded", "body_timeout")
-ROUTES = ("/predict", "/predict/batch")
 
 
 def multiprocess_dir() -> str | None:
@@ -74,8 +73,6 @@ class Metrics:
             self.referrals.labels(reason=refer_reason)
         for reason in REJECTION_REASONS:
             self.rejected.labels(reason=reason)
-        for route in ROUTES:
-            self.latency.labels(route=route)
 
     def record_prediction(self, digit: int, entropy: float, refer_reason: str | None, samples: int, audit: bool) -> None:
         self.predictions.labels(referred="true" if refer_reason else "false", **{"class": str(digit)}).inc()
@@ -85,6 +82,22 @@ class Metrics:
         self.samples.observe(samples)
         if audit:
             self.audits.labels(**{"class": str(digit)}).inc()
+
+    def time_routes(self, templates: list[str]) -> None:
+        """Create each route's latency series at 0, so a rate over it is defined from the start."""
+        for template in templates:
+            self.latency.labels(route=template)
+
+    def observe_latency(self, template: str, seconds: float) -> None:
+        self.latency.labels(route=template).observe(seconds)
+
+    def publish_model(self, model_version: str, threshold: float, expected_referral_rate: float | None,
+                      audit_fraction: float) -> None:
+        """The loaded model's facts, as gauges (an unknown expected rate is NaN)."""
+        self.threshold.set(threshold)
+        self.expected_referral_rate.set(float("nan") if expected_referral_rate is None else expected_referral_rate)
+        self.audit_fraction.set(audit_fraction)
+        self.model_info.labels(model_version=model_version).set(1)
 
     def record_rejection(self, reason: str) -> None:
         self.rejected.labels(reason=reason).inc()

@@ -39,7 +39,7 @@ log = logging.getLogger("service")
 
 STARTUP_FAILURE = 3  # a worker's exit status when it never served: restarting it would fail the same way
 GRACEFUL_SHUTDOWN_S = 20  # uvicorn's time for in-flight requests after SIGTERM (every serving process)
-GRACE_S = GRACEFUL_SHUTDOWN_S + 5.0  # how long the supervisor waits for a stopping worker before SIGKILL
+KILL_AFTER_S = GRACEFUL_SHUTDOWN_S + 5.0  # how long the supervisor waits for a stopping worker before SIGKILL
 MAX_RESTARTS, RESTART_WINDOW_S = 5, 60.0  # more replacements than this within the window: give up, not crash-loop
 
 
@@ -139,7 +139,7 @@ def serve(host: str, port: int, workers: int) -> int:
             if process.is_alive():
                 process.terminate()  # SIGTERM: uvicorn stops accepting and finishes in-flight requests
         for process in processes:
-            process.join(GRACE_S)
+            process.join(KILL_AFTER_S)
             if process.is_alive():
                 process.kill()
                 process.join()

@@ -17,14 +17,24 @@ class Recorder:
     def __init__(self, gate: threading.Event | None = None, fail_on: int | None = None):
         self.calls: list[tuple[int, int | None]] = []
         self.gate, self.fail_on = gate, fail_on
+        self.entered = threading.Event()  # set when a pass has started
 
     def __call__(self, digits, samples):
+        self.entered.set()
         if self.gate is not None:
             self.gate.wait(5)
         self.calls.append((len(digits), samples))
         if self.fail_on is not None and any(int(d[0, 0]) == self.fail_on for d in digits):
             raise RuntimeError("boom")
         return [fake_prediction(d, samples) for d in digits]
+
+
+async def until(condition, timeout: float = 5.0) -> None:
+    """Poll ``condition`` on the event loop until it holds, failing after ``timeout`` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.001)
 
 
 def digit(value: int) -> np.ndarray:
@@ -85,9 +95,9 @@ def test_full_queue_sheds_instead_of_growing():
         batcher = MicroBatcher(recorder, max_images=1, max_wait_s=0.0, max_queue=2)
         batcher.start()
         first = asyncio.ensure_future(batcher.submit([digit(1)], None))
-        await asyncio.sleep(0.05)  # the worker has taken it and is blocked in the pass
+        await until(recorder.entered.is_set)  # the worker has taken it and is blocked in the pass
         waiting = [asyncio.ensure_future(batcher.submit([digit(v)], None)) for v in (2, 3)]
-        await asyncio.sleep(0.01)
+        await until(lambda: batcher._queue.qsize() == 2)
         with pytest.raises(QueueFull, match="2 requests already waiting"):
             await batcher.submit([digit(4)], None)
         gate.set()
@@ -142,7 +152,7 @@ def test_the_window_waits_for_requests_still_being_decoded():
             return await batcher.submit([digit(2)], None)
 
         late = asyncio.ensure_future(late_request())
-        await asyncio.sleep(0.01)
+        await until(lambda: batcher._expected == 1)  # the late request is decoding
         first = await batcher.submit([digit(1)], None)
         await late
         await batcher.stop()

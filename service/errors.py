@@ -1,0 +1,90 @@
+"""Every error the API answers with: the typed errors, their statuses, the OpenAPI error
+responses, and :func:`install_handlers`. Errors always carry a JSON ``detail``; each rejected
+request is counted by reason in ``bnn_rejected_requests_total``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from service.batcher import QueueFull
+from service.metrics import Metrics
+from service.preprocess import ImageRejected, ImageTooLarge, NoInk, UndecodableImage, UnsupportedFormat
+from service.schemas import ErrorOut
+
+
+class ServiceUnavailable(Exception):
+    """The model is not loaded (yet): 503 with Retry-After."""
+
+
+class Unauthorized(Exception):
+    """BNN_API_KEY is set and X-API-Key is missing or wrong: 401."""
+
+
+class TooManyFiles(Exception):
+    """More files than the route takes (several in /predict's `file`, or over the batch limit): 422."""
+
+
+STATUS_FOR: dict[type[ImageRejected], int] = {UndecodableImage: 400, ImageTooLarge: 413, UnsupportedFormat: 415,
+                                              NoInk: 422}
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "the upload is not a decodable image (empty, truncated, corrupt)"},
+    401: {"model": ErrorOut, "description": "BNN_API_KEY is set and X-API-Key is missing or wrong"},
+    408: {"model": ErrorOut, "description": "the request body did not arrive within BNN_BODY_TIMEOUT_S"},
+    413: {"model": ErrorOut, "description": "request, file or pixel count over the configured limits"},
+    415: {"model": ErrorOut, "description": "a recognised format that is not accepted (e.g. TIFF, SVG, PDF)"},
+    422: {"model": ErrorOut, "description": "invalid parameters, missing file, or no ink found in the image"},
+    503: {"model": ErrorOut, "description": "the model is not loaded yet, or the inference queue is full (Retry-After)"},
+}
+RETRY = {"Retry-After": "1"}
+
+
+def status_for(error: ImageRejected) -> int:
+    return STATUS_FOR.get(type(error), 400)
+
+
+def validation_detail(error: RequestValidationError) -> str:
+    """``query.samples: Input should be ...; body.file: Field required``: where, then what."""
+    problems = [f"{'.'.join(str(part) for part in item.get('loc', ()))}: {item.get('msg', 'invalid')}"
+                for item in error.errors()]
+    return "; ".join(problems) or "invalid request"
+
+
+def install_handlers(app: FastAPI, metrics: Metrics) -> None:
+    """Map every typed error to its status and JSON detail, counting rejections by reason."""
+
+    def reject(reason: str | None, status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+        if reason is not None:
+            metrics.record_rejection(reason)
+        return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+    async def rejected_image(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, ImageRejected)
+        return reject(error.reason, status_for(error), str(error))
+
+    async def invalid_request(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, RequestValidationError)
+        return reject("invalid_request", 422, validation_detail(error))
+
+    async def too_many_files(request: Request, error: Exception) -> JSONResponse:
+        return reject("too_many_files", 422, str(error))
+
+    async def unauthorized(request: Request, error: Exception) -> JSONResponse:
+        return reject("unauthorized", 401, "missing or wrong X-API-Key header")
+
+    async def overloaded(request: Request, error: Exception) -> JSONResponse:
+        return reject("overloaded", 503, f"overloaded: {error}; retry shortly", RETRY)
+
+    async def unavailable(request: Request, error: Exception) -> JSONResponse:
+        return reject(None, 503, "model not loaded yet; retry shortly", RETRY)
+
+    app.add_exception_handler(ImageRejected, rejected_image)
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(TooManyFiles, too_many_files)
+    app.add_exception_handler(Unauthorized, unauthorized)
+    app.add_exception_handler(QueueFull, overloaded)
+    app.add_exception_handler(ServiceUnavailable, unavailable)
