@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.stats import beta
 
 from model.data import Split, to_input
 from model.network import BayesianNet
@@ -86,6 +85,8 @@ def default_grid() -> np.ndarray:
 
 def clopper_pearson_upper(errors: int, trials: int, delta: float) -> float:
     """One-sided upper bound on a binomial rate with confidence 1 - delta."""
+    from scipy.stats import beta  # here, not at import: the service reads Calibration without scipy
+
     if trials == 0 or errors >= trials:
         return 1.0
     return float(beta.ppf(1.0 - delta, errors + 1, trials - errors))

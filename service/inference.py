@@ -33,14 +33,13 @@ class UploadLimits:
     max_pixels: int  # largest width x height, checked from the header before decoding
 
 
+@dataclass
 class Inference:
-    def __init__(self, predictor: Predictor, limits: UploadLimits, metrics: Metrics, auditor: AuditSampler,
-                 batcher: MicroBatcher | None = None):
-        self.predictor = predictor
-        self.limits = limits
-        self.metrics = metrics
-        self.auditor = auditor
-        self.batcher = batcher
+    predictor: Predictor
+    limits: UploadLimits
+    metrics: Metrics
+    auditor: AuditSampler
+    batcher: MicroBatcher | None = None  # None: every call runs its own pass (BNN_MICRO_BATCHING=false)
 
     @classmethod
     def load(cls, settings: Settings, metrics: Metrics, auditor: AuditSampler) -> Inference:

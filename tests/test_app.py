@@ -255,3 +255,11 @@ def test_a_full_inference_queue_sheds_with_503(client, monkeypatch):
     assert response.status_code == 503 and response.headers["retry-after"] == "1"
     assert response.json()["detail"] == "overloaded: 256 requests already waiting; retry shortly"
     assert metric(client, 'bnn_rejected_requests_total{reason="overloaded"}') == before + 1
+
+
+def test_the_service_imports_without_the_dev_packages():
+    """`make serve` installs requirements.txt only: scipy, tqdm, matplotlib are for training and reports."""
+    blocked = "import sys\nfor name in ('scipy', 'tqdm', 'matplotlib'): sys.modules[name] = None\n"
+    result = subprocess.run([sys.executable, "-c", blocked + "import service.app, service.workers, service.__main__"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

@@ -91,12 +91,19 @@ def test_outlier_losses_have_their_known_minimum():
     assert train_module.reject_class_loss(rejected) < 1e-6
 
 
-def test_temperature_scaling_never_raises_the_validation_nll(tiny_idx_dir):
+@pytest.fixture
+def trained_tiny(tiny_idx_dir):
+    """A tiny network fitted for 3 epochs on the tiny data, and the data."""
     torch.manual_seed(0)
     data = load_idx_mnist(tiny_idx_dir)
     net = BayesianNet(TINY)
     fit(net, data, TrainConfig(epochs=3, batch_size=32, kl_warmup_epochs=0.0, augment=False, eval_samples=2),
         progress=False)
+    return net, data
+
+
+def test_temperature_scaling_never_raises_the_validation_nll(trained_tiny):
+    net, data = trained_tiny
     tuned = train_module.with_temperature(net, data.validation, samples=4)
     assert tuned.config.temperature != 1.0
 
@@ -110,12 +117,8 @@ def test_temperature_scaling_never_raises_the_validation_nll(tiny_idx_dir):
         assert torch.equal(a, b), name  # only the config changed
 
 
-def test_feature_density_finds_training_digits_familiar_and_noise_far(tiny_idx_dir):
-    torch.manual_seed(0)
-    data = load_idx_mnist(tiny_idx_dir)
-    net = BayesianNet(TINY)
-    fit(net, data, TrainConfig(epochs=3, batch_size=32, kl_warmup_epochs=0.0, augment=False, eval_samples=2),
-        progress=False)
+def test_feature_density_finds_training_digits_familiar_and_noise_far(trained_tiny):
+    net, data = trained_tiny
     dense = train_module.with_feature_density(net, [data.train])
     digits = predictive(dense, to_input(data.validation.images), 4).unfamiliarity
     noise = torch.randint(0, 256, (20, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
