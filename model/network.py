@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from model.data import IMAGE_SIZE
-from model.layers import VariationalConv2d, VariationalLinear, GaussianParameters
+from model.layers import GaussianParameters, VariationalConv2d, VariationalLinear
 
 NUM_CLASSES = 10
 NOT_A_DIGIT = NUM_CLASSES  # index of the reject class's logit, when the network has one
