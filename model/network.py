@@ -103,14 +103,15 @@ class FeatureDensity(nn.Module):
         """``z [B, H]`` -> distance ``[B]`` to the nearest class centre, in whitened units."""
         whitening: Tensor = self.whitening  # type: ignore[assignment]
         means: Tensor = self.means  # type: ignore[assignment]
-        return torch.cdist(z @ whitening, means @ whitening).min(-1).values
+        distances = torch.cdist(z @ whitening, means @ whitening)  # [B, 10]; NaN for a class never fitted
+        return torch.nan_to_num(distances, nan=float("inf")).min(-1).values
 
     @torch.no_grad()
     def fit(self, z: Tensor, labels: Tensor, ridge: float = 1e-3) -> None:
         """Class means and the pooled covariance of ``z [N, H]`` (``labels [N]``), ridge-regularised."""
         z = z.double()
-        means = torch.stack([z[labels == c].mean(0) for c in range(NUM_CLASSES)])  # [10, H]
-        centred = z - means[labels]
+        means = torch.stack([z[labels == c].mean(0) for c in range(NUM_CLASSES)])  # [10, H]; NaN if absent
+        centred = z - means[labels]  # only present classes are indexed
         covariance = centred.T @ centred / len(z)
         covariance += ridge * covariance.diagonal().mean() * torch.eye(z.shape[1], dtype=z.dtype)
         precision = torch.linalg.inv(covariance)

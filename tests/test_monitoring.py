@@ -64,7 +64,7 @@ def test_expected_referral_rate_is_the_calibration_splits(app_with):
     samples = scrape(app_with())
     expected = 1 - CALIBRATION["validation_coverage"]
     assert value(samples, "bnn_expected_referral_rate") == pytest.approx(expected, abs=1e-12)
-    assert 0 < expected < 0.01
+    assert 0 < expected < 0.05  # the shipped rule refers about 3 % of validation digit uploads
     assert value(samples, "bnn_referral_threshold_nats") == pytest.approx(CALIBRATION["threshold"])
     version = json.loads(SHIPPED.with_suffix(".json").read_text())["model_version"]
     assert value(samples, "bnn_model_info", model_version=version) == 1
