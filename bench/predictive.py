@@ -28,7 +28,8 @@ from model.predictive import predictive, summarize
 
 
 def sampled_forward(net: BayesianNet, x: Tensor) -> Tensor:
-    """One forward pass with one plain weight draw for every Gaussian layer: [B, 10]."""
+    """One forward pass with one plain weight draw for every Gaussian layer: [B, C] (divided by the
+    config's temperature, as the network's own forward does)."""
     h = x
     for layer in net.trunk:
         if isinstance(layer, VariationalConv2d):
@@ -42,7 +43,7 @@ def sampled_forward(net: BayesianNet, x: Tensor) -> Tensor:
             h = F.relu(h)
         weight, bias = linear.sample_weights()
         h = F.linear(h, weight, bias)
-    return h
+    return h / net.config.temperature
 
 
 @torch.inference_mode()
