@@ -92,16 +92,19 @@ def _state_path(out: Path) -> Path:
 
 def save_train_state(out: Path, net: BayesianNet, optimizer: torch.optim.Optimizer, epoch: int,
                      history: list[dict[str, Any]]) -> None:
-    """Model, Adam moments and progress, for --resume: safetensors + JSON, no pickle."""
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    """Model, optimizer and progress, for --resume: safetensors + JSON, no pickle. Every tensor of
+    the two state dicts is stored under ``model.<name>`` / ``optim.<param index>.<name>``; the
+    optimizer's param groups (plain numbers) and the progress go to the JSON metadata."""
     optim_state = optimizer.state_dict()
-    for index, state in optim_state["state"].items():
-        for key, value in state.items():
-            tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).detach().cpu().reshape(-1).contiguous() \
-                if key == "step" else value.detach().cpu().contiguous()
+    tensors = {f"model.{k}": v for k, v in net.state_dict().items()}
+    tensors |= {f"optim.{index}.{key}": value for index, state in optim_state["state"].items()
+                for key, value in state.items()}
     path = _state_path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata={"progress": json.dumps({"epoch": epoch, "history": history})})
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path), metadata={
+        "progress": json.dumps({"epoch": epoch, "history": history}),
+        "param_groups": json.dumps(optim_state["param_groups"]),
+    })
 
 
 def load_train_state(out: Path, net: BayesianNet, optimizer: torch.optim.Optimizer) -> tuple[int, list[dict[str, Any]]]:
@@ -109,15 +112,16 @@ def load_train_state(out: Path, net: BayesianNet, optimizer: torch.optim.Optimiz
 
     path = _state_path(out)
     with safe_open(str(path), framework="pt") as handle:
-        progress = json.loads(handle.metadata()["progress"])
+        metadata = handle.metadata()
     tensors = load_file(str(path))
-    net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    optim_state = optimizer.state_dict()
+    net.load_state_dict({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict[int, dict[str, Tensor]] = {}
     for name, value in tensors.items():
         if name.startswith("optim."):
             _, index, key = name.split(".", 2)
-            optim_state["state"].setdefault(int(index), {})[key] = value.reshape(()) if key == "step" else value
-    optimizer.load_state_dict(optim_state)
+            state.setdefault(int(index), {})[key] = value
+    optimizer.load_state_dict({"state": state, "param_groups": json.loads(metadata["param_groups"])})
+    progress = json.loads(metadata["progress"])
     return int(progress["epoch"]), list(progress["history"])
 
 
