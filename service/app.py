@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from model.checkpoint import CheckpointError
 from service.audit import AuditSampler
+from service.deps import document_samples_limit
 from service.errors import install_handlers
 from service.inference import Inference
 from service.latency import LatencyMiddleware
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None, registry: CollectorRegistry | N
     for router in (probes.router, predict.router, metrics_routes.router):
         app.include_router(router)
     metrics.time_routes([route.path for route in app.routes if isinstance(route, APIRoute)])
+    document_samples_limit(app, settings.max_samples)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes, timeout_s=settings.body_timeout_s,
                        on_reject=metrics.record_rejection)
     app.add_middleware(LatencyMiddleware, observe=metrics.observe_latency)

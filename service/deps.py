@@ -8,9 +8,9 @@ app was built with; ``require_api_key`` guards the prediction routes when BNN_AP
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Header, Query, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 
 from service.errors import ServiceUnavailable, Unauthorized
@@ -47,6 +47,24 @@ def samples_param(request: Request, samples: Annotated[int | None, Query(
         raise RequestValidationError([{"type": "less_than_equal", "loc": ("query", "samples"),
                                        "msg": f"Input should be less than or equal to {limit}", "input": samples}])
     return samples
+
+
+def document_samples_limit(app: FastAPI, limit: int) -> None:
+    """Put the bound that ``samples_param`` enforces (BNN_MAX_SAMPLES) into the OpenAPI schema: the
+    query itself declares only ``ge=1``, since routers are built before the settings."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = build()  # cached by FastAPI after the first call; edited in place once
+        for operation in (op for path in schema.get("paths", {}).values() for op in path.values()):
+            for parameter in operation.get("parameters", []):
+                if parameter.get("name") == "samples":
+                    for branch in parameter["schema"].get("anyOf", [parameter["schema"]]):
+                        if branch.get("type") == "integer":
+                            branch["maximum"] = limit
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -39,3 +39,12 @@ def test_api_conforms_to_its_schema():
 def test_schema_builds_without_a_loaded_model():
     app = create_app(Settings(model_path=SHIPPED), registry=CollectorRegistry())
     assert set(app.openapi()["paths"]) == {"/healthz", "/readyz", "/predict", "/predict/batch"}
+
+
+def test_the_schema_states_the_configured_samples_limit():
+    app = create_app(Settings(model_path=SHIPPED, max_samples=321), registry=CollectorRegistry())
+    for path in ("/predict", "/predict/batch"):
+        (samples,) = [p for p in app.openapi()["paths"][path]["post"]["parameters"] if p["name"] == "samples"]
+        integer = next(b for b in samples["schema"]["anyOf"] if b.get("type") == "integer")
+        assert (integer["minimum"], integer["maximum"]) == (1, 321)
+    assert app.openapi() is app.openapi()  # built once
