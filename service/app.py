@@ -63,9 +63,10 @@ def create_app(settings: Settings | None = None, registry: CollectorRegistry | N
     app.state.inference = None
     app.state.settings = settings
     app.state.metrics = metrics
-    for router in (probes.router, predict.router, metrics_routes.router):
+    routers = (probes.router, predict.router, metrics_routes.router)
+    for router in routers:
         app.include_router(router)
-    metrics.time_routes([route.path for route in app.routes if isinstance(route, APIRoute)])
+    metrics.time_routes([route.path for router in routers for route in router.routes if isinstance(route, APIRoute)])
     document_samples_limit(app, settings.max_samples)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes, timeout_s=settings.body_timeout_s,
                        on_reject=metrics.record_rejection)

@@ -58,6 +58,20 @@ def test_series_exist_at_zero_before_any_request(app_with):
         assert value(samples, "bnn_rejected_requests_total", reason=reason) == 0
     assert value(samples, "bnn_audits_total", **{"class": "3"}) == 0
     assert value(samples, "bnn_audit_fraction") == 0
+    for reason in ("uncertain", "unfamiliar"):
+        assert value(samples, "bnn_referrals_total", reason=reason) == 0
+    for route in ("/predict", "/predict/batch", "/healthz", "/readyz", "/metrics"):
+        assert value(samples, "bnn_request_latency_seconds_count", route=route) == 0
+
+
+def test_every_route_is_timed_by_its_template_and_unknown_paths_are_not(app_with):
+    client = app_with()
+    for _ in range(3):
+        assert client.get("/healthz").status_code == 200
+    assert client.get("/no/such/path").status_code == 404
+    samples = scrape(client)  # the scrape itself is timed after its body is built
+    assert value(samples, "bnn_request_latency_seconds_count", route="/healthz") == 3
+    assert total(samples, "bnn_request_latency_seconds_count", route="/no/such/path") == 0
 
 
 def test_expected_referral_rate_is_the_calibration_splits(app_with):
