@@ -9,7 +9,8 @@ Seeds are fixed per role so that training, calibration and evaluation never shar
 | calibration digits as uploads | MNIST validation | 12 |
 | report digits as uploads | MNIST test | 13 |
 | training outliers | generated (``model.outliers``), pairs from MNIST train | 21 |
-| report outliers (held-out draws of the same generator) | generated, pairs from MNIST test | 23 |
+
+The report's families (``model/report_uploads.py``) draw with seeds of their own (31 and up).
 
 Each set is cached as ``.npz`` under ``~/.cache/bnn-digits/pools`` keyed by its role, size,
 seed, the data's sha256 and the simulator's version, so a change to any of them rebuilds it.
@@ -30,7 +31,7 @@ from model.data import DEFAULT_CACHE, Split
 from model.outliers import OUTLIER_VERSION, outlier_source
 from model.uploads import SIMULATOR_VERSION, digit_source, simulate_many
 
-SEEDS = {"train": 11, "validation": 12, "test": 13, "outliers-train": 21, "outliers-test": 23}
+SEEDS = {"train": 11, "validation": 12, "test": 13, "outliers-train": 21}
 
 
 @dataclass(frozen=True)
