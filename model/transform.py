@@ -124,18 +124,35 @@ def paper_noise(ink: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(np.diff(ink, axis=1))) / np.sqrt(2.0))
 
 
+def _visible(ink: np.ndarray, clear_only: bool = False) -> bool:
+    """Does ``ink`` (paper near 0) hold visible content? Clear contrast over the paper, or, unless
+    ``clear_only``, faint contrast well above the paper's own noise. The faint test measures from
+    the lower quartile, not the median, so a faint 50/50 texture counts with its full contrast."""
+    peak = float(ink.max())
+    if peak - float(np.median(ink)) >= CLEAR_CONTRAST:
+        return True
+    faint = peak - float(np.quantile(ink, 0.25))
+    return not clear_only and faint >= MIN_CONTRAST and faint >= NOISE_MARGIN * paper_noise(ink)
+
+
 def ink_map(lum: np.ndarray) -> np.ndarray:
-    """Luminance -> ink in [0, 1] (paper 0), whatever the polarity and lighting; raises NoInk on a
-    blank image."""
+    """Luminance -> ink in [0, 1] (paper 0), whatever the polarity and lighting; raises NoInk on an
+    image with no visible content. Uneven lighting is flattened first; when that leaves nothing
+    but the unflattened image has clear contrast, the "lighting" was the content (a gradient, a
+    large dark shape) and the unflattened image is used."""
     paper_is_light = float(np.median(lum)) > 0.5
-    ink = 1.0 - lum if paper_is_light else lum
-    ink = ink - paper_surface(ink)  # paper now at 0 everywhere
-    paper, peak = float(np.median(ink)), float(ink.max())
-    contrast = peak - paper
-    if contrast < CLEAR_CONTRAST and not (contrast >= MIN_CONTRAST and contrast >= NOISE_MARGIN * paper_noise(ink)):
+    raw = 1.0 - lum if paper_is_light else lum
+    flattened = raw - paper_surface(raw)  # paper now at 0 everywhere
+    if _visible(flattened):
+        ink = flattened
+    elif _visible(raw - float(np.median(raw)), clear_only=True):
+        ink = raw - float(np.median(raw))
+    else:
+        contrast = float(flattened.max() - np.median(flattened))
         raise NoInk(f"no ink found: the image is blank or nearly uniform (contrast {contrast:.2f} "
                     f"< {CLEAR_CONTRAST}, and not clearly above the paper's noise)")
-    floor = paper + INK_FLOOR * contrast
+    paper, peak = float(np.median(ink)), float(ink.max())
+    floor = paper + INK_FLOOR * (peak - paper)
     return np.clip((ink - floor) / (peak - floor), 0.0, 1.0)
 
 

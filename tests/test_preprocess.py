@@ -192,6 +192,8 @@ def _textures() -> dict[str, np.ndarray]:
         "dense scribble": (rng.random((120, 120)) < 0.45) * 0.9,
         "striped trousers": trousers,
         "faint square": 1.0 - faint,
+        "faint 50/50 stripes": 0.12 * ((ys // 10) % 2),  # half the image at +0.12: the median is no paper level
+        "full-range gradient": xs / 120.0,  # flattening the "lighting" would leave nothing: it is the content
     }
 
 
