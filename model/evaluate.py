@@ -229,10 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     report["plots"] = [] if args.no_plots else write_plots(report, result, test, ood, args.out)
     if not args.no_uploads:
-        uploads = uploads_report(net, mnist, fashion, Calibration.from_dict(calibration) if calibration else None,
-                                 samples, args.workers, args.cache_dir, args.scale)
-        families, scores = uploads.pop("_scores")
-        report["uploads"] = uploads
+        report["uploads"], families, scores = uploads_report(
+            net, mnist, fashion, Calibration.from_dict(calibration) if calibration else None, samples, args.workers,
+            args.cache_dir, args.scale)
         if not args.no_plots:
             report["plots"].append(plot_scores(families, scores, Calibration.from_dict(calibration)
                                                if calibration else None, args.out))

@@ -166,7 +166,9 @@ def operating_points(validation: Scores, validation_labels: np.ndarray, families
 
 
 def uploads_report(net: BayesianNet, mnist: Mnist, fashion: Split | None, calibration: Calibration | None,
-                   samples: int, workers: int, cache_dir: Path, scale: float = 1.0) -> dict[str, Any]:
+                   samples: int, workers: int, cache_dir: Path,
+                   scale: float = 1.0) -> tuple[dict[str, Any], list[Family], list[Scores]]:
+    """The uploads section (JSON-ready), and the families with their scores (for the plot)."""
     families = build_families(mnist, fashion, workers, cache_dir, scale)
     scores = [score(net, family.images, samples) for family in families]
     validation_split = mnist.validation if scale >= 1 else mnist.validation.subset(max(8, int(10_000 * scale)))
@@ -177,8 +179,7 @@ def uploads_report(net: BayesianNet, mnist: Mnist, fashion: Split | None, calibr
     if calibration is not None:
         reference = scores[0]
         report["families"] = [family_row(f, s, calibration, reference) for f, s in zip(families, scores, strict=True)]
-    report["_scores"] = (families, scores)  # for the plot; dropped before writing JSON
-    return report
+    return report, families, scores
 
 
 def plot_scores(families: list[Family], scores: list[Scores], calibration: Calibration | None, out: Path) -> str:

@@ -1,0 +1,27 @@
+"""The quality report end to end on tiny data: arrays section, uploads section, operating points, plots."""
+
+import json
+
+from model.evaluate import main
+from tests.conftest import SHIPPED
+
+
+def test_report_has_the_uploads_section_per_family(tiny_idx_dir, tmp_path):
+    out = tmp_path / "report"
+    metadata_before = SHIPPED.with_suffix(".json").read_bytes()
+    assert main(["--checkpoint", str(SHIPPED), "--data-dir", str(tiny_idx_dir), "--no-ood", "--samples", "4",
+                 "--scale", "0.004", "--workers", "1", "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]) == 0
+    report = json.loads((out / "evaluation.json").read_text())
+    families = {row["family"]: row for row in report["uploads"]["families"]}
+    assert {"MNIST test digits as uploads", "printed digits", "printed letters", "printed symbols", "photo crops",
+            "generated shapes", "generated noises"} <= set(families)
+    digits = families["MNIST test digits as uploads"]
+    assert digits["kind"] == "digits" and digits["count"] == 40  # the tiny test split, every digit rendered
+    assert 0.0 <= digits["referred"] <= 1.0 and 0.0 <= digits["accuracy"] <= 1.0
+    assert all(0.0 <= row["auroc_entropy"] <= 1.0 for row in families.values() if row["kind"] == "ood")
+    assert families["generated noises"]["referred"] > 0.5  # noise is not a digit, even at N = 4
+    alphas = [row["alpha"] for row in report["uploads"]["operating_points"]]
+    assert alphas == sorted(alphas) and len(alphas) == 5
+    assert {"uploads_scores.png", "referral_curve.png", "reliability.png"} <= set(report["plots"])
+    assert all((out / name).stat().st_size > 10_000 for name in report["plots"])
+    assert SHIPPED.with_suffix(".json").read_bytes() == metadata_before  # no --write-metadata: left alone
