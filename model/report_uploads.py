@@ -183,37 +183,56 @@ def uploads_report(net: BayesianNet, mnist: Mnist, fashion: Split | None, calibr
 
 
 def plot_scores(families: list[Family], scores: list[Scores], calibration: Calibration | None, out: Path) -> str:
-    """Per family: the distributions of predictive entropy and of unfamiliarity, with the thresholds."""
+    """Left: each family's share of images per entropy bin (log axes), with the threshold. Middle
+    (with a second signal): the same for the unfamiliarity. Right: the share referred per family."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     has_unfamiliarity = any(s.unfamiliarity.any() for s in scores)
-    fig, axes = plt.subplots(1, 2 if has_unfamiliarity else 1, figsize=(13 if has_unfamiliarity else 7, 5), squeeze=False)
+    panels = 3 if has_unfamiliarity else 2
+    fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 5.5))
     floor = 1e-6
-    edges = np.geomspace(floor, np.log(10), 50)
-    ax = axes[0][0]
+    edges = np.geomspace(floor, np.log(10), 40)
+    ax = axes[0]
     for family, s in zip(families, scores, strict=True):
-        ax.hist(np.clip(s.entropy, floor, None), bins=edges, histtype="step", density=True, linewidth=1.4,
-                label=family.name)
+        weights = np.full(len(s.entropy), 1.0 / max(1, len(s.entropy)))
+        ax.hist(np.clip(s.entropy.astype(np.float64), floor, None), bins=edges, weights=weights, histtype="step",
+                linewidth=1.4,
+                linestyle="-" if family.kind == "digits" else "--", label=family.name)
     if calibration is not None:
-        ax.axvline(calibration.threshold, color="red", linestyle="--", label="entropy threshold")
-    ax.set(xscale="log", xlabel="predictive entropy (nats)", ylabel="density", title="Uncertain: predictive entropy")
-    ax.legend(fontsize=7, loc="upper left")
+        ax.axvline(calibration.threshold, color="red", linewidth=2, label="entropy threshold")
+    ax.set(xscale="log", yscale="log", ylim=(1e-3, 1.5), xlabel="predictive entropy (nats; the first bin holds all below 1e-6)",
+           ylabel="share of the family's images", title="Uncertain: predictive entropy")
+    ax.legend(fontsize=7, loc="center left")
     if has_unfamiliarity:
-        ax = axes[0][1]
+        ax = axes[1]
         top = max(float(np.quantile(s.unfamiliarity, 0.995)) for s in scores)
-        bins = np.linspace(0, top, 60)
+        bins = np.linspace(0, top, 40)
         for family, s in zip(families, scores, strict=True):
-            ax.hist(np.clip(s.unfamiliarity, 0, top), bins=bins, histtype="step", density=True, linewidth=1.4,
-                    label=family.name)
+            weights = np.full(len(s.unfamiliarity), 1.0 / max(1, len(s.unfamiliarity)))
+            ax.hist(np.clip(s.unfamiliarity, 0, top), bins=bins, weights=weights, histtype="step", linewidth=1.4,
+                    linestyle="-" if family.kind == "digits" else "--", label=family.name)
         if calibration is not None and calibration.unfamiliar_threshold is not None:
-            ax.axvline(calibration.unfamiliar_threshold, color="red", linestyle="--", label="unfamiliar threshold")
-        ax.set(xlabel="unfamiliarity (P(not a digit), or feature distance)", ylabel="density",
-               title="Unfamiliar: the second signal")
-    fig.suptitle("Uploads: score distributions per family (simulated uploads, N samples)")
+            ax.axvline(calibration.unfamiliar_threshold, color="red", linewidth=2, label="unfamiliar threshold")
+        ax.set(yscale="log", ylim=(1e-3, 1.0), xlabel="unfamiliarity (P(not a digit), or feature distance)",
+               ylabel="share of the family's images", title="Unfamiliar: the second signal")
+    ax = axes[-1]
+    if calibration is not None:
+        referred = [float(np.mean(np.any(decisions(s, calibration), axis=0))) for s in scores]
+        colours = ["tab:blue" if f.kind == "digits" else "tab:orange" for f in families]
+        positions = np.arange(len(families))
+        ax.barh(positions, [100 * r for r in referred], color=colours)
+        for y, r in zip(positions, referred, strict=True):
+            ax.annotate(f"{100 * r:.1f} %", (100 * r, y), xytext=(3, 0), textcoords="offset points", va="center",
+                        fontsize=8)
+        ax.set_yticks(positions, [f.name for f in families], fontsize=8)
+        ax.invert_yaxis()
+        ax.set(xlim=(0, 115), xlabel="referred to a human (%); blue: digits, orange: not digits",
+               title="Referred at the shipped thresholds")
+    fig.suptitle("Uploads: how each family scores, and how much of it is referred (simulated uploads)")
     fig.tight_layout()
-    fig.savefig(out / "uploads_scores.png", dpi=110)
+    fig.savefig(out / "uploads_scores.png", dpi=100)
     plt.close(fig)
     return "uploads_scores.png"
