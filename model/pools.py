@@ -26,10 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from model.data import DEFAULT_CACHE, Split
 from model.outliers import OUTLIER_VERSION, outlier_source
-from model.uploads import SIMULATOR_VERSION, digit_source, simulate_many
+from model.transform import NoInk, to_digit
+from model.uploads import SIMULATOR_VERSION, decode, digit_source, encode, simulate_many
 
 SEEDS = {"train": 11, "validation": 12, "test": 13, "outliers-train": 21}
 
@@ -74,6 +76,23 @@ def digit_uploads(split: Split, role: str, source_sha256: str, workers: int = 2,
         return visible_only(images, split.labels.astype(np.int64))
 
     return cached_pool(f"digits-{role}", key, build, cache_dir)
+
+
+def arrays_as_files(split: Split, role: str, source_sha256: str, cache_dir: Path = DEFAULT_CACHE) -> Pool:
+    """Every image of ``split`` saved as the 28-px PNG it is, decoded, and run through the
+    transform: the plainest upload there is (the simulator re-renders every glyph)."""
+    key = {"role": f"{role}-as-files", "size": len(split), "data": source_sha256, "simulator": SIMULATOR_VERSION}
+
+    def build() -> Pool:
+        images = []
+        for image in split.images:
+            try:
+                images.append(to_digit(decode(encode(Image.fromarray(image), "PNG"))))
+            except NoInk:
+                images.append(np.zeros_like(image))
+        return visible_only(np.stack(images), split.labels.astype(np.int64))
+
+    return cached_pool(f"arrays-{role}", key, build, cache_dir)
 
 
 def outlier_uploads(count: int, role: str, digits: np.ndarray, source_sha256: str, workers: int = 2,

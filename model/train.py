@@ -34,7 +34,7 @@ from model.checkpoint import load_checkpoint, provenance, save_checkpoint
 from model.data import DEFAULT_CACHE, IMAGE_SIZE, Mnist, Split, load_mnist, to_input
 from model.network import NOT_A_DIGIT, PRESETS, BayesianNet, NetConfig
 from model.outliers import FAMILIES, OUTLIER_VERSION
-from model.pools import SEEDS, digit_uploads, outlier_uploads
+from model.pools import SEEDS, arrays_as_files, digit_uploads, outlier_uploads
 from model.predictive import DEFAULT_SAMPLES, predictive, summarize
 from model.uploads import SIMULATOR_VERSION
 
@@ -55,6 +55,7 @@ class TrainConfig:
     uploads: bool = True  # add a batch of training digits rendered as uploads (model/uploads.py) per step
     outlier_weight: float = 0.5  # outlier exposure: weight of the uniform-prediction loss on generated non-digits
     outlier_batch: int = 64  # generated non-digits per step (0: no outlier exposure)
+    arrays_as_files: float = 0.0  # share of the arrays batch replaced by the same digits as 28-px PNGs, transformed
     max_batches: int | None = None  # per epoch; dry runs
     device: str = "cpu"
 
@@ -144,6 +145,7 @@ class TrainingData:
     arrays: Split
     uploads: Split | None = None
     outliers: np.ndarray | None = None
+    arrays_as_files: np.ndarray | None = None  # the arrays, image for image, as 28-px PNGs after the transform
 
     def describe(self) -> dict[str, Any]:
         return {"mnist_train_arrays": len(self.arrays),
@@ -177,6 +179,8 @@ def fit(net: BayesianNet, data: Mnist, config: TrainConfig, out: Path | None = N
     upload_images = None if uploads is None else to_input(uploads.images).to(device)
     upload_labels = None if uploads is None else torch.as_tensor(uploads.labels, device=device)
     outlier_images = None if outliers is None else to_input(outliers).to(device)
+    as_files = extra.arrays_as_files if extra is not None and config.arrays_as_files > 0 else None
+    file_images = None if as_files is None else to_input(as_files).to(device)
     n_train = len(labels) + (0 if uploads is None else len(uploads))  # the labelled examples the KL is spread over
     steps_per_epoch = math.ceil(len(labels) / config.batch_size)
     if config.max_batches is not None:
@@ -201,6 +205,9 @@ def fit(net: BayesianNet, data: Mnist, config: TrainConfig, out: Path | None = N
                 group["lr"] = lr_at(global_step, total_steps, config)
             index = order[step * config.batch_size : (step + 1) * config.batch_size]
             x, y = images[index], labels[index]
+            if file_images is not None:  # some digits as the service sees a plain 28-px upload of them
+                chosen = (torch.rand(len(index), generator=generator) < config.arrays_as_files).to(device)
+                x = torch.where(chosen[:, None, None, None], file_images[index], x)
             if config.augment:
                 x = augment(x, config, generator)
             parts, targets = [x], [y]
@@ -333,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--outlier-weight", type=float, default=defaults.outlier_weight,
                         help="outlier exposure weight (0: none)")
     parser.add_argument("--outlier-batch", type=int, default=defaults.outlier_batch, help="generated non-digits per step")
+    parser.add_argument("--arrays-as-files", type=float, default=defaults.arrays_as_files,
+                        help="share of the arrays seen as 28-px PNG uploads through the transform")
     parser.add_argument("--outliers", type=int, default=40_000, help="size of the generated outlier pool")
     parser.add_argument("--reject-class", action="store_true",
                         help="an 11th output 'not a digit' trained on the outliers, instead of a uniform target")
@@ -357,7 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          kl_warmup_epochs=args.kl_warmup_epochs, augment=not args.no_augment, seed=args.seed,
                          eval_samples=args.eval_samples, device=args.device, uploads=not args.no_uploads,
-                         outlier_weight=outlier_weight, outlier_batch=args.outlier_batch if outlier_weight > 0 else 0)
+                         outlier_weight=outlier_weight, outlier_batch=args.outlier_batch if outlier_weight > 0 else 0,
+                         arrays_as_files=args.arrays_as_files)
     out = args.out
     calibration_samples = args.calibration_samples
     outlier_count, cache_dir = args.outliers, args.cache_dir
@@ -372,8 +382,12 @@ def main(argv: list[str] | None = None) -> int:
         if config.uploads else None
     outliers = outlier_uploads(outlier_count, "outliers-train", data.train.images, data.source_sha256, args.workers,
                                cache_dir, progress) if config.outlier_batch > 0 else None
+    as_files = arrays_as_files(data.train, "train", data.source_sha256, cache_dir) if config.arrays_as_files > 0 \
+        else None
+    if as_files is not None and len(as_files.images) != len(data.train):
+        raise ValueError("a training array has no visible ink as a file; --arrays-as-files needs every one")
     extra = TrainingData(data.train, None if uploads is None else uploads.split(),
-                         None if outliers is None else outliers.images)
+                         None if outliers is None else outliers.images, None if as_files is None else as_files.images)
     net_config = _config_from_args(args)
     previous: dict[str, Any] = {}
     if args.refit:  # the weights of OUT as they are: only what follows training is redone

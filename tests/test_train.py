@@ -1,6 +1,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -126,3 +127,20 @@ def test_feature_density_finds_training_digits_familiar_and_noise_far(trained_ti
     noise = torch.randint(0, 256, (20, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     far = predictive(dense, to_input(noise), 4).unfamiliarity
     assert far.min() > digits.median()
+
+
+def test_arrays_can_also_be_seen_as_plain_28px_uploads(tiny_idx_dir, tmp_path, capsys):
+    from model.pools import arrays_as_files
+
+    data = load_idx_mnist(tiny_idx_dir)
+    pool = arrays_as_files(data.train, "train", data.source_sha256, tmp_path)
+    assert pool.images.shape == data.train.images.shape and np.array_equal(pool.labels, data.train.labels)
+    ys, xs = np.mgrid[0:28, 0:28]
+    mass = pool.images.astype(float).sum((1, 2))
+    centre_y = (pool.images * ys).sum((1, 2)) / mass
+    centre_x = (pool.images * xs).sum((1, 2)) / mass
+    assert np.abs(centre_y - 14).max() < 1 and np.abs(centre_x - 14).max() < 1  # re-centred as uploads are
+    assert main(["--dry-run", "--data-dir", str(tiny_idx_dir), "--no-progress", "--hidden", "16",
+                 "--arrays-as-files", "0.5"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert load_checkpoint(summary["checkpoint"])[1]["train_config"]["arrays_as_files"] == 0.5
