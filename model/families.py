@@ -21,7 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFont
+from PIL import Image, ImageDraw, ImageFont
 
 from model.uploads import GlyphSource
 
@@ -49,35 +49,36 @@ def font_files() -> tuple[Path, ...]:
     return tuple(usable)
 
 
-@lru_cache(maxsize=4096)
-def _glyph(char: str, font: Path) -> np.ndarray | None:
-    """One character as ink ``[H, W]`` in [0, 1], or None when the font lacks it (blank or tofu)."""
-    try:
-        face = ImageFont.truetype(str(font), _GLYPH_SIZE)
-    except OSError:
-        return None
+def _render(char: str, face: ImageFont.FreeTypeFont) -> np.ndarray:
+    """``char`` drawn white on black, ``[2 * size, 2 * size]`` in [0, 1]."""
     image = Image.new("L", (_GLYPH_SIZE * 2, _GLYPH_SIZE * 2), 0)
-    from PIL import ImageDraw
-
     ImageDraw.Draw(image).text((_GLYPH_SIZE // 2, _GLYPH_SIZE // 4), char, fill=255, font=face)
-    array = np.asarray(image, dtype=np.float32) / 255.0
-    if array.max() < 0.5:
-        return None
-    notdef = _notdef(font)
-    if notdef is not None and array.shape == notdef.shape and np.array_equal(array > 0.5, notdef > 0.5):
-        return None  # the font drew its "missing glyph" box
-    return array
+    return np.asarray(image, dtype=np.float32) / 255.0
 
 
 @lru_cache(maxsize=64)
-def _notdef(font: Path) -> np.ndarray | None:
-    face = ImageFont.truetype(str(font), _GLYPH_SIZE)
-    image = Image.new("L", (_GLYPH_SIZE * 2, _GLYPH_SIZE * 2), 0)
-    from PIL import ImageDraw
+def _face(font: Path) -> tuple[ImageFont.FreeTypeFont | None, np.ndarray | None]:
+    """The font at the glyph size (None if unreadable) and its "missing glyph" drawing (None if blank)."""
+    try:
+        face = ImageFont.truetype(str(font), _GLYPH_SIZE)
+    except OSError:
+        return None, None
+    notdef = _render("\uffff", face)
+    return face, (notdef if notdef.max() >= 0.5 else None)
 
-    ImageDraw.Draw(image).text((_GLYPH_SIZE // 2, _GLYPH_SIZE // 4), "\uffff", fill=255, font=face)
-    array = np.asarray(image, dtype=np.float32) / 255.0
-    return array if array.max() >= 0.5 else None
+
+@lru_cache(maxsize=4096)
+def _glyph(char: str, font: Path) -> np.ndarray | None:
+    """One character as ink ``[H, W]`` in [0, 1], or None when the font lacks it (blank or tofu)."""
+    face, notdef = _face(font)
+    if face is None:
+        return None
+    array = _render(char, face)
+    if array.max() < 0.5:
+        return None
+    if notdef is not None and np.array_equal(array > 0.5, notdef > 0.5):
+        return None  # the font drew its "missing glyph" box
+    return array
 
 
 def printed(chars: str) -> tuple[list[np.ndarray], list[str]]:

@@ -127,8 +127,8 @@ def load_train_state(out: Path, net: BayesianNet, optimizer: torch.optim.Optimiz
 
 
 def outlier_exposure_loss(logits: Tensor) -> Tensor:
-    """Cross-entropy from the uniform distribution to the prediction, per outlier, averaged:
-    minimised (at log 10 nats... of cross-entropy) when every class gets probability 1/10."""
+    """Cross-entropy from the uniform distribution to the prediction, averaged over the outliers:
+    at its minimum, ln 10 nats, when every class gets probability 1/10."""
     return -(logits.log_softmax(-1).mean(-1)).mean()
 
 
