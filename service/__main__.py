@@ -68,14 +68,13 @@ def serve_in_process(settings: Settings) -> int:
     import uvicorn
 
     from service.app import create_app
+    from service.server import server_config
 
     if not port_is_free(settings):
         return 1
     if os.environ.get(METRICS_DIR_ENV):
         fresh_multiprocess_dir()
-    config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, workers=1,
-                            lifespan="on", timeout_graceful_shutdown=workers.GRACEFUL_SHUTDOWN_S, log_level="info")
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(server_config(create_app(settings), settings, host=settings.host, port=settings.port))
     server.run()
     return 0 if server.started else 1
 

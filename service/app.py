@@ -34,11 +34,6 @@ DESCRIPTION = ("A variational Bayesian CNN that classifies a digit image, says h
                "threshold.")
 
 
-def app_from_environment() -> FastAPI:
-    """The app built from ``BNN_*`` settings: what each worker process serves (``service/workers.py``)."""
-    return create_app(Settings())
-
-
 def create_app(settings: Settings | None = None, registry: CollectorRegistry | None = None,
                auditor: AuditSampler | None = None) -> FastAPI:
     settings = settings or Settings()

@@ -1,11 +1,12 @@
 """Micro-batching: concurrent requests arriving within a short window share one vectorized pass.
 
-Requests put their preprocessed digits on a bounded queue and await a future. One worker task
-takes the first waiting request, gathers more for up to ``max_wait_s`` or until ``max_images``
-images are collected (it waits only while other requests are still being decoded, see
-:meth:`MicroBatcher.expect`, so a lone request pays no batching delay), runs the network once
-per distinct N (in a dedicated inference thread so the event loop stays free), and answers each
-request with its own slice.
+Requests put their uploads (the raw bytes: decoding happens in the pass, so a request makes one
+thread hand-off, not two) on a bounded queue and await a future. One worker task takes the first
+waiting request and gathers the others that are already on their way: it yields to the event
+loop, takes what arrived, and stops as soon as a turn of the loop brings nothing new (so a lone
+request pays no batching delay), after ``max_wait_s``, or at ``max_images``. It then runs the
+pass function once per distinct N, in a dedicated inference thread so the event loop stays free,
+and answers each request with its own slice (the pass returns one result per item, in order).
 A full queue raises :class:`QueueFull` at once: the route answers 503 with Retry-After instead
 of letting the backlog, and every client's latency, grow without limit.
 """
@@ -15,15 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
-import numpy as np
-
-from service.predictor import Prediction
-
-PredictFn = Callable[[list[np.ndarray], int | None], list[Prediction]]
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 
 
 class QueueFull(Exception):
@@ -31,32 +30,25 @@ class QueueFull(Exception):
 
 
 @dataclass
-class _Pending:
-    digits: list[np.ndarray]
+class _Pending(Generic[Item, Result]):
+    items: list[Item]
     samples: int | None
-    future: asyncio.Future[list[Prediction]]
+    future: asyncio.Future[list[Result]]
     enqueued: float = field(default_factory=time.perf_counter)
 
 
-class MicroBatcher:
-    def __init__(self, predict: PredictFn, max_images: int = 64, max_wait_s: float = 0.002, max_queue: int = 256):
-        self._predict = predict
+class MicroBatcher(Generic[Item, Result]):
+    """``run(items, samples)`` is the pass: one result per item, in order (called in one thread)."""
+
+    def __init__(self, run: Callable[[list[Item], int | None], list[Result]], max_images: int = 64,
+                 max_wait_s: float = 0.002, max_queue: int = 256):
+        self._run_pass = run
         self.max_images = max_images
         self.max_wait_s = max_wait_s
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue(maxsize=max_queue)
+        self._queue: asyncio.Queue[_Pending[Item, Result]] = asyncio.Queue(maxsize=max_queue)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self._worker: asyncio.Task[None] | None = None
         self.batches_run = 0  # passes executed, for tests and benchmarks
-        self._expected = 0  # requests being decoded that will submit soon
-
-    @contextlib.contextmanager
-    def expect(self) -> Iterator[None]:
-        """Wrap a request's decoding: while any request is inside, a gathering pass waits for it."""
-        self._expected += 1
-        try:
-            yield
-        finally:
-            self._expected -= 1
 
     @property
     def queued(self) -> int:
@@ -74,28 +66,28 @@ class MicroBatcher:
                 await self._worker
         self._executor.shutdown(wait=True)
 
-    async def submit(self, digits: list[np.ndarray], samples: int | None) -> list[Prediction]:
-        future: asyncio.Future[list[Prediction]] = asyncio.get_running_loop().create_future()
+    async def submit(self, items: list[Item], samples: int | None) -> list[Result]:
+        future: asyncio.Future[list[Result]] = asyncio.get_running_loop().create_future()
         try:
-            self._queue.put_nowait(_Pending(digits, samples, future))
+            self._queue.put_nowait(_Pending(items, samples, future))
         except asyncio.QueueFull:
             raise QueueFull(f"{self._queue.maxsize} requests already waiting") from None
         return await future
 
-    async def _gather(self) -> list[_Pending]:
+    async def _gather(self) -> list[_Pending[Item, Result]]:
         first = await self._queue.get()
-        batch, images = [first], len(first.digits)
+        batch, images = [first], len(first.items)
         deadline = time.perf_counter() + self.max_wait_s
         while images < self.max_images:
-            remaining = deadline - time.perf_counter()
-            if remaining <= 0 or (self._queue.empty() and self._expected == 0):
-                break
-            try:
-                item = await asyncio.wait_for(self._queue.get(), remaining)
-            except TimeoutError:
-                break
+            if self._queue.empty():
+                # requests parsed in this turn of the loop reach the queue in the next few: give them
+                # one turn, and stop when it brings nothing (or the window is over)
+                await asyncio.sleep(0)
+                if self._queue.empty() or time.perf_counter() >= deadline:
+                    break
+            item = self._queue.get_nowait()
             batch.append(item)
-            images += len(item.digits)
+            images += len(item.items)
         return batch
 
     async def _run(self) -> None:
@@ -103,24 +95,24 @@ class MicroBatcher:
         while True:
             batch = await self._gather()
             try:
-                by_samples: dict[int | None, list[_Pending]] = {}
-                for item in batch:
-                    by_samples.setdefault(item.samples, []).append(item)
-                for samples, items in by_samples.items():
-                    digits = [digit for item in items for digit in item.digits]
+                by_samples: dict[int | None, list[_Pending[Item, Result]]] = {}
+                for pending in batch:
+                    by_samples.setdefault(pending.samples, []).append(pending)
+                for samples, group in by_samples.items():
+                    items = [item for pending in group for item in pending.items]
                     try:
-                        predictions = await loop.run_in_executor(self._executor, self._predict, digits, samples)
+                        results = await loop.run_in_executor(self._executor, self._run_pass, items, samples)
                     except Exception as error:  # answer the waiters; never kill the worker
-                        for item in items:
-                            if not item.future.done():
-                                item.future.set_exception(error)
+                        for pending in group:
+                            if not pending.future.done():
+                                pending.future.set_exception(error)
                         continue
                     self.batches_run += 1
                     start = 0
-                    for item in items:
-                        if not item.future.done():
-                            item.future.set_result(predictions[start : start + len(item.digits)])
-                        start += len(item.digits)
+                    for pending in group:
+                        if not pending.future.done():
+                            pending.future.set_result(results[start : start + len(pending.items)])
+                        start += len(pending.items)
             finally:
                 for _ in batch:
                     self._queue.task_done()

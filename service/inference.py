@@ -1,16 +1,18 @@
 """Uploads -> predictions: the one inference path every predicting route calls. No HTTP types.
 
-:meth:`Inference.classify` checks each upload's size, decodes and preprocesses it in a worker
-thread (announced to the micro-batcher, so a gathering pass waits for it), runs every digit
-through the network in one micro-batched pass, and returns the results in the uploads' order,
-a rejected upload keeping its place as its :class:`ImageRejected`. :meth:`Inference.account`
-then draws the audit flag of an answer and counts it in the metrics.
+:meth:`Inference.classify` hands the uploads to the micro-batcher (one thread hand-off per
+request); in the inference thread :meth:`Inference.run_pass` checks each upload's size, decodes
+and preprocesses it, runs every digit of the pass through the network at once, and returns the
+results in the uploads' order, a rejected upload keeping its place as its
+:class:`ImageRejected`. An item may also be an already-prepared ``[28, 28]`` uint8 digit, which
+skips decoding. :meth:`Inference.account` then draws the audit flag of an answer and counts it
+in the metrics.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +29,10 @@ from service.settings import Settings
 log = logging.getLogger("service")
 
 
+Upload = bytes | np.ndarray  # an encoded image file, or a prepared uint8 [28, 28] digit
+Outcome = Prediction | ImageRejected
+
+
 @dataclass(frozen=True)
 class UploadLimits:
     max_upload_bytes: int  # largest single file
@@ -39,7 +45,7 @@ class Inference:
     limits: UploadLimits
     metrics: Metrics
     auditor: AuditSampler
-    batcher: MicroBatcher | None = None  # None: every call runs its own pass (BNN_MICRO_BATCHING=false)
+    batcher: MicroBatcher[Upload, Outcome] | None = None  # None: every call runs its own pass (BNN_MICRO_BATCHING=false)
 
     @classmethod
     def load(cls, settings: Settings, metrics: Metrics, auditor: AuditSampler) -> Inference:
@@ -55,14 +61,14 @@ class Inference:
                         "for the referral-rate alert")
         metrics.publish_model(predictor.model_version, predictor.rule.threshold, predictor.expected_referral_rate,
                               auditor.fraction)
-        batcher = None
-        if settings.micro_batching:
-            batcher = MicroBatcher(predictor.predict, settings.batch_max_images, settings.batch_max_wait_ms / 1000.0,
-                                   settings.queue_max)
-            batcher.start()
         log.info("model %s loaded, thresholds %.4g nats (uncertain), %s (unfamiliar), N=%d", predictor.model_version,
                  predictor.rule.threshold, predictor.rule.unfamiliar_threshold, predictor.default_samples)
-        return cls(predictor, UploadLimits(settings.max_upload_bytes, settings.max_pixels), metrics, auditor, batcher)
+        inference = cls(predictor, UploadLimits(settings.max_upload_bytes, settings.max_pixels), metrics, auditor)
+        if settings.micro_batching:
+            inference.batcher = MicroBatcher(inference.run_pass, settings.batch_max_images,
+                                             settings.batch_max_wait_ms / 1000.0, settings.queue_max)
+            inference.batcher.start()
+        return inference
 
     async def close(self) -> None:
         if self.batcher is not None:
@@ -72,8 +78,10 @@ class Inference:
     def model_version(self) -> str:
         return self.predictor.model_version
 
-    def prepare(self, data: bytes) -> np.ndarray | ImageRejected:
+    def prepare(self, data: Upload) -> np.ndarray | ImageRejected:
         """One upload -> the network's uint8 ``[28, 28]``, or why it is refused."""
+        if isinstance(data, np.ndarray):
+            return data
         try:
             if len(data) > self.limits.max_upload_bytes:
                 raise ImageTooLarge(f"file exceeds the limit of {self.limits.max_upload_bytes} bytes")
@@ -81,20 +89,18 @@ class Inference:
         except ImageRejected as error:
             return error
 
-    async def classify(self, uploads: list[bytes], samples: int | None) -> list[Prediction | ImageRejected]:
-        """Upload bytes -> one Prediction or ImageRejected each, in order; N = ``samples`` or the default."""
-        expecting = self.batcher.expect() if self.batcher is not None else contextlib.nullcontext()
-        with expecting:
-            prepared = await run_in_threadpool(lambda: [self.prepare(data) for data in uploads])
+    def run_pass(self, uploads: list[Upload], samples: int | None) -> list[Outcome]:
+        """In the inference thread: prepare every upload, then one network pass for all the digits."""
+        prepared = [self.prepare(data) for data in uploads]
         digits = [item for item in prepared if isinstance(item, np.ndarray)]
-        if not digits:
-            predictions: list[Prediction] = []
-        elif self.batcher is not None:
-            predictions = await self.batcher.submit(digits, samples)
-        else:
-            predictions = await run_in_threadpool(self.predictor.predict, digits, samples)
-        answered = iter(predictions)
+        answered = iter(self.predictor.predict(digits, samples) if digits else [])
         return [item if isinstance(item, ImageRejected) else next(answered) for item in prepared]
+
+    async def classify(self, uploads: Sequence[Upload], samples: int | None) -> list[Outcome]:
+        """Uploads -> one Prediction or ImageRejected each, in order; N = ``samples`` or the default."""
+        if self.batcher is not None:
+            return await self.batcher.submit(list(uploads), samples)
+        return await run_in_threadpool(self.run_pass, list(uploads), samples)
 
     def account(self, prediction: Prediction) -> bool:
         """Draw the audit flag of an answer (accepted ones only) and count the answer; returns the flag."""

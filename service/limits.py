@@ -1,10 +1,19 @@
-"""A pure-ASGI guard on request bodies: a byte limit (413) and a read deadline (408).
+"""A pure-ASGI guard on request bodies: a byte limit (413) and a read deadline (408), and the
+lingering refusal they (and the connection bound, ``server.py``) answer with.
 
 A declared Content-Length over the limit is refused without reading the body. A chunked or
 lying body is counted as it arrives; past the limit the client gets 413 and the app below sees a
 disconnect (anything it then tries to send is dropped, since the answer has gone). A client that
 trickles its body so slowly that the whole of it has not arrived within the deadline gets 408
 the same way, so it cannot hold the request open (or its upload buffers) indefinitely.
+
+**Lingering refusal** (what nginx's lingering close does): a refusal is written in full, then
+the rest of the request body is read and discarded, for at most ``LINGER_S`` and
+``LINGER_BYTES``, before the connection is closed. Closing at once with unread bytes in the
+socket makes the kernel send a reset, and a client that writes its whole body before it reads
+(Python's urllib, requests, httpx) then sees "connection reset by peer" instead of the 413 and
+its detail. A client that sent ``Expect: 100-continue`` has sent no body: it is not drained (a
+read would invite the body with "100 Continue").
 """
 
 from __future__ import annotations
@@ -17,13 +26,50 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+LINGER_S = 5.0  # longest time spent reading a refused body
+LINGER_BYTES = 256 * 1024 * 1024  # most bytes of a refused body read before closing anyway
 
-async def _send_error(send: Send, status: int, detail: str) -> None:
+
+def _expects_continue(scope: Scope) -> bool:
+    return any(name == b"expect" and value.lower() == b"100-continue" for name, value in scope.get("headers") or [])
+
+
+async def drain(receive: Receive, max_s: float = LINGER_S, max_bytes: int = LINGER_BYTES) -> int:
+    """Read and discard the request body until it ends, the client leaves, or a bound is hit;
+    returns the bytes read."""
+    deadline, read = time.monotonic() + max_s, 0
+    while read <= max_bytes:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        try:
+            message = await asyncio.wait_for(receive(), remaining)
+        except TimeoutError:
+            break
+        if message["type"] != "http.request":
+            break
+        read += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return read
+
+
+async def send_refusal(scope: Scope, receive: Receive, send: Send, status: int, detail: str,
+                       retry_after_s: int | None = None, body_pending: bool = True) -> None:
+    """Answer ``status`` with ``{"detail": ...}`` and ``Connection: close``; then, when the client may
+    still be sending its body, drain it (bounded) before the response completes and the server
+    closes the connection."""
     body = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
-    await send({"type": "http.response.body", "body": body})
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               (b"connection", b"close")]
+    if retry_after_s is not None:
+        headers.append((b"retry-after", str(retry_after_s).encode()))
+    linger = body_pending and not _expects_continue(scope)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": linger})  # all of it: the client has it now
+    if linger:
+        await drain(receive)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})  # the server closes now
 
 
 class BodyLimitMiddleware:
@@ -42,17 +88,17 @@ class BodyLimitMiddleware:
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             self._rejected("too_large")
-            await _send_error(send, 413, self._too_large)
+            await send_refusal(scope, receive, send, 413, self._too_large)
             return
-        state: dict[str, Any] = {"received": 0, "rejected": False, "started": False, "complete": False}
+        state: dict[str, Any] = {"received": 0, "rejected": False, "refusal": None, "started": False,
+                                 "complete": False}
         deadline = time.monotonic() + self.timeout_s
 
         async def reject(status: int, reason: str, detail: str) -> Message:
             state["rejected"] = True
             self._rejected(reason)
-            if not state["started"]:
-                state["started"] = True
-                await _send_error(send, status, detail)
+            if not state["started"]:  # answered once the app below has returned
+                state["refusal"] = (status, detail)
             return {"type": "http.disconnect"}
 
         async def guarded_receive() -> Message:
@@ -83,6 +129,10 @@ class BodyLimitMiddleware:
         except Exception:
             if not state["rejected"]:
                 raise
+        if state["refusal"] is not None:
+            status, detail = state["refusal"]
+            # a timed-out body will not come: no point lingering for it
+            await send_refusal(scope, receive, send, status, detail, body_pending=status == 413)
 
     @property
     def _too_large(self) -> str:

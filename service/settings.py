@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     batch_max_wait_ms: float = Field(2.0, ge=0.0, le=1000.0, description="longest wait for more requests to join")
     queue_max: int = Field(256, ge=1, description="most requests waiting for inference before 503")
     body_timeout_s: float = Field(30.0, gt=0.0, description="whole request body must arrive within this (else 408)")
+    header_timeout_s: float = Field(10.0, gt=0.0, description="a request's header lines must arrive within this "
+                                                               "from its first byte (else 408 and the connection closed)")
+    max_connections: int = Field(1024, ge=1, description="open connections per worker; a connection beyond it gets "
+                                                          "503 with Retry-After and is closed")
+    access_log: bool = Field(False, description="log one line per request (uvicorn access log)")
     api_key: SecretStr | None = Field(None, description="if set, prediction routes need header X-API-Key")
     host: str = Field("127.0.0.1", description="bind address (python -m service)")
     port: int = Field(8000, ge=1, le=65535, description="bind port (python -m service)")

@@ -35,10 +35,12 @@ from types import FrameType
 
 import uvicorn
 
+from service.server import GRACEFUL_SHUTDOWN_S, server_config
+from service.settings import Settings
+
 log = logging.getLogger("service")
 
 STARTUP_FAILURE = 3  # a worker's exit status when it never served: restarting it would fail the same way
-GRACEFUL_SHUTDOWN_S = 20  # uvicorn's time for in-flight requests after SIGTERM (every serving process)
 KILL_AFTER_S = GRACEFUL_SHUTDOWN_S + 5.0  # how long the supervisor waits for a stopping worker before SIGKILL
 MAX_RESTARTS, RESTART_WINDOW_S = 5, 60.0  # more replacements than this within the window: give up, not crash-loop
 
@@ -72,7 +74,7 @@ def _die_with_parent(parent: int) -> None:
 def _worker(host: str, port: int, parent: int) -> None:
     """One worker process (forked): the app from the BNN_* environment on its own socket."""
     # not at module level: the supervisor imports this module before the metrics directory is set
-    from service.app import app_from_environment  # already imported by the parent before forking: free
+    from service.app import create_app  # already imported by the parent before forking: free
 
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's handlers are not ours; uvicorn installs its own
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -82,9 +84,8 @@ def _worker(host: str, port: int, parent: int) -> None:
     except OSError as error:
         log.error("worker cannot listen on %s:%d: %s", host, port, error)
         sys.exit(STARTUP_FAILURE)
-    config = uvicorn.Config(app_from_environment(), lifespan="on", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-                            log_level="info")
-    server = uvicorn.Server(config)
+    settings = Settings()
+    server = uvicorn.Server(server_config(create_app(settings), settings))
     server.run(sockets=[listener])
     sys.exit(0 if server.started else STARTUP_FAILURE)
 

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 from prometheus_client import CollectorRegistry
@@ -127,7 +128,34 @@ def test_samples_parameter_is_used(client):
 def test_missing_file_field_is_422(client):
     response = client.post("/predict", files={"image": ("a.png", DIGITS[0][0].read_bytes(), "image/png")})
     assert response.status_code == 422
-    assert response.json()["detail"] == "body.file: Field required"
+    assert response.json()["detail"].startswith("body.file: Field required: send the image as multipart/form-data "
+                                                "field 'file', or as the whole body")
+
+
+@pytest.mark.parametrize("content_type", ["image/png", "image/jpeg", "application/octet-stream"])
+def test_raw_body_upload_answers_like_multipart(client, content_type):
+    """The format is read from the bytes: a PNG sent as image/jpeg is still read as the PNG it is."""
+    for path, label in DIGITS[:5]:
+        data = path.read_bytes()
+        torch.manual_seed(0)  # the same draws for both: the answers must then be identical
+        raw = client.post("/predict?samples=1000", content=data, headers={"content-type": content_type})
+        torch.manual_seed(0)
+        form = post(client, data, samples=1000)
+        assert raw.status_code == form.status_code == 200, raw.text
+        raw_body, form_body = raw.json(), form.json()
+        assert raw_body["class"] == label and raw_body["samples"] == 1000
+        assert raw_body == form_body
+
+
+def test_raw_body_errors_are_the_multipart_ones(client):
+    too_big = client.post("/predict", content=b"\x89PNG" + b"\x00" * 2_100_000, headers={"content-type": "image/png"})
+    assert too_big.status_code == 413 and too_big.json()["detail"] == "file exceeds the limit of 2000000 bytes"
+    empty = client.post("/predict", content=b"", headers={"content-type": "image/png"})
+    assert empty.status_code == 400 and empty.json()["detail"] == "the file is empty"
+    tiff = client.post("/predict", content=b"II*\x00" + b"\x00" * 64, headers={"content-type": "application/octet-stream"})
+    assert tiff.status_code == 415 and tiff.json()["detail"].startswith("TIFF is not accepted")
+    text = client.post("/predict", content=b"hello", headers={"content-type": "text/plain"})
+    assert text.status_code == 422 and text.json()["detail"].startswith("body.file: Field required")
 
 
 def test_file_over_the_byte_limit_is_413(client):

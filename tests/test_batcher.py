@@ -139,24 +139,38 @@ def test_a_lone_request_does_not_wait_for_the_window():
     assert asyncio.run(scenario()) < 0.5  # far below the 1 s window
 
 
-def test_the_window_waits_for_requests_still_being_decoded():
+def test_requests_a_few_loop_turns_behind_share_the_pass():
+    """A burst parsed in one turn of the event loop reaches the queue over the next few turns."""
     recorder = Recorder()
 
     async def scenario():
         batcher = MicroBatcher(recorder, max_images=64, max_wait_s=1.0)
         batcher.start()
 
-        async def late_request():
-            with batcher.expect():
-                await asyncio.sleep(0.05)  # decoding
-            return await batcher.submit([digit(2)], None)
+        async def request(value: int, turns: int):
+            for _ in range(turns):  # reading and parsing its body
+                await asyncio.sleep(0)
+            return await batcher.submit([digit(value)], None)
 
-        late = asyncio.ensure_future(late_request())
-        await until(lambda: batcher._expected == 1)  # the late request is decoding
-        first = await batcher.submit([digit(1)], None)
-        await late
+        answers = await asyncio.gather(*(request(v, turns) for v, turns in enumerate((0, 1, 2, 3))))
         await batcher.stop()
-        return first
+        return answers
+
+    answers = asyncio.run(scenario())
+    assert recorder.calls == [(4, None)]  # one pass for all four
+    assert [a[0].digit for a in answers] == [0, 1, 2, 3]
+
+
+def test_a_request_arriving_after_a_quiet_turn_gets_its_own_pass():
+    recorder = Recorder()
+
+    async def scenario():
+        batcher = MicroBatcher(recorder, max_images=64, max_wait_s=1.0)
+        batcher.start()
+        first = await batcher.submit([digit(1)], None)
+        second = await batcher.submit([digit(2)], None)
+        await batcher.stop()
+        return first, second
 
     asyncio.run(scenario())
-    assert recorder.calls == [(2, None)]  # one pass for both
+    assert recorder.calls == [(1, None), (1, None)]

@@ -1,6 +1,10 @@
 """``POST /predict`` (one image) and ``POST /predict/batch`` (several, answered in order with
 per-image errors). Both call :class:`service.inference.Inference`; this module only reads the
-uploads within their byte limit and shapes the answers."""
+uploads within their byte limit and shapes the answers.
+
+``/predict`` takes the image as the multipart field ``file`` or, for programmatic clients, as
+the whole request body (``Content-Type: image/...`` or ``application/octet-stream``): the same
+answers, limits and errors either way (the format is read from the bytes, never the type)."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 
 from service.deps import InferenceDep, SamplesParam, SettingsDep, require_api_key
 from service.errors import ERROR_RESPONSES, TooManyFiles, status_for
@@ -24,14 +29,43 @@ def prediction_out(prediction: Prediction, audit: bool, model_version: str, file
                          filename=filename)
 
 
-@router.post("/predict", response_model=PredictionOut, response_model_by_alias=True, response_model_exclude={"filename"})
-async def predict(request: Request, file: Annotated[UploadFile, File(description="the digit image")],
-                  inference: InferenceDep, settings: SettingsDep, samples: SamplesParam = None) -> PredictionOut:
-    """Classify one image: the class, its uncertainty, and whether a human should look instead."""
-    sent = len((await request.form()).getlist("file"))  # parsed once already; this reads the cache
-    if sent > 1:
-        raise TooManyFiles(f"{sent} files sent in field 'file'; send one, or use /predict/batch for several")
-    data = await file.read(settings.max_upload_bytes + 1)  # one byte over is enough to refuse
+RAW_MEDIA_TYPES = ("image/png", "image/jpeg", "image/webp", "image/bmp", "image/gif", "application/octet-stream")
+RAW_BODY_DOC = {"requestBody": {"required": True, "content": {
+    media: {"schema": {"type": "string", "format": "binary",
+                       "description": "the image file itself as the body (any image/* type is read the same way: "
+                                      "the format comes from the bytes)"}}
+    for media in RAW_MEDIA_TYPES}}}
+MISSING_FILE = ("Field required: send the image as multipart/form-data field 'file', or as the whole body with "
+                "Content-Type image/* or application/octet-stream")
+
+
+def is_raw_image(request: Request) -> bool:
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return media.startswith("image/") or media == "application/octet-stream"
+
+
+async def read_upload(request: Request, file: UploadFile | None, max_bytes: int) -> bytes:
+    """The one image of a /predict request, multipart or raw body; at most ``max_bytes`` + 1 bytes
+    of a multipart file are read (one byte over is enough to refuse)."""
+    if file is not None:
+        sent = len((await request.form()).getlist("file"))  # parsed once already; this reads the cache
+        if sent > 1:
+            raise TooManyFiles(f"{sent} files sent in field 'file'; send one, or use /predict/batch for several")
+        return await file.read(max_bytes + 1)
+    if is_raw_image(request):
+        return await request.body()  # bounded by the request body limit (BodyLimitMiddleware)
+    raise RequestValidationError([{"type": "missing", "loc": ("body", "file"), "msg": MISSING_FILE, "input": None}])
+
+
+@router.post("/predict", response_model=PredictionOut, response_model_by_alias=True, response_model_exclude={"filename"},
+             openapi_extra=RAW_BODY_DOC)
+async def predict(request: Request, inference: InferenceDep, settings: SettingsDep, samples: SamplesParam = None,
+                  file: Annotated[UploadFile | None, File(description="the digit image (or send it as the raw body)")]
+                  = None) -> PredictionOut:
+    """Classify one image: the class, its uncertainty, and whether a human should look instead. Send it
+    as the multipart field `file`, or as the whole request body with `Content-Type: image/png`
+    (`image/jpeg`, ... or `application/octet-stream`)."""
+    data = await read_upload(request, file, settings.max_upload_bytes)
     result = (await inference.classify([data], samples))[0]
     if isinstance(result, ImageRejected):
         raise result
