@@ -7,6 +7,7 @@ middleware, the routes (``routes/``), their dependencies (``deps.py``), the one 
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None, registry: CollectorRegistry | N
             log.error("cannot start: %s", error)
             raise
         app.state.inference = inference
+        gc.freeze()  # what start-up loaded lives as long as the process: keep it out of every collection
         yield
         app.state.inference = None
         await inference.close()

@@ -1,9 +1,9 @@
 """Uploads -> predictions: the one inference path every predicting route calls. No HTTP types.
 
-:meth:`Inference.classify` hands the uploads to the micro-batcher (one thread hand-off per
-request); in the inference thread :meth:`Inference.run_pass` checks each upload's size, decodes
-and preprocesses it, runs every digit of the pass through the network at once, and returns the
-results in the uploads' order, a rejected upload keeping its place as its
+:meth:`Inference.classify` hands the uploads to the micro-batcher; in its pass (on the event
+loop, or in the inference thread: see ``batcher.py``) :meth:`Inference.run_pass` checks each
+upload's size, decodes and preprocesses it, runs every digit of the pass through the network at
+once, and returns the results in the uploads' order, a rejected upload keeping its place as its
 :class:`ImageRejected`. An item may also be an already-prepared ``[28, 28]`` uint8 digit, which
 skips decoding. :meth:`Inference.account` then draws the audit flag of an answer and counts it
 in the metrics.
@@ -66,7 +66,8 @@ class Inference:
         inference = cls(predictor, UploadLimits(settings.max_upload_bytes, settings.max_pixels), metrics, auditor)
         if settings.micro_batching:
             inference.batcher = MicroBatcher(inference.run_pass, settings.batch_max_images,
-                                             settings.batch_max_wait_ms / 1000.0, settings.queue_max)
+                                             settings.batch_max_wait_ms / 1000.0, settings.queue_max,
+                                             threaded=settings.inference_thread)
             inference.batcher.start()
         return inference
 
@@ -90,7 +91,7 @@ class Inference:
             return error
 
     def run_pass(self, uploads: list[Upload], samples: int | None) -> list[Outcome]:
-        """In the inference thread: prepare every upload, then one network pass for all the digits."""
+        """One pass: prepare every upload, then run all the digits through the network at once."""
         prepared = [self.prepare(data) for data in uploads]
         digits = [item for item in prepared if isinstance(item, np.ndarray)]
         answered = iter(self.predictor.predict(digits, samples) if digits else [])

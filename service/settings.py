@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     micro_batching: bool = Field(True, description="stack concurrent requests into one vectorized pass")
     batch_max_images: int = Field(64, ge=1, le=4096, description="most images in one micro-batched pass")
     batch_max_wait_ms: float = Field(2.0, ge=0.0, le=1000.0, description="longest wait for more requests to join")
+    inference_thread: bool = Field(False, description="run each micro-batched pass in a thread rather than on the "
+                                                       "event loop (see service/batcher.py: slower on one core per "
+                                                       "worker; for one worker with several torch threads)")
     queue_max: int = Field(256, ge=1, description="most requests waiting for inference before 503")
     body_timeout_s: float = Field(30.0, gt=0.0, description="whole request body must arrive within this (else 408)")
     header_timeout_s: float = Field(10.0, gt=0.0, description="a request's header lines must arrive within this "

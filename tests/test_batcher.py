@@ -41,11 +41,12 @@ def digit(value: int) -> np.ndarray:
     return np.full((28, 28), value, dtype=np.uint8)
 
 
-def test_concurrent_requests_share_one_pass_and_get_their_own_answers():
+@pytest.mark.parametrize("threaded", [False, True])
+def test_concurrent_requests_share_one_pass_and_get_their_own_answers(threaded):
     recorder = Recorder()
 
     async def scenario():
-        batcher = MicroBatcher(recorder, max_images=64, max_wait_s=0.05)
+        batcher = MicroBatcher(recorder, max_images=64, max_wait_s=0.05, threaded=threaded)
         batcher.start()
         answers = await asyncio.gather(*(batcher.submit([digit(v), digit(v + 100)], None) for v in range(5)))
         await batcher.stop()
@@ -56,11 +57,12 @@ def test_concurrent_requests_share_one_pass_and_get_their_own_answers():
     assert [[p.digit for p in answer] for answer in answers] == [[v, v + 100] for v in range(5)]
 
 
-def test_different_sample_counts_run_separately():
+@pytest.mark.parametrize("threaded", [False, True])
+def test_different_sample_counts_run_separately(threaded):
     recorder = Recorder()
 
     async def scenario():
-        batcher = MicroBatcher(recorder, max_images=64, max_wait_s=0.05)
+        batcher = MicroBatcher(recorder, max_images=64, max_wait_s=0.05, threaded=threaded)
         batcher.start()
         answers = await asyncio.gather(batcher.submit([digit(1)], 10), batcher.submit([digit(2)], 20),
                                        batcher.submit([digit(3)], 10))
@@ -73,11 +75,12 @@ def test_different_sample_counts_run_separately():
     assert [a[0].digit for a in answers] == [1, 2, 3]
 
 
-def test_max_images_caps_a_pass():
+@pytest.mark.parametrize("threaded", [False, True])
+def test_max_images_caps_a_pass(threaded):
     recorder = Recorder()
 
     async def scenario():
-        batcher = MicroBatcher(recorder, max_images=4, max_wait_s=0.05)
+        batcher = MicroBatcher(recorder, max_images=4, max_wait_s=0.05, threaded=threaded)
         batcher.start()
         await asyncio.gather(*(batcher.submit([digit(v)], None) for v in range(10)))
         await batcher.stop()
@@ -92,7 +95,7 @@ def test_full_queue_sheds_instead_of_growing():
     recorder = Recorder(gate)
 
     async def scenario():
-        batcher = MicroBatcher(recorder, max_images=1, max_wait_s=0.0, max_queue=2)
+        batcher = MicroBatcher(recorder, max_images=1, max_wait_s=0.0, max_queue=2, threaded=True)  # the gate blocks
         batcher.start()
         first = asyncio.ensure_future(batcher.submit([digit(1)], None))
         await until(recorder.entered.is_set)  # the worker has taken it and is blocked in the pass
@@ -109,11 +112,12 @@ def test_full_queue_sheds_instead_of_growing():
     assert [r[0].digit for r in results] == [1, 2, 3]
 
 
-def test_a_failing_pass_fails_its_requests_and_the_worker_survives():
+@pytest.mark.parametrize("threaded", [False, True])
+def test_a_failing_pass_fails_its_requests_and_the_worker_survives(threaded):
     recorder = Recorder(fail_on=13)
 
     async def scenario():
-        batcher = MicroBatcher(recorder, max_images=1, max_wait_s=0.0)
+        batcher = MicroBatcher(recorder, max_images=1, max_wait_s=0.0, threaded=threaded)
         batcher.start()
         with pytest.raises(RuntimeError, match="boom"):
             await batcher.submit([digit(13)], None)
@@ -124,11 +128,12 @@ def test_a_failing_pass_fails_its_requests_and_the_worker_survives():
     assert asyncio.run(scenario())[0].digit == 5
 
 
-def test_a_lone_request_does_not_wait_for_the_window():
+@pytest.mark.parametrize("threaded", [False, True])
+def test_a_lone_request_does_not_wait_for_the_window(threaded):
     recorder = Recorder()
 
     async def scenario():
-        batcher = MicroBatcher(recorder, max_images=64, max_wait_s=1.0)
+        batcher = MicroBatcher(recorder, max_images=64, max_wait_s=1.0, threaded=threaded)
         batcher.start()
         started = asyncio.get_running_loop().time()
         await batcher.submit([digit(1)], None)
@@ -139,12 +144,13 @@ def test_a_lone_request_does_not_wait_for_the_window():
     assert asyncio.run(scenario()) < 0.5  # far below the 1 s window
 
 
-def test_requests_a_few_loop_turns_behind_share_the_pass():
+@pytest.mark.parametrize("threaded", [False, True])
+def test_requests_a_few_loop_turns_behind_share_the_pass(threaded):
     """A burst parsed in one turn of the event loop reaches the queue over the next few turns."""
     recorder = Recorder()
 
     async def scenario():
-        batcher = MicroBatcher(recorder, max_images=64, max_wait_s=1.0)
+        batcher = MicroBatcher(recorder, max_images=64, max_wait_s=1.0, threaded=threaded)
         batcher.start()
 
         async def request(value: int, turns: int):
@@ -161,11 +167,12 @@ def test_requests_a_few_loop_turns_behind_share_the_pass():
     assert [a[0].digit for a in answers] == [0, 1, 2, 3]
 
 
-def test_a_request_arriving_after_a_quiet_turn_gets_its_own_pass():
+@pytest.mark.parametrize("threaded", [False, True])
+def test_a_request_arriving_after_a_quiet_turn_gets_its_own_pass(threaded):
     recorder = Recorder()
 
     async def scenario():
-        batcher = MicroBatcher(recorder, max_images=64, max_wait_s=1.0)
+        batcher = MicroBatcher(recorder, max_images=64, max_wait_s=1.0, threaded=threaded)
         batcher.start()
         first = await batcher.submit([digit(1)], None)
         second = await batcher.submit([digit(2)], None)

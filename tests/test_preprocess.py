@@ -211,3 +211,16 @@ def test_noisy_blank_paper_is_still_no_ink():
     paper = np.clip(0.92 + rng.normal(0, 0.02, (300, 300)), 0, 1)
     with pytest.raises(NoInk):
         preprocess(encode(Image.fromarray(np.rint(paper * 255).astype(np.uint8))), LIMIT)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1,), (2,), (7,), (28, 28), (27, 29), (64, 65)])
+def test_the_fast_median_is_numpys_bit_for_bit(dtype, shape):
+    """transform's median replaces np.median on the request path: it must change no output."""
+    from model.transform import _median
+
+    rng = np.random.default_rng(sum(shape))
+    for values in (rng.random(shape).astype(dtype), rng.integers(0, 4, shape).astype(dtype),
+                   (rng.random(shape) ** 9).astype(dtype)):
+        fast, reference = _median(values), np.median(values)
+        assert fast.dtype == reference.dtype and fast.tobytes() == reference.tobytes()
