@@ -1,87 +1,178 @@
-"""The real service under load, side by side with a naive reference, in one run.
+"""The service under ``wrk`` load, side by side with the HTTP floor and a naive reference, in one run.
 
-Starts each variant (uvicorn on loopback), drives it with a bounded closed-loop load at several
-concurrencies, and prints throughput, p50/p95/p99 and errors:
+Each variant is a real server process on loopback, driven by ``wrk`` (C, keep-alive, one fixed
+request; see ``bench/wrk.py``) at several connection counts; the table gives images/s (answered
+with 200), p50/p99 and errors (non-2xx answers, socket errors, timeouts):
 
-* ours, 2 workers x 1 thread, micro-batching (the default),
-* ours, 1 worker x 2 threads, micro-batching,
-* ours, 2 workers x 1 thread, micro-batching off,
-* the naive reference service (``bench.naive_service``: loop of N, no batching, one worker).
+* **floor**: ``bench/floor.py``, a plain ASGI app that reads the same body and answers a small
+  JSON (uvicorn + httptools + uvloop, 2 workers): what any app on this server and machine can reach;
+* **ours**: ``python -m service`` with its defaults (``make serve``): ``/predict`` with the digit
+  as multipart and as the raw body, and ``/predict/batch`` with 32 digits a request;
+* **ours, inference thread**: the same with ``BNN_INFERENCE_THREAD=true`` (the pass in a thread);
+* **naive reference**: ``bench/naive_service.py``, a loop of N sampled forward passes per request.
 
-    python -m bench.service [--seconds 10] [--concurrency 1 8 16 32 64] [--samples 100]
+Then a statistical check that the service's answers over HTTP are the in-process predictive's
+(same distribution within Monte Carlo noise), and each variant's start-to-ready time.
+
+    python -m bench.service [--seconds 10] [--connections 1 16 64] [--samples 100]
+
+Installs wrk (``apt-get install wrk``) when it is missing.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import os
+import shutil
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from bench.common import header
-from bench.load import LoadResult, multipart_request, run_load
-from tests.conftest import mnist_fixtures
-from tests.server import running_service
+from bench.wrk import Request, WrkResult, multipart, run_wrk
+from service.predictor import Predictor
+from service.preprocess import preprocess
+from tests.conftest import SHIPPED, mnist_fixtures
+from tests.server import free_port, post_upload, running_process, running_service
 
 P99_BOUND_MS = 50.0
+BATCH = 32
 
 
-def drive(url: str, path: str, image: bytes, levels: list[int], seconds: float) -> list[LoadResult]:
-    host, port = url.removeprefix("http://").split(":")
-    request = multipart_request(host, int(port), path, image)
-    asyncio.run(run_load(host, int(port), request, 4, 2.0))  # warm-up
-    return [asyncio.run(run_load(host, int(port), request, level, seconds)) for level in levels]
+def ensure_wrk() -> None:
+    """Install Debian's wrk if it is missing (as root, or with sudo)."""
+    if shutil.which("wrk"):
+        return
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    print("installing wrk (apt-get install wrk) ...", file=sys.stderr)
+    subprocess.run([*sudo, "apt-get", "install", "-y", "-q", "wrk"], check=False, stdout=subprocess.DEVNULL)
+    if not shutil.which("wrk"):
+        subprocess.run([*sudo, "apt-get", "update", "-q"], check=False, stdout=subprocess.DEVNULL)
+        subprocess.run([*sudo, "apt-get", "install", "-y", "-q", "wrk"], check=True, stdout=subprocess.DEVNULL)
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    kind: str  # "floor", "service", "naive"
+    env: dict[str, str]
+    routes: tuple[tuple[str, Request], ...]
+    connections: tuple[int, ...] | None = None  # None: the run's levels
+
+
+@contextmanager
+def serving(variant: Variant) -> Iterator[str]:
+    if variant.kind == "service":
+        with running_service(variant.env) as (url, _):
+            yield url
+        return
+    port = free_port()
+    if variant.kind == "floor":
+        command = [sys.executable, "-m", "uvicorn", "bench.floor:app", "--host", "127.0.0.1", "--port", str(port),
+                   "--workers", "2", "--http", "httptools", "--loop", "uvloop", "--no-access-log"]
+        ready = "/"
+    else:
+        command = [sys.executable, "-m", "bench.naive_service", "--port", str(port)]
+        ready = "/ready"
+    with running_process(command, f"http://127.0.0.1:{port}{ready}", variant.name, env=dict(os.environ)):
+        yield f"http://127.0.0.1:{port}"
+
+
+def agreement(url: str, images: list[bytes], samples: int, repeats: int = 30) -> tuple[float, float]:
+    """The service's mean probabilities over HTTP against ``repeats`` in-process predictives of the
+    same images: max |z| and the share of |z| > 3 over the classes with any mass."""
+    predictor = Predictor.from_checkpoint(SHIPPED)
+    digits = [preprocess(image, 40_000_000) for image in images]
+    reference = np.array([[p.probabilities for p in predictor.predict(digits, samples)] for _ in range(repeats)])
+    served = np.array([post_upload(url, image, samples).json()["probabilities"] for image in images])
+    mean, spread = reference.mean(0), reference.std(0, ddof=1) * np.sqrt(1 + 1 / repeats)
+    considered = mean > 1e-4
+    z = np.abs(served - mean)[considered] / np.maximum(spread[considered], 1e-12)
+    return float(z.max()), float((z > 3).mean())
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.service", description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=10.0, help="per concurrency level")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 16, 32, 64])
-    parser.add_argument("--naive-concurrency", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--seconds", type=float, default=10.0, help="per level")
+    parser.add_argument("--connections", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--samples", type=int, default=100)
-    parser.add_argument("--cores", type=int, default=2, help="workers x threads of each variant")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.cores)
-    image = mnist_fixtures()[0][0].read_bytes()
+    ensure_wrk()
+    torch.set_num_threads(2)
+    fixtures = mnist_fixtures()
+    image = fixtures[0][0].read_bytes()
     path = f"/predict?samples={args.samples}"
-    print(header(f"service under closed-loop load, N = {args.samples}, {args.seconds:g} s per level"))
-    cores = str(args.cores)
-    workers = {"BNN_WORKERS": cores, "BNN_THREADS": "1"}
+    form, form_type = multipart(image)
+    batch, batch_type = multipart(image, field="files", count=BATCH)
+    one_form = Request(path, "POST", form, (("Content-Type", form_type),))
+    one_raw = Request(path, "POST", image, (("Content-Type", "image/png"),))
+    many = Request(f"/predict/batch?samples={args.samples}", "POST", batch, (("Content-Type", batch_type),), BATCH)
     variants = [
-        ("ours, micro-batching", {**workers, "BNN_MICRO_BATCHING": "true"}, "service", "/readyz", args.concurrency, path),
-        ("ours, 1 worker", {"BNN_WORKERS": "1", "BNN_THREADS": cores, "BNN_MICRO_BATCHING": "true"}, "service",
-         "/readyz", args.concurrency, path),
-        ("ours, no batching", {**workers, "BNN_MICRO_BATCHING": "false"}, "service", "/readyz", args.concurrency, path),
-        ("naive reference", {}, "bench.naive_service", "/ready", args.naive_concurrency, "/predict"),
+        Variant("floor (plain ASGI)", "floor", {}, (("/predict, multipart", one_form),)),
+        Variant("ours", "service", {}, (("/predict, multipart", one_form), ("/predict, raw body", one_raw),
+                                        (f"/predict/batch, {BATCH} a request", many))),
+        Variant("ours, inference thread", "service", {"BNN_INFERENCE_THREAD": "true"},
+                (("/predict, multipart", one_form),)),
+        Variant("naive reference", "naive", {}, (("/predict, multipart", Request("/predict", "POST", form,
+                                                                                   (("Content-Type", form_type),))),),
+                connections=(1,)),
     ]
-    best: dict[str, float] = {}
-    throughput_at_any: dict[str, list[float]] = {name: [0.0] for name, *_ in variants}
+    print(header(f"service under wrk load, N = {args.samples}, {args.seconds:g} s per level"))
+    print("| variant | route | connections | images/s | requests/s | p50 ms | p99 ms | errors |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    results: dict[tuple[str, str, int], WrkResult] = {}
     start_to_ready: dict[str, float] = {}
-    print("| variant | concurrency | images/s | p50 ms | p95 ms | p99 ms | non-200 + errors |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for name, env, module, ready, levels, route in variants:
+    check: tuple[float, float] | None = None
+    for variant in variants:
         launched = time.perf_counter()
-        with running_service(env, module=module, ready_path=ready) as (url, _):
-            start_to_ready[name] = time.perf_counter() - launched
-            for result in drive(url, route, image, levels, args.seconds):
-                print(f"| {name} | {result.concurrency} | {result.throughput:.1f} | {result.percentile(0.5):.1f} | "
-                      f"{result.percentile(0.95):.1f} | {result.percentile(0.99):.1f} | {result.failures} |", flush=True)
-                throughput_at_any[name].append(result.throughput)
-                if result.percentile(0.99) <= P99_BOUND_MS and result.failures == 0:
-                    best[name] = max(best.get(name, 0.0), result.throughput)
-    print(f"\nbest throughput with p99 <= {P99_BOUND_MS:g} ms and no errors:")
-    for name, *_ in variants:
-        print(f"- {name}: {best.get(name, 0.0):.1f} images/s")
-    print("service start (process launch) to ready: " + ", ".join(f"{n} {s:.2f} s" for n, s in start_to_ready.items()))
-    naive = best.get("naive reference", 0.0)
-    ours = best.get("ours, micro-batching", 0.0)
-    print(f"ratio ours (micro-batching) / naive: {ours / naive:.1f}x" if naive else
-          "ratio: the naive reference never meets the p99 bound (its single request is slower than 50 ms)")
-    naive_any = max(throughput_at_any["naive reference"])
-    print(f"the naive reference's best throughput at any latency: {naive_any:.1f} images/s; ours at p99 <= "
-          f"{P99_BOUND_MS:g} ms is {ours / naive_any:.0f}x that" if naive_any else "")
-    return 0
+        with serving(variant) as url:
+            start_to_ready[variant.name] = time.perf_counter() - launched
+            for route, request in variant.routes:
+                run_wrk(url, request, 4, 2.0, timeout_s=30)  # warm-up
+                for connections in variant.connections or args.connections:
+                    result = run_wrk(url, request, connections, args.seconds, threads=2, timeout_s=30)
+                    results[(variant.name, route, connections)] = result
+                    digits = 0 if result.images_per_s >= 100 else 1
+                    print(f"| {variant.name} | {route} | {connections} | {result.images_per_s:.{digits}f} | "
+                          f"{result.requests_per_s:.0f} | {result.p50_ms:.1f} | {result.p99_ms:.1f} | {result.errors} |",
+                          flush=True)
+            if variant.name == "ours":
+                check = agreement(url, [path.read_bytes() for path, _ in fixtures[:16]], 1000)
+
+    at = 16 if 16 in args.connections else args.connections[0]
+    floor = results[("floor (plain ASGI)", "/predict, multipart", at)]
+    single = results[("ours", "/predict, multipart", at)]
+    raw = results[("ours", "/predict, raw body", at)]
+    batched = results[("ours", f"/predict/batch, {BATCH} a request", at)]
+    threaded = results[("ours, inference thread", "/predict, multipart", at)]
+    naive = results[("naive reference", "/predict, multipart", 1)]
+    errors = sum(r.errors for (name, _, _), r in results.items() if name.startswith("ours"))
+    print(f"\nat {at} connections:")
+    print(f"- /predict (multipart): {single.images_per_s:.0f} images/s, p99 {single.p99_ms:.1f} ms "
+          f"(bound {P99_BOUND_MS:g} ms); {100 * single.requests_per_s / floor.requests_per_s:.1f} % of the floor's "
+          f"{floor.requests_per_s:.0f} requests/s")
+    print(f"- /predict (raw body): {raw.images_per_s:.0f} images/s, p99 {raw.p99_ms:.1f} ms")
+    print(f"- /predict/batch: {batched.images_per_s:.0f} images/s = {batched.images_per_s / single.images_per_s:.1f}x "
+          "the single-image rate")
+    print(f"- the pass on the event loop vs in a thread: {single.images_per_s / threaded.images_per_s:.2f}x "
+          f"({threaded.images_per_s:.0f} images/s with the thread)")
+    print(f"- the naive reference (1 connection): {naive.images_per_s:.1f} images/s, p50 {naive.p50_ms:.0f} ms: "
+          f"ours is {single.images_per_s / max(naive.images_per_s, 1e-9):.0f}x")
+    print(f"errors under load (all of ours): {errors}")
+    print("start (process launch) to ready: " + ", ".join(f"{n} {s:.2f} s" for n, s in start_to_ready.items()))
+    if check is not None:
+        z_max, z_share = check
+        verdict = "same distribution" if z_max < 5 and z_share < 0.02 else "DIFFERENT"
+        print(f"answers over HTTP vs in-process, 16 digits x N=1000: max |z| {z_max:.2f}, share |z|>3 "
+              f"{z_share:.3%}: {verdict}")
+        return 0 if verdict == "same distribution" and errors == 0 else 1
+    return 1
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Load and soak: the real service at a sustainable concurrency for a long time, on loopback.
+"""Load and soak: the real service at a sustainable concurrency for a long time, on loopback,
+driven by wrk (``bench/wrk.py``; one wrk run per reported interval).
 
     python -m bench.soak [--minutes 10] [--concurrency 8] [--samples 100]
 
@@ -11,10 +12,10 @@ replaced worker, or RSS growth of 10 % or more.
 from __future__ import annotations
 
 import argparse
-import asyncio
 
 from bench.common import header
-from bench.load import multipart_request, run_load
+from bench.service import ensure_wrk
+from bench.wrk import Request, multipart, run_wrk
 from tests.conftest import mnist_fixtures
 from tests.server import children, running_service
 
@@ -36,12 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=60.0, help="seconds per reported interval")
     parser.add_argument("--warmup", type=float, default=30.0, help="seconds of load before the first RSS reading")
     args = parser.parse_args(argv)
+    ensure_wrk()
     print(header(f"soak: concurrency {args.concurrency}, N = {args.samples}, {args.minutes:g} min"))
-    image = mnist_fixtures()[0][0].read_bytes()
+    body, content_type = multipart(mnist_fixtures()[0][0].read_bytes())
+    request = Request(f"/predict?samples={args.samples}", "POST", body, (("Content-Type", content_type),))
     with running_service() as (url, process):
-        host, port = url.removeprefix("http://").split(":")
-        request = multipart_request(host, int(port), f"/predict?samples={args.samples}", image)
-        asyncio.run(run_load(host, int(port), request, args.concurrency, args.warmup))
+        run_wrk(url, request, args.concurrency, args.warmup, threads=2)
         baseline = rss_mib(process.pid)
         workers = children(process.pid)
         print(f"RSS after {args.warmup:g} s warm-up: {baseline:.1f} MiB\n")
@@ -50,12 +51,12 @@ def main(argv: list[str] | None = None) -> int:
         total_ok = total_failures = 0
         worst_p99 = 0.0
         for index in range(intervals):
-            result = asyncio.run(run_load(host, int(port), request, args.concurrency, args.interval))
-            total_ok += result.ok
-            total_failures += result.failures
-            worst_p99 = max(worst_p99, result.percentile(0.99))
-            print(f"| {(index + 1) * args.interval / 60:.1f} | {result.throughput:.1f} | {result.percentile(0.5):.1f} | "
-                  f"{result.percentile(0.99):.1f} | {result.failures} | {rss_mib(process.pid):.1f} |", flush=True)
+            result = run_wrk(url, request, args.concurrency, args.interval, threads=2, timeout_s=30)
+            total_ok += result.requests - result.non_2xx
+            total_failures += result.errors
+            worst_p99 = max(worst_p99, result.p99_ms)
+            print(f"| {(index + 1) * args.interval / 60:.1f} | {result.images_per_s:.1f} | {result.p50_ms:.1f} | "
+                  f"{result.p99_ms:.1f} | {result.errors} | {rss_mib(process.pid):.1f} |", flush=True)
         final = rss_mib(process.pid)
         growth = (final - baseline) / baseline
         alive = process.poll() is None

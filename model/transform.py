@@ -216,7 +216,7 @@ def fit_and_centre(ink: np.ndarray) -> np.ndarray:
     mass = digit.sum()
     if mass <= 0:
         raise NoInk("no ink found after resizing")
-    ys, xs = np.mgrid[0:new_h, 0:new_w]
+    ys, xs = np.arange(new_h)[:, None], np.arange(new_w)[None, :]  # broadcast: the products are mgrid's
     centre_y, centre_x = float((digit * ys).sum() / mass), float((digit * xs).sum() / mass)
     top = int(np.clip(round(CENTRE_OF_MASS - centre_y), 0, IMAGE_SIZE - new_h))
     left = int(np.clip(round(CENTRE_OF_MASS - centre_x), 0, IMAGE_SIZE - new_w))
