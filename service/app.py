@@ -26,7 +26,7 @@ from service.latency import LatencyMiddleware
 from service.limits import BodyLimitMiddleware
 from service.metrics import Metrics
 from service.routes import metrics as metrics_routes
-from service.routes import predict, probes
+from service.routes import predict, probes, v2
 from service.settings import Settings
 
 log = logging.getLogger("service")
@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None, registry: CollectorRegistry | N
     app.state.inference = None
     app.state.settings = settings
     app.state.metrics = metrics
-    routers = (probes.router, predict.router, metrics_routes.router)
+    routers = (probes.router, predict.router, metrics_routes.router, v2.router)
     for router in routers:
         app.include_router(router)
     metrics.time_routes([route.path for router in routers for route in router.routes if isinstance(route, APIRoute)])

@@ -1,6 +1,7 @@
 """Every error the API answers with: the typed errors, their statuses, the OpenAPI error
-responses, and :func:`install_handlers`. Errors always carry a JSON ``detail``; each rejected
-request is counted by reason in ``bnn_rejected_requests_total``.
+responses, and :func:`install_handlers`. Errors carry a JSON ``detail``, or ``error`` on the
+Open Inference Protocol's ``/v2`` routes (:func:`error_body`, the protocol's shape); each
+rejected request is counted by reason in ``bnn_rejected_requests_total``.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from service.batcher import QueueFull
 from service.metrics import Metrics
+from service.oip import ProtocolError
 from service.preprocess import ImageRejected, ImageTooLarge, NoInk, UndecodableImage, UnsupportedFormat
-from service.schemas import ErrorOut
+from service.schemas import ErrorOut, ProtocolErrorOut, error_body
 
 
 class ServiceUnavailable(Exception):
@@ -23,6 +26,10 @@ class ServiceUnavailable(Exception):
 
 class Unauthorized(Exception):
     """BNN_API_KEY is set and X-API-Key is missing or wrong: 401."""
+
+
+class ModelNotFound(Exception):
+    """A /v2 route named a model (or version) this server does not serve: 404."""
 
 
 class TooManyFiles(Exception):
@@ -40,6 +47,14 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorOut, "description": "invalid parameters, missing file, or no ink found in the image"},
     503: {"model": ErrorOut, "description": "the model is not loaded yet, or the inference queue is full (Retry-After)"},
 }
+# the same statuses on the /v2 routes, in the protocol's shape; 400 also for a malformed request
+# and 404 for an unknown model or version
+OIP_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ProtocolErrorOut, "description": response["description"]}
+    for status, response in ERROR_RESPONSES.items()
+} | {400: {"model": ProtocolErrorOut, "description": "a malformed inference request, or an element that is not a "
+                                                      "decodable image (the message names it)"},
+     404: {"model": ProtocolErrorOut, "description": "unknown model or version"}}
 RETRY = {"Retry-After": "1"}
 
 
@@ -57,32 +72,47 @@ def validation_detail(error: RequestValidationError) -> str:
 def install_handlers(app: FastAPI, metrics: Metrics) -> None:
     """Map every typed error to its status and JSON detail, counting rejections by reason."""
 
-    def reject(reason: str | None, status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    def reject(request: Request, reason: str | None, status: int, detail: str,
+               headers: dict[str, str] | None = None) -> JSONResponse:
         if reason is not None:
             metrics.record_rejection(reason)
-        return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+        return JSONResponse(error_body(request.url.path, detail), status_code=status, headers=headers)
 
     async def rejected_image(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, ImageRejected)
-        return reject(error.reason, status_for(error), str(error))
+        return reject(request, error.reason, status_for(error), str(error))
 
     async def invalid_request(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, RequestValidationError)
-        return reject("invalid_request", 422, validation_detail(error))
+        return reject(request, "invalid_request", 422, validation_detail(error))
+
+    async def protocol_error(request: Request, error: Exception) -> JSONResponse:
+        return reject(request, "invalid_request", 400, str(error))
+
+    async def model_not_found(request: Request, error: Exception) -> JSONResponse:
+        return reject(request, None, 404, str(error))
 
     async def too_many_files(request: Request, error: Exception) -> JSONResponse:
-        return reject("too_many_files", 422, str(error))
+        return reject(request, "too_many_files", 422, str(error))
 
     async def unauthorized(request: Request, error: Exception) -> JSONResponse:
-        return reject("unauthorized", 401, "missing or wrong X-API-Key header")
+        return reject(request, "unauthorized", 401, "missing or wrong X-API-Key header")
 
     async def overloaded(request: Request, error: Exception) -> JSONResponse:
-        return reject("overloaded", 503, f"overloaded: {error}; retry shortly", RETRY)
+        return reject(request, "overloaded", 503, f"overloaded: {error}; retry shortly", RETRY)
 
     async def unavailable(request: Request, error: Exception) -> JSONResponse:
-        return reject(None, 503, "model not loaded yet; retry shortly", RETRY)
+        return reject(request, None, 503, "model not loaded yet; retry shortly", RETRY)
+
+    async def http_error(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, HTTPException)  # the router's own 404 and 405, in the route's shape
+        return JSONResponse(error_body(request.url.path, str(error.detail)), status_code=error.status_code,
+                            headers=error.headers)
 
     app.add_exception_handler(ImageRejected, rejected_image)
+    app.add_exception_handler(ProtocolError, protocol_error)
+    app.add_exception_handler(ModelNotFound, model_not_found)
+    app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(TooManyFiles, too_many_files)
     app.add_exception_handler(Unauthorized, unauthorized)

@@ -26,6 +26,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.schemas import error_body
+
 LINGER_S = 5.0  # longest time spent reading a refused body
 LINGER_BYTES = 256 * 1024 * 1024  # most bytes of a refused body read before closing anyway
 
@@ -56,10 +58,10 @@ async def drain(receive: Receive, max_s: float = LINGER_S, max_bytes: int = LING
 
 async def send_refusal(scope: Scope, receive: Receive, send: Send, status: int, detail: str,
                        retry_after_s: int | None = None, body_pending: bool = True) -> None:
-    """Answer ``status`` with ``{"detail": ...}`` and ``Connection: close``; then, when the client may
+    """Answer ``status`` with ``{"detail": ...}`` (``{"error": ...}`` on /v2) and ``Connection: close``; then, when the client may
     still be sending its body, drain it (bounded) before the response completes and the server
     closes the connection."""
-    body = json.dumps({"detail": detail}).encode()
+    body = json.dumps(error_body(scope.get("path", ""), detail)).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                (b"connection", b"close")]
     if retry_after_s is not None:

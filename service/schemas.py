@@ -7,6 +7,16 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 ReferReason = Literal["uncertain", "unfamiliar"]
+OIP_PREFIX = "/v2"  # the Open Inference Protocol's routes
+
+
+def error_body(path: str, message: str) -> dict[str, str]:
+    """An error's JSON: ``{"error": message}`` on the Open Inference Protocol's routes (its
+    shape), ``{"detail": message}`` everywhere else."""
+    if path == OIP_PREFIX or path.startswith(OIP_PREFIX + "/"):
+        return {"error": message}
+    return {"detail": message}
+
 REFER_REASONS: tuple[ReferReason, ...] = ("uncertain", "unfamiliar")
 
 
@@ -43,6 +53,10 @@ class BatchErrorOut(BaseModel):
 
 class ErrorOut(BaseModel):
     detail: str = Field(description="what was wrong and what to do about it")
+
+
+class ProtocolErrorOut(BaseModel):
+    error: str = Field(description="what was wrong (the Open Inference Protocol's error shape)")
 
 
 class HealthOut(BaseModel):

@@ -38,7 +38,10 @@ def test_api_conforms_to_its_schema():
 
 def test_schema_builds_without_a_loaded_model():
     app = create_app(Settings(model_path=SHIPPED), registry=CollectorRegistry())
-    assert set(app.openapi()["paths"]) == {"/healthz", "/readyz", "/predict", "/predict/batch"}
+    v2 = {"/v2", "/v2/health/live", "/v2/health/ready"} | {
+        prefix + suffix for prefix in ("/v2/models/{model_name}", "/v2/models/{model_name}/versions/{model_version}")
+        for suffix in ("", "/ready", "/infer")}
+    assert set(app.openapi()["paths"]) == {"/healthz", "/readyz", "/predict", "/predict/batch"} | v2
 
 
 def test_the_schema_states_the_configured_samples_limit():

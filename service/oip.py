@@ -1,0 +1,292 @@
+"""The Open Inference Protocol (OIP, "KServe v2") for this model: request parsing, response
+encoding and metadata. No HTTP types (``routes/v2.py`` serves it) and no network code.
+
+The model ``bnn-digits`` takes one input per request:
+
+* ``image``: BYTES ``[B]``, each element an encoded image file (PNG, JPEG, WebP, BMP, GIF),
+  preprocessed as ``/predict`` does. In the JSON body an element is the file in **base64** (a
+  JSON string cannot carry raw bytes); with the binary tensor data extension it is the raw file.
+* ``digits``: UINT8 ``[B, 28, 28]``, already MNIST-style (light ink on black, centred as MNIST
+  is), row-major; not preprocessed.
+
+and answers ``class`` INT64 ``[B]``, ``probabilities`` FP32 ``[B, 10]``, ``entropy`` FP32 ``[B]``,
+``mutual_information`` FP32 ``[B]``, ``unfamiliarity`` FP32 ``[B]``, ``refer`` BOOL ``[B]``,
+``refer_reason`` BYTES ``[B]`` (``uncertain``, ``unfamiliar`` or empty) and ``audit`` BOOL
+``[B]``; the thresholds, N and the model version are response parameters. ``outputs`` in the
+request selects outputs; ``parameters.samples`` sets N.
+
+Binary tensor data extension, both directions: with an ``Inference-Header-Content-Length``
+header the body is that many bytes of JSON followed by the inputs' raw data, in order, each
+input's size given by its ``parameters.binary_data_size`` (BYTES elements: a 4-byte
+little-endian length, then the bytes). An output is returned binary when the request asks
+(``parameters.binary_data_output`` for all, or an output's ``parameters.binary_data``); the
+response then carries the JSON length in the same header.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from model.data import IMAGE_SIZE
+from service.predictor import Prediction
+
+MODEL_NAME = "bnn-digits"
+PLATFORM = "pytorch"
+BINARY_EXTENSION = "binary_tensor_data"
+HEADER_LENGTH = "Inference-Header-Content-Length"
+NUMPY = {"BOOL": np.dtype(bool), "UINT8": np.dtype(np.uint8), "INT64": np.dtype("<i8"), "FP32": np.dtype("<f4")}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    datatype: str
+    shape: tuple[int, ...]  # -1: any size
+
+    def metadata(self) -> dict[str, Any]:
+        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+
+INPUTS = (TensorSpec("image", "BYTES", (-1,)), TensorSpec("digits", "UINT8", (-1, IMAGE_SIZE, IMAGE_SIZE)))
+OUTPUTS = (
+    TensorSpec("class", "INT64", (-1,)), TensorSpec("probabilities", "FP32", (-1, 10)),
+    TensorSpec("entropy", "FP32", (-1,)), TensorSpec("mutual_information", "FP32", (-1,)),
+    TensorSpec("unfamiliarity", "FP32", (-1,)), TensorSpec("refer", "BOOL", (-1,)),
+    TensorSpec("refer_reason", "BYTES", (-1,)), TensorSpec("audit", "BOOL", (-1,)),
+)
+OUTPUT_NAMES = tuple(spec.name for spec in OUTPUTS)
+
+
+class ProtocolError(Exception):
+    """A request the protocol (or this model) cannot take: answered 400 with ``{"error": ...}``."""
+
+
+@dataclass(frozen=True)
+class RequestedOutput:
+    name: str
+    binary: bool
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    id: str | None
+    input_name: str  # "image" or "digits"
+    items: list[bytes] | list[np.ndarray]  # encoded files, or uint8 [28, 28] digits
+    samples: int | None
+    outputs: tuple[RequestedOutput, ...]  # in the order to answer them
+
+
+def server_metadata(version: str) -> dict[str, Any]:
+    return {"name": "bnn-digits-service", "version": version, "extensions": [BINARY_EXTENSION]}
+
+
+def model_metadata(model_version: str) -> dict[str, Any]:
+    return {"name": MODEL_NAME, "versions": [model_version], "platform": PLATFORM,
+            "inputs": [spec.metadata() for spec in INPUTS], "outputs": [spec.metadata() for spec in OUTPUTS]}
+
+
+def _flatten(data: Any) -> list[Any]:
+    """The protocol's ``data``: row-major, flat or nested lists."""
+    if not isinstance(data, list):
+        return [data]
+    flat: list[Any] = []
+    for item in data:
+        flat.extend(_flatten(item) if isinstance(item, list) else [item])
+    return flat
+
+
+def _shape(value: Any, name: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value):
+        raise ProtocolError(f"input '{name}': shape must be a list of non-negative integers")
+    return tuple(value)
+
+
+def _split_bytes_tensor(raw: bytes, name: str) -> list[bytes]:
+    """BYTES in binary form: each element a 4-byte little-endian length, then its bytes."""
+    items: list[bytes] = []
+    offset = 0
+    while offset < len(raw):
+        if offset + 4 > len(raw):
+            raise ProtocolError(f"input '{name}': binary BYTES data ends inside an element's length")
+        (length,) = struct.unpack_from("<I", raw, offset)
+        offset += 4
+        if offset + length > len(raw):
+            raise ProtocolError(f"input '{name}': element {len(items)} claims {length} bytes, past the end of the data")
+        items.append(raw[offset : offset + length])
+        offset += length
+    return items
+
+
+def _image_items(tensor: dict[str, Any], shape: tuple[int, ...], raw: bytes | None) -> list[bytes]:
+    if len(shape) != 1:
+        raise ProtocolError(f"input 'image': shape must be [B], got {list(shape)}")
+    if raw is not None:
+        items = _split_bytes_tensor(raw, "image")
+    else:
+        items = []
+        for index, element in enumerate(_flatten(tensor.get("data"))):
+            if not isinstance(element, str):
+                raise ProtocolError(f"input 'image': element {index} must be a base64 string in JSON "
+                                    "(or send raw bytes with the binary tensor data extension)")
+            try:
+                items.append(base64.b64decode(element, validate=True))
+            except (binascii.Error, ValueError):
+                raise ProtocolError(f"input 'image': element {index} is not valid base64") from None
+    if len(items) != shape[0]:
+        raise ProtocolError(f"input 'image': shape says {shape[0]} elements, the data holds {len(items)}")
+    return items
+
+
+def _digit_items(tensor: dict[str, Any], shape: tuple[int, ...], raw: bytes | None) -> list[np.ndarray]:
+    if len(shape) != 3 or shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
+        raise ProtocolError(f"input 'digits': shape must be [B, {IMAGE_SIZE}, {IMAGE_SIZE}], got {list(shape)}")
+    expected = shape[0] * IMAGE_SIZE * IMAGE_SIZE
+    if raw is not None:
+        if len(raw) != expected:
+            raise ProtocolError(f"input 'digits': {len(raw)} bytes of binary data for shape {list(shape)}, "
+                                f"expected {expected}")
+        array = np.frombuffer(raw, dtype=np.uint8)
+    else:
+        values = _flatten(tensor.get("data"))
+        if len(values) != expected:
+            raise ProtocolError(f"input 'digits': {len(values)} values for shape {list(shape)}, expected {expected}")
+        if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in values):
+            raise ProtocolError("input 'digits': values must be integers from 0 to 255 (UINT8)")
+        array = np.asarray(values, dtype=np.uint8)
+    return list(array.reshape(shape).copy())
+
+
+def _samples(parameters: dict[str, Any], max_samples: int) -> int | None:
+    samples = parameters.get("samples")
+    if samples is None:
+        return None
+    if not isinstance(samples, int) or isinstance(samples, bool) or not 1 <= samples <= max_samples:
+        raise ProtocolError(f"parameter 'samples' must be an integer from 1 to {max_samples}, got {samples!r}")
+    return samples
+
+
+def _requested_outputs(document: dict[str, Any], binary_by_default: bool) -> tuple[RequestedOutput, ...]:
+    requested = document.get("outputs")
+    if requested is None:
+        return tuple(RequestedOutput(name, binary_by_default) for name in OUTPUT_NAMES)
+    if not isinstance(requested, list) or not requested:
+        raise ProtocolError("'outputs' must be a non-empty list of {\"name\": ...} objects")
+    outputs, seen = [], set()
+    for item in requested:
+        name = item.get("name") if isinstance(item, dict) else None
+        if name not in OUTPUT_NAMES:
+            raise ProtocolError(f"unknown output {name!r}; the model has {', '.join(OUTPUT_NAMES)}")
+        if name in seen:
+            raise ProtocolError(f"output '{name}' requested twice")
+        seen.add(name)
+        parameters = item.get("parameters") or {}
+        outputs.append(RequestedOutput(name, bool(parameters.get("binary_data", binary_by_default))))
+    return tuple(outputs)
+
+
+def parse_infer_request(body: bytes, header_length: int | None, max_batch: int, max_samples: int) -> InferRequest:
+    """An inference request's body (JSON, or JSON + binary data when ``header_length`` is given)."""
+    if header_length is not None:
+        if not 0 < header_length <= len(body):
+            raise ProtocolError(f"{HEADER_LENGTH} is {header_length} but the body has {len(body)} bytes")
+        text, binary = body[:header_length], body[header_length:]
+    else:
+        text, binary = body, b""
+    try:
+        document = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ProtocolError(f"the request is not valid JSON ({error})") from None
+    if not isinstance(document, dict):
+        raise ProtocolError("the request must be a JSON object")
+    inputs = document.get("inputs")
+    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
+        raise ProtocolError("'inputs' must hold exactly one input: 'image' (BYTES [B]) or 'digits' (UINT8 [B, 28, 28])")
+    tensor = inputs[0]
+    spec = next((spec for spec in INPUTS if spec.name == tensor.get("name")), None)
+    if spec is None:
+        raise ProtocolError(f"unknown input {tensor.get('name')!r}; the model takes 'image' (BYTES [B]) or "
+                            "'digits' (UINT8 [B, 28, 28])")
+    name = spec.name
+    if tensor.get("datatype") != spec.datatype:
+        raise ProtocolError(f"input '{name}' must have datatype {spec.datatype}, got {tensor.get('datatype')!r}")
+    shape = _shape(tensor.get("shape"), name)
+    size = (tensor.get("parameters") or {}).get("binary_data_size")
+    raw = None
+    if size is not None:
+        if header_length is None:
+            raise ProtocolError(f"input '{name}' has binary_data_size but the request has no {HEADER_LENGTH} header")
+        if not isinstance(size, int) or isinstance(size, bool) or size != len(binary):
+            raise ProtocolError(f"input '{name}': binary_data_size {size!r}, but {len(binary)} bytes follow the JSON")
+        raw = binary
+    elif binary:
+        raise ProtocolError(f"{len(binary)} bytes follow the JSON but no input declares binary_data_size")
+    elif "data" not in tensor:
+        raise ProtocolError(f"input '{name}' has no data")
+    items: list[bytes] | list[np.ndarray] = (_image_items(tensor, shape, raw) if name == "image"
+                                             else _digit_items(tensor, shape, raw))
+    if not 1 <= len(items) <= max_batch:
+        raise ProtocolError(f"input '{name}': {len(items)} images; send 1 to {max_batch} per request")
+    parameters = document.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise ProtocolError("'parameters' must be an object")
+    request_id = document.get("id")
+    return InferRequest(str(request_id) if request_id is not None else None, name, items,
+                        _samples(parameters, max_samples),
+                        _requested_outputs(document, bool(parameters.get("binary_data_output", False))))
+
+
+def _columns(predictions: Sequence[Prediction], audits: Sequence[bool]) -> dict[str, np.ndarray]:
+    return {
+        "class": np.array([p.digit for p in predictions], dtype=NUMPY["INT64"]),
+        "probabilities": np.array([p.probabilities for p in predictions], dtype=NUMPY["FP32"]).reshape(-1, 10),
+        "entropy": np.array([p.entropy for p in predictions], dtype=NUMPY["FP32"]),
+        "mutual_information": np.array([p.mutual_information for p in predictions], dtype=NUMPY["FP32"]),
+        "unfamiliarity": np.array([p.unfamiliarity for p in predictions], dtype=NUMPY["FP32"]),
+        "refer": np.array([p.refer for p in predictions], dtype=bool),
+        "refer_reason": np.array([(p.refer_reason or "").encode() for p in predictions], dtype=object),
+        "audit": np.array(audits, dtype=bool),
+    }
+
+
+def _binary(values: np.ndarray) -> bytes:
+    if values.dtype == object:
+        return b"".join(struct.pack("<I", len(item)) + item for item in values.tolist())
+    return values.tobytes()
+
+
+def encode_infer_response(request: InferRequest, predictions: Sequence[Prediction], audits: Sequence[bool],
+                          model_version: str, parameters: dict[str, Any]) -> tuple[bytes, int | None]:
+    """The response body, and the JSON part's length when outputs follow it in binary (the
+    ``Inference-Header-Content-Length`` to send), else None."""
+    columns = _columns(predictions, audits)
+    specs = {spec.name: spec for spec in OUTPUTS}
+    outputs, chunks = [], []
+    for requested in request.outputs:
+        values = columns[requested.name]
+        tensor: dict[str, Any] = {"name": requested.name, "datatype": specs[requested.name].datatype,
+                                  "shape": list(values.shape)}
+        if requested.binary:
+            chunk = _binary(values)
+            tensor["parameters"] = {"binary_data_size": len(chunk)}
+            chunks.append(chunk)
+        elif values.dtype == object:
+            tensor["data"] = [item.decode() for item in values.tolist()]
+        else:
+            tensor["data"] = values.reshape(-1).tolist()
+        outputs.append(tensor)
+    document: dict[str, Any] = {"model_name": MODEL_NAME, "model_version": model_version, "outputs": outputs,
+                                "parameters": parameters}
+    if request.id is not None:
+        document["id"] = request.id
+    text = json.dumps(document).encode()
+    if not chunks:
+        return text, None
+    return text + b"".join(chunks), len(text)

@@ -1,0 +1,158 @@
+"""The Open Inference Protocol v2 REST routes (``/v2``), for Triton's and KServe's clients.
+
+Health, server and model metadata, readiness and inference for the model ``bnn-digits``
+(``service/oip.py`` parses and encodes; this module only reads the body and headers and shapes
+the HTTP answer). Inference goes through the same :class:`service.inference.Inference` as
+``/predict/batch``: the same micro-batching, limits, API key, shedding, audit and metrics. An
+element the service would refuse fails the whole request with that image's status and its index
+in the message. Errors are ``{"error": ...}`` (the protocol's shape); health answers carry no
+body, 200 for true and 400 for false, as the protocol says.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from service.deps import InferenceDep, SettingsDep, require_api_key
+from service.errors import OIP_ERROR_RESPONSES, ModelNotFound
+from service.inference import Inference
+from service.oip import (
+    HEADER_LENGTH,
+    MODEL_NAME,
+    OUTPUT_NAMES,
+    ProtocolError,
+    encode_infer_response,
+    model_metadata,
+    parse_infer_request,
+    server_metadata,
+)
+from service.predictor import Prediction
+from service.preprocess import ImageRejected
+from service.settings import Settings
+
+router = APIRouter(prefix="/v2", tags=["open inference protocol v2"], responses=OIP_ERROR_RESPONSES)
+NO_BODY: dict[int | str, dict[str, Any]] = {200: {"description": "true (no body)", "content": {}},
+                                            400: {"description": "false (no body)", "content": {}}}
+MODEL = "/models/{model_name}"
+VERSION = "/models/{model_name}/versions/{model_version}"
+INFER_DOC = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {
+        "type": "object", "required": ["inputs"],
+        "description": "An OIP inference request with one input: 'image' (BYTES [B], each element a base64-encoded "
+                       "image file in JSON) or 'digits' (UINT8 [B, 28, 28], MNIST-style). Optional 'outputs' (names: "
+                       + ", ".join(OUTPUT_NAMES) + "), 'parameters' {'samples': N, 'binary_data_output': bool}, 'id'.",
+        "properties": {"id": {"type": "string"}, "parameters": {"type": "object"},
+                       "inputs": {"type": "array", "items": {"type": "object"}},
+                       "outputs": {"type": "array", "items": {"type": "object"}}}},
+        "example": {"inputs": [{"name": "digits", "datatype": "UINT8", "shape": [1, 28, 28], "data": [0] * 784}],
+                    "parameters": {"samples": 100}}},
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary",
+                                            "description": f"binary tensor data extension: {HEADER_LENGTH} bytes of "
+                                                           "JSON, then the inputs' raw data"}}}}}
+
+
+def loaded(request: Request) -> Inference | None:
+    inference: Inference | None = request.app.state.inference
+    return inference
+
+
+def check_model(model_name: str, model_version: str | None, inference: Inference | None) -> None:
+    if model_name != MODEL_NAME:
+        raise ModelNotFound(f"unknown model '{model_name}'; this server serves '{MODEL_NAME}'")
+    if model_version is not None and inference is not None and model_version != inference.model_version:
+        raise ModelNotFound(f"model '{MODEL_NAME}' has no version '{model_version}'; it serves "
+                            f"'{inference.model_version}'")
+
+
+def health(ok: bool) -> Response:
+    return Response(status_code=200 if ok else 400)
+
+
+@router.get("", summary="Server metadata")
+async def server(request: Request) -> dict[str, object]:
+    return server_metadata(request.app.version)
+
+
+@router.get("/health/live", summary="Server live: 200, no body",
+            response_class=Response, responses=NO_BODY)
+async def live() -> Response:
+    return health(True)
+
+
+@router.get("/health/ready", summary="Server ready: 200 once the model is loaded, else 400; no body",
+            response_class=Response, responses=NO_BODY)
+async def ready(request: Request) -> Response:
+    return health(loaded(request) is not None)
+
+
+@router.get(MODEL, summary="Model metadata: inputs, outputs, datatypes, shapes")
+async def metadata(inference: InferenceDep, model_name: str) -> dict[str, object]:
+    check_model(model_name, None, inference)
+    return model_metadata(inference.model_version)
+
+
+@router.get(VERSION, summary="Model metadata of a version")
+async def version_metadata(inference: InferenceDep, model_name: str, model_version: str) -> dict[str, object]:
+    check_model(model_name, model_version, inference)
+    return model_metadata(inference.model_version)
+
+
+@router.get(MODEL + "/ready", summary="Model ready: 200 once loaded, else 400; no body",
+            response_class=Response, responses=NO_BODY)
+async def model_ready(request: Request, model_name: str) -> Response:
+    return version_ready(request, model_name, None)
+
+
+@router.get(VERSION + "/ready", summary="Model version ready: 200 once loaded, else 400; no body",
+            response_class=Response, responses=NO_BODY)
+async def model_version_ready(request: Request, model_name: str, model_version: str) -> Response:
+    return version_ready(request, model_name, model_version)
+
+
+def version_ready(request: Request, model_name: str, model_version: str | None) -> Response:
+    inference = loaded(request)
+    check_model(model_name, model_version, inference)
+    return health(inference is not None)
+
+
+def reject_element(name: str, index: int, error: ImageRejected) -> ImageRejected:
+    """The refusal of one element, naming it, with the status that image alone would get."""
+    return type(error)(f"input '{name}' element {index}: {error}")
+
+
+@router.post(MODEL + "/infer", summary="Inference (JSON, or the binary tensor data extension)",
+             dependencies=[Depends(require_api_key)], openapi_extra=INFER_DOC)
+async def infer(request: Request, inference: InferenceDep, settings: SettingsDep, model_name: str) -> Response:
+    return await run_inference(request, inference, settings, model_name, None)
+
+
+@router.post(VERSION + "/infer", summary="Inference on a version", dependencies=[Depends(require_api_key)],
+             openapi_extra=INFER_DOC)
+async def version_infer(request: Request, inference: InferenceDep, settings: SettingsDep, model_name: str,
+                        model_version: str) -> Response:
+    return await run_inference(request, inference, settings, model_name, model_version)
+
+
+async def run_inference(request: Request, inference: Inference, settings: Settings, model_name: str,
+                        model_version: str | None) -> Response:
+    check_model(model_name, model_version, inference)
+    header = request.headers.get(HEADER_LENGTH)
+    if header is not None and not header.isdigit():
+        raise ProtocolError(f"{HEADER_LENGTH} must be a byte count, got {header!r}")
+    parsed = parse_infer_request(await request.body(), int(header) if header is not None else None,
+                                 settings.max_batch_files, settings.max_samples)
+    results = await inference.classify(parsed.items, parsed.samples)
+    for index, result in enumerate(results):
+        if isinstance(result, ImageRejected):
+            raise reject_element(parsed.input_name, index, result)
+    predictions = [result for result in results if isinstance(result, Prediction)]
+    audits = [inference.account(prediction) for prediction in predictions]
+    first = predictions[0]
+    parameters = {"threshold": first.threshold, "unfamiliar_threshold": first.unfamiliar_threshold,
+                  "samples": first.samples}
+    body, json_length = encode_infer_response(parsed, predictions, audits, inference.model_version, parameters)
+    if json_length is None:
+        return Response(body, media_type="application/json")
+    return Response(body, media_type="application/octet-stream", headers={HEADER_LENGTH: str(json_length)})

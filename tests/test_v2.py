@@ -1,0 +1,215 @@
+"""The Open Inference Protocol v2 routes, driven by Triton's own HTTP client (binary and JSON)
+against the app served by uvicorn in this process, so that a torch seed set here fixes the
+server's draws: answers are compared with /predict's exactly, not within Monte Carlo noise."""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import numpy as np
+import pytest
+import torch
+import uvicorn
+from prometheus_client import CollectorRegistry
+
+from service.app import create_app
+from service.oip import OUTPUT_NAMES
+from service.preprocess import preprocess
+from service.server import server_config
+from service.settings import Settings
+from tests.conftest import SHIPPED, mnist_fixtures
+from tests.metrics_text import parse_samples, value
+from tests.server import free_port
+
+tritonclient = pytest.importorskip("tritonclient.http")
+from tritonclient.utils import InferenceServerException  # noqa: E402
+
+DIGITS = mnist_fixtures()
+FILES = [path.read_bytes() for path, _ in DIGITS[:6]]
+LABELS = [label for _, label in DIGITS[:6]]
+MODEL = "bnn-digits"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    """The app on uvicorn in a thread of this process; yields host:port."""
+    settings = Settings(model_path=SHIPPED, max_batch_files=8, max_request_bytes=4_000_000, max_upload_bytes=2_000_000)
+    port = free_port()
+    app = create_app(settings, registry=CollectorRegistry())
+    uv = uvicorn.Server(server_config(app, settings, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not uv.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
+        time.sleep(0.05)
+    yield f"127.0.0.1:{port}"
+    uv.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with tritonclient.InferenceServerClient(server) as triton:
+        yield triton
+
+
+def image_input(files: list[bytes], binary: bool):
+    tensor = tritonclient.InferInput("image", [len(files)], "BYTES")
+    if binary:
+        tensor.set_data_from_numpy(np.array(files, dtype=object), binary_data=True)
+    else:  # JSON cannot carry raw bytes: the elements are base64, as the model's metadata documents
+        tensor.set_data_from_numpy(np.array([base64.b64encode(f) for f in files], dtype=object), binary_data=False)
+    return tensor
+
+
+def predict_answers(server: str, files: list[bytes], samples: int) -> list[dict]:
+    """/predict/batch's answers for the same files, under the same seed."""
+    torch.manual_seed(7)
+    response = httpx.post(f"http://{server}/predict/batch", params={"samples": samples},
+                          files=[("files", (f"{i}.png", data, "image/png")) for i, data in enumerate(files)])
+    assert response.status_code == 200
+    return response.json()
+
+
+def test_health_and_metadata(client, server):
+    assert client.is_server_live() and client.is_server_ready() and client.is_model_ready(MODEL)
+    assert client.get_server_metadata()["extensions"] == ["binary_tensor_data"]
+    metadata = client.get_model_metadata(MODEL)
+    version = metadata["versions"][0]
+    assert metadata["name"] == MODEL and version.startswith("head-")
+    assert {(t["name"], t["datatype"], tuple(t["shape"])) for t in metadata["inputs"]} == {
+        ("image", "BYTES", (-1,)), ("digits", "UINT8", (-1, 28, 28))}
+    assert [t["name"] for t in metadata["outputs"]] == list(OUTPUT_NAMES)
+    assert client.is_model_ready(MODEL, version) and not client.is_model_ready("other")
+    for bad in ("other", "/".join((MODEL, "versions", "nope"))):
+        response = httpx.get(f"http://{server}/v2/models/{bad}")
+        assert response.status_code == 404 and "error" in response.json()
+    live = httpx.get(f"http://{server}/v2/health/live")
+    assert live.status_code == 200 and live.content == b""
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_image_input_agrees_with_predict(client, server, binary):
+    expected = predict_answers(server, FILES, 300)
+    torch.manual_seed(7)
+    result = client.infer(MODEL, [image_input(FILES, binary)], parameters={"samples": 300},
+                          outputs=[tritonclient.InferRequestedOutput(name, binary_data=binary) for name in OUTPUT_NAMES])
+    assert list(result.as_numpy("class")) == [a["class"] for a in expected] == LABELS
+    assert result.as_numpy("class").dtype == np.int64 and result.as_numpy("probabilities").shape == (6, 10)
+    np.testing.assert_allclose(result.as_numpy("probabilities"), [a["probabilities"] for a in expected], atol=1e-6)
+    np.testing.assert_allclose(result.as_numpy("entropy"), [a["entropy"] for a in expected], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(result.as_numpy("mutual_information"), [a["mutual_information"] for a in expected],
+                               rtol=1e-4, atol=1e-7)
+    assert list(result.as_numpy("refer")) == [a["refer"] for a in expected]
+    reasons = [r.decode() if isinstance(r, bytes) else r for r in result.as_numpy("refer_reason")]
+    assert reasons == [a["refer_reason"] or "" for a in expected]
+    parameters = result.get_response()["parameters"]
+    assert parameters["samples"] == 300 and parameters["threshold"] == expected[0]["threshold"]
+
+
+def test_digits_input_is_the_preprocessed_image(client, server):
+    """'digits' skips preprocessing: the preprocessed files give exactly the files' answers."""
+    digits = np.stack([preprocess(data, 40_000_000) for data in FILES])
+    answers = {}
+    as_digits = tritonclient.InferInput("digits", list(digits.shape), "UINT8")
+    as_digits.set_data_from_numpy(digits, binary_data=False)  # JSON: a list of 0-255 integers
+    for name, tensor in (("image", image_input(FILES, True)), ("digits", as_digits)):
+        torch.manual_seed(3)
+        answers[name] = client.infer(MODEL, [tensor]).as_numpy("probabilities")  # default: all outputs, binary
+    np.testing.assert_array_equal(answers["image"], answers["digits"])
+
+
+def test_outputs_are_selected_and_default_to_binary(server):
+    body = {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": [base64.b64encode(FILES[0]).decode()]}],
+            "outputs": [{"name": "refer"}, {"name": "class"}], "id": "abc"}
+    response = httpx.post(f"http://{server}/v2/models/{MODEL}/infer", json=body)
+    assert response.status_code == 200 and "inference-header-content-length" not in response.headers
+    answer = response.json()
+    assert answer["id"] == "abc" and answer["model_name"] == MODEL
+    assert [(o["name"], o["datatype"], o["shape"], o["data"]) for o in answer["outputs"]] == [
+        ("refer", "BOOL", [1], [False]), ("class", "INT64", [1], [LABELS[0]])]
+
+
+def binary_request(payload: dict, raw: bytes) -> tuple[bytes, dict[str, str]]:
+    text = json.dumps(payload).encode()
+    return text + raw, {"Inference-Header-Content-Length": str(len(text))}
+
+
+def element(data: bytes) -> bytes:
+    return struct.pack("<I", len(data)) + data
+
+
+@pytest.mark.parametrize(("payload", "raw", "status", "message"), [
+    ({"inputs": []}, b"", 400, "exactly one input"),
+    ({"inputs": [{"name": "pixels", "datatype": "FP32", "shape": [1], "data": [0.0]}]}, b"", 400, "unknown input 'pixels'"),
+    ({"inputs": [{"name": "image", "datatype": "UINT8", "shape": [1], "data": [1]}]}, b"", 400, "datatype BYTES"),
+    ({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [2], "data": ["aGk="]}]}, b"", 400,
+     "shape says 2 elements, the data holds 1"),
+    ({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": ["***"]}]}, b"", 400, "not valid base64"),
+    ({"inputs": [{"name": "digits", "datatype": "UINT8", "shape": [1, 28, 28], "data": [0] * 10}]}, b"", 400,
+     "10 values for shape [1, 28, 28], expected 784"),
+    ({"inputs": [{"name": "digits", "datatype": "UINT8", "shape": [1, 28, 28], "data": [300] * 784}]}, b"", 400,
+     "integers from 0 to 255"),
+    ({"inputs": [{"name": "digits", "datatype": "UINT8", "shape": [1, 28, 28], "data": [0] * 784}],
+      "outputs": [{"name": "logits"}]}, b"", 400, "unknown output 'logits'"),
+    ({"inputs": [{"name": "digits", "datatype": "UINT8", "shape": [1, 28, 28], "data": [0] * 784}],
+      "parameters": {"samples": 0}}, b"", 400, "'samples' must be an integer from 1 to 1000"),
+    ({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [9], "data": ["aGk="] * 9}]}, b"", 400,
+     "9 images; send 1 to 8"),
+    ({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [2], "parameters": {"binary_data_size": 0}}]}, None,
+     400, "binary_data_size"),
+    ({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [2], "parameters": {"binary_data_size": 8}}]},
+     struct.pack("<I", 100) + b"abcd", 400, "claims 100 bytes, past the end"),
+    ({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [2], "parameters": {"binary_data_size": 0}}]},
+     b"", 400, "shape says 2 elements, the data holds 0"),
+])
+def test_bad_requests_get_clean_400s(server, payload, raw, status, message):
+    if raw is None:  # binary_data_size without the header
+        response = httpx.post(f"http://{server}/v2/models/{MODEL}/infer", json=payload)
+    elif raw or any("parameters" in t for t in payload.get("inputs", [])):
+        content, headers = binary_request(payload, raw)
+        response = httpx.post(f"http://{server}/v2/models/{MODEL}/infer", content=content, headers=headers)
+    else:
+        response = httpx.post(f"http://{server}/v2/models/{MODEL}/infer", json=payload)
+    assert response.status_code == status, response.text
+    assert message in response.json()["error"]
+
+
+def test_a_bad_element_fails_the_request_naming_its_index(client, server):
+    files = [FILES[0], b"not an image at all", FILES[1]]
+    with pytest.raises(InferenceServerException, match=r"input 'image' element 1: not a decodable image"):
+        client.infer(MODEL, [image_input(files, True)])
+    tiff = b"II*\x00" + b"\x00" * 64
+    content, headers = binary_request({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [2],
+                                                   "parameters": {"binary_data_size": 8 + len(FILES[0]) + len(tiff)}}]},
+                                      element(FILES[0]) + element(tiff))
+    response = httpx.post(f"http://{server}/v2/models/{MODEL}/infer", content=content, headers=headers)
+    assert response.status_code == 415 and response.json()["error"].startswith("input 'image' element 1: TIFF")
+
+
+def test_other_errors_keep_their_status_in_the_protocol_shape(server):
+    assert httpx.post(f"http://{server}/v2/models/other/infer", json={}).json() == {
+        "error": "unknown model 'other'; this server serves 'bnn-digits'"}
+    not_json = httpx.post(f"http://{server}/v2/models/{MODEL}/infer", content=b"{nope")
+    assert not_json.status_code == 400 and not_json.json()["error"].startswith("the request is not valid JSON")
+    too_big = httpx.post(f"http://{server}/v2/models/{MODEL}/infer", content=b"x" * 4_000_001)
+    assert too_big.status_code == 413 and too_big.json() == {"error": "request body exceeds the limit of 4000000 bytes"}
+    assert httpx.get(f"http://{server}/v2/nowhere").json() == {"error": "Not Found"}
+
+
+def test_predictions_are_counted_in_the_same_metrics(client, server):
+    def answered() -> float:
+        samples = parse_samples(httpx.get(f"http://{server}/metrics").text)
+        return sum(value(samples, "bnn_predictions_total", referred=r, **{"class": str(d)})
+                   for r in ("true", "false") for d in range(10))
+
+    before = answered()
+    client.infer(MODEL, [image_input(FILES[:3], True)])
+    assert answered() == before + 3
