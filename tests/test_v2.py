@@ -15,8 +15,10 @@ import httpx
 import numpy as np
 import pytest
 import torch
+import tritonclient.http as tritonclient
 import uvicorn
 from prometheus_client import CollectorRegistry
+from tritonclient.utils import InferenceServerException
 
 from service.app import create_app
 from service.oip import OUTPUT_NAMES
@@ -26,9 +28,6 @@ from service.settings import Settings
 from tests.conftest import SHIPPED, mnist_fixtures
 from tests.metrics_text import parse_samples, value
 from tests.server import free_port
-
-tritonclient = pytest.importorskip("tritonclient.http")
-from tritonclient.utils import InferenceServerException  # noqa: E402
 
 DIGITS = mnist_fixtures()
 FILES = [path.read_bytes() for path, _ in DIGITS[:6]]
@@ -92,7 +91,7 @@ def test_health_and_metadata(client, server):
         response = httpx.get(f"http://{server}/v2/models/{bad}")
         assert response.status_code == 404 and "error" in response.json()
     live = httpx.get(f"http://{server}/v2/health/live")
-    assert live.status_code == 200 and live.content == b""
+    assert live.status_code == 200 and live.json() == {"live": True}
 
 
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
@@ -213,3 +212,59 @@ def test_predictions_are_counted_in_the_same_metrics(client, server):
     before = answered()
     client.infer(MODEL, [image_input(FILES[:3], True)])
     assert answered() == before + 3
+
+
+def test_the_api_key_and_shedding_apply_to_inference(monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from service.batcher import QueueFull
+
+    settings = Settings(model_path=SHIPPED, api_key="s3cret")
+    body = {"inputs": [{"name": "digits", "datatype": "UINT8", "shape": [1, 28, 28], "data": [0] * 784}]}
+    with TestClient(create_app(settings, registry=CollectorRegistry())) as local:
+        refused = local.post(f"/v2/models/{MODEL}/infer", json=body)
+        assert refused.status_code == 401 and refused.json() == {"error": "missing or wrong X-API-Key header"}
+        assert local.get(f"/v2/models/{MODEL}").status_code == 200  # metadata and health stay open
+        assert local.post(f"/v2/models/{MODEL}/infer", json=body, headers={"X-API-Key": "s3cret"}).status_code == 200
+
+        async def full(*args, **kwargs):
+            raise QueueFull("256 requests already waiting")
+
+        monkeypatch.setattr(local.app.state.inference.batcher, "submit", full)
+        shed = local.post(f"/v2/models/{MODEL}/infer", json=body, headers={"X-API-Key": "s3cret"})
+        assert shed.status_code == 503 and shed.headers["Retry-After"] == "1"
+        assert shed.json() == {"error": "overloaded: 256 requests already waiting; retry shortly"}
+
+
+def test_kserves_client_checks_health_and_infers_in_binary_and_json(server):
+    """KServe's own REST client (v2): binary image input and JSON digits input, same answers."""
+    import asyncio
+
+    from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
+
+    digits = np.stack([preprocess(data, 40_000_000) for data in FILES])
+
+    async def scenario():
+        client = InferenceRESTClient(RESTConfig(protocol="v2", retries=0))
+        base = f"http://{server}"
+        try:
+            health = (await client.is_server_live(base), await client.is_server_ready(base),
+                      await client.is_model_ready(base, MODEL))
+            image = InferInput("image", [len(FILES)], "BYTES")
+            image.set_data_from_numpy(np.array(FILES, dtype=object), binary_data=True)
+            torch.manual_seed(11)
+            binary = await client.infer(base, InferRequest(MODEL, [image], parameters={"samples": 200}), MODEL)
+            as_digits = InferInput("digits", list(digits.shape), "UINT8")
+            as_digits.set_data_from_numpy(digits, binary_data=False)
+            torch.manual_seed(11)
+            json_answer = await client.infer(base, InferRequest(MODEL, [as_digits], parameters={"samples": 200}), MODEL)
+        finally:
+            await client.close()
+        return health, binary, json_answer
+
+    health, binary, json_answer = asyncio.run(scenario())
+    assert health == (True, True, True)
+    outputs = {name: {o.name: o.as_numpy() for o in answer.outputs} for name, answer in
+               (("binary", binary), ("json", json_answer))}
+    assert list(outputs["binary"]["class"]) == list(outputs["json"]["class"]) == LABELS
+    np.testing.assert_array_equal(outputs["binary"]["probabilities"], outputs["json"]["probabilities"])

@@ -5,8 +5,9 @@ Health, server and model metadata, readiness and inference for the model ``bnn-d
 the HTTP answer). Inference goes through the same :class:`service.inference.Inference` as
 ``/predict/batch``: the same micro-batching, limits, API key, shedding, audit and metrics. An
 element the service would refuse fails the whole request with that image's status and its index
-in the message. Errors are ``{"error": ...}`` (the protocol's shape); health answers carry no
-body, 200 for true and 400 for false, as the protocol says.
+in the message. Errors are ``{"error": ...}`` (the protocol's shape). Health and readiness are
+200 for true and 400 for false, as the protocol says, with ``{"live": ...}`` or ``{"ready": ...}``
+as the body (KServe's client reads it; Triton's reads the status only).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
 
 from service.deps import InferenceDep, SettingsDep, require_api_key
 from service.errors import OIP_ERROR_RESPONSES, ModelNotFound
@@ -33,8 +35,8 @@ from service.preprocess import ImageRejected
 from service.settings import Settings
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol v2"], responses=OIP_ERROR_RESPONSES)
-NO_BODY: dict[int | str, dict[str, Any]] = {200: {"description": "true (no body)", "content": {}},
-                                            400: {"description": "false (no body)", "content": {}}}
+HEALTH: dict[int | str, dict[str, Any]] = {200: {"description": "true: {\"live\" or \"ready\": true}"},
+                                           400: {"description": "false: {\"ready\": false}"}}
 MODEL = "/models/{model_name}"
 VERSION = "/models/{model_name}/versions/{model_version}"
 INFER_DOC = {"requestBody": {"required": True, "content": {
@@ -66,8 +68,8 @@ def check_model(model_name: str, model_version: str | None, inference: Inference
                             f"'{inference.model_version}'")
 
 
-def health(ok: bool) -> Response:
-    return Response(status_code=200 if ok else 400)
+def health(key: str, ok: bool) -> JSONResponse:
+    return JSONResponse({key: ok}, status_code=200 if ok else 400)
 
 
 @router.get("", summary="Server metadata")
@@ -75,16 +77,16 @@ async def server(request: Request) -> dict[str, object]:
     return server_metadata(request.app.version)
 
 
-@router.get("/health/live", summary="Server live: 200, no body",
-            response_class=Response, responses=NO_BODY)
-async def live() -> Response:
-    return health(True)
+@router.get("/health/live", summary="Server live: 200",
+            responses=HEALTH)
+async def live() -> JSONResponse:
+    return health("live", True)
 
 
-@router.get("/health/ready", summary="Server ready: 200 once the model is loaded, else 400; no body",
-            response_class=Response, responses=NO_BODY)
-async def ready(request: Request) -> Response:
-    return health(loaded(request) is not None)
+@router.get("/health/ready", summary="Server ready: 200 once the model is loaded, else 400",
+            responses=HEALTH)
+async def ready(request: Request) -> JSONResponse:
+    return health("ready", loaded(request) is not None)
 
 
 @router.get(MODEL, summary="Model metadata: inputs, outputs, datatypes, shapes")
@@ -99,22 +101,22 @@ async def version_metadata(inference: InferenceDep, model_name: str, model_versi
     return model_metadata(inference.model_version)
 
 
-@router.get(MODEL + "/ready", summary="Model ready: 200 once loaded, else 400; no body",
-            response_class=Response, responses=NO_BODY)
-async def model_ready(request: Request, model_name: str) -> Response:
+@router.get(MODEL + "/ready", summary="Model ready: 200 once loaded, else 400",
+            responses=HEALTH)
+async def model_ready(request: Request, model_name: str) -> JSONResponse:
     return version_ready(request, model_name, None)
 
 
-@router.get(VERSION + "/ready", summary="Model version ready: 200 once loaded, else 400; no body",
-            response_class=Response, responses=NO_BODY)
-async def model_version_ready(request: Request, model_name: str, model_version: str) -> Response:
+@router.get(VERSION + "/ready", summary="Model version ready: 200 once loaded, else 400",
+            responses=HEALTH)
+async def model_version_ready(request: Request, model_name: str, model_version: str) -> JSONResponse:
     return version_ready(request, model_name, model_version)
 
 
-def version_ready(request: Request, model_name: str, model_version: str | None) -> Response:
+def version_ready(request: Request, model_name: str, model_version: str | None) -> JSONResponse:
     inference = loaded(request)
     check_model(model_name, model_version, inference)
-    return health(inference is not None)
+    return health("ready", inference is not None)
 
 
 def reject_element(name: str, index: int, error: ImageRejected) -> ImageRejected:
