@@ -36,7 +36,7 @@ def predict_split(net: BayesianNet, split: Split, samples: int, batch: int = 500
     parts = [predictive(net, inputs[i : i + batch].to(device), samples)
              for i in tqdm(range(0, len(inputs), batch), desc=desc, dynamic_ncols=True)]
     result = PredictiveResult.concat(parts)
-    return PredictiveResult(*(getattr(result, f).cpu() for f in PredictiveResult.__dataclass_fields__))
+    return result.cpu()
 
 
 def expected_calibration_error(

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from model.network import NOT_A_DIGIT, NUM_CLASSES, BayesianNet
@@ -27,11 +28,22 @@ class PredictiveResult:
     expected_entropy: Tensor  # [B]
     mutual_information: Tensor  # [B]
     unfamiliarity: Tensor  # [B]: the second signal (P(not a digit), or a feature distance); 0 without one
+    # on request only (``predictive(..., spread=True)``): how the samples disagree
+    spread: Tensor | None = None  # [B, 10]: each class probability's standard deviation over the samples
+    votes: Tensor | None = None  # [B, 10]: how many samples put each class first
 
     @classmethod
     def concat(cls, parts: list[PredictiveResult]) -> PredictiveResult:
         """Join results of consecutive image chunks along the image axis."""
-        return cls(*(torch.cat([getattr(p, f) for p in parts]) for f in cls.__dataclass_fields__))
+        def join(name: str) -> Tensor | None:
+            values = [getattr(part, name) for part in parts]
+            return None if values[0] is None else torch.cat(values)
+
+        return cls(**{name: join(name) for name in cls.__dataclass_fields__})  # type: ignore[arg-type]
+
+    def cpu(self) -> PredictiveResult:
+        moved = {name: None if (value := getattr(self, name)) is None else value.cpu() for name in self.__dataclass_fields__}
+        return PredictiveResult(**moved)  # type: ignore[arg-type]
 
 
 def entropy(probs: Tensor) -> Tensor:
@@ -39,12 +51,14 @@ def entropy(probs: Tensor) -> Tensor:
     return -torch.special.xlogy(probs, probs).sum(-1)
 
 
-def summarize(logits: Tensor, distance: Tensor | None = None) -> PredictiveResult:
+def summarize(logits: Tensor, distance: Tensor | None = None, spread: bool = False) -> PredictiveResult:
     """Logits ``[S, B, C]`` (and a feature distance ``[B]``) -> the predictive summary over S.
 
     With a reject class (C = 11), each sample's digit probabilities are its first ten
     renormalised (what it says *if* the image is a digit), and the unfamiliarity is the mean
-    probability of "not a digit"; otherwise the unfamiliarity is the feature distance, or 0."""
+    probability of "not a digit"; otherwise the unfamiliarity is the feature distance, or 0.
+    With ``spread``, also each class probability's standard deviation over the samples and each
+    class's votes (the samples whose most probable class it is)."""
     logits = logits.float()
     unfamiliarity = torch.zeros(logits.shape[1], device=logits.device) if distance is None else distance.float()
     if logits.shape[-1] == NUM_CLASSES + 1:
@@ -54,7 +68,12 @@ def summarize(logits: Tensor, distance: Tensor | None = None) -> PredictiveResul
     mean_probs = probs.mean(0)  # [B, 10]
     total = entropy(mean_probs)  # [B]
     expected = entropy(probs).mean(0)  # [B]
-    return PredictiveResult(mean_probs, total, expected, (total - expected).clamp_min(0.0), unfamiliarity)
+    mutual_information = (total - expected).clamp_min(0.0)
+    if not spread:
+        return PredictiveResult(mean_probs, total, expected, mutual_information, unfamiliarity)
+    deviation = probs.std(0, correction=0)  # [B, 10]
+    votes = F.one_hot(probs.argmax(-1), NUM_CLASSES).sum(0)  # [B, 10]
+    return PredictiveResult(mean_probs, total, expected, mutual_information, unfamiliarity, deviation, votes)
 
 
 IMAGES_PER_PASS = 16  # the conv trunk spills the cache beyond this: 0.15 -> 0.23-0.26 ms per image at 32-64
@@ -72,13 +91,13 @@ def _images_per_pass(net: BayesianNet, samples: int) -> int:
 
 
 @torch.inference_mode()
-def predictive(net: BayesianNet, images: Tensor, samples: int) -> PredictiveResult:
+def predictive(net: BayesianNet, images: Tensor, samples: int, spread: bool = False) -> PredictiveResult:
     """Images ``[B, 1, 28, 28]`` and N -> mean probabilities ``[B, 10]``, entropy, expected
-    entropy and mutual information ``[B]`` (nats)."""
+    entropy and mutual information ``[B]`` (nats); with ``spread``, how the samples disagree."""
     if samples < 1:
         raise ValueError("samples must be >= 1")
     net.eval()
     step = _images_per_pass(net, samples)
-    parts = [summarize(*net.forward_with_distance(images[i : i + step], samples))
+    parts = [summarize(*net.forward_with_distance(images[i : i + step], samples), spread=spread)
              for i in range(0, images.shape[0], step)]
     return PredictiveResult.concat(parts)

@@ -4,8 +4,9 @@ Requests put their uploads (the raw bytes: decoding happens in the pass) on a bo
 await a future. One worker task takes the first waiting request and gathers the others already
 on their way: it yields to the event loop, takes what arrived, and stops as soon as a turn of
 the loop brings nothing new (so a lone request pays no batching delay), after ``max_wait_s``,
-or at ``max_images``. It then runs the pass function once per distinct N and answers each
-request with its own slice (the pass returns one result per item, in order).
+or at ``max_images``. It then runs the pass function once per distinct set of options (N,
+and whether to report the samples' spread) and answers each request with its own slice (the
+pass returns one result per item, in order).
 
 Where the pass runs: on the event loop itself by default (``threaded=False``), or in a dedicated
 inference thread. A worker process is bound by its GIL, not its cores: with the pass in a thread,
@@ -25,13 +26,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
+Options = TypeVar("Options", bound=Hashable)
 
 
 class QueueFull(Exception):
@@ -39,22 +41,23 @@ class QueueFull(Exception):
 
 
 @dataclass
-class _Pending(Generic[Item, Result]):
+class _Pending(Generic[Item, Result, Options]):
     items: list[Item]
-    samples: int | None
+    options: Options
     future: asyncio.Future[list[Result]]
     enqueued: float = field(default_factory=time.perf_counter)
 
 
-class MicroBatcher(Generic[Item, Result]):
-    """``run(items, samples)`` is the pass: one result per item, in order (called in one thread)."""
+class MicroBatcher(Generic[Item, Result, Options]):
+    """``run(items, options)`` is the pass: one result per item, in order (requests with equal
+    options share a pass)."""
 
-    def __init__(self, run: Callable[[list[Item], int | None], list[Result]], max_images: int = 64,
+    def __init__(self, run: Callable[[list[Item], Options], list[Result]], max_images: int = 64,
                  max_wait_s: float = 0.002, max_queue: int = 256, threaded: bool = False):
         self._run_pass = run
         self.max_images = max_images
         self.max_wait_s = max_wait_s
-        self._queue: asyncio.Queue[_Pending[Item, Result]] = asyncio.Queue(maxsize=max_queue)
+        self._queue: asyncio.Queue[_Pending[Item, Result, Options]] = asyncio.Queue(maxsize=max_queue)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference") if threaded else None
         self._worker: asyncio.Task[None] | None = None
         self.batches_run = 0  # passes executed, for tests and benchmarks
@@ -76,15 +79,15 @@ class MicroBatcher(Generic[Item, Result]):
         if self._executor is not None:
             self._executor.shutdown(wait=True)
 
-    async def submit(self, items: list[Item], samples: int | None) -> list[Result]:
+    async def submit(self, items: list[Item], options: Options) -> list[Result]:
         future: asyncio.Future[list[Result]] = asyncio.get_running_loop().create_future()
         try:
-            self._queue.put_nowait(_Pending(items, samples, future))
+            self._queue.put_nowait(_Pending(items, options, future))
         except asyncio.QueueFull:
             raise QueueFull(f"{self._queue.maxsize} requests already waiting") from None
         return await future
 
-    async def _gather(self) -> list[_Pending[Item, Result]]:
+    async def _gather(self) -> list[_Pending[Item, Result, Options]]:
         first = await self._queue.get()
         batch, images = [first], len(first.items)
         deadline = time.perf_counter() + self.max_wait_s
@@ -105,16 +108,16 @@ class MicroBatcher(Generic[Item, Result]):
         while True:
             batch = await self._gather()
             try:
-                by_samples: dict[int | None, list[_Pending[Item, Result]]] = {}
+                by_options: dict[Options, list[_Pending[Item, Result, Options]]] = {}
                 for pending in batch:
-                    by_samples.setdefault(pending.samples, []).append(pending)
-                for samples, group in by_samples.items():
+                    by_options.setdefault(pending.options, []).append(pending)
+                for options, group in by_options.items():
                     items = [item for pending in group for item in pending.items]
                     try:
                         if self._executor is None:
-                            results = self._run_pass(items, samples)
+                            results = self._run_pass(items, options)
                         else:
-                            results = await loop.run_in_executor(self._executor, self._run_pass, items, samples)
+                            results = await loop.run_in_executor(self._executor, self._run_pass, items, options)
                     except Exception as error:  # answer the waiters; never kill the worker
                         for pending in group:
                             if not pending.future.done():

@@ -2,7 +2,8 @@
 
 ``InferenceDep`` is the loaded model's inference path or a 503; ``SettingsDep`` the settings the
 app was built with; ``require_api_key`` guards the prediction routes when BNN_API_KEY is set;
-``SamplesParam`` is the ``samples`` query parameter, bounded by BNN_MAX_SAMPLES.
+``SamplesParam`` is the ``samples`` query parameter, bounded by BNN_MAX_SAMPLES; ``IncludeParam``
+the opt-in answer fields (``include=spread,input``).
 
 All are ``async def`` although none awaits: FastAPI runs a plain ``def`` dependency in its
 thread pool, a thread hand-off per dependency per request (four on /predict, measured in a
@@ -19,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 
 from service.errors import ServiceUnavailable, Unauthorized
 from service.inference import Inference
+from service.schemas import INCLUDE_VALUES, Include
 from service.settings import Settings
 
 
@@ -53,6 +55,18 @@ async def samples_param(request: Request, samples: Annotated[int | None, Query(
     return samples
 
 
+async def include_param(include: Annotated[list[str] | None, Query(
+        description="opt-in answer fields, comma-separated or repeated: 'spread' (how the N samples disagree: "
+                    "each class's standard deviation and votes) and 'input' (the 28 x 28 image the network saw); "
+                    "off by default")] = None) -> Include:
+    names = {part.strip() for value in include or [] for part in value.split(",") if part.strip()}
+    unknown = sorted(names - set(INCLUDE_VALUES))
+    if unknown:
+        raise RequestValidationError([{"type": "enum", "loc": ("query", "include"), "input": include,
+                                       "msg": f"unknown field(s) {', '.join(unknown)}; expected spread and/or input"}])
+    return Include(spread="spread" in names, input="input" in names)
+
+
 def document_samples_limit(app: FastAPI, limit: int) -> None:
     """Put the bound that ``samples_param`` enforces (BNN_MAX_SAMPLES) into the OpenAPI schema: the
     query itself declares only ``ge=1``, since routers are built before the settings."""
@@ -74,3 +88,4 @@ def document_samples_limit(app: FastAPI, limit: int) -> None:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 InferenceDep = Annotated[Inference, Depends(get_inference)]
 SamplesParam = Annotated[int | None, Depends(samples_param)]
+IncludeParam = Annotated[Include, Depends(include_param)]

@@ -34,6 +34,14 @@ Outcome = Prediction | ImageRejected
 
 
 @dataclass(frozen=True)
+class PassOptions:
+    """What a pass computes; requests with equal options share a pass."""
+
+    samples: int | None = None  # N; None: the calibrated default
+    spread: bool = False  # also how the samples disagree (each class's spread and votes)
+
+
+@dataclass(frozen=True)
 class UploadLimits:
     max_upload_bytes: int  # largest single file
     max_pixels: int  # largest width x height, checked from the header before decoding
@@ -45,7 +53,8 @@ class Inference:
     limits: UploadLimits
     metrics: Metrics
     auditor: AuditSampler
-    batcher: MicroBatcher[Upload, Outcome] | None = None  # None: every call runs its own pass (BNN_MICRO_BATCHING=false)
+    # None: every call runs its own pass (BNN_MICRO_BATCHING=false)
+    batcher: MicroBatcher[Upload, Outcome, PassOptions] | None = None
 
     @classmethod
     def load(cls, settings: Settings, metrics: Metrics, auditor: AuditSampler) -> Inference:
@@ -90,18 +99,20 @@ class Inference:
         except ImageRejected as error:
             return error
 
-    def run_pass(self, uploads: list[Upload], samples: int | None) -> list[Outcome]:
+    def run_pass(self, uploads: list[Upload], options: PassOptions) -> list[Outcome]:
         """One pass: prepare every upload, then run all the digits through the network at once."""
         prepared = [self.prepare(data) for data in uploads]
         digits = [item for item in prepared if isinstance(item, np.ndarray)]
-        answered = iter(self.predictor.predict(digits, samples) if digits else [])
+        answered = iter(self.predictor.predict(digits, options.samples, options.spread) if digits else [])
         return [item if isinstance(item, ImageRejected) else next(answered) for item in prepared]
 
-    async def classify(self, uploads: Sequence[Upload], samples: int | None) -> list[Outcome]:
-        """Uploads -> one Prediction or ImageRejected each, in order; N = ``samples`` or the default."""
+    async def classify(self, uploads: Sequence[Upload], samples: int | None, spread: bool = False) -> list[Outcome]:
+        """Uploads -> one Prediction or ImageRejected each, in order; N = ``samples`` or the default;
+        with ``spread``, each prediction also says how its samples disagree."""
+        options = PassOptions(samples, spread)
         if self.batcher is not None:
-            return await self.batcher.submit(list(uploads), samples)
-        return await run_in_threadpool(self.run_pass, list(uploads), samples)
+            return await self.batcher.submit(list(uploads), options)
+        return await run_in_threadpool(self.run_pass, list(uploads), options)
 
     def account(self, prediction: Prediction) -> bool:
         """Draw the audit flag of an answer (accepted ones only) and count the answer; returns the flag."""

@@ -14,7 +14,7 @@ probably not a digit" says more than "unsure which digit").
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,10 @@ class Prediction:
     threshold: float
     unfamiliar_threshold: float | None
     samples: int
+    # on request (``predict(..., spread=True)``): how the samples disagree
+    spread: list[float] | None = None  # each class probability's standard deviation over the samples
+    votes: list[int] | None = None  # how many samples put each class first
+    seen: np.ndarray | None = field(default=None, compare=False)  # the uint8 [28, 28] the network was given
 
 
 @dataclass(frozen=True)
@@ -100,26 +104,29 @@ class Predictor:
         samples = default_samples or (calibration.samples if calibration else DEFAULT_SAMPLES)
         return cls(net, rule, samples, str(meta["model_version"]), calibration, expected_referral_rate)
 
-    def predict(self, digits: list[np.ndarray], samples: int | None = None) -> list[Prediction]:
-        """uint8 ``[28, 28]`` digits -> one Prediction each, all in one vectorized pass."""
+    def predict(self, digits: list[np.ndarray], samples: int | None = None, spread: bool = False) -> list[Prediction]:
+        """uint8 ``[28, 28]`` digits -> one Prediction each, all in one vectorized pass; with
+        ``spread``, each also says how its samples disagree."""
         if not digits:
             return []
         count = samples or self.default_samples
         with torch.inference_mode():
-            result = predictive(self.net, to_input(np.stack(digits)), count)  # [B, 10], [B]
+            result = predictive(self.net, to_input(np.stack(digits)), count, spread=spread)  # [B, 10], [B]
         probabilities = result.mean_probs.double()
         probabilities = probabilities / probabilities.sum(-1, keepdim=True)
         # to Python once per tensor, not once per element (indexing a tensor costs microseconds)
+        none: list[None] = [None] * len(digits)
         columns = zip(probabilities.argmax(-1).tolist(), probabilities.tolist(), result.entropy.tolist(),
                       result.expected_entropy.tolist(), result.mutual_information.tolist(),
-                      result.unfamiliarity.tolist(), strict=True)
+                      result.unfamiliarity.tolist(), none if result.spread is None else result.spread.tolist(),
+                      none if result.votes is None else result.votes.tolist(), digits, strict=True)
         predictions = []
-        for digit, probs, entropy, expected_entropy, mutual_information, unfamiliarity in columns:
+        for digit, probs, entropy, expected_entropy, mutual_information, unfamiliarity, deviation, votes, seen in columns:
             reason = self.rule.reason(entropy, unfamiliarity)
             predictions.append(Prediction(
                 digit=digit, probabilities=probs, entropy=entropy, expected_entropy=expected_entropy,
                 mutual_information=mutual_information, unfamiliarity=unfamiliarity, refer=reason is not None,
                 refer_reason=reason, threshold=self.rule.threshold, unfamiliar_threshold=self.rule.unfamiliar_threshold,
-                samples=count,
+                samples=count, spread=deviation, votes=votes, seen=seen,
             ))
         return predictions

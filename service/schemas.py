@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -42,6 +43,28 @@ class PredictionOut(BaseModel):
                                     "have a human check it, to measure live accepted accuracy")
     model_version: str
     filename: str | None = Field(None, description="the uploaded file's name, in batch answers")
+    spread: list[float] | None = Field(None, description="only with include=spread: each class probability's "
+                                                         "standard deviation over the N samples (10 values)")
+    votes: list[int] | None = Field(None, description="only with include=spread: how many of the N samples put each "
+                                                      "class first (10 counts, summing to N)")
+    input: list[list[int]] | None = Field(None, description="only with include=input: the 28 x 28 image the network "
+                                                            "was given after preprocessing (rows top to bottom, "
+                                                            "0-255, ink high, as MNIST)")
+
+
+@dataclass(frozen=True)
+class Include:
+    """Opt-in answer fields (query ``include``): off by default, so clients pay nothing for them."""
+
+    spread: bool = False  # spread, votes
+    input: bool = False  # input
+
+    def excluded(self) -> set[str]:
+        """The PredictionOut fields to leave out of the answer."""
+        return ({"spread", "votes"} if not self.spread else set()) | ({"input"} if not self.input else set())
+
+
+INCLUDE_VALUES = ("spread", "input")
 
 
 class BatchErrorOut(BaseModel):

@@ -300,3 +300,34 @@ def test_the_service_imports_without_the_dev_packages():
     result = subprocess.run([sys.executable, "-c", blocked + "import service.app, service.workers, service.__main__"],
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_opt_in_fields_are_absent_by_default_and_right_when_asked(client):
+    from service.preprocess import preprocess
+
+    data = DIGITS[3][0].read_bytes()
+    torch.manual_seed(5)
+    plain = post(client, data, samples=200).json()
+    assert not {"spread", "votes", "input"} & set(plain)
+    torch.manual_seed(5)  # the same draws: the extras describe exactly the answer given without them
+    rich = client.post("/predict?samples=200&include=spread&include=input", content=data,
+                       headers={"content-type": "image/png"}).json()
+    assert {k: v for k, v in rich.items() if k not in ("spread", "votes", "input")} == plain
+    assert len(rich["votes"]) == 10 and sum(rich["votes"]) == 200 and rich["votes"][rich["class"]] == max(rich["votes"])
+    assert len(rich["spread"]) == 10 and all(0.0 <= s <= 0.5 for s in rich["spread"])
+    assert np.array_equal(np.array(rich["input"], dtype=np.uint8), preprocess(data, 5_000_000))
+    only_input = client.post("/predict?include=input", content=data, headers={"content-type": "image/png"}).json()
+    assert "input" in only_input and "spread" not in only_input
+
+
+def test_an_unknown_include_is_422(client):
+    response = client.post("/predict?include=spread,logits", content=DIGITS[0][0].read_bytes(),
+                           headers={"content-type": "image/png"})
+    assert response.status_code == 422
+    assert response.json()["detail"] == "query.include: unknown field(s) logits; expected spread and/or input"
+
+
+def test_batch_answers_carry_the_opt_in_fields_too(client):
+    files = [("files", (f"{i}.png", path.read_bytes(), "image/png")) for i, (path, _) in enumerate(DIGITS[:3])]
+    answers = client.post("/predict/batch?include=spread&samples=50", files=files).json()
+    assert [sum(a["votes"]) for a in answers] == [50, 50, 50] and all("input" not in a for a in answers)

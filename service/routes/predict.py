@@ -12,20 +12,32 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Request, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
+from pydantic import TypeAdapter
 
-from service.deps import InferenceDep, SamplesParam, SettingsDep, require_api_key
+from service.deps import IncludeParam, InferenceDep, SamplesParam, SettingsDep, require_api_key
 from service.errors import ERROR_RESPONSES, TooManyFiles, status_for
 from service.predictor import Prediction
 from service.preprocess import ImageRejected
-from service.schemas import BatchErrorOut, PredictionOut
+from service.schemas import BatchErrorOut, Include, PredictionOut
 
 router = APIRouter(tags=["predict"], dependencies=[Depends(require_api_key)], responses=ERROR_RESPONSES)
 
 
-def prediction_out(prediction: Prediction, audit: bool, model_version: str, filename: str | None = None) -> PredictionOut:
+BATCH_ANSWER = TypeAdapter(list[PredictionOut | BatchErrorOut])
+
+
+def prediction_out(prediction: Prediction, audit: bool, model_version: str, include: Include,
+                   filename: str | None = None) -> PredictionOut:
     fields = dict(vars(prediction))  # shallow: asdict's deep copy cost more than the rest of this
+    seen = fields.pop("seen")
+    image = seen.tolist() if include.input and seen is not None else None
     return PredictionOut(**{"class": fields.pop("digit")}, **fields, audit=audit, model_version=model_version,
-                         filename=filename)
+                         filename=filename, input=image)
+
+
+def json_answer(content: bytes) -> Response:
+    """An answer serialized here, once: returning the model would have FastAPI validate it again."""
+    return Response(content, media_type="application/json")
 
 
 RAW_MEDIA_TYPES = ("image/png", "image/jpeg", "image/webp", "image/bmp", "image/gif", "application/octet-stream")
@@ -58,35 +70,36 @@ async def read_upload(request: Request, file: UploadFile | None, max_bytes: int)
 
 @router.post("/predict", response_model=PredictionOut, response_model_by_alias=True, response_model_exclude={"filename"},
              openapi_extra=RAW_BODY_DOC)
-async def predict(request: Request, inference: InferenceDep, settings: SettingsDep, samples: SamplesParam = None,
+async def predict(request: Request, inference: InferenceDep, settings: SettingsDep, include: IncludeParam,
+                  samples: SamplesParam = None,
                   file: Annotated[UploadFile | None, File(description="the digit image (or send it as the raw body)")]
                   = None) -> Response:
     """Classify one image: the class, its uncertainty, and whether a human should look instead. Send it
     as the multipart field `file`, or as the whole request body with `Content-Type: image/png`
     (`image/jpeg`, ... or `application/octet-stream`)."""
     data = await read_upload(request, file, settings.max_upload_bytes)
-    result = (await inference.classify([data], samples))[0]
+    result = (await inference.classify([data], samples, include.spread))[0]
     if isinstance(result, ImageRejected):
         raise result
-    answer = prediction_out(result, inference.account(result), inference.model_version)
-    # serialized here, once: returning the model would have FastAPI validate it a second time
-    return Response(answer.model_dump_json(by_alias=True, exclude={"filename"}), media_type="application/json")
+    answer = prediction_out(result, inference.account(result), inference.model_version, include)
+    return json_answer(answer.model_dump_json(by_alias=True, exclude={"filename"} | include.excluded()).encode())
 
 
 @router.post("/predict/batch", response_model=list[PredictionOut | BatchErrorOut], response_model_by_alias=True)
 async def predict_batch(files: Annotated[list[UploadFile], File(description="digit images, in order")],
-                        inference: InferenceDep, settings: SettingsDep,
-                        samples: SamplesParam = None) -> list[PredictionOut | BatchErrorOut]:
+                        inference: InferenceDep, settings: SettingsDep, include: IncludeParam,
+                        samples: SamplesParam = None) -> Response:
     """Classify several images in one pass; a bad image gets its own error entry in its place."""
     if len(files) > settings.max_batch_files:
         raise TooManyFiles(f"{len(files)} files sent; at most {settings.max_batch_files} per request")
     uploads = [await upload.read(settings.max_upload_bytes + 1) for upload in files]
     answers: list[PredictionOut | BatchErrorOut] = []
-    for upload, result in zip(files, await inference.classify(uploads, samples), strict=True):
+    for upload, result in zip(files, await inference.classify(uploads, samples, include.spread), strict=True):
         if isinstance(result, ImageRejected):
             inference.metrics.record_rejection(result.reason)
             answers.append(BatchErrorOut(filename=upload.filename, status=status_for(result), reason=result.reason,
                                          detail=str(result)))
         else:
-            answers.append(prediction_out(result, inference.account(result), inference.model_version, upload.filename))
-    return answers
+            answers.append(prediction_out(result, inference.account(result), inference.model_version, include,
+                                          upload.filename))
+    return json_answer(BATCH_ANSWER.dump_json(answers, by_alias=True, exclude={"__all__": include.excluded()}))
