@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 import torch
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 
 from model.checkpoint import CheckpointError
@@ -26,7 +27,7 @@ from service.latency import LatencyMiddleware
 from service.limits import BodyLimitMiddleware
 from service.metrics import Metrics
 from service.routes import metrics as metrics_routes
-from service.routes import predict, probes, v2
+from service.routes import page, predict, probes, v2
 from service.settings import Settings
 
 log = logging.getLogger("service")
@@ -56,13 +57,14 @@ def create_app(settings: Settings | None = None, registry: CollectorRegistry | N
         await inference.close()
 
     app = FastAPI(title="Uncertainty-aware digit recognition", description=DESCRIPTION, version="1.0.0",
-                  lifespan=lifespan)
+                  lifespan=lifespan, docs_url=None, redoc_url=None)  # served from our own files: routes/page.py
     app.state.inference = None
     app.state.settings = settings
     app.state.metrics = metrics
-    routers = (probes.router, predict.router, metrics_routes.router, v2.router)
+    routers = (probes.router, predict.router, metrics_routes.router, v2.router, page.router)
     for router in routers:
         app.include_router(router)
+    app.mount("/static", StaticFiles(directory=page.STATIC), name="static")
     metrics.time_routes([route.path for router in routers for route in router.routes if isinstance(route, APIRoute)])
     document_samples_limit(app, settings.max_samples)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes, timeout_s=settings.body_timeout_s,

@@ -1,0 +1,275 @@
+// The try-it page: draw (pointer events: mouse, touch, pen) or choose, drop or paste an image;
+// POST it to the public API (/predict, the image as the raw body, include=spread,input) and show
+// the answer: the digit, the refer decision in words, the entropy against the threshold, each
+// class's mean probability with the samples' spread and votes, and the image the network saw.
+"use strict";
+
+const MAX_ENTROPY = Math.log(10);
+const STROKE_WIDTH = 18;
+const pad = document.getElementById("pad");
+const ink = pad.getContext("2d");
+const $ = (id) => document.getElementById(id);
+
+let strokes = [];          // drawn strokes, each a list of [x, y] in canvas pixels
+let current = null;        // the stroke being drawn
+let source = null;         // what was classified last: {kind: "drawing"} or {kind: "file", blob}
+let pending = null;        // debounce timer for classify-after-drawing
+let inFlight = null;       // AbortController of the request in flight
+
+// body[data-state]: "idle" (the answer shown is for the current image), "waiting" (classify
+// scheduled), "busy" (a request in flight): for assistive tech (aria-busy) and for tests
+function setState(state) {
+  document.body.dataset.state = state;
+  if (state === "busy") document.body.setAttribute("aria-busy", "true"); else document.body.removeAttribute("aria-busy");
+}
+
+function blank() {
+  ink.fillStyle = "#fff";
+  ink.fillRect(0, 0, pad.width, pad.height);
+}
+
+function drawStroke(points) {
+  ink.strokeStyle = "#000";
+  ink.fillStyle = "#000";
+  ink.lineWidth = STROKE_WIDTH;
+  ink.lineCap = "round";
+  ink.lineJoin = "round";
+  if (points.length === 1) {
+    ink.beginPath();
+    ink.arc(points[0][0], points[0][1], STROKE_WIDTH / 2, 0, 2 * Math.PI);
+    ink.fill();
+    return;
+  }
+  ink.beginPath();
+  ink.moveTo(points[0][0], points[0][1]);
+  for (const [x, y] of points.slice(1)) ink.lineTo(x, y);
+  ink.stroke();
+}
+
+function redraw() {
+  blank();
+setState("idle");
+  strokes.forEach(drawStroke);
+}
+
+function position(event) {
+  const box = pad.getBoundingClientRect();
+  return [(event.clientX - box.left) * (pad.width / box.width), (event.clientY - box.top) * (pad.height / box.height)];
+}
+
+pad.addEventListener("pointerdown", (event) => {
+  event.preventDefault();
+  clearTimeout(pending);  // still drawing: classify when the hand pauses
+  if (source && source.kind === "file") { strokes = []; blank(); }
+  source = {kind: "drawing"};
+  pad.setPointerCapture(event.pointerId);
+  current = [position(event)];
+  drawStroke(current);
+  $("drop-hint").hidden = true;
+});
+
+pad.addEventListener("pointermove", (event) => {
+  if (!current) return;
+  const events = event.getCoalescedEvents ? event.getCoalescedEvents() : [event];
+  for (const each of events) current.push(position(each));
+  redraw();
+  drawStroke(current);
+});
+
+function endStroke() {
+  if (!current) return;
+  strokes.push(current);
+  current = null;
+  clearTimeout(pending);
+  setState("waiting");
+  pending = setTimeout(classify, 250);  // classify once the hand pauses
+}
+pad.addEventListener("pointerup", endStroke);
+pad.addEventListener("pointercancel", endStroke);
+
+$("undo").addEventListener("click", () => {
+  if (source && source.kind === "file") { $("clear").click(); return; }
+  strokes.pop();
+  redraw();
+  if (strokes.length) classify(); else showNothing();
+});
+
+$("clear").addEventListener("click", () => {
+  clearTimeout(pending);
+  if (inFlight) { inFlight.abort(); inFlight = null; }
+  setState("idle");
+  strokes = [];
+  source = null;
+  blank();
+setState("idle");
+  $("drop-hint").hidden = false;
+  showNothing();
+});
+
+$("classify").addEventListener("click", classify);
+$("samples").addEventListener("change", () => { if (source) classify(); });
+
+function useFile(blob) {
+  if (!blob) return;
+  source = {kind: "file", blob};
+  strokes = [];
+  blank();
+setState("idle");
+  $("drop-hint").hidden = true;
+  const url = URL.createObjectURL(blob);
+  const picture = new Image();
+  picture.onload = () => {  // show it, fitted into the pad; the API gets the file itself
+    const scale = Math.min(pad.width / picture.width, pad.height / picture.height);
+    const w = picture.width * scale, h = picture.height * scale;
+    ink.drawImage(picture, (pad.width - w) / 2, (pad.height - h) / 2, w, h);
+    URL.revokeObjectURL(url);
+  };
+  picture.onerror = () => URL.revokeObjectURL(url);  // not an image the browser can show: the API will say why
+  picture.src = url;
+  classify();
+}
+
+$("file").addEventListener("change", (event) => {
+  useFile(event.target.files[0]);
+  event.target.value = "";  // choosing the same file again classifies it again
+});
+
+const drop = $("drop");
+drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("dragging"); });
+drop.addEventListener("dragleave", () => drop.classList.remove("dragging"));
+drop.addEventListener("drop", (event) => {
+  event.preventDefault();
+  drop.classList.remove("dragging");
+  useFile(event.dataTransfer.files[0]);
+});
+document.addEventListener("paste", (event) => {
+  const item = [...event.clipboardData.items].find((entry) => entry.kind === "file");
+  if (item) { event.preventDefault(); useFile(item.getAsFile()); }
+});
+
+function drawingBlob() {
+  return new Promise((resolve) => pad.toBlob(resolve, "image/png"));
+}
+
+async function classify() {
+  clearTimeout(pending);
+  if (!source) { setState("idle"); return; }
+  if (inFlight) inFlight.abort();  // an older answer must not overwrite this one
+  const controller = new AbortController();
+  inFlight = controller;
+  setState("busy");
+  const blob = source.kind === "file" ? source.blob : await drawingBlob();
+  const samples = Math.max(1, Math.round(Number($("samples").value) || 100));
+  // the service reads the format from the bytes; anything not declared as an image goes as octet-stream
+  const type = blob.type && blob.type.startsWith("image/") ? blob.type : "application/octet-stream";
+  const headers = {"Content-Type": type};
+  const key = $("api-key").value;
+  if (key) headers["X-API-Key"] = key;
+  try {
+    const response = await fetch(`/predict?samples=${samples}&include=spread,input`,
+                                 {method: "POST", headers, body: blob, signal: controller.signal});
+    const body = await response.json().catch(() => ({detail: `${response.status} ${response.statusText}`}));
+    if (controller.signal.aborted) return;
+    if (response.ok) showAnswer(body); else showError(response.status, body.detail);
+  } catch (error) {
+    if (error.name === "AbortError") return;
+    showError(0, `the service did not answer (${error.message})`);
+  }
+  if (inFlight === controller) { inFlight = null; setState("idle"); }
+}
+
+function showNothing() {
+  $("answer").hidden = true;
+  $("error").hidden = true;
+  $("empty").hidden = false;
+}
+
+function showError(status, detail) {
+  $("answer").hidden = true;
+  $("empty").hidden = true;
+  const box = $("error");
+  box.textContent = status ? `${status}: ${detail}` : detail;
+  box.hidden = false;
+}
+
+const fixed = (value, digits = 3) => Number(value).toFixed(digits);
+
+function showAnswer(answer) {
+  $("error").hidden = true;
+  $("empty").hidden = true;
+  $("answer").hidden = false;
+  const verdict = $("verdict");
+  const reason = answer.refer_reason || (answer.refer ? "uncertain" : null);
+  verdict.className = "verdict " + (reason || "accepted");
+  $("class").textContent = String(answer.class);
+  if (!answer.refer) {
+    $("decision").textContent = `Accepted: it is a ${answer.class}`;
+    $("reason").textContent = `The entropy ${fixed(answer.entropy)} nats is below the calibrated threshold ` +
+      `${fixed(answer.threshold)}: no human needed.`;
+  } else if (reason === "unfamiliar") {
+    $("decision").textContent = "Refer to a human: probably not a digit";
+    $("reason").textContent = `Unfamiliarity ${fixed(answer.unfamiliarity)} is over its threshold ` +
+      `${fixed(answer.unfamiliar_threshold)}. Its best guess would be ${answer.class}.`;
+  } else {
+    $("decision").textContent = "Refer to a human: unsure which digit";
+    $("reason").textContent = `The entropy ${fixed(answer.entropy)} nats is over the calibrated threshold ` +
+      `${fixed(answer.threshold)}. Its best guess is ${answer.class}.`;
+  }
+
+  const share = (value) => `${Math.min(100, Math.max(0, (100 * value) / MAX_ENTROPY))}%`;
+  $("entropy-fill").style.width = share(answer.entropy);
+  $("entropy-fill").classList.toggle("over", answer.entropy > answer.threshold);
+  $("threshold-mark").style.left = share(answer.threshold);
+  $("entropy-scale").setAttribute("aria-label",
+    `entropy ${fixed(answer.entropy)} nats, threshold ${fixed(answer.threshold)} nats, on a scale to 2.30`);
+  $("entropy-text").textContent = `Entropy ${fixed(answer.entropy)} nats; threshold ${fixed(answer.threshold)} ` +
+    `(${answer.entropy > answer.threshold ? "over: refer" : "under: accept"}).`;
+  $("mi").textContent = `${fixed(answer.mutual_information, 4)} nats`;
+  $("ee").textContent = `${fixed(answer.expected_entropy, 4)} nats`;
+  $("n").textContent = String(answer.samples);
+  $("version").textContent = answer.model_version;
+
+  const bars = $("bars");
+  bars.replaceChildren();
+  answer.probabilities.forEach((p, digit) => {
+    const sd = answer.spread ? answer.spread[digit] : 0;
+    const votes = answer.votes ? answer.votes[digit] : null;
+    const row = document.createElement("li");
+    if (digit === answer.class) row.className = "top";
+    const label = document.createElement("span");
+    label.className = "label";
+    label.textContent = String(digit);
+    const track = document.createElement("span");
+    track.className = "track";
+    track.setAttribute("aria-hidden", "true");
+    const fill = document.createElement("span");
+    fill.className = "fill";
+    fill.style.width = `${100 * p}%`;
+    const whisker = document.createElement("span");
+    whisker.className = "whisker";
+    const low = Math.max(0, p - sd), high = Math.min(1, p + sd);
+    whisker.style.left = `${100 * low}%`;
+    whisker.style.width = `${100 * (high - low)}%`;
+    whisker.hidden = sd < 0.005;
+    track.append(fill, whisker);
+    const value = document.createElement("span");
+    value.className = "value";
+    value.textContent = `${(100 * p).toFixed(1)}%` + (votes === null ? "" : ` · ${votes} votes`);
+    row.setAttribute("aria-label", `digit ${digit}: ${(100 * p).toFixed(1)} percent, spread ` +
+      `${(100 * sd).toFixed(1)} points` + (votes === null ? "" : `, ${votes} of ${answer.samples} samples`));
+    row.append(label, track, value);
+    bars.append(row);
+  });
+
+  if (answer.input) {
+    const seen = $("seen").getContext("2d");
+    const pixels = seen.createImageData(28, 28);
+    answer.input.flat().forEach((level, i) => {
+      pixels.data.set([level, level, level, 255], 4 * i);
+    });
+    seen.putImageData(pixels, 0, 0);
+  }
+}
+
+blank();
+setState("idle");
