@@ -5,7 +5,9 @@ through the service's preprocessing and the shipped model: what a user drawing o
 
 Ten hand-built stroke sets (one per digit: arcs and straight strokes) at three pen widths; prints
 each answer (digit, Accepted/Referred, entropy) and the counts. A fixed, small battery: a smoke
-test of canvas drawings, not a measured rate.
+test of canvas drawings, not a measured rate. Then ``--sketches`` digits sketched in code
+(``model/sketches.py``, seed 41; training with ``--sketches`` uses seed 31) rendered as uploads:
+the share read correctly and the share referred, per digit.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ import math
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw
 
+from model.sketches import sketch_source
+from model.uploads import simulate
 from service.predictor import Predictor
 from service.preprocess import preprocess
 
@@ -61,7 +66,9 @@ def render(strokes: list[Points], width: int) -> bytes:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.drawn_digits", description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", type=Path, default=Path("checkpoints/bnn.safetensors"))
+    parser.add_argument("--sketches", type=int, default=1000, help="sketched digits rendered as uploads (0: none)")
     args = parser.parse_args(argv)
+    torch.manual_seed(0)  # the Monte Carlo draws too: the same numbers each run
     predictor = Predictor.from_checkpoint(args.checkpoint)
     print(f"# drawn digits: {predictor.model_version}, N = {predictor.default_samples}\n")
     print("| pen | " + " | ".join(str(d) for d in STROKES) + " |")
@@ -79,7 +86,27 @@ def main(argv: list[str] | None = None) -> int:
     total = len(WIDTHS) * len(STROKES)
     print(f"\ncell: answered digit, A(ccepted) or R(eferred), entropy (nats)\ncorrect {correct}/{total}, "
           f"accepted and correct {accepted}/{total}")
+    if args.sketches:
+        sketches_as_uploads(predictor, args.sketches)
     return 0
+
+
+def sketches_as_uploads(predictor: Predictor, count: int, seed: int = 41) -> None:
+    source, seen, truth = sketch_source(), [], []
+    for index in range(count):
+        rng = np.random.default_rng([seed, index])
+        glyph, fills = source(index, rng)
+        digit = simulate(glyph, rng, fills)
+        if digit is not None:
+            seen.append(digit)
+            truth.append(index % 10)
+    answers = predictor.predict(seen)
+    right = np.array([a.digit == t for a, t in zip(answers, truth, strict=True)])
+    referred = np.array([a.refer for a in answers])
+    labels = np.array(truth)
+    print(f"\n{len(seen)} sketched digits as uploads: {right.mean():.1%} read correctly, {referred.mean():.1%} "
+          f"referred, accepted accuracy {right[~referred].mean():.2%}")
+    print("referred per digit: " + ", ".join(f"{d}: {referred[labels == d].mean():.0%}" for d in range(10)))
 
 
 if __name__ == "__main__":

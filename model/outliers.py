@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from model.uploads import GlyphSource
 
 SIDE = 64  # glyphs are drawn at this size (4x supersampled), then rendered as uploads
-_SS = 4
+SUPERSAMPLE = 4
 FAMILIES = ("scribble", "glyph", "shape", "texture", "noise", "silhouette", "pair")
 FAMILY_WEIGHTS = (0.15, 0.2, 0.25, 0.1, 0.1, 0.1, 0.1)
 OUTLIER_VERSION = 2  # bump when a generator changes, so cached pools are rebuilt
@@ -35,21 +35,21 @@ OUTLIER_VERSION = 2  # bump when a generator changes, so cached pools are rebuil
 Points = list[tuple[float, float]]
 
 
-def _canvas() -> tuple[Image.Image, ImageDraw.ImageDraw]:
-    image = Image.new("L", (SIDE * _SS, SIDE * _SS), 0)
+def canvas() -> tuple[Image.Image, ImageDraw.ImageDraw]:
+    image = Image.new("L", (SIDE * SUPERSAMPLE, SIDE * SUPERSAMPLE), 0)
     return image, ImageDraw.Draw(image)
 
 
-def _finish(image: Image.Image) -> np.ndarray:
+def finish(image: Image.Image) -> np.ndarray:
     small = image.resize((SIDE, SIDE), Image.Resampling.BOX)
     return np.asarray(small, dtype=np.float32) / 255.0
 
 
-def _scaled(points: Points) -> Points:
-    return [(x * SIDE * _SS, y * SIDE * _SS) for x, y in points]
+def scaled(points: Points) -> Points:
+    return [(x * SIDE * SUPERSAMPLE, y * SIDE * SUPERSAMPLE) for x, y in points]
 
 
-def _bezier(points: Points, steps: int = 40) -> Points:
+def bezier(points: Points, steps: int = 40) -> Points:
     """A smooth curve through control points (de Casteljau)."""
     out = []
     for t in np.linspace(0.0, 1.0, steps):
@@ -61,22 +61,22 @@ def _bezier(points: Points, steps: int = 40) -> Points:
 
 
 def _stroke_width(rng: np.random.Generator) -> int:
-    return int(rng.integers(2, 8)) * _SS
+    return int(rng.integers(2, 8)) * SUPERSAMPLE
 
 
 def scribble(rng: np.random.Generator) -> np.ndarray:
     """Two to five random curved strokes, or one long tangled one: doodles that are no digit."""
-    image, draw = _canvas()
+    image, draw = canvas()
     width = _stroke_width(rng)
     if rng.random() < 0.3:
         points = [tuple(rng.uniform(0.1, 0.9, 2)) for _ in range(int(rng.integers(7, 12)))]
-        draw.line(_scaled(_bezier(points[:4]) + _bezier(points[3:7]) + _bezier(points[6:])), fill=255,
+        draw.line(scaled(bezier(points[:4]) + bezier(points[3:7]) + bezier(points[6:])), fill=255,
                   width=width, joint="curve")
     else:
         for _ in range(int(rng.integers(2, 6))):
             points = [tuple(rng.uniform(0.05, 0.95, 2)) for _ in range(int(rng.integers(2, 5)))]
-            draw.line(_scaled(_bezier(points)), fill=255, width=width, joint="curve")
-    return _finish(image)
+            draw.line(scaled(bezier(points)), fill=255, width=width, joint="curve")
+    return finish(image)
 
 
 _LATTICE = [(x, y) for y in (0.15, 0.5, 0.85) for x in (0.2, 0.5, 0.8)]
@@ -87,8 +87,8 @@ def glyph(rng: np.random.Generator) -> np.ndarray:
     half and quarter arcs) at one uniform width, optionally slanted: mark-like compositions of the
     kind typefaces are made of, none drawn from a font. A lone straight stroke (a fair 1) and a
     full circle (a fair 0) are never drawn alone."""
-    image, draw = _canvas()
-    width = int(rng.integers(3, 9)) * _SS
+    image, draw = canvas()
+    width = int(rng.integers(3, 9)) * SUPERSAMPLE
     slant = rng.uniform(-0.25, 0.25) if rng.random() < 0.4 else 0.0
     squash = rng.uniform(0.6, 1.0)  # narrow or wide letter boxes
 
@@ -106,8 +106,8 @@ def glyph(rng: np.random.Generator) -> np.ndarray:
             sweep = rng.choice((0.5, 1.0, 1.5)) * math.pi
             t = np.linspace(start, start + sweep, 30)
             points = list(zip(cx + radius * np.cos(t), cy + radius * np.sin(t), strict=True))
-        draw.line(_scaled(place(points)), fill=255, width=width, joint="curve")
-    return _finish(image)
+        draw.line(scaled(place(points)), fill=255, width=width, joint="curve")
+    return finish(image)
 
 
 def _regular(sides: int, rng: np.random.Generator, star: bool = False) -> Points:
@@ -126,7 +126,7 @@ def _jitter(points: Points, rng: np.random.Generator, amount: float = 0.03) -> P
 def shape(rng: np.random.Generator) -> np.ndarray:
     """Crosses, triangles, squares and rectangles, diamonds, stars, polygons, arrows, hearts,
     asterisks, hashes, ticks, zigzags, spirals: outlined or filled, hand-jittered or exact."""
-    image, draw = _canvas()
+    image, draw = canvas()
     width = _stroke_width(rng)
     kind = str(rng.choice(("plus", "x", "triangle", "square", "rectangle", "diamond", "star", "polygon", "arrow",
                            "heart", "asterisk", "hash", "tick", "zigzag", "spiral", "lines")))
@@ -140,13 +140,13 @@ def shape(rng: np.random.Generator) -> np.ndarray:
         for k in range(arms):
             angle = turn + math.pi * k / arms
             dx, dy = length * math.cos(angle), length * math.sin(angle)
-            draw.line(_scaled(_jitter([(0.5 - dx, 0.5 - dy), (0.5 + dx, 0.5 + dy)], rng, jitter)), fill=255, width=width)
-        return _finish(image)
+            draw.line(scaled(_jitter([(0.5 - dx, 0.5 - dy), (0.5 + dx, 0.5 + dy)], rng, jitter)), fill=255, width=width)
+        return finish(image)
     if kind == "hash":
         for offset in (0.35, 0.65):
-            draw.line(_scaled(_jitter([(offset, a), (offset, b)], rng, jitter)), fill=255, width=width)
-            draw.line(_scaled(_jitter([(a, offset), (b, offset)], rng, jitter)), fill=255, width=width)
-        return _finish(image)
+            draw.line(scaled(_jitter([(offset, a), (offset, b)], rng, jitter)), fill=255, width=width)
+            draw.line(scaled(_jitter([(a, offset), (b, offset)], rng, jitter)), fill=255, width=width)
+        return finish(image)
     if kind in ("tick", "zigzag", "lines"):
         if kind == "tick":
             points = [(a, 0.55), (0.42, b), (b, a)]
@@ -156,18 +156,18 @@ def shape(rng: np.random.Generator) -> np.ndarray:
         else:  # parallel bars
             for k in range(int(rng.integers(3, 6))):
                 y = a + (b - a) * k / 4
-                draw.line(_scaled(_jitter([(a, y), (b, y)], rng, jitter)), fill=255, width=width)
-            return _finish(image)
-        draw.line(_scaled(_jitter(points, rng, jitter)), fill=255, width=width, joint="curve")
-        return _finish(image)
+                draw.line(scaled(_jitter([(a, y), (b, y)], rng, jitter)), fill=255, width=width)
+            return finish(image)
+        draw.line(scaled(_jitter(points, rng, jitter)), fill=255, width=width, joint="curve")
+        return finish(image)
     if kind == "spiral":
         turns, start = rng.uniform(1.5, 3.5), rng.uniform(0, 2 * math.pi)
         t = np.linspace(0, 1, 200)
         r = 0.05 + 0.38 * t
         points = list(zip(0.5 + r * np.cos(start + 2 * math.pi * turns * t),  # noqa: B905
                           0.5 + r * np.sin(start + 2 * math.pi * turns * t)))
-        draw.line(_scaled(points), fill=255, width=width, joint="curve")
-        return _finish(image)
+        draw.line(scaled(points), fill=255, width=width, joint="curve")
+        return finish(image)
     if kind == "triangle":
         points = _regular(3, rng)
     elif kind == "square":
@@ -190,12 +190,12 @@ def shape(rng: np.random.Generator) -> np.ndarray:
         angle = rng.uniform(0, 2 * math.pi)
         points = [(0.5 + (x - 0.5) * math.cos(angle) - (y - 0.5) * math.sin(angle),
                    0.5 + (x - 0.5) * math.sin(angle) + (y - 0.5) * math.cos(angle)) for x, y in points]
-    points = _scaled(_jitter(points, rng, jitter))
+    points = scaled(_jitter(points, rng, jitter))
     if filled:
         draw.polygon(points, fill=int(rng.integers(128, 256)))
     else:
         draw.line([*points, points[0]], fill=255, width=width, joint="curve")
-    return _finish(image)
+    return finish(image)
 
 
 def texture(rng: np.random.Generator) -> np.ndarray:
@@ -240,13 +240,13 @@ def noise(rng: np.random.Generator) -> np.ndarray:
 
 def silhouette(rng: np.random.Generator) -> np.ndarray:
     """A filled blob (a smooth star-convex outline), plain or textured inside: things, not digits."""
-    image, draw = _canvas()
+    image, draw = canvas()
     count = int(rng.integers(5, 12))
     radii = rng.uniform(0.2, 0.45, count)
     angles = np.sort(rng.uniform(0, 2 * math.pi, count))
     points = [(0.5 + r * math.cos(t), 0.5 + r * math.sin(t)) for r, t in zip(radii, angles)]  # noqa: B905
-    draw.polygon(_scaled(points), fill=255)
-    blob = _finish(image)
+    draw.polygon(scaled(points), fill=255)
+    blob = finish(image)
     if rng.random() < 0.5:
         pattern = texture(rng)
         blob = blob * (0.4 + 0.6 * pattern / max(1e-6, float(pattern.max())))

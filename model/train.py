@@ -34,8 +34,9 @@ from model.checkpoint import load_checkpoint, provenance, save_checkpoint
 from model.data import DEFAULT_CACHE, IMAGE_SIZE, Mnist, Split, load_mnist, to_input
 from model.network import NOT_A_DIGIT, PRESETS, BayesianNet, NetConfig
 from model.outliers import FAMILIES, OUTLIER_VERSION
-from model.pools import SEEDS, arrays_as_files, digit_uploads, outlier_uploads
+from model.pools import SEEDS, Pool, arrays_as_files, digit_uploads, outlier_uploads, sketch_uploads
 from model.predictive import DEFAULT_SAMPLES, predictive, summarize
+from model.sketches import SKETCH_VERSION
 from model.uploads import SIMULATOR_VERSION
 
 
@@ -350,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
                         "and recalibrate it, as a full run does after its last epoch")
     parser.add_argument("--density", action="store_true", help="fit a feature density (an 'unfamiliar' signal)")
     parser.add_argument("--workers", type=int, default=2, help="processes rendering simulated uploads (cached)")
+    parser.add_argument("--sketches", type=int, default=0,
+                        help="digits sketched in code (model/sketches.py) added to the upload positives")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="where data and upload pools are cached")
     parser.add_argument("--dry-run", action="store_true", help="2 epochs of 4 batches on 512 images, to a temp dir; "
                         "exits 1 if the loss does not fall")
@@ -386,6 +389,10 @@ def main(argv: list[str] | None = None) -> int:
         else None
     if as_files is not None and len(as_files.images) != len(data.train):
         raise ValueError("a training array has no visible ink as a file; --arrays-as-files needs every one")
+    if uploads is not None and args.sketches > 0:  # sketched digits join the uploads: more labelled positives
+        sketches = sketch_uploads(args.sketches, "sketches-train", args.workers, cache_dir, progress)
+        uploads = Pool(np.concatenate([uploads.images, sketches.images]),
+                       np.concatenate([uploads.labels, sketches.labels]), uploads.dropped + sketches.dropped)
     extra = TrainingData(data.train, None if uploads is None else uploads.split(),
                          None if outliers is None else outliers.images, None if as_files is None else as_files.images)
     net_config = _config_from_args(args)
@@ -418,6 +425,8 @@ def main(argv: list[str] | None = None) -> int:
         "train_size": len(data.train),
         "training_data": {**extra.describe(), "simulator_version": SIMULATOR_VERSION, "outlier_version": OUTLIER_VERSION,
                           "outlier_families": list(FAMILIES) if outliers is not None else [],
+                          "sketched_digits": args.sketches if uploads is not None else 0,
+                          "sketch_version": SKETCH_VERSION,
                           "selection_and_calibration": "MNIST validation digits rendered as uploads (seed "
                                                        f"{SEEDS['validation']})",
                           "never_seen": ["Fashion-MNIST", "rendered letters", "fonts of any kind", "MNIST test"]},

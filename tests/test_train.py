@@ -144,3 +144,14 @@ def test_arrays_can_also_be_seen_as_plain_28px_uploads(tiny_idx_dir, tmp_path, c
                  "--arrays-as-files", "0.5"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert load_checkpoint(summary["checkpoint"])[1]["train_config"]["arrays_as_files"] == 0.5
+
+
+def test_sketched_digits_join_the_upload_positives(tiny_idx_dir, tmp_path, capsys):
+    def training_data(*extra: str) -> dict:
+        assert main(["--dry-run", "--data-dir", str(tiny_idx_dir), "--no-progress", "--hidden", "16", *extra]) == 0
+        summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        return load_checkpoint(summary["checkpoint"])[1]["training_data"]
+
+    plain, sketched = training_data(), training_data("--sketches", "30")
+    assert plain["sketched_digits"] == 0 and sketched["sketched_digits"] == 30 and sketched["sketch_version"] == 1
+    assert sketched["mnist_train_uploads"] == plain["mnist_train_uploads"] + 30
