@@ -21,8 +21,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from model.sketches import sketch_source
-from model.uploads import simulate
+from model.sketches import as_uploads
 from service.predictor import Predictor
 from service.preprocess import preprocess
 
@@ -92,14 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def sketches_as_uploads(predictor: Predictor, count: int, seed: int = 41) -> None:
-    source, seen, truth = sketch_source(), [], []
-    for index in range(count):
-        rng = np.random.default_rng([seed, index])
-        glyph, fills = source(index, rng)
-        digit = simulate(glyph, rng, fills)
-        if digit is not None:
-            seen.append(digit)
-            truth.append(index % 10)
+    seen, truth = as_uploads(count, seed)
     answers = predictor.predict(seen)
     right = np.array([a.digit == t for a, t in zip(answers, truth, strict=True)])
     referred = np.array([a.refer for a in answers])

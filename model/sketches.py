@@ -20,7 +20,7 @@ import math
 import numpy as np
 
 from model.outliers import SUPERSAMPLE, Points, bezier, canvas, finish, scaled
-from model.uploads import GlyphSource
+from model.uploads import GlyphSource, simulate
 
 SKETCH_VERSION = 1  # bump when a skeleton or the drawing changes, so cached pools are rebuilt
 Stroke = tuple[str, Points]  # ("line", polyline corners) or ("curve", control points of a smooth curve)
@@ -103,6 +103,20 @@ def sketch_source() -> GlyphSource:
         return sketch(index % 10, rng), False
 
     return source
+
+
+def as_uploads(count: int, seed: int) -> tuple[list[np.ndarray], list[int]]:
+    """``count`` sketches rendered as uploads in this process, seeded ``[seed, index]``: what the
+    network sees (uint8 ``[28, 28]``) and each digit; any the transform finds blank are left out."""
+    source, seen, digits = sketch_source(), [], []
+    for index in range(count):
+        rng = np.random.default_rng([seed, index])
+        glyph, fills = source(index, rng)
+        digit = simulate(glyph, rng, fills)
+        if digit is not None:
+            seen.append(digit)
+            digits.append(index % 10)
+    return seen, digits
 
 
 def labels(count: int) -> np.ndarray:

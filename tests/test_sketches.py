@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from model.sketches import SKELETONS, labels, sketch, sketch_source
-from model.uploads import simulate
+from model.sketches import SKELETONS, as_uploads, labels, sketch, sketch_source
 from service.predictor import Predictor
 from tests.conftest import SHIPPED
 
@@ -32,14 +31,7 @@ def test_the_source_labels_each_sketch_with_its_digit_and_is_seeded():
 
 def test_sketches_as_uploads_are_read_as_their_digits():
     predictor = Predictor.from_checkpoint(SHIPPED)
-    source, digits, truth = sketch_source(), [], []
-    for index in range(200):
-        rng = np.random.default_rng([7, index])
-        glyph, fills = source(index, rng)
-        seen = simulate(glyph, rng, fills)
-        if seen is not None:
-            digits.append(seen)
-            truth.append(index % 10)
+    digits, truth = as_uploads(200, seed=7)
     answers = predictor.predict(digits)
     correct = np.mean([a.digit == t for a, t in zip(answers, truth, strict=True)])
     assert len(digits) >= 195 and correct >= 0.8  # measured: 0.89 on the shipped model, never trained on them
