@@ -102,7 +102,6 @@ def paper_surface(ink: np.ndarray, iterations: int = 4) -> np.ndarray:
     height, width = ink.shape
     step = max(1, max(height, width) // 64)
     grid = ink[::step, ::step].astype(np.float64)
-    ys, xs = np.mgrid[0 : grid.shape[0], 0 : grid.shape[1]]
 
     def design(y: np.ndarray, x: np.ndarray) -> np.ndarray:
         y, x = y - 0.5, x - 0.5
@@ -113,6 +112,7 @@ def paper_surface(ink: np.ndarray, iterations: int = 4) -> np.ndarray:
     paper = values <= level
     if np.ptp(values[paper]) < FLAT_PAPER:  # evenly lit (scans, canvas exports, MNIST): nothing to fit
         return np.full(ink.shape, level, dtype=np.float32)
+    ys, xs = np.mgrid[0 : grid.shape[0], 0 : grid.shape[1]]
     features = design(ys * step / height, xs * step / width).reshape(-1, 6)
     coefficients = np.array([level, 0.0, 0.0, 0.0, 0.0, 0.0])  # flat, if too few pixels
     for _ in range(iterations):
@@ -174,6 +174,8 @@ def _ruled_bands(ink: np.ndarray) -> np.ndarray:
     most, even in a tight crop; lined or squared paper has many)."""
     height = ink.shape[0]
     full = (ink > 0.0).mean(axis=1) >= RULED_SPAN  # [H]; faint lines count too (paper is exactly 0)
+    if int(full.sum()) < MIN_RULED_LINES:  # fewer full rows than lines needed: no ruling (most uploads)
+        return np.zeros(height, dtype=bool)
     bands, start = [], None
     for row, flag in enumerate([*full.tolist(), False]):
         if flag and start is None:
@@ -203,8 +205,8 @@ def remove_ruling(ink: np.ndarray) -> np.ndarray:
 
 def fit_and_centre(ink: np.ndarray) -> np.ndarray:
     """Crop to the ink, fit into DIGIT_BOX keeping aspect, centre by mass in IMAGE_SIZE -> uint8."""
-    rows = np.flatnonzero((ink > CROP_LEVEL).any(axis=1))
-    cols = np.flatnonzero((ink > CROP_LEVEL).any(axis=0))
+    inked = ink > CROP_LEVEL
+    rows, cols = np.flatnonzero(inked.any(axis=1)), np.flatnonzero(inked.any(axis=0))
     if rows.size == 0:
         raise NoInk("no ink found: nothing stands out from the background")
     crop = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
