@@ -12,6 +12,7 @@ import io
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,16 +92,26 @@ def open_page(browser: Browser, url: str, **options) -> tuple[BrowserContext, Vi
     return context, visit
 
 
-@pytest.fixture
-def visit(browser, service, request) -> Iterator[Visit]:
-    context, visit = open_page(browser, service, viewport={"width": 1100, "height": 1000})
-    visit.page.goto(service + "/")
-    yield visit
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    visit.page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
-    context.close()
+@contextmanager
+def visiting(browser: Browser, url: str, path: str, screenshot: str, **options) -> Iterator[Visit]:
+    """A page of the service in a fresh context; on leaving, a screenshot to ARTIFACTS, then the
+    checks every visit must pass: no request left the origin, no error but the expected ones."""
+    context, visit = open_page(browser, url, **options)
+    try:
+        visit.page.goto(url + path)
+        yield visit
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        visit.page.screenshot(path=str(ARTIFACTS / f"{screenshot}.png"), full_page=True)
+    finally:
+        context.close()
     assert visit.outside == [], "requests left the origin"
     assert [e for e in visit.errors if not e.startswith(visit.expected_errors or ("\0",))] == []
+
+
+@pytest.fixture
+def visit(browser, service, request) -> Iterator[Visit]:
+    with visiting(browser, service, "/", request.node.name, viewport={"width": 1100, "height": 1000}) as page_visit:
+        yield page_visit
 
 
 def draw(page: Page, strokes: list[list[tuple[float, float]]]) -> None:
@@ -145,6 +156,11 @@ def test_undo_and_clear(visit):
     visit.answer_to(lambda: draw(visit.page, SEVEN))
     answer = visit.answer_to(lambda: visit.page.click("#undo"))  # the horizontal bar alone is left
     visit.shows("#class", str(answer["class"]))
+    sent = len(visit.answers)
+    visit.page.click("#undo")  # the last stroke: nothing left to classify, nothing sent
+    assert visit.page.locator("#answer").is_hidden() and visit.page.locator("#empty").is_visible()
+    assert visit.page.evaluate("() => document.body.dataset.state") == "idle" and len(visit.answers) == sent
+    visit.answer_to(lambda: draw(visit.page, ONE))
     visit.page.click("#clear")
     assert visit.page.locator("#answer").is_hidden() and visit.page.locator("#empty").is_visible()
 
@@ -208,32 +224,20 @@ def test_keyboard_and_screen_reader_labels(visit):
 
 
 def test_phone_width(browser, service):
-    context, visit = open_page(browser, service, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
-    page = visit.page
-    page.goto(service + "/")
-    answer = visit.answer_to(lambda: draw(page, ONE))
-    visit.shows("#class", str(answer["class"]))
-    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390  # nothing wider than the screen
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "phone.png"), full_page=True)
-    context.close()
-    assert visit.outside == [] and visit.errors == []
+    with visiting(browser, service, "/", "phone", viewport={"width": 390, "height": 844}, is_mobile=True,
+                  has_touch=True) as visit:
+        answer = visit.answer_to(lambda: draw(visit.page, ONE))
+        visit.shows("#class", str(answer["class"]))
+        assert visit.page.evaluate("() => document.documentElement.scrollWidth") <= 390  # nothing wider than the screen
 
 
 def test_swagger_ui_renders_offline_with_the_routes(browser, service):
-    context, visit = open_page(browser, service)
-    visit.page.goto(service + "/docs")
-    visit.page.wait_for_selector(".opblock-summary-path", timeout=15_000)
-    paths = set(visit.page.locator(".opblock-summary-path").all_inner_texts())
+    with visiting(browser, service, "/docs", "docs") as visit:
+        visit.page.wait_for_selector(".opblock-summary-path", timeout=15_000)
+        paths = set(visit.page.locator(".opblock-summary-path").all_inner_texts())
     assert {"/predict", "/predict/batch", "/v2/models/{model_name}/infer"} <= {p.replace("\u200b", "") for p in paths}
-    visit.page.screenshot(path=str(ARTIFACTS / "docs.png"))
-    context.close()
-    assert visit.outside == [] and visit.errors == []
 
 
 def test_redoc_renders_offline(browser, service):
-    context, visit = open_page(browser, service)
-    visit.page.goto(service + "/redoc")
-    visit.page.wait_for_selector("text=Classify one image", timeout=15_000)
-    context.close()
-    assert visit.outside == [] and visit.errors == []
+    with visiting(browser, service, "/redoc", "redoc") as visit:
+        visit.page.wait_for_selector("text=Classify one image", timeout=15_000)

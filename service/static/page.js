@@ -48,7 +48,6 @@ function drawStroke(points) {
 
 function redraw() {
   blank();
-setState("idle");
   strokes.forEach(drawStroke);
 }
 
@@ -88,10 +87,13 @@ pad.addEventListener("pointerup", endStroke);
 pad.addEventListener("pointercancel", endStroke);
 
 $("undo").addEventListener("click", () => {
-  if (source && source.kind === "file") { $("clear").click(); return; }
   strokes.pop();
-  redraw();
-  if (strokes.length) classify(); else showNothing();
+  if (source && source.kind === "drawing" && strokes.length) {
+    redraw();
+    classify();
+  } else {
+    $("clear").click();  // a chosen file, or the last stroke: nothing left to classify
+  }
 });
 
 $("clear").addEventListener("click", () => {
@@ -101,7 +103,6 @@ $("clear").addEventListener("click", () => {
   strokes = [];
   source = null;
   blank();
-setState("idle");
   $("drop-hint").hidden = false;
   showNothing();
 });
@@ -114,7 +115,6 @@ function useFile(blob) {
   source = {kind: "file", blob};
   strokes = [];
   blank();
-setState("idle");
   $("drop-hint").hidden = true;
   const url = URL.createObjectURL(blob);
   const picture = new Image();
