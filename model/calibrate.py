@@ -17,7 +17,14 @@ unlabelled entropies only, never on which predictions are right.
 Referral-rate mode: the threshold is the (1 - rate) quantile of validation entropy, so about
 ``rate`` of inputs like the validation split are referred. No accuracy guarantee.
 
-Defaults: alpha = 0.5 %, delta = 5 %. Recalibrating rewrites the metadata only.
+Defaults: alpha = 0.2 %, delta = 5 %. Recalibrating rewrites the metadata only.
+
+Why a referral is made (``refer_reason``) comes from the shape of the predictive, not from a
+second output: outlier exposure trains non-digits towards the uniform prediction, so the mass of
+a referred non-digit is spread over many classes, while a referred digit hesitates between two
+or three. :func:`familiar_mass` picks the top-two mass below which a referral is "unfamiliar",
+on referred validation digits against referred generated validation non-digits (training's
+generator, a held-out seed: no reported family is seen).
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +71,11 @@ class Calibration:
     data: str = "MNIST validation arrays"  # what the thresholds were chosen on
     unfamiliar_threshold: float | None = None  # refer ("unfamiliar") when its unfamiliarity score exceeds it
     unfamiliar_budget: float | None = None  # fraction of validation digits the unfamiliar threshold refers
+    # why a referral is made, from the predictive's shape: a referred image whose two most probable
+    # classes hold at least this much of the mass is "uncertain" (a digit, unsure which of those);
+    # below it, "unfamiliar" (the mass is spread: probably not a digit). None: always "uncertain".
+    familiar_mass: float | None = None
+    reason_fit: dict[str, Any] | None = None  # what familiar_mass was chosen on and what it gave there
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -150,6 +162,30 @@ def guarantee_threshold(entropy: np.ndarray, correct: np.ndarray, alpha: float =
                        data, far, unfamiliar_budget if far is not None else None)
 
 
+MASS_GRID = np.round(np.arange(0.30, 0.996, 0.005), 3)  # candidate top-two masses, fixed in advance
+
+
+def top_two_mass(probabilities: np.ndarray) -> np.ndarray:
+    """``[n, 10]`` mean probabilities -> ``[n]``: the mass its two most probable classes hold."""
+    top = np.sort(probabilities, axis=1)
+    return top[:, -1] + top[:, -2]
+
+
+def familiar_mass(digits: np.ndarray, outliers: np.ndarray) -> tuple[float, dict[str, Any]]:
+    """The top-two mass that best tells referred digits (``digits``, their masses) from referred
+    non-digits (``outliers``): the grid value maximising the mean of the two shares named right
+    (digits "uncertain", non-digits "unfamiliar"); ties go to the lower mass (fewer digits told
+    "not a digit")."""
+    if len(digits) == 0 or len(outliers) == 0:
+        raise CalibrationError("the refer reason needs referred validation digits and referred non-digits")
+    scores = [(float(((digits >= m).mean() + (outliers < m).mean()) / 2), -m) for m in MASS_GRID]
+    best, negative = max(scores)
+    mass = -negative
+    return float(mass), {"referred_digits": len(digits), "referred_digits_uncertain": float((digits >= mass).mean()),
+                         "referred_non_digits": len(outliers),
+                         "referred_non_digits_unfamiliar": float((outliers < mass).mean()), "balanced": best}
+
+
 def referral_rate_threshold(entropy: np.ndarray, correct: np.ndarray, rate: float,
                             samples: int = DEFAULT_SAMPLES, data: str = "MNIST validation arrays") -> Calibration:
     if not 0.0 <= rate < 1.0:
@@ -172,23 +208,36 @@ class CalibrationRequest:
     unfamiliar_budget: float | None = DEFAULT_UNFAMILIAR_BUDGET
 
 
-def validation_scores(net: BayesianNet, split: Split, samples: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Entropy [n], correctness [n] and the unfamiliarity [n] (None without a second signal) of a split."""
+def validation_scores(net: BayesianNet, split: Split,
+                      samples: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+    """Entropy [n], correctness [n], the unfamiliarity [n] (None without a second signal) and the
+    top-two mass [n] of a split."""
     result = predictive(net, to_input(split.images).to(next(net.parameters()).device), samples)
-    correct = result.mean_probs.argmax(-1).cpu().numpy() == split.labels
+    probabilities = result.mean_probs.double().cpu().numpy()
+    correct = probabilities.argmax(-1) == split.labels
     unfamiliarity = result.unfamiliarity.cpu().numpy() if net.has_unfamiliarity else None
-    return result.entropy.cpu().numpy(), correct, unfamiliarity
+    return result.entropy.cpu().numpy(), correct, unfamiliarity, top_two_mass(probabilities)
 
 
 def calibrate(net: BayesianNet, validation: Split, request: CalibrationRequest,
-              data: str = UPLOADS_DATA) -> Calibration:
-    """The refer rule for ``net`` from ``validation`` (digits as the service sees them)."""
-    entropy, correct, unfamiliarity = validation_scores(net, validation, request.samples)
+              data: str = UPLOADS_DATA, non_digits: np.ndarray | None = None,
+              non_digits_data: str = "") -> Calibration:
+    """The refer rule for ``net`` from ``validation`` (digits as the service sees them); with
+    ``non_digits`` (uint8 ``[m, 28, 28]``, generated, after the transform), also why it refers."""
+    entropy, correct, unfamiliarity, mass = validation_scores(net, validation, request.samples)
     if request.referral_rate is not None:
-        return referral_rate_threshold(entropy, correct, request.referral_rate, request.samples, data)
-    budget = request.unfamiliar_budget if unfamiliarity is not None else None
-    return guarantee_threshold(entropy, correct, request.alpha, request.delta, request.samples,
-                               unfamiliarity=unfamiliarity, unfamiliar_budget=budget, data=data)
+        calibration = referral_rate_threshold(entropy, correct, request.referral_rate, request.samples, data)
+    else:
+        budget = request.unfamiliar_budget if unfamiliarity is not None else None
+        calibration = guarantee_threshold(entropy, correct, request.alpha, request.delta, request.samples,
+                                          unfamiliarity=unfamiliarity, unfamiliar_budget=budget, data=data)
+    if non_digits is None:
+        return calibration
+    outlier_entropy, _, _, outlier_mass = validation_scores(net, Split(non_digits, np.full(len(non_digits), -1)),
+                                                            request.samples)
+    chosen, fit = familiar_mass(mass[entropy > calibration.threshold],
+                                outlier_mass[outlier_entropy > calibration.threshold])
+    return replace(calibration, familiar_mass=chosen, reason_fit={**fit, "non_digits": non_digits_data})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from model.checkpoint import load_checkpoint, read_metadata, write_metadata
     from model.data import load_mnist
-    from model.pools import digit_uploads
+    from model.pools import validation_mix, validation_non_digits
 
     parser = argparse.ArgumentParser(prog="python -m model.calibrate", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -215,10 +264,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     net, _ = load_checkpoint(args.checkpoint)
     mnist = load_mnist(args.data_dir)
-    validation = digit_uploads(mnist.validation, "validation", mnist.source_sha256).split()
+    validation, composition = validation_mix(mnist.validation, mnist.source_sha256)
+    non_digits, non_digits_data = validation_non_digits(mnist.validation, mnist.source_sha256)
     request = CalibrationRequest(args.alpha, args.delta, args.referral_rate, args.samples, args.unfamiliar_budget)
     try:
-        calibration = calibrate(net.to(args.device), validation, request)
+        calibration = calibrate(net.to(args.device), validation, request, str(composition["data"]), non_digits,
+                                non_digits_data)
     except CalibrationError as error:
         print(f"calibration refused: {error}", file=sys.stderr)
         return 2

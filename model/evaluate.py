@@ -4,7 +4,11 @@
 
 Accuracy, NLL, Brier, ECE (15 bins), the referral curve, the calibrated threshold's accuracy
 and referral rate (and whether its guarantee held), and out-of-distribution AUROC against
-Fashion-MNIST test by predictive entropy and by mutual information. Never used for tuning.
+Fashion-MNIST test by predictive entropy and by mutual information. Then what the service sees:
+the test digits as plain PNG files and as the calibration's mix (``model.report_served``), the
+upload families (``model.report_uploads``) and the drawing battery answered in process
+(``model.report_drawings``; ``python -m bench.drawn_digits`` draws the same on the real page).
+Never used for tuning.
 """
 
 from __future__ import annotations
@@ -21,8 +25,11 @@ from tqdm import tqdm
 from model.calibrate import Calibration
 from model.checkpoint import load_checkpoint, read_metadata, write_metadata
 from model.data import DEFAULT_CACHE, Split, load_fashion_test, load_mnist, to_input
+from model.drawings import battery
 from model.network import BayesianNet
 from model.predictive import DEFAULT_SAMPLES, PredictiveResult, predictive
+from model.report_drawings import in_process, markdown, tally
+from model.report_served import served_report
 from model.report_uploads import auroc, plot_scores, uploads_report
 
 ECE_BINS = 15
@@ -205,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fashion-dir", type=Path, default=None, help="Fashion-MNIST IDX directory")
     parser.add_argument("--no-ood", action="store_true", help="skip Fashion-MNIST")
     parser.add_argument("--no-plots", action="store_true")
-    parser.add_argument("--no-uploads", action="store_true", help="skip the uploads section")
+    parser.add_argument("--no-uploads", action="store_true", help="skip the uploads, served and drawings sections")
+    parser.add_argument("--drawings", type=int, default=1000, help="digit drawings in the battery (0: none)")
     parser.add_argument("--workers", type=int, default=2, help="processes rendering simulated uploads (cached)")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="where data and upload pools are cached")
     parser.add_argument("--scale", type=float, default=1.0, help="shrink every uploads family (tests)")
@@ -237,12 +245,25 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_plots:
             report["plots"].append(plot_scores(families, scores, Calibration.from_dict(calibration)
                                                if calibration else None, args.out))
+        if calibration is not None:
+            record = Calibration.from_dict(calibration)
+            report.update(served_report(net, mnist, record, samples, args.workers, args.cache_dir, args.scale))
+            if args.drawings:
+                drawings = battery(mnist.test, args.drawings, max(1, round(4 * min(1.0, args.drawings / 1000))))
+                answers = in_process(net, drawings, record, samples)
+                report["drawings"] = {"in_process": tally(drawings, answers),
+                                      "note": "model.drawings.battery(seed 51) drawn by model.pen.draw, not a browser"}
+                print(markdown(report["drawings"]["in_process"]))
     (args.out / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
     if args.write_metadata:
         meta = read_metadata(args.checkpoint)
         meta.setdefault("metrics", {})["test"] = {k: v for k, v in report.items()
-                                                  if k not in ("referral_curve", "reliability", "plots", "uploads")}
+                                                  if k not in ("referral_curve", "reliability", "plots", "uploads",
+                                                               "png_files", "service_view", "drawings")}
         meta["metrics"]["test_uploads"] = report.get("uploads", {}).get("families")
+        for section in ("png_files", "service_view", "drawings"):
+            if section in report:
+                meta["metrics"][f"test_{section}"] = report[section]
         write_metadata(args.checkpoint, meta)
     summary = {k: report[k] for k in ("accuracy", "accuracy_at_5pct_referred", "ece", "nll", "brier")}
     summary.update({f"ood_{k}": v for k, v in report.get("ood", {}).items() if k.startswith("auroc")})

@@ -81,10 +81,21 @@ def _glyph(char: str, font: Path) -> np.ndarray | None:
     return array
 
 
-def printed(chars: str) -> tuple[list[np.ndarray], list[str]]:
-    """Every character of ``chars`` in every font that has it: glyphs and the characters."""
+TRAIN_FONTS = ("STIX", "cm", "DejaVuSansMono")  # file-name prefixes of the fonts training prints digits in
+
+
+def is_training_font(font: Path) -> bool:
+    """Training sees printed digits in STIX, Computer Modern and DejaVu Sans Mono; the report's
+    printed digits are in every other font (DejaVu Sans and Serif in all their cuts): held out."""
+    return font.name.startswith(TRAIN_FONTS)
+
+
+def printed(chars: str, fonts: str = "all") -> tuple[list[np.ndarray], list[str]]:
+    """Every character of ``chars`` in every font that has it: glyphs and the characters.
+    ``fonts``: "all", "train" (:data:`TRAIN_FONTS`) or "held-out" (the others)."""
     glyphs, labels = [], []
-    for font in font_files():
+    chosen = [f for f in font_files() if fonts == "all" or is_training_font(f) == (fonts == "train")]
+    for font in chosen:
         for char in chars:
             glyph = _glyph(char, font)
             if glyph is not None:

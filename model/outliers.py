@@ -10,7 +10,11 @@ Gaussian, salt and pepper, smooth), filled silhouettes, and pairs of digits (two
 one). No rendered letters, fonts or clothing: the families the README reports as
 out-of-distribution are never seen in training or selection.
 
-Circles and ellipses are left out: a drawn circle is a fair 0.
+Circles and ellipses are left out: a drawn circle is a fair 0. And no mark may be a digit: a
+drawn line family (scribbles, glyph-like marks, shapes) that lands near a named digit skeleton
+(``model.sketches.DigitBank``: a lone stroke is a 1, a bar and a diagonal a 7, a hexagon a 0, ...)
+is drawn again, up to ``REDRAWS`` times, then replaced by noise. Exposure to marks that are digits
+taught an earlier network that clean pen-drawn 1s and 7s are not digits.
 
 ``outlier(index, rng) -> (ink [64, 64] float32 in [0, 1], fills_canvas)``
 """
@@ -30,7 +34,9 @@ SIDE = 64  # glyphs are drawn at this size (4x supersampled), then rendered as u
 SUPERSAMPLE = 4
 FAMILIES = ("scribble", "glyph", "shape", "texture", "noise", "silhouette", "pair")
 FAMILY_WEIGHTS = (0.15, 0.2, 0.25, 0.1, 0.1, 0.1, 0.1)
-OUTLIER_VERSION = 2  # bump when a generator changes, so cached pools are rebuilt
+LINE_FAMILIES = ("scribble", "glyph", "shape")  # the ones that can draw a digit by chance
+REDRAWS = 12
+OUTLIER_VERSION = 3  # bump when a generator changes, so cached pools are rebuilt
 
 Points = list[tuple[float, float]]
 
@@ -274,8 +280,16 @@ def outlier_source(digits: np.ndarray | None = None, families: tuple[str, ...] =
     }
 
     def source(index: int, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
+        from model.sketches import digit_bank  # sketches draws with this module's helpers
+
         family = str(rng.choice(families, p=weights))
         fills = family in ("texture", "noise") and rng.random() < 0.7
-        return makers[family](rng), fills
+        if family not in LINE_FAMILIES:
+            return makers[family](rng), fills
+        for _ in range(REDRAWS):
+            ink = makers[family](rng)
+            if not digit_bank().looks_like_digit(ink):
+                return ink, fills
+        return noise(rng), fills
 
     return source

@@ -8,7 +8,12 @@ Seeds are fixed per role so that training, calibration and evaluation never shar
 | training digits as uploads | MNIST train | 11 |
 | calibration digits as uploads | MNIST validation | 12 |
 | report digits as uploads | MNIST test | 13 |
+| training digits drawn with a pen (``model.pen``) | MNIST train | 14 |
+| calibration digits drawn with a pen | MNIST validation | 15 |
+| report digits drawn with a pen | MNIST test | 17 |
+| training printed digits (training fonts only, ``model.families``) | fonts | 16 |
 | training outliers | generated (``model.outliers``), pairs from MNIST train | 21 |
+| validation outliers (the refer reason's rule) | generated, pairs from MNIST validation | 22 |
 
 The report's families (``model/report_uploads.py``) draw with seeds of their own (31 and up).
 
@@ -30,12 +35,15 @@ from PIL import Image
 
 from model.data import DEFAULT_CACHE, Split
 from model.outliers import OUTLIER_VERSION, outlier_source
+from model.pen import PEN_VERSION, draw_many
 from model.sketches import SKETCH_VERSION, sketch_source
 from model.sketches import labels as sketch_labels
 from model.transform import NoInk, to_digit
 from model.uploads import SIMULATOR_VERSION, decode, digit_source, encode, simulate_many
 
-SEEDS = {"train": 11, "validation": 12, "test": 13, "outliers-train": 21, "sketches-train": 31}
+SEEDS = {"train": 11, "validation": 12, "test": 13, "pen-train": 14, "pen-validation": 15, "printed-train": 16, "pen-test": 17,
+         "outliers-train": 21, "outliers-validation": 22, "sketches-train": 31}
+PRINTED_RENDERS = 20  # each training-font digit glyph rendered this many times
 
 
 @dataclass(frozen=True)
@@ -122,3 +130,72 @@ def outlier_uploads(count: int, role: str, digits: np.ndarray, source_sha256: st
         return visible_only(images, np.full(count, -1, dtype=np.int64))
 
     return cached_pool(f"outliers-{role}", key, build, cache_dir)
+
+
+def pen_drawings(split: Split, role: str, source_sha256: str, workers: int = 2, cache_dir: Path = DEFAULT_CACHE,
+                 progress: bool = True) -> Pool:
+    """Every digit of ``split`` re-inked as pen strokes and drawn on the page's pad by a random hand
+    (``model.pen``), saved as PNG and transformed."""
+    seed = SEEDS[role]
+    key = {"role": role, "size": len(split), "seed": seed, "data": source_sha256, "pen": PEN_VERSION}
+
+    def build() -> Pool:
+        return visible_only(draw_many(split.images, seed, workers, f"{role} drawings", progress),
+                            split.labels.astype(np.int64))
+
+    return cached_pool(f"pen-{role}", key, build, cache_dir)
+
+
+def printed_digits(workers: int = 2, cache_dir: Path = DEFAULT_CACHE, progress: bool = True,
+                   renders: int = PRINTED_RENDERS) -> Pool:
+    """Digits printed in the training fonts only (``model.families.TRAIN_FONTS``), each glyph
+    rendered ``renders`` times as a random upload."""
+    from model.families import DIGITS, cycling, printed
+
+    glyphs, chars = printed(DIGITS, "train")
+    seed = SEEDS["printed-train"]
+    count = renders * len(glyphs)
+    key = {"role": "printed-train", "size": count, "seed": seed, "simulator": SIMULATOR_VERSION,
+           "glyphs": len(glyphs)}
+
+    def build() -> Pool:
+        labels = np.array([int(c) for c in chars] * renders, dtype=np.int64)
+        return visible_only(simulate_many(cycling(glyphs), count, seed, workers, "printed-train", progress), labels)
+
+    return cached_pool("printed-train", key, build, cache_dir)
+
+
+VALIDATION_MIX = ("uploads", "pen drawings", "plain PNG files")
+
+
+def validation_mix(split: Split, source_sha256: str, workers: int = 2, cache_dir: Path = DEFAULT_CACHE,
+                   progress: bool = True) -> tuple[Split, dict[str, object]]:
+    """The MNIST validation digits as the service sees them, each digit three ways: a simulated
+    upload (seed 12), a pen drawing on the page's pad (seed 15) and the plain 28-px PNG file.
+    What the temperature and the threshold are fitted on; the composition goes to the metadata."""
+    parts = {
+        "uploads": digit_uploads(split, "validation", source_sha256, workers, cache_dir, progress),
+        "pen drawings": pen_drawings(split, "pen-validation", source_sha256, workers, cache_dir, progress),
+        "plain PNG files": arrays_as_files(split, "validation", source_sha256, cache_dir),
+    }
+    images = np.concatenate([pool.images for pool in parts.values()])
+    labels = np.concatenate([pool.labels for pool in parts.values()])
+    composition: dict[str, object] = {
+        "data": "MNIST validation digits as the service sees them, after its transform: "
+                + ", ".join(f"{len(pool.images)} {name}" for name, pool in parts.items())
+                + f" (seeds {SEEDS['validation']} and {SEEDS['pen-validation']})",
+        **{name: len(pool.images) for name, pool in parts.items()},
+    }
+    return Split(images, labels), composition
+
+
+VALIDATION_NON_DIGITS = 5_000
+
+
+def validation_non_digits(split: Split, source_sha256: str, workers: int = 2, cache_dir: Path = DEFAULT_CACHE,
+                          progress: bool = True, count: int = VALIDATION_NON_DIGITS) -> tuple[np.ndarray, str]:
+    """Generated non-digits (training's generator, its own seed; pairs from MNIST validation) as
+    uploads: what the refer reason's rule is chosen on. Never a reported family."""
+    pool = outlier_uploads(count, "outliers-validation", split.images, source_sha256, workers, cache_dir, progress)
+    return pool.images, (f"{len(pool.images)} generated non-digits as uploads (model/outliers.py, seed "
+                         f"{SEEDS['outliers-validation']}, pairs from MNIST validation)")

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from model.calibrate import Calibration, CalibrationError, guarantee_threshold
+from model.calibrate import Calibration, CalibrationError, guarantee_threshold, top_two_mass
 from model.data import Mnist, Split, to_input
 from model.families import DIGITS, LETTERS, SYMBOLS, cycling, photo_crops, printed
 from model.network import BayesianNet
@@ -45,21 +45,28 @@ class Scores:
     entropy: np.ndarray  # [n] nats
     unfamiliarity: np.ndarray  # [n]; 0 without a second signal
     predicted: np.ndarray  # [n]
+    mass: np.ndarray | None = None  # [n] the top two classes' share of the probability
 
 
 def score(net: BayesianNet, images: np.ndarray, samples: int, batch: int = 1000) -> Scores:
     device = next(net.parameters()).device
     parts = [predictive(net, to_input(images[i : i + batch]).to(device), samples) for i in range(0, len(images), batch)]
+    probabilities = torch.cat([p.mean_probs for p in parts]).double().cpu().numpy()
     return Scores(torch.cat([p.entropy for p in parts]).cpu().numpy(), torch.cat([p.unfamiliarity for p in parts]).cpu().numpy(),
-                  torch.cat([p.mean_probs for p in parts]).argmax(-1).cpu().numpy())
+                  probabilities.argmax(-1), top_two_mass(probabilities))
 
 
 def decisions(scores: Scores, calibration: Calibration) -> tuple[np.ndarray, np.ndarray]:
-    """(uncertain [n], unfamiliar [n]) booleans under ``calibration``'s rule."""
-    uncertain = scores.entropy > calibration.threshold
-    if calibration.unfamiliar_threshold is None:
-        return uncertain, np.zeros_like(uncertain)
-    return uncertain, scores.unfamiliarity > calibration.unfamiliar_threshold
+    """(uncertain [n], unfamiliar [n]): the referrals under ``calibration``'s rule, each with its one
+    reason (the service's ``refer_reason``); neither: accepted."""
+    refer = scores.entropy > calibration.threshold
+    unfamiliar = np.zeros_like(refer)
+    if calibration.unfamiliar_threshold is not None:  # a second signal (experiments): it says "unfamiliar" first
+        unfamiliar = scores.unfamiliarity > calibration.unfamiliar_threshold
+        refer |= unfamiliar
+    if calibration.familiar_mass is not None and scores.mass is not None:
+        unfamiliar |= refer & (scores.mass < calibration.familiar_mass)
+    return refer & ~unfamiliar, unfamiliar
 
 
 def auroc(negatives: np.ndarray, positives: np.ndarray) -> float:
@@ -75,7 +82,8 @@ def family_row(family: Family, scores: Scores, calibration: Calibration, referen
     refer = uncertain | unfamiliar
     row: dict[str, Any] = {"family": family.name, "kind": family.kind, "count": len(family.labels), "note": family.note,
                            "referred": float(refer.mean()), "referred_uncertain": float(uncertain.mean()),
-                           "referred_unfamiliar": float(unfamiliar.mean())}
+                           "referred_unfamiliar": float(unfamiliar.mean()),
+                           "unfamiliar_of_referred": float(unfamiliar[refer].mean()) if refer.any() else None}
     if family.kind == "digits":
         correct = scores.predicted == family.labels
         row["accuracy"] = float(correct.mean())
@@ -106,11 +114,13 @@ def build_families(mnist: Mnist, fashion: Split | None, workers: int, cache_dir:
                          mnist.source_sha256, workers, cache_dir)
     families = [Family("MNIST test digits as uploads", "digits", test.images, test.labels,
                        "same writers' population as training, new digits, new render draws")]
-    glyphs, chars = printed(DIGITS)
+    glyphs, chars = printed(DIGITS, "held-out")
     digits_labels = np.array([int(c) for c in chars] * 2)
-    pool = _rendered("printed digits", cycling(glyphs), count(2 * len(glyphs)), REPORT_SEED, digits_labels, workers,
-                     cache_dir, key)
-    families.append(Family("printed digits", "digits", pool.images, pool.labels, f"{len(glyphs)} font glyphs, 2 renders each"))
+    pool = _rendered("printed digits held-out fonts", cycling(glyphs), count(2 * len(glyphs)), REPORT_SEED, digits_labels,
+                     workers, cache_dir, key)
+    families.append(Family("printed digits", "digits", pool.images, pool.labels,
+                           f"{len(glyphs)} glyphs in the fonts training never printed in (DejaVu Sans, DejaVu Serif), "
+                           "2 renders each"))
     if fashion is not None:
         n = count(2000)
         pool = _rendered("clothing", cycling(list(fashion.images[:n])), n, REPORT_SEED + 1, np.full(n, -1), workers,

@@ -122,3 +122,91 @@ def as_uploads(count: int, seed: int) -> tuple[list[np.ndarray], list[int]]:
 def labels(count: int) -> np.ndarray:
     """The digit of each of ``count`` sketches made by :func:`sketch_source`, in order."""
     return np.arange(count, dtype=np.int64) % 10
+
+
+# ------------------------------------------------------------------- is a generated mark a digit?
+
+MATCH_SIDE = 32  # shapes are compared at this size...
+MATCH_BOX = 24  # ...fitted into this box, keeping aspect
+DIGIT_DISTANCE = 1.4  # mean pixels between two skeletons below which one is read as the other
+_BANK_SLANTS = (-0.3, 0.0, 0.3)
+_BANK_SQUASH = (0.6, 1.0)
+
+
+def normalised_skeleton(ink: np.ndarray) -> np.ndarray:
+    """Ink ``[H, W]`` in [0, 1] -> bool ``[MATCH_SIDE, MATCH_SIDE]``: its one-pixel skeleton,
+    cropped to the ink and fitted into MATCH_BOX keeping aspect, as the transform fits a digit."""
+    from PIL import Image
+
+    from model.pen import thin
+
+    mask = ink > 0.3
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    out = np.zeros((MATCH_SIDE, MATCH_SIDE), bool)
+    if rows.size == 0:
+        return out
+    crop = (ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1] * 255).astype(np.uint8)
+    scale = MATCH_BOX / max(crop.shape)
+    width, height = max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))
+    small = np.asarray(Image.fromarray(crop).resize((width, height), Image.Resampling.BOX)) > 60
+    top, left = (MATCH_SIDE - height) // 2, (MATCH_SIDE - width) // 2
+    out[top : top + height, left : left + width] = small
+    return thin(out)
+
+
+def _bank_ink(strokes: list[Stroke], slant: float, squash: float) -> np.ndarray:
+    image, draw = canvas()
+    for kind, points in strokes:
+        path = bezier(points) if kind == "curve" else points
+        placed = [(0.5 + (x - 0.5) * squash - slant * (y - 0.5), y) for x, y in path]
+        draw.line(scaled([(0.1 + 0.8 * x, 0.1 + 0.8 * y) for x, y in placed]), fill=255, width=3 * SUPERSAMPLE,
+                  joint="curve")
+    return finish(image)
+
+
+class DigitBank:
+    """Every named digit skeleton (:data:`SKELETONS`: the straight 1, the 7 of two strokes, open
+    and closed 4s, boxy and round 0s, ...) at three slants and two widths, as normalised skeletons
+    and their distance maps: :meth:`distance` says how far a mark is from the nearest one."""
+
+    def __init__(self) -> None:
+        from scipy.ndimage import distance_transform_edt
+
+        skeletons, digits = [], []
+        for digit, variants in SKELETONS.items():
+            for strokes in variants:
+                for slant in _BANK_SLANTS:
+                    for squash in _BANK_SQUASH:
+                        skeletons.append(normalised_skeleton(_bank_ink(strokes, slant, squash)))
+                        digits.append(digit)
+        self.digits = np.array(digits)
+        self.skeletons = np.stack(skeletons)  # [K, S, S]
+        self.maps = np.stack([distance_transform_edt(~s) for s in skeletons])  # [K, S, S]
+        self._edt = distance_transform_edt
+
+    def nearest(self, ink: np.ndarray) -> tuple[int, float]:
+        """The named digit nearest to ``ink`` and the distance: the larger of the two mean
+        distances from one skeleton's pixels to the other's (a mark with an extra stroke is far)."""
+        skeleton = normalised_skeleton(ink)
+        if not skeleton.any():
+            return -1, float("inf")
+        ys, xs = np.nonzero(skeleton)
+        to_bank = self.maps[:, ys, xs].mean(1)  # [K]
+        own = self._edt(~skeleton)
+        from_bank = (self.skeletons * own).sum((1, 2)) / self.skeletons.sum((1, 2))  # [K]
+        distance = np.maximum(to_bank, from_bank)
+        best = int(distance.argmin())
+        return int(self.digits[best]), float(distance[best])
+
+    def looks_like_digit(self, ink: np.ndarray) -> bool:
+        return self.nearest(ink)[1] < DIGIT_DISTANCE
+
+
+_BANK: DigitBank | None = None
+
+
+def digit_bank() -> DigitBank:
+    global _BANK
+    if _BANK is None:
+        _BANK = DigitBank()
+    return _BANK

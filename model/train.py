@@ -32,9 +32,24 @@ from tqdm import tqdm
 from model.calibrate import CalibrationError, CalibrationRequest, calibrate
 from model.checkpoint import load_checkpoint, provenance, save_checkpoint
 from model.data import DEFAULT_CACHE, IMAGE_SIZE, Mnist, Split, load_mnist, to_input
+from model.families import TRAIN_FONTS
 from model.network import NOT_A_DIGIT, PRESETS, BayesianNet, NetConfig
 from model.outliers import FAMILIES, OUTLIER_VERSION
-from model.pools import SEEDS, Pool, arrays_as_files, digit_uploads, outlier_uploads, sketch_uploads
+from model.pen import PEN_VERSION
+from model.pools import (
+    PRINTED_RENDERS,
+    SEEDS,
+    VALIDATION_NON_DIGITS,
+    Pool,
+    arrays_as_files,
+    digit_uploads,
+    outlier_uploads,
+    pen_drawings,
+    printed_digits,
+    sketch_uploads,
+    validation_mix,
+    validation_non_digits,
+)
 from model.predictive import DEFAULT_SAMPLES, predictive, summarize
 from model.sketches import SKETCH_VERSION
 from model.uploads import SIMULATOR_VERSION
@@ -42,7 +57,7 @@ from model.uploads import SIMULATOR_VERSION
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 20
+    epochs: int = 24
     batch_size: int = 128
     lr: float = 2e-3
     final_lr_fraction: float = 0.02  # cosine decay to lr * this
@@ -56,7 +71,9 @@ class TrainConfig:
     uploads: bool = True  # add a batch of training digits rendered as uploads (model/uploads.py) per step
     outlier_weight: float = 0.5  # outlier exposure: weight of the uniform-prediction loss on generated non-digits
     outlier_batch: int = 64  # generated non-digits per step (0: no outlier exposure)
-    arrays_as_files: float = 0.0  # share of the arrays batch replaced by the same digits as 28-px PNGs, transformed
+    arrays_as_files: float = 0.5  # share of the arrays batch replaced by the same digits as 28-px PNGs, transformed
+    pen: bool = True  # training digits re-inked as pen strokes on the page's pad (model/pen.py) join the uploads
+    printed: bool = True  # digits printed in the training fonts (model/families.py) join the uploads
     max_batches: int | None = None  # per epoch; dry runs
     device: str = "cpu"
 
@@ -150,7 +167,7 @@ class TrainingData:
 
     def describe(self) -> dict[str, Any]:
         return {"mnist_train_arrays": len(self.arrays),
-                "mnist_train_uploads": 0 if self.uploads is None else len(self.uploads),
+                "upload_stream_positives": 0 if self.uploads is None else len(self.uploads),
                 "generated_outliers": 0 if self.outliers is None else len(self.outliers)}
 
 
@@ -351,6 +368,8 @@ def main(argv: list[str] | None = None) -> int:
                         "and recalibrate it, as a full run does after its last epoch")
     parser.add_argument("--density", action="store_true", help="fit a feature density (an 'unfamiliar' signal)")
     parser.add_argument("--workers", type=int, default=2, help="processes rendering simulated uploads (cached)")
+    parser.add_argument("--no-pen", action="store_true", help="no pen-drawn training digits")
+    parser.add_argument("--no-printed", action="store_true", help="no digits printed in the training fonts")
     parser.add_argument("--sketches", type=int, default=0,
                         help="digits sketched in code (model/sketches.py) added to the upload positives")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="where data and upload pools are cached")
@@ -370,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
                          kl_warmup_epochs=args.kl_warmup_epochs, augment=not args.no_augment, seed=args.seed,
                          eval_samples=args.eval_samples, device=args.device, uploads=not args.no_uploads,
                          outlier_weight=outlier_weight, outlier_batch=args.outlier_batch if outlier_weight > 0 else 0,
-                         arrays_as_files=args.arrays_as_files)
+                         arrays_as_files=args.arrays_as_files, pen=not args.no_pen, printed=not args.no_printed)
     out = args.out
     calibration_samples = args.calibration_samples
     outlier_count, cache_dir = args.outliers, args.cache_dir
@@ -389,10 +408,19 @@ def main(argv: list[str] | None = None) -> int:
         else None
     if as_files is not None and len(as_files.images) != len(data.train):
         raise ValueError("a training array has no visible ink as a file; --arrays-as-files needs every one")
-    if uploads is not None and args.sketches > 0:  # sketched digits join the uploads: more labelled positives
-        sketches = sketch_uploads(args.sketches, "sketches-train", args.workers, cache_dir, progress)
-        uploads = Pool(np.concatenate([uploads.images, sketches.images]),
-                       np.concatenate([uploads.labels, sketches.labels]), uploads.dropped + sketches.dropped)
+    joined: dict[str, int] = {"mnist_train_uploads": 0 if uploads is None else len(uploads.images)}
+    if uploads is not None:  # more labelled positives in the uploads stream: what people draw, print, sketch
+        more = {"mnist_train_pen_drawings": pen_drawings(data.train, "pen-train", data.source_sha256, args.workers,
+                                                         cache_dir, progress) if config.pen else None,
+                "printed_digits_training_fonts": printed_digits(
+                    args.workers, cache_dir, progress, 1 if args.dry_run else PRINTED_RENDERS) if config.printed else None,
+                "sketched_digits": sketch_uploads(args.sketches, "sketches-train", args.workers, cache_dir, progress)
+                if args.sketches > 0 else None}
+        for name, pool in more.items():
+            if pool is not None:
+                joined[name] = len(pool.images)
+                uploads = Pool(np.concatenate([uploads.images, pool.images]),
+                               np.concatenate([uploads.labels, pool.labels]), uploads.dropped + pool.dropped)
     extra = TrainingData(data.train, None if uploads is None else uploads.split(),
                          None if outliers is None else outliers.images, None if as_files is None else as_files.images)
     net_config = _config_from_args(args)
@@ -404,15 +432,18 @@ def main(argv: list[str] | None = None) -> int:
         net = BayesianNet(net_config)
         result = fit(net, data, config, out=out, resume=args.resume, progress=progress, extra=extra)
     net.cpu()
+    validation, composition = validation_mix(data.validation, data.source_sha256, args.workers, cache_dir, progress)
     if not args.no_temperature:
-        net = with_temperature(net, data.validation, seed=args.seed)
+        net = with_temperature(net, validation, seed=args.seed)
     if args.density and not net_config.reject_class and net.shares_features:
         net = with_feature_density(net, [data.train] + ([] if extra.uploads is None else [extra.uploads]))
-    validation = digit_uploads(data.validation, "validation", data.source_sha256, args.workers, cache_dir, progress)
+    non_digits, non_digits_data = validation_non_digits(data.validation, data.source_sha256, args.workers, cache_dir,
+                                                        progress, 256 if args.dry_run else VALIDATION_NON_DIGITS)
     torch.manual_seed(args.seed)  # the draws `python -m model.calibrate --seed SEED` makes
     try:
         calibration: dict[str, Any] | None = calibrate(
-            net, validation.split(), CalibrationRequest(samples=calibration_samples)).to_dict()
+            net, validation, CalibrationRequest(samples=calibration_samples), str(composition["data"]), non_digits,
+            non_digits_data).to_dict()
     except CalibrationError as error:
         print(f"calibration refused: {error}")
         calibration = None
@@ -423,13 +454,18 @@ def main(argv: list[str] | None = None) -> int:
         "epochs": config.epochs,
         "train_config": asdict(config),
         "train_size": len(data.train),
-        "training_data": {**extra.describe(), "simulator_version": SIMULATOR_VERSION, "outlier_version": OUTLIER_VERSION,
+        "training_data": {**extra.describe(), **joined, "simulator_version": SIMULATOR_VERSION,
+                          "outlier_version": OUTLIER_VERSION, "pen_version": PEN_VERSION,
                           "outlier_families": list(FAMILIES) if outliers is not None else [],
-                          "sketched_digits": args.sketches if uploads is not None else 0,
                           "sketch_version": SKETCH_VERSION,
-                          "selection_and_calibration": "MNIST validation digits rendered as uploads (seed "
-                                                       f"{SEEDS['validation']})",
-                          "never_seen": ["Fashion-MNIST", "rendered letters", "fonts of any kind", "MNIST test"]},
+                          "arrays_as_plain_png_files": config.arrays_as_files,
+                          "training_fonts": list(TRAIN_FONTS) if config.printed else [],
+                          "seeds": {k: v for k, v in SEEDS.items() if k.endswith("train") or k == "train"},
+                          "selection_and_calibration": composition,
+                          "never_seen": ["Fashion-MNIST", "printed letters and symbols (any font)",
+                                         "printed digits in the held-out fonts (DejaVu Sans, DejaVu Serif)",
+                                         "pen drawings of MNIST test digits", "sketched digits (model/sketches.py)",
+                                         "single-stroke vector fonts", "MNIST test"]},
         "metrics": {"validation": result["validation"], "history": result["history"]},
         "calibration": calibration,
         **provenance(),

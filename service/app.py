@@ -32,8 +32,8 @@ from service.settings import Settings
 
 log = logging.getLogger("service")
 DESCRIPTION = ("A variational Bayesian CNN that classifies a digit image, says how unsure it is, and refers it to a "
-               "human when its predictive entropy (or, for models with one, its unfamiliarity) exceeds a calibrated "
-               "threshold.")
+               "human when its predictive entropy exceeds a calibrated threshold, saying why: unsure which digit, or "
+               "probably not a digit.")
 
 
 def create_app(settings: Settings | None = None, registry: CollectorRegistry | None = None,

@@ -61,7 +61,7 @@ class Inference:
         """The checkpoint named by ``settings``, its refer rule, and a started micro-batcher; the
         model's facts are published as gauges. Raises CheckpointError with the file and problem."""
         predictor = Predictor.from_checkpoint(settings.model_path, settings.threshold, settings.default_samples,
-                                              settings.expected_referral_rate, settings.unfamiliar_threshold)
+                                              settings.expected_referral_rate)
         if predictor.default_samples > settings.max_samples:
             raise CheckpointError(f"{settings.model_path}: calibrated N={predictor.default_samples} exceeds "
                                   f"BNN_MAX_SAMPLES={settings.max_samples}")
@@ -70,8 +70,8 @@ class Inference:
                         "for the referral-rate alert")
         metrics.publish_model(predictor.model_version, predictor.rule.threshold, predictor.expected_referral_rate,
                               auditor.fraction)
-        log.info("model %s loaded, thresholds %.4g nats (uncertain), %s (unfamiliar), N=%d", predictor.model_version,
-                 predictor.rule.threshold, predictor.rule.unfamiliar_threshold, predictor.default_samples)
+        log.info("model %s loaded, threshold %.4g nats, familiar mass %s, N=%d", predictor.model_version,
+                 predictor.rule.threshold, predictor.rule.familiar_mass, predictor.default_samples)
         inference = cls(predictor, UploadLimits(settings.max_upload_bytes, settings.max_pixels), metrics, auditor)
         if settings.micro_batching:
             inference.batcher = MicroBatcher(inference.run_pass, settings.batch_max_images,

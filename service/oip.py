@@ -10,10 +10,11 @@ The model ``bnn-digits`` takes one input per request:
   is), row-major; not preprocessed.
 
 and answers ``class`` INT64 ``[B]``, ``probabilities`` FP32 ``[B, 10]``, ``entropy`` FP32 ``[B]``,
-``mutual_information`` FP32 ``[B]``, ``unfamiliarity`` FP32 ``[B]``, ``refer`` BOOL ``[B]``,
-``refer_reason`` BYTES ``[B]`` (``uncertain``, ``unfamiliar`` or empty) and ``audit`` BOOL
-``[B]``; the thresholds, N and the model version are response parameters. ``outputs`` in the
-request selects outputs; ``parameters.samples`` sets N.
+``mutual_information`` FP32 ``[B]``, ``refer`` BOOL ``[B]``, ``refer_reason`` BYTES ``[B]``
+(``uncertain``, ``unfamiliar`` or empty), ``candidates`` INT64 ``[B, 3]`` (the digits worth a
+reviewer's look, most likely first, -1 padded) and ``audit`` BOOL ``[B]``; the threshold, N and
+the model version are response parameters. ``outputs`` in the request selects outputs;
+``parameters.samples`` sets N.
 
 Binary tensor data extension, both directions: with an ``Inference-Header-Content-Length``
 header the body is that many bytes of JSON followed by the inputs' raw data, in order, each
@@ -36,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from model.data import IMAGE_SIZE
-from service.predictor import Prediction
+from service.predictor import MAX_CANDIDATES, Prediction
 
 MODEL_NAME = "bnn-digits"
 PLATFORM = "pytorch"
@@ -59,8 +60,8 @@ INPUTS = (TensorSpec("image", "BYTES", (-1,)), TensorSpec("digits", "UINT8", (-1
 OUTPUTS = (
     TensorSpec("class", "INT64", (-1,)), TensorSpec("probabilities", "FP32", (-1, 10)),
     TensorSpec("entropy", "FP32", (-1,)), TensorSpec("mutual_information", "FP32", (-1,)),
-    TensorSpec("unfamiliarity", "FP32", (-1,)), TensorSpec("refer", "BOOL", (-1,)),
-    TensorSpec("refer_reason", "BYTES", (-1,)), TensorSpec("audit", "BOOL", (-1,)),
+    TensorSpec("refer", "BOOL", (-1,)), TensorSpec("refer_reason", "BYTES", (-1,)),
+    TensorSpec("candidates", "INT64", (-1, MAX_CANDIDATES)), TensorSpec("audit", "BOOL", (-1,)),
 )
 OUTPUT_NAMES = tuple(spec.name for spec in OUTPUTS)
 
@@ -249,9 +250,10 @@ def _columns(predictions: Sequence[Prediction], audits: Sequence[bool]) -> dict[
         "probabilities": np.array([p.probabilities for p in predictions], dtype=NUMPY["FP32"]).reshape(-1, 10),
         "entropy": np.array([p.entropy for p in predictions], dtype=NUMPY["FP32"]),
         "mutual_information": np.array([p.mutual_information for p in predictions], dtype=NUMPY["FP32"]),
-        "unfamiliarity": np.array([p.unfamiliarity for p in predictions], dtype=NUMPY["FP32"]),
         "refer": np.array([p.refer for p in predictions], dtype=bool),
         "refer_reason": np.array([(p.refer_reason or "").encode() for p in predictions], dtype=object),
+        "candidates": np.array([p.candidates + [-1] * (MAX_CANDIDATES - len(p.candidates)) for p in predictions],
+                               dtype=NUMPY["INT64"]).reshape(-1, MAX_CANDIDATES),
         "audit": np.array(audits, dtype=bool),
     }
 

@@ -4,12 +4,15 @@ All N samples of all images of a call run in one vectorized pass of
 ``model.predictive.predictive`` under ``torch.inference_mode``. The refer rule is the
 checkpoint's :class:`model.calibrate.Calibration` (one record, written by ``model/``):
 
-* ``uncertain``: predictive entropy over the ten digits > ``threshold`` (nats);
-* ``unfamiliar``: the unfamiliarity score (P(not a digit) for a network with a reject class)
-  > ``unfamiliar_threshold``, when the checkpoint has one.
+* refer when the predictive entropy over the ten digits > ``threshold`` (nats);
+* why, from the predictive's shape: ``uncertain`` (a digit, unsure which) when the two most
+  probable classes hold at least ``familiar_mass`` of the probability, else ``unfamiliar``
+  (the mass is spread over many classes: probably not a digit). A checkpoint calibrated before
+  the reason rule has no ``familiar_mass``: every referral is then ``uncertain``.
 
-``refer`` is true when either fires; ``refer_reason`` names which ("unfamiliar" first: "this is
-probably not a digit" says more than "unsure which digit").
+``candidates``: the digits worth a reviewer's look, most likely first: the top class, then the
+next ones while they hold at least ``CANDIDATE_MIN`` each and the ones before hold less than
+``CANDIDATE_MASS`` together, at most ``MAX_CANDIDATES``.
 """
 
 from __future__ import annotations
@@ -35,11 +38,10 @@ class Prediction:
     entropy: float  # predictive entropy of the mean probabilities, nats
     expected_entropy: float  # aleatoric part, nats
     mutual_information: float  # epistemic part, nats
-    unfamiliarity: float  # the second signal's score (P(not a digit)); 0 without one
     refer: bool  # refer_reason is not None
     refer_reason: ReferReason | None
+    candidates: list[int]  # digits worth a reviewer's look, most likely first (the digit alone when sure)
     threshold: float
-    unfamiliar_threshold: float | None
     samples: int
     # on request (``predict(..., spread=True)``): how the samples disagree
     spread: list[float] | None = None  # each class probability's standard deviation over the samples
@@ -47,19 +49,47 @@ class Prediction:
     seen: np.ndarray | None = field(default=None, compare=False)  # the uint8 [28, 28] the network was given
 
 
+CANDIDATE_MIN = 0.05
+CANDIDATE_MASS = 0.95
+MAX_CANDIDATES = 3
+
+
+def candidates(probabilities: list[float]) -> list[int]:
+    """The digits worth a reviewer's look, most likely first (see the module docstring)."""
+    order = sorted(range(len(probabilities)), key=lambda k: -probabilities[k])
+    chosen, held = [order[0]], probabilities[order[0]]
+    for k in order[1:MAX_CANDIDATES]:
+        if held >= CANDIDATE_MASS or probabilities[k] < CANDIDATE_MIN:
+            break
+        chosen.append(k)
+        held += probabilities[k]
+    return chosen
+
+
+def top_two_mass(probabilities: list[float]) -> float:
+    first = second = 0.0
+    for p in probabilities:
+        if p > first:
+            first, second = p, first
+        elif p > second:
+            second = p
+    return first + second
+
+
 @dataclass(frozen=True)
 class ReferRule:
-    """When to refer: entropy above ``threshold``, or unfamiliarity above ``unfamiliar_threshold``."""
+    """Refer when entropy is above ``threshold``; "unfamiliar" when the top two classes then hold
+    less than ``familiar_mass`` (None: every referral "uncertain")."""
 
     threshold: float
-    unfamiliar_threshold: float | None = None
+    familiar_mass: float | None = None
 
-    def reason(self, entropy: float, unfamiliarity: float) -> ReferReason | None:
-        if self.unfamiliar_threshold is not None and unfamiliarity > self.unfamiliar_threshold:
+    def reason(self, entropy: float, top_two: float) -> ReferReason | None:
+        if entropy <= self.threshold:
+            return None
+        if self.familiar_mass is not None and top_two < self.familiar_mass:
             return "unfamiliar"
-        if entropy > self.threshold:
-            return "uncertain"
-        return None
+        return "uncertain"
 
 
 class Predictor:
@@ -80,8 +110,7 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: Path, threshold: float | None = None, default_samples: int | None = None,
-                        expected_referral_rate: float | None = None,
-                        unfamiliar_threshold: float | None = None) -> Predictor:
+                        expected_referral_rate: float | None = None) -> Predictor:
         """Load a checkpoint; the thresholds come from its calibration unless overridden. The expected
         referral rate is the calibration split's unless given, and unknown when a threshold is overridden."""
         net, meta = load_checkpoint(path)
@@ -93,11 +122,13 @@ class Predictor:
         if threshold is None and calibration is None:
             raise CheckpointError(f"{path}: no calibrated threshold in its metadata; run python -m model.calibrate "
                                   "or set BNN_THRESHOLD")
-        overridden = threshold is not None or unfamiliar_threshold is not None
+        if calibration is not None and calibration.unfamiliar_threshold is not None:
+            raise CheckpointError(f"{path}: calibrated with a second 'unfamiliar' signal, which the service does not "
+                                  "serve; recalibrate it (python -m model.calibrate)")
+        overridden = threshold is not None
         rule = ReferRule(
             threshold if threshold is not None else calibration.threshold,  # type: ignore[union-attr]
-            unfamiliar_threshold if unfamiliar_threshold is not None else
-            (calibration.unfamiliar_threshold if calibration is not None else None),
+            calibration.familiar_mass if calibration is not None else None,
         )
         if expected_referral_rate is None and not overridden and calibration is not None:
             expected_referral_rate = round(1.0 - calibration.validation_coverage, 12)
@@ -118,15 +149,15 @@ class Predictor:
         none: list[None] = [None] * len(digits)
         columns = zip(probabilities.argmax(-1).tolist(), probabilities.tolist(), result.entropy.tolist(),
                       result.expected_entropy.tolist(), result.mutual_information.tolist(),
-                      result.unfamiliarity.tolist(), none if result.spread is None else result.spread.tolist(),
+                      none if result.spread is None else result.spread.tolist(),
                       none if result.votes is None else result.votes.tolist(), digits, strict=True)
         predictions = []
-        for digit, probs, entropy, expected_entropy, mutual_information, unfamiliarity, deviation, votes, seen in columns:
-            reason = self.rule.reason(entropy, unfamiliarity)
+        for digit, probs, entropy, expected_entropy, mutual_information, deviation, votes, seen in columns:
+            reason = self.rule.reason(entropy, top_two_mass(probs))
             predictions.append(Prediction(
                 digit=digit, probabilities=probs, entropy=entropy, expected_entropy=expected_entropy,
-                mutual_information=mutual_information, unfamiliarity=unfamiliarity, refer=reason is not None,
-                refer_reason=reason, threshold=self.rule.threshold, unfamiliar_threshold=self.rule.unfamiliar_threshold,
-                samples=count, spread=deviation, votes=votes, seen=seen,
+                mutual_information=mutual_information, refer=reason is not None, refer_reason=reason,
+                candidates=candidates(probs), threshold=self.rule.threshold, samples=count, spread=deviation,
+                votes=votes, seen=seen,
             ))
         return predictions

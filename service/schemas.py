@@ -29,15 +29,15 @@ class PredictionOut(BaseModel):
     entropy: float = Field(description="predictive entropy of the mean probabilities, nats (0 to ln 10)")
     mutual_information: float = Field(description="epistemic part of the entropy, nats")
     expected_entropy: float = Field(description="aleatoric part of the entropy, nats")
-    unfamiliarity: float = Field(description="the second signal: the network's probability (mean over the samples) "
-                                             "that the image is not a digit at all; 0 for a model without one")
-    refer: bool = Field(description="true when entropy > threshold or unfamiliarity > unfamiliar_threshold: send this "
-                                    "image to a human")
+    refer: bool = Field(description="true when entropy > threshold: send this image to a human")
     refer_reason: ReferReason | None = Field(
-        description="why it was referred: 'unfamiliar' (unfamiliarity over its threshold: probably not a digit), "
-                    "'uncertain' (entropy over its threshold: a digit, but unsure which), or null (not referred)")
+        description="why it was referred: 'uncertain' (a digit, but unsure which: the two most probable classes hold "
+                    "most of the probability) or 'unfamiliar' (the probability is spread over many classes: probably "
+                    "not a digit); null when not referred")
+    candidates: list[int] = Field(description="the digits worth a reviewer's look, most likely first: the top class, "
+                                              "then up to two more that each hold at least 5 % while the ones before "
+                                              "hold under 95 % (just the digit when the answer is sure)")
     threshold: float = Field(description="calibrated entropy threshold, nats")
-    unfamiliar_threshold: float | None = Field(description="calibrated unfamiliarity threshold (null: no second signal)")
     samples: int = Field(description="N posterior samples used")
     audit: bool = Field(description="true for a random fraction (BNN_AUDIT_FRACTION) of accepted predictions: "
                                     "have a human check it, to measure live accepted accuracy")

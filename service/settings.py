@@ -23,8 +23,6 @@ class Settings(BaseSettings):
     default_samples: int | None = Field(None, ge=1, description="N when a request names none (default: calibration's N)")
     max_samples: int = Field(1000, ge=1, le=100_000, description="largest N a request may ask for")
     threshold: float | None = Field(None, ge=0.0, description="override the calibrated entropy threshold (nats)")
-    unfamiliar_threshold: float | None = Field(None, ge=0.0, description="override the calibrated unfamiliarity "
-                                                                         "threshold (P(not a digit))")
     expected_referral_rate: float | None = Field(
         None, ge=0.0, le=1.0, description="referral rate to expect (default: the calibration split's; unknown when "
                                           "BNN_THRESHOLD overrides the threshold)")

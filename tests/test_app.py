@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from model.checkpoint import CheckpointError
 from service.app import create_app
+from service.predictor import Predictor
 from service.settings import Settings
 from tests.conftest import ROOT, SHIPPED, load_digit, mnist_fixtures
 from tests.images import (
@@ -224,12 +225,18 @@ def test_refer_reason_is_stated_and_counted(client):
     rng = np.random.default_rng(4)
     answers = [post(client, encode(Image.fromarray(rng.integers(0, 256, (64, 64), dtype=np.uint8)))).json()
                for _ in range(4)]
+    mass = Predictor.from_checkpoint(SHIPPED).rule.familiar_mass
+    assert mass is not None
     for answer in [*answers, seven]:
-        uncertain = answer["entropy"] > answer["threshold"]
-        unfamiliar = answer["unfamiliar_threshold"] is not None and answer["unfamiliarity"] > answer["unfamiliar_threshold"]
-        assert answer["refer_reason"] == ("unfamiliar" if unfamiliar else "uncertain" if uncertain else None)
-        assert answer["refer"] == (answer["refer_reason"] is not None)
+        top = sorted(answer["probabilities"], reverse=True)
+        referred = answer["entropy"] > answer["threshold"]
+        expected = None if not referred else "unfamiliar" if top[0] + top[1] < mass else "uncertain"
+        assert answer["refer_reason"] == expected
+        assert answer["refer"] == referred
+        assert answer["candidates"][0] == answer["class"] and len(answer["candidates"]) <= 3
+    assert seven["candidates"] == [7]
     assert all(a["refer"] for a in answers)  # uniform noise is never a digit
+    assert all(a["refer_reason"] == "unfamiliar" for a in answers)  # ... and is said to be none
     for reason in ("uncertain", "unfamiliar"):
         counted = sum(a["refer_reason"] == reason for a in answers)
         assert metric(client, f'bnn_referrals_total{{reason="{reason}"}}') == before[reason] + counted

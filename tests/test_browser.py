@@ -9,6 +9,7 @@ behind a firewall) and that the page logs no errors; each saves a screenshot to
 from __future__ import annotations
 
 import io
+import math
 import os
 import shutil
 from collections.abc import Iterator
@@ -135,9 +136,10 @@ SEVEN = [[(70, 55), (215, 50)], [(215, 50), (170, 130), (120, 235)]]
 @pytest.mark.parametrize(("name", "strokes", "digit"), [("one", ONE, 1), ("seven", SEVEN, 7)])
 def test_a_drawn_digit_gets_the_apis_answer(visit, name, strokes, digit):
     answer = visit.answer_to(lambda: draw(visit.page, strokes))
-    if digit == 1:  # the drawing went through the real API and preprocessing (a straight 7: see README "Try it")
-        assert answer["class"] == 1 and not answer["refer"]
+    assert answer["class"] == digit and not answer["refer"]  # straight pen strokes are digits: accepted
+    assert answer["candidates"] == [digit]
     visit.shows("#class", str(answer["class"]))
+    visit.shows("#decision", f"Accepted: it is a {digit}")
     digit = answer["class"]
     decision = visit.page.inner_text("#decision")
     assert decision.startswith("Accepted" if not answer["refer"] else "Refer to a human")
@@ -183,9 +185,44 @@ def test_noise_is_referred_on_the_page(visit):
     noise = np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8)
     payload = {"name": "noise.png", "mimeType": "image/png", "buffer": png(noise)}
     answer = visit.answer_to(lambda: visit.page.set_input_files("#file", files=[payload]))
-    assert answer["refer"] is True
-    visit.shows("#decision", "Refer to a human")
-    assert "over the calibrated threshold" in visit.page.inner_text("#reason")
+    assert answer["refer"] is True and answer["refer_reason"] == "unfamiliar"
+    visit.shows("#decision", "Refer to a human: probably not a digit")
+    reason = visit.page.inner_text("#reason")
+    assert "over the calibrated threshold" in reason
+    assert reason.endswith(f"If it is a digit at all: {listed(answer['candidates'])}.")
+
+
+def listed(digits: list[int]) -> str:
+    """[3, 5, 8] -> "3, 5 or 8", as the page words candidates."""
+    words = [str(d) for d in digits]
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
+
+
+def test_an_uncertain_answer_names_its_candidates(visit):
+    """The page words whatever the API says: here an answer unsure between a 3 and a 5."""
+    probabilities = [0.0, 0.0, 0.0, 0.55, 0.0, 0.4, 0.0, 0.0, 0.05, 0.0]
+    fake = {"class": 3, "probabilities": probabilities, "entropy": 0.9, "mutual_information": 0.1,
+            "expected_entropy": 0.8, "refer": True, "refer_reason": "uncertain", "candidates": [3, 5], "threshold": 0.2,
+            "samples": 100, "audit": False, "model_version": "test", "spread": [0.0] * 10, "votes": [0, 0, 0, 60, 0, 40,
+                                                                                                    0, 0, 0, 0],
+            "input": [[0] * 28 for _ in range(28)]}
+    visit.page.route("**/predict*", lambda route: route.fulfill(json=fake))
+    draw(visit.page, ONE)
+    visit.shows("#decision", "Refer to a human: unsure: 3 or 5?")
+    assert "Its best guess is 3." in visit.page.inner_text("#reason")
+
+
+def test_the_pen_control_sets_the_stroke_width(visit):
+    ink = ("() => { const d = document.getElementById('pad').getContext('2d').getImageData(0, 0, 280, 280).data;"
+           " let s = 0; for (let i = 0; i < d.length; i += 4) s += 255 - d[i]; return s / 255; }")
+    widths = {}
+    for pen in ("8", "30"):
+        visit.page.click("#clear")
+        visit.page.select_option("#pen", pen)
+        visit.answer_to(lambda: draw(visit.page, [[(140, 60), (140, 220)]]))
+        widths[int(pen)] = visit.page.evaluate(ink)
+    for width, inked in widths.items():  # a 160 px stroke with round caps
+        assert inked == pytest.approx(160 * width + math.pi * (width / 2) ** 2, rel=0.1)
 
 
 def test_a_non_image_shows_the_apis_detail(visit):

@@ -10,7 +10,8 @@ def test_report_has_the_uploads_section_per_family(tiny_idx_dir, tmp_path):
     out = tmp_path / "report"
     metadata_before = SHIPPED.with_suffix(".json").read_bytes()
     assert main(["--checkpoint", str(SHIPPED), "--data-dir", str(tiny_idx_dir), "--no-ood", "--samples", "4",
-                 "--scale", "0.004", "--workers", "1", "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]) == 0
+                 "--scale", "0.004", "--workers", "1", "--cache-dir", str(tmp_path / "cache"), "--out", str(out),
+                 "--drawings", "20"]) == 0
     report = json.loads((out / "evaluation.json").read_text())
     families = {row["family"]: row for row in report["uploads"]["families"]}
     assert {"MNIST test digits as uploads", "printed digits", "printed letters", "printed symbols", "photo crops",
@@ -25,3 +26,12 @@ def test_report_has_the_uploads_section_per_family(tiny_idx_dir, tmp_path):
     assert {"uploads_scores.png", "referral_curve.png", "reliability.png"} <= set(report["plots"])
     assert all((out / name).stat().st_size > 10_000 for name in report["plots"])
     assert SHIPPED.with_suffix(".json").read_bytes() == metadata_before  # no --write-metadata: left alone
+    files, arrays = report["png_files"]["files"], report["png_files"]["arrays"]
+    assert files["count"] == arrays["count"] == 40 and 0.0 <= files["ece"] <= 1.0  # every tiny test digit as a file
+    parts = report["service_view"]["parts"]
+    assert set(parts) == {"uploads", "pen drawings", "plain PNG files"} and parts["pen drawings"]["count"] == 40
+    overall = report["service_view"]["overall"]
+    assert overall["count"] == 120 and overall["coverage"] == 1 - overall["referred"]
+    drawings = report["drawings"]["in_process"]
+    assert drawings["digit_drawings"] == 20 and set(drawings["per_digit"]) == {str(d) for d in range(10)}
+    assert drawings["non_digits"]["letters"]["count"] > 10 and drawings["non_digits"]["doodles"]["count"] > 10

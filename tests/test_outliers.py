@@ -45,13 +45,59 @@ def test_the_generator_never_reads_a_font_or_a_data_set():
 def test_metadata_of_the_shipped_checkpoint_says_what_training_saw():
     import json
 
+    from model.families import TRAIN_FONTS
+    from model.pen import PEN_VERSION
     from tests.conftest import SHIPPED
 
     meta = json.loads(SHIPPED.with_suffix(".json").read_text())
     seen = meta["training_data"]
     assert seen["generated_outliers"] > 10_000 and seen["mnist_train_uploads"] > 40_000
+    assert seen["mnist_train_pen_drawings"] > 40_000 and seen["pen_version"] == PEN_VERSION
+    assert seen["printed_digits_training_fonts"] > 1_000 and seen["training_fonts"] == list(TRAIN_FONTS)
     assert set(seen["outlier_families"]) == set(FAMILIES) and seen["outlier_version"] == OUTLIER_VERSION
-    assert {"Fashion-MNIST", "rendered letters"} <= set(seen["never_seen"])
+    assert {"Fashion-MNIST", "printed letters and symbols (any font)", "pen drawings of MNIST test digits",
+            "single-stroke vector fonts"} <= set(seen["never_seen"])
+    mix = seen["selection_and_calibration"]  # what the temperature and the threshold were fitted on
+    assert mix["uploads"] > 9_000 and mix["pen drawings"] > 9_000 and mix["plain PNG files"] > 9_000
     calibration = meta["calibration"]
-    assert "uploads" in calibration["data"] and calibration["alpha"] == 0.002
-    assert calibration["validation_coverage"] >= 0.965  # budget 3 % of digit uploads: shipped 3.08 % (README)
+    assert calibration["data"] == mix["data"] and calibration["alpha"] == 0.002
+    assert calibration["validation_size"] == mix["uploads"] + mix["pen drawings"] + mix["plain PNG files"]
+    assert 0.3 <= calibration["familiar_mass"] <= 1.0 and "generated non-digits" in calibration["reason_fit"]["non_digits"]
+
+
+def _lattice_ink(*segments: tuple[tuple[float, float], tuple[float, float]], width: int = 5) -> np.ndarray:
+    image, pen = outliers.canvas()
+    for a, b in segments:
+        pen.line(outliers.scaled([a, b]), fill=255, width=width * outliers.SUPERSAMPLE)
+    return outliers.finish(image)
+
+
+def test_the_digit_bank_knows_the_named_digits_and_not_other_marks():
+    from model.sketches import SKELETONS, digit_bank, sketch
+
+    bank = digit_bank()
+    caught = [bank.looks_like_digit(sketch(d, np.random.default_rng([9, d, k]))) for d in SKELETONS for k in range(20)]
+    assert np.mean(caught) >= 0.97  # jittered, slanted, squashed named digits, at any pen width
+    one = _lattice_ink(((0.5, 0.15), (0.5, 0.85)))  # the glyph lattice's lone stroke: a 1
+    seven = _lattice_ink(((0.2, 0.15), (0.8, 0.15)), ((0.8, 0.15), (0.2, 0.85)))  # bar and diagonal: a 7
+    four = _lattice_ink(((0.2, 0.15), (0.2, 0.5)), ((0.2, 0.5), (0.8, 0.5)), ((0.7, 0.15), (0.7, 0.85)))  # open 4
+    assert [bank.nearest(ink)[0] for ink in (one, seven, four)] == [1, 7, 4]
+    assert all(bank.looks_like_digit(ink) for ink in (one, seven, four))
+    ex = _lattice_ink(((0.2, 0.15), (0.8, 0.85)), ((0.8, 0.15), (0.2, 0.85)))  # an X
+    aitch = _lattice_ink(((0.2, 0.15), (0.2, 0.85)), ((0.8, 0.15), (0.8, 0.85)), ((0.2, 0.5), (0.8, 0.5)))
+    assert not bank.looks_like_digit(ex) and not bank.looks_like_digit(aitch)
+
+
+@pytest.mark.parametrize("family", outliers.LINE_FAMILIES)
+def test_the_outlier_pool_holds_no_named_digit(family):
+    """Every line family's draws stay away from every named digit skeleton: the generator drew
+    again where a mark landed near one (a lone stroke, a 7's two strokes, a hexagon's 0, ...)."""
+    from model.sketches import digit_bank
+
+    source = outlier_source(None, (family,))
+    drawn = [source(i, np.random.default_rng([23, i]))[0] for i in range(150)]
+    assert not any(digit_bank().looks_like_digit(ink) for ink in drawn)
+    raw = getattr(outliers, family)
+    unfiltered = [raw(np.random.default_rng([23, i])) for i in range(150)]
+    if family == "glyph":  # the lattice draws digits by chance: the filter has work to do
+        assert sum(digit_bank().looks_like_digit(ink) for ink in unfiltered) >= 10

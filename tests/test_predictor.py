@@ -8,23 +8,33 @@ import numpy as np
 import pytest
 
 from model.checkpoint import CheckpointError
-from service.predictor import Predictor, ReferRule
+from service.predictor import Predictor, ReferRule, candidates, top_two_mass
 from tests.conftest import SHIPPED, load_digit, mnist_fixtures
 
 
 def test_refer_flips_exactly_at_the_entropy_threshold():
     rule = ReferRule(threshold=0.5)
-    assert rule.reason(0.5, 0.0) is None  # refer when entropy > threshold: equal is accepted
-    assert rule.reason(math.nextafter(0.5, 1.0), 0.0) == "uncertain"
-    assert rule.reason(0.49, 0.99) is None  # no second signal: unfamiliarity is not looked at
+    assert rule.reason(0.5, 1.0) is None  # refer when entropy > threshold: equal is accepted
+    assert rule.reason(math.nextafter(0.5, 1.0), 1.0) == "uncertain"
+    assert rule.reason(2.0, 0.2) == "uncertain"  # no familiar mass calibrated: every referral is "uncertain"
 
 
-def test_unfamiliar_fires_at_its_own_threshold_and_takes_precedence():
-    rule = ReferRule(threshold=0.5, unfamiliar_threshold=0.3)
-    assert rule.reason(0.1, 0.3) is None
-    assert rule.reason(0.1, math.nextafter(0.3, 1.0)) == "unfamiliar"
-    assert rule.reason(2.0, 0.9) == "unfamiliar"  # both fire: "probably not a digit" says more
-    assert rule.reason(2.0, 0.1) == "uncertain"
+def test_the_reason_follows_the_top_two_mass_and_never_fires_without_a_referral():
+    rule = ReferRule(threshold=0.5, familiar_mass=0.8)
+    assert rule.reason(0.4, 0.2) is None  # accepted: no reason, whatever the shape
+    assert rule.reason(0.9, 0.8) == "uncertain"  # at the mass: a digit, unsure which of two
+    assert rule.reason(0.9, math.nextafter(0.8, 0.0)) == "unfamiliar"
+    assert rule.reason(2.3, 0.2) == "unfamiliar"
+
+
+def test_candidates_and_top_two_mass():
+    assert candidates([0.0] * 3 + [0.99] + [0.01 / 6] * 6) == [3]  # sure: the digit alone
+    assert candidates([0.0, 0.0, 0.0, 0.55, 0.0, 0.4, 0.0, 0.0, 0.05, 0.0]) == [3, 5]  # 0.95 held after two
+    assert candidates([0.0, 0.0, 0.0, 0.5, 0.0, 0.3, 0.0, 0.0, 0.15, 0.05]) == [3, 5, 8]  # at most three
+    assert candidates([0.0, 0.0, 0.0, 0.6, 0.0, 0.36, 0.0, 0.0, 0.04, 0.0]) == [3, 5]  # 8 under 5 %
+    assert candidates([0.1] * 10) == [0, 1, 2]  # spread evenly: ties in class order
+    assert top_two_mass([0.0, 0.0, 0.0, 0.5, 0.0, 0.3, 0.0, 0.0, 0.15, 0.05]) == pytest.approx(0.8)
+    assert top_two_mass([0.1] * 10) == pytest.approx(0.2)
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +45,10 @@ def shipped() -> Predictor:
 def test_thresholds_come_from_the_calibration_unless_overridden(shipped):
     meta = json.loads(SHIPPED.with_suffix(".json").read_text())
     assert shipped.rule.threshold == meta["calibration"]["threshold"]
-    assert shipped.rule.unfamiliar_threshold == meta["calibration"]["unfamiliar_threshold"]
+    assert shipped.rule.familiar_mass == meta["calibration"]["familiar_mass"]
     assert shipped.expected_referral_rate == pytest.approx(1 - meta["calibration"]["validation_coverage"])
-    overridden = Predictor.from_checkpoint(SHIPPED, threshold=0.123, unfamiliar_threshold=0.5)
-    assert overridden.rule == ReferRule(0.123, 0.5)
+    overridden = Predictor.from_checkpoint(SHIPPED, threshold=0.123)
+    assert overridden.rule == ReferRule(0.123, meta["calibration"]["familiar_mass"])
     assert overridden.expected_referral_rate is None  # unknown for a rule nobody calibrated
     assert Predictor.from_checkpoint(SHIPPED, threshold=0.123, expected_referral_rate=0.04).expected_referral_rate == 0.04
 
@@ -48,8 +58,10 @@ def test_answers_are_consistent_with_their_scores(shipped):
     rng = np.random.default_rng(0)
     noise = [rng.integers(0, 256, (28, 28), dtype=np.uint8) for _ in range(8)]
     for prediction in shipped.predict(digits + noise, samples=50):
-        assert prediction.refer_reason == shipped.rule.reason(prediction.entropy, prediction.unfamiliarity)
+        assert prediction.refer_reason == shipped.rule.reason(prediction.entropy, top_two_mass(prediction.probabilities))
         assert prediction.refer == (prediction.refer_reason is not None)
+        assert prediction.candidates == candidates(prediction.probabilities)
+        assert prediction.candidates[0] == prediction.digit
         assert math.isclose(sum(prediction.probabilities), 1.0, abs_tol=1e-9)
         assert prediction.digit == int(np.argmax(prediction.probabilities))
         assert 0.0 <= prediction.entropy <= math.log(10) + 1e-6

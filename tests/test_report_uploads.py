@@ -2,6 +2,7 @@
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -17,14 +18,25 @@ def _calibration(threshold: float, unfamiliar: float | None) -> Calibration:
 def test_decisions_and_rows_follow_the_thresholds():
     scores = Scores(entropy=np.array([0.1, 0.6, 0.2, 0.9]), unfamiliarity=np.array([0.0, 0.0, 0.8, 0.9]),
                     predicted=np.array([1, 2, 3, 4]))
-    uncertain, unfamiliar = decisions(scores, _calibration(0.5, 0.5))
-    assert uncertain.tolist() == [False, True, False, True] and unfamiliar.tolist() == [False, False, True, True]
+    uncertain, unfamiliar = decisions(scores, _calibration(0.5, 0.5))  # one reason a referral: "unfamiliar" first
+    assert uncertain.tolist() == [False, True, False, False] and unfamiliar.tolist() == [False, False, True, True]
     digits = Family("digits", "digits", np.zeros((4, 28, 28), np.uint8), np.array([1, 2, 0, 4]))
     row = family_row(digits, scores, _calibration(0.5, 0.5), None)
-    assert row["referred"] == 0.75 and row["referred_uncertain"] == 0.5 and row["referred_unfamiliar"] == 0.5
+    assert row["referred"] == 0.75 and row["referred_uncertain"] == 0.25 and row["referred_unfamiliar"] == 0.5
     assert row["accuracy"] == 0.75 and row["accepted_accuracy"] == 1.0 and row["accepted_errors"] == 0
     without = family_row(digits, scores, _calibration(0.5, None), None)
     assert without["referred"] == 0.5 and without["referred_unfamiliar"] == 0.0
+
+
+def test_the_reason_follows_the_top_two_mass():
+    scores = Scores(entropy=np.array([0.1, 0.6, 0.9, 2.0]), unfamiliarity=np.zeros(4), predicted=np.array([1, 2, 3, 4]),
+                    mass=np.array([0.3, 0.95, 0.6, 0.2]))
+    calibration = replace(_calibration(0.5, None), familiar_mass=0.7)
+    uncertain, unfamiliar = decisions(scores, calibration)
+    assert uncertain.tolist() == [False, True, False, False]  # the first is accepted, whatever its shape
+    assert unfamiliar.tolist() == [False, False, True, True]
+    ood = Family("ood", "ood", np.zeros((4, 28, 28), np.uint8), np.full(4, -1))
+    assert family_row(ood, scores, calibration, None)["unfamiliar_of_referred"] == 2 / 3
 
 
 def test_auroc_of_a_family_against_the_digits():

@@ -109,6 +109,9 @@ def test_image_input_agrees_with_predict(client, server, binary):
     assert list(result.as_numpy("refer")) == [a["refer"] for a in expected]
     reasons = [r.decode() if isinstance(r, bytes) else r for r in result.as_numpy("refer_reason")]
     assert reasons == [a["refer_reason"] or "" for a in expected]
+    candidates = result.as_numpy("candidates")  # [B, 3], -1 padded
+    assert candidates.shape == (6, 3) and candidates.dtype == np.int64
+    assert [[c for c in row if c >= 0] for row in candidates.tolist()] == [a["candidates"] for a in expected]
     parameters = result.get_response()["parameters"]
     assert parameters["samples"] == 300 and parameters["threshold"] == expected[0]["threshold"]
 

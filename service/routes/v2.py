@@ -152,8 +152,7 @@ async def run_inference(request: Request, inference: Inference, settings: Settin
     predictions = [result for result in results if isinstance(result, Prediction)]
     audits = [inference.account(prediction) for prediction in predictions]
     first = predictions[0]
-    parameters = {"threshold": first.threshold, "unfamiliar_threshold": first.unfamiliar_threshold,
-                  "samples": first.samples}
+    parameters = {"threshold": first.threshold, "samples": first.samples}
     body, json_length = encode_infer_response(parsed, predictions, audits, inference.model_version, parameters)
     if json_length is None:
         return Response(body, media_type="application/json")

@@ -5,12 +5,11 @@
 "use strict";
 
 const MAX_ENTROPY = Math.log(10);
-const STROKE_WIDTH = 18;
 const pad = document.getElementById("pad");
 const ink = pad.getContext("2d");
 const $ = (id) => document.getElementById(id);
 
-let strokes = [];          // drawn strokes, each a list of [x, y] in canvas pixels
+let strokes = [];          // drawn strokes, each {points: [[x, y], ...] in canvas pixels, width}
 let current = null;        // the stroke being drawn
 let source = null;         // what was classified last: {kind: "drawing"} or {kind: "file", blob}
 let pending = null;        // debounce timer for classify-after-drawing
@@ -28,15 +27,18 @@ function blank() {
   ink.fillRect(0, 0, pad.width, pad.height);
 }
 
-function drawStroke(points) {
+// the pen chosen (fine, medium, marker), in canvas pixels
+const penWidth = () => Math.max(1, Number($("pen").value) || 18);
+
+function drawStroke({points, width}) {
   ink.strokeStyle = "#000";
   ink.fillStyle = "#000";
-  ink.lineWidth = STROKE_WIDTH;
+  ink.lineWidth = width;
   ink.lineCap = "round";
   ink.lineJoin = "round";
   if (points.length === 1) {
     ink.beginPath();
-    ink.arc(points[0][0], points[0][1], STROKE_WIDTH / 2, 0, 2 * Math.PI);
+    ink.arc(points[0][0], points[0][1], width / 2, 0, 2 * Math.PI);
     ink.fill();
     return;
   }
@@ -62,7 +64,7 @@ pad.addEventListener("pointerdown", (event) => {
   if (source && source.kind === "file") { strokes = []; blank(); }
   source = {kind: "drawing"};
   pad.setPointerCapture(event.pointerId);
-  current = [position(event)];
+  current = {points: [position(event)], width: penWidth()};
   drawStroke(current);
   $("drop-hint").hidden = true;
 });
@@ -70,7 +72,7 @@ pad.addEventListener("pointerdown", (event) => {
 pad.addEventListener("pointermove", (event) => {
   if (!current) return;
   const events = event.getCoalescedEvents ? event.getCoalescedEvents() : [event];
-  for (const each of events) current.push(position(each));
+  for (const each of events) current.points.push(position(each));
   redraw();
   drawStroke(current);
 });
@@ -194,6 +196,12 @@ function showError(status, detail) {
 
 const fixed = (value, digits = 3) => Number(value).toFixed(digits);
 
+// [3, 5, 8] -> "3, 5 or 8"
+function listed(items, word) {
+  const all = (items || []).map(String);
+  return all.length <= 1 ? all.join("") : `${all.slice(0, -1).join(", ")} ${word} ${all[all.length - 1]}`;
+}
+
 function showAnswer(answer) {
   $("error").hidden = true;
   $("empty").hidden = true;
@@ -207,11 +215,13 @@ function showAnswer(answer) {
     $("reason").textContent = `The entropy ${fixed(answer.entropy)} nats is below the calibrated threshold ` +
       `${fixed(answer.threshold)}: no human needed.`;
   } else if (reason === "unfamiliar") {
+    const top = [...answer.probabilities].sort((a, b) => b - a);
     $("decision").textContent = "Refer to a human: probably not a digit";
-    $("reason").textContent = `Unfamiliarity ${fixed(answer.unfamiliarity)} is over its threshold ` +
-      `${fixed(answer.unfamiliar_threshold)}. Its best guess would be ${answer.class}.`;
+    $("reason").textContent = `The entropy ${fixed(answer.entropy)} nats is over the calibrated threshold ` +
+      `${fixed(answer.threshold)}, and the probability is spread: the two likeliest digits hold only ` +
+      `${Math.round(100 * (top[0] + top[1]))} %. If it is a digit at all: ${listed(answer.candidates, "or")}.`;
   } else {
-    $("decision").textContent = "Refer to a human: unsure which digit";
+    $("decision").textContent = `Refer to a human: unsure: ${listed(answer.candidates, "or")}?`;
     $("reason").textContent = `The entropy ${fixed(answer.entropy)} nats is over the calibrated threshold ` +
       `${fixed(answer.threshold)}. Its best guess is ${answer.class}.`;
   }

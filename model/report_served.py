@@ -1,0 +1,86 @@
+"""The report's sections on the test split as the service sees it.
+
+* ``png_files``: every MNIST test digit saved as the plain 28-px PNG file it is, decoded and run
+  through the service's transform (what ``POST /predict`` does with such a file): accuracy, ECE,
+  referred, accuracy of the accepted, next to the same numbers on the arrays;
+* ``service_view``: the test digits three ways (simulated uploads, pen drawings on the page's
+  pad, plain PNG files: the mix the threshold was calibrated on, on validation): does the
+  guarantee (accepted answers wrong at most alpha) hold, at what coverage, per part.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model.calibrate import Calibration, top_two_mass
+from model.data import Mnist, Split, to_input
+from model.network import BayesianNet
+from model.pools import arrays_as_files, digit_uploads, pen_drawings
+from model.predictive import predictive
+from model.report_uploads import Scores, decisions
+
+
+def _expected_calibration_error(confidence: np.ndarray, correct: np.ndarray) -> float:
+    from model.evaluate import expected_calibration_error
+
+    return expected_calibration_error(confidence, correct)[0]
+
+
+def _rates(scores: Scores, labels: np.ndarray, calibration: Calibration,
+           probabilities: np.ndarray | None = None) -> dict[str, Any]:
+    uncertain, unfamiliar = decisions(scores, calibration)
+    refer = uncertain | unfamiliar
+    right = scores.predicted == labels
+    row: dict[str, Any] = {"count": len(labels), "accuracy": float(right.mean()), "referred": float(refer.mean()),
+                           "accepted_accuracy": float(right[~refer].mean()) if (~refer).any() else None,
+                           "accepted_errors": int((~right[~refer]).sum()),
+                           "referred_uncertain_of_referred": float(uncertain[refer].mean()) if refer.any() else None}
+    if probabilities is not None:
+        row["ece"] = _expected_calibration_error(probabilities.max(1), right)
+    return row
+
+
+def _scored(net: BayesianNet, images: np.ndarray, samples: int, batch: int = 1000) -> tuple[Scores, np.ndarray]:
+    """Scores (entropy, class, top-two mass) and the mean probabilities ``[n, 10]`` of ``images``."""
+    parts = [predictive(net, to_input(images[i : i + batch]), samples) for i in range(0, len(images), batch)]
+    probabilities = np.concatenate([p.mean_probs.double().numpy() for p in parts])
+    entropy = np.concatenate([p.entropy.numpy() for p in parts])
+    return Scores(entropy, np.zeros(len(entropy)), probabilities.argmax(1), top_two_mass(probabilities)), probabilities
+
+
+def served_report(net: BayesianNet, mnist: Mnist, calibration: Calibration, samples: int, workers: int,
+                  cache_dir: Path, scale: float = 1.0) -> dict[str, Any]:
+    """The two sections (JSON-ready). ``scale`` shrinks the test split (tests)."""
+    test = mnist.test if scale >= 1 else mnist.test.subset(max(8, int(10_000 * scale)))  # as the uploads section
+    parts: dict[str, Split] = {
+        "uploads": digit_uploads(test, "test", mnist.source_sha256, workers, cache_dir).split(),
+        "pen drawings": pen_drawings(test, "pen-test", mnist.source_sha256, workers, cache_dir).split(),
+        "plain PNG files": arrays_as_files(test, "test", mnist.source_sha256, cache_dir).split(),
+    }
+    rows: dict[str, dict[str, Any]] = {}
+    everything = []
+    for name, split in parts.items():
+        scores, probabilities = _scored(net, split.images, samples)
+        rows[name] = _rates(scores, split.labels, calibration, probabilities)
+        everything.append((scores, split.labels, probabilities))
+    arrays_scores, arrays_probabilities = _scored(net, test.images, samples)
+    joined = Scores(*(np.concatenate([getattr(s, f) for s, _, _ in everything]) for f in ("entropy", "unfamiliarity",
+                                                                                         "predicted", "mass")))
+    labels = np.concatenate([labels for _, labels, _ in everything])
+    overall = _rates(joined, labels, calibration, np.concatenate([p for _, _, p in everything]))
+    alpha = calibration.alpha
+    overall["guarantee_held"] = None if alpha is None or overall["accepted_accuracy"] is None else \
+        bool(overall["accepted_accuracy"] >= 1 - alpha)
+    overall["coverage"] = 1 - overall["referred"]
+    return {
+        "png_files": {"files": rows["plain PNG files"],
+                      "arrays": _rates(arrays_scores, test.labels, calibration, arrays_probabilities),
+                      "note": "MNIST test: each digit as the plain 28-px PNG file it is, through the service's decoder "
+                              "and transform, next to the arrays fed straight to the network"},
+        "service_view": {"parts": rows, "overall": overall, "alpha": alpha,
+                         "note": "MNIST test as the service sees it: simulated uploads (seed 13), pen drawings on the "
+                                 "page's pad (seed 17), plain PNG files"},
+    }
