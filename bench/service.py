@@ -15,7 +15,10 @@ Then a statistical check that the service's answers over HTTP follow the in-proc
 predictive's distribution (per image, Kolmogorov-Smirnov on 30 entropies each way), and each
 variant's start-to-ready time.
 
-    python -m bench.service [--seconds 10] [--connections 1 16 64] [--samples 100]
+    python -m bench.service [--seconds 10] [--connections 1 16 64] [--samples 100] [--baseline DIR]
+
+``--baseline DIR`` adds a variant: the service of another checkout (``git worktree add DIR
+COMMIT``), its own code and checkpoint, measured in the same run for a side-by-side ratio.
 
 Installs wrk (``apt-get install wrk``) when it is missing.
 """
@@ -31,6 +34,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -40,7 +44,7 @@ from bench.wrk import Request, WrkResult, multipart, run_wrk
 from service.predictor import Predictor
 from service.preprocess import preprocess
 from tests.conftest import SHIPPED, mnist_fixtures
-from tests.server import free_port, post_upload, running_process, running_service
+from tests.server import ROOT, free_port, post_upload, running_process, running_service
 
 P99_BOUND_MS = 50.0
 BATCH = 32
@@ -65,12 +69,13 @@ class Variant:
     env: dict[str, str]
     routes: tuple[tuple[str, Request], ...]
     connections: tuple[int, ...] | None = None  # None: the run's levels
+    cwd: Path | None = None  # another checkout's service (--baseline)
 
 
 @contextmanager
 def serving(variant: Variant) -> Iterator[str]:
     if variant.kind == "service":
-        with running_service(variant.env) as (url, _):
+        with running_service(variant.env, cwd=variant.cwd or ROOT) as (url, _):
             yield url
         return
     port = free_port()
@@ -106,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="per level")
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument("--baseline", type=Path, default=None, help="another checkout's service, side by side")
     args = parser.parse_args(argv)
     ensure_wrk()
     torch.set_num_threads(2)
@@ -127,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
                                                                                    (("Content-Type", form_type),))),),
                 connections=(1,)),
     ]
+    if args.baseline is not None:
+        variants.insert(2, Variant(f"baseline ({args.baseline.name})", "service", {}, (("/predict, multipart", one_form),),
+                                   cwd=args.baseline.resolve()))
     print(header(f"service under wrk load, N = {args.samples}, {args.seconds:g} s per level"))
     print("| variant | route | connections | images/s | requests/s | p50 ms | p99 ms | errors |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
@@ -168,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
           f"({threaded.images_per_s:.0f} images/s with the thread)")
     print(f"- the naive reference (1 connection): {naive.images_per_s:.1f} images/s, p50 {naive.p50_ms:.0f} ms: "
           f"ours is {single.images_per_s / max(naive.images_per_s, 1e-9):.0f}x")
+    if args.baseline is not None:
+        baseline = results[(f"baseline ({args.baseline.name})", "/predict, multipart", at)]
+        print(f"- this checkout vs the baseline {args.baseline}: {single.images_per_s / baseline.images_per_s:.2f}x "
+              f"({baseline.images_per_s:.0f} images/s there)")
     print(f"errors under load (all of ours): {errors}")
     print("start (process launch) to ready: " + ", ".join(f"{n} {s:.2f} s" for n, s in start_to_ready.items()))
     if check is not None:

@@ -25,7 +25,6 @@ import io
 import itertools
 import math
 import multiprocessing
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +33,7 @@ from tqdm import tqdm
 
 from model.data import IMAGE_SIZE
 from model.transform import NoInk, to_digit
+from model.uploads import decode
 
 PEN_VERSION = 1  # bump when a step changes, so cached pools are rebuilt
 CANVAS = 280  # the try-it page's drawing pad, pixels
@@ -237,8 +237,6 @@ def pen_drawing(digit: np.ndarray, rng: np.random.Generator) -> bytes:
 
 def seen(data: bytes) -> np.ndarray | None:
     """PNG bytes -> what the network sees (uint8 ``[28, 28]``), None when the transform finds no ink."""
-    from model.uploads import decode
-
     try:
         return to_digit(decode(data))
     except NoInk:
@@ -247,8 +245,7 @@ def seen(data: bytes) -> np.ndarray | None:
 
 # ----------------------------------------------------------------------------------------- pools
 
-_DIGITS: np.ndarray
-Maker = Callable[[np.ndarray, np.random.Generator], bytes]
+_DIGITS: np.ndarray  # the digits draw_many's forked workers draw
 
 
 def _one(args: tuple[int, int]) -> np.ndarray:

@@ -4,8 +4,9 @@ Every family is rendered as uploads by the simulator and run through the service
 then scored at N samples. Per family: how many are referred (and by which signal), accuracy and
 accepted accuracy for digit families, AUROC against the MNIST test digit uploads by entropy and by
 unfamiliarity (P(not a digit), or a feature distance). The operating-point table recalibrates on
-the validation uploads for several (alpha, unfamiliar budget) pairs and reads each off the test
-families: the trade-off the shipped default was chosen from (on validation; test columns only report).
+the validation mix (``model.pools.validation_mix``, what the shipped threshold is calibrated on)
+for several (alpha, unfamiliar budget) pairs and reads each off the test families: the
+trade-off the shipped default was chosen from (on validation; test columns only report).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from model.data import Mnist, Split, to_input
 from model.families import DIGITS, LETTERS, SYMBOLS, cycling, photo_crops, printed
 from model.network import BayesianNet
 from model.outliers import outlier_source
-from model.pools import Pool, cached_pool, digit_uploads, visible_only
+from model.pools import Pool, cached_pool, digit_uploads, validation_mix, visible_only
 from model.predictive import predictive
 from model.uploads import SIMULATOR_VERSION, GlyphSource, simulate_many
 
@@ -182,7 +183,7 @@ def uploads_report(net: BayesianNet, mnist: Mnist, fashion: Split | None, calibr
     families = build_families(mnist, fashion, workers, cache_dir, scale)
     scores = [score(net, family.images, samples) for family in families]
     validation_split = mnist.validation if scale >= 1 else mnist.validation.subset(max(8, int(10_000 * scale)))
-    validation = digit_uploads(validation_split, "validation", mnist.source_sha256, workers, cache_dir)
+    validation, _ = validation_mix(validation_split, mnist.source_sha256, workers, cache_dir)  # as calibrated
     validation_scores = score(net, validation.images, samples)
     report: dict[str, Any] = {"samples": samples, "families": [], "operating_points": operating_points(
         validation_scores, validation.labels, families, scores, samples)}

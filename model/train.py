@@ -57,7 +57,7 @@ from model.uploads import SIMULATOR_VERSION
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 24
+    epochs: int = 16
     batch_size: int = 128
     lr: float = 2e-3
     final_lr_fraction: float = 0.02  # cosine decay to lr * this
@@ -417,8 +417,8 @@ def main(argv: list[str] | None = None) -> int:
                 "sketched_digits": sketch_uploads(args.sketches, "sketches-train", args.workers, cache_dir, progress)
                 if args.sketches > 0 else None}
         for name, pool in more.items():
+            joined[name] = 0 if pool is None else len(pool.images)
             if pool is not None:
-                joined[name] = len(pool.images)
                 uploads = Pool(np.concatenate([uploads.images, pool.images]),
                                np.concatenate([uploads.labels, pool.labels]), uploads.dropped + pool.dropped)
     extra = TrainingData(data.train, None if uploads is None else uploads.split(),

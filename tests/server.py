@@ -45,12 +45,13 @@ def free_port() -> int:
 
 @contextmanager
 def running_process(command: list[str], ready_url: str, name: str, env: dict[str, str] | None = None,
-                    ready_timeout: float = 60.0, stop_timeout: float = 30.0) -> Iterator[subprocess.Popen[str]]:
+                    ready_timeout: float = 60.0, stop_timeout: float = 30.0,
+                    cwd: Path = ROOT) -> Iterator[subprocess.Popen[str]]:
     """Runs ``command`` (output to a file, not a pipe: a full pipe would block it); yields the process
     once ``ready_url`` answers 200; stops it (SIGTERM, then SIGKILL) afterwards. A process that
     exits before it is ready raises with the end of its output."""
     log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 -- closed in finally
-    process = subprocess.Popen(command, cwd=ROOT, env=env, text=True, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(command, cwd=cwd, env=env, text=True, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + ready_timeout
         while True:
@@ -80,12 +81,15 @@ def running_process(command: list[str], ready_url: str, name: str, env: dict[str
 
 @contextmanager
 def running_service(
-    env: dict[str, str] | None = None, ready_timeout: float = 60.0, module: str = "service", ready_path: str = "/readyz"
+    env: dict[str, str] | None = None, ready_timeout: float = 60.0, module: str = "service", ready_path: str = "/readyz",
+    cwd: Path = ROOT,
 ) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """Runs ``python -m module`` with BNN_PORT set to a free port; yields (base URL, process) once
-    ``ready_path`` answers 200; stops it (SIGTERM, then SIGKILL) afterwards."""
+    """Runs ``python -m module`` (in ``cwd``: another checkout runs its own code) with BNN_PORT set
+    to a free port; yields (base URL, process) once ``ready_path`` answers 200; stops it (SIGTERM,
+    then SIGKILL) afterwards."""
     port = free_port()
     full_env = {**os.environ, "BNN_PORT": str(port), "BNN_HOST": "127.0.0.1", **(env or {})}
     url = f"http://127.0.0.1:{port}"
-    with running_process([sys.executable, "-m", module], url + ready_path, module, full_env, ready_timeout) as process:
+    with running_process([sys.executable, "-m", module], url + ready_path, module, full_env, ready_timeout,
+                         cwd=cwd) as process:
         yield url, process

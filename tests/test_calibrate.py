@@ -99,3 +99,20 @@ def test_the_calibration_record_round_trips_and_rejects_unknown_keys():
     assert Calibration.from_dict(old).unfamiliar_threshold is None  # metadata written before the second signal
     with pytest.raises(ValueError, match="unknown calibration keys"):
         Calibration.from_dict({**record.to_dict(), "surprise": 1})
+
+
+def test_familiar_mass_separates_referred_digits_from_referred_non_digits():
+    from model.calibrate import MASS_GRID, familiar_mass, top_two_mass
+
+    rng = np.random.default_rng(0)
+    digits = rng.uniform(0.7, 1.0, 400)  # a referred digit hesitates between two classes
+    non_digits = rng.uniform(0.2, 0.6, 600)  # a referred non-digit spreads its mass
+    mass, fit = familiar_mass(digits, non_digits)  # 85 % of the digits lie above 0.745
+    assert mass in MASS_GRID and mass == pytest.approx(np.round(np.quantile(digits, 0.15) // 0.005 * 0.005, 3))
+    assert fit["referred_digits_uncertain"] >= 0.85 and fit["referred_non_digits_unfamiliar"] == 1.0
+    assert familiar_mass(digits, non_digits, floor=0.5)[0] > mass  # a lower floor names more "unfamiliar"
+    few, fit = familiar_mass(np.array([0.5, 0.9, 0.95]), np.array([0.3, 0.55, 0.92]), floor=0.6)
+    assert few == 0.9 and fit["referred_digits_uncertain"] == pytest.approx(2 / 3)  # 0.905 would keep only 1 of 3
+    assert top_two_mass(np.array([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]])).tolist() == pytest.approx([0.8, 0.9])
+    with pytest.raises(CalibrationError):
+        familiar_mass(np.array([]), non_digits)

@@ -67,6 +67,12 @@ def test_dry_run_cli_writes_a_checkpoint(tiny_idx_dir, capsys):
     assert meta["config"]["hidden"] == [16]
     assert meta["train_size"] == 200 and meta["seed"] == 0
     assert {"git_commit", "versions", "data_sha256"} <= set(meta)
+    seen = meta["training_data"]  # every train digit as an upload and as a pen drawing, and printed digits
+    assert seen["mnist_train_uploads"] == seen["mnist_train_pen_drawings"] == 200
+    assert seen["printed_digits_training_fonts"] > 100 and seen["sketched_digits"] == 0
+    assert seen["upload_stream_positives"] == 400 + seen["printed_digits_training_fonts"]
+    mix = seen["selection_and_calibration"]  # the validation split as the service sees it, three ways
+    assert mix["uploads"] == mix["pen drawings"] == mix["plain PNG files"] == 40  # the tiny validation split
 
 
 def test_dry_run_fails_when_the_loss_does_not_fall(tiny_idx_dir, monkeypatch, capsys):
@@ -154,4 +160,4 @@ def test_sketched_digits_join_the_upload_positives(tiny_idx_dir, tmp_path, capsy
 
     plain, sketched = training_data(), training_data("--sketches", "30")
     assert plain["sketched_digits"] == 0 and sketched["sketched_digits"] == 30 and sketched["sketch_version"] == 1
-    assert sketched["mnist_train_uploads"] == plain["mnist_train_uploads"] + 30
+    assert sketched["upload_stream_positives"] == plain["upload_stream_positives"] + 30
