@@ -10,7 +10,9 @@ from service.predictor import Prediction
 
 def fake_prediction(digit: np.ndarray, samples: int | None) -> Prediction:
     value = int(digit[0, 0])
-    return Prediction(value, [0.1] * 10, float(value), 0.0, 0.0, 0.0, False, None, 1.0, None, samples or 100)
+    return Prediction(digit=value, probabilities=[0.1] * 10, entropy=float(value), expected_entropy=0.0,
+                      mutual_information=0.0, refer=False, refer_reason=None, candidates=[value], threshold=1.0,
+                      samples=samples or 100)
 
 
 class Recorder:
