@@ -18,12 +18,11 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from model.calibrate import Calibration, top_two_mass
-from model.data import to_input
+from model.calibrate import Calibration
 from model.drawings import Drawing
 from model.network import BayesianNet
 from model.pen import seen
-from model.predictive import predictive
+from model.report_uploads import decisions, score
 
 
 @dataclass(frozen=True)
@@ -36,26 +35,16 @@ class Answer:
     entropy: float
 
 
-def reason_of(entropy: float, mass: float, calibration: Calibration) -> str | None:
-    """The service's refer rule (``service.predictor.ReferRule``) on one score."""
-    if entropy <= calibration.threshold:
-        return None
-    if calibration.familiar_mass is not None and mass < calibration.familiar_mass:
-        return "unfamiliar"
-    return "uncertain"
-
-
 def in_process(net: BayesianNet, drawings: list[Drawing], calibration: Calibration, samples: int) -> list[Answer]:
     """Each drawing as the page's PNG, through the service's transform and the network."""
     images = []
     for drawing in drawings:
         digit = seen(drawing.png())
         images.append(np.zeros((28, 28), np.uint8) if digit is None else digit)
-    result = predictive(net, to_input(np.stack(images)), samples)
-    probabilities = result.mean_probs.double().numpy()
-    masses = top_two_mass(probabilities)
-    return [Answer(int(p.argmax()), bool(e > calibration.threshold), reason_of(float(e), float(m), calibration), float(e))
-            for p, e, m in zip(probabilities, result.entropy.numpy(), masses, strict=True)]
+    scores = score(net, np.stack(images), samples)
+    uncertain, unfamiliar = decisions(scores, calibration)  # the service's refer rule
+    return [Answer(int(digit), bool(u or f), "unfamiliar" if f else "uncertain" if u else None, float(e))
+            for digit, u, f, e in zip(scores.predicted, uncertain, unfamiliar, scores.entropy, strict=True)]
 
 
 def _share(values: list[bool]) -> float | None:

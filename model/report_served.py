@@ -15,12 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from model.calibrate import Calibration, top_two_mass
-from model.data import Mnist, Split, to_input
+from model.calibrate import Calibration
+from model.data import Mnist, Split
 from model.network import BayesianNet
 from model.pools import arrays_as_files, digit_uploads, pen_drawings
-from model.predictive import predictive
-from model.report_uploads import Scores, decisions
+from model.report_uploads import Scores, decisions, score
 
 
 def _expected_calibration_error(confidence: np.ndarray, correct: np.ndarray) -> float:
@@ -29,8 +28,7 @@ def _expected_calibration_error(confidence: np.ndarray, correct: np.ndarray) -> 
     return expected_calibration_error(confidence, correct)[0]
 
 
-def _rates(scores: Scores, labels: np.ndarray, calibration: Calibration,
-           probabilities: np.ndarray | None = None) -> dict[str, Any]:
+def _rates(scores: Scores, labels: np.ndarray, calibration: Calibration) -> dict[str, Any]:
     uncertain, unfamiliar = decisions(scores, calibration)
     refer = uncertain | unfamiliar
     right = scores.predicted == labels
@@ -38,17 +36,9 @@ def _rates(scores: Scores, labels: np.ndarray, calibration: Calibration,
                            "accepted_accuracy": float(right[~refer].mean()) if (~refer).any() else None,
                            "accepted_errors": int((~right[~refer]).sum()),
                            "referred_uncertain_of_referred": float(uncertain[refer].mean()) if refer.any() else None}
-    if probabilities is not None:
-        row["ece"] = _expected_calibration_error(probabilities.max(1), right)
+    if scores.confidence is not None:
+        row["ece"] = _expected_calibration_error(scores.confidence, right)
     return row
-
-
-def _scored(net: BayesianNet, images: np.ndarray, samples: int, batch: int = 1000) -> tuple[Scores, np.ndarray]:
-    """Scores (entropy, class, top-two mass) and the mean probabilities ``[n, 10]`` of ``images``."""
-    parts = [predictive(net, to_input(images[i : i + batch]), samples) for i in range(0, len(images), batch)]
-    probabilities = np.concatenate([p.mean_probs.double().numpy() for p in parts])
-    entropy = np.concatenate([p.entropy.numpy() for p in parts])
-    return Scores(entropy, np.zeros(len(entropy)), probabilities.argmax(1), top_two_mass(probabilities)), probabilities
 
 
 def served_report(net: BayesianNet, mnist: Mnist, calibration: Calibration, samples: int, workers: int,
@@ -63,21 +53,21 @@ def served_report(net: BayesianNet, mnist: Mnist, calibration: Calibration, samp
     rows: dict[str, dict[str, Any]] = {}
     everything = []
     for name, split in parts.items():
-        scores, probabilities = _scored(net, split.images, samples)
-        rows[name] = _rates(scores, split.labels, calibration, probabilities)
-        everything.append((scores, split.labels, probabilities))
-    arrays_scores, arrays_probabilities = _scored(net, test.images, samples)
-    joined = Scores(*(np.concatenate([getattr(s, f) for s, _, _ in everything]) for f in ("entropy", "unfamiliarity",
-                                                                                         "predicted", "mass")))
-    labels = np.concatenate([labels for _, labels, _ in everything])
-    overall = _rates(joined, labels, calibration, np.concatenate([p for _, _, p in everything]))
+        scores = score(net, split.images, samples)
+        rows[name] = _rates(scores, split.labels, calibration)
+        everything.append((scores, split.labels))
+    arrays_scores = score(net, test.images, samples)
+    joined = Scores(*(np.concatenate([getattr(s, f) for s, _ in everything]) for f in ("entropy", "unfamiliarity",
+                                                                                      "predicted", "mass", "confidence")))
+    labels = np.concatenate([labels for _, labels in everything])
+    overall = _rates(joined, labels, calibration)
     alpha = calibration.alpha
     overall["guarantee_held"] = None if alpha is None or overall["accepted_accuracy"] is None else \
         bool(overall["accepted_accuracy"] >= 1 - alpha)
     overall["coverage"] = 1 - overall["referred"]
     return {
         "png_files": {"files": rows["plain PNG files"],
-                      "arrays": _rates(arrays_scores, test.labels, calibration, arrays_probabilities),
+                      "arrays": _rates(arrays_scores, test.labels, calibration),
                       "note": "MNIST test: each digit as the plain 28-px PNG file it is, through the service's decoder "
                               "and transform, next to the arrays fed straight to the network"},
         "service_view": {"parts": rows, "overall": overall, "alpha": alpha,

@@ -47,6 +47,7 @@ class Scores:
     unfamiliarity: np.ndarray  # [n]; 0 without a second signal
     predicted: np.ndarray  # [n]
     mass: np.ndarray | None = None  # [n] the top two classes' share of the probability
+    confidence: np.ndarray | None = None  # [n] the top class's probability (for the ECE)
 
 
 def score(net: BayesianNet, images: np.ndarray, samples: int, batch: int = 1000) -> Scores:
@@ -54,7 +55,7 @@ def score(net: BayesianNet, images: np.ndarray, samples: int, batch: int = 1000)
     parts = [predictive(net, to_input(images[i : i + batch]).to(device), samples) for i in range(0, len(images), batch)]
     probabilities = torch.cat([p.mean_probs for p in parts]).double().cpu().numpy()
     return Scores(torch.cat([p.entropy for p in parts]).cpu().numpy(), torch.cat([p.unfamiliarity for p in parts]).cpu().numpy(),
-                  probabilities.argmax(-1), top_two_mass(probabilities))
+                  probabilities.argmax(-1), top_two_mass(probabilities), probabilities.max(-1))
 
 
 def decisions(scores: Scores, calibration: Calibration) -> tuple[np.ndarray, np.ndarray]:
