@@ -86,7 +86,22 @@ def main() -> int:
     except ValidationError as error:
         print(f"invalid settings: {error}", file=sys.stderr)
         return 2
+    if settings.review and settings.review_tokens is None:
+        settings = with_generated_reviewer(settings)
     return serve_workers(settings) if settings.workers > 1 else serve_in_process(settings)
+
+
+def with_generated_reviewer(settings: Settings) -> Settings:
+    """One reviewer token for every worker, made here before they fork (each builds its settings
+    from the environment), and the review page's address logged once."""
+    from pydantic import SecretStr
+
+    from service.review.access import Reviewers, log_review_address
+
+    reviewers = Reviewers.generated()
+    os.environ["BNN_REVIEW_TOKENS"] = reviewers.spec()
+    log_review_address(settings.host, settings.port, reviewers)
+    return settings.model_copy(update={"review_tokens": SecretStr(reviewers.spec())})
 
 
 if __name__ == "__main__":

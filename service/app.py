@@ -26,14 +26,27 @@ from service.inference import Inference
 from service.latency import LatencyMiddleware
 from service.limits import BodyLimitMiddleware
 from service.metrics import Metrics
+from service.review.access import Reviewers, log_review_address
+from service.review.queue import ReviewQueue
 from service.routes import metrics as metrics_routes
-from service.routes import page, predict, probes, v2
+from service.routes import page, predict, probes, review, v2
 from service.settings import Settings
 
 log = logging.getLogger("service")
 DESCRIPTION = ("A variational Bayesian CNN that classifies a digit image, says how unsure it is, and refers it to a "
                "human when its predictive entropy exceeds a calibrated threshold, saying why: unsure which digit, or "
                "probably not a digit.")
+
+
+def reviewers_for(settings: Settings) -> Reviewers:
+    """BNN_REVIEW_TOKENS, or one reviewer made now and logged with the page's address (``python -m
+    service`` makes it before its workers start, so this is for an app built in process)."""
+    if settings.review_tokens is not None:
+        return Reviewers.parse(settings.review_tokens.get_secret_value())
+    reviewers = Reviewers.generated()
+    if settings.review:
+        log_review_address(settings.host, settings.port, reviewers)
+    return reviewers
 
 
 def create_app(settings: Settings | None = None, registry: CollectorRegistry | None = None,
@@ -45,23 +58,29 @@ def create_app(settings: Settings | None = None, registry: CollectorRegistry | N
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         torch.set_num_threads(settings.threads)
+        reviews = ReviewQueue.from_settings(settings, metrics) if settings.review else None
         try:
-            inference = Inference.load(settings, metrics, audit_sampler)
+            inference = Inference.load(settings, metrics, audit_sampler, reviews)
         except CheckpointError as error:
             log.error("cannot start: %s", error)
             raise
-        app.state.inference = inference
+        if reviews is not None:
+            reviews.start()  # the store is migrated, and written, in the background: it never holds up start-up
+        app.state.inference, app.state.reviews = inference, reviews
         gc.freeze()  # what start-up loaded lives as long as the process: keep it out of every collection
         yield
-        app.state.inference = None
+        app.state.inference = app.state.reviews = None
         await inference.close()
+        if reviews is not None:
+            await reviews.stop()
 
     app = FastAPI(title="Uncertainty-aware digit recognition", description=DESCRIPTION, version="1.0.0",
                   lifespan=lifespan, docs_url=None, redoc_url=None)  # served from our own files: routes/page.py
-    app.state.inference = None
+    app.state.inference = app.state.reviews = None
+    app.state.reviewers = reviewers_for(settings)
     app.state.settings = settings
     app.state.metrics = metrics
-    routers = (probes.router, predict.router, metrics_routes.router, v2.router, page.router)
+    routers = (probes.router, predict.router, metrics_routes.router, v2.router, page.router, review.router)
     for router in routers:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=page.STATIC), name="static")

@@ -17,6 +17,7 @@ from service.batcher import QueueFull
 from service.metrics import Metrics
 from service.oip import ProtocolError
 from service.preprocess import ImageRejected, ImageTooLarge, NoInk, UndecodableImage, UnsupportedFormat
+from service.review.store import ItemConflict, ItemNotFound
 from service.schemas import ErrorOut, ProtocolErrorOut, error_body
 
 
@@ -30,6 +31,14 @@ class Unauthorized(Exception):
 
 class ModelNotFound(Exception):
     """A /v2 route named a model (or version) this server does not serve: 404."""
+
+
+class ReviewUnavailable(Exception):
+    """The review queue is off, or its store does not answer: 503 (predictions go on regardless)."""
+
+
+class ReviewUnauthorized(Exception):
+    """A review route without a valid reviewer token (Authorization: Bearer): 401."""
 
 
 class TooManyFiles(Exception):
@@ -109,6 +118,24 @@ def install_handlers(app: FastAPI, metrics: Metrics) -> None:
         return JSONResponse(error_body(request.url.path, str(error.detail)), status_code=error.status_code,
                             headers=error.headers)
 
+    async def review_unavailable(request: Request, error: Exception) -> JSONResponse:
+        return reject(request, None, 503, str(error), RETRY)
+
+    async def review_unauthorized(request: Request, error: Exception) -> JSONResponse:
+        return reject(request, "unauthorized", 401, "missing or wrong reviewer token: send Authorization: Bearer "
+                      "<token> (BNN_REVIEW_TOKENS; the client API key does not grant review)",
+                      {"WWW-Authenticate": "Bearer"})
+
+    async def item_not_found(request: Request, error: Exception) -> JSONResponse:
+        return reject(request, None, 404, str(error))
+
+    async def item_conflict(request: Request, error: Exception) -> JSONResponse:
+        return reject(request, None, 409, str(error))
+
+    app.add_exception_handler(ReviewUnavailable, review_unavailable)
+    app.add_exception_handler(ReviewUnauthorized, review_unauthorized)
+    app.add_exception_handler(ItemNotFound, item_not_found)
+    app.add_exception_handler(ItemConflict, item_conflict)
     app.add_exception_handler(ImageRejected, rejected_image)
     app.add_exception_handler(ProtocolError, protocol_error)
     app.add_exception_handler(ModelNotFound, model_not_found)

@@ -5,8 +5,8 @@ loop, or in the inference thread: see ``batcher.py``) :meth:`Inference.run_pass`
 upload's size, decodes and preprocesses it, runs every digit of the pass through the network at
 once, and returns the results in the uploads' order, a rejected upload keeping its place as its
 :class:`ImageRejected`. An item may also be an already-prepared ``[28, 28]`` uint8 digit, which
-skips decoding. :meth:`Inference.account` then draws the audit flag of an answer and counts it
-in the metrics.
+skips decoding. :meth:`Inference.account` then draws the audit flag of an answer, counts it
+in the metrics and queues it for review when referred or audited.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from service.batcher import MicroBatcher
 from service.metrics import Metrics
 from service.predictor import Prediction, Predictor
 from service.preprocess import ImageRejected, ImageTooLarge, preprocess
+from service.review.queue import ReviewQueue
 from service.settings import Settings
 
 log = logging.getLogger("service")
@@ -42,6 +43,14 @@ class PassOptions:
 
 
 @dataclass(frozen=True)
+class Accounted:
+    """What accounting adds to an answer."""
+
+    audit: bool  # marked for a human spot check
+    review_id: str | None  # its review item, when queued
+
+
+@dataclass(frozen=True)
 class UploadLimits:
     max_upload_bytes: int  # largest single file
     max_pixels: int  # largest width x height, checked from the header before decoding
@@ -55,9 +64,11 @@ class Inference:
     auditor: AuditSampler
     # None: every call runs its own pass (BNN_MICRO_BATCHING=false)
     batcher: MicroBatcher[Upload, Outcome, PassOptions] | None = None
+    reviews: ReviewQueue | None = None  # None: nothing is queued for review (BNN_REVIEW=false)
 
     @classmethod
-    def load(cls, settings: Settings, metrics: Metrics, auditor: AuditSampler) -> Inference:
+    def load(cls, settings: Settings, metrics: Metrics, auditor: AuditSampler,
+             reviews: ReviewQueue | None = None) -> Inference:
         """The checkpoint named by ``settings``, its refer rule, and a started micro-batcher; the
         model's facts are published as gauges. Raises CheckpointError with the file and problem."""
         predictor = Predictor.from_checkpoint(settings.model_path, settings.threshold, settings.default_samples,
@@ -69,10 +80,11 @@ class Inference:
             log.warning("expected referral rate unknown (threshold overridden?): set BNN_EXPECTED_REFERRAL_RATE "
                         "for the referral-rate alert")
         metrics.publish_model(predictor.model_version, predictor.rule.threshold, predictor.expected_referral_rate,
-                              auditor.fraction)
+                              auditor.fraction, predictor.calibration.alpha if predictor.calibration else None)
         log.info("model %s loaded, threshold %.4g nats, familiar mass %s, N=%d", predictor.model_version,
                  predictor.rule.threshold, predictor.rule.familiar_mass, predictor.default_samples)
-        inference = cls(predictor, UploadLimits(settings.max_upload_bytes, settings.max_pixels), metrics, auditor)
+        inference = cls(predictor, UploadLimits(settings.max_upload_bytes, settings.max_pixels), metrics, auditor,
+                        reviews=reviews)
         if settings.micro_batching:
             inference.batcher = MicroBatcher(inference.run_pass, settings.batch_max_images,
                                              settings.batch_max_wait_ms / 1000.0, settings.queue_max,
@@ -114,9 +126,13 @@ class Inference:
             return await self.batcher.submit(list(uploads), options)
         return await run_in_threadpool(self.run_pass, list(uploads), options)
 
-    def account(self, prediction: Prediction) -> bool:
-        """Draw the audit flag of an answer (accepted ones only) and count the answer; returns the flag."""
+    def account(self, prediction: Prediction, upload: Upload) -> Accounted:
+        """Draw the audit flag of an answer (accepted ones only), count the answer, and queue it for
+        review when referred or audited (no I/O here: ``service/review/queue.py``)."""
         audit = self.auditor.draw(prediction.refer)
         self.metrics.record_prediction(prediction.digit, prediction.entropy, prediction.refer_reason,
                                        prediction.samples, audit)
-        return audit
+        review_id = None
+        if self.reviews is not None:
+            review_id = self.reviews.submit(prediction, upload, audit, self.model_version)
+        return Accounted(audit, review_id)

@@ -64,6 +64,46 @@ class Metrics:
                                     registry=registry, multiprocess_mode="max")
         self.model_info = Gauge("bnn_model_info", "Loaded model (value 1)", ["model_version"], registry=registry,
                                 multiprocess_mode="max")
+        self.accepted_error_target = Gauge(
+            "bnn_accepted_error_target", "The calibrated promise: accepted answers wrong at most this often (alpha; "
+            "NaN if the checkpoint states none)", registry=registry, multiprocess_mode="max")
+        # the review queue (service/review/): counted where it happens, its state read from the store at each scrape
+        self.review_enqueued = Counter("bnn_review_enqueued", "Answers written to the review queue, by reason",
+                                       ["reason"], registry=registry)
+        self.review_enqueue_failures = Counter(
+            "bnn_review_enqueue_failures", "Referred or audited answers that never reached the review queue (buffer "
+            "full while the store was down or slow, or lost at shutdown)", registry=registry)
+        self.review_store_errors = Counter("bnn_review_store_errors", "Failed attempts to write to or prepare the "
+                                           "review store (retried)", registry=registry)
+        self.review_dropped = Counter("bnn_review_dropped", "Review items dropped by retention, by cause (age, rows, "
+                                      "bytes)", ["cause"], registry=registry)
+        self.review_labels = Counter("bnn_review_labels", "Labels given by reviewers, by item reason and what the "
+                                     "label says of the answer (right, wrong, not_a_digit, unreadable)",
+                                     ["reason", "outcome"], registry=registry)
+        self.review_store_up = Gauge("bnn_review_store_up", "1 when the review store takes writes (every worker: "
+                                     "min)", registry=registry, multiprocess_mode="min")
+        self.review_waiting = Gauge("bnn_review_waiting", "Review items waiting for a reviewer, by reason",
+                                    ["reason"], registry=registry, multiprocess_mode="mostrecent")
+        self.review_claimed = Gauge("bnn_review_claimed", "Review items held by a reviewer (lease running)",
+                                    registry=registry, multiprocess_mode="mostrecent")
+        self.audited = Gauge("bnn_audited_accepted_labels", "Labelled audits that count toward the live accepted "
+                             "error (unreadable left out)", registry=registry, multiprocess_mode="mostrecent")
+        self.audited_wrong = Gauge("bnn_audited_accepted_wrong", "Labelled audits whose answer was wrong",
+                                   registry=registry, multiprocess_mode="mostrecent")
+        self.audited_error = Gauge("bnn_audited_accepted_error_ratio", "Live error of accepted answers from the audit "
+                                   "labels: wrong / labelled (NaN before the first)", registry=registry,
+                                   multiprocess_mode="mostrecent")
+        self.audited_error_lower = Gauge("bnn_audited_accepted_error_ratio_lower", "Clopper-Pearson 95 % lower bound "
+                                         "of the live accepted error", registry=registry, multiprocess_mode="mostrecent")
+        self.audited_error_upper = Gauge("bnn_audited_accepted_error_ratio_upper", "Clopper-Pearson 95 % upper bound "
+                                         "of the live accepted error", registry=registry, multiprocess_mode="mostrecent")
+        for reason in ("referred", "audit"):
+            self.review_enqueued.labels(reason=reason)
+            self.review_waiting.labels(reason=reason)
+            for result in ("right", "wrong", "not_a_digit", "unreadable"):
+                self.review_labels.labels(reason=reason, outcome=result)
+        for cause in ("age", "rows", "bytes"):
+            self.review_dropped.labels(cause=cause)
         for referred in ("true", "false"):
             for digit in CLASSES:
                 self.predictions.labels(referred=referred, **{"class": digit})
@@ -92,8 +132,9 @@ class Metrics:
         self.latency.labels(route=template).observe(seconds)
 
     def publish_model(self, model_version: str, threshold: float, expected_referral_rate: float | None,
-                      audit_fraction: float) -> None:
-        """The loaded model's facts, as gauges (an unknown expected rate is NaN)."""
+                      audit_fraction: float, accepted_error_target: float | None = None) -> None:
+        """The loaded model's facts, as gauges (an unknown expected rate or target is NaN)."""
+        self.accepted_error_target.set(float("nan") if accepted_error_target is None else accepted_error_target)
         self.threshold.set(threshold)
         self.expected_referral_rate.set(float("nan") if expected_referral_rate is None else expected_referral_rate)
         self.audit_fraction.set(audit_fraction)

@@ -12,8 +12,9 @@ The model ``bnn-digits`` takes one input per request:
 and answers ``class`` INT64 ``[B]``, ``probabilities`` FP32 ``[B, 10]``, ``entropy`` FP32 ``[B]``,
 ``mutual_information`` FP32 ``[B]``, ``refer`` BOOL ``[B]``, ``refer_reason`` BYTES ``[B]``
 (``uncertain``, ``unfamiliar`` or empty), ``candidates`` INT64 ``[B, 3]`` (the digits worth a
-reviewer's look, most likely first, -1 padded) and ``audit`` BOOL ``[B]``; the threshold, N and
-the model version are response parameters. ``outputs`` in the request selects outputs;
+reviewer's look, most likely first, -1 padded), ``audit`` BOOL ``[B]`` and ``review_id`` BYTES
+``[B]`` (the review item, empty when not queued); the threshold, N and the model version are
+response parameters. ``outputs`` in the request selects outputs;
 ``parameters.samples`` sets N.
 
 Binary tensor data extension, both directions: with an ``Inference-Header-Content-Length``
@@ -37,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from model.data import IMAGE_SIZE
+from service.inference import Accounted
 from service.predictor import MAX_CANDIDATES, Prediction
 
 MODEL_NAME = "bnn-digits"
@@ -62,6 +64,7 @@ OUTPUTS = (
     TensorSpec("entropy", "FP32", (-1,)), TensorSpec("mutual_information", "FP32", (-1,)),
     TensorSpec("refer", "BOOL", (-1,)), TensorSpec("refer_reason", "BYTES", (-1,)),
     TensorSpec("candidates", "INT64", (-1, MAX_CANDIDATES)), TensorSpec("audit", "BOOL", (-1,)),
+    TensorSpec("review_id", "BYTES", (-1,)),
 )
 OUTPUT_NAMES = tuple(spec.name for spec in OUTPUTS)
 
@@ -244,7 +247,7 @@ def parse_infer_request(body: bytes, header_length: int | None, max_batch: int, 
                         _requested_outputs(document, bool(parameters.get("binary_data_output", False))))
 
 
-def _columns(predictions: Sequence[Prediction], audits: Sequence[bool]) -> dict[str, np.ndarray]:
+def _columns(predictions: Sequence[Prediction], accounted: Sequence[Accounted]) -> dict[str, np.ndarray]:
     return {
         "class": np.array([p.digit for p in predictions], dtype=NUMPY["INT64"]),
         "probabilities": np.array([p.probabilities for p in predictions], dtype=NUMPY["FP32"]).reshape(-1, 10),
@@ -254,7 +257,8 @@ def _columns(predictions: Sequence[Prediction], audits: Sequence[bool]) -> dict[
         "refer_reason": np.array([(p.refer_reason or "").encode() for p in predictions], dtype=object),
         "candidates": np.array([p.candidates + [-1] * (MAX_CANDIDATES - len(p.candidates)) for p in predictions],
                                dtype=NUMPY["INT64"]).reshape(-1, MAX_CANDIDATES),
-        "audit": np.array(audits, dtype=bool),
+        "audit": np.array([a.audit for a in accounted], dtype=bool),
+        "review_id": np.array([(a.review_id or "").encode() for a in accounted], dtype=object),
     }
 
 
@@ -264,11 +268,11 @@ def _binary(values: np.ndarray) -> bytes:
     return values.tobytes()
 
 
-def encode_infer_response(request: InferRequest, predictions: Sequence[Prediction], audits: Sequence[bool],
+def encode_infer_response(request: InferRequest, predictions: Sequence[Prediction], accounted: Sequence[Accounted],
                           model_version: str, parameters: dict[str, Any]) -> tuple[bytes, int | None]:
     """The response body, and the JSON part's length when outputs follow it in binary (the
     ``Inference-Header-Content-Length`` to send), else None."""
-    columns = _columns(predictions, audits)
+    columns = _columns(predictions, accounted)
     specs = {spec.name: spec for spec in OUTPUTS}
     outputs, chunks = [], []
     for requested in request.outputs:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 ReferReason = Literal["uncertain", "unfamiliar"]
 OIP_PREFIX = "/v2"  # the Open Inference Protocol's routes
@@ -41,6 +42,8 @@ class PredictionOut(BaseModel):
     samples: int = Field(description="N posterior samples used")
     audit: bool = Field(description="true for a random fraction (BNN_AUDIT_FRACTION) of accepted predictions: "
                                     "have a human check it, to measure live accepted accuracy")
+    review_id: str | None = Field(None, description="the review item this answer became (referred, or accepted and "
+                                                     "audited): a reviewer labels it at /review; null when not queued")
     model_version: str
     filename: str | None = Field(None, description="the uploaded file's name, in batch answers")
     spread: list[float] | None = Field(None, description="only with include=spread: each class probability's "
@@ -87,3 +90,67 @@ class HealthOut(BaseModel):
 
     status: str
     model_version: str | None = None
+
+
+# -- the review API (service/routes/review.py) ------------------------------------------------------
+DigitText = Literal["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]
+ReviewLabel = Annotated[StrictInt, Field(ge=0, le=9)] | DigitText | Literal["not_a_digit", "unreadable"]
+
+
+class LabelIn(BaseModel):
+    label: ReviewLabel = Field(description="the digit the image shows (0-9, a number or its text), "
+                                                    "'not_a_digit', or 'unreadable'")
+
+
+class ItemLinks(BaseModel):
+    file: str | None = Field(description="the upload as sent (null when it was sent as a 28 x 28 array)")
+    input: str = Field(description="the 28 x 28 the network saw, as PNG")
+
+
+class ReviewItemOut(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    id: str
+    reason: Literal["referred", "audit"] = Field(description="referred: the answer said refer; audit: an accepted "
+                                                             "answer drawn for a spot check")
+    refer_reason: ReferReason | None
+    answer: dict[str, Any] = Field(description="the answer the client got (class, probabilities, entropy, "
+                                               "refer_reason, candidates, samples, model_version, ...)")
+    model_version: str
+    created: datetime
+    claimed_by: str | None
+    lease_expires: datetime | None = Field(description="the claim ends then; unlabelled, the item waits again")
+    skips: int
+    label: str | None
+    labelled_by: str | None
+    labelled_at: datetime | None
+    links: ItemLinks
+
+
+class AcceptedErrorOut(BaseModel):
+    audited: int = Field(description="labelled audits that count (unreadable left out)")
+    wrong: int
+    unreadable: int
+    ratio: float | None = Field(description="wrong / audited: the live error of accepted answers; null before a label")
+    lower: float = Field(description="Clopper-Pearson lower bound")
+    upper: float = Field(description="Clopper-Pearson upper bound")
+    confidence: float
+    target: float | None = Field(description="the calibrated promise (alpha): accepted answers wrong at most this "
+                                             "often; broken with confidence when lower > target")
+
+
+class ReviewStatsOut(BaseModel):
+    reviewer: str = Field(description="who is asking")
+    waiting: dict[str, int] = Field(description="items free to claim, by reason")
+    claimed: int = Field(description="items held by a reviewer now")
+    labelled: dict[str, dict[str, int]] = Field(description="labels by item reason, then label")
+    done_today: dict[str, int] = Field(description="labels since 00:00 UTC, by reviewer")
+    agreement: float | None = Field(description="share of labelled items (unreadable left out) whose label is the "
+                                                "answer's class")
+    accepted_error: AcceptedErrorOut
+    referrals: dict[str, dict[str, int]] = Field(description="what the referred items were, by refer_reason and "
+                                                             "'all': right (the answer was right after all), wrong "
+                                                             "(another digit), not_a_digit, unreadable")
+    stored_items: int
+    stored_bytes: int
+    buffered: int = Field(description="answers this worker holds for the store (nonzero while it is slow or down)")

@@ -10,6 +10,9 @@ from pathlib import Path
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.review.access import Reviewers
+from service.review.schema import async_url
+
 MIB = 1024 * 1024
 # prometheus_client's variable: the directory where several workers keep their metric values.
 # It must be set before prometheus_client is first imported (it picks its value class then).
@@ -47,6 +50,22 @@ class Settings(BaseSettings):
                                                           "503 with Retry-After and is closed")
     access_log: bool = Field(False, description="log one line per request (uvicorn access log)")
     api_key: SecretStr | None = Field(None, description="if set, prediction routes need header X-API-Key")
+    review: bool = Field(True, description="queue referred and audit-sampled answers for human review (the review "
+                                           "API and page at /review); false: neither")
+    review_db: str = Field("sqlite:///data/review.db", description="the review store: sqlite:///PATH (one host; "
+                                                                  "WAL mode) or postgresql://USER:PASS@HOST/DB "
+                                                                  "(several workers or pods)")
+    review_tokens: SecretStr | None = Field(None, description="reviewers as name:token pairs, comma-separated; unset: "
+                                                              "one made at start and logged with the page's address")
+    review_lease_s: float = Field(300.0, ge=1.0, description="how long a reviewer holds a claimed item")
+    review_retention_days: float = Field(30.0, gt=0.0, description="items older than this are dropped")
+    review_max_items: int = Field(100_000, ge=1, description="most items kept; the oldest beyond it are dropped")
+    review_max_bytes: int = Field(2048 * MIB, ge=MIB, description="most bytes of images kept; the oldest beyond "
+                                                                  "it are dropped")
+    review_export_dir: Path | None = Field(None, description="if set, labelled items are appended there as NDJSON "
+                                                             "before retention drops them")
+    review_buffer: int = Field(10_000, ge=1, description="most answers waiting in a worker for the store (while "
+                                                         "it is slow or down) before new ones are not queued")
     host: str = Field("127.0.0.1", description="bind address (python -m service)")
     port: int = Field(8000, ge=1, le=65535, description="bind port (python -m service)")
 
@@ -54,6 +73,10 @@ class Settings(BaseSettings):
     def _consistent(self) -> Settings:
         if self.default_samples is not None and self.default_samples > self.max_samples:
             raise ValueError(f"BNN_DEFAULT_SAMPLES={self.default_samples} exceeds BNN_MAX_SAMPLES={self.max_samples}")
+        if self.review:
+            async_url(self.review_db)  # ValueError naming BNN_REVIEW_DB
+            if self.review_tokens is not None:
+                Reviewers.parse(self.review_tokens.get_secret_value())
         if self.max_upload_bytes > self.max_request_bytes:
             raise ValueError("BNN_MAX_UPLOAD_BYTES must not exceed BNN_MAX_REQUEST_BYTES")
         return self

@@ -16,6 +16,7 @@ from pydantic import TypeAdapter
 
 from service.deps import IncludeParam, InferenceDep, SamplesParam, SettingsDep, require_api_key
 from service.errors import ERROR_RESPONSES, TooManyFiles, status_for
+from service.inference import Accounted
 from service.predictor import Prediction
 from service.preprocess import ImageRejected
 from service.schemas import BatchErrorOut, Include, PredictionOut
@@ -26,13 +27,13 @@ router = APIRouter(tags=["predict"], dependencies=[Depends(require_api_key)], re
 BATCH_ANSWER = TypeAdapter(list[PredictionOut | BatchErrorOut])
 
 
-def prediction_out(prediction: Prediction, audit: bool, model_version: str, include: Include,
+def prediction_out(prediction: Prediction, accounted: Accounted, model_version: str, include: Include,
                    filename: str | None = None) -> PredictionOut:
     fields = dict(vars(prediction))  # shallow: asdict's deep copy cost more than the rest of this
     seen = fields.pop("seen")
     image = seen.tolist() if include.input and seen is not None else None
-    return PredictionOut(**{"class": fields.pop("digit")}, **fields, audit=audit, model_version=model_version,
-                         filename=filename, input=image)
+    return PredictionOut(**{"class": fields.pop("digit")}, **fields, audit=accounted.audit,
+                         review_id=accounted.review_id, model_version=model_version, filename=filename, input=image)
 
 
 def json_answer(content: bytes) -> Response:
@@ -81,7 +82,7 @@ async def predict(request: Request, inference: InferenceDep, settings: SettingsD
     result = (await inference.classify([data], samples, include.spread))[0]
     if isinstance(result, ImageRejected):
         raise result
-    answer = prediction_out(result, inference.account(result), inference.model_version, include)
+    answer = prediction_out(result, inference.account(result, data), inference.model_version, include)
     return json_answer(answer.model_dump_json(by_alias=True, exclude={"filename"} | include.excluded()).encode())
 
 
@@ -94,12 +95,13 @@ async def predict_batch(files: Annotated[list[UploadFile], File(description="dig
         raise TooManyFiles(f"{len(files)} files sent; at most {settings.max_batch_files} per request")
     uploads = [await upload.read(settings.max_upload_bytes + 1) for upload in files]
     answers: list[PredictionOut | BatchErrorOut] = []
-    for upload, result in zip(files, await inference.classify(uploads, samples, include.spread), strict=True):
+    results = await inference.classify(uploads, samples, include.spread)
+    for upload, data, result in zip(files, uploads, results, strict=True):
         if isinstance(result, ImageRejected):
             inference.metrics.record_rejection(result.reason)
             answers.append(BatchErrorOut(filename=upload.filename, status=status_for(result), reason=result.reason,
                                          detail=str(result)))
         else:
-            answers.append(prediction_out(result, inference.account(result), inference.model_version, include,
+            answers.append(prediction_out(result, inference.account(result, data), inference.model_version, include,
                                           upload.filename))
     return json_answer(BATCH_ANSWER.dump_json(answers, by_alias=True, exclude={"__all__": include.excluded()}))

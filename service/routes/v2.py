@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 
 from service.deps import InferenceDep, SettingsDep, require_api_key
 from service.errors import OIP_ERROR_RESPONSES, ModelNotFound
-from service.inference import Inference
+from service.inference import Inference, Upload
 from service.oip import (
     HEADER_LENGTH,
     MODEL_NAME,
@@ -150,10 +150,11 @@ async def run_inference(request: Request, inference: Inference, settings: Settin
         if isinstance(result, ImageRejected):
             raise reject_element(parsed.input_name, index, result)
     predictions = [result for result in results if isinstance(result, Prediction)]
-    audits = [inference.account(prediction) for prediction in predictions]
+    uploads: list[Upload] = list(parsed.items)
+    accounted = [inference.account(prediction, upload) for prediction, upload in zip(predictions, uploads, strict=True)]
     first = predictions[0]
     parameters = {"threshold": first.threshold, "samples": first.samples}
-    body, json_length = encode_infer_response(parsed, predictions, audits, inference.model_version, parameters)
+    body, json_length = encode_infer_response(parsed, predictions, accounted, inference.model_version, parameters)
     if json_length is None:
         return Response(body, media_type="application/json")
     return Response(body, media_type="application/octet-stream", headers={HEADER_LENGTH: str(json_length)})

@@ -1,0 +1,237 @@
+"""The write-behind buffer between the predictions and the review store.
+
+A predicting route calls :meth:`ReviewQueue.submit` (no I/O: the item joins an in-memory buffer
+and gets its id, the answer's ``review_id``); one task per worker writes the buffer to the store
+in batches. So the store never delays nor fails a prediction: while it is slow or down the
+buffer holds up to ``buffer_max`` items and the task retries (with backoff, the error logged and
+``bnn_review_store_errors_total`` counted); beyond that, or at shutdown with the store still
+down, an item is lost, counted in ``bnn_review_enqueue_failures_total`` and logged, and a
+prediction that finds the buffer full answers ``review_id: null``.
+
+The same task runs the schema migration at start (retried until the store answers) and the
+retention policy every ``retention_interval_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from service.metrics import Metrics
+from service.predictor import Prediction
+from service.review.store import SECONDS_PER_DAY, NewItem, RetentionPolicy, ReviewStore, Stats
+from service.settings import Settings
+
+log = logging.getLogger("service")
+BATCH = 256  # most items in one insert
+RETRY_FIRST_S, RETRY_MAX_S = 0.2, 10.0
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An answer waiting to be written: kept as given, turned into a row by the writer task."""
+
+    id: str
+    created: float
+    prediction: Prediction
+    upload: bytes | None
+    audit: bool
+    model_version: str
+
+    def item(self) -> NewItem:
+        p = self.prediction
+        answer: dict[str, Any] = {
+            "class": p.digit, "probabilities": p.probabilities, "entropy": p.entropy,
+            "mutual_information": p.mutual_information, "expected_entropy": p.expected_entropy, "refer": p.refer,
+            "refer_reason": p.refer_reason, "candidates": p.candidates, "threshold": p.threshold,
+            "samples": p.samples, "audit": self.audit, "model_version": self.model_version, "review_id": self.id,
+        }
+        seen = p.seen if p.seen is not None else np.zeros((28, 28), np.uint8)
+        return NewItem(id=self.id, created=self.created, reason="referred" if p.refer else "audit",
+                       refer_reason=p.refer_reason, predicted=p.digit, entropy=p.entropy, answer=answer,
+                       model_version=self.model_version, file=self.upload,
+                       input=np.ascontiguousarray(seen, dtype=np.uint8).tobytes())
+
+
+class ReviewQueue:
+    def __init__(self, store: ReviewStore, metrics: Metrics, buffer_max: int, retention: RetentionPolicy,
+                 export_dir: Path | None = None, retention_interval_s: float = 60.0,
+                 clock: Callable[[], float] = time.time):
+        self.store = store
+        self.metrics = metrics
+        self.buffer_max = buffer_max
+        self.retention = retention
+        self.export_dir = export_dir
+        self.retention_interval_s = retention_interval_s
+        self.clock = clock
+        self.ready = False  # the schema is in place and the last write (or check) succeeded
+        self.last_error: str | None = None
+        self._buffer: deque[Pending] = deque()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._stopped = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, metrics: Metrics) -> ReviewQueue:
+        policy = RetentionPolicy(settings.review_retention_days * SECONDS_PER_DAY, settings.review_max_items,
+                                 settings.review_max_bytes)
+        return cls(ReviewStore.open(settings.review_db), metrics, settings.review_buffer, policy,
+                   settings.review_export_dir)
+
+    async def publish_stats(self, timeout_s: float = 2.0) -> Stats | None:
+        """Read the store's stats into the gauges (each scrape of /metrics); None if the store does not answer."""
+        try:
+            stats = await asyncio.wait_for(self.store.stats(), timeout_s)
+        except Exception as error:  # any driver's error, or the timeout: the gauges keep their last values
+            log.warning("review stats unavailable for /metrics: %s", error)
+            return None
+        m = self.metrics
+        for reason, count in stats.waiting.items():
+            m.review_waiting.labels(reason=reason).set(count)
+        m.review_claimed.set(stats.claimed)
+        accepted = stats.accepted_error
+        m.audited.set(accepted.audited)
+        m.audited_wrong.set(accepted.wrong)
+        m.audited_error.set(float("nan") if accepted.ratio is None else accepted.ratio)
+        m.audited_error_lower.set(accepted.lower)
+        m.audited_error_upper.set(accepted.upper)
+        return stats
+
+    # -- the prediction's side: no I/O --------------------------------------------------------
+    def submit(self, prediction: Prediction, upload: bytes | np.ndarray, audit: bool, model_version: str) -> str | None:
+        """Queue a referred or audited answer; its review_id, or None when it is not queued (an
+        accepted answer not audited, or the buffer full)."""
+        if not (prediction.refer or audit):
+            return None
+        if len(self._buffer) >= self.buffer_max or self._stopping:
+            self.metrics.review_enqueue_failures.inc()
+            log.warning("review item not queued: %d items wait for the store (BNN_REVIEW_BUFFER); last error: %s",
+                        len(self._buffer), self.last_error)
+            return None
+        pending = Pending(uuid.uuid4().hex, self.clock(), prediction,
+                          upload if isinstance(upload, bytes) else None, audit, model_version)
+        self._buffer.append(pending)
+        self._wake.set()
+        return pending.id
+
+    @property
+    def backlog(self) -> int:
+        return len(self._buffer)
+
+    # -- the writer task -------------------------------------------------------------------------
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="review-writer")
+
+    async def stop(self, timeout_s: float = 5.0) -> None:
+        """Write what is buffered (within ``timeout_s``), count what could not be, close the store."""
+        self._stopping = True
+        self._stopped.set()
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, timeout_s)
+            except (TimeoutError, asyncio.CancelledError):
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await self._task
+        if self._buffer:
+            self.metrics.review_enqueue_failures.inc(len(self._buffer))
+            log.error("%d review items lost at shutdown: the store did not take them (%s)", len(self._buffer),
+                      self.last_error)
+            self._buffer.clear()
+        await self.store.close()
+
+    async def _run(self) -> None:
+        delay = RETRY_FIRST_S
+        while not await self._attempt(self._prepare):
+            if self._stopping:
+                return
+            await self._pause(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
+        next_retention = 0.0
+        delay = RETRY_FIRST_S
+        while True:
+            self._wake.clear()  # before looking at the buffer: a submit after this sets it again
+            if self._buffer:
+                if await self._attempt(self.flush):
+                    delay = RETRY_FIRST_S
+                elif self._stopping:
+                    return
+                else:
+                    await self._pause(delay)  # backoff: submits do not cut it short
+                    delay = min(delay * 2, RETRY_MAX_S)
+            elif self._stopping:
+                return
+            if self.ready and time.monotonic() >= next_retention:
+                await self._attempt(self.enforce_retention)
+                next_retention = time.monotonic() + self.retention_interval_s
+            if not self._buffer and not self._stopping:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), max(0.0, next_retention - time.monotonic()))
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait ``seconds``, or less when asked to stop."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopped.wait(), seconds)
+
+    async def _attempt(self, step: Callable[[], Any]) -> bool:
+        try:
+            await step()
+        except Exception as error:  # any driver's error: the store is down or refused
+            self.metrics.review_store_errors.inc()
+            if self.ready or self.last_error is None:
+                log.error("review store unavailable (%s); %d items buffered, retrying", error, len(self._buffer))
+            self.ready, self.last_error = False, f"{type(error).__name__}: {error}"
+            self.metrics.review_store_up.set(0)
+            return False
+        if not self.ready:
+            log.info("review store ready (%s)", self.store.dialect)
+        self.ready, self.last_error = True, None
+        self.metrics.review_store_up.set(1)
+        return True
+
+    async def _prepare(self) -> None:
+        await self.store.migrate()
+
+    async def flush(self) -> None:
+        """Write up to BATCH buffered items; on failure they stay at the front of the buffer."""
+        batch = [self._buffer.popleft() for _ in range(min(BATCH, len(self._buffer)))]
+        try:
+            await self.store.add([pending.item() for pending in batch])
+        except BaseException:
+            self._buffer.extendleft(reversed(batch))
+            raise
+        for pending in batch:
+            self.metrics.review_enqueued.labels(reason="audit" if pending.audit else "referred").inc()
+
+    async def enforce_retention(self) -> None:
+        dropped = await self.store.enforce_retention(self.retention, self._export if self.export_dir else None)
+        for cause, count in dropped.items():
+            if count:
+                self.metrics.review_dropped.labels(cause=cause).inc(count)
+                log.info("review retention: %d items dropped (%s)", count, cause)
+
+    async def _export(self, records: list[dict[str, Any]]) -> None:
+        """Append labelled items about to be dropped to ``export_dir/review-YYYY-MM-DD.ndjson``."""
+        assert self.export_dir is not None
+        path = self.export_dir / time.strftime("review-%Y-%m-%d.ndjson", time.gmtime(self.clock()))
+        lines = "".join(json.dumps(record) + "\n" for record in records)
+
+        def write() -> None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a") as handle:
+                handle.write(lines)
+
+        await asyncio.to_thread(write)

@@ -1,0 +1,143 @@
+"""The review store's schema and its one migration step, and the engine for a database URL.
+
+One table, ``review_items``: an item is created by the service (a referred answer, or an accepted
+one the audit sample drew), claimed by one reviewer for a lease, and labelled once. Times are
+Unix seconds (float): the same in SQLite and PostgreSQL, no time-zone conversions.
+
+Migrations: ``MIGRATIONS[k]`` takes the schema from version ``k`` to ``k + 1``; ``migrate`` runs
+the missing ones at start, in one transaction, under PostgreSQL's advisory lock (several pods or
+workers starting together) or SQLite's write lock (``BEGIN IMMEDIATE``). A later version appends
+a step; nothing else changes.
+
+The dialects differ in three places, all here: the URL's driver (``postgresql://`` is served by
+asyncpg, ``sqlite:///`` by aiosqlite), SQLite's connection pragmas (WAL, a busy timeout,
+``BEGIN IMMEDIATE`` so that two workers' claims never race on a stale snapshot), and the
+advisory lock. ``FOR UPDATE SKIP LOCKED`` is in ``store.py``'s claim and renders as nothing on
+SQLite, whose single writer already serialises claims.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    event,
+    select,
+    text,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+metadata = MetaData()
+
+items = Table(
+    "review_items", metadata,
+    Column("id", String(32), primary_key=True),  # uuid4 hex, made by the service before the write
+    Column("created", Float, nullable=False),  # Unix seconds
+    Column("reason", String(16), nullable=False),  # "referred" or "audit"
+    Column("refer_reason", String(16)),  # the answer's refer_reason ("uncertain", "unfamiliar"); null for audits
+    Column("predicted", Integer, nullable=False),  # the answer's class
+    Column("entropy", Float, nullable=False),  # nats: the claim order of referred items
+    Column("answer", Text, nullable=False),  # the full answer, JSON
+    Column("model_version", String(64), nullable=False),
+    Column("file", LargeBinary),  # the upload as sent; null when sent as a 28 x 28 array (OIP 'digits')
+    Column("file_bytes", Integer, nullable=False),  # len(file) + len(input): what the byte cap counts
+    Column("input", LargeBinary, nullable=False),  # the 28 x 28 uint8 the network saw, 784 bytes row-major
+    Column("skips", Integer, nullable=False, default=0),  # times a reviewer skipped it: skipped items wait behind
+    Column("claimed_by", String(64)),
+    Column("lease_expires", Float),  # Unix seconds; a claim past it is free again
+    Column("label", String(16)),  # "0".."9", "not_a_digit", "unreadable"; null until labelled
+    Column("labelled_by", String(64)),
+    Column("labelled_at", Float),
+    Index("review_items_waiting", "label", "reason", "skips", "entropy"),
+    Index("review_items_created", "created"),
+    Index("review_items_labelled", "labelled_at"),
+)
+
+schema_version = Table("review_schema_version", metadata, Column("version", Integer, nullable=False))
+
+
+def _create_v1(connection: Connection) -> None:
+    items.create(connection, checkfirst=True)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1]
+ADVISORY_LOCK = 7_319_019  # any fixed number: the key of PostgreSQL's migration lock
+SQLITE_BUSY_TIMEOUT_MS = 5000
+CONNECT_TIMEOUT_S, COMMAND_TIMEOUT_S = 5.0, 10.0  # PostgreSQL: a store that does not answer is down, not slow
+
+
+def async_url(url: str) -> str:
+    """The user's URL with the async driver: ``postgresql://`` -> asyncpg, ``sqlite:///`` -> aiosqlite."""
+    parsed = make_url(url)
+    drivers = {"postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg", "sqlite": "sqlite+aiosqlite"}
+    if parsed.drivername in drivers:
+        parsed = parsed.set(drivername=drivers[parsed.drivername])
+    if parsed.get_backend_name() not in ("postgresql", "sqlite"):
+        raise ValueError(f"BNN_REVIEW_DB: {parsed.get_backend_name()!r} is not supported (sqlite:/// or postgresql://)")
+    return parsed.render_as_string(hide_password=False)
+
+
+def engine_for(url: str) -> AsyncEngine:
+    """An async engine for ``url``; for SQLite, its directory is created and every connection runs
+    in WAL mode with a busy timeout, and every transaction starts with ``BEGIN IMMEDIATE``."""
+    full = async_url(url)
+    parsed = make_url(full)
+    if parsed.get_backend_name() != "sqlite":
+        return create_async_engine(full, pool_size=5, max_overflow=5, pool_pre_ping=True, pool_timeout=5,
+                                   connect_args={"timeout": CONNECT_TIMEOUT_S, "command_timeout": COMMAND_TIMEOUT_S})
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(full, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy, not the driver, begins transactions (below)
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _migrate(connection: Connection) -> int:
+    schema_version.create(connection, checkfirst=True)
+    current = connection.execute(select(schema_version.c.version)).scalar()
+    if current is None:
+        connection.execute(schema_version.insert().values(version=0))
+        current = 0
+    for step in MIGRATIONS[current:]:
+        step(connection)
+    if current < len(MIGRATIONS):
+        connection.execute(schema_version.update().values(version=len(MIGRATIONS)))
+    return len(MIGRATIONS)
+
+
+async def migrate(engine: AsyncEngine) -> int:
+    """Bring the schema to the latest version (idempotent; safe with several processes); returns it."""
+    async with engine.begin() as connection:
+        await _lock(connection)
+        return await connection.run_sync(_migrate)
+
+
+async def _lock(connection: AsyncConnection) -> None:
+    if connection.dialect.name == "postgresql":
+        await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK})

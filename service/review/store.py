@@ -1,0 +1,327 @@
+"""The review store: every SQL statement of the review queue, over SQLAlchemy Core (async).
+
+One interface for SQLite (the default: one file in a data directory) and PostgreSQL (several
+workers or pods): ``add`` (a batch of new items), ``claim`` (the next item for a reviewer, held
+for a lease), ``label``, ``skip``, ``stats``, ``export_page`` and ``enforce_retention``.
+
+Claims: one ``UPDATE ... WHERE id = (SELECT id ... LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING``,
+so that two reviewers (in two workers or pods) never get the same item: PostgreSQL skips the row
+another transaction holds; SQLite runs every transaction under its one write lock (``BEGIN
+IMMEDIATE``: ``schema.py``). An item is free when unlabelled and unclaimed or its lease has
+passed: a reviewer who vanishes mid-item gives it back when the lease ends.
+
+Order: each claim first draws which kind of item to give, an audit with probability equal to the
+audits' share of the waiting items (so audits are interleaved at their share, and the live error
+estimate keeps up with the traffic), else a referred one; referred items go most doubtful first
+(highest entropy), audits oldest first; items someone skipped wait behind the others.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Row, and_, delete, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.review.live import LABELS, AcceptedError, outcome
+from service.review.schema import engine_for, items, migrate
+
+REASONS = ("referred", "audit")
+SECONDS_PER_DAY = 86_400.0
+
+
+class ItemNotFound(LookupError):
+    """No review item has this id (never queued, or dropped by retention)."""
+
+
+class ItemConflict(RuntimeError):
+    """The item cannot take this: another reviewer holds it, or it is labelled already (the message says which)."""
+
+
+@dataclass(frozen=True)
+class NewItem:
+    """What the service queues: an answer to review and what it was given."""
+
+    id: str  # uuid4 hex: the answer's review_id
+    created: float  # Unix seconds
+    reason: str  # "referred" or "audit"
+    refer_reason: str | None
+    predicted: int
+    entropy: float
+    answer: dict[str, Any]  # the full answer as the client got it
+    model_version: str
+    file: bytes | None  # the upload as sent; None for a 28 x 28 array
+    input: bytes  # the 28 x 28 uint8 the network saw, row-major
+
+
+@dataclass(frozen=True)
+class Item:
+    """A queued item as a reviewer sees it (no image bytes: they have their own routes)."""
+
+    id: str
+    reason: str
+    refer_reason: str | None
+    predicted: int
+    entropy: float
+    answer: dict[str, Any]
+    model_version: str
+    created: float
+    has_file: bool
+    skips: int
+    claimed_by: str | None
+    lease_expires: float | None
+    label: str | None
+    labelled_by: str | None
+    labelled_at: float | None
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    max_age_s: float
+    max_items: int
+    max_bytes: int
+
+
+@dataclass
+class Stats:
+    """Where the queue stands and what its labels say (``GET /review/stats``)."""
+
+    waiting: dict[str, int]  # by reason: free to claim
+    claimed: int  # held by a reviewer, lease running
+    labelled: dict[str, dict[str, int]]  # by reason, then label
+    done_today: dict[str, int]  # labels since 00:00 UTC, by reviewer
+    agreement: float | None  # share of labelled items (unreadable left out) whose label is the answer's class
+    accepted_error: AcceptedError  # from the audit labels
+    referrals: dict[str, dict[str, int]]  # by refer_reason (and "all"): right / wrong / not_a_digit / unreadable
+    stored_items: int
+    stored_bytes: int
+    generated: float = field(default_factory=time.time)
+
+
+ITEM_COLUMNS = (items.c.id, items.c.reason, items.c.refer_reason, items.c.predicted, items.c.entropy, items.c.answer,
+                items.c.model_version, items.c.created, (items.c.file.is_not(None)).label("has_file"), items.c.skips,
+                items.c.claimed_by, items.c.lease_expires, items.c.label, items.c.labelled_by, items.c.labelled_at)
+
+
+def _item(row: Row[Any]) -> Item:
+    values = row._asdict()
+    values["answer"] = json.loads(values["answer"])
+    values["has_file"] = bool(values["has_file"])
+    return Item(**values)
+
+
+def export_record(row: Row[Any]) -> dict[str, Any]:
+    """One labelled item as an NDJSON record: ready to retrain or recalibrate from (``model/reviewed.py``
+    reads it). ``input`` is the 28 x 28 uint8 the network saw, base64 of 784 bytes, row-major."""
+    return {
+        "id": row.id, "reason": row.reason, "refer_reason": row.refer_reason, "label": row.label,
+        "labelled_by": row.labelled_by, "labelled_at": row.labelled_at, "created": row.created,
+        "predicted": row.predicted, "entropy": row.entropy, "model_version": row.model_version,
+        "answer": json.loads(row.answer), "input_shape": [28, 28],
+        "input": base64.b64encode(row.input).decode(),
+        "file": None if row.file is None else base64.b64encode(row.file).decode(),
+    }
+
+
+def _free(now: float) -> Any:
+    return and_(items.c.label.is_(None), or_(items.c.lease_expires.is_(None), items.c.lease_expires <= now))
+
+
+Exporter = Callable[[list[dict[str, Any]]], Awaitable[None]]
+
+
+class ReviewStore:
+    def __init__(self, engine: AsyncEngine, clock: Callable[[], float] = time.time, rng: random.Random | None = None):
+        self.engine = engine
+        self.clock = clock
+        self._rng = rng or random.Random()
+
+    @classmethod
+    def open(cls, url: str, clock: Callable[[], float] = time.time, rng: random.Random | None = None) -> ReviewStore:
+        """A store on ``url`` (``sqlite:///path`` or ``postgresql://...``); connects lazily."""
+        return cls(engine_for(url), clock, rng)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    async def migrate(self) -> int:
+        return await migrate(self.engine)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def add(self, new: Sequence[NewItem]) -> None:
+        """Insert a batch of items in one transaction."""
+        if not new:
+            return
+        rows = [{"id": item.id, "created": item.created, "reason": item.reason, "refer_reason": item.refer_reason,
+                 "predicted": item.predicted, "entropy": item.entropy, "answer": json.dumps(item.answer),
+                 "model_version": item.model_version, "file": item.file,
+                 "file_bytes": len(item.input) + (len(item.file) if item.file is not None else 0),
+                 "input": item.input, "skips": 0} for item in new]
+        async with self.engine.begin() as connection:
+            await connection.execute(insert(items), rows)
+
+    async def claim(self, reviewer: str, lease_s: float) -> Item | None:
+        """The next item for ``reviewer``, held until now + ``lease_s``; None when nothing waits."""
+        now = self.clock()
+        async with self.engine.begin() as connection:
+            waiting: dict[str, int] = dict((await connection.execute(
+                select(items.c.reason, func.count()).where(_free(now)).group_by(items.c.reason))).tuples().all())
+            total = sum(waiting.values())
+            if total == 0:
+                return None
+            first = "audit" if self._rng.random() < waiting.get("audit", 0) / total else "referred"
+            for reason in (first, *(other for other in REASONS if other != first)):
+                order = (items.c.skips, items.c.entropy.desc(), items.c.created) if reason == "referred" \
+                    else (items.c.skips, items.c.created)
+                chosen = (select(items.c.id).where(_free(now), items.c.reason == reason).order_by(*order).limit(1)
+                          .with_for_update(skip_locked=True).scalar_subquery())
+                row = (await connection.execute(
+                    update(items).where(items.c.id == chosen, _free(now))
+                    .values(claimed_by=reviewer, lease_expires=now + lease_s).returning(*ITEM_COLUMNS))).first()
+                if row is not None:
+                    return _item(row)
+        return None
+
+    async def item(self, item_id: str) -> Item:
+        async with self.engine.connect() as connection:
+            row = (await connection.execute(select(*ITEM_COLUMNS).where(items.c.id == item_id))).first()
+        if row is None:
+            raise ItemNotFound(f"no review item {item_id}")
+        return _item(row)
+
+    async def images(self, item_id: str) -> tuple[bytes | None, bytes]:
+        """The upload as sent (None for an array) and the 28 x 28 the network saw."""
+        async with self.engine.connect() as connection:
+            row = (await connection.execute(select(items.c.file, items.c.input).where(items.c.id == item_id))).first()
+        if row is None:
+            raise ItemNotFound(f"no review item {item_id}")
+        return row.file, row.input
+
+    async def _why_not(self, connection: Any, item_id: str) -> Exception:
+        row = (await connection.execute(select(*ITEM_COLUMNS).where(items.c.id == item_id))).first()
+        if row is None:
+            return ItemNotFound(f"no review item {item_id}")
+        if row.label is not None:
+            return ItemConflict(f"already labelled {row.label!r} by {row.labelled_by}")
+        return ItemConflict(f"claimed by {row.claimed_by} until {row.lease_expires:.0f} (Unix seconds)")
+
+    def _mine_or_free(self, reviewer: str, now: float) -> Any:
+        return and_(items.c.label.is_(None), or_(items.c.claimed_by.is_(None), items.c.claimed_by == reviewer,
+                                                 items.c.lease_expires <= now))
+
+    async def label(self, item_id: str, reviewer: str, label: str) -> Item:
+        """Label an item that is free or held by ``reviewer``. Raises ItemNotFound, or ItemConflict
+        when another reviewer holds it or it is labelled already."""
+        if label not in LABELS:
+            raise ValueError(f"unknown label {label!r}")
+        now = self.clock()
+        async with self.engine.begin() as connection:
+            row = (await connection.execute(
+                update(items).where(items.c.id == item_id, self._mine_or_free(reviewer, now))
+                .values(label=label, labelled_by=reviewer, labelled_at=now, claimed_by=reviewer, lease_expires=None)
+                .returning(*ITEM_COLUMNS))).first()
+            if row is None:
+                raise await self._why_not(connection, item_id)
+        return _item(row)
+
+    async def skip(self, item_id: str, reviewer: str) -> Item:
+        """Give an item back unlabelled; it then waits behind the items nobody skipped."""
+        now = self.clock()
+        async with self.engine.begin() as connection:
+            row = (await connection.execute(
+                update(items).where(items.c.id == item_id, self._mine_or_free(reviewer, now))
+                .values(claimed_by=None, lease_expires=None, skips=items.c.skips + 1).returning(*ITEM_COLUMNS))).first()
+            if row is None:
+                raise await self._why_not(connection, item_id)
+        return _item(row)
+
+    async def stats(self) -> Stats:
+        now = self.clock()
+        day_start = now - now % SECONDS_PER_DAY
+        async with self.engine.connect() as connection:
+            pending = (await connection.execute(
+                select(items.c.reason, (items.c.lease_expires > now).label("held"), func.count())
+                .where(items.c.label.is_(None)).group_by(items.c.reason, "held"))).all()
+            labelled_rows = (await connection.execute(
+                select(items.c.reason, items.c.refer_reason, items.c.predicted, items.c.label, func.count())
+                .where(items.c.label.is_not(None))
+                .group_by(items.c.reason, items.c.refer_reason, items.c.predicted, items.c.label))).all()
+            today: dict[str, int] = dict((await connection.execute(
+                select(items.c.labelled_by, func.count()).where(items.c.labelled_at >= day_start)
+                .group_by(items.c.labelled_by))).tuples().all())
+            stored_items, stored_bytes = (await connection.execute(
+                select(func.count(), func.coalesce(func.sum(items.c.file_bytes), 0)))).one()
+        waiting = dict.fromkeys(REASONS, 0)
+        claimed = 0
+        for reason, held, count in pending:
+            if held:
+                claimed += count
+            else:
+                waiting[reason] = waiting.get(reason, 0) + count
+        labelled: dict[str, dict[str, int]] = {reason: {} for reason in REASONS}
+        referrals: dict[str, dict[str, int]] = {}
+        wrong = audited = unreadable = agreed = judged = 0
+        for reason, refer_reason, predicted, label, count in labelled_rows:
+            labelled.setdefault(reason, {})[label] = labelled[reason].get(label, 0) + count
+            result = outcome(label, predicted)
+            if result != "unreadable":
+                judged += count
+                agreed += count if result == "right" else 0
+            if reason == "audit":
+                if result == "unreadable":
+                    unreadable += count
+                else:
+                    audited += count
+                    wrong += 0 if result == "right" else count
+            else:
+                for key in (refer_reason or "uncertain", "all"):
+                    bucket = referrals.setdefault(key, dict.fromkeys(("right", "wrong", "not_a_digit", "unreadable"), 0))
+                    bucket[result] += count
+        return Stats(waiting=waiting, claimed=claimed, labelled=labelled, done_today=today,
+                     agreement=agreed / judged if judged else None,
+                     accepted_error=AcceptedError.of(wrong, audited, unreadable), referrals=referrals,
+                     stored_items=int(stored_items), stored_bytes=int(stored_bytes), generated=now)
+
+    async def export_page(self, since: float, after: tuple[float, str] | None, limit: int) -> list[dict[str, Any]]:
+        """Labelled items with ``labelled_at >= since``, in (labelled_at, id) order, after the key ``after``."""
+        where = [items.c.label.is_not(None), items.c.labelled_at >= since]
+        if after is not None:
+            where.append(or_(items.c.labelled_at > after[0], and_(items.c.labelled_at == after[0], items.c.id > after[1])))
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(select(items).where(*where)
+                                             .order_by(items.c.labelled_at, items.c.id).limit(limit))).all()
+        return [export_record(row) for row in rows]
+
+    async def enforce_retention(self, policy: RetentionPolicy, exporter: Exporter | None = None) -> dict[str, int]:
+        """Drop items older than the age limit, then the oldest beyond the row cap, then the oldest
+        beyond the byte cap; labelled ones go to ``exporter`` first (in the same transaction: an export
+        that fails keeps them). Returns how many each cause dropped."""
+        now = self.clock()
+        dropped = {"age": 0, "rows": 0, "bytes": 0}
+        async with self.engine.begin() as connection:
+            newest_first = (items.c.created.desc(), items.c.id.desc())
+            rank = func.row_number().over(order_by=newest_first).label("rank")
+            running = func.sum(items.c.file_bytes).over(order_by=newest_first).label("running")
+            ranked = select(items.c.id, rank, running).subquery()
+            causes = {
+                "age": select(items.c.id).where(items.c.created < now - policy.max_age_s),
+                "rows": select(ranked.c.id).where(ranked.c.rank > policy.max_items),
+                "bytes": select(ranked.c.id).where(ranked.c.running > policy.max_bytes),
+            }
+            for cause, chosen in causes.items():
+                gone = (await connection.execute(delete(items).where(items.c.id.in_(chosen))
+                                                 .returning(*items.c))).all()
+                dropped[cause] = len(gone)
+                labelled = [export_record(row) for row in gone if row.label is not None]
+                if labelled and exporter is not None:
+                    await exporter(labelled)
+        return dropped

@@ -1,0 +1,209 @@
+"""The review API and page (``/review``): a reviewer claims the next item, sees the image as
+uploaded and as the network saw it, and labels it; stats and an NDJSON export of the labels.
+
+Every route but the page needs a reviewer token (``Authorization: Bearer <token>``,
+``service/review/access.py``); the client API key grants none of them. The store's work is in
+``service/review/store.py``; a store that does not answer makes these routes 503 (the
+prediction routes are unaffected).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from PIL import Image
+
+from service.errors import ReviewUnauthorized, ReviewUnavailable
+from service.metrics import Metrics
+from service.review.access import Reviewers
+from service.review.live import outcome
+from service.review.queue import ReviewQueue
+from service.review.store import Item, ItemConflict, ItemNotFound
+from service.routes.page import STATIC
+from service.schemas import AcceptedErrorOut, ItemLinks, LabelIn, ReviewItemOut, ReviewStatsOut
+
+BEARER = HTTPBearer(auto_error=False, scheme_name="reviewer token",
+                    description="a reviewer's token from BNN_REVIEW_TOKENS (or the one logged at start)")
+EXPORT_PAGE = 200
+IMAGE_TYPES = {b"\x89PNG": "image/png", b"\xff\xd8\xff": "image/jpeg", b"GIF8": "image/gif", b"BM": "image/bmp",
+               b"RIFF": "image/webp"}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "no valid reviewer token (Authorization: Bearer)"},
+    503: {"description": "the review queue is off (BNN_REVIEW=false) or its store does not answer"},
+}
+
+
+async def reviewer(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None,
+                                                                Depends(BEARER)]) -> str:
+    reviewers: Reviewers = request.app.state.reviewers
+    name = reviewers.who(credentials.credentials) if credentials is not None else None
+    if name is None:
+        raise ReviewUnauthorized()
+    return name
+
+
+async def review_queue(request: Request) -> ReviewQueue:
+    queue: ReviewQueue | None = request.app.state.reviews
+    if queue is None:
+        raise ReviewUnavailable("the review queue is off (BNN_REVIEW=false)")
+    if not queue.ready:
+        raise ReviewUnavailable(f"review store unavailable ({queue.last_error}); predictions continue and referred "
+                                "answers are buffered; retry shortly")
+    return queue
+
+
+Reviewer = Annotated[str, Depends(reviewer)]
+Queue = Annotated[ReviewQueue, Depends(review_queue)]
+router = APIRouter(prefix="/review", tags=["review"], responses=ERRORS)
+
+
+@contextmanager
+def store_errors() -> Iterator[None]:
+    """A store that fails mid-request is a 503 with its error, not a 500."""
+    try:
+        yield
+    except (ItemNotFound, ItemConflict, ValueError):
+        raise
+    except Exception as error:  # any driver's error
+        raise ReviewUnavailable(f"review store unavailable ({type(error).__name__}: {error}); retry shortly") from None
+
+
+def _time(seconds: float | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+
+
+def item_out(item: Item) -> ReviewItemOut:
+    base = f"/review/items/{item.id}"
+    return ReviewItemOut(
+        id=item.id, reason=item.reason, refer_reason=item.refer_reason, answer=item.answer,
+        model_version=item.model_version, created=datetime.fromtimestamp(item.created, UTC), claimed_by=item.claimed_by,
+        lease_expires=_time(item.lease_expires), skips=item.skips, label=item.label, labelled_by=item.labelled_by,
+        labelled_at=_time(item.labelled_at),
+        links=ItemLinks(file=f"{base}/file" if item.has_file else None, input=f"{base}/input.png"))
+
+
+@router.get("", include_in_schema=False)
+async def review_page() -> FileResponse:
+    return FileResponse(STATIC / "review.html", media_type="text/html")
+
+
+@router.get("/items/next", response_model=ReviewItemOut, responses={204: {"description": "nothing is waiting"}})
+async def next_item(request: Request, queue: Queue, who: Reviewer) -> Any:
+    """Claim the next item for a lease (BNN_REVIEW_LEASE_S): referred items most doubtful first, audits
+    interleaved at their share of the waiting items; an unlabelled claim waits again when the lease ends."""
+    with store_errors():
+        item = await queue.store.claim(who, request.app.state.settings.review_lease_s)
+    if item is None:
+        return Response(status_code=204)
+    return item_out(item)
+
+
+@router.get("/items/{item_id}", response_model=ReviewItemOut, responses={404: {"description": "unknown item"}})
+async def get_item(item_id: str, queue: Queue, who: Reviewer) -> ReviewItemOut:
+    with store_errors():
+        return item_out(await queue.store.item(item_id))
+
+
+@router.post("/items/{item_id}/label", response_model=ReviewItemOut, responses={
+    404: {"description": "unknown item"}, 409: {"description": "another reviewer holds it, or it is labelled already"},
+    422: {"description": "not a label"}})
+async def label_item(request: Request, item_id: str, body: LabelIn, queue: Queue, who: Reviewer) -> ReviewItemOut:
+    """Label an item you hold (or a free one): 0-9, 'not_a_digit' or 'unreadable'."""
+    with store_errors():
+        item = await queue.store.label(item_id, who, str(body.label))
+    metrics: Metrics = request.app.state.metrics
+    metrics.review_labels.labels(reason=item.reason, outcome=outcome(str(item.label), item.predicted)).inc()
+    return item_out(item)
+
+
+@router.post("/items/{item_id}/skip", response_model=ReviewItemOut, responses={
+    404: {"description": "unknown item"}, 409: {"description": "another reviewer holds it, or it is labelled already"}})
+async def skip_item(item_id: str, queue: Queue, who: Reviewer) -> ReviewItemOut:
+    """Give an item back unlabelled; it waits behind the items nobody skipped."""
+    with store_errors():
+        return item_out(await queue.store.skip(item_id, who))
+
+
+def _image_type(data: bytes) -> str:
+    return next((media for magic, media in IMAGE_TYPES.items() if data.startswith(magic)), "application/octet-stream")
+
+
+SAFE_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox; default-src 'none'",
+                "Cache-Control": "private, no-store"}
+
+
+@router.get("/items/{item_id}/file", response_class=Response, responses={
+    200: {"content": {"image/png": {}}, "description": "the upload as sent"},
+    404: {"description": "unknown item, or sent as a 28 x 28 array (no file)"}})
+async def item_file(item_id: str, queue: Queue, who: Reviewer) -> Response:
+    with store_errors():
+        file, _ = await queue.store.images(item_id)
+    if file is None:
+        raise ItemNotFound(f"review item {item_id} was sent as a 28 x 28 array: see its input.png")
+    return Response(file, media_type=_image_type(file), headers=SAFE_HEADERS)
+
+
+@router.get("/items/{item_id}/input.png", response_class=Response, responses={
+    200: {"content": {"image/png": {}}, "description": "the 28 x 28 the network saw (ink white on black, as MNIST)"},
+    404: {"description": "unknown item"}})
+async def item_input(item_id: str, queue: Queue, who: Reviewer) -> Response:
+    with store_errors():
+        _, seen = await queue.store.images(item_id)
+    buffer = io.BytesIO()
+    Image.fromarray(np.frombuffer(seen, np.uint8).reshape(28, 28), mode="L").save(buffer, format="PNG")
+    return Response(buffer.getvalue(), media_type="image/png", headers=SAFE_HEADERS)
+
+
+@router.get("/stats", response_model=ReviewStatsOut)
+async def review_stats(request: Request, queue: Queue, who: Reviewer) -> ReviewStatsOut:
+    """Waiting, claimed and labelled items; the live accepted error from the audit labels (Clopper-Pearson);
+    what the referred items turned out to be, by refer_reason."""
+    with store_errors():
+        stats = await queue.store.stats()
+    inference = request.app.state.inference
+    calibration = inference.predictor.calibration if inference is not None else None
+    error = stats.accepted_error
+    return ReviewStatsOut(
+        reviewer=who, waiting=stats.waiting, claimed=stats.claimed, labelled=stats.labelled,
+        done_today=stats.done_today, agreement=stats.agreement, referrals=stats.referrals,
+        accepted_error=AcceptedErrorOut(audited=error.audited, wrong=error.wrong, unreadable=error.unreadable,
+                                        ratio=error.ratio, lower=error.lower, upper=error.upper,
+                                        confidence=error.confidence,
+                                        target=calibration.alpha if calibration is not None else None),
+        stored_items=stats.stored_items, stored_bytes=stats.stored_bytes, buffered=queue.backlog)
+
+
+@router.get("/export", response_class=StreamingResponse, responses={200: {
+    "content": {"application/x-ndjson": {}},
+    "description": "one labelled item a line: id, reason, refer_reason, label, labelled_by, labelled_at, created, "
+                   "predicted, entropy, model_version, answer, input (base64 of the 784-byte 28 x 28, row-major), "
+                   "file (base64 of the upload, or null)"}})
+async def export(queue: Queue, who: Reviewer, since: Annotated[datetime | None, Query(
+        description="labelled at or after this (ISO 8601, or Unix seconds); default: everything")] = None,
+                 ) -> StreamingResponse:
+    """Labelled items as NDJSON, oldest label first: ready for ``python -m model.evaluate --reviewed FILE``."""
+    start = since.timestamp() if since is not None else 0.0
+    with store_errors():
+        first = await queue.store.export_page(start, None, EXPORT_PAGE)  # a store that is down fails here, as a 503
+
+    async def lines() -> AsyncIterator[bytes]:
+        page = first
+        while page:
+            for record in page:
+                yield (json.dumps(record) + "\n").encode()
+            if len(page) < EXPORT_PAGE:
+                return
+            last = page[-1]
+            page = await queue.store.export_page(start, (last["labelled_at"], last["id"]), EXPORT_PAGE)
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson",
+                             headers={"Content-Disposition": 'attachment; filename="review-labels.ndjson"'})
