@@ -1,16 +1,32 @@
-"""Shared fixtures: the shipped checkpoint, real MNIST digits as PNG files, tiny IDX data."""
+"""Shared fixtures: the shipped checkpoint, real MNIST digits as PNG files, tiny IDX data, review
+stores on SQLite and on a real PostgreSQL."""
 
 from __future__ import annotations
 
 import gzip
+import itertools
+import os
+import shutil
 import struct
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from tests.postgres import PostgresServer, postgres_server
+
 ROOT = Path(__file__).resolve().parent.parent
+# every app and service a test starts without naming a review store gets this one, never the
+# checkout's data/ (tests that count items name their own)
+TEST_DATA = Path(tempfile.mkdtemp(prefix="bnn-test-data-"))
+os.environ.setdefault("BNN_REVIEW_DB", f"sqlite:///{TEST_DATA}/review.db")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(TEST_DATA, ignore_errors=True)
 SHIPPED = ROOT / "checkpoints" / "bnn.safetensors"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -47,3 +63,22 @@ def tiny_idx_dir(tmp_path: Path) -> Path:
     write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", images_array[:40])
     write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", labels_array[:40])
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session (each test takes a database of its own)."""
+    with postgres_server() as server:
+        yield server
+
+
+DATABASE_NUMBERS = itertools.count()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty review store URL on each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/review.db"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.create_database(f"review_{os.getpid()}_{next(DATABASE_NUMBERS)}")

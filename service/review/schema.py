@@ -91,15 +91,13 @@ def async_url(url: str) -> str:
 
 
 def engine_for(url: str) -> AsyncEngine:
-    """An async engine for ``url``; for SQLite, its directory is created and every connection runs
-    in WAL mode with a busy timeout, and every transaction starts with ``BEGIN IMMEDIATE``."""
+    """An async engine for ``url`` (connects lazily); on SQLite every connection runs in WAL mode with
+    a busy timeout, and every transaction starts with ``BEGIN IMMEDIATE``."""
     full = async_url(url)
     parsed = make_url(full)
     if parsed.get_backend_name() != "sqlite":
         return create_async_engine(full, pool_size=5, max_overflow=5, pool_pre_ping=True, pool_timeout=5,
                                    connect_args={"timeout": CONNECT_TIMEOUT_S, "command_timeout": COMMAND_TIMEOUT_S})
-    if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(full, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -132,7 +130,11 @@ def _migrate(connection: Connection) -> int:
 
 
 async def migrate(engine: AsyncEngine) -> int:
-    """Bring the schema to the latest version (idempotent; safe with several processes); returns it."""
+    """Bring the schema to the latest version (idempotent; safe with several processes); returns it.
+    An SQLite file's directory is made here (in the writer task, retried: never at start-up)."""
+    database = engine.url.database
+    if engine.dialect.name == "sqlite" and database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
     async with engine.begin() as connection:
         await _lock(connection)
         return await connection.run_sync(_migrate)

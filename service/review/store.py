@@ -174,7 +174,7 @@ class ReviewStore:
         now = self.clock()
         async with self.engine.begin() as connection:
             waiting: dict[str, int] = dict((await connection.execute(
-                select(items.c.reason, func.count()).where(_free(now)).group_by(items.c.reason))).tuples().all())
+                select(items.c.reason, func.count()).where(_free(now)).group_by(items.c.reason))).all())
             total = sum(waiting.values())
             if total == 0:
                 return None
@@ -257,7 +257,7 @@ class ReviewStore:
                 .group_by(items.c.reason, items.c.refer_reason, items.c.predicted, items.c.label))).all()
             today: dict[str, int] = dict((await connection.execute(
                 select(items.c.labelled_by, func.count()).where(items.c.labelled_at >= day_start)
-                .group_by(items.c.labelled_by))).tuples().all())
+                .group_by(items.c.labelled_by))).all())
             stored_items, stored_bytes = (await connection.execute(
                 select(func.count(), func.coalesce(func.sum(items.c.file_bytes), 0)))).one()
         waiting = dict.fromkeys(REASONS, 0)

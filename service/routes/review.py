@@ -51,7 +51,8 @@ async def reviewer(request: Request, credentials: Annotated[HTTPAuthorizationCre
     return name
 
 
-async def review_queue(request: Request) -> ReviewQueue:
+async def review_queue(request: Request, who: Annotated[str, Depends(reviewer)]) -> ReviewQueue:
+    """The queue, for a reviewer (the token is checked first: nobody else learns the store's state), or 503."""
     queue: ReviewQueue | None = request.app.state.reviews
     if queue is None:
         raise ReviewUnavailable("the review queue is off (BNN_REVIEW=false)")

@@ -1,0 +1,206 @@
+"""The review API in process, on SQLite: the contract (next, label, skip, images, stats, export),
+access (reviewer tokens, never the client API key), review_id in the answers (REST and OIP), the
+live accepted-error gauges against a hand count, a store that is down at start, a full buffer."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from pydantic import SecretStr
+
+from service.app import create_app
+from service.settings import Settings
+from tests.metrics_text import parse_samples, value
+from tests.review_client import OTHER_TOKEN, TOKEN, TOKENS, bearer, digit_pngs, noise_png, wait_for
+
+
+def review_settings(tmp_path: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {"review_db": f"sqlite:///{tmp_path}/review.db", "review_tokens": SecretStr(TOKENS),
+                                 **overrides}
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(review_settings(tmp_path, audit_fraction=1.0))) as test_client:
+        yield test_client
+
+
+def predict(client: TestClient, data: bytes, **headers: str) -> dict:
+    response = client.post("/predict", content=data, headers={"content-type": "image/png", **headers})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def stored(client: TestClient, count: int) -> dict:
+    """The stats once ``count`` items are in the store (the store is prepared, and written, in the background)."""
+    def check() -> dict | None:
+        response = client.get("/review/stats", headers=bearer())
+        return response.json() if response.status_code == 200 and response.json()["stored_items"] >= count else None
+
+    return wait_for(check, what=f"{count} stored items")
+
+
+def metric(client: TestClient, name: str, **labels: str) -> float:
+    return value(parse_samples(client.get("/metrics").text), name, **labels)
+
+
+def test_referred_and_audited_answers_become_items_in_the_documented_order(client: TestClient) -> None:
+    noise = [predict(client, noise_png(seed)) for seed in range(3)]
+    digits = [predict(client, data) for data, _ in digit_pngs()[:2]]
+    assert all(answer["refer"] and answer["review_id"] for answer in noise)
+    assert all(not answer["refer"] and answer["audit"] and answer["review_id"] for answer in digits)
+    stats = stored(client, 5)
+    assert stats["waiting"] == {"referred": 3, "audit": 2}
+    claimed = []
+    while (response := client.get("/review/items/next", headers=bearer())).status_code == 200:
+        claimed.append(response.json())
+    assert response.status_code == 204 and response.content == b""
+    assert sorted(item["id"] for item in claimed) == sorted(a["review_id"] for a in noise + digits)
+    referred = [item for item in claimed if item["reason"] == "referred"]
+    assert [item["answer"]["entropy"] for item in referred] == sorted(
+        (item["answer"]["entropy"] for item in referred), reverse=True)  # most doubtful first
+    item = claimed[0]
+    assert item["claimed_by"] == "ana" and item["lease_expires"] is not None
+    answer = next(a for a in noise + digits if a["review_id"] == item["id"])
+    assert item["answer"] == answer  # the full answer as the client got it
+
+
+def test_label_conflicts_unknown_items_and_bad_labels(client: TestClient) -> None:
+    predict(client, noise_png(1))
+    stored(client, 1)
+    item = client.get("/review/items/next", headers=bearer()).json()
+    url = f"/review/items/{item['id']}/label"
+    held = client.post(url, json={"label": 4}, headers=bearer(OTHER_TOKEN))
+    assert held.status_code == 409 and "claimed by ana" in held.json()["detail"]
+    for bad in (10, -1, "seven", True, None, 3.5):
+        assert client.post(url, json={"label": bad}, headers=bearer()).status_code == 422, bad
+    done = client.post(url, json={"label": "not_a_digit"}, headers=bearer())
+    assert done.status_code == 200 and done.json()["label"] == "not_a_digit" and done.json()["labelled_by"] == "ana"
+    again = client.post(url, json={"label": 3}, headers=bearer(OTHER_TOKEN))
+    assert again.status_code == 409 and again.json()["detail"] == "already labelled 'not_a_digit' by ana"
+    assert client.post("/review/items/feed/label", json={"label": 3}, headers=bearer()).status_code == 404
+    assert client.get("/review/items/feed", headers=bearer()).status_code == 404
+
+
+def test_images_as_uploaded_and_as_seen(client: TestClient) -> None:
+    data = noise_png(2)
+    answer = predict(client, data)
+    stored(client, 1)
+    item = client.get(f"/review/items/{answer['review_id']}", headers=bearer()).json()
+    file = client.get(item["links"]["file"], headers=bearer())
+    assert file.content == data and file.headers["content-type"] == "image/png"
+    assert file.headers["x-content-type-options"] == "nosniff"
+    seen = client.get(item["links"]["input"], headers=bearer())
+    assert seen.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(seen.content)).size == (28, 28)
+
+
+def test_an_array_sent_through_oip_has_no_file_and_a_review_id(client: TestClient) -> None:
+    body = {"inputs": [{"name": "digits", "datatype": "UINT8", "shape": [1, 28, 28],
+                        "data": np.random.default_rng(0).integers(0, 256, 784).tolist()}]}
+    response = client.post("/v2/models/bnn-digits/infer", json=body)
+    outputs = {output["name"]: output["data"] for output in response.json()["outputs"]}
+    review_id = outputs["review_id"][0]
+    assert outputs["refer"] == [True] and len(review_id) == 32
+    stored(client, 1)
+    item = client.get(f"/review/items/{review_id}", headers=bearer()).json()
+    assert item["links"]["file"] is None
+    assert client.get(f"/review/items/{review_id}/file", headers=bearer()).status_code == 404
+
+
+def test_access_needs_a_reviewer_token_and_nothing_else_grants_it(tmp_path: Path) -> None:
+    settings = review_settings(tmp_path, api_key=SecretStr("client-key-123"))
+    with TestClient(create_app(settings)) as client:
+        routes = ["/review/items/next", "/review/stats", "/review/export", "/review/items/x", "/review/items/x/file",
+                  "/review/items/x/input.png"]
+        for route in routes:
+            for headers in ({}, {"X-API-Key": "client-key-123"}, {"Authorization": "Bearer client-key-123"},
+                            {"Authorization": f"Basic {TOKEN}"}, {"Authorization": "Bearer wrong-token-0123456789"}):
+                response = client.get(route, headers=headers)
+                assert response.status_code == 401, (route, headers)
+                assert response.headers["www-authenticate"] == "Bearer"
+        # a review token is not a client key
+        refused = client.post("/predict", content=noise_png(0), headers={"content-type": "image/png", **bearer()})
+        assert refused.status_code == 401
+        assert client.get("/review").status_code == 200  # the page itself holds nothing: it asks for the token
+
+
+def test_stats_and_gauges_follow_the_labels_against_a_hand_count(client: TestClient) -> None:
+    digits = digit_pngs()[:4]
+    answers = [predict(client, data) for data, _ in digits]  # every accepted one is audited (fraction 1)
+    referred = [predict(client, noise_png(seed)) for seed in range(2)]
+    stored(client, 6)
+    truth = [label for _, label in digits]
+    assert [a["class"] for a in answers] == truth
+    # reviewers: two right, one wrong digit, one 'not a digit' (also wrong), the noise not a digit and unreadable
+    labels = [truth[0], truth[1], (truth[2] + 1) % 10, "not_a_digit"]
+    for answer, label in zip(answers, labels, strict=True):
+        assert client.post(f"/review/items/{answer['review_id']}/label", json={"label": label},
+                           headers=bearer()).status_code == 200
+    client.post(f"/review/items/{referred[0]['review_id']}/label", json={"label": "not_a_digit"}, headers=bearer())
+    client.post(f"/review/items/{referred[1]['review_id']}/label", json={"label": "unreadable"},
+                headers=bearer(OTHER_TOKEN))
+    stats = client.get("/review/stats", headers=bearer()).json()
+    error = stats["accepted_error"]
+    assert (error["audited"], error["wrong"], error["ratio"]) == (4, 2, 0.5)
+    from scipy.stats import beta
+    lower, upper = beta.ppf(0.025, 2, 3), beta.ppf(0.975, 3, 2)
+    assert error["lower"] == pytest.approx(lower, abs=1e-9) and error["upper"] == pytest.approx(upper, abs=1e-9)
+    assert error["target"] == 0.002
+    assert stats["referrals"]["unfamiliar"] == {"right": 0, "wrong": 0, "not_a_digit": 1, "unreadable": 1}
+    assert stats["done_today"] == {"ana": 5, "ben": 1}
+    assert stats["agreement"] == pytest.approx(2 / 5)
+    assert metric(client, "bnn_audited_accepted_error_ratio") == 0.5
+    assert metric(client, "bnn_audited_accepted_error_ratio_lower") == pytest.approx(lower, abs=1e-9)
+    assert metric(client, "bnn_audited_accepted_error_ratio_upper") == pytest.approx(upper, abs=1e-9)
+    assert metric(client, "bnn_audited_accepted_labels") == 4
+    assert metric(client, "bnn_accepted_error_target") == 0.002
+    assert metric(client, "bnn_review_labels_total", reason="audit", outcome="wrong") == 1
+    assert metric(client, "bnn_review_labels_total", reason="audit", outcome="not_a_digit") == 1
+    assert metric(client, "bnn_review_enqueued_total", reason="audit") == 4
+    assert metric(client, "bnn_review_waiting", reason="referred") == 0
+
+
+def test_export_is_ndjson_of_the_labelled_items_since(client: TestClient) -> None:
+    answers = [predict(client, noise_png(seed)) for seed in range(3)]
+    stored(client, 3)
+    for answer in answers[:2]:
+        client.post(f"/review/items/{answer['review_id']}/label", json={"label": "unreadable"}, headers=bearer())
+    response = client.get("/review/export", headers=bearer())
+    assert response.headers["content-type"] == "application/x-ndjson"
+    records = [json.loads(line) for line in response.text.splitlines()]
+    assert sorted(r["id"] for r in records) == sorted(a["review_id"] for a in answers[:2])
+    assert len(base64.b64decode(records[0]["input"])) == 784 and base64.b64decode(records[0]["file"])[:4] == b"\x89PNG"
+    later = client.get("/review/export", params={"since": records[-1]["labelled_at"] + 1}, headers=bearer())
+    assert later.status_code == 200 and later.text == ""
+    assert client.get("/review/export", params={"since": "yesterday"}, headers=bearer()).status_code == 422
+
+
+def test_a_store_down_at_start_never_fails_a_prediction(tmp_path: Path) -> None:
+    (tmp_path / "not-a-dir").write_text("a file where the store's directory should be")
+    settings = review_settings(tmp_path, review_db=f"sqlite:///{tmp_path}/not-a-dir/sub/review.db", review_buffer=2)
+    with TestClient(create_app(settings)) as client:
+        answers = [predict(client, noise_png(seed)) for seed in range(3)]
+        assert [answer["refer"] for answer in answers] == [True] * 3
+        assert [bool(answer["review_id"]) for answer in answers] == [True, True, False]  # the buffer holds 2
+        down = client.get("/review/items/next", headers=bearer())
+        assert down.status_code == 503 and "review store unavailable" in down.json()["detail"]
+        assert metric(client, "bnn_review_enqueue_failures_total") == 1
+        assert metric(client, "bnn_review_store_up") == 0
+
+
+def test_the_review_queue_can_be_turned_off(tmp_path: Path) -> None:
+    with TestClient(create_app(review_settings(tmp_path, review=False))) as client:
+        answer = predict(client, noise_png(0))
+        assert answer["refer"] and answer["review_id"] is None
+        off = client.get("/review/stats", headers=bearer())
+        assert off.status_code == 503 and "BNN_REVIEW=false" in off.json()["detail"]

@@ -1,0 +1,250 @@
+"""The review store on both backends (SQLite and a real PostgreSQL): claims, leases, order, labels,
+conflicts, stats against a hand count, export, retention, restart. Two claimers at once on
+PostgreSQL: no item given twice, none lost."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import numpy as np
+import pytest
+
+from service.review.store import ItemConflict, ItemNotFound, NewItem, RetentionPolicy, ReviewStore
+
+T = TypeVar("T")
+
+
+class Clock:
+    def __init__(self, now: float = 1_800_000_000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def run(step: Callable[[ReviewStore], Awaitable[T]], url: str, clock: Clock | None = None,
+        rng: random.Random | None = None) -> T:
+    async def go() -> T:
+        store = ReviewStore.open(url, clock or Clock(), rng)
+        try:
+            await store.migrate()
+            return await step(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
+
+
+def new_item(number: int, reason: str = "referred", entropy: float = 1.0, predicted: int = 3, created: float = 0.0,
+             refer_reason: str | None = "uncertain", file: bytes | None = b"\x89PNG fake") -> NewItem:
+    seen = np.full((28, 28), number % 256, np.uint8)
+    return NewItem(id=f"item{number:04d}", created=created or 1_800_000_000.0 + number, reason=reason,
+                   refer_reason=refer_reason if reason == "referred" else None, predicted=predicted, entropy=entropy,
+                   answer={"class": predicted, "entropy": entropy, "n": number}, model_version="test",
+                   file=file, input=seen.tobytes())
+
+
+class AlwaysReferred(random.Random):
+    def random(self) -> float:
+        return 0.999  # the claim's draw never picks an audit while referred items wait
+
+
+def test_claims_in_order_with_leases_and_labels(store_url: str) -> None:
+    clock = Clock()
+
+    async def scenario(store: ReviewStore) -> dict[str, Any]:
+        await store.add([new_item(1, entropy=0.5), new_item(2, entropy=2.0), new_item(3, entropy=1.0),
+                         new_item(4, reason="audit", entropy=0.0)])
+        seen: dict[str, Any] = {}
+        first = await store.claim("ana", lease_s=300)
+        second = await store.claim("ben", lease_s=300)
+        seen["order"] = [first.id, second.id]  # type: ignore[union-attr]
+        # ben may not label ana's item while her lease runs; the message names the holder
+        with pytest.raises(ItemConflict, match="claimed by ana"):
+            await store.label("item0002", "ben", "7")
+        # ana vanishes: after her lease, the item waits again and is next for anyone (most doubtful)
+        clock.now += 301
+        seen["after_lease"] = (await store.claim("ben", lease_s=300)).id  # type: ignore[union-attr]
+        labelled = await store.label("item0002", "ben", "7")
+        seen["labelled"] = (labelled.label, labelled.labelled_by, labelled.lease_expires)
+        with pytest.raises(ItemConflict, match="already labelled '7' by ben"):
+            await store.label("item0002", "ana", "3")
+        with pytest.raises(ItemNotFound):
+            await store.label("nope", "ana", "3")
+        with pytest.raises(ValueError, match="unknown label"):
+            await store.label("item0003", "ana", "seven")
+        # a skipped item waits behind the others
+        skipped = await store.skip("item0003", "ben")
+        seen["skips"] = skipped.skips
+        rest = []
+        while (item := await store.claim("ana", lease_s=300)) is not None:
+            rest.append(item.id)
+        seen["rest"] = rest
+        return seen
+
+    seen = run(scenario, store_url, clock, AlwaysReferred())
+    assert seen["order"] == ["item0002", "item0003"]  # highest entropy first
+    assert seen["after_lease"] == "item0002"
+    assert seen["labelled"] == ("7", "ben", None)
+    assert seen["skips"] == 1
+    assert seen["rest"] == ["item0001", "item0003", "item0004"]  # unskipped referred, the skipped one, then the audit
+
+
+def test_audits_are_interleaved_at_their_share(store_url: str) -> None:
+    """20 referred and 5 audits waiting: about a fifth of the first claims are audits, oldest first."""
+    async def scenario(store: ReviewStore) -> list[str]:
+        await store.add([new_item(k, entropy=1.0 + k / 100) for k in range(20)]
+                        + [new_item(100 + k, reason="audit") for k in range(5)])
+        order = []
+        while (item := await store.claim("ana", 300)) is not None:
+            order.append(item.reason)
+        return order
+
+    order = run(scenario, store_url, rng=random.Random(4))
+    assert len(order) == 25
+    assert 1 <= order[:10].count("audit") <= 5  # drawn at the share (seeded: not all at the end)
+
+
+def test_stats_against_a_hand_count(store_url: str) -> None:
+    clock = Clock()
+
+    async def scenario(store: ReviewStore) -> Any:
+        await store.add([new_item(1, reason="audit", predicted=3), new_item(2, reason="audit", predicted=3),
+                         new_item(3, reason="audit", predicted=5), new_item(4, reason="audit", predicted=5),
+                         new_item(5, predicted=1, refer_reason="uncertain"),
+                         new_item(6, predicted=1, refer_reason="uncertain"),
+                         new_item(7, predicted=0, refer_reason="unfamiliar"), new_item(8, predicted=0)])
+        for item_id, label in (("item0001", "3"), ("item0002", "8"), ("item0003", "not_a_digit"),
+                               ("item0004", "unreadable"), ("item0005", "1"), ("item0006", "7"),
+                               ("item0007", "not_a_digit")):
+            await store.label(item_id, "ana", label)
+        await store.claim("ben", 300)  # the one left: claimed, not waiting
+        return await store.stats()
+
+    stats = run(scenario, store_url, clock)
+    # audits: item1 right, item2 wrong (8 for 3), item3 wrong (not a digit, accepted), item4 unreadable (left out)
+    error = stats.accepted_error
+    assert (error.audited, error.wrong, error.unreadable) == (3, 2, 1)
+    assert error.ratio == pytest.approx(2 / 3)
+    from scipy.stats import beta
+    assert error.lower == pytest.approx(beta.ppf(0.025, 2, 2), abs=1e-9)
+    assert error.upper == pytest.approx(beta.ppf(0.975, 3, 1), abs=1e-9)
+    assert stats.referrals["uncertain"] == {"right": 1, "wrong": 1, "not_a_digit": 0, "unreadable": 0}
+    assert stats.referrals["unfamiliar"] == {"right": 0, "wrong": 0, "not_a_digit": 1, "unreadable": 0}
+    assert stats.referrals["all"] == {"right": 1, "wrong": 1, "not_a_digit": 1, "unreadable": 0}
+    assert stats.labelled == {"audit": {"3": 1, "8": 1, "not_a_digit": 1, "unreadable": 1},
+                              "referred": {"1": 1, "7": 1, "not_a_digit": 1}}
+    assert stats.waiting == {"referred": 0, "audit": 0} and stats.claimed == 1
+    assert stats.done_today == {"ana": 7}
+    assert stats.agreement == pytest.approx(2 / 6)  # right: item1, item5; judged: all but the unreadable
+    assert stats.stored_items == 8
+    assert stats.stored_bytes == 8 * (784 + len(b"\x89PNG fake"))
+
+
+def test_export_pages_through_every_label_with_its_images(store_url: str) -> None:
+    clock = Clock()
+
+    async def scenario(store: ReviewStore) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        await store.add([new_item(k, file=None if k == 2 else b"file%d" % k) for k in range(5)])
+        for k in range(5):
+            clock.now += 1
+            await store.label(f"item{k:04d}", "ana", str(k))
+        first = await store.export_page(0.0, None, 3)
+        last = first[-1]
+        second = await store.export_page(0.0, (last["labelled_at"], last["id"]), 3)
+        return first, second
+
+    first, second = run(scenario, store_url, clock)
+    records = first + second
+    assert [record["label"] for record in records] == ["0", "1", "2", "3", "4"]
+    assert len(second) == 2
+    assert np.frombuffer(base64.b64decode(records[3]["input"]), np.uint8).reshape(28, 28)[0, 0] == 3
+    assert base64.b64decode(records[1]["file"]) == b"file1" and records[2]["file"] is None
+    assert records[0]["answer"] == {"class": 3, "entropy": 1.0, "n": 0}
+
+
+def test_retention_drops_oldest_by_age_rows_and_bytes_exporting_labels_first(store_url: str) -> None:
+    clock = Clock(2_000_000_000.0)
+    exported: list[dict[str, Any]] = []
+
+    async def keep(records: list[dict[str, Any]]) -> None:
+        exported.extend(records)
+
+    async def scenario(store: ReviewStore) -> tuple[dict[str, int], ...]:
+        day = 86_400.0
+        old = [new_item(k, created=clock.now - 40 * day + k) for k in range(3)]
+        recent = [new_item(10 + k, created=clock.now - 100 + k) for k in range(6)]
+        await store.add(old + recent)
+        await store.label("item0001", "ana", "4")  # an old labelled item: exported before it goes
+        await store.label("item0010", "ana", "5")  # the oldest recent one, labelled: goes over the row cap
+        size = 784 + len(b"\x89PNG fake")
+        by_age = await store.enforce_retention(RetentionPolicy(30 * day, 100, 10**9), keep)
+        by_rows = await store.enforce_retention(RetentionPolicy(30 * day, 5, 10**9), keep)
+        by_bytes = await store.enforce_retention(RetentionPolicy(30 * day, 5, 3 * size), keep)
+        left = await store.stats()
+        return by_age, by_rows, by_bytes, {"left": left.stored_items}
+
+    by_age, by_rows, by_bytes, left = run(scenario, store_url, clock)
+    assert by_age == {"age": 3, "rows": 0, "bytes": 0}
+    assert by_rows == {"age": 0, "rows": 1, "bytes": 0}
+    assert by_bytes == {"age": 0, "rows": 0, "bytes": 2}
+    assert left == {"left": 3}
+    assert [record["id"] for record in exported] == ["item0001", "item0010"]
+
+
+def test_queue_and_labels_survive_a_restart(store_url: str) -> None:
+    async def first(store: ReviewStore) -> None:
+        await store.add([new_item(1), new_item(2)])
+        await store.label("item0001", "ana", "2")
+
+    async def second(store: ReviewStore) -> tuple[int, str | None, str]:
+        stats = await store.stats()
+        item = await store.item("item0001")
+        claimed = await store.claim("ben", 300)
+        return stats.stored_items, item.label, claimed.id  # type: ignore[union-attr]
+
+    run(first, store_url)
+    assert run(second, store_url) == (2, "2", "item0002")
+
+
+def test_migration_is_idempotent_and_concurrent(store_url: str) -> None:
+    async def scenario(store: ReviewStore) -> list[int]:
+        others = [ReviewStore.open(store_url) for _ in range(3)]
+        try:
+            return list(await asyncio.gather(*(other.migrate() for other in others)))
+        finally:
+            for other in others:
+                await other.close()
+
+    assert run(scenario, store_url) == [1, 1, 1]
+
+
+def test_two_claimers_at_once_never_share_an_item(store_url: str) -> None:
+    """Two stores (two connection pools: as two workers or pods) claim 120 items as fast as they can."""
+    async def scenario(store: ReviewStore) -> tuple[list[str], list[str]]:
+        await store.add([new_item(k, entropy=random.random()) for k in range(120)])
+        ana, ben = ReviewStore.open(store_url), ReviewStore.open(store_url)
+
+        async def drain(claimer: ReviewStore, who: str) -> list[str]:
+            got = []
+            while (item := await claimer.claim(who, 300)) is not None:
+                got.append(item.id)
+            return got
+
+        try:
+            async def both() -> list[list[str]]:
+                return list(await asyncio.gather(*(drain(ana, "ana") for _ in range(3)),
+                                                 *(drain(ben, "ben") for _ in range(3))))
+            results = await both()
+        finally:
+            await ana.close()
+            await ben.close()
+        flat = [item for got in results for item in got]
+        return flat, sorted({item for got in results for item in got})
+
+    flat, unique = run(scenario, store_url)
+    assert len(flat) == len(unique) == 120  # none given twice, none lost
