@@ -1,0 +1,119 @@
+"""The review queue in the real service (``python -m service``, two workers, as ``make serve``
+runs it) on a real PostgreSQL and on SQLite: two reviewers at once get every item exactly once;
+the store going down mid-run (predictions stay 200, the review API says 503, buffered items
+arrive when it is back); a restart keeps the queue and the labels."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.postgres import PostgresServer
+from tests.review_client import OTHER_TOKEN, TOKEN, TOKENS, bearer, noise_png, wait_for
+from tests.server import running_service
+
+
+def service_env(url: str) -> dict[str, str]:
+    return {"BNN_REVIEW_DB": url, "BNN_REVIEW_TOKENS": TOKENS, "BNN_WORKERS": "2"}
+
+
+def predict_many(url: str, count: int, seed: int = 0) -> list[dict]:
+    """Referred answers from both workers: concurrent requests on separate connections."""
+    def one(k: int) -> dict:
+        response = httpx.post(url + "/predict", content=noise_png(seed + k), headers={"content-type": "image/png"},
+                              timeout=30)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def stats(url: str) -> dict | None:
+    response = httpx.get(url + "/review/stats", headers=bearer(), timeout=10)
+    return response.json() if response.status_code == 200 else None
+
+
+def stored(url: str, count: int) -> dict:
+    return wait_for(lambda: (s := stats(url)) is not None and s["stored_items"] >= count and s,
+                    what=f"{count} stored items")
+
+
+def drain_with_two_reviewers(url: str) -> tuple[list[str], list[str]]:
+    def drain(token: str) -> list[str]:
+        got = []
+        with httpx.Client(base_url=url, headers=bearer(token), timeout=10) as client:
+            while (response := client.get("/review/items/next")).status_code == 200:
+                got.append(response.json()["id"])
+            assert response.status_code == 204, response.text
+        return got
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(drain, [TOKEN, OTHER_TOKEN, TOKEN, OTHER_TOKEN]))
+    return results[0] + results[2], results[1] + results[3]
+
+
+def check_two_reviewers(url: str, count: int) -> None:
+    answers = predict_many(url, count)
+    ids = sorted(answer["review_id"] for answer in answers)
+    assert all(ids) and len(set(ids)) == count
+    stored(url, count)
+    ana, ben = drain_with_two_reviewers(url)
+    assert sorted(ana + ben) == ids  # none given twice, none lost
+    assert ana and ben
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> str:
+    import os
+    return postgres.create_database(f"service_{os.getpid()}_{id(object())}")
+
+
+def test_two_workers_and_two_reviewers_on_postgresql(postgres_url: str) -> None:
+    with running_service(service_env(postgres_url)) as (url, _):
+        check_two_reviewers(url, 40)
+
+
+def test_two_workers_and_two_reviewers_on_sqlite(tmp_path: Path) -> None:
+    with running_service(service_env(f"sqlite:///{tmp_path}/review.db")) as (url, _):
+        check_two_reviewers(url, 40)
+
+
+def test_postgresql_down_mid_run_then_back(tmp_path: Path) -> None:
+    from tests.postgres import postgres_server
+
+    with postgres_server() as server:
+        database = server.create_database("outage")
+        with running_service(service_env(database)) as (url, _):
+            before = predict_many(url, 4)
+            stored(url, 4)
+            server.stop()
+            during = predict_many(url, 6, seed=100)  # the store is down: answers are still 200 with an id
+            assert all(answer["refer"] and answer["review_id"] for answer in during)
+            down = wait_for(lambda: (r := httpx.get(url + "/review/items/next", headers=bearer())).status_code == 503
+                            and r, what="503 from the review API")
+            assert "review store unavailable" in down.json()["detail"]
+            server.start()
+            after = stored(url, 10)  # the buffered items were written once the store came back
+            assert after["waiting"]["referred"] == 10
+            ana, ben = drain_with_two_reviewers(url)
+            assert sorted(ana + ben) == sorted(a["review_id"] for a in before + during)
+            metrics = httpx.get(url + "/metrics").text
+            assert "bnn_review_enqueue_failures_total 0.0" in metrics
+
+
+def test_a_restart_keeps_the_queue_and_the_labels(tmp_path: Path) -> None:
+    env = service_env(f"sqlite:///{tmp_path}/review.db")
+    with running_service(env) as (url, _):
+        answers = predict_many(url, 3)
+        stored(url, 3)
+        first = answers[0]["review_id"]
+        assert httpx.post(f"{url}/review/items/{first}/label", json={"label": 4}, headers=bearer()).status_code == 200
+    with running_service(env) as (url, _):
+        kept = wait_for(lambda: stats(url), what="the store after the restart")
+        assert kept["stored_items"] == 3 and kept["labelled"]["referred"] == {"4": 1}
+        item = httpx.get(f"{url}/review/items/{first}", headers=bearer()).json()
+        assert item["label"] == "4" and item["labelled_by"] == "ana"
