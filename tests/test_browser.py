@@ -12,11 +12,13 @@ import io
 import math
 import os
 import shutil
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -278,3 +280,59 @@ def test_swagger_ui_renders_offline_with_the_routes(browser, service):
 def test_redoc_renders_offline(browser, service):
     with visiting(browser, service, "/redoc", "redoc") as visit:
         visit.page.wait_for_selector("text=Classify one image", timeout=15_000)
+
+
+def test_what_the_page_sends_reaches_the_review_page_and_keys_label_it(browser, tmp_path):
+    """A drawn 7, noise and three digit files sent through the try-it page (every accepted answer
+    audited) appear on the review page; a reviewer labels all five by keyboard; /review/stats and
+    the gauges count them."""
+    from tests.metrics_text import parse_samples, value
+    from tests.review_client import TOKEN, TOKENS, bearer, wait_for
+
+    env = {"BNN_AUDIT_FRACTION": "1", "BNN_REVIEW_DB": f"sqlite:///{tmp_path}/review.db", "BNN_REVIEW_TOKENS": TOKENS}
+    with running_service(env) as (url, _):
+        truth: dict[str, str] = {}
+        with visiting(browser, url, "/", "review-sent", viewport={"width": 1100, "height": 1000}) as visit:
+            drawn = visit.answer_to(lambda: draw(visit.page, SEVEN))
+            truth[drawn["review_id"]] = "7"
+            visit.page.click("#clear")
+            noise = {"name": "noise.png", "mimeType": "image/png",
+                     "buffer": png(np.random.default_rng(3).integers(0, 256, (64, 64), dtype=np.uint8))}
+            referred = visit.answer_to(lambda: visit.page.set_input_files("#file", files=[noise]))
+            assert referred["refer"] and referred["review_id"]
+            truth[referred["review_id"]] = "n"
+            for path, label in mnist_fixtures()[:3]:
+                answer = visit.answer_to(lambda path=path: visit.page.set_input_files("#file", str(path)))
+                assert answer["audit"] and answer["review_id"]
+                truth[answer["review_id"]] = str(label)
+        assert len(truth) == 5
+        wait_for(lambda: (r := httpx.get(url + "/review/stats", headers=bearer())).status_code == 200
+                 and r.json()["stored_items"] == 5, what="five stored items")
+
+        with visiting(browser, url, f"/review#token={TOKEN}", "review-labelled",
+                      viewport={"width": 1100, "height": 1000}) as review:
+            page = review.page
+            assert "token" not in page.url  # taken from the address into the tab's storage
+            labelled = []
+            for _ in range(5):
+                page.wait_for_function("(done) => { const s = document.getElementById('item');"
+                                       " return !s.hidden && s.dataset.item && !done.includes(s.dataset.item); }",
+                                       arg=labelled, timeout=10_000)
+                item_id = page.evaluate("() => document.getElementById('item').dataset.item")
+                assert page.locator("#input-img").evaluate("img => img.complete && img.naturalWidth") == 28
+                page.keyboard.press(truth[item_id])
+                labelled.append(item_id)
+            page.wait_for_selector("#empty:not([hidden])", timeout=10_000)
+            review.shows("#done-today", "5 by you")
+            review.shows("#accepted-error", "0 of 4")
+        assert sorted(labelled) == sorted(truth)
+        stats = httpx.get(url + "/review/stats", headers=bearer()).json()
+        audits = Counter(label for item_id, label in truth.items() if item_id != referred["review_id"])
+        assert stats["labelled"]["audit"] == dict(audits)
+        assert stats["labelled"]["referred"] == {"not_a_digit": 1}
+        assert (stats["accepted_error"]["audited"], stats["accepted_error"]["wrong"]) == (4, 0)
+        metrics = parse_samples(httpx.get(url + "/metrics").text)
+        assert value(metrics, "bnn_audited_accepted_labels") == 4
+        assert value(metrics, "bnn_audited_accepted_error_ratio") == 0
+        assert value(metrics, "bnn_audited_accepted_error_ratio_upper") == pytest.approx(1 - 0.025 ** (1 / 4), abs=1e-9)
+        assert value(metrics, "bnn_review_labels_total", reason="referred", outcome="not_a_digit") == 1

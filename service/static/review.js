@@ -114,6 +114,7 @@ async function show(item) {
     $("file-img").removeAttribute("src");
     $("file-note").textContent = "(sent as a 28 × 28 array: no file)";
   }
+  $("item").dataset.item = item.id;
   $("item").hidden = false;
   $("empty").hidden = true;
   document.querySelectorAll("#item button").forEach((button) => button.classList.remove("chosen"));
