@@ -10,8 +10,12 @@ RUN python -m venv /opt/venv \
 
 FROM python:3.11-slim
 ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
-    BNN_HOST=0.0.0.0 BNN_PORT=8000 BNN_MODEL_PATH=/app/checkpoints/bnn.safetensors
-RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin bnn
+    BNN_HOST=0.0.0.0 BNN_PORT=8000 BNN_MODEL_PATH=/app/checkpoints/bnn.safetensors \
+    BNN_REVIEW_DB=sqlite:////data/review.db
+# /data: the review queue's SQLite file (a volume: the root filesystem is read-only at run time)
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin bnn \
+ && mkdir /data && chown 10001 /data
+VOLUME /data
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY --chown=root:root model/ model/

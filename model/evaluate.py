@@ -8,7 +8,8 @@ Fashion-MNIST test by predictive entropy and by mutual information. Then what th
 the test digits as plain PNG files and as the calibration's mix (``model.report_served``), the
 upload families (``model.report_uploads``) and the drawing battery answered in process
 (``model.report_drawings``; ``python -m bench.drawn_digits`` draws the same on the real page).
-Never used for tuning.
+Never used for tuning. With ``--reviewed FILE``, only the review queue's labels instead
+(``model/reviewed.py``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from model.predictive import DEFAULT_SAMPLES, PredictiveResult, predictive
 from model.report_drawings import in_process, markdown, tally
 from model.report_served import served_report
 from model.report_uploads import auroc, plot_scores, uploads_report
+from model.reviewed import markdown as reviewed_markdown
+from model.reviewed import read_export, reviewed_report
 
 ECE_BINS = 15
 REFERRAL_FRACTIONS = np.round(np.arange(0.0, 0.5001, 0.005), 4)
@@ -220,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write-metadata", action="store_true", help="record the test metrics in the checkpoint's JSON")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="cpu, or cuda for exploration")
+    parser.add_argument("--reviewed", type=Path, default=None,
+                        help="score the checkpoint on a review export (GET /review/export, NDJSON) instead: writes "
+                             "OUT/reviewed.json (model/reviewed.py)")
     args = parser.parse_args(argv)
 
     torch.manual_seed(args.seed)
@@ -227,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     net.to(args.device)
     calibration = meta.get("calibration")
     samples = args.samples or (calibration["samples"] if calibration else DEFAULT_SAMPLES)
+    if args.reviewed is not None:
+        return reviewed_main(net, calibration, args.reviewed, samples, args.out)
     mnist = load_mnist(args.data_dir, args.cache_dir)
     test = mnist.test if args.scale >= 1 else mnist.test.subset(max(8, int(len(mnist.test) * args.scale)))
     result = predict_split(net, test, samples, desc="MNIST test")
@@ -271,6 +279,17 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(summary, indent=2))
     for row in report.get("uploads", {}).get("families", []):
         print(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in row.items() if k != "note"}))
+    return 0
+
+
+def reviewed_main(net: BayesianNet, calibration: dict[str, Any] | None, path: Path, samples: int, out: Path) -> int:
+    if calibration is None:
+        print("the checkpoint has no calibration record: run python -m model.calibrate first")
+        return 2
+    report = reviewed_report(net, Calibration.from_dict(calibration), read_export(path), samples)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "reviewed.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(reviewed_markdown(report))
     return 0
 
 

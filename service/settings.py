@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.review.access import Reviewers
@@ -68,6 +68,11 @@ class Settings(BaseSettings):
                                                          "it is slow or down) before new ones are not queued")
     host: str = Field("127.0.0.1", description="bind address (python -m service)")
     port: int = Field(8000, ge=1, le=65535, description="bind port (python -m service)")
+
+    @field_validator("review_tokens", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value  # compose passes "" for unset
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

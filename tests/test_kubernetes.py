@@ -81,7 +81,7 @@ def test_a_strict_validation_catches_a_typo():
 @pytest.mark.parametrize("container", [CONTAINER, ISVC_CONTAINER], ids=["deployment", "kserve"])
 def test_probes_hit_routes_of_the_app_on_the_served_port(container):
     routes = get_routes()
-    env = {item["name"]: item["value"] for item in container["env"]}
+    env = {item["name"]: item.get("value") for item in container["env"]}
     (port,) = container["ports"]
     assert int(env["BNN_PORT"]) == port["containerPort"] and env["BNN_HOST"] == "0.0.0.0"
     assert int(env["BNN_WORKERS"]) * int(env["BNN_THREADS"]) == int(container["resources"]["requests"]["cpu"])
@@ -129,9 +129,13 @@ def test_the_pod_runs_locked_down(spec):
     security = container["securityContext"]
     assert security["readOnlyRootFilesystem"] is True and security["allowPrivilegeEscalation"] is False
     assert security["capabilities"]["drop"] == ["ALL"]
-    env = {item["name"]: item["value"] for item in container["env"]}
+    env = {item["name"]: item.get("value") for item in container["env"]}
     mounts = {mount["mountPath"] for mount in container["volumeMounts"]}
     assert env["PROMETHEUS_MULTIPROC_DIR"].startswith("/tmp/") and "/tmp" in mounts  # writable for metrics
+    # several pods share one review queue: PostgreSQL and the tokens from a Secret, never a pod's own SQLite
+    secrets = {item["name"]: item["valueFrom"]["secretKeyRef"] for item in container["env"] if "valueFrom" in item}
+    assert secrets == {"BNN_REVIEW_DB": {"name": "bnn-review", "key": "database-url"},
+                       "BNN_REVIEW_TOKENS": {"name": "bnn-review", "key": "tokens"}}
 
 
 def test_selectors_pick_the_pods():
