@@ -204,3 +204,41 @@ def test_the_review_queue_can_be_turned_off(tmp_path: Path) -> None:
         assert answer["refer"] and answer["review_id"] is None
         off = client.get("/review/stats", headers=bearer())
         assert off.status_code == 503 and "BNN_REVIEW=false" in off.json()["detail"]
+
+
+def test_the_queue_at_its_cap_drops_the_oldest_and_counts_them(tmp_path: Path) -> None:
+    app = create_app(review_settings(tmp_path, review_max_items=2))
+    with TestClient(app) as client:
+        answers = [predict(client, noise_png(seed)) for seed in range(4)]
+        wait_for(lambda: metric(client, "bnn_review_enqueued_total", reason="referred") == 4, what="4 items written")
+        client.portal.call(app.state.reviews.enforce_retention)  # what the writer task runs every minute
+        stats = client.get("/review/stats", headers=bearer()).json()
+        assert stats["stored_items"] == 2
+        assert metric(client, "bnn_review_dropped_total", cause="rows") == 2
+        for gone in answers[:2]:
+            assert client.get(f"/review/items/{gone['review_id']}", headers=bearer()).status_code == 404
+        for kept in answers[2:]:
+            assert client.get(f"/review/items/{kept['review_id']}", headers=bearer()).status_code == 200
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("review_tokens", "ana", "entry 1: expected name:token"),
+    ("review_tokens", "ana:short", "at least 16 characters"),
+    ("review_tokens", f"ana:{TOKEN},ana:{OTHER_TOKEN}", "appears twice"),
+    ("review_db", "mysql://localhost/reviews", "'mysql' is not supported"),
+])
+def test_review_settings_are_checked_at_start(key: str, value: str, message: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=message):
+        Settings(**{key: value})  # type: ignore[arg-type]
+
+
+def test_an_empty_token_setting_means_unset(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    settings = Settings(review_tokens="", review_db=f"sqlite:///{tmp_path}/r.db")  # type: ignore[arg-type]
+    assert settings.review_tokens is None
+    with caplog.at_level("WARNING", logger="service"):
+        app = create_app(settings)
+    (name, token), = app.state.reviewers.tokens
+    assert name == "reviewer" and len(token) >= 16
+    assert f"/review#token={token}" in caplog.text  # logged once, with the page's address

@@ -1,0 +1,56 @@
+"""model.evaluate --reviewed: the review export scored against a checkpoint, by hand-countable cases."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model import evaluate
+from model.reviewed import clopper_pearson, read_export
+from service.review.live import clopper_pearson as served_clopper_pearson
+from tests.conftest import SHIPPED, load_digit, mnist_fixtures
+
+
+def record(pixels: np.ndarray, label: str, reason: str, predicted: int) -> str:
+    return json.dumps({"id": "x", "reason": reason, "label": label, "predicted": predicted, "model_version": "served",
+                       "input": base64.b64encode(pixels.astype(np.uint8).tobytes()).decode(), "file": None})
+
+
+def test_the_export_scores_audits_referred_digits_and_non_digits(tmp_path: Path) -> None:
+    digits = [(load_digit(path), label) for path, label in mnist_fixtures()[:6]]
+    noise = np.random.default_rng(0).integers(0, 256, (28, 28))
+    lines = [record(pixels, str(label), "audit", label) for pixels, label in digits[:4]]  # served right
+    lines.append(record(digits[4][0], str((digits[4][1] + 1) % 10), "audit", digits[4][1]))  # reviewer: served wrong
+    lines.append(record(digits[5][0], "unreadable", "audit", digits[5][1]))
+    lines.append(record(noise, "not_a_digit", "referred", 0))
+    lines.append(record(digits[0][0], str(digits[0][1]), "referred", digits[0][1]))
+    export = tmp_path / "labels.ndjson"
+    export.write_text("\n".join(lines) + "\n")
+    assert evaluate.main(["--checkpoint", str(SHIPPED), "--reviewed", str(export), "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "reviewed.json").read_text())
+    assert report["items"] == 8 and report["unreadable"] == 1 and report["served_models"] == ["served"]
+    served = report["audits"]["served"]
+    assert (served["n"], served["wrong"]) == (5, 1)
+    assert (served["lower"], served["upper"]) == pytest.approx(served_clopper_pearson(1, 5), abs=1e-9)
+    mine = report["audits"]["checkpoint"]  # the shipped model accepts these MNIST digits: the same five
+    assert (mine["n"], mine["wrong"]) == (5, 1) and report["audits"]["checkpoint_refers"] == 0
+    assert report["non_digits"] == {"n": 1, "checkpoint_refers": 1.0}
+    assert report["referred_digits"]["n"] == 1 and report["referred_digits"]["checkpoint_accepts"] == 1.0
+    assert report["referred_digits"]["accuracy_of_accepted"] == 1.0
+
+
+def test_a_malformed_line_is_named(tmp_path: Path) -> None:
+    export = tmp_path / "bad.ndjson"
+    export.write_text(record(np.zeros((28, 28)), "3", "audit", 3) + "\n{\"label\": 3}\n")
+    with pytest.raises(ValueError, match=r"bad.ndjson:2: not a review export record"):
+        read_export(export)
+
+
+@pytest.mark.parametrize(("errors", "trials"), [(0, 1), (0, 400), (3, 400), (12, 400), (7, 7), (1, 2), (50, 100000)])
+def test_the_services_interval_is_scipys(errors: int, trials: int) -> None:
+    """service/review/live.py computes Clopper-Pearson without scipy: the same numbers."""
+    assert served_clopper_pearson(errors, trials) == pytest.approx(clopper_pearson(errors, trials), abs=1e-9)
