@@ -9,7 +9,11 @@ with 200), p50/p99 and errors (non-2xx answers, socket errors, timeouts):
 * **ours**: ``python -m service`` with its defaults (``make serve``): ``/predict`` with the digit
   as multipart and as the raw body, and ``/predict/batch`` with 32 digits a request;
 * **ours, inference thread**: the same with ``BNN_INFERENCE_THREAD=true`` (the pass in a thread);
-* **naive reference**: ``bench/naive_service.py``, a loop of N sampled forward passes per request.
+* **naive reference**: ``bench/naive_service.py``, a loop of N sampled forward passes per request;
+* **the review queue off and on** (``BNN_REVIEW=false``; on: SQLite, and PostgreSQL when its binaries
+  are installed): ``/predict`` with a noise image, so that *every* answer is referred and queued:
+  the queue's whole cost on the request path and on the machine (``python -m bench.review`` gives
+  the cost per item of its two halves).
 
 Then a statistical check that the service's answers over HTTP follow the in-process
 predictive's distribution (per image, Kolmogorov-Smirnov on 30 entropies each way), and each
@@ -30,9 +34,10 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +49,9 @@ from bench.wrk import Request, WrkResult, multipart, run_wrk
 from service.predictor import Predictor
 from service.preprocess import preprocess
 from tests.conftest import SHIPPED, mnist_fixtures
+from tests.postgres import binaries as postgres_binaries
+from tests.postgres import postgres_server
+from tests.review_client import noise_png
 from tests.server import ROOT, free_port, post_upload, running_process, running_service
 
 P99_BOUND_MS = 50.0
@@ -133,6 +141,16 @@ def main(argv: list[str] | None = None) -> int:
                                                                                    (("Content-Type", form_type),))),),
                 connections=(1,)),
     ]
+    noise = Request(path, "POST", noise_png(0), (("Content-Type", "image/png"),))
+    review_root = Path(tempfile.mkdtemp(prefix="bnn-bench-review-"))
+    queue_variants = [("queue off", {"BNN_REVIEW": "false"}),
+                      ("queue on, SQLite", {"BNN_REVIEW_DB": f"sqlite:///{review_root}/review.db"})]
+    stack = ExitStack()
+    if postgres_binaries() is not None:
+        server = stack.enter_context(postgres_server())
+        queue_variants.append(("queue on, PostgreSQL", {"BNN_REVIEW_DB": server.create_database("bench")}))
+    variants[2:2] = [Variant(f"ours, {name}", "service", env, (("/predict, noise (all referred)", noise),))
+                     for name, env in queue_variants]
     if args.baseline is not None:
         variants.insert(2, Variant(f"baseline ({args.baseline.name})", "service", {}, (("/predict, multipart", one_form),),
                                    cwd=args.baseline.resolve()))
@@ -181,6 +199,13 @@ def main(argv: list[str] | None = None) -> int:
         baseline = results[(f"baseline ({args.baseline.name})", "/predict, multipart", at)]
         print(f"- this checkout vs the baseline {args.baseline}: {single.images_per_s / baseline.images_per_s:.2f}x "
               f"({baseline.images_per_s:.0f} images/s there)")
+    off = results[("ours, queue off", "/predict, noise (all referred)", at)]
+    for name, _ in queue_variants[1:]:
+        on = results[(f"ours, {name}", "/predict, noise (all referred)", at)]
+        print(f"- every answer referred, {name} vs queue off: {on.images_per_s / off.images_per_s:.3f}x "
+              f"({on.images_per_s:.0f} vs {off.images_per_s:.0f} images/s; p99 {on.p99_ms:.1f} vs {off.p99_ms:.1f} ms)")
+    stack.close()
+    shutil.rmtree(review_root, ignore_errors=True)
     print(f"errors under load (all of ours): {errors}")
     print("start (process launch) to ready: " + ", ".join(f"{n} {s:.2f} s" for n, s in start_to_ready.items()))
     if check is not None:

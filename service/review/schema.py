@@ -1,7 +1,8 @@
 """The review store's schema and its one migration step, and the engine for a database URL.
 
-One table, ``review_items``: an item is created by the service (a referred answer, or an accepted
-one the audit sample drew), claimed by one reviewer for a lease, and labelled once. Times are
+Two tables: ``review_items``, an item created by the service (a referred answer, or an accepted
+one the audit sample drew), claimed by one reviewer for a lease, and labelled once; and
+``review_images``, its upload and 28 x 28 (kept apart, so that claims and stats never read them). Times are
 Unix seconds (float): the same in SQLite and PostgreSQL, no time-zone conversions.
 
 Migrations: ``MIGRATIONS[k]`` takes the schema from version ``k`` to ``k + 1``; ``migrate`` runs
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     Column,
     Connection,
     Float,
@@ -52,18 +54,27 @@ items = Table(
     Column("entropy", Float, nullable=False),  # nats: the claim order of referred items
     Column("answer", Text, nullable=False),  # the full answer, JSON
     Column("model_version", String(64), nullable=False),
-    Column("file", LargeBinary),  # the upload as sent; null when sent as a 28 x 28 array (OIP 'digits')
+    Column("has_file", Boolean, nullable=False),  # false when sent as a 28 x 28 array (OIP 'digits')
     Column("file_bytes", Integer, nullable=False),  # len(file) + len(input): what the byte cap counts
-    Column("input", LargeBinary, nullable=False),  # the 28 x 28 uint8 the network saw, 784 bytes row-major
     Column("skips", Integer, nullable=False, default=0),  # times a reviewer skipped it: skipped items wait behind
     Column("claimed_by", String(64)),
     Column("lease_expires", Float),  # Unix seconds; a claim past it is free again
     Column("label", String(16)),  # "0".."9", "not_a_digit", "unreadable"; null until labelled
     Column("labelled_by", String(64)),
     Column("labelled_at", Float),
-    Index("review_items_waiting", "label", "reason", "skips", "entropy"),
+    # the claim's walk: unlabelled items in claim order (a partial index: labelled ones never slow it)
+    Index("review_items_queue", "reason", "skips", text("entropy DESC"), "created",
+          sqlite_where=text("label IS NULL"), postgresql_where=text("label IS NULL")),
     Index("review_items_created", "created"),
     Index("review_items_labelled", "labelled_at"),
+)
+
+# the images apart from the queue's rows: a scan of the queue (claims, stats) never reads them
+images = Table(
+    "review_images", metadata,
+    Column("id", String(32), primary_key=True),  # the item's id
+    Column("file", LargeBinary),  # the upload as sent; null when sent as a 28 x 28 array
+    Column("input", LargeBinary, nullable=False),  # the 28 x 28 uint8 the network saw, 784 bytes row-major
 )
 
 schema_version = Table("review_schema_version", metadata, Column("version", Integer, nullable=False))
@@ -71,6 +82,7 @@ schema_version = Table("review_schema_version", metadata, Column("version", Inte
 
 def _create_v1(connection: Connection) -> None:
     items.create(connection, checkfirst=True)
+    images.create(connection, checkfirst=True)
 
 
 MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1]

@@ -26,11 +26,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Row, and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.review.live import LABELS, AcceptedError, outcome
-from service.review.schema import engine_for, items, migrate
+from service.review.schema import engine_for, images, items, migrate
 
 REASONS = ("referred", "audit")
 SECONDS_PER_DAY = 86_400.0
@@ -105,27 +105,30 @@ class Stats:
 
 
 ITEM_COLUMNS = (items.c.id, items.c.reason, items.c.refer_reason, items.c.predicted, items.c.entropy, items.c.answer,
-                items.c.model_version, items.c.created, (items.c.file.is_not(None)).label("has_file"), items.c.skips,
+                items.c.model_version, items.c.created, items.c.has_file, items.c.skips,
                 items.c.claimed_by, items.c.lease_expires, items.c.label, items.c.labelled_by, items.c.labelled_at)
+EXPORT_COLUMNS = (*(column for column in items.c if column.name != "has_file"), images.c.file, images.c.input)
 
 
-def _item(row: Row[Any]) -> Item:
+def _item(row: Any) -> Item:
     values = row._asdict()
     values["answer"] = json.loads(values["answer"])
     values["has_file"] = bool(values["has_file"])
     return Item(**values)
 
 
-def export_record(row: Row[Any]) -> dict[str, Any]:
+def export_record(row: Any, pictures: Any = None) -> dict[str, Any]:
     """One labelled item as an NDJSON record: ready to retrain or recalibrate from (``model/reviewed.py``
-    reads it). ``input`` is the 28 x 28 uint8 the network saw, base64 of 784 bytes, row-major."""
+    reads it). ``input`` is the 28 x 28 uint8 the network saw, base64 of 784 bytes, row-major. The
+    images come from ``pictures`` when given, else from ``row`` itself (a join)."""
+    pictures = pictures if pictures is not None else row
     return {
         "id": row.id, "reason": row.reason, "refer_reason": row.refer_reason, "label": row.label,
         "labelled_by": row.labelled_by, "labelled_at": row.labelled_at, "created": row.created,
         "predicted": row.predicted, "entropy": row.entropy, "model_version": row.model_version,
         "answer": json.loads(row.answer), "input_shape": [28, 28],
-        "input": base64.b64encode(row.input).decode(),
-        "file": None if row.file is None else base64.b64encode(row.file).decode(),
+        "input": base64.b64encode(pictures.input).decode(),
+        "file": None if pictures.file is None else base64.b64encode(pictures.file).decode(),
     }
 
 
@@ -163,18 +166,22 @@ class ReviewStore:
             return
         rows = [{"id": item.id, "created": item.created, "reason": item.reason, "refer_reason": item.refer_reason,
                  "predicted": item.predicted, "entropy": item.entropy, "answer": json.dumps(item.answer),
-                 "model_version": item.model_version, "file": item.file,
-                 "file_bytes": len(item.input) + (len(item.file) if item.file is not None else 0),
-                 "input": item.input, "skips": 0} for item in new]
+                 "model_version": item.model_version, "has_file": item.file is not None,
+                 "file_bytes": len(item.input) + (len(item.file) if item.file is not None else 0), "skips": 0}
+                for item in new]
+        pictures = [{"id": item.id, "file": item.file, "input": item.input} for item in new]
         async with self.engine.begin() as connection:
             await connection.execute(insert(items), rows)
+            await connection.execute(insert(images), pictures)
 
     async def claim(self, reviewer: str, lease_s: float) -> Item | None:
         """The next item for ``reviewer``, held until now + ``lease_s``; None when nothing waits."""
         now = self.clock()
         async with self.engine.begin() as connection:
+            # the share of audits among the unlabelled (claimed ones included: few, and counting them
+            # keeps this an index-only count)
             waiting: dict[str, int] = dict((await connection.execute(
-                select(items.c.reason, func.count()).where(_free(now)).group_by(items.c.reason))).all())
+                select(items.c.reason, func.count()).where(items.c.label.is_(None)).group_by(items.c.reason))).all())
             total = sum(waiting.values())
             if total == 0:
                 return None
@@ -201,7 +208,7 @@ class ReviewStore:
     async def images(self, item_id: str) -> tuple[bytes | None, bytes]:
         """The upload as sent (None for an array) and the 28 x 28 the network saw."""
         async with self.engine.connect() as connection:
-            row = (await connection.execute(select(items.c.file, items.c.input).where(items.c.id == item_id))).first()
+            row = (await connection.execute(select(images.c.file, images.c.input).where(images.c.id == item_id))).first()
         if row is None:
             raise ItemNotFound(f"no review item {item_id}")
         return row.file, row.input
@@ -297,8 +304,8 @@ class ReviewStore:
         if after is not None:
             where.append(or_(items.c.labelled_at > after[0], and_(items.c.labelled_at == after[0], items.c.id > after[1])))
         async with self.engine.connect() as connection:
-            rows = (await connection.execute(select(items).where(*where)
-                                             .order_by(items.c.labelled_at, items.c.id).limit(limit))).all()
+            rows = (await connection.execute(select(*EXPORT_COLUMNS).join(images, images.c.id == items.c.id)
+                                             .where(*where).order_by(items.c.labelled_at, items.c.id).limit(limit))).all()
         return [export_record(row) for row in rows]
 
     async def enforce_retention(self, policy: RetentionPolicy, exporter: Exporter | None = None) -> dict[str, int]:
@@ -321,7 +328,13 @@ class ReviewStore:
                 gone = (await connection.execute(delete(items).where(items.c.id.in_(chosen))
                                                  .returning(*items.c))).all()
                 dropped[cause] = len(gone)
-                labelled = [export_record(row) for row in gone if row.label is not None]
+                if not gone:
+                    continue
+                pictures = {row.id: row for row in (await connection.execute(
+                    delete(images).where(images.c.id.in_([row.id for row in gone]))
+                    .returning(images.c.id, images.c.file, images.c.input))).all()}
+                labelled = [export_record(row, pictures[row.id]) for row in gone
+                            if row.label is not None and row.id in pictures]
                 if labelled and exporter is not None:
                     await exporter(labelled)
         return dropped
