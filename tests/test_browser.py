@@ -189,6 +189,7 @@ def test_noise_is_referred_on_the_page(visit):
     answer = visit.answer_to(lambda: visit.page.set_input_files("#file", files=[payload]))
     assert answer["refer"] is True and answer["refer_reason"] == "unfamiliar"
     visit.shows("#decision", "Refer to a human: probably not a digit")
+    visit.shows("#queued", f"Sent to a reviewer: item {answer['review_id'][:8]}")
     reason = visit.page.inner_text("#reason")
     assert "over the calibrated threshold" in reason
     assert reason.endswith(f"If it is a digit at all: {listed(answer['candidates'])}.")

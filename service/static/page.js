@@ -225,6 +225,11 @@ function showAnswer(answer) {
     $("reason").textContent = `The entropy ${fixed(answer.entropy)} nats is over the calibrated threshold ` +
       `${fixed(answer.threshold)}. Its best guess is ${answer.class}.`;
   }
+  // a referred (or audited) answer is queued for a person: say so, and where they look
+  $("queued").hidden = !answer.review_id;
+  $("queued").textContent = answer.review_id
+    ? `${answer.refer ? "Sent" : "Also sent, as a spot check,"} to a reviewer: item ${answer.review_id.slice(0, 8)}… on the review page (/review).`
+    : "";
 
   const share = (value) => `${Math.min(100, Math.max(0, (100 * value) / MAX_ENTROPY))}%`;
   $("entropy-fill").style.width = share(answer.entropy);
