@@ -18,16 +18,21 @@ from prometheus_client import CollectorRegistry
 from service.app import create_app
 from service.settings import Settings
 from tests.conftest import SHIPPED
+from tests.review_client import TOKEN, TOKENS
 from tests.server import running_service
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 
 
-def test_api_conforms_to_its_schema():
-    with running_service() as (url, process):
+def test_api_conforms_to_its_schema(tmp_path):
+    """With a reviewer's token on every request, so that the review routes are fuzzed past their 401
+    (the prediction routes ignore it), on a review store of its own."""
+    env = {"BNN_REVIEW_TOKENS": TOKENS, "BNN_REVIEW_DB": f"sqlite:///{tmp_path}/review.db", "BNN_AUDIT_FRACTION": "0.5"}
+    with running_service(env) as (url, process):
         result = subprocess.run(
             [str(SCHEMATHESIS), "run", url + "/openapi.json", "--checks", "all",
              "--exclude-checks", "positive_data_acceptance,negative_data_rejection",
+             "-H", f"Authorization: Bearer {TOKEN}",
              "--max-examples", "100", "--seed", "1", "--no-color"],
             capture_output=True, text=True, timeout=300, check=False,
         )
@@ -41,7 +46,10 @@ def test_schema_builds_without_a_loaded_model():
     v2 = {"/v2", "/v2/health/live", "/v2/health/ready"} | {
         prefix + suffix for prefix in ("/v2/models/{model_name}", "/v2/models/{model_name}/versions/{model_version}")
         for suffix in ("", "/ready", "/infer")}
-    assert set(app.openapi()["paths"]) == {"/healthz", "/readyz", "/predict", "/predict/batch"} | v2
+    review = {"/review/items/next", "/review/items/{item_id}", "/review/items/{item_id}/label",
+              "/review/items/{item_id}/skip", "/review/items/{item_id}/file", "/review/items/{item_id}/input.png",
+              "/review/stats", "/review/export"}
+    assert set(app.openapi()["paths"]) == {"/healthz", "/readyz", "/predict", "/predict/batch"} | v2 | review
 
 
 def test_the_schema_states_the_configured_samples_limit():

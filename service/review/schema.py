@@ -108,7 +108,9 @@ def engine_for(url: str) -> AsyncEngine:
     full = async_url(url)
     parsed = make_url(full)
     if parsed.get_backend_name() != "sqlite":
-        return create_async_engine(full, pool_size=5, max_overflow=5, pool_pre_ping=True, pool_timeout=5,
+        # no pre-ping (a round trip per transaction): a connection the server dropped fails its first use,
+        # SQLAlchemy discards the pool, and the writer retries
+        return create_async_engine(full, pool_size=5, max_overflow=5, pool_timeout=5,
                                    connect_args={"timeout": CONNECT_TIMEOUT_S, "command_timeout": COMMAND_TIMEOUT_S})
     engine = create_async_engine(full, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
 

@@ -29,17 +29,21 @@ from service.review.live import outcome
 from service.review.queue import ReviewQueue
 from service.review.store import Item, ItemConflict, ItemNotFound
 from service.routes.page import STATIC
-from service.schemas import AcceptedErrorOut, ItemLinks, LabelIn, ReviewItemOut, ReviewStatsOut
+from service.schemas import AcceptedErrorOut, ErrorOut, ItemLinks, LabelIn, ReviewItemOut, ReviewStatsOut
 
 BEARER = HTTPBearer(auto_error=False, scheme_name="reviewer token",
                     description="a reviewer's token from BNN_REVIEW_TOKENS (or the one logged at start)")
 EXPORT_PAGE = 200
 IMAGE_TYPES = {b"\x89PNG": "image/png", b"\xff\xd8\xff": "image/jpeg", b"GIF8": "image/gif", b"BM": "image/bmp",
                b"RIFF": "image/webp"}
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "no valid reviewer token (Authorization: Bearer)"},
-    503: {"description": "the review queue is off (BNN_REVIEW=false) or its store does not answer"},
-}
+ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorOut, "description": text} for status, text in {
+    400: "a body that is not JSON",
+    401: "no valid reviewer token (Authorization: Bearer)",
+    422: "invalid parameters or body (the detail says which)",
+    503: "the review queue is off (BNN_REVIEW=false) or its store does not answer",
+}.items()}
+NOT_FOUND = {"model": ErrorOut, "description": "unknown item (never queued, or dropped by retention)"}
+CONFLICT = {"model": ErrorOut, "description": "another reviewer holds it (who, until when), or it is labelled already (by whom)"}
 
 
 async def reviewer(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None,
@@ -108,15 +112,13 @@ async def next_item(request: Request, queue: Queue, who: Reviewer) -> Any:
     return item_out(item)
 
 
-@router.get("/items/{item_id}", response_model=ReviewItemOut, responses={404: {"description": "unknown item"}})
+@router.get("/items/{item_id}", response_model=ReviewItemOut, responses={404: NOT_FOUND})
 async def get_item(item_id: str, queue: Queue, who: Reviewer) -> ReviewItemOut:
     with store_errors():
         return item_out(await queue.store.item(item_id))
 
 
-@router.post("/items/{item_id}/label", response_model=ReviewItemOut, responses={
-    404: {"description": "unknown item"}, 409: {"description": "another reviewer holds it, or it is labelled already"},
-    422: {"description": "not a label"}})
+@router.post("/items/{item_id}/label", response_model=ReviewItemOut, responses={404: NOT_FOUND, 409: CONFLICT})
 async def label_item(request: Request, item_id: str, body: LabelIn, queue: Queue, who: Reviewer) -> ReviewItemOut:
     """Label an item you hold (or a free one): 0-9, 'not_a_digit' or 'unreadable'."""
     with store_errors():
@@ -126,8 +128,7 @@ async def label_item(request: Request, item_id: str, body: LabelIn, queue: Queue
     return item_out(item)
 
 
-@router.post("/items/{item_id}/skip", response_model=ReviewItemOut, responses={
-    404: {"description": "unknown item"}, 409: {"description": "another reviewer holds it, or it is labelled already"}})
+@router.post("/items/{item_id}/skip", response_model=ReviewItemOut, responses={404: NOT_FOUND, 409: CONFLICT})
 async def skip_item(item_id: str, queue: Queue, who: Reviewer) -> ReviewItemOut:
     """Give an item back unlabelled; it waits behind the items nobody skipped."""
     with store_errors():
@@ -144,7 +145,7 @@ SAFE_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": 
 
 @router.get("/items/{item_id}/file", response_class=Response, responses={
     200: {"content": {"image/png": {}}, "description": "the upload as sent"},
-    404: {"description": "unknown item, or sent as a 28 x 28 array (no file)"}})
+    404: {"model": ErrorOut, "description": "unknown item, or sent as a 28 x 28 array (no file)"}})
 async def item_file(item_id: str, queue: Queue, who: Reviewer) -> Response:
     with store_errors():
         file, _ = await queue.store.images(item_id)
@@ -155,7 +156,7 @@ async def item_file(item_id: str, queue: Queue, who: Reviewer) -> Response:
 
 @router.get("/items/{item_id}/input.png", response_class=Response, responses={
     200: {"content": {"image/png": {}}, "description": "the 28 x 28 the network saw (ink white on black, as MNIST)"},
-    404: {"description": "unknown item"}})
+    404: NOT_FOUND})
 async def item_input(item_id: str, queue: Queue, who: Reviewer) -> Response:
     with store_errors():
         _, seen = await queue.store.images(item_id)
