@@ -38,7 +38,7 @@ BATCH = 256  # most items in one insert
 # how long the writer lets answers pile up before a write: one transaction then carries many
 # items (an insert costs about 2 ms of the worker's time alone, 0.13 ms each in a batch of 256:
 # python -m bench.review), and a write is never on a prediction's path anyway
-GATHER_S = 0.1
+GATHER_S = 0.5
 RETRY_FIRST_S, RETRY_MAX_S = 0.2, 10.0
 
 
