@@ -320,7 +320,12 @@ def test_what_the_page_sends_reaches_the_review_page_and_keys_label_it(browser, 
                                        " return !s.hidden && s.dataset.item && !done.includes(s.dataset.item); }",
                                        arg=labelled, timeout=10_000)
                 item_id = page.evaluate("() => document.getElementById('item').dataset.item")
-                assert page.locator("#input-img").evaluate("img => img.complete && img.naturalWidth") == 28
+                if not labelled:  # a reload shows the item this reviewer holds, not a new one
+                    page.reload()
+                    page.wait_for_function("(id) => document.getElementById('item').dataset.item === id "
+                                           "&& !document.getElementById('item').hidden", arg=item_id, timeout=10_000)
+                page.wait_for_function("() => { const i = document.getElementById('input-img');"
+                                       " return i.complete && i.naturalWidth === 28; }", timeout=10_000)
                 page.keyboard.press(truth[item_id])
                 labelled.append(item_id)
             page.wait_for_selector("#empty:not([hidden])", timeout=10_000)

@@ -40,6 +40,7 @@ BATCH = 256  # most items in one insert
 # python -m bench.review), and a write is never on a prediction's path anyway
 GATHER_S = 0.5
 RETRY_FIRST_S, RETRY_MAX_S = 0.2, 10.0
+REFUSALS_PER_LOG = 1000
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ class ReviewQueue:
         self._buffer: deque[Pending] = deque()
         self._wake = asyncio.Event()
         self._stopping = False
+        self._refused = 0  # answers not queued because the buffer was full
         self._stopped = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -121,8 +123,10 @@ class ReviewQueue:
             return None
         if len(self._buffer) >= self.buffer_max or self._stopping:
             self.metrics.review_enqueue_failures.inc()
-            log.warning("review item not queued: %d items wait for the store (BNN_REVIEW_BUFFER); last error: %s",
-                        len(self._buffer), self.last_error)
+            self._refused += 1
+            if self._refused % REFUSALS_PER_LOG == 1:  # the first, then one line per thousand: no log flood
+                log.warning("review items not queued (%d so far): %d wait for the store (BNN_REVIEW_BUFFER); last "
+                            "error: %s", self._refused, len(self._buffer), self.last_error)
             return None
         pending = Pending(uuid.uuid4().hex, self.clock(), prediction,
                           upload if isinstance(upload, bytes) else None, audit, model_version)

@@ -3,6 +3,7 @@
 "use strict";
 
 const TOKEN_KEY = "bnn-review-token";
+const ITEM_KEY = "bnn-review-item";  // the item on screen: a reload shows it again while the claim holds
 const POLL_MS = 4000;
 const $ = (id) => document.getElementById(id);
 const state = { token: sessionStorage.getItem(TOKEN_KEY), item: null, busy: false, urls: [], poll: null };
@@ -115,6 +116,7 @@ async function show(item) {
     $("file-note").textContent = "(sent as a 28 × 28 array: no file)";
   }
   $("item").dataset.item = item.id;
+  sessionStorage.setItem(ITEM_KEY, item.id);
   $("item").hidden = false;
   $("empty").hidden = true;
   document.querySelectorAll("#item button").forEach((button) => button.classList.remove("chosen"));
@@ -192,9 +194,22 @@ $("login").addEventListener("submit", (event) => {
   run(start);
 });
 
+async function resumed() {
+  // the item this tab was showing, if this reviewer still holds it unlabelled (a reload, a lost connection)
+  const id = sessionStorage.getItem(ITEM_KEY);
+  if (!id) { return false; }
+  const [response, stats] = await Promise.all([api(`/review/items/${encodeURIComponent(id)}`), api("/review/stats")]);
+  if (!response.ok || !stats.ok) { return false; }
+  const item = await response.json();
+  const me = (await stats.json()).reviewer;
+  if (item.label !== null || item.claimed_by !== me || new Date(item.lease_expires) <= new Date()) { return false; }
+  await show(item);
+  return true;
+}
+
 async function start() {
   await refreshStats();
-  await next();
+  if (!(await resumed())) { await next(); }
 }
 
 takeTokenFromAddress();
