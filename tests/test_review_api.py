@@ -242,3 +242,17 @@ def test_an_empty_token_setting_means_unset(tmp_path: Path, caplog: pytest.LogCa
     (name, token), = app.state.reviewers.tokens
     assert name == "reviewer" and len(token) >= 16
     assert f"/review#token={token}" in caplog.text  # logged once, with the page's address
+
+
+def test_a_reviewer_who_vanishes_gives_the_item_back_when_the_lease_ends(tmp_path: Path) -> None:
+    with TestClient(create_app(review_settings(tmp_path, review_lease_s=1.0))) as client:
+        answer = predict(client, noise_png(5))
+        stored(client, 1)
+        held = client.get("/review/items/next", headers=bearer())  # ana claims it, then closes the tab
+        assert held.json()["id"] == answer["review_id"]
+        assert client.get("/review/items/next", headers=bearer(OTHER_TOKEN)).status_code == 204  # held: not ben's
+        back = wait_for(lambda: (r := client.get("/review/items/next", headers=bearer(OTHER_TOKEN))).status_code == 200
+                        and r.json(), timeout_s=10, what="the lease to end")
+        assert back["id"] == answer["review_id"] and back["claimed_by"] == "ben"
+        assert client.post(f"/review/items/{back['id']}/label", json={"label": "not_a_digit"},
+                           headers=bearer(OTHER_TOKEN)).status_code == 200
