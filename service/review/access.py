@@ -63,5 +63,6 @@ class Reviewers:
 def log_review_address(host: str, port: int, reviewers: Reviewers) -> None:
     """The review page's address with the first reviewer's token (in the fragment: never sent to a server)."""
     name, token = reviewers.tokens[0]
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # a wildcard bind: the address to open here
     log.warning("review page (reviewer %r; set BNN_REVIEW_TOKENS to choose): http://%s:%d/review#token=%s", name,
-                host, port, token)
+                shown, port, token)
