@@ -31,12 +31,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from model.binomial import clopper_pearson
 from model.calibrate import Calibration
 from model.data import IMAGE_SIZE, to_input
 from model.network import BayesianNet
 from model.predictive import predictive
-
-CONFIDENCE = 0.95
 
 
 @dataclass(frozen=True)
@@ -70,17 +69,6 @@ def read_export(path: Path) -> Reviewed:
         versions.append(str(record.get("model_version", "")))
     empty = np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
     return Reviewed(np.stack(inputs) if inputs else empty, labels, reasons, served, versions)
-
-
-def clopper_pearson(errors: int, trials: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    from scipy.stats import beta  # here: scipy is a training and evaluation dependency only
-
-    if trials == 0:
-        return 0.0, 1.0
-    tail = (1 - confidence) / 2
-    lower = 0.0 if errors == 0 else float(beta.ppf(tail, errors, trials - errors + 1))
-    upper = 1.0 if errors == trials else float(beta.ppf(1 - tail, errors + 1, trials - errors))
-    return lower, upper
 
 
 def _rate(errors: int, trials: int) -> dict[str, Any]:

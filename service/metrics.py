@@ -21,6 +21,8 @@ import os
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from service.review.live import OUTCOMES
+from service.review.live import REASONS as REVIEW_REASONS
 from service.schemas import REFER_REASONS
 from service.settings import METRICS_DIR_ENV
 
@@ -97,10 +99,10 @@ class Metrics:
                                          "of the live accepted error", registry=registry, multiprocess_mode="mostrecent")
         self.audited_error_upper = Gauge("bnn_audited_accepted_error_ratio_upper", "Clopper-Pearson 95 % upper bound "
                                          "of the live accepted error", registry=registry, multiprocess_mode="mostrecent")
-        for reason in ("referred", "audit"):
+        for reason in REVIEW_REASONS:
             self.review_enqueued.labels(reason=reason)
             self.review_waiting.labels(reason=reason)
-            for result in ("right", "wrong", "not_a_digit", "unreadable"):
+            for result in OUTCOMES:
                 self.review_labels.labels(reason=reason, outcome=result)
         for cause in ("age", "rows", "bytes"):
             self.review_dropped.labels(cause=cause)

@@ -9,9 +9,10 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -22,6 +23,19 @@ def post_upload(url: str, data: bytes, samples: int | None = None) -> httpx.Resp
     """POST one image to ``/predict`` on a new connection."""
     params = {} if samples is None else {"samples": samples}
     return httpx.post(url + "/predict", files={"file": ("u.png", data, "image/png")}, params=params, timeout=60)
+
+
+def wait_for(check: Callable[[], Any], timeout_s: float = 20.0, what: str = "condition",
+             interval_s: float = 0.02) -> Any:
+    """Poll ``check`` until it returns something truthy (no fixed sleep); its value."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(interval_s)
 
 
 def children(pid: int) -> list[int]:

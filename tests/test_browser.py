@@ -25,7 +25,7 @@ from PIL import Image
 from playwright.sync_api import Browser, BrowserContext, Page, Route, sync_playwright
 
 from tests.conftest import ROOT, mnist_fixtures
-from tests.server import running_service
+from tests.server import running_service, wait_for
 
 CHROMIUM = os.environ.get("BNN_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(os.environ.get("BNN_TEST_ARTIFACTS", ROOT / "tests" / "artifacts"))
@@ -288,7 +288,7 @@ def test_what_the_page_sends_reaches_the_review_page_and_keys_label_it(browser, 
     audited) appear on the review page; a reviewer labels all five by keyboard; /review/stats and
     the gauges count them."""
     from tests.metrics_text import parse_samples, value
-    from tests.review_client import TOKEN, TOKENS, bearer, wait_for
+    from tests.review_client import TOKEN, TOKENS, bearer
 
     env = {"BNN_AUDIT_FRACTION": "1", "BNN_REVIEW_DB": f"sqlite:///{tmp_path}/review.db", "BNN_REVIEW_TOKENS": TOKENS}
     with running_service(env) as (url, _):

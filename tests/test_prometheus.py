@@ -21,7 +21,7 @@ from tests.conftest import SHIPPED, mnist_fixtures
 from tests.images import encode
 from tests.metrics_text import per_worker_predictions
 from tests.prometheus_server import DASHBOARD, PrometheusAPI, binary, repo_config_for, running_prometheus
-from tests.server import post_upload, running_service
+from tests.server import post_upload, running_service, wait_for
 
 REFERRAL_RATE = 'sum(rate(bnn_predictions_total{referred="true"}[5m])) / sum(rate(bnn_predictions_total[5m]))'
 
@@ -38,16 +38,6 @@ def uploads() -> list[tuple[str, bytes, int | None]]:
     return items
 
 
-def wait_for(condition, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def dashboard_queries() -> list[tuple[str, str]]:
     dashboard = json.loads(DASHBOARD.read_text())
     return [(panel["title"], target["expr"]) for panel in dashboard["panels"] for target in panel["targets"]]
@@ -61,7 +51,8 @@ def test_prometheus_sees_exact_counts_and_the_referral_rate_of_the_answers(tmp_p
         target = url.removeprefix("http://")
         with running_prometheus(repo_config_for(target)) as prometheus:
             # the first scrape sees every series at 0, so rate() covers all that follows
-            wait_for(lambda: prometheus.scalar("sum(bnn_predictions_total)") == 0, what="a first scrape")
+            wait_for(lambda: prometheus.scalar("sum(bnn_predictions_total)") == 0, timeout_s=30, what="a first scrape",
+                     interval_s=0.25)
 
             items = uploads()
             with ThreadPoolExecutor(4) as pool:  # separate connections: both workers take requests
@@ -73,12 +64,12 @@ def test_prometheus_sees_exact_counts_and_the_referral_rate_of_the_answers(tmp_p
             assert 0 < referred < len(answers), "the mix must hold both accepted and referred answers"
             fraction = referred / len(answers)
 
-            wait_for(lambda: prometheus.scalar("sum(bnn_predictions_total)") == len(answers),
-                     what="Prometheus to scrape every answer")
+            wait_for(lambda: prometheus.scalar("sum(bnn_predictions_total)") == len(answers), timeout_s=30,
+                     what="Prometheus to scrape every answer", interval_s=0.25)
             time.sleep(2.5)  # one more scrape and rule evaluation after the last answer
             # the rule is evaluated every second: give a loaded machine time for one after the last scrape
             wait_for(lambda: prometheus.scalar("job:bnn_referral_rate:ratio_rate5m") == pytest.approx(fraction, rel=1e-9),
-                     timeout=15, what="the recording rule to evaluate on the final counts")
+                     timeout_s=15, what="the recording rule to evaluate on the final counts", interval_s=0.25)
             now = time.time()
             assert prometheus.scalar(REFERRAL_RATE, now) == pytest.approx(fraction, rel=1e-9)
             assert prometheus.scalar("job:bnn_referral_rate:ratio_rate5m", now) == pytest.approx(fraction, rel=1e-9)

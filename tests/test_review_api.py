@@ -19,7 +19,8 @@ from pydantic import SecretStr
 from service.app import create_app
 from service.settings import Settings
 from tests.metrics_text import parse_samples, value
-from tests.review_client import OTHER_TOKEN, TOKEN, TOKENS, bearer, digit_pngs, noise_png, wait_for
+from tests.review_client import OTHER_TOKEN, TOKEN, TOKENS, bearer, digit_pngs, noise_png
+from tests.server import wait_for
 
 
 def review_settings(tmp_path: Path, **overrides: object) -> Settings:

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from tests.postgres import PostgresServer
-from tests.review_client import OTHER_TOKEN, TOKEN, TOKENS, bearer, noise_png, wait_for
-from tests.server import running_service
+from tests.review_client import OTHER_TOKEN, TOKEN, TOKENS, bearer, noise_png
+from tests.server import running_service, wait_for
 
 
 def service_env(url: str) -> dict[str, str]:

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from model import evaluate
-from model.reviewed import clopper_pearson, read_export
-from service.review.live import clopper_pearson as served_clopper_pearson
+from model.binomial import clopper_pearson
+from model.reviewed import read_export
 from tests.conftest import SHIPPED, load_digit, mnist_fixtures
 
 
@@ -35,7 +35,7 @@ def test_the_export_scores_audits_referred_digits_and_non_digits(tmp_path: Path)
     assert report["items"] == 8 and report["unreadable"] == 1 and report["served_models"] == ["served"]
     served = report["audits"]["served"]
     assert (served["n"], served["wrong"]) == (5, 1)
-    assert (served["lower"], served["upper"]) == pytest.approx(served_clopper_pearson(1, 5), abs=1e-9)
+    assert (served["lower"], served["upper"]) == pytest.approx(scipy_clopper_pearson(1, 5), abs=1e-9)
     mine = report["audits"]["checkpoint"]  # the shipped model accepts these MNIST digits: the same five
     assert (mine["n"], mine["wrong"]) == (5, 1) and report["audits"]["checkpoint_refers"] == 0
     assert report["non_digits"] == {"n": 1, "checkpoint_refers": 1.0}
@@ -50,7 +50,16 @@ def test_a_malformed_line_is_named(tmp_path: Path) -> None:
         read_export(export)
 
 
+def scipy_clopper_pearson(errors: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
+    from scipy.stats import beta
+
+    tail = (1 - confidence) / 2
+    lower = 0.0 if errors == 0 else float(beta.ppf(tail, errors, trials - errors + 1))
+    upper = 1.0 if errors == trials else float(beta.ppf(1 - tail, errors + 1, trials - errors))
+    return lower, upper
+
+
 @pytest.mark.parametrize(("errors", "trials"), [(0, 1), (0, 400), (3, 400), (12, 400), (7, 7), (1, 2), (50, 100000)])
-def test_the_services_interval_is_scipys(errors: int, trials: int) -> None:
-    """service/review/live.py computes Clopper-Pearson without scipy: the same numbers."""
-    assert served_clopper_pearson(errors, trials) == pytest.approx(clopper_pearson(errors, trials), abs=1e-9)
+def test_the_interval_without_scipy_is_scipys(errors: int, trials: int) -> None:
+    """model/binomial.py computes Clopper-Pearson without scipy (the service uses it): scipy's numbers."""
+    assert clopper_pearson(errors, trials) == pytest.approx(scipy_clopper_pearson(errors, trials), abs=1e-9)

@@ -56,12 +56,10 @@ class Pending:
 
     def item(self) -> NewItem:
         p = self.prediction
-        answer: dict[str, Any] = {
-            "class": p.digit, "probabilities": p.probabilities, "entropy": p.entropy,
-            "mutual_information": p.mutual_information, "expected_entropy": p.expected_entropy, "refer": p.refer,
-            "refer_reason": p.refer_reason, "candidates": p.candidates, "threshold": p.threshold,
-            "samples": p.samples, "audit": self.audit, "model_version": self.model_version, "review_id": self.id,
-        }
+        # the answer's fields as the client got them (routes/predict.py's prediction_out), opt-in ones left out
+        fields = {key: value for key, value in vars(p).items() if key not in ("digit", "seen", "spread", "votes")}
+        answer: dict[str, Any] = {"class": p.digit, **fields, "audit": self.audit, "model_version": self.model_version,
+                                  "review_id": self.id}
         seen = p.seen if p.seen is not None else np.zeros((28, 28), np.uint8)
         return NewItem(id=self.id, created=self.created, reason="referred" if p.refer else "audit",
                        refer_reason=p.refer_reason, predicted=p.digit, entropy=p.entropy, answer=answer,

@@ -29,10 +29,9 @@ from typing import Any
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.review.live import LABELS, AcceptedError, outcome
+from service.review.live import LABELS, OUTCOMES, REASONS, AcceptedError, outcome
 from service.review.schema import engine_for, images, items, migrate
 
-REASONS = ("referred", "audit")
 SECONDS_PER_DAY = 86_400.0
 
 
@@ -291,7 +290,7 @@ class ReviewStore:
                     wrong += 0 if result == "right" else count
             else:
                 for key in (refer_reason or "uncertain", "all"):
-                    bucket = referrals.setdefault(key, dict.fromkeys(("right", "wrong", "not_a_digit", "unreadable"), 0))
+                    bucket = referrals.setdefault(key, dict.fromkeys(OUTCOMES, 0))
                     bucket[result] += count
         return Stats(waiting=waiting, claimed=claimed, labelled=labelled, done_today=today,
                      agreement=agreed / judged if judged else None,
