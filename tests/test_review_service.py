@@ -93,7 +93,8 @@ def test_postgresql_down_mid_run_then_back(tmp_path: Path) -> None:
             server.stop()
             during = predict_many(url, 6, seed=100)  # the store is down: answers are still 200 with an id
             assert all(answer["refer"] and answer["review_id"] for answer in during)
-            down = wait_for(lambda: (r := httpx.get(url + "/review/items/next", headers=bearer())).status_code == 503
+            # probed on /review/stats: a probe on /review/items/next would claim items whenever it got through
+            down = wait_for(lambda: (r := httpx.get(url + "/review/stats", headers=bearer())).status_code == 503
                             and r, what="503 from the review API")
             assert "review store unavailable" in down.json()["detail"]
             server.start()

@@ -248,3 +248,13 @@ def test_two_claimers_at_once_never_share_an_item(store_url: str) -> None:
 
     flat, unique = run(scenario, store_url)
     assert len(flat) == len(unique) == 120  # none given twice, none lost
+
+
+def test_a_batch_written_again_keeps_one_copy(store_url: str) -> None:
+    """The writer retries a batch whose commit it did not hear back from: the rows already there stay one."""
+    async def scenario(store: ReviewStore) -> int:
+        await store.add([new_item(1), new_item(2)])
+        await store.add([new_item(2), new_item(3)])
+        return (await store.stats()).stored_items
+
+    assert run(scenario, store_url) == 3

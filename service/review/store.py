@@ -26,7 +26,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.review.live import LABELS, OUTCOMES, REASONS, AcceptedError, outcome
@@ -131,6 +133,12 @@ def export_record(row: Any, pictures: Any = None) -> dict[str, Any]:
     }
 
 
+def insert_new(dialect: str, table: Any) -> Any:
+    """INSERT that skips rows whose id is already stored (both dialects' ON CONFLICT DO NOTHING)."""
+    statement = postgresql_insert(table) if dialect == "postgresql" else sqlite_insert(table)
+    return statement.on_conflict_do_nothing(index_elements=["id"])
+
+
 def _free(now: float) -> Any:
     return and_(items.c.label.is_(None), or_(items.c.lease_expires.is_(None), items.c.lease_expires <= now))
 
@@ -170,8 +178,10 @@ class ReviewStore:
                 for item in new]
         pictures = [{"id": item.id, "file": item.file, "input": item.input} for item in new]
         async with self.engine.begin() as connection:
-            await connection.execute(insert(items), rows)
-            await connection.execute(insert(images), pictures)
+            # ids already there are skipped: a batch the writer retries after a commit whose answer was
+            # lost (the store went down mid-write) must not fail forever on its own rows
+            await connection.execute(insert_new(connection.dialect.name, items), rows)
+            await connection.execute(insert_new(connection.dialect.name, images), pictures)
 
     async def claim(self, reviewer: str, lease_s: float) -> Item | None:
         """The next item for ``reviewer``, held until now + ``lease_s``; None when nothing waits."""
