@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m bench.drawn_digits", description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", type=Path, default=Path("checkpoints/bnn.safetensors"))
-    parser.add_argument("--digits", type=int, default=1000, help="digit drawings (digit index % 10)")
+    parser.add_argument("--digits", type=int, default=1000, help="digit drawings (digit index %% 10)")
     parser.add_argument("--repeats", type=int, default=4, help="drawings of each letter and doodle")
     parser.add_argument("--seed", type=int, default=51)
     parser.add_argument("--out", type=Path, default=Path("reports"))

@@ -13,6 +13,7 @@ Seeds are fixed per role so that training, calibration and evaluation never shar
 | report digits drawn with a pen | MNIST test | 17 |
 | training printed digits (training fonts only, ``model.families``) | fonts | 16 |
 | training outliers | generated (``model.outliers``), pairs from MNIST train | 21 |
+| training marks of other scripts, printed / pen-drawn (``model.other_scripts``) | training fonts | 23 / 24 |
 | validation outliers (the refer reason's rule) | generated, pairs from MNIST validation | 22 |
 
 The report's families (``model/report_uploads.py``) draw with seeds of their own (31 and up).
@@ -42,8 +43,9 @@ from model.transform import NoInk, to_digit
 from model.uploads import SIMULATOR_VERSION, decode, digit_source, encode, simulate_many
 
 SEEDS = {"train": 11, "validation": 12, "test": 13, "pen-train": 14, "pen-validation": 15, "printed-train": 16, "pen-test": 17,
-         "outliers-train": 21, "outliers-validation": 22, "sketches-train": 31}
-PRINTED_RENDERS = 20  # each training-font digit glyph rendered this many times
+         "outliers-train": 21, "outliers-validation": 22, "marks-train": 23, "pen-marks-train": 24, "sketches-train": 31}
+PRINTED_RENDERS = 30  # each training-font digit glyph rendered this many times
+MARK_RENDERS = 6  # each training-font mark of another script printed, and pen-drawn, this many times
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,30 @@ def printed_digits(workers: int = 2, cache_dir: Path = DEFAULT_CACHE, progress: 
         return visible_only(simulate_many(cycling(glyphs), count, seed, workers, "printed-train", progress), labels)
 
     return cached_pool("printed-train", key, build, cache_dir)
+
+
+def other_script_marks(workers: int = 2, cache_dir: Path = DEFAULT_CACHE, progress: bool = True,
+                       renders: int = MARK_RENDERS, limit: int | None = None) -> Pool:
+    """Non-digits that look like writing (``model.other_scripts``): every mark in the training
+    fonts (the first ``limit`` glyphs, for a dry run), ``renders`` times printed as a random
+    upload and ``renders`` times re-inked as pen strokes on the page's pad by a random hand."""
+    from model.families import cycling
+    from model.other_scripts import MARKS, NEAR_DIGIT, near_a_digit, printed_marks, squared
+
+    glyphs = printed_marks()[:limit]
+    count = renders * len(glyphs)
+    key = {"role": "marks-train", "size": count, "seeds": [SEEDS["marks-train"], SEEDS["pen-marks-train"]],
+           "simulator": SIMULATOR_VERSION, "pen": PEN_VERSION, "marks": MARKS, "glyphs": len(glyphs), "near": NEAR_DIGIT}
+
+    def build() -> Pool:
+        printed = simulate_many(cycling(glyphs), count, SEEDS["marks-train"], workers, "marks-train", progress)
+        pen_ready = np.stack([squared(glyph) for glyph in glyphs] * renders)
+        drawn = draw_many(pen_ready, SEEDS["pen-marks-train"], workers, "pen-marks-train", progress)
+        images = np.concatenate([printed, drawn])
+        images[near_a_digit(images)] = 0  # dropped and counted with the blank ones
+        return visible_only(images, np.full(2 * count, -1, dtype=np.int64))
+
+    return cached_pool("marks-train", key, build, cache_dir)
 
 
 VALIDATION_MIX = ("uploads", "pen drawings", "plain PNG files")

@@ -34,15 +34,18 @@ from model.checkpoint import load_checkpoint, provenance, save_checkpoint
 from model.data import DEFAULT_CACHE, IMAGE_SIZE, Mnist, Split, load_mnist, to_input
 from model.families import TRAIN_FONTS
 from model.network import NOT_A_DIGIT, PRESETS, BayesianNet, NetConfig
+from model.other_scripts import MARKS
 from model.outliers import FAMILIES, OUTLIER_VERSION
 from model.pen import PEN_VERSION
 from model.pools import (
+    MARK_RENDERS,
     PRINTED_RENDERS,
     SEEDS,
     VALIDATION_NON_DIGITS,
     Pool,
     arrays_as_files,
     digit_uploads,
+    other_script_marks,
     outlier_uploads,
     pen_drawings,
     printed_digits,
@@ -74,6 +77,7 @@ class TrainConfig:
     arrays_as_files: float = 0.5  # share of the arrays batch replaced by the same digits as 28-px PNGs, transformed
     pen: bool = True  # training digits re-inked as pen strokes on the page's pad (model/pen.py) join the uploads
     printed: bool = True  # digits printed in the training fonts (model/families.py) join the uploads
+    marks: bool = True  # marks of other scripts, printed and pen-drawn (model/other_scripts.py), join the outliers
     max_batches: int | None = None  # per epoch; dry runs
     device: str = "cpu"
 
@@ -370,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="processes rendering simulated uploads (cached)")
     parser.add_argument("--no-pen", action="store_true", help="no pen-drawn training digits")
     parser.add_argument("--no-printed", action="store_true", help="no digits printed in the training fonts")
+    parser.add_argument("--no-marks", action="store_true", help="no marks of other scripts among the outliers")
     parser.add_argument("--sketches", type=int, default=0,
                         help="digits sketched in code (model/sketches.py) added to the upload positives")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="where data and upload pools are cached")
@@ -389,7 +394,8 @@ def main(argv: list[str] | None = None) -> int:
                          kl_warmup_epochs=args.kl_warmup_epochs, augment=not args.no_augment, seed=args.seed,
                          eval_samples=args.eval_samples, device=args.device, uploads=not args.no_uploads,
                          outlier_weight=outlier_weight, outlier_batch=args.outlier_batch if outlier_weight > 0 else 0,
-                         arrays_as_files=args.arrays_as_files, pen=not args.no_pen, printed=not args.no_printed)
+                         arrays_as_files=args.arrays_as_files, pen=not args.no_pen, printed=not args.no_printed,
+                         marks=not args.no_marks)
     out = args.out
     calibration_samples = args.calibration_samples
     outlier_count, cache_dir = args.outliers, args.cache_dir
@@ -404,6 +410,12 @@ def main(argv: list[str] | None = None) -> int:
         if config.uploads else None
     outliers = outlier_uploads(outlier_count, "outliers-train", data.train.images, data.source_sha256, args.workers,
                                cache_dir, progress) if config.outlier_batch > 0 else None
+    marks = other_script_marks(args.workers, cache_dir, progress, 1 if args.dry_run else MARK_RENDERS,
+                               64 if args.dry_run else None) \
+        if outliers is not None and config.marks else None
+    if outliers is not None and marks is not None:  # non-digits that look like writing join the generated ones
+        outliers = Pool(np.concatenate([outliers.images, marks.images]), np.concatenate([outliers.labels, marks.labels]),
+                        outliers.dropped + marks.dropped)
     as_files = arrays_as_files(data.train, "train", data.source_sha256, cache_dir) if config.arrays_as_files > 0 \
         else None
     if as_files is not None and len(as_files.images) != len(data.train):
@@ -457,12 +469,15 @@ def main(argv: list[str] | None = None) -> int:
         "training_data": {**extra.describe(), **joined, "simulator_version": SIMULATOR_VERSION,
                           "outlier_version": OUTLIER_VERSION, "pen_version": PEN_VERSION,
                           "outlier_families": list(FAMILIES) if outliers is not None else [],
+                          "other_script_marks": {"count": 0 if marks is None else len(marks.images),
+                                                 "marks": MARKS if marks is not None else "",
+                                                 "fonts": list(TRAIN_FONTS) if marks is not None else []},
                           "sketch_version": SKETCH_VERSION,
                           "arrays_as_plain_png_files": config.arrays_as_files,
                           "training_fonts": list(TRAIN_FONTS) if config.printed else [],
                           "seeds": {k: v for k, v in SEEDS.items() if k.endswith("train") or k == "train"},
                           "selection_and_calibration": composition,
-                          "never_seen": ["Fashion-MNIST", "printed letters and symbols (any font)",
+                          "never_seen": ["Fashion-MNIST", "printed Latin letters and the report's symbols (any font)",
                                          "printed digits in the held-out fonts (DejaVu Sans, DejaVu Serif)",
                                          "pen drawings of MNIST test digits", "sketched digits (model/sketches.py)",
                                          "single-stroke vector fonts", "MNIST test"]},

@@ -55,7 +55,7 @@ def test_metadata_of_the_shipped_checkpoint_says_what_training_saw():
     assert seen["mnist_train_pen_drawings"] > 40_000 and seen["pen_version"] == PEN_VERSION
     assert seen["printed_digits_training_fonts"] > 1_000 and seen["training_fonts"] == list(TRAIN_FONTS)
     assert set(seen["outlier_families"]) == set(FAMILIES) and seen["outlier_version"] == OUTLIER_VERSION
-    assert {"Fashion-MNIST", "printed letters and symbols (any font)", "pen drawings of MNIST test digits",
+    assert {"Fashion-MNIST", "printed Latin letters and the report's symbols (any font)", "pen drawings of MNIST test digits",
             "single-stroke vector fonts"} <= set(seen["never_seen"])
     mix = seen["selection_and_calibration"]  # what the temperature and the threshold were fitted on
     assert mix["uploads"] > 9_000 and mix["pen drawings"] > 9_000 and mix["plain PNG files"] > 9_000

@@ -1,0 +1,17 @@
+"""Every command's ``--help`` prints (argparse formats each help string only then)."""
+
+import importlib
+
+import pytest
+
+COMMANDS = ["model.calibrate", "model.evaluate", "model.train", "model.uploads", "bench.compare_designs",
+            "bench.drawn_digits", "bench.fuzz", "bench.predictive", "bench.review", "bench.service", "bench.soak",
+            "bench.train_speed"]
+
+
+@pytest.mark.parametrize("module", COMMANDS)
+def test_help_prints(module, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        importlib.import_module(module).main(["--help"])
+    assert exit_.value.code == 0
+    assert f"python -m {module}" in capsys.readouterr().out
