@@ -8,6 +8,7 @@ report seed of its own:
 | ``printed digits`` | 0-9 in every font found (matplotlib's DejaVu/STIX, Debian's DejaVu/Liberation) | digits |
 | ``clothing`` | Fashion-MNIST test | out of distribution |
 | ``printed letters`` | A-Z and a-z in the same fonts | out of distribution |
+| ``printed letters unlike digits`` | less the look-alikes (``DIGIT_LOOKALIKES``) | out of distribution |
 | ``printed symbols`` | punctuation, currency and math signs in the same fonts | out of distribution |
 | ``photo crops`` | random crops of the photograph bundled with matplotlib | out of distribution |
 
@@ -26,6 +27,8 @@ from PIL import Image, ImageDraw, ImageFont
 from model.uploads import GlyphSource
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+DIGIT_LOOKALIKES = "OoDQIlijJSsZzBbgqGTty"  # letters a reader may take for a digit (0, 1, 2, 5, 6, 7, 8, 9)
+UNLIKE_DIGITS = "".join(c for c in LETTERS if c not in DIGIT_LOOKALIKES)  # the 31 letters no reader takes for one
 DIGITS = "0123456789"
 SYMBOLS = "!?@#$%&*+=<>{}[]()~^§¶©®€£¥÷×±∞≈≠√∑∫Ωπµ♥♦♣♠☺★♪"
 _FONT_DIRS = ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/truetype/liberation")

@@ -20,7 +20,7 @@ import torch
 
 from model.calibrate import Calibration, CalibrationError, guarantee_threshold, top_two_mass
 from model.data import Mnist, Split, to_input
-from model.families import DIGITS, LETTERS, SYMBOLS, cycling, photo_crops, printed
+from model.families import DIGITS, LETTERS, SYMBOLS, UNLIKE_DIGITS, cycling, photo_crops, printed
 from model.network import BayesianNet
 from model.outliers import outlier_source
 from model.pools import Pool, cached_pool, digit_uploads, validation_mix, visible_only
@@ -128,7 +128,8 @@ def build_families(mnist: Mnist, fashion: Split | None, workers: int, cache_dir:
         pool = _rendered("clothing", cycling(list(fashion.images[:n])), n, REPORT_SEED + 1, np.full(n, -1), workers,
                          cache_dir, key)
         families.append(Family("clothing (Fashion-MNIST test)", "ood", pool.images, pool.labels, "never seen"))
-    for name, chars_set, seed in (("printed letters", LETTERS, REPORT_SEED + 2), ("printed symbols", SYMBOLS, REPORT_SEED + 3)):
+    for name, chars_set, seed in (("printed letters", LETTERS, REPORT_SEED + 2), ("printed symbols", SYMBOLS, REPORT_SEED + 3),
+                                  ("printed letters unlike digits", UNLIKE_DIGITS, REPORT_SEED + 5)):
         glyphs, _ = printed(chars_set)
         n = count(len(glyphs))
         pool = _rendered(name, cycling(glyphs), n, seed, np.full(n, -1), workers, cache_dir, key)

@@ -14,7 +14,8 @@ def test_report_has_the_uploads_section_per_family(tiny_idx_dir, tmp_path):
                  "--drawings", "20"]) == 0
     report = json.loads((out / "evaluation.json").read_text())
     families = {row["family"]: row for row in report["uploads"]["families"]}
-    assert {"MNIST test digits as uploads", "printed digits", "printed letters", "printed symbols", "photo crops",
+    assert {"MNIST test digits as uploads", "printed digits", "printed letters", "printed letters unlike digits",
+            "printed symbols", "photo crops",
             "generated shapes", "generated noises"} <= set(families)
     digits = families["MNIST test digits as uploads"]
     assert digits["kind"] == "digits" and digits["count"] == 40  # the tiny test split, every digit rendered

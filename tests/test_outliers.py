@@ -46,6 +46,7 @@ def test_metadata_of_the_shipped_checkpoint_says_what_training_saw():
     import json
 
     from model.families import TRAIN_FONTS
+    from model.other_scripts import MARKS
     from model.pen import PEN_VERSION
     from tests.conftest import SHIPPED
 
@@ -55,6 +56,8 @@ def test_metadata_of_the_shipped_checkpoint_says_what_training_saw():
     assert seen["mnist_train_pen_drawings"] > 40_000 and seen["pen_version"] == PEN_VERSION
     assert seen["printed_digits_training_fonts"] > 1_000 and seen["training_fonts"] == list(TRAIN_FONTS)
     assert set(seen["outlier_families"]) == set(FAMILIES) and seen["outlier_version"] == OUTLIER_VERSION
+    marks = seen["other_script_marks"]  # printed and pen-drawn marks of other scripts, training fonts only
+    assert marks["count"] > 5_000 and marks["marks"] == MARKS and marks["fonts"] == list(TRAIN_FONTS)
     assert {"Fashion-MNIST", "printed Latin letters and the report's symbols (any font)", "pen drawings of MNIST test digits",
             "single-stroke vector fonts"} <= set(seen["never_seen"])
     mix = seen["selection_and_calibration"]  # what the temperature and the threshold were fitted on

@@ -71,6 +71,8 @@ def test_dry_run_cli_writes_a_checkpoint(tiny_idx_dir, capsys):
     assert seen["mnist_train_uploads"] == seen["mnist_train_pen_drawings"] == 200
     assert seen["printed_digits_training_fonts"] > 100 and seen["sketched_digits"] == 0
     assert seen["upload_stream_positives"] == 400 + seen["printed_digits_training_fonts"]
+    marks = seen["other_script_marks"]  # 64 marks printed once and pen-drawn once, among the outliers
+    assert 100 <= marks["count"] <= 128 and 200 <= seen["generated_outliers"] - marks["count"] <= 256
     mix = seen["selection_and_calibration"]  # the validation split as the service sees it, three ways
     assert mix["uploads"] == mix["pen drawings"] == mix["plain PNG files"] == 40  # the tiny validation split
 
