@@ -25,6 +25,7 @@ FAMILIES = (
     ("printed digits: accepted", "printed digits: accepted acc."),
     ("clothing (Fashion-MNIST test)", "clothing"),
     ("printed letters", "letters"),
+    ("printed letters unlike digits", "letters unlike digits"),
     ("printed symbols", "symbols"),
     ("photo crops", "photo crops"),
     ("generated shapes", "gen. shapes"),
