@@ -81,7 +81,12 @@ def running_process(command: list[str], ready_url: str, name: str, env: dict[str
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{name} did not become ready")
             time.sleep(0.1)
-        yield process
+        try:
+            yield process
+        except BaseException:  # the test failed: its service's output goes to the captured stderr
+            log.seek(0)
+            print(f"--- {name}'s output (last 6000 characters) ---\n{log.read()[-6000:]}", file=sys.stderr)
+            raise
     finally:
         if process.poll() is None:
             process.terminate()

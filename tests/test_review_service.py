@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from service.review.queue import RETRY_MAX_S
 from tests.postgres import PostgresServer
 from tests.review_client import OTHER_TOKEN, TOKEN, TOKENS, bearer, noise_png
 from tests.server import running_service, wait_for
@@ -38,8 +39,11 @@ def stats(url: str) -> dict | None:
 
 
 def stored(url: str, count: int) -> dict:
+    """The store's stats once it holds ``count`` items. A worker's writer that found the store
+    down (at start or mid-run) retries with backoff up to RETRY_MAX_S (10 s), so this waits for
+    several retries, not one."""
     return wait_for(lambda: (s := stats(url)) is not None and s["stored_items"] >= count and s,
-                    what=f"{count} stored items")
+                    timeout_s=4 * RETRY_MAX_S + 5, what=f"{count} stored items")
 
 
 def drain_with_two_reviewers(url: str) -> tuple[list[str], list[str]]:
