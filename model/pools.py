@@ -57,6 +57,11 @@ class Pool:
     def split(self) -> Split:
         return Split(self.images, self.labels)
 
+    def join(self, other: Pool) -> Pool:
+        """This pool followed by ``other`` (images, labels, and the blanks both dropped)."""
+        return Pool(np.concatenate([self.images, other.images]), np.concatenate([self.labels, other.labels]),
+                    self.dropped + other.dropped)
+
 
 def cached_pool(name: str, key: dict[str, object], build: Callable[[], Pool], cache_dir: Path) -> Pool:
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]

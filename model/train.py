@@ -42,7 +42,6 @@ from model.pools import (
     PRINTED_RENDERS,
     SEEDS,
     VALIDATION_NON_DIGITS,
-    Pool,
     arrays_as_files,
     digit_uploads,
     other_script_marks,
@@ -414,8 +413,7 @@ def main(argv: list[str] | None = None) -> int:
                                64 if args.dry_run else None) \
         if outliers is not None and config.marks else None
     if outliers is not None and marks is not None:  # non-digits that look like writing join the generated ones
-        outliers = Pool(np.concatenate([outliers.images, marks.images]), np.concatenate([outliers.labels, marks.labels]),
-                        outliers.dropped + marks.dropped)
+        outliers = outliers.join(marks)
     as_files = arrays_as_files(data.train, "train", data.source_sha256, cache_dir) if config.arrays_as_files > 0 \
         else None
     if as_files is not None and len(as_files.images) != len(data.train):
@@ -431,8 +429,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, pool in more.items():
             joined[name] = 0 if pool is None else len(pool.images)
             if pool is not None:
-                uploads = Pool(np.concatenate([uploads.images, pool.images]),
-                               np.concatenate([uploads.labels, pool.labels]), uploads.dropped + pool.dropped)
+                uploads = uploads.join(pool)
     extra = TrainingData(data.train, None if uploads is None else uploads.split(),
                          None if outliers is None else outliers.images, None if as_files is None else as_files.images)
     net_config = _config_from_args(args)

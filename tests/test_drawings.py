@@ -11,11 +11,12 @@ import numpy as np
 import model
 from model.data import Split
 from model.drawings import DIGIT_SOURCES, DOODLES, LETTERS, PENS, battery
+from model.families import DIGIT_LOOKALIKES
 from model.pen import CANVAS
 from model.pools import SEEDS
 from tests.conftest import load_digit, mnist_fixtures
 
-EXCLUDED_LETTERS = set("OoDQIlijJSsZzBbgqGTty")  # letters a reader may take for a digit
+EXCLUDED_LETTERS = set(DIGIT_LOOKALIKES)  # letters a reader may take for a digit
 
 
 def tiny_test() -> Split:
