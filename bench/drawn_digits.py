@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from model.calibrate import Calibration
+from model.calibration import Calibration
 from model.checkpoint import load_checkpoint
 from model.data import load_mnist
 from model.drawings import Drawing, battery

@@ -10,7 +10,7 @@ the first threshold that fails and returns the loosest one before it. Then, with
 >= 1 - delta over the validation draw, the accepted predictions on data like the validation
 split are wrong at most a fraction alpha of the time. If even the strictest grid threshold
 fails, calibration refuses instead of pretending. The sequence starts at the first grid threshold
-that accepts at least n_min = ceil(log(delta) / log(1 - alpha)) validation inputs (598 at the
+that accepts at least n_min = ceil(log(delta) / log(1 - alpha)) validation inputs (1,497 at the
 defaults), the fewest with which even zero errors could certify; that start depends on the
 unlabelled entropies only, never on which predictions are right.
 
@@ -33,18 +33,17 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from model.calibration import Calibration
 from model.data import Split, to_input
 from model.network import BayesianNet
 from model.predictive import DEFAULT_SAMPLES, predictive
 
-UPLOADS_DATA = "MNIST validation digits rendered as uploads (model/uploads.py), after the service's transform"
-DEFAULT_UNFAMILIAR_BUDGET = 0.01
 DEFAULT_ALPHA = 0.002
 DEFAULT_DELTA = 0.05
 MAX_ENTROPY = math.log(10.0)
@@ -52,43 +51,6 @@ MAX_ENTROPY = math.log(10.0)
 
 class CalibrationError(RuntimeError):
     """No threshold meets the requested guarantee."""
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """The refer rule and what it promised on its calibration data: one record, written by
-    ``model/`` into the checkpoint's metadata and read by the service (:meth:`from_dict`)."""
-
-    mode: str  # "guarantee" or "referral_rate"
-    threshold: float  # nats: refer ("uncertain") when entropy > threshold
-    samples: int  # N used to compute the validation entropies
-    alpha: float | None
-    delta: float | None
-    target_referral_rate: float | None
-    validation_size: int
-    validation_coverage: float  # fraction accepted (neither signal fired)
-    validation_accepted_accuracy: float
-    accepted_error_upper_bound: float | None  # Clopper-Pearson, confidence 1 - delta
-    data: str = "MNIST validation arrays"  # what the thresholds were chosen on
-    unfamiliar_threshold: float | None = None  # refer ("unfamiliar") when its unfamiliarity score exceeds it
-    unfamiliar_budget: float | None = None  # fraction of validation digits the unfamiliar threshold refers
-    # why a referral is made, from the predictive's shape: a referred image whose two most probable
-    # classes hold at least this much of the mass is "uncertain" (a digit, unsure which of those);
-    # below it, "unfamiliar" (the mass is spread: probably not a digit). None: always "uncertain".
-    familiar_mass: float | None = None
-    reason_fit: dict[str, Any] | None = None  # what familiar_mass was chosen on and what it gave there
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> Calibration:
-        """The record from metadata; keys a later version added may be absent, unknown keys are errors."""
-        known = set(cls.__dataclass_fields__)
-        unknown = set(raw) - known
-        if unknown:
-            raise ValueError(f"unknown calibration keys: {sorted(unknown)}")
-        return cls(**raw)
 
 
 def default_grid() -> np.ndarray:
@@ -105,46 +67,25 @@ def clopper_pearson_upper(errors: int, trials: int, delta: float) -> float:
     return float(beta.ppf(1.0 - delta, errors + 1, trials - errors))
 
 
-def _summary(entropy: np.ndarray, correct: np.ndarray, threshold: float,
-             familiar: np.ndarray | None = None) -> tuple[float, float]:
+def _summary(entropy: np.ndarray, correct: np.ndarray, threshold: float) -> tuple[float, float]:
     accepted = entropy <= threshold
-    if familiar is not None:
-        accepted &= familiar
     coverage = float(accepted.mean())
     accuracy = float(correct[accepted].mean()) if accepted.any() else float("nan")
     return coverage, accuracy
 
 
-def unfamiliar_threshold(unfamiliarity: np.ndarray, budget: float) -> float:
-    """The unfamiliarity above which the fraction ``budget`` of validation digits lie: chosen
-    from unlabelled scores only, so the entropy test that follows keeps its guarantee."""
-    if not 0.0 < budget < 1.0:
-        raise ValueError("the unfamiliar budget must be in (0, 1)")
-    return float(np.quantile(unfamiliarity, 1.0 - budget, method="higher"))
-
-
 def guarantee_threshold(entropy: np.ndarray, correct: np.ndarray, alpha: float = DEFAULT_ALPHA,
                         delta: float = DEFAULT_DELTA, samples: int = DEFAULT_SAMPLES,
-                        grid: np.ndarray | None = None, unfamiliarity: np.ndarray | None = None,
-                        unfamiliar_budget: float | None = None, data: str = "MNIST validation arrays") -> Calibration:
-    """Fixed-sequence test over ``grid`` (ascending). ``entropy`` [n] in nats, ``correct`` [n] bool.
-
-    With ``unfamiliarity`` [n] and ``unfamiliar_budget``, the unfamiliar threshold is fixed first (a
-    quantile of the unfamiliarity scores) and the entropy threshold is tested on the inputs it accepts, so the
-    guarantee covers the combined rule: accepted = familiar and certain."""
+                        grid: np.ndarray | None = None, data: str = "unnamed") -> Calibration:
+    """Fixed-sequence test over ``grid`` (ascending). ``entropy`` [n] in nats, ``correct`` [n] bool;
+    ``data`` names what they were measured on (recorded)."""
     grid = default_grid() if grid is None else np.asarray(grid)
     if np.any(np.diff(grid) <= 0):
         raise ValueError("grid must be strictly ascending (strict to loose)")
-    familiar, far = None, None
-    if unfamiliarity is not None and unfamiliar_budget is not None:
-        far = unfamiliar_threshold(unfamiliarity, unfamiliar_budget)
-        familiar = unfamiliarity <= far
     chosen: tuple[float, float] | None = None
     min_trials = math.ceil(math.log(delta) / math.log(1.0 - alpha))
     for threshold in grid:
         accepted = entropy <= threshold
-        if familiar is not None:
-            accepted &= familiar
         trials = int(accepted.sum())
         if trials < min_trials and chosen is None:
             continue  # too few accepted for any count to certify: not yet part of the sequence
@@ -158,9 +99,9 @@ def guarantee_threshold(entropy: np.ndarray, correct: np.ndarray, alpha: float =
             f"no threshold certifies accepted error <= {alpha:.3%} at confidence {1 - delta:.0%} "
             f"on {len(entropy)} validation inputs: loosen alpha or delta, or improve the model"
         )
-    coverage, accuracy = _summary(entropy, correct, chosen[0], familiar)
+    coverage, accuracy = _summary(entropy, correct, chosen[0])
     return Calibration("guarantee", chosen[0], samples, alpha, delta, None, len(entropy), coverage, accuracy, chosen[1],
-                       data, far, unfamiliar_budget if far is not None else None)
+                       data)
 
 
 MASS_GRID = np.round(np.arange(0.30, 0.996, 0.005), 3)  # candidate top-two masses, fixed in advance
@@ -195,7 +136,7 @@ def familiar_mass(digits: np.ndarray, outliers: np.ndarray,
 
 
 def referral_rate_threshold(entropy: np.ndarray, correct: np.ndarray, rate: float,
-                            samples: int = DEFAULT_SAMPLES, data: str = "MNIST validation arrays") -> Calibration:
+                            samples: int = DEFAULT_SAMPLES, data: str = "unnamed") -> Calibration:
     if not 0.0 <= rate < 1.0:
         raise ValueError("referral rate must be in [0, 1)")
     threshold = float(np.quantile(entropy, 1.0 - rate, method="higher")) if rate > 0 else MAX_ENTROPY
@@ -206,42 +147,35 @@ def referral_rate_threshold(entropy: np.ndarray, correct: np.ndarray, rate: floa
 
 @dataclass(frozen=True)
 class CalibrationRequest:
-    """How to calibrate: guarantee (alpha, delta) or a target referral rate, at N samples, with an
-    optional budget for the second ("unfamiliar") signal."""
+    """How to calibrate: guarantee (alpha, delta) or a target referral rate, at N samples."""
 
     alpha: float = DEFAULT_ALPHA
     delta: float = DEFAULT_DELTA
     referral_rate: float | None = None
     samples: int = DEFAULT_SAMPLES
-    unfamiliar_budget: float | None = DEFAULT_UNFAMILIAR_BUDGET
 
 
-def validation_scores(net: BayesianNet, split: Split,
-                      samples: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
-    """Entropy [n], correctness [n], the unfamiliarity [n] (None without a second signal) and the
-    top-two mass [n] of a split."""
+def validation_scores(net: BayesianNet, split: Split, samples: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Entropy [n], correctness [n] and the top-two mass [n] of a split."""
     result = predictive(net, to_input(split.images).to(next(net.parameters()).device), samples)
     probabilities = result.mean_probs.double().cpu().numpy()
     correct = probabilities.argmax(-1) == split.labels
-    unfamiliarity = result.unfamiliarity.cpu().numpy() if net.has_unfamiliarity else None
-    return result.entropy.cpu().numpy(), correct, unfamiliarity, top_two_mass(probabilities)
+    return result.entropy.cpu().numpy(), correct, top_two_mass(probabilities)
 
 
 def calibrate(net: BayesianNet, validation: Split, request: CalibrationRequest,
-              data: str = UPLOADS_DATA, non_digits: np.ndarray | None = None,
+              data: str, non_digits: np.ndarray | None = None,
               non_digits_data: str = "") -> Calibration:
     """The refer rule for ``net`` from ``validation`` (digits as the service sees them); with
     ``non_digits`` (uint8 ``[m, 28, 28]``, generated, after the transform), also why it refers."""
-    entropy, correct, unfamiliarity, mass = validation_scores(net, validation, request.samples)
+    entropy, correct, mass = validation_scores(net, validation, request.samples)
     if request.referral_rate is not None:
         calibration = referral_rate_threshold(entropy, correct, request.referral_rate, request.samples, data)
     else:
-        budget = request.unfamiliar_budget if unfamiliarity is not None else None
-        calibration = guarantee_threshold(entropy, correct, request.alpha, request.delta, request.samples,
-                                          unfamiliarity=unfamiliarity, unfamiliar_budget=budget, data=data)
+        calibration = guarantee_threshold(entropy, correct, request.alpha, request.delta, request.samples, data=data)
     if non_digits is None:
         return calibration
-    outlier_entropy, _, _, outlier_mass = validation_scores(net, Split(non_digits, np.full(len(non_digits), -1)),
+    outlier_entropy, _, outlier_mass = validation_scores(net, Split(non_digits, np.full(len(non_digits), -1)),
                                                             request.samples)
     chosen, fit = familiar_mass(mass[entropy > calibration.threshold],
                                 outlier_mass[outlier_entropy > calibration.threshold])
@@ -261,8 +195,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="allowed error among accepted")
     parser.add_argument("--delta", type=float, default=DEFAULT_DELTA, help="allowed chance the guarantee fails")
     parser.add_argument("--referral-rate", type=float, default=None, help="target this rate instead (no guarantee)")
-    parser.add_argument("--unfamiliar-budget", type=float, default=DEFAULT_UNFAMILIAR_BUDGET,
-                        help="share of validation digit uploads the unfamiliar signal may refer")
     parser.add_argument("--samples", type=int, default=DEFAULT_SAMPLES, help="N posterior samples per image")
     parser.add_argument("--data-dir", type=Path, default=None, help="IDX MNIST copy instead of the pinned wheel")
     parser.add_argument("--seed", type=int, default=0)
@@ -273,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     mnist = load_mnist(args.data_dir)
     validation, composition = validation_mix(mnist.validation, mnist.source_sha256)
     non_digits, non_digits_data = validation_non_digits(mnist.validation, mnist.source_sha256)
-    request = CalibrationRequest(args.alpha, args.delta, args.referral_rate, args.samples, args.unfamiliar_budget)
+    request = CalibrationRequest(args.alpha, args.delta, args.referral_rate, args.samples)
     torch.manual_seed(args.seed)  # here, after building the net (which draws): the draws a full training run makes
     try:
         calibration = calibrate(net.to(args.device), validation, request, str(composition["data"]), non_digits,

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from model.calibrate import Calibration
+from model.calibration import Calibration
 from model.checkpoint import load_checkpoint, read_metadata, write_metadata
 from model.data import DEFAULT_CACHE, Split, load_fashion_test, load_mnist, to_input
 from model.drawings import battery
@@ -99,12 +99,8 @@ def quality_report(result: PredictiveResult, labels: np.ndarray, ood: Predictive
         "referral_curve": curve,
         "errors": int((~correct).sum()),
     }
-    unfamiliarity = result.unfamiliarity.numpy()
-    familiar = np.ones_like(correct)
-    if calibration is not None and calibration.get("unfamiliar_threshold") is not None:
-        familiar = unfamiliarity <= calibration["unfamiliar_threshold"]
     if calibration is not None:
-        accepted = (entropy <= calibration["threshold"]) & familiar
+        accepted = entropy <= calibration["threshold"]
         accepted_accuracy = float(correct[accepted].mean()) if accepted.any() else float("nan")
         report["calibrated"] = {
             "threshold": calibration["threshold"],
@@ -113,7 +109,6 @@ def quality_report(result: PredictiveResult, labels: np.ndarray, ood: Predictive
             "delta": calibration.get("delta"),
             "data": calibration.get("data"),
             "referral_rate": float(1 - accepted.mean()),
-            "referred_unfamiliar": float((~familiar).mean()),
             "coverage": float(accepted.mean()),
             "accepted_accuracy": accepted_accuracy,
             "guarantee_held": (accepted_accuracy >= 1 - calibration["alpha"]) if calibration.get("alpha") else None,
@@ -123,12 +118,9 @@ def quality_report(result: PredictiveResult, labels: np.ndarray, ood: Predictive
             "dataset": "fashion-mnist test",
             "auroc_entropy": auroc(entropy, ood.entropy.numpy()),
             "auroc_mutual_information": auroc(result.mutual_information.numpy(), ood.mutual_information.numpy()),
-            "referral_rate_at_threshold": float(((ood.entropy.numpy() > calibration["threshold"]) | (
-                ood.unfamiliarity.numpy() > (calibration.get("unfamiliar_threshold") or np.inf))).mean())
+            "referral_rate_at_threshold": float((ood.entropy.numpy() > calibration["threshold"]).mean())
             if calibration else None,
         }
-        if unfamiliarity.any():
-            report["ood"]["auroc_unfamiliarity"] = auroc(unfamiliarity, ood.unfamiliarity.numpy())
     return report
 
 

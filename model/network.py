@@ -24,7 +24,7 @@ from model.data import IMAGE_SIZE
 from model.layers import GaussianParameters, VariationalConv2d, VariationalLinear
 
 NUM_CLASSES = 10
-NOT_A_DIGIT = NUM_CLASSES  # index of the reject class's logit, when the network has one
+RETIRED_KEYS = ("feature_density", "reject_class")  # the second signal, removed (docs/experiments.md)
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,6 @@ class NetConfig:
     variational_conv: bool = False
     prior_sigma: float = 0.1
     init_rho: float = -6.0
-    feature_density: bool = False  # a class-conditional Gaussian density on the head's first layer ("unfamiliar")
-    reject_class: bool = False  # an 11th output, "not a digit", trained on generated non-digits ("unfamiliar")
     temperature: float = 1.0  # logits are divided by this (fitted on validation digits after training)
 
     def to_dict(self) -> dict[str, Any]:
@@ -45,11 +43,13 @@ class NetConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> NetConfig:
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(raw) - known
+        """The config from metadata. The retired second signal's switches are accepted when off."""
+        if any(raw.get(key) for key in RETIRED_KEYS):
+            raise ValueError(f"a second 'unfamiliar' signal ({', '.join(RETIRED_KEYS)}) is not built by this version")
+        values = {k: v for k, v in raw.items() if k not in RETIRED_KEYS}
+        unknown = set(values) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown NetConfig keys: {sorted(unknown)}")
-        values = dict(raw)
         if "conv_blocks" in values:
             values["conv_blocks"] = tuple(tuple(int(c) for c in block) for block in values["conv_blocks"])
         if "hidden" in values:
@@ -87,48 +87,13 @@ def _build_trunk(config: NetConfig) -> _Trunk:
     return trunk
 
 
-class FeatureDensity(nn.Module):
-    """How unfamiliar an image's features are: class-conditional Gaussians with one shared
-    covariance, fitted on training digits, on the head's first mean pre-activation ``z [B, H]``
-    (the Mahalanobis score of Lee et al., 2018). ``distance = min_c ||L^T (z - m_c)||`` with
-    ``L L^T`` the shared precision: a number of standard deviations, ~sqrt(H) for a typical digit.
-    Far from every class centre means unlike any training digit, however confident the softmax."""
-
-    def __init__(self, width: int):
-        super().__init__()
-        self.register_buffer("means", torch.zeros(NUM_CLASSES, width))  # [10, H]
-        self.register_buffer("whitening", torch.zeros(width, width))  # [H, H]: L, P = L L^T
-
-    def forward(self, z: Tensor) -> Tensor:
-        """``z [B, H]`` -> distance ``[B]`` to the nearest class centre, in whitened units."""
-        whitening: Tensor = self.whitening  # type: ignore[assignment]
-        means: Tensor = self.means  # type: ignore[assignment]
-        distances = torch.cdist(z @ whitening, means @ whitening)  # [B, 10]; NaN for a class never fitted
-        return torch.nan_to_num(distances, nan=float("inf")).min(-1).values
-
-    @torch.no_grad()
-    def fit(self, z: Tensor, labels: Tensor, ridge: float = 1e-3) -> None:
-        """Class means and the pooled covariance of ``z [N, H]`` (``labels [N]``), ridge-regularised."""
-        z = z.double()
-        means = torch.stack([z[labels == c].mean(0) for c in range(NUM_CLASSES)])  # [10, H]; NaN if absent
-        centred = z - means[labels]  # only present classes are indexed
-        covariance = centred.T @ centred / len(z)
-        covariance += ridge * covariance.diagonal().mean() * torch.eye(z.shape[1], dtype=z.dtype)
-        precision = torch.linalg.inv(covariance)
-        whitening: Tensor = self.whitening  # type: ignore[assignment]
-        class_means: Tensor = self.means  # type: ignore[assignment]
-        class_means.copy_(means.float())
-        whitening.copy_(torch.linalg.cholesky(precision).float())
-
-
 class BayesianNet(nn.Module):
     def __init__(self, config: NetConfig):
         super().__init__()
         self.config = config
         trunk = _build_trunk(config)
         self.trunk = nn.Sequential(*trunk.layers)
-        outputs = NUM_CLASSES + 1 if config.reject_class else NUM_CLASSES
-        widths = [trunk.channels * trunk.size * trunk.size, *config.hidden, outputs]
+        widths = [trunk.channels * trunk.size * trunk.size, *config.hidden, NUM_CLASSES]
         self.head = nn.ModuleList(
             VariationalLinear(a, b, config.prior_sigma, config.init_rho) for a, b in itertools.pairwise(widths)
         )
@@ -137,12 +102,6 @@ class BayesianNet(nn.Module):
         # images, a training step about 1.15x. Loading a checkpoint copies into this layout, and
         # saving makes tensors contiguous, so the files are unchanged.
         self.trunk.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # (missing from the stubs)
-        self.density = FeatureDensity(widths[1]) if config.feature_density and self.shares_features else None
-
-    @property
-    def has_unfamiliarity(self) -> bool:
-        """True when the network scores "not like any training digit" besides its entropy."""
-        return self.density is not None or self.config.reject_class
 
     @property
     def shares_features(self) -> bool:
@@ -150,25 +109,13 @@ class BayesianNet(nn.Module):
         return not self.config.variational_conv
 
     def forward(self, x: Tensor, samples: int = 1) -> Tensor:
-        """``x [B, 1, 28, 28]`` -> logits ``[S, B, C]``, S = ``samples`` draws from the posterior,
-        C = 10 digits (and the reject class last, if the config has one), divided by the temperature."""
-        return self.forward_with_distance(x, samples)[0]
-
-    def embedding(self, x: Tensor) -> Tensor:
-        """The head's first mean pre-activation ``[B, H]``: what the feature density models."""
-        first: VariationalLinear = self.head[0]  # type: ignore[assignment]
-        return first.moments(self.trunk(x).flatten(1))[0]
-
-    def forward_with_distance(self, x: Tensor, samples: int = 1) -> tuple[Tensor, Tensor | None]:
-        """Logits ``[S, B, C]`` and, with a fitted density, each image's feature distance ``[B]``."""
-        distance = None
+        """``x [B, 1, 28, 28]`` -> logits ``[S, B, 10]``, S = ``samples`` draws from the posterior,
+        divided by the temperature."""
         if self.shares_features:
             features = self.trunk(x).flatten(1)  # [B, F], once per image
             first: VariationalLinear = self.head[0]  # type: ignore[assignment]
             mean, variance = first.moments(features)  # [B, H] each
             h = first.sample_from_moments(mean, variance, samples)  # [S, B, H]
-            if self.density is not None:
-                distance = self.density(mean)
         else:
             features = self._sampled_trunk(x, samples)  # [S, B, F]
             h = self.head[0](features)  # [S, B, H]
@@ -176,7 +123,7 @@ class BayesianNet(nn.Module):
             h = layer(F.relu(h))
         if self.config.temperature != 1.0:
             h = h / self.config.temperature
-        return h, distance  # [S, B, C], [B] or None
+        return h  # [S, B, 10]
 
     def _sampled_trunk(self, x: Tensor, samples: int) -> Tensor:
         """Variational convolutions: Flipout over the folded batch in training (decorrelated noise,

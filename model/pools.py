@@ -37,13 +37,11 @@ from PIL import Image
 from model.data import DEFAULT_CACHE, Split
 from model.outliers import OUTLIER_VERSION, outlier_source
 from model.pen import PEN_VERSION, draw_many
-from model.sketches import SKETCH_VERSION, sketch_source
-from model.sketches import labels as sketch_labels
 from model.transform import NoInk, to_digit
 from model.uploads import SIMULATOR_VERSION, decode, digit_source, encode, simulate_many
 
 SEEDS = {"train": 11, "validation": 12, "test": 13, "pen-train": 14, "pen-validation": 15, "printed-train": 16, "pen-test": 17,
-         "outliers-train": 21, "outliers-validation": 22, "marks-train": 23, "pen-marks-train": 24, "sketches-train": 31}
+         "outliers-train": 21, "outliers-validation": 22, "marks-train": 23, "pen-marks-train": 24}
 PRINTED_RENDERS = 30  # each training-font digit glyph rendered this many times
 MARK_RENDERS = 6  # each training-font mark of another script printed, and pen-drawn, this many times
 
@@ -110,19 +108,6 @@ def arrays_as_files(split: Split, role: str, source_sha256: str, cache_dir: Path
         return visible_only(np.stack(images), split.labels.astype(np.int64))
 
     return cached_pool(f"arrays-{role}", key, build, cache_dir)
-
-
-def sketch_uploads(count: int, role: str, workers: int = 2, cache_dir: Path = DEFAULT_CACHE,
-                   progress: bool = True) -> Pool:
-    """``count`` sketched digits (``model.sketches``, digit ``index % 10``) rendered as uploads."""
-    seed = SEEDS[role]
-    key = {"role": role, "size": count, "seed": seed, "simulator": SIMULATOR_VERSION, "sketches": SKETCH_VERSION}
-
-    def build() -> Pool:
-        images = simulate_many(sketch_source(), count, seed, workers, f"{role}", progress)
-        return visible_only(images, sketch_labels(count))
-
-    return cached_pool(f"sketches-{role}", key, build, cache_dir)
 
 
 def outlier_uploads(count: int, role: str, digits: np.ndarray, source_sha256: str, workers: int = 2,

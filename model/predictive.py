@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from model.network import NOT_A_DIGIT, NUM_CLASSES, BayesianNet
+from model.network import NUM_CLASSES, BayesianNet
 
 DEFAULT_SAMPLES = 100  # N posterior samples unless a caller or the calibration says otherwise
 
@@ -27,7 +27,6 @@ class PredictiveResult:
     entropy: Tensor  # [B]
     expected_entropy: Tensor  # [B]
     mutual_information: Tensor  # [B]
-    unfamiliarity: Tensor  # [B]: the second signal (P(not a digit), or a feature distance); 0 without one
     # on request only (``predictive(..., spread=True)``): how the samples disagree
     spread: Tensor | None = None  # [B, 10]: each class probability's standard deviation over the samples
     votes: Tensor | None = None  # [B, 10]: how many samples put each class first
@@ -51,29 +50,20 @@ def entropy(probs: Tensor) -> Tensor:
     return -torch.special.xlogy(probs, probs).sum(-1)
 
 
-def summarize(logits: Tensor, distance: Tensor | None = None, spread: bool = False) -> PredictiveResult:
-    """Logits ``[S, B, C]`` (and a feature distance ``[B]``) -> the predictive summary over S.
-
-    With a reject class (C = 11), each sample's digit probabilities are its first ten
-    renormalised (what it says *if* the image is a digit), and the unfamiliarity is the mean
-    probability of "not a digit"; otherwise the unfamiliarity is the feature distance, or 0.
-    With ``spread``, also each class probability's standard deviation over the samples and each
-    class's votes (the samples whose most probable class it is)."""
-    logits = logits.float()
-    unfamiliarity = torch.zeros(logits.shape[1], device=logits.device) if distance is None else distance.float()
-    if logits.shape[-1] == NUM_CLASSES + 1:
-        unfamiliarity = torch.softmax(logits, dim=-1)[..., NOT_A_DIGIT].mean(0)  # [B]
-        logits = logits[..., :NUM_CLASSES]  # the softmax of these is the renormalised digit part, stably
-    probs = torch.softmax(logits, dim=-1)  # [S, B, 10]
+def summarize(logits: Tensor, spread: bool = False) -> PredictiveResult:
+    """Logits ``[S, B, 10]`` -> the predictive summary over S. With ``spread``, also each class
+    probability's standard deviation over the samples and each class's votes (the samples whose
+    most probable class it is)."""
+    probs = torch.softmax(logits.float(), dim=-1)  # [S, B, 10]
     mean_probs = probs.mean(0)  # [B, 10]
     total = entropy(mean_probs)  # [B]
     expected = entropy(probs).mean(0)  # [B]
     mutual_information = (total - expected).clamp_min(0.0)
     if not spread:
-        return PredictiveResult(mean_probs, total, expected, mutual_information, unfamiliarity)
+        return PredictiveResult(mean_probs, total, expected, mutual_information)
     deviation = probs.std(0, correction=0)  # [B, 10]
     votes = F.one_hot(probs.argmax(-1), NUM_CLASSES).sum(0)  # [B, 10]
-    return PredictiveResult(mean_probs, total, expected, mutual_information, unfamiliarity, deviation, votes)
+    return PredictiveResult(mean_probs, total, expected, mutual_information, deviation, votes)
 
 
 IMAGES_PER_PASS = 16  # the conv trunk spills the cache beyond this: 0.15 -> 0.23-0.26 ms per image at 32-64
@@ -98,6 +88,6 @@ def predictive(net: BayesianNet, images: Tensor, samples: int, spread: bool = Fa
         raise ValueError("samples must be >= 1")
     net.eval()
     step = _images_per_pass(net, samples)
-    parts = [summarize(*net.forward_with_distance(images[i : i + step], samples), spread=spread)
+    parts = [summarize(net(images[i : i + step], samples), spread=spread)
              for i in range(0, images.shape[0], step)]
     return PredictiveResult.concat(parts)

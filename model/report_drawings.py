@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from model.calibrate import Calibration
+from model.calibration import Calibration
 from model.drawings import Drawing
 from model.network import BayesianNet
 from model.pen import seen

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from model.calibrate import Calibration
+from model.calibration import Calibration
 from model.data import Mnist, Split
 from model.network import BayesianNet
 from model.pools import arrays_as_files, digit_uploads, pen_drawings
@@ -57,8 +57,8 @@ def served_report(net: BayesianNet, mnist: Mnist, calibration: Calibration, samp
         rows[name] = _rates(scores, split.labels, calibration)
         everything.append((scores, split.labels))
     arrays_scores = score(net, test.images, samples)
-    joined = Scores(*(np.concatenate([getattr(s, f) for s, _ in everything]) for f in ("entropy", "unfamiliarity",
-                                                                                      "predicted", "mass", "confidence")))
+    joined = Scores(*(np.concatenate([getattr(s, f) for s, _ in everything]) for f in ("entropy", "predicted", "mass",
+                                                                                      "confidence")))
     labels = np.concatenate([labels for _, labels in everything])
     overall = _rates(joined, labels, calibration)
     alpha = calibration.alpha

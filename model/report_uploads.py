@@ -1,11 +1,10 @@
 """The uploads section of the quality report: refer decisions on what people really send.
 
 Every family is rendered as uploads by the simulator and run through the service's transform,
-then scored at N samples. Per family: how many are referred (and by which signal), accuracy and
-accepted accuracy for digit families, AUROC against the MNIST test digit uploads by entropy and by
-unfamiliarity (P(not a digit), or a feature distance). The operating-point table recalibrates on
-the validation mix (``model.pools.validation_mix``, what the shipped threshold is calibrated on)
-for several (alpha, unfamiliar budget) pairs and reads each off the test families: the
+then scored at N samples. Per family: how many are referred (and for which reason), accuracy and
+accepted accuracy for digit families, AUROC by entropy against the MNIST test digit uploads. The
+operating-point table recalibrates on the validation mix (``model.pools.validation_mix``, what the
+shipped threshold is calibrated on) for several alphas and reads each off the test families: the
 trade-off the shipped default was chosen from (on validation; test columns only report).
 """
 
@@ -28,7 +27,6 @@ from model.predictive import predictive
 from model.uploads import SIMULATOR_VERSION, GlyphSource, simulate_many
 
 ALPHAS = (0.001, 0.002, 0.003, 0.005, 0.01)
-BUDGETS = (None, 0.005, 0.01, 0.02)
 REPORT_SEED = 31  # families' draws; the generated families use held-out seeds of their own below
 
 
@@ -44,7 +42,6 @@ class Family:
 @dataclass(frozen=True)
 class Scores:
     entropy: np.ndarray  # [n] nats
-    unfamiliarity: np.ndarray  # [n]; 0 without a second signal
     predicted: np.ndarray  # [n]
     mass: np.ndarray | None = None  # [n] the top two classes' share of the probability
     confidence: np.ndarray | None = None  # [n] the top class's probability (for the ECE)
@@ -54,8 +51,8 @@ def score(net: BayesianNet, images: np.ndarray, samples: int, batch: int = 1000)
     device = next(net.parameters()).device
     parts = [predictive(net, to_input(images[i : i + batch]).to(device), samples) for i in range(0, len(images), batch)]
     probabilities = torch.cat([p.mean_probs for p in parts]).double().cpu().numpy()
-    return Scores(torch.cat([p.entropy for p in parts]).cpu().numpy(), torch.cat([p.unfamiliarity for p in parts]).cpu().numpy(),
-                  probabilities.argmax(-1), top_two_mass(probabilities), probabilities.max(-1))
+    return Scores(torch.cat([p.entropy for p in parts]).cpu().numpy(), probabilities.argmax(-1), top_two_mass(probabilities),
+                  probabilities.max(-1))
 
 
 def decisions(scores: Scores, calibration: Calibration) -> tuple[np.ndarray, np.ndarray]:
@@ -63,11 +60,8 @@ def decisions(scores: Scores, calibration: Calibration) -> tuple[np.ndarray, np.
     reason (the service's ``refer_reason``); neither: accepted."""
     refer = scores.entropy > calibration.threshold
     unfamiliar = np.zeros_like(refer)
-    if calibration.unfamiliar_threshold is not None:  # a second signal (experiments): it says "unfamiliar" first
-        unfamiliar = scores.unfamiliarity > calibration.unfamiliar_threshold
-        refer |= unfamiliar
     if calibration.familiar_mass is not None and scores.mass is not None:
-        unfamiliar |= refer & (scores.mass < calibration.familiar_mass)
+        unfamiliar = refer & (scores.mass < calibration.familiar_mass)
     return refer & ~unfamiliar, unfamiliar
 
 
@@ -93,8 +87,6 @@ def family_row(family: Family, scores: Scores, calibration: Calibration, referen
         row["accepted_errors"] = int((~correct[~refer]).sum())
     elif reference is not None:
         row["auroc_entropy"] = auroc(reference.entropy, scores.entropy)
-        if scores.unfamiliarity.any():
-            row["auroc_unfamiliarity"] = auroc(reference.unfamiliarity, scores.unfamiliarity)
     return row
 
 
@@ -148,33 +140,25 @@ def build_families(mnist: Mnist, fashion: Split | None, workers: int, cache_dir:
 
 def operating_points(validation: Scores, validation_labels: np.ndarray, families: list[Family],
                      scores: list[Scores], samples: int) -> list[dict[str, Any]]:
-    """For each (alpha, budget): calibrate on validation uploads, then read off every family."""
+    """For each alpha: calibrate on the validation mix, then read off every family."""
     rows = []
     correct = validation.predicted == validation_labels
-    has_unfamiliarity = bool(validation.unfamiliarity.any())
-    for budget in BUDGETS if has_unfamiliarity else (None,):
-        for alpha in ALPHAS:
-            try:
-                calibration = guarantee_threshold(validation.entropy, correct, alpha, 0.05, samples,
-                                                  unfamiliarity=validation.unfamiliarity if budget else None,
-                                                  unfamiliar_budget=budget)
-            except CalibrationError:
-                rows.append({"alpha": alpha, "unfamiliar_budget": budget, "refused": True})
-                continue
-            row: dict[str, Any] = {"alpha": alpha, "unfamiliar_budget": budget, "threshold": calibration.threshold,
-                                   "unfamiliar_threshold": calibration.unfamiliar_threshold,
-                                   "validation_referred": 1 - calibration.validation_coverage}
-            for family, family_scores in zip(families, scores, strict=True):
-                uncertain, unfamiliar = decisions(family_scores, calibration)
-                refer = uncertain | unfamiliar
-                if family.kind == "digits":
-                    accepted = ~refer
-                    right = family_scores.predicted == family.labels
-                    row[f"{family.name}: referred"] = float(refer.mean())
-                    row[f"{family.name}: accepted accuracy"] = float(right[accepted].mean()) if accepted.any() else None
-                else:
-                    row[f"{family.name}: referred"] = float(refer.mean())
-            rows.append(row)
+    for alpha in ALPHAS:
+        try:
+            calibration = guarantee_threshold(validation.entropy, correct, alpha, 0.05, samples, data="validation mix")
+        except CalibrationError:
+            rows.append({"alpha": alpha, "refused": True})
+            continue
+        row: dict[str, Any] = {"alpha": alpha, "threshold": calibration.threshold,
+                               "validation_referred": 1 - calibration.validation_coverage}
+        for family, family_scores in zip(families, scores, strict=True):
+            uncertain, unfamiliar = decisions(family_scores, calibration)
+            refer = uncertain | unfamiliar
+            row[f"{family.name}: referred"] = float(refer.mean())
+            if family.kind == "digits":
+                right = family_scores.predicted == family.labels
+                row[f"{family.name}: accepted accuracy"] = float(right[~refer].mean()) if (~refer).any() else None
+        rows.append(row)
     return rows
 
 
@@ -196,16 +180,14 @@ def uploads_report(net: BayesianNet, mnist: Mnist, fashion: Split | None, calibr
 
 
 def plot_scores(families: list[Family], scores: list[Scores], calibration: Calibration | None, out: Path) -> str:
-    """Left: each family's share of images per entropy bin (log axes), with the threshold. Middle
-    (with a second signal): the same for the unfamiliarity. Right: the share referred per family."""
+    """Left: each family's share of images per entropy bin (log axes), with the threshold. Right:
+    the share referred per family."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    has_unfamiliarity = any(s.unfamiliarity.any() for s in scores)
-    panels = 3 if has_unfamiliarity else 2
-    fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 5.5))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
     floor = 1e-6
     edges = np.geomspace(floor, np.log(10), 40)
     ax = axes[0]
@@ -219,18 +201,6 @@ def plot_scores(families: list[Family], scores: list[Scores], calibration: Calib
     ax.set(xscale="log", yscale="log", ylim=(1e-3, 1.5), xlabel="predictive entropy (nats; the first bin holds all below 1e-6)",
            ylabel="share of the family's images", title="Uncertain: predictive entropy")
     ax.legend(fontsize=7, loc="center left")
-    if has_unfamiliarity:
-        ax = axes[1]
-        top = max(float(np.quantile(s.unfamiliarity, 0.995)) for s in scores)
-        bins = np.linspace(0, top, 40)
-        for family, s in zip(families, scores, strict=True):
-            weights = np.full(len(s.unfamiliarity), 1.0 / max(1, len(s.unfamiliarity)))
-            ax.hist(np.clip(s.unfamiliarity, 0, top), bins=bins, weights=weights, histtype="step", linewidth=1.4,
-                    linestyle="-" if family.kind == "digits" else "--", label=family.name)
-        if calibration is not None and calibration.unfamiliar_threshold is not None:
-            ax.axvline(calibration.unfamiliar_threshold, color="red", linewidth=2, label="unfamiliar threshold")
-        ax.set(yscale="log", ylim=(1e-3, 1.0), xlabel="unfamiliarity (P(not a digit), or feature distance)",
-               ylabel="share of the family's images", title="Unfamiliar: the second signal")
     ax = axes[-1]
     if calibration is not None:
         referred = [float(np.mean(np.any(decisions(s, calibration), axis=0))) for s in scores]

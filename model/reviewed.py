@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from model.binomial import clopper_pearson
-from model.calibrate import Calibration
+from model.calibration import Calibration
 from model.data import IMAGE_SIZE, to_input
 from model.network import BayesianNet
 from model.predictive import predictive

@@ -1,16 +1,11 @@
-"""Digits sketched in code: labelled positives in the shapes MNIST's handwriting lacks.
+"""Digits sketched in code: the shapes people draw that MNIST's handwriting lacks, as skeletons.
 
-MNIST's digits are pen handwriting, scanned and blurred. People drawing on a canvas with a mouse
-or a finger, or with a marker, make other shapes: a 7 of two straight strokes, an open or a
-closed 4, a boxy 0, a 1 with a flag and a foot, a Z-shaped 2, a 9 with a straight stem. The
-shipped model referred a straight 7 drawn on the try-it page at maximum entropy (it resembled the
-generated marks of outlier exposure more than any MNIST 7). These skeletons (a few per digit,
-straight and curved variants, placed by hand in a unit box) are jittered, slanted, squashed and
-drawn with a round pen of random width, then rendered as uploads like every training digit.
-
-``bench/drawn_digits.py`` checks ten fixed drawings through the service; it was written by the
-same hand, before these skeletons, so it is a smoke test of the same idea, not an independent
-measurement.
+A 7 of two straight strokes, an open or a closed 4, a boxy 0, a 1 with a flag and a foot, a
+Z-shaped 2, a 9 with a straight stem: a few skeletons per digit, straight and curved variants,
+placed by hand in a unit box. Two uses: the drawing battery re-draws them with a pen
+(``model.drawings``), and :class:`DigitBank` holds them as the named digits that no generated
+non-digit may resemble (the outlier hygiene of ``model.outliers`` and ``model.other_scripts``).
+As training positives (rendered as uploads) they were measured and dropped: docs/experiments.md.
 """
 
 from __future__ import annotations
@@ -20,7 +15,6 @@ import math
 import numpy as np
 
 from model.outliers import SUPERSAMPLE, Points, bezier, canvas, finish, scaled
-from model.uploads import GlyphSource, simulate
 
 SKETCH_VERSION = 1  # bump when a skeleton or the drawing changes, so cached pools are rebuilt
 Stroke = tuple[str, Points]  # ("line", polyline corners) or ("curve", control points of a smooth curve)
@@ -94,34 +88,6 @@ def sketch(digit: int, rng: np.random.Generator) -> np.ndarray:
         for x, y in (placed[0], placed[-1]):  # round caps, as a pen or a canvas brush makes them
             draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=255)
     return finish(image)
-
-
-def sketch_source() -> GlyphSource:
-    """``source(index, rng)`` for the upload simulator: the sketch of digit ``index % 10``."""
-
-    def source(index: int, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
-        return sketch(index % 10, rng), False
-
-    return source
-
-
-def as_uploads(count: int, seed: int) -> tuple[list[np.ndarray], list[int]]:
-    """``count`` sketches rendered as uploads in this process, seeded ``[seed, index]``: what the
-    network sees (uint8 ``[28, 28]``) and each digit; any the transform finds blank are left out."""
-    source, seen, digits = sketch_source(), [], []
-    for index in range(count):
-        rng = np.random.default_rng([seed, index])
-        glyph, fills = source(index, rng)
-        digit = simulate(glyph, rng, fills)
-        if digit is not None:
-            seen.append(digit)
-            digits.append(index % 10)
-    return seen, digits
-
-
-def labels(count: int) -> np.ndarray:
-    """The digit of each of ``count`` sketches made by :func:`sketch_source`, in order."""
-    return np.arange(count, dtype=np.int64) % 10
 
 
 # ------------------------------------------------------------------- is a generated mark a digit?

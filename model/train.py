@@ -33,7 +33,7 @@ from model.calibrate import CalibrationError, CalibrationRequest, calibrate
 from model.checkpoint import load_checkpoint, provenance, save_checkpoint
 from model.data import DEFAULT_CACHE, IMAGE_SIZE, Mnist, Split, load_mnist, to_input
 from model.families import TRAIN_FONTS
-from model.network import NOT_A_DIGIT, PRESETS, BayesianNet, NetConfig
+from model.network import PRESETS, BayesianNet, NetConfig
 from model.other_scripts import MARKS
 from model.outliers import FAMILIES, OUTLIER_VERSION
 from model.pen import PEN_VERSION
@@ -48,12 +48,10 @@ from model.pools import (
     outlier_uploads,
     pen_drawings,
     printed_digits,
-    sketch_uploads,
     validation_mix,
     validation_non_digits,
 )
 from model.predictive import DEFAULT_SAMPLES, predictive, summarize
-from model.sketches import SKETCH_VERSION
 from model.uploads import SIMULATOR_VERSION
 
 
@@ -153,11 +151,6 @@ def outlier_exposure_loss(logits: Tensor) -> Tensor:
     return -(logits.log_softmax(-1).mean(-1)).mean()
 
 
-def reject_class_loss(logits: Tensor) -> Tensor:
-    """Cross-entropy of the outliers' logits ``[B, 11]`` against the "not a digit" class."""
-    return F.cross_entropy(logits, torch.full((len(logits),), NOT_A_DIGIT, device=logits.device))
-
-
 @dataclass(frozen=True)
 class TrainingData:
     """What one run trains on: MNIST train arrays, the same digits rendered as uploads, and
@@ -243,8 +236,7 @@ def fit(net: BayesianNet, data: Mnist, config: TrainConfig, out: Path | None = N
             nll = F.cross_entropy(logits[:labelled], y)
             oe = nll.new_zeros(())
             if labelled < len(logits):
-                oe = reject_class_loss(logits[labelled:]) if net.config.reject_class else \
-                    outlier_exposure_loss(logits[labelled:])
+                oe = outlier_exposure_loss(logits[labelled:])
             kl_weight = min(1.0, (global_step + 1) / max(1.0, config.kl_warmup_epochs * steps_per_epoch))
             kl = net.kl() / n_train
             loss = nll + config.outlier_weight * oe + kl_weight * kl
@@ -271,24 +263,6 @@ def fit(net: BayesianNet, data: Mnist, config: TrainConfig, out: Path | None = N
         if out is not None:
             save_train_state(out, net, optimizer, epoch + 1, history)
     return {"history": history, "validation": history[-1] if history else {}}
-
-
-@torch.inference_mode()
-def with_feature_density(net: BayesianNet, splits: list[Split], batch: int = 2000) -> BayesianNet:
-    """A copy of ``net`` with a class-conditional feature density fitted on ``splits`` (training
-    digits): the second, "unfamiliar" signal. Needs shared features (the ``head`` design)."""
-    dense = BayesianNet(replace(net.config, feature_density=True))
-    missing, unexpected = dense.load_state_dict(net.state_dict(), strict=False)
-    if unexpected or any(not key.startswith("density.") for key in missing):
-        raise ValueError(f"cannot add a density: missing {missing}, unexpected {unexpected}")
-    if dense.density is None:
-        raise ValueError("a feature density needs deterministic features (variational_conv=False)")
-    dense.eval()
-    images = np.concatenate([split.images for split in splits])
-    labels = torch.as_tensor(np.concatenate([split.labels for split in splits]))
-    embeddings = torch.cat([dense.embedding(to_input(images[i : i + batch])) for i in range(0, len(images), batch)])
-    dense.density.fit(embeddings, labels)  # [N, H], [N]
-    return dense
 
 
 TEMPERATURES = np.geomspace(0.2, 5.0, 81)  # grid for temperature scaling, fixed in advance
@@ -330,8 +304,6 @@ def _config_from_args(args: argparse.Namespace) -> NetConfig:
         base["prior_sigma"] = args.prior_sigma
     if args.init_rho is not None:
         base["init_rho"] = args.init_rho
-    if args.reject_class:
-        base["reject_class"] = True
     return NetConfig.from_dict(base)
 
 
@@ -364,18 +336,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arrays-as-files", type=float, default=defaults.arrays_as_files,
                         help="share of the arrays seen as 28-px PNG uploads through the transform")
     parser.add_argument("--outliers", type=int, default=40_000, help="size of the generated outlier pool")
-    parser.add_argument("--reject-class", action="store_true",
-                        help="an 11th output 'not a digit' trained on the outliers, instead of a uniform target")
     parser.add_argument("--no-temperature", action="store_true", help="no temperature scaling after training")
-    parser.add_argument("--refit", action="store_true", help="no training: refit OUT's temperature (and density) "
+    parser.add_argument("--refit", action="store_true", help="no training: refit OUT's temperature "
                         "and recalibrate it, as a full run does after its last epoch")
-    parser.add_argument("--density", action="store_true", help="fit a feature density (an 'unfamiliar' signal)")
     parser.add_argument("--workers", type=int, default=2, help="processes rendering simulated uploads (cached)")
     parser.add_argument("--no-pen", action="store_true", help="no pen-drawn training digits")
     parser.add_argument("--no-printed", action="store_true", help="no digits printed in the training fonts")
     parser.add_argument("--no-marks", action="store_true", help="no marks of other scripts among the outliers")
-    parser.add_argument("--sketches", type=int, default=0,
-                        help="digits sketched in code (model/sketches.py) added to the upload positives")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="where data and upload pools are cached")
     parser.add_argument("--dry-run", action="store_true", help="2 epochs of 4 batches on 512 images, to a temp dir; "
                         "exits 1 if the loss does not fall")
@@ -423,9 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         more = {"mnist_train_pen_drawings": pen_drawings(data.train, "pen-train", data.source_sha256, args.workers,
                                                          cache_dir, progress) if config.pen else None,
                 "printed_digits_training_fonts": printed_digits(
-                    args.workers, cache_dir, progress, 1 if args.dry_run else PRINTED_RENDERS) if config.printed else None,
-                "sketched_digits": sketch_uploads(args.sketches, "sketches-train", args.workers, cache_dir, progress)
-                if args.sketches > 0 else None}
+                    args.workers, cache_dir, progress, 1 if args.dry_run else PRINTED_RENDERS) if config.printed else None}
         for name, pool in more.items():
             joined[name] = 0 if pool is None else len(pool.images)
             if pool is not None:
@@ -444,8 +409,6 @@ def main(argv: list[str] | None = None) -> int:
     validation, composition = validation_mix(data.validation, data.source_sha256, args.workers, cache_dir, progress)
     if not args.no_temperature:
         net = with_temperature(net, validation, seed=args.seed)
-    if args.density and not net_config.reject_class and net.shares_features:
-        net = with_feature_density(net, [data.train] + ([] if extra.uploads is None else [extra.uploads]))
     non_digits, non_digits_data = validation_non_digits(data.validation, data.source_sha256, args.workers, cache_dir,
                                                         progress, 256 if args.dry_run else VALIDATION_NON_DIGITS)
     torch.manual_seed(args.seed)  # the draws `python -m model.calibrate --seed SEED` makes
@@ -469,7 +432,6 @@ def main(argv: list[str] | None = None) -> int:
                           "other_script_marks": {"count": 0 if marks is None else len(marks.images),
                                                  "marks": MARKS if marks is not None else "",
                                                  "fonts": list(TRAIN_FONTS) if marks is not None else []},
-                          "sketch_version": SKETCH_VERSION,
                           "arrays_as_plain_png_files": config.arrays_as_files,
                           "training_fonts": list(TRAIN_FONTS) if config.printed else [],
                           "seeds": {k: v for k, v in SEEDS.items() if k.endswith("train") or k == "train"},

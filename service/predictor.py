@@ -2,7 +2,7 @@
 
 All N samples of all images of a call run in one vectorized pass of
 ``model.predictive.predictive`` under ``torch.inference_mode``. The refer rule is the
-checkpoint's :class:`model.calibrate.Calibration` (one record, written by ``model/``):
+checkpoint's :class:`model.calibration.Calibration` (one record, written by ``model/``):
 
 * refer when the predictive entropy over the ten digits > ``threshold`` (nats);
 * why, from the predictive's shape: ``uncertain`` (a digit, unsure which) when the two most
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.calibrate import Calibration
+from model.calibration import Calibration
 from model.checkpoint import CheckpointError, load_checkpoint
 from model.data import to_input
 from model.network import BayesianNet
@@ -122,9 +122,6 @@ class Predictor:
         if threshold is None and calibration is None:
             raise CheckpointError(f"{path}: no calibrated threshold in its metadata; run python -m model.calibrate "
                                   "or set BNN_THRESHOLD")
-        if calibration is not None and calibration.unfamiliar_threshold is not None:
-            raise CheckpointError(f"{path}: calibrated with a second 'unfamiliar' signal, which the service does not "
-                                  "serve; recalibrate it (python -m model.calibrate)")
         overridden = threshold is not None
         rule = ReferRule(
             threshold if threshold is not None else calibration.threshold,  # type: ignore[union-attr]

@@ -58,23 +58,6 @@ def test_referral_rate_mode_refers_that_fraction():
     assert result.mode == "referral_rate" and result.alpha is None
 
 
-def test_unfamiliar_threshold_is_the_budget_quantile_and_the_guarantee_covers_the_combined_rule():
-    # 20,000 digits: the unfamiliarity is uninformative noise, errors live above entropy 0.6.
-    rng = np.random.default_rng(2)
-    entropy = rng.uniform(0, 1, 20_000)
-    unfamiliarity = rng.uniform(0, 1, 20_000)
-    correct = np.where(entropy < 0.6, True, rng.uniform(size=20_000) > 0.3)
-    grid = np.linspace(0.01, 1.0, 100)
-    result = guarantee_threshold(entropy, correct, alpha=0.01, delta=0.05, grid=grid,
-                                 unfamiliarity=unfamiliarity, unfamiliar_budget=0.02)
-    assert result.unfamiliar_threshold is not None
-    assert abs((unfamiliarity > result.unfamiliar_threshold).mean() - 0.02) < 1e-3  # the budget, exactly
-    accepted = (entropy <= result.threshold) & (unfamiliarity <= result.unfamiliar_threshold)
-    assert math.isclose(result.validation_coverage, accepted.mean())
-    assert 1 - correct[accepted].mean() <= 0.01
-    assert 0.6 <= result.threshold <= 0.63  # removing a random 2 % does not move where errors begin
-
-
 def test_a_stricter_alpha_refers_more_and_a_budget_is_met():
     # Errors become more likely with entropy: error probability = entropy^3 / 2.
     rng = np.random.default_rng(3)
@@ -90,13 +73,17 @@ def test_a_stricter_alpha_refers_more_and_a_budget_is_met():
 
 
 def test_the_calibration_record_round_trips_and_rejects_unknown_keys():
-    from model.calibrate import Calibration
+    from model.calibration import Calibration
 
     record = guarantee_threshold(np.linspace(0, 1, 5000), np.ones(5000, bool), alpha=0.01,
                                  grid=np.linspace(0.01, 1, 10))
     assert Calibration.from_dict(record.to_dict()) == record
-    old = {k: v for k, v in record.to_dict().items() if k not in ("data", "unfamiliar_threshold", "unfamiliar_budget")}
-    assert Calibration.from_dict(old).unfamiliar_threshold is None  # metadata written before the second signal
+    old = {k: v for k, v in record.to_dict().items() if k not in ("familiar_mass", "reason_fit")}
+    assert Calibration.from_dict(old).familiar_mass is None  # metadata written before the reason rule
+    retired = {**record.to_dict(), "unfamiliar_threshold": None, "unfamiliar_budget": None}
+    assert Calibration.from_dict(retired) == record  # metadata that named the retired signal, unused
+    with pytest.raises(ValueError, match="second 'unfamiliar' signal"):
+        Calibration.from_dict({**record.to_dict(), "unfamiliar_threshold": 3.0, "unfamiliar_budget": 0.01})
     with pytest.raises(ValueError, match="unknown calibration keys"):
         Calibration.from_dict({**record.to_dict(), "surprise": 1})
 

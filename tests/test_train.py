@@ -69,7 +69,7 @@ def test_dry_run_cli_writes_a_checkpoint(tiny_idx_dir, capsys):
     assert {"git_commit", "versions", "data_sha256"} <= set(meta)
     seen = meta["training_data"]  # every train digit as an upload and as a pen drawing, and printed digits
     assert seen["mnist_train_uploads"] == seen["mnist_train_pen_drawings"] == 200
-    assert seen["printed_digits_training_fonts"] > 100 and seen["sketched_digits"] == 0
+    assert seen["printed_digits_training_fonts"] > 100 and "sketched_digits" not in seen
     assert seen["upload_stream_positives"] == 400 + seen["printed_digits_training_fonts"]
     marks = seen["other_script_marks"]  # 64 marks printed once and pen-drawn once, among the outliers
     assert 100 <= marks["count"] <= 128 and 200 <= seen["generated_outliers"] - marks["count"] <= 256
@@ -96,8 +96,6 @@ def test_outlier_losses_have_their_known_minimum():
     assert torch.isclose(train_module.outlier_exposure_loss(uniform), torch.tensor(math.log(10.0)))
     confident = torch.tensor([[10.0] + [0.0] * 9])
     assert train_module.outlier_exposure_loss(confident) > math.log(10.0) + 1  # a confident outlier costs more
-    rejected = torch.tensor([[0.0] * 10 + [20.0]])
-    assert train_module.reject_class_loss(rejected) < 1e-6
 
 
 @pytest.fixture
@@ -128,15 +126,6 @@ def test_temperature_scaling_never_raises_the_validation_ece(trained_tiny):
         assert torch.equal(a, b), name  # only the config changed
 
 
-def test_feature_density_finds_training_digits_familiar_and_noise_far(trained_tiny):
-    net, data = trained_tiny
-    dense = train_module.with_feature_density(net, [data.train])
-    digits = predictive(dense, to_input(data.validation.images), 4).unfamiliarity
-    noise = torch.randint(0, 256, (20, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    far = predictive(dense, to_input(noise), 4).unfamiliarity
-    assert far.min() > digits.median()
-
-
 def test_arrays_can_also_be_seen_as_plain_28px_uploads(tiny_idx_dir, tmp_path, capsys):
     from model.pools import arrays_as_files
 
@@ -152,14 +141,3 @@ def test_arrays_can_also_be_seen_as_plain_28px_uploads(tiny_idx_dir, tmp_path, c
                  "--arrays-as-files", "0.5"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert load_checkpoint(summary["checkpoint"])[1]["train_config"]["arrays_as_files"] == 0.5
-
-
-def test_sketched_digits_join_the_upload_positives(tiny_idx_dir, tmp_path, capsys):
-    def training_data(*extra: str) -> dict:
-        assert main(["--dry-run", "--data-dir", str(tiny_idx_dir), "--no-progress", "--hidden", "16", *extra]) == 0
-        summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-        return load_checkpoint(summary["checkpoint"])[1]["training_data"]
-
-    plain, sketched = training_data(), training_data("--sketches", "30")
-    assert plain["sketched_digits"] == 0 and sketched["sketched_digits"] == 30 and sketched["sketch_version"] == 1
-    assert sketched["upload_stream_positives"] == plain["upload_stream_positives"] + 30

@@ -1,0 +1,51 @@
+"""The refer rule as a checkpoint stores it: one record, written by ``model.calibrate`` into the
+checkpoint's metadata and read by the service (:meth:`Calibration.from_dict`).
+
+Refer when the predictive entropy over the ten digits exceeds ``threshold`` (nats). Why: a
+referred image whose two most probable classes hold at least ``familiar_mass`` of the mass is
+"uncertain" (a digit, unsure which of those); below it, "unfamiliar" (the mass is spread:
+probably not a digit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+RETIRED_KEYS = ("unfamiliar_threshold", "unfamiliar_budget")  # a second signal, removed (docs/experiments.md)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The refer rule and what it promised on its calibration data."""
+
+    mode: str  # "guarantee" or "referral_rate"
+    threshold: float  # nats: refer when entropy > threshold
+    samples: int  # N used to compute the validation entropies
+    alpha: float | None
+    delta: float | None
+    target_referral_rate: float | None
+    validation_size: int
+    validation_coverage: float  # fraction accepted
+    validation_accepted_accuracy: float
+    accepted_error_upper_bound: float | None  # Clopper-Pearson, confidence 1 - delta
+    data: str  # what the threshold was chosen on
+    # why a referral is made: below this top-two mass a referral is "unfamiliar". None: always "uncertain".
+    familiar_mass: float | None = None
+    reason_fit: dict[str, Any] | None = None  # what familiar_mass was chosen on and what it gave there
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Calibration:
+        """The record from metadata; keys a later version added may be absent, unknown keys are
+        errors. A record of a second "unfamiliar" signal is refused: the service has none."""
+        if any(raw.get(key) is not None for key in RETIRED_KEYS):
+            raise ValueError("calibrated with a second 'unfamiliar' signal, which this version does not have; "
+                             "recalibrate (python -m model.calibrate)")
+        values = {k: v for k, v in raw.items() if k not in RETIRED_KEYS}
+        unknown = set(values) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown calibration keys: {sorted(unknown)}")
+        return cls(**values)
