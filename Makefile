@@ -23,7 +23,7 @@ serve: $(VENV)/.runtime  ## serve the shipped model on $(HOST):$(PORT)
 	BNN_HOST=$(HOST) BNN_PORT=$(PORT) $(BIN)/python -m service
 
 lint: $(VENV)/.dev
-	$(BIN)/ruff check model service tests bench deploy
+	$(BIN)/ruff check model service tests bench harness deploy
 	$(BIN)/mypy
 
 test: lint  ## lint, type-check and run the test suite

@@ -4,13 +4,13 @@ the try-it page in headless Chromium (Playwright), as a person draws them.
     python -m bench.drawn_digits [--digits 1000] [--repeats 4] [--seed 51] [--checkpoint PATH] [--out reports]
 
 Starts the service (``python -m service``) on a free port with ``--checkpoint``, opens the page,
-and for each drawing of ``model.drawings.battery`` (seeded: MNIST *test* digits re-inked as
+and for each drawing of ``model.synth.drawings.battery`` (seeded: MNIST *test* digits re-inked as
 strokes and the sketched skeletons, three pens, a hand's size, slant and wobble; letters no
 reader takes for a digit; doodles): clears the pad, picks the pen, draws every stroke with
 pointer events (down, moves, up), waits for the page's own ``/predict`` answer, and checks that
 the page shows it (the digit, and "Accepted", "unsure: 3 or 5?" or "probably not a digit").
 Prints the tally (per digit, per source, per pen; letters and doodles) and, with ``--compare``,
-the same drawings answered in process (``model.pen.draw`` instead of Chrome's canvas). Writes
+the same drawings answered in process (``model.synth.pen.draw`` instead of Chrome's canvas). Writes
 ``OUT/drawn_digits.json`` and ``OUT/drawn_gallery.png`` (the page's own canvas exports with
 their answers). About 1.1 s a drawing on 2 cores: some 20 minutes for the default 1,156.
 """
@@ -32,8 +32,8 @@ from tqdm import tqdm
 from model.calibration import Calibration
 from model.checkpoint import load_checkpoint
 from model.data import load_mnist
-from model.drawings import Drawing, battery
-from model.report_drawings import Answer, gallery, in_process, markdown, tally
+from model.report.drawings import Answer, gallery, in_process, markdown, tally
+from model.synth.drawings import Drawing, battery
 
 CHROMIUM = os.environ.get("BNN_CHROMIUM", "/usr/bin/chromium")
 MIN_STEP = 7.0  # page pixels between pointer moves: a quick hand (Chrome joins them with lines)
@@ -101,7 +101,7 @@ def through_the_page(url: str, drawings: list[Drawing], gallery_count: int) -> t
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tests.server import running_service
+    from harness.server import running_service
 
     parser = argparse.ArgumentParser(prog="python -m bench.drawn_digits", description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", type=Path, default=Path("checkpoints/bnn.safetensors"))
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(0)
         calibration = Calibration.from_dict(meta["calibration"])
         report["in_process"] = tally(ordered, in_process(net, ordered, calibration, calibration.samples))
-        print("\n# the same drawings in process (model.pen.draw)\n")
+        print("\n# the same drawings in process (model.synth.pen.draw)\n")
         print(markdown(report["in_process"]))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "drawn_digits.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 
 def _work(args: tuple[int, int, int]) -> tuple[collections.Counter[str], list[tuple[bytes, str]]]:
-    from tests.fuzzing import mutate, run_one, seed_corpus
+    from harness.fuzzing import mutate, run_one, seed_corpus
 
     warnings.simplefilter("ignore")
     start, count, seed = args

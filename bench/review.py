@@ -27,12 +27,12 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 
 from bench.common import header
+from harness.inputs import noise_png
+from harness.postgres import binaries, postgres_server
 from service.metrics import Metrics
 from service.predictor import Prediction
 from service.review.queue import Pending, ReviewQueue
 from service.review.store import RetentionPolicy, ReviewStore
-from tests.postgres import binaries, postgres_server
-from tests.review_client import noise_png
 
 BATCHES = (1, 16, 256)
 

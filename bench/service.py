@@ -47,13 +47,12 @@ import torch
 
 from bench.common import header
 from bench.wrk import Request, WrkResult, multipart, run_wrk
+from harness.inputs import SHIPPED, mnist_fixtures, noise_png
+from harness.postgres import binaries as postgres_binaries
+from harness.postgres import postgres_server
+from harness.server import ROOT, free_port, post_upload, running_process, running_service
 from service.predictor import Predictor
 from service.preprocess import preprocess
-from tests.conftest import SHIPPED, mnist_fixtures
-from tests.postgres import binaries as postgres_binaries
-from tests.postgres import postgres_server
-from tests.review_client import noise_png
-from tests.server import ROOT, free_port, post_upload, running_process, running_service
 
 P99_BOUND_MS = 50.0
 BATCH = 32

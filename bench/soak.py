@@ -16,8 +16,8 @@ import argparse
 from bench.common import header
 from bench.service import ensure_wrk
 from bench.wrk import Request, multipart, run_wrk
-from tests.conftest import mnist_fixtures
-from tests.server import children, running_service
+from harness.inputs import mnist_fixtures
+from harness.server import children, running_service
 
 
 def rss_mib(pid: int) -> float:

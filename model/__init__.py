@@ -1,1 +1,16 @@
-"""The variational (Bayesian) digit network and everything that makes and judges it."""
+"""The variational (Bayesian) digit network and everything that makes and judges it. Three jobs:
+
+* **What the service loads** (this folder's top level; ``SERVED_CORE``): ``layers`` (variational
+  Linear/Conv2d), ``network`` (config + net), ``predictive`` (the N-sample predictive),
+  ``checkpoint`` (safetensors + JSON metadata), ``calibration`` (the refer rule's record),
+  ``transform`` (image -> the network's 28x28), ``data`` (MNIST and its constants),
+  ``binomial`` (exact intervals for the review statistics).
+* **The pipeline commands** (top level too, each ``python -m model.<name>``): ``train``,
+  ``calibrate``, ``evaluate`` (with its sections in ``model.report``), ``reviewed``.
+* **Synthesis of training and report data** (``model.synth``): simulated uploads, pen drawings,
+  sketches, outliers, marks of other scripts, fonts, the cached pools.
+
+The service imports only the first (``tests/test_layout.py``); ``model/`` never imports ``service/``.
+"""
+
+SERVED_CORE = ("binomial", "calibration", "checkpoint", "data", "layers", "network", "predictive", "transform")

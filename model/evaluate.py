@@ -5,9 +5,9 @@
 Accuracy, NLL, Brier, ECE (15 bins), the referral curve, the calibrated threshold's accuracy
 and referral rate (and whether its guarantee held), and out-of-distribution AUROC against
 Fashion-MNIST test by predictive entropy and by mutual information. Then what the service sees:
-the test digits as plain PNG files and as the calibration's mix (``model.report_served``), the
-upload families (``model.report_uploads``) and the drawing battery answered in process
-(``model.report_drawings``; ``python -m bench.drawn_digits`` draws the same on the real page).
+the test digits as plain PNG files and as the calibration's mix (``model.report.served``), the
+upload families (``model.report.uploads``) and the drawing battery answered in process
+(``model.report.drawings``; ``python -m bench.drawn_digits`` draws the same on the real page).
 Never used for tuning. With ``--reviewed FILE``, only the review queue's labels instead
 (``model/reviewed.py``).
 """
@@ -21,50 +21,21 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from model.calibration import Calibration
 from model.checkpoint import load_checkpoint, read_metadata, write_metadata
-from model.data import DEFAULT_CACHE, Split, load_fashion_test, load_mnist, to_input
-from model.drawings import battery
+from model.data import DEFAULT_CACHE, Split, load_fashion_test, load_mnist
 from model.network import BayesianNet
-from model.predictive import DEFAULT_SAMPLES, PredictiveResult, predictive
-from model.report_drawings import in_process, markdown, tally
-from model.report_served import served_report
-from model.report_uploads import auroc, plot_scores, uploads_report
+from model.predictive import DEFAULT_SAMPLES, PredictiveResult
+from model.report.drawings import in_process, markdown, tally
+from model.report.served import served_report
+from model.report.uploads import plot_scores, uploads_report
 from model.reviewed import markdown as reviewed_markdown
 from model.reviewed import read_export, reviewed_report
+from model.scoring import ECE_BINS, auroc, expected_calibration_error, predict_images
+from model.synth.drawings import battery
 
-ECE_BINS = 15
 REFERRAL_FRACTIONS = np.round(np.arange(0.0, 0.5001, 0.005), 4)
-
-
-def predict_split(net: BayesianNet, split: Split, samples: int, batch: int = 500, desc: str = "") -> PredictiveResult:
-    """Predictive over a whole split in batches, with a progress bar."""
-    inputs = to_input(split.images)
-    device = next(net.parameters()).device
-    parts = [predictive(net, inputs[i : i + batch].to(device), samples)
-             for i in tqdm(range(0, len(inputs), batch), desc=desc, dynamic_ncols=True)]
-    result = PredictiveResult.concat(parts)
-    return result.cpu()
-
-
-def expected_calibration_error(
-    confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS
-) -> tuple[float, list[dict[str, float]]]:
-    """Equal-width confidence bins; ECE = sum_b (n_b / n) |accuracy_b - confidence_b|."""
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    index = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    table, ece = [], 0.0
-    for b in range(bins):
-        members = index == b
-        if not members.any():
-            continue
-        accuracy, mean_conf = float(correct[members].mean()), float(confidence[members].mean())
-        ece += members.mean() * abs(accuracy - mean_conf)
-        table.append({"lower": float(edges[b]), "upper": float(edges[b + 1]), "count": int(members.sum()),
-                      "accuracy": accuracy, "confidence": mean_conf})
-    return float(ece), table
 
 
 def referral_curve(uncertainty: np.ndarray, correct: np.ndarray) -> list[dict[str, float]]:
@@ -229,11 +200,11 @@ def main(argv: list[str] | None = None) -> int:
         return reviewed_main(net, calibration, args.reviewed, samples, args.out)
     mnist = load_mnist(args.data_dir, args.cache_dir)
     test = mnist.test if args.scale >= 1 else mnist.test.subset(max(8, int(len(mnist.test) * args.scale)))
-    result = predict_split(net, test, samples, desc="MNIST test")
+    result = predict_images(net, test.images, samples, 500, "MNIST test")
     ood, fashion = None, None
     if not args.no_ood:
         fashion = load_fashion_test(args.fashion_dir) if args.fashion_dir else load_fashion_test()
-        ood = predict_split(net, fashion, samples, desc="Fashion-MNIST test")
+        ood = predict_images(net, fashion.images, samples, 500, "Fashion-MNIST test")
     report = quality_report(result, test.labels, ood, calibration)
     report = {"model_version": meta["model_version"], "samples": samples, "seed": args.seed, **report}
     args.out.mkdir(parents=True, exist_ok=True)
@@ -252,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
                 drawings = battery(mnist.test, args.drawings, max(1, round(4 * min(1.0, args.drawings / 1000))))
                 answers = in_process(net, drawings, record, samples)
                 report["drawings"] = {"in_process": tally(drawings, answers),
-                                      "note": "model.drawings.battery(seed 51) drawn by model.pen.draw, not a browser"}
+                                      "note": "model.synth.drawings.battery(seed 51) drawn by model.synth.pen.draw, "
+                                              "not a browser"}
                 print(markdown(report["drawings"]["in_process"]))
     (args.out / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
     if args.write_metadata:

@@ -1,4 +1,4 @@
-"""Shared fixtures: the shipped checkpoint, real MNIST digits as PNG files, tiny IDX data, review
+"""Shared fixtures: tiny IDX data (real digits, jittered), review
 stores on SQLite and on a real PostgreSQL."""
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from tests.postgres import PostgresServer, postgres_server
+from harness.inputs import load_digit, mnist_fixtures
+from harness.postgres import PostgresServer, postgres_server
 
-ROOT = Path(__file__).resolve().parent.parent
 # every app and service a test starts without naming a review store gets this one, never the
 # checkout's data/ (tests that count items name their own)
 TEST_DATA = Path(tempfile.mkdtemp(prefix="bnn-test-data-"))
@@ -27,19 +26,6 @@ os.environ.setdefault("BNN_REVIEW_DB", f"sqlite:///{TEST_DATA}/review.db")
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(TEST_DATA, ignore_errors=True)
-SHIPPED = ROOT / "checkpoints" / "bnn.safetensors"
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-
-
-def mnist_fixtures() -> list[tuple[Path, int]]:
-    """Committed MNIST test digits: (path, label)."""
-    return [(path, int(path.stem.split("label")[1])) for path in sorted(FIXTURES.glob("mnist_test_*.png"))]
-
-
-def load_digit(path: Path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("L"))
-
-
 def write_idx(path: Path, array: np.ndarray) -> None:
     header = struct.pack(">BBBB", 0, 0, 8, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
     with gzip.open(path, "wb") as handle:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.server import ROOT
+from harness.server import ROOT
 
 REQUIRED = os.environ.get("BNN_REQUIRE_PODMAN") == "1"
 TOOLS = ("podman", "mmdebstrap", "podman-compose")

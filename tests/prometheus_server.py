@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.server import ROOT, free_port, running_process
+from harness.server import ROOT, free_port, running_process
 
 DEPLOY = ROOT / "deploy" / "prometheus"
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "bnn.json"

@@ -13,12 +13,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from prometheus_client import CollectorRegistry
 
-from model.checkpoint import CheckpointError
-from service.app import create_app
-from service.predictor import Predictor
-from service.settings import Settings
-from tests.conftest import ROOT, SHIPPED, load_digit, mnist_fixtures
-from tests.images import (
+from harness.images import (
     canvas_export,
     encode,
     enlarged_dark_on_light,
@@ -27,7 +22,12 @@ from tests.images import (
     png_claiming,
     unevenly_lit_photo,
 )
-from tests.server import free_port
+from harness.inputs import ROOT, SHIPPED, load_digit, mnist_fixtures
+from harness.server import free_port
+from model.checkpoint import CheckpointError
+from service.app import create_app
+from service.predictor import Predictor
+from service.settings import Settings
 
 DIGITS = mnist_fixtures()
 

@@ -24,8 +24,8 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Browser, BrowserContext, Page, Route, sync_playwright
 
-from tests.conftest import ROOT, mnist_fixtures
-from tests.server import running_service, wait_for
+from harness.inputs import ROOT, mnist_fixtures
+from harness.server import running_service, wait_for
 
 CHROMIUM = os.environ.get("BNN_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(os.environ.get("BNN_TEST_ARTIFACTS", ROOT / "tests" / "artifacts"))

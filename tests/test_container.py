@@ -26,12 +26,11 @@ from contextlib import contextmanager
 import httpx
 import pytest
 
+from harness.inputs import SHIPPED, mnist_fixtures, noise_png
+from harness.server import ROOT, free_port, wait_for
 from service.predictor import Predictor
 from service.preprocess import preprocess
-from tests.conftest import SHIPPED, mnist_fixtures
 from tests.podman import IMAGE, base_images, build_image, containers_conf, environment, require_tools, run
-from tests.review_client import noise_png
-from tests.server import ROOT, free_port, wait_for
 
 GRACE_S = 25  # docker-compose.yml's stop_grace_period
 BUILT: dict[str, float] = {}

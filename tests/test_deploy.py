@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from harness.inputs import ROOT
 from tests.prometheus_server import DASHBOARD, REQUIRED
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

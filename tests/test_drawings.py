@@ -1,4 +1,4 @@
-"""The drawing battery (model/drawings.py): seeded, every digit from both sources, on the pad,
+"""The drawing battery (model/synth/drawings.py): seeded, every digit from both sources, on the pad,
 letters no reader takes for a digit, and apart from everything training sees (structural)."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 
 import model
+from harness.inputs import load_digit, mnist_fixtures
 from model.data import Split
-from model.drawings import DIGIT_SOURCES, DOODLES, LETTERS, PENS, battery
-from model.families import DIGIT_LOOKALIKES
-from model.pen import CANVAS
-from model.pools import SEEDS
-from tests.conftest import load_digit, mnist_fixtures
+from model.synth.drawings import DIGIT_SOURCES, DOODLES, LETTERS, PENS, battery
+from model.synth.families import DIGIT_LOOKALIKES
+from model.synth.pen import CANVAS
+from model.synth.pools import SEEDS
 
 EXCLUDED_LETTERS = set(DIGIT_LOOKALIKES)  # letters a reader may take for a digit
 
@@ -56,7 +56,7 @@ def test_nothing_that_trains_or_calibrates_reads_the_battery_or_mnist_test_drawi
         tree = ast.parse((package / f"{name}.py").read_text())
         imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
         imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-        assert not {"model.drawings", "model.report_drawings"} & imported, name
+        assert not {"model.synth.drawings", "model.report.drawings"} & imported, name
     train = (package / "train.py").read_text()
     assert 'pen_drawings(data.train, "pen-train"' in train  # training draws MNIST train, and only it
     pools = (package / "pools.py").read_text()

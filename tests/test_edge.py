@@ -14,8 +14,8 @@ from email.message import Message
 
 import pytest
 
-from tests.conftest import mnist_fixtures
-from tests.server import running_service
+from harness.inputs import mnist_fixtures
+from harness.server import running_service
 
 PNG = mnist_fixtures()[0][0].read_bytes()
 LIMIT = 1024 * 1024

@@ -2,8 +2,8 @@
 
 import json
 
+from harness.inputs import SHIPPED
 from model.evaluate import main
-from tests.conftest import SHIPPED
 
 
 def test_report_has_the_uploads_section_per_family(tiny_idx_dir, tmp_path):

@@ -7,7 +7,7 @@ import warnings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.fuzzing import mutate, run_one, seed_corpus
+from harness.fuzzing import mutate, run_one, seed_corpus
 
 SEEDS = seed_corpus()
 

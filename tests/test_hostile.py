@@ -14,10 +14,10 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from prometheus_client import CollectorRegistry
 
+from harness.images import encode, enlarged_dark_on_light, png_chunk, png_claiming
+from harness.inputs import SHIPPED, mnist_fixtures
 from service.app import create_app
 from service.settings import Settings
-from tests.conftest import SHIPPED, mnist_fixtures
-from tests.images import encode, enlarged_dark_on_light, png_chunk, png_claiming
 
 DIGIT_PATH, DIGIT_LABEL = mnist_fixtures()[0]
 PNG = DIGIT_PATH.read_bytes()

@@ -17,11 +17,11 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
+from harness.inputs import ROOT, SHIPPED
 from service.app import create_app
 from service.server import GRACEFUL_SHUTDOWN_S
 from service.settings import Settings
 from service.workers import KILL_AFTER_S
-from tests.conftest import ROOT, SHIPPED
 
 KUBE = ROOT / "deploy" / "kubernetes"
 KUBERNETES_VERSION = "1.37.0"

@@ -12,12 +12,12 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from prometheus_client import CollectorRegistry
 
+from harness.images import encode
+from harness.inputs import SHIPPED, mnist_fixtures
 from service.app import create_app
 from service.audit import AuditSampler
 from service.metrics import REJECTION_REASONS
 from service.settings import Settings
-from tests.conftest import SHIPPED, mnist_fixtures
-from tests.images import encode
 from tests.metrics_text import parse_samples, total, value
 
 SEVEN = mnist_fixtures()[0][0].read_bytes()

@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-import model.other_scripts as other_scripts
-from model.families import DIGITS, LETTERS, SYMBOLS
-from model.other_scripts import EXCLUDED, MARKS, near_a_digit, printed_marks, squared
+import model.synth.other_scripts as other_scripts
+from model.synth.families import DIGITS, LETTERS, SYMBOLS
+from model.synth.other_scripts import EXCLUDED, MARKS, near_a_digit, printed_marks, squared
 
 
 def test_no_mark_is_a_reported_letter_or_symbol_a_digit_or_an_excluded_look_alike():
@@ -45,7 +45,7 @@ def test_a_lone_stroke_is_caught_and_the_marks_are_not():
 
 
 def test_the_marks_pool_holds_no_near_digit(tmp_path):
-    from model.pools import other_script_marks
+    from model.synth.pools import other_script_marks
 
     pool = other_script_marks(workers=1, cache_dir=tmp_path, progress=False, renders=1, limit=30)
     assert len(pool.images) + pool.dropped == 60 and (pool.labels == -1).all()

@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import model.outliers as outliers
-from model.outliers import FAMILIES, OUTLIER_VERSION, outlier_source
-from tests.conftest import load_digit, mnist_fixtures
+import model.synth.outliers as outliers
+from harness.inputs import load_digit, mnist_fixtures
+from model.synth.outliers import FAMILIES, OUTLIER_VERSION, outlier_source
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -45,10 +45,10 @@ def test_the_generator_never_reads_a_font_or_a_data_set():
 def test_metadata_of_the_shipped_checkpoint_says_what_training_saw():
     import json
 
-    from model.families import TRAIN_FONTS
-    from model.other_scripts import MARKS
-    from model.pen import PEN_VERSION
-    from tests.conftest import SHIPPED
+    from harness.inputs import SHIPPED
+    from model.synth.families import TRAIN_FONTS
+    from model.synth.other_scripts import MARKS
+    from model.synth.pen import PEN_VERSION
 
     meta = json.loads(SHIPPED.with_suffix(".json").read_text())
     seen = meta["training_data"]
@@ -76,7 +76,7 @@ def _lattice_ink(*segments: tuple[tuple[float, float], tuple[float, float]], wid
 
 
 def test_the_digit_bank_knows_the_named_digits_and_not_other_marks():
-    from model.sketches import SKELETONS, digit_bank, sketch
+    from model.synth.sketches import SKELETONS, digit_bank, sketch
 
     bank = digit_bank()
     caught = [bank.looks_like_digit(sketch(d, np.random.default_rng([9, d, k]))) for d in SKELETONS for k in range(20)]
@@ -95,7 +95,7 @@ def test_the_digit_bank_knows_the_named_digits_and_not_other_marks():
 def test_the_outlier_pool_holds_no_named_digit(family):
     """Every line family's draws stay away from every named digit skeleton: the generator drew
     again where a mark landed near one (a lone stroke, a 7's two strokes, a hexagon's 0, ...)."""
-    from model.sketches import digit_bank
+    from model.synth.sketches import digit_bank
 
     source = outlier_source(None, (family,))
     drawn = [source(i, np.random.default_rng([23, i]))[0] for i in range(150)]

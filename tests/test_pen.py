@@ -1,4 +1,4 @@
-"""Digits re-inked as pen strokes (model/pen.py): thinning to one-pixel lines, tracing them into
+"""Digits re-inked as pen strokes (model/synth/pen.py): thinning to one-pixel lines, tracing them into
 strokes, and drawing them as the page's canvas does."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw
 
-from model.pen import CANVAS, draw, pen_drawing, pen_strokes, seen, skeleton, thin, trace
-from tests.conftest import load_digit, mnist_fixtures
+from harness.inputs import load_digit, mnist_fixtures
+from model.synth.pen import CANVAS, draw, pen_drawing, pen_strokes, seen, skeleton, thin, trace
 
 
 def test_thinning_leaves_a_one_pixel_line_through_a_thick_bar():

@@ -7,9 +7,9 @@ import shutil
 import numpy as np
 import pytest
 
+from harness.inputs import SHIPPED, load_digit, mnist_fixtures
 from model.checkpoint import CheckpointError
 from service.predictor import Predictor, ReferRule, candidates, top_two_mass
-from tests.conftest import SHIPPED, load_digit, mnist_fixtures
 
 
 def test_refer_flips_exactly_at_the_entropy_threshold():

@@ -2,6 +2,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from harness.images import (
+    canvas_export,
+    encode,
+    enlarged_dark_on_light,
+    off_centre_on_canvas,
+    on_lined_paper,
+    png_claiming,
+    unevenly_lit_photo,
+)
+from harness.inputs import load_digit, mnist_fixtures
 from model.data import CENTRE_OF_MASS
 from service.preprocess import (
     ImageTooLarge,
@@ -10,16 +20,6 @@ from service.preprocess import (
     UnsupportedFormat,
     decode,
     preprocess,
-)
-from tests.conftest import load_digit, mnist_fixtures
-from tests.images import (
-    canvas_export,
-    encode,
-    enlarged_dark_on_light,
-    off_centre_on_canvas,
-    on_lined_paper,
-    png_claiming,
-    unevenly_lit_photo,
 )
 
 LIMIT = 40_000_000

@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import SHIPPED, mnist_fixtures
-from tests.images import encode
+from harness.images import encode
+from harness.inputs import SHIPPED, mnist_fixtures
+from harness.server import post_upload, running_service, wait_for
 from tests.metrics_text import per_worker_predictions
 from tests.prometheus_server import DASHBOARD, PrometheusAPI, binary, repo_config_for, running_prometheus
-from tests.server import post_upload, running_service, wait_for
 
 REFERRAL_RATE = 'sum(rate(bnn_predictions_total{referred="true"}[5m])) / sum(rate(bnn_predictions_total[5m]))'
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from model.calibration import Calibration
-from model.report_uploads import Family, Scores, decisions, family_row, operating_points
+from model.report.uploads import Family, Scores, decisions, family_row, operating_points
 
 
 def _calibration(threshold: float, familiar_mass: float | None = None) -> Calibration:

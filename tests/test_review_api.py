@@ -16,11 +16,12 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from pydantic import SecretStr
 
+from harness.inputs import digit_pngs, noise_png
+from harness.server import wait_for
 from service.app import create_app
 from service.settings import Settings
 from tests.metrics_text import parse_samples, value
-from tests.review_client import OTHER_TOKEN, TOKEN, TOKENS, bearer, digit_pngs, noise_png
-from tests.server import wait_for
+from tests.review_client import OTHER_TOKEN, TOKEN, TOKENS, bearer
 
 
 def review_settings(tmp_path: Path, **overrides: object) -> Settings:

@@ -11,10 +11,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.inputs import noise_png
+from harness.postgres import PostgresServer
+from harness.server import running_service, wait_for
 from service.review.queue import RETRY_MAX_S
-from tests.postgres import PostgresServer
-from tests.review_client import OTHER_TOKEN, TOKEN, TOKENS, bearer, noise_png
-from tests.server import running_service, wait_for
+from tests.review_client import OTHER_TOKEN, TOKEN, TOKENS, bearer
 
 
 def service_env(url: str) -> dict[str, str]:
@@ -87,7 +88,7 @@ def test_two_workers_and_two_reviewers_on_sqlite(tmp_path: Path) -> None:
 
 
 def test_postgresql_down_mid_run_then_back(tmp_path: Path) -> None:
-    from tests.postgres import postgres_server
+    from harness.postgres import postgres_server
 
     with postgres_server() as server:
         database = server.create_database("outage")

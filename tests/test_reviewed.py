@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.inputs import SHIPPED, load_digit, mnist_fixtures
 from model import evaluate
 from model.binomial import clopper_pearson
 from model.reviewed import read_export
-from tests.conftest import SHIPPED, load_digit, mnist_fixtures
 
 
 def record(pixels: np.ndarray, label: str, reason: str, predicted: int) -> str:

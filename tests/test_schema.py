@@ -15,11 +15,11 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from harness.inputs import SHIPPED
+from harness.server import running_service
 from service.app import create_app
 from service.settings import Settings
-from tests.conftest import SHIPPED
 from tests.review_client import TOKEN, TOKENS
-from tests.server import running_service
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 

@@ -10,8 +10,8 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import mnist_fixtures
-from tests.server import running_service
+from harness.inputs import mnist_fixtures
+from harness.server import running_service
 
 PNG = mnist_fixtures()[0][0].read_bytes()
 

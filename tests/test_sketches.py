@@ -1,4 +1,4 @@
-"""Digits sketched in code (model/sketches.py): every skeleton draws visible ink inside the box
+"""Digits sketched in code (model/synth/sketches.py): every skeleton draws visible ink inside the box
 and, as uploads, the shipped network reads most of them as their digit (they are digits, not
 marks: the outlier hygiene drops generated marks that look like them)."""
 
@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from model.sketches import SKELETONS, sketch
-from model.uploads import simulate
+from harness.inputs import SHIPPED
+from model.synth.sketches import SKELETONS, sketch
+from model.synth.uploads import simulate
 from service.predictor import Predictor
-from tests.conftest import SHIPPED
 
 
 def test_every_skeleton_draws_visible_ink_inside_the_box():

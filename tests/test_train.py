@@ -1,5 +1,6 @@
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -110,7 +111,7 @@ def trained_tiny(tiny_idx_dir):
 
 
 def test_temperature_scaling_never_raises_the_validation_ece(trained_tiny):
-    from model.evaluate import expected_calibration_error
+    from model.scoring import expected_calibration_error
 
     net, data = trained_tiny
     tuned = train_module.with_temperature(net, data.validation, samples=8)
@@ -127,7 +128,7 @@ def test_temperature_scaling_never_raises_the_validation_ece(trained_tiny):
 
 
 def test_arrays_can_also_be_seen_as_plain_28px_uploads(tiny_idx_dir, tmp_path, capsys):
-    from model.pools import arrays_as_files
+    from model.synth.pools import arrays_as_files
 
     data = load_idx_mnist(tiny_idx_dir)
     pool = arrays_as_files(data.train, "train", data.source_sha256, tmp_path)
@@ -141,3 +142,30 @@ def test_arrays_can_also_be_seen_as_plain_28px_uploads(tiny_idx_dir, tmp_path, c
                  "--arrays-as-files", "0.5"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert load_checkpoint(summary["checkpoint"])[1]["train_config"]["arrays_as_files"] == 0.5
+
+
+def test_the_config_defaults_are_the_shipped_recipe():
+    from dataclasses import asdict, replace
+
+    from harness.inputs import SHIPPED
+    from model.checkpoint import read_metadata
+    from model.network import NetConfig
+
+    meta = read_metadata(SHIPPED)
+    assert asdict(TrainConfig()) == meta["train_config"]
+    args = train_module.build_parser().parse_args([])  # `python -m model.train` with no flags
+    assert train_module.train_config(args) == TrainConfig()
+    assert train_module.net_config(args) == replace(NetConfig.from_dict(meta["config"]), temperature=1.0)
+
+
+def test_refit_keeps_the_weights_and_the_training_record(tiny_idx_dir, capsys):
+    common = ["--dry-run", "--data-dir", str(tiny_idx_dir), "--no-progress", "--hidden", "16"]
+    assert main(common) == 0
+    path = Path(json.loads(capsys.readouterr().out.strip().splitlines()[-1])["checkpoint"])
+    net, before = load_checkpoint(path)
+    weights = {k: v.clone() for k, v in net.state_dict().items()}
+    assert main([*common[:-2], "--refit", "--out", str(path)]) == 0  # its own architecture, not the CLI's default
+    refitted, after = load_checkpoint(path)
+    assert all(torch.equal(weights[k], v) for k, v in refitted.state_dict().items())
+    assert after["training_data"] == before["training_data"] and after["metrics"]["history"] == before["metrics"]["history"]
+    assert after["config"]["hidden"] == [16]

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from harness.inputs import load_digit, mnist_fixtures
+from model.synth.uploads import FORMATS, PAPERS, STROKES, UploadStyle, decode, random_style, render, simulate, simulate_many
 from model.transform import to_digit
-from model.uploads import FORMATS, PAPERS, STROKES, UploadStyle, decode, random_style, render, simulate, simulate_many
-from tests.conftest import load_digit, mnist_fixtures
 
 
 @pytest.fixture

@@ -20,14 +20,14 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 from tritonclient.utils import InferenceServerException
 
+from harness.inputs import SHIPPED, mnist_fixtures
+from harness.server import free_port
 from service.app import create_app
 from service.oip import OUTPUT_NAMES
 from service.preprocess import preprocess
 from service.server import server_config
 from service.settings import Settings
-from tests.conftest import SHIPPED, mnist_fixtures
 from tests.metrics_text import parse_samples, value
-from tests.server import free_port
 
 DIGITS = mnist_fixtures()
 FILES = [path.read_bytes() for path, _ in DIGITS[:6]]

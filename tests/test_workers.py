@@ -17,10 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.inputs import ROOT, SHIPPED, mnist_fixtures
+from harness.server import children, free_port, post_upload, running_service
 from service.workers import tcp_listener
-from tests.conftest import ROOT, SHIPPED, mnist_fixtures
 from tests.metrics_text import parse_samples, per_worker_predictions, predictions_by_worker, total
-from tests.server import children, free_port, post_upload, running_service
 
 SEVEN = mnist_fixtures()[0][0].read_bytes()
 EXPECTED_REFERRAL_RATE = 1 - json.loads(SHIPPED.with_suffix(".json").read_text())["calibration"]["validation_coverage"]

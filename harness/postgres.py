@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.server import free_port
+from harness.server import free_port
 
 REQUIRED = os.environ.get("BNN_REQUIRE_POSTGRES") == "1"
 

@@ -5,9 +5,9 @@ Every drawing is a list of strokes (pointer down, moves, up) on the page's 280 p
 width (the page's fine, medium and marker pens) and what it shows. Digit sources, each apart from
 what training saw by source and seed:
 
-* ``mnist-test``: MNIST *test* digits re-inked as pen strokes (``model.pen``; training re-inks
+* ``mnist-test``: MNIST *test* digits re-inked as pen strokes (``model.synth.pen``; training re-inks
   MNIST *train*, calibration MNIST *validation*);
-* ``sketch``: the sketched skeletons of ``model/sketches.py`` with this module's jitter and hands
+* ``sketch``: the sketched skeletons of ``model/synth/sketches.py`` with this module's jitter and hands
   (the shipped recipe trains on no sketches; the outlier generator's digit filter uses their
   shapes to keep digits *out* of its non-digits).
 
@@ -26,9 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from model.data import Split
-from model.outliers import bezier
-from model.pen import CANVAS, Hand, Stroke, draw, pen_strokes, place, png
-from model.sketches import SKELETONS
+from model.synth.outliers import bezier
+from model.synth.pen import CANVAS, Hand, Stroke, draw, pen_strokes, place, png
+from model.synth.sketches import SKELETONS
 
 PENS = (8.0, 18.0, 30.0)  # the page's pens: fine, medium (the default), marker
 DIGIT_SOURCES = ("mnist-test", "sketch")

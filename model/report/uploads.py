@@ -3,7 +3,7 @@
 Every family is rendered as uploads by the simulator and run through the service's transform,
 then scored at N samples. Per family: how many are referred (and for which reason), accuracy and
 accepted accuracy for digit families, AUROC by entropy against the MNIST test digit uploads. The
-operating-point table recalibrates on the validation mix (``model.pools.validation_mix``, what the
+operating-point table recalibrates on the validation mix (``model.synth.pools.validation_mix``, what the
 shipped threshold is calibrated on) for several alphas and reads each off the test families: the
 trade-off the shipped default was chosen from (on validation; test columns only report).
 """
@@ -15,16 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from model.calibrate import Calibration, CalibrationError, guarantee_threshold, top_two_mass
-from model.data import Mnist, Split, to_input
-from model.families import DIGITS, LETTERS, SYMBOLS, UNLIKE_DIGITS, cycling, photo_crops, printed
+from model.data import Mnist, Split
 from model.network import BayesianNet
-from model.outliers import outlier_source
-from model.pools import Pool, cached_pool, digit_uploads, validation_mix, visible_only
-from model.predictive import predictive
-from model.uploads import SIMULATOR_VERSION, GlyphSource, simulate_many
+from model.scoring import auroc, predict_images
+from model.synth.families import DIGITS, LETTERS, SYMBOLS, UNLIKE_DIGITS, cycling, photo_crops, printed
+from model.synth.outliers import outlier_source
+from model.synth.pools import Pool, cached_pool, digit_uploads, validation_mix, visible_only
+from model.synth.uploads import SIMULATOR_VERSION, GlyphSource, simulate_many
 
 ALPHAS = (0.001, 0.002, 0.003, 0.005, 0.01)
 REPORT_SEED = 31  # families' draws; the generated families use held-out seeds of their own below
@@ -48,11 +47,9 @@ class Scores:
 
 
 def score(net: BayesianNet, images: np.ndarray, samples: int, batch: int = 1000) -> Scores:
-    device = next(net.parameters()).device
-    parts = [predictive(net, to_input(images[i : i + batch]).to(device), samples) for i in range(0, len(images), batch)]
-    probabilities = torch.cat([p.mean_probs for p in parts]).double().cpu().numpy()
-    return Scores(torch.cat([p.entropy for p in parts]).cpu().numpy(), probabilities.argmax(-1), top_two_mass(probabilities),
-                  probabilities.max(-1))
+    result = predict_images(net, images, samples, batch)
+    probabilities = result.mean_probs.double().numpy()
+    return Scores(result.entropy.numpy(), probabilities.argmax(-1), top_two_mass(probabilities), probabilities.max(-1))
 
 
 def decisions(scores: Scores, calibration: Calibration) -> tuple[np.ndarray, np.ndarray]:
@@ -63,14 +60,6 @@ def decisions(scores: Scores, calibration: Calibration) -> tuple[np.ndarray, np.
     if calibration.familiar_mass is not None and scores.mass is not None:
         unfamiliar = refer & (scores.mass < calibration.familiar_mass)
     return refer & ~unfamiliar, unfamiliar
-
-
-def auroc(negatives: np.ndarray, positives: np.ndarray) -> float:
-    from scipy.stats import rankdata
-
-    ranks = rankdata(np.concatenate([negatives, positives]))
-    n_pos, n_neg = len(positives), len(negatives)
-    return float((ranks[n_neg:].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def family_row(family: Family, scores: Scores, calibration: Calibration, reference: Scores | None) -> dict[str, Any]:

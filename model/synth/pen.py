@@ -13,7 +13,7 @@ of the second. This module turns any digit image into the strokes a hand would d
 4. :func:`draw`: the strokes drawn like the page's canvas draws them (black, round caps and
    joins, anti-aliased, on white) -> PNG bytes.
 
-Training draws MNIST *train* digits this way (``model.pools``, seed 14); calibration MNIST
+Training draws MNIST *train* digits this way (``model.synth.pools``, seed 14); calibration MNIST
 *validation* (seed 15); the drawing battery (``bench/drawn_digits.py``) draws MNIST *test*
 digits through the real page in Chromium, with its own seeds. Sources are split by MNIST split:
 no stroke path used for training is drawn in a report.
@@ -32,8 +32,8 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from model.data import IMAGE_SIZE
+from model.synth.uploads import decode
 from model.transform import NoInk, to_digit
-from model.uploads import decode
 
 PEN_VERSION = 1  # bump when a step changes, so cached pools are rebuilt
 CANVAS = 280  # the try-it page's drawing pad, pixels

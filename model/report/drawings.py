@@ -4,7 +4,7 @@
 report and ``python -m bench.drawn_digits`` (the same drawings through the real page in Chromium)
 print: per digit, accepted-and-right, read right, referred; accuracy of the accepted; per source;
 letters and doodles referred and said "unfamiliar". :func:`in_process` answers the drawings
-without a browser (drawn with ``model.pen.draw``, as the canvas draws them) for ``model.evaluate``;
+without a browser (drawn with ``model.synth.pen.draw``, as the canvas draws them) for ``model.evaluate``;
 :func:`gallery` draws a sheet of drawings with their answers.
 """
 
@@ -19,10 +19,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from model.calibration import Calibration
-from model.drawings import Drawing
 from model.network import BayesianNet
-from model.pen import seen
-from model.report_uploads import decisions, score
+from model.report.uploads import decisions, score
+from model.synth.drawings import Drawing
+from model.synth.pen import seen
 
 
 @dataclass(frozen=True)

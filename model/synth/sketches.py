@@ -3,8 +3,8 @@
 A 7 of two straight strokes, an open or a closed 4, a boxy 0, a 1 with a flag and a foot, a
 Z-shaped 2, a 9 with a straight stem: a few skeletons per digit, straight and curved variants,
 placed by hand in a unit box. Two uses: the drawing battery re-draws them with a pen
-(``model.drawings``), and :class:`DigitBank` holds them as the named digits that no generated
-non-digit may resemble (the outlier hygiene of ``model.outliers`` and ``model.other_scripts``).
+(``model.synth.drawings``), and :class:`DigitBank` holds them as the named digits that no generated
+non-digit may resemble (the outlier hygiene of ``model.synth.outliers`` and ``model.synth.other_scripts``).
 As training positives (rendered as uploads) they were measured and dropped: docs/experiments.md.
 """
 
@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from model.outliers import SUPERSAMPLE, Points, bezier, canvas, finish, scaled
+from model.synth.outliers import SUPERSAMPLE, Points, bezier, canvas, finish, scaled
 
 SKETCH_VERSION = 1  # bump when a skeleton or the drawing changes, so cached pools are rebuilt
 Stroke = tuple[str, Points]  # ("line", polyline corners) or ("curve", control points of a smooth curve)
@@ -104,7 +104,7 @@ def normalised_skeleton(ink: np.ndarray) -> np.ndarray:
     cropped to the ink and fitted into MATCH_BOX keeping aspect, as the transform fits a digit."""
     from PIL import Image
 
-    from model.pen import thin
+    from model.synth.pen import thin
 
     mask = ink > 0.3
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))

@@ -9,9 +9,9 @@ import random
 import numpy as np
 from PIL import Image
 
+from harness.images import canvas_export, encode, enlarged_dark_on_light
+from harness.inputs import load_digit, mnist_fixtures
 from service.preprocess import ImageRejected, preprocess
-from tests.conftest import load_digit, mnist_fixtures
-from tests.images import canvas_export, encode, enlarged_dark_on_light
 
 MAX_PIXELS = 5_000_000
 

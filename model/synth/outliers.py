@@ -12,7 +12,7 @@ out-of-distribution are never seen in training or selection.
 
 Circles and ellipses are left out: a drawn circle is a fair 0. And no mark may be a digit: a
 drawn line family (scribbles, glyph-like marks, shapes) that lands near a named digit skeleton
-(``model.sketches.DigitBank``: a lone stroke is a 1, a bar and a diagonal a 7, a hexagon a 0, ...)
+(``model.synth.sketches.DigitBank``: a lone stroke is a 1, a bar and a diagonal a 7, a hexagon a 0, ...)
 is drawn again, up to ``REDRAWS`` times, then replaced by noise. Exposure to marks that are digits
 taught an earlier network that clean pen-drawn 1s and 7s are not digits.
 
@@ -28,7 +28,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from model.uploads import GlyphSource
+from model.synth.uploads import GlyphSource
 
 SIDE = 64  # glyphs are drawn at this size (4x supersampled), then rendered as uploads
 SUPERSAMPLE = 4
@@ -280,7 +280,7 @@ def outlier_source(digits: np.ndarray | None = None, families: tuple[str, ...] =
     }
 
     def source(index: int, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
-        from model.sketches import digit_bank  # sketches draws with this module's helpers
+        from model.synth.sketches import digit_bank  # sketches draws with this module's helpers
 
         family = str(rng.choice(families, p=weights))
         fills = family in ("texture", "noise") and rng.random() < 0.7

@@ -8,15 +8,15 @@ Seeds are fixed per role so that training, calibration and evaluation never shar
 | training digits as uploads | MNIST train | 11 |
 | calibration digits as uploads | MNIST validation | 12 |
 | report digits as uploads | MNIST test | 13 |
-| training digits drawn with a pen (``model.pen``) | MNIST train | 14 |
+| training digits drawn with a pen (``model.synth.pen``) | MNIST train | 14 |
 | calibration digits drawn with a pen | MNIST validation | 15 |
 | report digits drawn with a pen | MNIST test | 17 |
-| training printed digits (training fonts only, ``model.families``) | fonts | 16 |
-| training outliers | generated (``model.outliers``), pairs from MNIST train | 21 |
-| training marks of other scripts, printed / pen-drawn (``model.other_scripts``) | training fonts | 23 / 24 |
+| training printed digits (training fonts only, ``model.synth.families``) | fonts | 16 |
+| training outliers | generated (``model.synth.outliers``), pairs from MNIST train | 21 |
+| training marks of other scripts, printed / pen-drawn (``model.synth.other_scripts``) | training fonts | 23 / 24 |
 | validation outliers (the refer reason's rule) | generated, pairs from MNIST validation | 22 |
 
-The report's families (``model/report_uploads.py``) draw with seeds of their own (31 and up).
+The report's families (``model/report/uploads.py``) draw with seeds of their own (31 and up).
 
 Each set is cached as ``.npz`` under ``~/.cache/bnn-digits/pools`` keyed by its role, size,
 seed, the data's sha256 and the simulator's version, so a change to any of them rebuilds it.
@@ -35,10 +35,10 @@ import numpy as np
 from PIL import Image
 
 from model.data import DEFAULT_CACHE, Split
-from model.outliers import OUTLIER_VERSION, outlier_source
-from model.pen import PEN_VERSION, draw_many
+from model.synth.outliers import OUTLIER_VERSION, outlier_source
+from model.synth.pen import PEN_VERSION, draw_many
+from model.synth.uploads import SIMULATOR_VERSION, decode, digit_source, encode, simulate_many
 from model.transform import NoInk, to_digit
-from model.uploads import SIMULATOR_VERSION, decode, digit_source, encode, simulate_many
 
 SEEDS = {"train": 11, "validation": 12, "test": 13, "pen-train": 14, "pen-validation": 15, "printed-train": 16, "pen-test": 17,
          "outliers-train": 21, "outliers-validation": 22, "marks-train": 23, "pen-marks-train": 24}
@@ -112,7 +112,7 @@ def arrays_as_files(split: Split, role: str, source_sha256: str, cache_dir: Path
 
 def outlier_uploads(count: int, role: str, digits: np.ndarray, source_sha256: str, workers: int = 2,
                     cache_dir: Path = DEFAULT_CACHE, progress: bool = True) -> Pool:
-    """``count`` generated non-digits rendered as uploads (``model.outliers``)."""
+    """``count`` generated non-digits rendered as uploads (``model.synth.outliers``)."""
     seed = SEEDS[role]
     key = {"role": role, "size": count, "seed": seed, "data": source_sha256, "simulator": SIMULATOR_VERSION,
            "outliers": OUTLIER_VERSION}
@@ -127,7 +127,7 @@ def outlier_uploads(count: int, role: str, digits: np.ndarray, source_sha256: st
 def pen_drawings(split: Split, role: str, source_sha256: str, workers: int = 2, cache_dir: Path = DEFAULT_CACHE,
                  progress: bool = True) -> Pool:
     """Every digit of ``split`` re-inked as pen strokes and drawn on the page's pad by a random hand
-    (``model.pen``), saved as PNG and transformed."""
+    (``model.synth.pen``), saved as PNG and transformed."""
     seed = SEEDS[role]
     key = {"role": role, "size": len(split), "seed": seed, "data": source_sha256, "pen": PEN_VERSION}
 
@@ -140,9 +140,9 @@ def pen_drawings(split: Split, role: str, source_sha256: str, workers: int = 2, 
 
 def printed_digits(workers: int = 2, cache_dir: Path = DEFAULT_CACHE, progress: bool = True,
                    renders: int = PRINTED_RENDERS) -> Pool:
-    """Digits printed in the training fonts only (``model.families.TRAIN_FONTS``), each glyph
+    """Digits printed in the training fonts only (``model.synth.families.TRAIN_FONTS``), each glyph
     rendered ``renders`` times as a random upload."""
-    from model.families import DIGITS, cycling, printed
+    from model.synth.families import DIGITS, cycling, printed
 
     glyphs, chars = printed(DIGITS, "train")
     seed = SEEDS["printed-train"]
@@ -159,11 +159,11 @@ def printed_digits(workers: int = 2, cache_dir: Path = DEFAULT_CACHE, progress: 
 
 def other_script_marks(workers: int = 2, cache_dir: Path = DEFAULT_CACHE, progress: bool = True,
                        renders: int = MARK_RENDERS, limit: int | None = None) -> Pool:
-    """Non-digits that look like writing (``model.other_scripts``): every mark in the training
+    """Non-digits that look like writing (``model.synth.other_scripts``): every mark in the training
     fonts (the first ``limit`` glyphs, for a dry run), ``renders`` times printed as a random
     upload and ``renders`` times re-inked as pen strokes on the page's pad by a random hand."""
-    from model.families import cycling
-    from model.other_scripts import MARKS, NEAR_DIGIT, near_a_digit, printed_marks, squared
+    from model.synth.families import cycling
+    from model.synth.other_scripts import MARKS, NEAR_DIGIT, near_a_digit, printed_marks, squared
 
     glyphs = printed_marks()[:limit]
     count = renders * len(glyphs)
@@ -213,5 +213,5 @@ def validation_non_digits(split: Split, source_sha256: str, workers: int = 2, ca
     """Generated non-digits (training's generator, its own seed; pairs from MNIST validation) as
     uploads: what the refer reason's rule is chosen on. Never a reported family."""
     pool = outlier_uploads(count, "outliers-validation", split.images, source_sha256, workers, cache_dir, progress)
-    return pool.images, (f"{len(pool.images)} generated non-digits as uploads (model/outliers.py, seed "
+    return pool.images, (f"{len(pool.images)} generated non-digits as uploads (model/synth/outliers.py, seed "
                          f"{SEEDS['outliers-validation']}, pairs from MNIST validation)")

@@ -18,14 +18,9 @@ import numpy as np
 from model.calibration import Calibration
 from model.data import Mnist, Split
 from model.network import BayesianNet
-from model.pools import arrays_as_files, digit_uploads, pen_drawings
-from model.report_uploads import Scores, decisions, score
-
-
-def _expected_calibration_error(confidence: np.ndarray, correct: np.ndarray) -> float:
-    from model.evaluate import expected_calibration_error
-
-    return expected_calibration_error(confidence, correct)[0]
+from model.report.uploads import Scores, decisions, score
+from model.scoring import expected_calibration_error
+from model.synth.pools import arrays_as_files, digit_uploads, pen_drawings
 
 
 def _rates(scores: Scores, labels: np.ndarray, calibration: Calibration) -> dict[str, Any]:
@@ -37,7 +32,7 @@ def _rates(scores: Scores, labels: np.ndarray, calibration: Calibration) -> dict
                            "accepted_errors": int((~right[~refer]).sum()),
                            "referred_uncertain_of_referred": float(uncertain[refer].mean()) if refer.any() else None}
     if scores.confidence is not None:
-        row["ece"] = _expected_calibration_error(scores.confidence, right)
+        row["ece"] = expected_calibration_error(scores.confidence, right)[0]
     return row
 
 

@@ -1,6 +1,6 @@
 """Report-only families of uploads: what the evaluation measures and training never sees.
 
-Each family is a glyph source for the upload simulator (``model/uploads.py``), drawn with a
+Each family is a glyph source for the upload simulator (``model/synth/uploads.py``), drawn with a
 report seed of its own:
 
 | family | what | kind |
@@ -12,7 +12,7 @@ report seed of its own:
 | ``printed symbols`` | punctuation, currency and math signs in the same fonts | out of distribution |
 | ``photo crops`` | random crops of the photograph bundled with matplotlib | out of distribution |
 
-None of them is used for training, selection or calibration (``model/outliers.py`` draws its
+None of them is used for training, selection or calibration (``model/synth/outliers.py`` draws its
 non-digits in code and never opens a font or a data set besides MNIST train).
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from model.uploads import GlyphSource
+from model.synth.uploads import GlyphSource
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 DIGIT_LOOKALIKES = "OoDQIlijJSsZzBbgqGTty"  # letters a reader may take for a digit (0, 1, 2, 5, 6, 7, 8, 9)

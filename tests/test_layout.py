@@ -1,0 +1,51 @@
+"""The architecture as imports: the service loads only the served core of ``model/``, the core
+needs nothing else of ``model/``, and ``model/`` and ``bench/`` never import what they must not."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from model import SERVED_CORE
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def imported_modules(folder: str) -> dict[str, set[str]]:
+    """Each Python file under ``folder`` -> the absolute module names it imports (at any depth)."""
+    found: dict[str, set[str]] = {}
+    for path in sorted((ROOT / folder).rglob("*.py")):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module)
+                names |= {f"{node.module}.{alias.name}" for alias in node.names if node.module == "model"}
+        found[str(path.relative_to(ROOT))] = names
+    return found
+
+
+def model_modules(names: set[str]) -> set[str]:
+    """``model.x.y`` -> ``x`` for every import of ``model`` (the package itself is not a module here)."""
+    return {name.split(".")[1] for name in names if name.startswith("model.")}
+
+
+def test_the_service_imports_only_the_served_core():
+    reached = {path: model_modules(names) - set(SERVED_CORE) for path, names in imported_modules("service").items()}
+    assert {path: sorted(extra) for path, extra in reached.items() if extra} == {}
+
+
+def test_the_served_core_imports_nothing_else_of_model():
+    core = {path: names for path, names in imported_modules("model").items()
+            if Path(path).parent.name == "model" and Path(path).stem in SERVED_CORE}
+    assert len(core) == len(SERVED_CORE)
+    assert {path: sorted(model_modules(names) - set(SERVED_CORE)) for path, names in core.items()
+            if model_modules(names) - set(SERVED_CORE)} == {}
+
+
+def test_model_never_imports_the_service_and_bench_never_imports_the_tests():
+    for folder, forbidden in (("model", "service"), ("bench", "tests")):
+        offenders = {path for path, names in imported_modules(folder).items()
+                     if any(name == forbidden or name.startswith(forbidden + ".") for name in names)}
+        assert offenders == set(), (folder, forbidden)
