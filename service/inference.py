@@ -5,8 +5,9 @@ loop, or in the inference thread: see ``batcher.py``) :meth:`Inference.run_pass`
 upload's size, decodes and preprocesses it, runs every digit of the pass through the network at
 once, and returns the results in the uploads' order, a rejected upload keeping its place as its
 :class:`ImageRejected`. An item may also be an already-prepared ``[28, 28]`` uint8 digit, which
-skips decoding. :meth:`Inference.account` then draws the audit flag of an answer, counts it
-in the metrics and queues it for review when referred or audited.
+skips decoding. Routes call :meth:`Inference.answer_each` (a refused upload keeps its place)
+or :meth:`Inference.answer_all` (all or nothing): both return finished answers, each with its
+audit flag drawn, counted in the metrics and queued for review when referred or audited.
 """
 
 from __future__ import annotations
@@ -48,6 +49,22 @@ class Accounted:
 
     audit: bool  # marked for a human spot check
     review_id: str | None  # its review item, when queued
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A finished answer: the prediction, and what accounting added to it."""
+
+    prediction: Prediction
+    accounted: Accounted
+
+
+class RejectedElement(Exception):
+    """Upload ``index`` of a call that must answer all or nothing was refused with ``error``."""
+
+    def __init__(self, index: int, error: ImageRejected):
+        super().__init__(f"upload {index}: {error}")
+        self.index, self.error = index, error
 
 
 @dataclass(frozen=True)
@@ -126,7 +143,27 @@ class Inference:
             return await self.batcher.submit(list(uploads), options)
         return await run_in_threadpool(self.run_pass, list(uploads), options)
 
-    def account(self, prediction: Prediction, upload: Upload) -> Accounted:
+    async def answer_each(self, uploads: Sequence[Upload], samples: int | None,
+                          spread: bool = False) -> list[Answer | ImageRejected]:
+        """Finished answers, in order, a refused upload keeping its place as its error (counted)."""
+        results = await self.classify(uploads, samples, spread)
+        for result in results:
+            if isinstance(result, ImageRejected):
+                self.metrics.record_rejection(result.reason)
+        return [result if isinstance(result, ImageRejected) else self._account(result, upload)
+                for result, upload in zip(results, uploads, strict=True)]
+
+    async def answer_all(self, uploads: Sequence[Upload], samples: int | None, spread: bool = False) -> list[Answer]:
+        """Finished answers for every upload, or :class:`RejectedElement` for the first refused one
+        (nothing is counted or queued then: the error handler counts the refusal)."""
+        results = await self.classify(uploads, samples, spread)
+        for index, result in enumerate(results):
+            if isinstance(result, ImageRejected):
+                raise RejectedElement(index, result)
+        return [self._account(result, upload) for result, upload in zip(results, uploads, strict=True)
+                if isinstance(result, Prediction)]
+
+    def _account(self, prediction: Prediction, upload: Upload) -> Answer:
         """Draw the audit flag of an answer (accepted ones only), count the answer, and queue it for
         review when referred or audited (no I/O here: ``service/review/queue.py``)."""
         audit = self.auditor.draw(prediction.refer)
@@ -135,4 +172,4 @@ class Inference:
         review_id = None
         if self.reviews is not None:
             review_id = self.reviews.submit(prediction, upload, audit, self.model_version)
-        return Accounted(audit, review_id)
+        return Answer(prediction, Accounted(audit, review_id))

@@ -42,6 +42,13 @@ def multiprocess_dir() -> str | None:
 class Metrics:
     def __init__(self, registry: CollectorRegistry):
         self.registry = registry
+        self._answers(registry)
+        self._model(registry)
+        self._review(registry)
+        self._label_values_at_zero()
+
+    def _answers(self, registry: CollectorRegistry) -> None:
+        """What the service answered and refused, and how long it took."""
         self.predictions = Counter("bnn_predictions", "Answered images, by refer decision and class",
                                    ["referred", "class"], registry=registry)
         self.referrals = Counter("bnn_referrals", "Referred images, by reason (uncertain: entropy over its threshold; "
@@ -56,6 +63,9 @@ class Metrics:
                                  buckets=LATENCY_BUCKETS, registry=registry)
         self.rejected = Counter("bnn_rejected_requests", "Rejected images or requests, by reason", ["reason"],
                                 registry=registry)
+
+    def _model(self, registry: CollectorRegistry) -> None:
+        """The loaded model and its refer rule (every worker loads the same: ``max``)."""
         self.threshold = Gauge("bnn_referral_threshold_nats", "Entropy threshold in force", registry=registry,
                                multiprocess_mode="max")
         self.expected_referral_rate = Gauge(
@@ -69,7 +79,9 @@ class Metrics:
         self.accepted_error_target = Gauge(
             "bnn_accepted_error_target", "The calibrated promise: accepted answers wrong at most this often (alpha; "
             "NaN if the checkpoint states none)", registry=registry, multiprocess_mode="max")
-        # the review queue (service/review/): counted where it happens, its state read from the store at each scrape
+    def _review(self, registry: CollectorRegistry) -> None:
+        """The review queue (service/review/): counted where it happens, its state read from the store at each
+        scrape, and the live accepted error from the audit labels."""
         self.review_enqueued = Counter("bnn_review_enqueued", "Answers written to the review queue, by reason",
                                        ["reason"], registry=registry)
         self.review_enqueue_failures = Counter(
@@ -99,6 +111,8 @@ class Metrics:
                                          "of the live accepted error", registry=registry, multiprocess_mode="mostrecent")
         self.audited_error_upper = Gauge("bnn_audited_accepted_error_ratio_upper", "Clopper-Pearson 95 % upper bound "
                                          "of the live accepted error", registry=registry, multiprocess_mode="mostrecent")
+    def _label_values_at_zero(self) -> None:
+        """Every label value a query divides by exists from the start (see the module docstring)."""
         for reason in REVIEW_REASONS:
             self.review_enqueued.labels(reason=reason)
             self.review_waiting.labels(reason=reason)

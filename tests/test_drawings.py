@@ -52,13 +52,15 @@ def test_nothing_that_trains_or_calibrates_reads_the_battery_or_mnist_test_drawi
     """Training's pen drawings re-ink MNIST train, calibration's MNIST validation; the battery
     draws MNIST test and its own letters and doodles: no training module imports it."""
     package = Path(model.__file__).parent
-    for name in ("train", "calibrate", "pools", "outliers", "sketches", "pen", "uploads", "transform", "families"):
+    for name in ("train", "batch_mix", "calibrate", "synth/pools", "synth/outliers", "synth/sketches", "synth/pen",
+                 "synth/uploads", "synth/other_scripts", "transform", "synth/families"):
         tree = ast.parse((package / f"{name}.py").read_text())
         imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
         imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
         assert not {"model.synth.drawings", "model.report.drawings"} & imported, name
-    train = (package / "train.py").read_text()
-    assert 'pen_drawings(data.train, "pen-train"' in train  # training draws MNIST train, and only it
-    pools = (package / "pools.py").read_text()
+    mix = (package / "batch_mix.py").read_text()
+    # training draws MNIST train, and only it
+    assert "train, sha = data.train, data.source_sha256" in mix and 'pen_drawings(train, "pen-train"' in mix
+    pools = (package / "synth" / "pools.py").read_text()
     assert 'pen_drawings(split, "pen-validation"' in pools  # the calibration mix draws the split it is given
     assert len(set(SEEDS.values())) == len(SEEDS)  # no two roles share a seed

@@ -16,8 +16,7 @@ from pydantic import TypeAdapter
 
 from service.deps import IncludeParam, InferenceDep, SamplesParam, SettingsDep, require_api_key
 from service.errors import ERROR_RESPONSES, TooManyFiles, status_for
-from service.inference import Accounted
-from service.predictor import Prediction
+from service.inference import Answer, RejectedElement
 from service.preprocess import ImageRejected
 from service.schemas import BatchErrorOut, Include, PredictionOut
 
@@ -27,13 +26,12 @@ router = APIRouter(tags=["predict"], dependencies=[Depends(require_api_key)], re
 BATCH_ANSWER = TypeAdapter(list[PredictionOut | BatchErrorOut])
 
 
-def prediction_out(prediction: Prediction, accounted: Accounted, model_version: str, include: Include,
-                   filename: str | None = None) -> PredictionOut:
-    fields = dict(vars(prediction))  # shallow: asdict's deep copy cost more than the rest of this
+def prediction_out(answer: Answer, model_version: str, include: Include, filename: str | None = None) -> PredictionOut:
+    fields = dict(vars(answer.prediction))  # shallow: asdict's deep copy cost more than the rest of this
     seen = fields.pop("seen")
     image = seen.tolist() if include.input and seen is not None else None
-    return PredictionOut(**{"class": fields.pop("digit")}, **fields, audit=accounted.audit,
-                         review_id=accounted.review_id, model_version=model_version, filename=filename, input=image)
+    return PredictionOut(**{"class": fields.pop("digit")}, **fields, audit=answer.accounted.audit,
+                         review_id=answer.accounted.review_id, model_version=model_version, filename=filename, input=image)
 
 
 def json_answer(content: bytes) -> Response:
@@ -79,11 +77,12 @@ async def predict(request: Request, inference: InferenceDep, settings: SettingsD
     as the multipart field `file`, or as the whole request body with `Content-Type: image/png`
     (`image/jpeg`, ... or `application/octet-stream`)."""
     data = await read_upload(request, file, settings.max_upload_bytes)
-    result = (await inference.classify([data], samples, include.spread))[0]
-    if isinstance(result, ImageRejected):
-        raise result
-    answer = prediction_out(result, inference.account(result, data), inference.model_version, include)
-    return json_answer(answer.model_dump_json(by_alias=True, exclude={"filename"} | include.excluded()).encode())
+    try:
+        answer = (await inference.answer_all([data], samples, include.spread))[0]
+    except RejectedElement as rejected:
+        raise rejected.error from None
+    shaped = prediction_out(answer, inference.model_version, include)
+    return json_answer(shaped.model_dump_json(by_alias=True, exclude={"filename"} | include.excluded()).encode())
 
 
 @router.post("/predict/batch", response_model=list[PredictionOut | BatchErrorOut], response_model_by_alias=True)
@@ -94,14 +93,8 @@ async def predict_batch(files: Annotated[list[UploadFile], File(description="dig
     if len(files) > settings.max_batch_files:
         raise TooManyFiles(f"{len(files)} files sent; at most {settings.max_batch_files} per request")
     uploads = [await upload.read(settings.max_upload_bytes + 1) for upload in files]
-    answers: list[PredictionOut | BatchErrorOut] = []
-    results = await inference.classify(uploads, samples, include.spread)
-    for upload, data, result in zip(files, uploads, results, strict=True):
-        if isinstance(result, ImageRejected):
-            inference.metrics.record_rejection(result.reason)
-            answers.append(BatchErrorOut(filename=upload.filename, status=status_for(result), reason=result.reason,
-                                         detail=str(result)))
-        else:
-            answers.append(prediction_out(result, inference.account(result, data), inference.model_version, include,
-                                          upload.filename))
+    answers = [BatchErrorOut(filename=upload.filename, status=status_for(result), reason=result.reason, detail=str(result))
+               if isinstance(result, ImageRejected) else
+               prediction_out(result, inference.model_version, include, upload.filename)
+               for upload, result in zip(files, await inference.answer_each(uploads, samples, include.spread), strict=True)]
     return json_answer(BATCH_ANSWER.dump_json(answers, by_alias=True, exclude={"__all__": include.excluded()}))

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 
 from service.deps import InferenceDep, SettingsDep, require_api_key
 from service.errors import OIP_ERROR_RESPONSES, ModelNotFound
-from service.inference import Inference, Upload
+from service.inference import Inference, RejectedElement
 from service.oip import (
     HEADER_LENGTH,
     MODEL_NAME,
@@ -30,7 +30,6 @@ from service.oip import (
     parse_infer_request,
     server_metadata,
 )
-from service.predictor import Prediction
 from service.preprocess import ImageRejected
 from service.settings import Settings
 
@@ -145,13 +144,12 @@ async def run_inference(request: Request, inference: Inference, settings: Settin
         raise ProtocolError(f"{HEADER_LENGTH} must be a byte count, got {header!r}")
     parsed = parse_infer_request(await request.body(), int(header) if header is not None else None,
                                  settings.max_batch_files, settings.max_samples)
-    results = await inference.classify(parsed.items, parsed.samples)
-    for index, result in enumerate(results):
-        if isinstance(result, ImageRejected):
-            raise reject_element(parsed.input_name, index, result)
-    predictions = [result for result in results if isinstance(result, Prediction)]
-    uploads: list[Upload] = list(parsed.items)
-    accounted = [inference.account(prediction, upload) for prediction, upload in zip(predictions, uploads, strict=True)]
+    try:
+        answers = await inference.answer_all(parsed.items, parsed.samples)
+    except RejectedElement as rejected:
+        raise reject_element(parsed.input_name, rejected.index, rejected.error) from None
+    predictions = [answer.prediction for answer in answers]
+    accounted = [answer.accounted for answer in answers]
     first = predictions[0]
     parameters = {"threshold": first.threshold, "samples": first.samples}
     body, json_length = encode_infer_response(parsed, predictions, accounted, inference.model_version, parameters)
