@@ -18,9 +18,9 @@ import torch.nn.functional as F
 
 from bench.common import header
 from bench.predictive import sampled_forward
+from model.batch_mix import augment
 from model.data import Mnist, load_mnist, to_input
 from model.network import PRESETS, BayesianNet
-from model.batch_mix import augment
 from model.train import TrainConfig, evaluate_split, lr_at
 
 
