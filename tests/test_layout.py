@@ -49,3 +49,15 @@ def test_model_never_imports_the_service_and_bench_never_imports_the_tests():
         offenders = {path for path, names in imported_modules(folder).items()
                      if any(name == forbidden or name.startswith(forbidden + ".") for name in names)}
         assert offenders == set(), (folder, forbidden)
+
+
+def test_no_function_in_model_or_service_is_longer_than_a_screen():
+    too_long = {}
+    for folder in ("model", "service"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                    if lines > 60:
+                        too_long[f"{path.relative_to(ROOT)}:{node.lineno} {node.name}"] = lines
+    assert too_long == {}

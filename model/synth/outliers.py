@@ -24,6 +24,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -129,78 +130,98 @@ def _jitter(points: Points, rng: np.random.Generator, amount: float = 0.03) -> P
     return [(x + rng.normal(0, amount), y + rng.normal(0, amount)) for x, y in points]
 
 
-def shape(rng: np.random.Generator) -> np.ndarray:
-    """Crosses, triangles, squares and rectangles, diamonds, stars, polygons, arrows, hearts,
-    asterisks, hashes, ticks, zigzags, spirals: outlined or filled, hand-jittered or exact."""
-    image, draw = canvas()
-    width = _stroke_width(rng)
-    kind = str(rng.choice(("plus", "x", "triangle", "square", "rectangle", "diamond", "star", "polygon", "arrow",
-                           "heart", "asterisk", "hash", "tick", "zigzag", "spiral", "lines")))
-    jitter = 0.0 if rng.random() < 0.4 else 0.025
-    filled = rng.random() < 0.3
-    a, b = rng.uniform(0.1, 0.3), rng.uniform(0.7, 0.9)
-    if kind in ("plus", "x", "asterisk"):
-        arms = {"plus": 2, "x": 2, "asterisk": int(rng.integers(3, 5))}[kind]
-        turn = {"plus": 0.0, "x": math.pi / 4, "asterisk": rng.uniform(0, math.pi)}[kind] + rng.normal(0, 0.1)
-        length = rng.uniform(0.3, 0.45)
-        for k in range(arms):
-            angle = turn + math.pi * k / arms
-            dx, dy = length * math.cos(angle), length * math.sin(angle)
-            draw.line(scaled(_jitter([(0.5 - dx, 0.5 - dy), (0.5 + dx, 0.5 + dy)], rng, jitter)), fill=255, width=width)
-        return finish(image)
+SHAPES = ("plus", "x", "triangle", "square", "rectangle", "diamond", "star", "polygon", "arrow", "heart", "asterisk",
+          "hash", "tick", "zigzag", "spiral", "lines")
+
+
+@dataclass(frozen=True)
+class _Pen:
+    draw: ImageDraw.ImageDraw
+    width: int
+    jitter: float
+
+    def line(self, points: Points, rng: np.random.Generator) -> None:
+        self.draw.line(scaled(_jitter(points, rng, self.jitter)), fill=255, width=self.width)
+
+
+def _crossing_strokes(kind: str, pen: _Pen, rng: np.random.Generator) -> None:
+    """A plus, an x or an asterisk: straight arms through the centre."""
+    arms = {"plus": 2, "x": 2, "asterisk": int(rng.integers(3, 5))}[kind]
+    turn = {"plus": 0.0, "x": math.pi / 4, "asterisk": rng.uniform(0, math.pi)}[kind] + rng.normal(0, 0.1)
+    length = rng.uniform(0.3, 0.45)
+    for k in range(arms):
+        angle = turn + math.pi * k / arms
+        dx, dy = length * math.cos(angle), length * math.sin(angle)
+        pen.line([(0.5 - dx, 0.5 - dy), (0.5 + dx, 0.5 + dy)], rng)
+
+
+def _open_strokes(kind: str, pen: _Pen, a: float, b: float, rng: np.random.Generator) -> None:
+    """A hash, a tick, a zigzag, parallel bars or a spiral."""
     if kind == "hash":
         for offset in (0.35, 0.65):
-            draw.line(scaled(_jitter([(offset, a), (offset, b)], rng, jitter)), fill=255, width=width)
-            draw.line(scaled(_jitter([(a, offset), (b, offset)], rng, jitter)), fill=255, width=width)
-        return finish(image)
-    if kind in ("tick", "zigzag", "lines"):
-        if kind == "tick":
-            points = [(a, 0.55), (0.42, b), (b, a)]
-        elif kind == "zigzag":
-            count = int(rng.integers(4, 8))
-            points = [(a + (b - a) * k / (count - 1), 0.35 if k % 2 else 0.65) for k in range(count)]
-        else:  # parallel bars
-            for k in range(int(rng.integers(3, 6))):
-                y = a + (b - a) * k / 4
-                draw.line(scaled(_jitter([(a, y), (b, y)], rng, jitter)), fill=255, width=width)
-            return finish(image)
-        draw.line(scaled(_jitter(points, rng, jitter)), fill=255, width=width, joint="curve")
-        return finish(image)
-    if kind == "spiral":
+            pen.line([(offset, a), (offset, b)], rng)
+            pen.line([(a, offset), (b, offset)], rng)
+    elif kind == "lines":  # parallel bars
+        for k in range(int(rng.integers(3, 6))):
+            y = a + (b - a) * k / 4
+            pen.line([(a, y), (b, y)], rng)
+    elif kind == "spiral":
         turns, start = rng.uniform(1.5, 3.5), rng.uniform(0, 2 * math.pi)
         t = np.linspace(0, 1, 200)
         r = 0.05 + 0.38 * t
         points = list(zip(0.5 + r * np.cos(start + 2 * math.pi * turns * t),  # noqa: B905
                           0.5 + r * np.sin(start + 2 * math.pi * turns * t)))
-        draw.line(scaled(points), fill=255, width=width, joint="curve")
-        return finish(image)
-    if kind == "triangle":
-        points = _regular(3, rng)
-    elif kind == "square":
-        points = _regular(4, rng)
-    elif kind == "diamond":
-        points = [(0.5, a), (b, 0.5), (0.5, b), (a, 0.5)]
-    elif kind == "rectangle":
-        points = [(a, 0.5 - rng.uniform(0.1, 0.3)), (b, 0.5 - rng.uniform(0.1, 0.3))]
-        points = [points[0], (points[1][0], points[0][1]), (points[1][0], 1 - points[0][1]), (points[0][0], 1 - points[0][1])]
-    elif kind == "star":
-        points = _regular(int(rng.integers(5, 8)), rng, star=True)
-    elif kind == "polygon":
-        points = _regular(int(rng.integers(5, 9)), rng)
-    elif kind == "heart":
+        pen.draw.line(scaled(points), fill=255, width=pen.width, joint="curve")
+    else:
+        if kind == "tick":
+            points = [(a, 0.55), (0.42, b), (b, a)]
+        else:  # zigzag
+            count = int(rng.integers(4, 8))
+            points = [(a + (b - a) * k / (count - 1), 0.35 if k % 2 else 0.65) for k in range(count)]
+        pen.draw.line(scaled(_jitter(points, rng, pen.jitter)), fill=255, width=pen.width, joint="curve")
+
+
+def _outline(kind: str, a: float, b: float, rng: np.random.Generator) -> Points:
+    """The corners of a closed shape, in the unit box."""
+    if kind in ("triangle", "square"):
+        return _regular(3 if kind == "triangle" else 4, rng)
+    if kind == "diamond":
+        return [(0.5, a), (b, 0.5), (0.5, b), (a, 0.5)]
+    if kind == "rectangle":
+        corners = [(a, 0.5 - rng.uniform(0.1, 0.3)), (b, 0.5 - rng.uniform(0.1, 0.3))]
+        return [corners[0], (corners[1][0], corners[0][1]), (corners[1][0], 1 - corners[0][1]),
+                (corners[0][0], 1 - corners[0][1])]
+    if kind in ("star", "polygon"):
+        return _regular(int(rng.integers(5, 8)), rng, star=True) if kind == "star" else _regular(int(rng.integers(5, 9)), rng)
+    if kind == "heart":
         t = np.linspace(0, 2 * math.pi, 80)
         x, y = 16 * np.sin(t) ** 3, 13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t)
-        points = list(zip(0.5 + x / 40, 0.45 - y / 40))  # noqa: B905
-    else:  # arrow
-        points = [(a, 0.45), (0.6, 0.45), (0.6, 0.3), (b, 0.5), (0.6, 0.7), (0.6, 0.55), (a, 0.55)]
-        angle = rng.uniform(0, 2 * math.pi)
-        points = [(0.5 + (x - 0.5) * math.cos(angle) - (y - 0.5) * math.sin(angle),
-                   0.5 + (x - 0.5) * math.sin(angle) + (y - 0.5) * math.cos(angle)) for x, y in points]
-    points = scaled(_jitter(points, rng, jitter))
-    if filled:
-        draw.polygon(points, fill=int(rng.integers(128, 256)))
+        return list(zip(0.5 + x / 40, 0.45 - y / 40))  # noqa: B905
+    arrow = [(a, 0.45), (0.6, 0.45), (0.6, 0.3), (b, 0.5), (0.6, 0.7), (0.6, 0.55), (a, 0.55)]
+    angle = rng.uniform(0, 2 * math.pi)
+    return [(0.5 + (x - 0.5) * math.cos(angle) - (y - 0.5) * math.sin(angle),
+             0.5 + (x - 0.5) * math.sin(angle) + (y - 0.5) * math.cos(angle)) for x, y in arrow]
+
+
+def shape(rng: np.random.Generator) -> np.ndarray:
+    """Crosses, triangles, squares and rectangles, diamonds, stars, polygons, arrows, hearts,
+    asterisks, hashes, ticks, zigzags, spirals: outlined or filled, hand-jittered or exact."""
+    image, draw = canvas()
+    width = _stroke_width(rng)
+    kind = str(rng.choice(SHAPES))
+    pen = _Pen(draw, width, 0.0 if rng.random() < 0.4 else 0.025)
+    filled = rng.random() < 0.3
+    a, b = rng.uniform(0.1, 0.3), rng.uniform(0.7, 0.9)
+    if kind in ("plus", "x", "asterisk"):
+        _crossing_strokes(kind, pen, rng)
+    elif kind in ("hash", "tick", "zigzag", "lines", "spiral"):
+        _open_strokes(kind, pen, a, b, rng)
     else:
-        draw.line([*points, points[0]], fill=255, width=width, joint="curve")
+        points = scaled(_jitter(_outline(kind, a, b, rng), rng, pen.jitter))
+        if filled:
+            draw.polygon(points, fill=int(rng.integers(128, 256)))
+        else:
+            draw.line([*points, points[0]], fill=255, width=width, joint="curve")
     return finish(image)
 
 
