@@ -50,7 +50,7 @@ from bench.wrk import Request, WrkResult, multipart, run_wrk
 from harness.inputs import SHIPPED, mnist_fixtures, noise_png
 from harness.postgres import binaries as postgres_binaries
 from harness.postgres import postgres_server
-from harness.server import ROOT, free_port, post_upload, running_process, running_service
+from harness.server import ROOT, free_port, post_image, running_process, running_service
 from service.predictor import Predictor
 from service.preprocess import preprocess
 
@@ -112,7 +112,7 @@ def agreement(url: str, images: list[bytes], samples: int, repeats: int = 30) ->
     predictor = Predictor.from_checkpoint(SHIPPED)
     digits = [preprocess(image, 40_000_000) for image in images]
     reference = np.array([[p.entropy for p in predictor.predict(digits, samples)] for _ in range(repeats)])
-    served = np.array([[post_upload(url, image, samples).json()["entropy"] for image in images] for _ in range(repeats)])
+    served = np.array([[post_image(url, image, samples=samples).json()["entropy"] for image in images] for _ in range(repeats)])
     smallest = min(float(ks_2samp(reference[:, i], served[:, i]).pvalue) for i in range(len(images)))
     return min(1.0, smallest * len(images))
 

@@ -19,10 +19,16 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def post_upload(url: str, data: bytes, samples: int | None = None) -> httpx.Response:
-    """POST one image to ``/predict`` on a new connection."""
-    params = {} if samples is None else {"samples": samples}
-    return httpx.post(url + "/predict", files={"file": ("u.png", data, "image/png")}, params=params, timeout=60)
+def post_image(client: httpx.Client | str, data: bytes, name: str = "digit.png", content_type: str = "image/png",
+               **params: Any) -> httpx.Response:
+    """POST one image to ``/predict`` as the multipart field ``file``: through ``client`` (an httpx
+    or Starlette test client), or to the service at URL ``client`` on a new connection. Parameters
+    that are None are left out."""
+    files = {"file": (name, data, content_type)}
+    query = {key: value for key, value in params.items() if value is not None}
+    if isinstance(client, str):
+        return httpx.post(client + "/predict", files=files, params=query, timeout=60)
+    return client.post("/predict", files=files, params=query)
 
 
 def wait_for(check: Callable[[], Any], timeout_s: float = 20.0, what: str = "condition",

@@ -23,11 +23,12 @@ from harness.images import (
     unevenly_lit_photo,
 )
 from harness.inputs import ROOT, SHIPPED, load_digit, mnist_fixtures
-from harness.server import free_port
+from harness.server import free_port, post_image
 from model.checkpoint import CheckpointError
 from service.app import create_app
 from service.predictor import Predictor
 from service.settings import Settings
+from tests.metrics_text import parse_samples, value
 
 DIGITS = mnist_fixtures()
 
@@ -40,20 +41,13 @@ def client():
         yield test_client
 
 
-def post(client: TestClient, data: bytes, name: str = "digit.png", content_type: str = "image/png", **params):
-    return client.post("/predict", files={"file": (name, data, content_type)}, params=params)
-
-
-def metric(client: TestClient, line_prefix: str) -> float:
-    for line in client.get("/metrics").text.splitlines():
-        if line.startswith(line_prefix + " ") or (line.startswith(line_prefix + "{") and line.split(" ")[0] == line_prefix):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+def metric(client: TestClient, name: str, **labels: str) -> float:
+    return value(parse_samples(client.get("/metrics").text), name, **labels)
 
 
 @pytest.mark.parametrize(("path", "label"), DIGITS, ids=[p.stem for p, _ in DIGITS])
 def test_real_mnist_digits_are_right_when_accepted(client, path, label):
-    response = post(client, path.read_bytes())
+    response = post_image(client, path.read_bytes())
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["class"] == label or body["refer"]  # a referred digit is allowed to be read wrong
@@ -86,7 +80,7 @@ VARIANTS = {
 def test_real_mnist_digits_are_mostly_accepted(client):
     """Plain 28-px PNGs of MNIST test digits are referred 3.5 % of the time (README): of these 20, at
     most three are, and only for their entropy."""
-    answers = [post(client, path.read_bytes()).json() for path, _ in DIGITS]
+    answers = [post_image(client, path.read_bytes()).json() for path, _ in DIGITS]
     referred = [a for a in answers if a["refer"]]
     assert len(referred) <= 3, [(a["class"], a["entropy"]) for a in referred]
     assert all(a["refer_reason"] == "uncertain" and a["entropy"] > a["threshold"] for a in referred)
@@ -97,7 +91,7 @@ def test_real_upload_variants_are_classified(client, variant):
     correct = 0
     chosen = DIGITS[:10]
     for path, label in chosen:
-        response = post(client, VARIANTS[variant](load_digit(path)), content_type="application/octet-stream")
+        response = post_image(client, VARIANTS[variant](load_digit(path)), content_type="application/octet-stream")
         assert response.status_code == 200, response.text
         correct += response.json()["class"] == label
     assert correct >= 9, f"{variant}: {correct}/10"
@@ -109,20 +103,20 @@ def test_noise_and_shapes_are_mostly_referred(client):
     square = Image.new("L", (100, 100), 0)
     square.paste(255, (20, 20, 80, 80))
     uploads.append(encode(square))
-    referred = sum(post(client, data).json()["refer"] for data in uploads)
+    referred = sum(post_image(client, data).json()["refer"] for data in uploads)
     assert referred >= 4
 
 
 def test_pixel_limit_is_the_configured_one(client):
     """Every other bad upload (empty, truncated, text, refused formats, blank, bombs, bad samples) is in
     tests/test_hostile.py; this one depends on this client's BNN_MAX_PIXELS."""
-    response = post(client, png_claiming(3000, 3000))
+    response = post_image(client, png_claiming(3000, 3000))
     assert response.status_code == 413
     assert "9000000 pixels" in response.json()["detail"]
 
 
 def test_samples_parameter_is_used(client):
-    body = post(client, DIGITS[0][0].read_bytes(), samples=7).json()
+    body = post_image(client, DIGITS[0][0].read_bytes(), samples=7).json()
     assert body["samples"] == 7 and body["class"] == DIGITS[0][1]
 
 
@@ -141,7 +135,7 @@ def test_raw_body_upload_answers_like_multipart(client, content_type):
         torch.manual_seed(0)  # the same draws for both: the answers must then be identical
         raw = client.post("/predict?samples=1000", content=data, headers={"content-type": content_type})
         torch.manual_seed(0)
-        form = post(client, data, samples=1000)
+        form = post_image(client, data, samples=1000)
         assert raw.status_code == form.status_code == 200, raw.text
         raw_body, form_body = raw.json(), form.json()
         assert raw_body["class"] == label and raw_body["samples"] == 1000
@@ -160,13 +154,13 @@ def test_raw_body_errors_are_the_multipart_ones(client):
 
 
 def test_file_over_the_byte_limit_is_413(client):
-    response = post(client, b"\x89PNG" + b"\x00" * 2_100_000)
+    response = post_image(client, b"\x89PNG" + b"\x00" * 2_100_000)
     assert response.status_code == 413
     assert "2000000 bytes" in response.json()["detail"]
 
 
 def test_body_over_the_request_limit_is_413_without_reading_it(client):
-    response = post(client, b"\x00" * 4_100_000)
+    response = post_image(client, b"\x00" * 4_100_000)
     assert response.status_code == 413
     assert "request body exceeds the limit of 4000000 bytes" in response.json()["detail"]
 
@@ -200,30 +194,31 @@ def test_batch_over_the_file_count_is_422(client):
 
 
 def test_metrics_count_exactly_what_requests_did(client):
-    accepted = 'bnn_predictions_total{class="7",referred="false"}'
-    before_accepted = metric(client, accepted)
-    before_referred = sum(metric(client, f'bnn_predictions_total{{class="{c}",referred="true"}}') for c in range(10))
-    before_rejected = metric(client, 'bnn_rejected_requests_total{reason="unsupported_format"}')
-    before_latency = metric(client, 'bnn_request_latency_seconds_count{route="/predict"}')
+    accepted = {"class": "7", "referred": "false"}
+    before_accepted = metric(client, "bnn_predictions_total", **accepted)
+    before_referred = sum(metric(client, "bnn_predictions_total", **{"class": str(c)}, referred="true") for c in range(10))
+    before_rejected = metric(client, "bnn_rejected_requests_total", reason="unsupported_format")
+    before_latency = metric(client, "bnn_request_latency_seconds_count", route="/predict")
     seven = DIGITS[0][0].read_bytes()
     for _ in range(3):
-        assert post(client, seven).json()["refer"] is False
+        assert post_image(client, seven).json()["refer"] is False
     noise = encode(Image.fromarray(np.random.default_rng(3).integers(0, 256, (64, 64), dtype=np.uint8)))
-    noisy = post(client, noise).json()
-    post(client, encode(Image.new("L", (40, 40), 200), "TIFF"))
-    assert metric(client, accepted) == before_accepted + 3 + (noisy["class"] == 7 and not noisy["refer"])
-    after_referred = sum(metric(client, f'bnn_predictions_total{{class="{c}",referred="true"}}') for c in range(10))
+    noisy = post_image(client, noise).json()
+    post_image(client, encode(Image.new("L", (40, 40), 200), "TIFF"))
+    noise_accepted_as_7 = noisy["class"] == 7 and not noisy["refer"]
+    assert metric(client, "bnn_predictions_total", **accepted) == before_accepted + 3 + noise_accepted_as_7
+    after_referred = sum(metric(client, "bnn_predictions_total", **{"class": str(c)}, referred="true") for c in range(10))
     assert after_referred == before_referred + noisy["refer"]
-    assert metric(client, 'bnn_rejected_requests_total{reason="unsupported_format"}') == before_rejected + 1
-    assert metric(client, 'bnn_request_latency_seconds_count{route="/predict"}') == before_latency + 5
+    assert metric(client, "bnn_rejected_requests_total", reason="unsupported_format") == before_rejected + 1
+    assert metric(client, "bnn_request_latency_seconds_count", route="/predict") == before_latency + 5
 
 
 def test_refer_reason_is_stated_and_counted(client):
-    before = {reason: metric(client, f'bnn_referrals_total{{reason="{reason}"}}') for reason in ("uncertain", "unfamiliar")}
-    seven = post(client, DIGITS[0][0].read_bytes()).json()
+    before = {reason: metric(client, "bnn_referrals_total", reason=reason) for reason in ("uncertain", "unfamiliar")}
+    seven = post_image(client, DIGITS[0][0].read_bytes()).json()
     assert seven["refer"] is False and seven["refer_reason"] is None
     rng = np.random.default_rng(4)
-    answers = [post(client, encode(Image.fromarray(rng.integers(0, 256, (64, 64), dtype=np.uint8)))).json()
+    answers = [post_image(client, encode(Image.fromarray(rng.integers(0, 256, (64, 64), dtype=np.uint8)))).json()
                for _ in range(4)]
     mass = Predictor.from_checkpoint(SHIPPED).rule.familiar_mass
     assert mass is not None
@@ -239,7 +234,7 @@ def test_refer_reason_is_stated_and_counted(client):
     assert all(a["refer_reason"] == "unfamiliar" for a in answers)  # ... and is said to be none
     for reason in ("uncertain", "unfamiliar"):
         counted = sum(a["refer_reason"] == reason for a in answers)
-        assert metric(client, f'bnn_referrals_total{{reason="{reason}"}}') == before[reason] + counted
+        assert metric(client, "bnn_referrals_total", reason=reason) == before[reason] + counted
 
 
 def test_probes_and_openapi(client):
@@ -258,7 +253,7 @@ def test_readyz_is_503_until_the_model_is_loaded():
     assert client.get("/healthz").status_code == 200
     response = client.get("/readyz")
     assert response.status_code == 503 and response.headers["retry-after"] == "1"
-    assert post(client, DIGITS[0][0].read_bytes()).status_code == 503
+    assert post_image(client, DIGITS[0][0].read_bytes()).status_code == 503
 
 
 def test_startup_fails_cleanly_on_a_corrupted_checkpoint(tmp_path):
@@ -294,11 +289,11 @@ def test_a_full_inference_queue_sheds_with_503(client, monkeypatch):
         raise QueueFull("256 requests already waiting")
 
     monkeypatch.setattr(client.app.state.inference.batcher, "submit", full)
-    before = metric(client, 'bnn_rejected_requests_total{reason="overloaded"}')
-    response = post(client, DIGITS[0][0].read_bytes())
+    before = metric(client, "bnn_rejected_requests_total", reason="overloaded")
+    response = post_image(client, DIGITS[0][0].read_bytes())
     assert response.status_code == 503 and response.headers["retry-after"] == "1"
     assert response.json()["detail"] == "overloaded: 256 requests already waiting; retry shortly"
-    assert metric(client, 'bnn_rejected_requests_total{reason="overloaded"}') == before + 1
+    assert metric(client, "bnn_rejected_requests_total", reason="overloaded") == before + 1
 
 
 def test_the_service_imports_without_the_dev_packages():
@@ -314,7 +309,7 @@ def test_the_opt_in_fields_are_absent_by_default_and_right_when_asked(client):
 
     data = DIGITS[3][0].read_bytes()
     torch.manual_seed(5)
-    plain = post(client, data, samples=200).json()
+    plain = post_image(client, data, samples=200).json()
     assert not {"spread", "votes", "input"} & set(plain)
     torch.manual_seed(5)  # the same draws: the extras describe exactly the answer given without them
     rich = client.post("/predict?samples=200&include=spread&include=input", content=data,

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from harness.images import encode
 from harness.inputs import SHIPPED, mnist_fixtures
+from harness.server import post_image
 from service.app import create_app
 from service.audit import AuditSampler
 from service.metrics import REJECTION_REASONS
@@ -27,10 +28,6 @@ CALIBRATION = json.loads(SHIPPED.with_suffix(".json").read_text())["calibration"
 
 def scrape(client: TestClient):
     return parse_samples(client.get("/metrics").text)
-
-
-def post(client: TestClient, data: bytes, **params):
-    return client.post("/predict", files={"file": ("d.png", data, "image/png")}, params=params)
 
 
 @pytest.fixture
@@ -92,8 +89,8 @@ def test_an_overridden_threshold_has_no_expected_rate_unless_given(app_with):
 
 def test_audit_marks_accepted_answers_and_counts_them(app_with):
     client = app_with(audit_fraction=1.0)
-    accepted = post(client, SEVEN).json()
-    referred = post(client, NOISE).json()
+    accepted = post_image(client, SEVEN).json()
+    referred = post_image(client, NOISE).json()
     assert accepted["refer"] is False and accepted["audit"] is True
     assert referred["refer"] is True and referred["audit"] is False
     samples = scrape(client)
@@ -104,7 +101,7 @@ def test_audit_marks_accepted_answers_and_counts_them(app_with):
 
 def test_audit_off_by_default(app_with):
     client = app_with()
-    assert post(client, SEVEN).json()["audit"] is False
+    assert post_image(client, SEVEN).json()["audit"] is False
     assert total(scrape(client), "bnn_audits_total") == 0
 
 
@@ -119,8 +116,8 @@ def test_audit_fraction_in_a_batch(app_with):
 
 def test_samples_per_image_histogram(app_with):
     client = app_with()
-    post(client, SEVEN, samples=10)
-    post(client, SEVEN)  # the calibration's N
+    post_image(client, SEVEN, samples=10)
+    post_image(client, SEVEN)  # the calibration's N
     samples = scrape(client)
     assert value(samples, "bnn_samples_per_image_count") == 2
     assert value(samples, "bnn_samples_per_image_sum") == 10 + CALIBRATION["samples"]

@@ -19,7 +19,7 @@ from PIL import Image
 
 from harness.images import encode
 from harness.inputs import SHIPPED, mnist_fixtures
-from harness.server import post_upload, running_service, wait_for
+from harness.server import post_image, running_service, wait_for
 from tests.metrics_text import per_worker_predictions
 from tests.prometheus_server import DASHBOARD, PrometheusAPI, binary, repo_config_for, running_prometheus
 
@@ -56,7 +56,7 @@ def test_prometheus_sees_exact_counts_and_the_referral_rate_of_the_answers(tmp_p
 
             items = uploads()
             with ThreadPoolExecutor(4) as pool:  # separate connections: both workers take requests
-                responses = list(pool.map(lambda item: post_upload(url, item[1], item[2]), items))
+                responses = list(pool.map(lambda item: post_image(url, item[1], samples=item[2]), items))
             answers = [r.json() for r in responses if r.status_code == 200]
             statuses = sorted({r.status_code for r in responses})
             assert statuses == [200, 422], statuses
@@ -66,8 +66,8 @@ def test_prometheus_sees_exact_counts_and_the_referral_rate_of_the_answers(tmp_p
 
             wait_for(lambda: prometheus.scalar("sum(bnn_predictions_total)") == len(answers), timeout_s=30,
                      what="Prometheus to scrape every answer", interval_s=0.25)
-            time.sleep(2.5)  # one more scrape and rule evaluation after the last answer
-            # the rule is evaluated every second: give a loaded machine time for one after the last scrape
+            # the rule is evaluated every second: wait for an evaluation on the final counts (the ratio is
+            # exact only once every answer has been scraped; earlier ones differ from it)
             wait_for(lambda: prometheus.scalar("job:bnn_referral_rate:ratio_rate5m") == pytest.approx(fraction, rel=1e-9),
                      timeout_s=15, what="the recording rule to evaluate on the final counts", interval_s=0.25)
             now = time.time()

@@ -6,18 +6,15 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 import httpx
 import pytest
 
 from harness.inputs import mnist_fixtures
-from harness.server import running_service
+from harness.server import post_image, running_service
 
 PNG = mnist_fixtures()[0][0].read_bytes()
-
-
-def post_digit(url: str, **params) -> httpx.Response:
-    return httpx.post(url + "/predict", files={"file": ("d.png", PNG, "image/png")}, params=params, timeout=60)
 
 
 def test_a_trickling_client_gets_408_and_does_not_block_others():
@@ -27,7 +24,7 @@ def test_a_trickling_client_gets_408_and_does_not_block_others():
         slow.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
                      b"Content-Length: 100000\r\n\r\n--b\r\n")
         started = time.monotonic()
-        assert post_digit(url).status_code == 200  # others are served meanwhile
+        assert post_image(url, PNG).status_code == 200  # others are served meanwhile
         slow.settimeout(10)
         answer = b""
         while b"\r\n\r\n" not in answer or b"}" not in answer:
@@ -43,8 +40,9 @@ def test_a_trickling_client_gets_408_and_does_not_block_others():
         assert 'bnn_rejected_requests_total{reason="body_timeout"} 1.0' in metrics
 
 
-def slow_multipart(seconds: float):
-    """A multipart body with the digit, sent in pieces over ``seconds``."""
+def slow_multipart(seconds: float, on_first_piece: Callable[[], object] | None = None):
+    """A multipart body with the digit, sent in pieces over ``seconds`` (the client's own pace);
+    ``on_first_piece`` is called once the first piece is on its way."""
     body = (b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"d.png\"\r\n"
             b"Content-Type: image/png\r\n\r\n" + PNG + b"\r\n--b--\r\n")
     pieces = 10
@@ -52,22 +50,26 @@ def slow_multipart(seconds: float):
     for i in range(pieces):
         time.sleep(seconds / pieces)
         yield body[i * step : (i + 1) * step]
+        if i == 0 and on_first_piece is not None:
+            on_first_piece()
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_sigterm_lets_in_flight_requests_finish_then_exits(workers):
     with running_service({"BNN_WORKERS": workers, "BNN_THREADS": "1"}) as (url, process):
         results: list[tuple[int, float]] = []
+        under_way = threading.Semaphore(0)
 
         def client() -> None:
-            response = httpx.post(url + "/predict", content=slow_multipart(1.0), timeout=60,
+            response = httpx.post(url + "/predict", content=slow_multipart(1.0, under_way.release), timeout=60,
                                   headers={"content-type": "multipart/form-data; boundary=b"})
             results.append((response.status_code, time.monotonic()))
 
         threads = [threading.Thread(target=client) for _ in range(4)]
         for thread in threads:
             thread.start()
-        time.sleep(0.3)  # uploads are under way
+        for _ in threads:  # every upload is under way
+            assert under_way.acquire(timeout=30)
         signalled = time.monotonic()
         process.send_signal(signal.SIGTERM)
         for thread in threads:
@@ -78,13 +80,13 @@ def test_sigterm_lets_in_flight_requests_finish_then_exits(workers):
         # with several workers the supervisor passes SIGTERM on, waits for them, and exits 0
         assert process.wait(30) in (0, -signal.SIGTERM)
         with pytest.raises(httpx.ConnectError):
-            post_digit(url)
+            post_image(url, PNG)
 
 
 def test_api_key_is_required_when_configured():
     with running_service({"BNN_API_KEY": "s3cret"}) as (url, _):
-        assert post_digit(url).status_code == 401
-        assert post_digit(url).json() == {"detail": "missing or wrong X-API-Key header"}
+        assert post_image(url, PNG).status_code == 401
+        assert post_image(url, PNG).json() == {"detail": "missing or wrong X-API-Key header"}
         wrong = httpx.post(url + "/predict", files={"file": ("d.png", PNG)}, headers={"X-API-Key": "s3creT"})
         assert wrong.status_code == 401
         right = httpx.post(url + "/predict", files={"file": ("d.png", PNG)}, headers={"X-API-Key": "s3cret"})

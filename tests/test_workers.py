@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from harness.inputs import ROOT, SHIPPED, mnist_fixtures
-from harness.server import children, free_port, post_upload, running_service
+from harness.server import children, free_port, post_image, running_service
 from service.workers import tcp_listener
 from tests.metrics_text import parse_samples, per_worker_predictions, predictions_by_worker, total
 
@@ -46,7 +46,7 @@ def test_two_workers_count_exactly_whichever_answers_metrics(two_workers):
     env, metrics_dir = two_workers
     with running_service(env) as (url, _):
         with ThreadPoolExecutor(4) as pool:
-            codes = list(pool.map(lambda _: post_upload(url, SEVEN).status_code, range(40)))
+            codes = list(pool.map(lambda _: post_image(url, SEVEN).status_code, range(40)))
         assert codes == [200] * 40
         served = per_worker_predictions(metrics_dir)
         assert len(served) == 2 and min(served) > 0, served  # both workers answered some
@@ -120,7 +120,7 @@ def test_worker_sockets_give_accepted_connections_tcp_nodelay():
 def test_a_second_instance_on_the_same_port_refuses_to_start(two_workers):
     env, _ = two_workers  # the same metrics directory too: the second must not wipe the first's counts
     with running_service(env) as (url, _):
-        assert [post_upload(url, SEVEN).status_code for _ in range(3)] == [200] * 3
+        assert [post_image(url, SEVEN).status_code for _ in range(3)] == [200] * 3
         port = url.rsplit(":", 1)[1]
         second = subprocess.run([sys.executable, "-m", "service"], cwd=ROOT, capture_output=True, text=True, timeout=60,
                                 env={**os.environ, **env, "BNN_PORT": port, "BNN_HOST": "127.0.0.1"})
@@ -150,7 +150,7 @@ def test_a_killed_worker_is_replaced_and_no_count_is_lost(two_workers):
     env, metrics_dir = two_workers
     with running_service(env) as (url, process):
         with ThreadPoolExecutor(4) as pool:
-            assert list(pool.map(lambda _: post_upload(url, SEVEN).status_code, range(20))) == [200] * 20
+            assert list(pool.map(lambda _: post_image(url, SEVEN).status_code, range(20))) == [200] * 20
         workers = children(process.pid)
         assert len(workers) == 2
         served_by_killed = predictions_by_worker(metrics_dir)[workers[0]]
@@ -165,7 +165,7 @@ def test_a_killed_worker_is_replaced_and_no_count_is_lost(two_workers):
         replaced = children(process.pid)
         assert workers[0] not in replaced and workers[1] in replaced and len(replaced) == 2
         with ThreadPoolExecutor(4) as pool:
-            assert list(pool.map(lambda _: post_upload(url, SEVEN).status_code, range(20))) == [200] * 20
+            assert list(pool.map(lambda _: post_image(url, SEVEN).status_code, range(20))) == [200] * 20
         samples = parse_samples(httpx.get(url + "/metrics", timeout=10).text)
         assert total(samples, "bnn_predictions_total") == 40  # the killed worker's answers still count
 
