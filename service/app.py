@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_limits
 from model.checkpoint import CheckpointError
 from service.audit import AuditSampler
 from service.deps import document_samples_limit
-from service.errors import install_handlers
+from service.error_handlers import install_handlers
 from service.inference import Inference
 from service.latency import LatencyMiddleware
 from service.limits import BodyLimitMiddleware

@@ -31,13 +31,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from service.errors import QueueFull
+
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 Options = TypeVar("Options", bound=Hashable)
-
-
-class QueueFull(Exception):
-    """The pending-request queue is at its bound; shed this request."""
 
 
 @dataclass

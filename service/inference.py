@@ -22,9 +22,10 @@ from starlette.concurrency import run_in_threadpool
 from model.checkpoint import CheckpointError
 from service.audit import AuditSampler
 from service.batcher import MicroBatcher
+from service.errors import ImageRejected, ImageTooLarge, RejectedElement
 from service.metrics import Metrics
 from service.predictor import Prediction, Predictor
-from service.preprocess import ImageRejected, ImageTooLarge, preprocess
+from service.preprocess import preprocess
 from service.review.queue import ReviewQueue
 from service.settings import Settings
 
@@ -57,14 +58,6 @@ class Answer:
 
     prediction: Prediction
     accounted: Accounted
-
-
-class RejectedElement(Exception):
-    """Upload ``index`` of a call that must answer all or nothing was refused with ``error``."""
-
-    def __init__(self, index: int, error: ImageRejected):
-        super().__init__(f"upload {index}: {error}")
-        self.index, self.error = index, error
 
 
 @dataclass(frozen=True)
@@ -118,7 +111,9 @@ class Inference:
         return self.predictor.model_version
 
     def prepare(self, data: Upload) -> np.ndarray | ImageRejected:
-        """One upload -> the network's uint8 ``[28, 28]``, or why it is refused."""
+        """One upload -> the network's uint8 ``[28, 28]``, or why it is refused. The per-file byte
+        limit is checked here, once, for every route (a route only bounds how much of a file it
+        reads, one byte over the limit; the whole request's limit is ``limits.py``'s, before any route)."""
         if isinstance(data, np.ndarray):
             return data
         try:

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from model.data import IMAGE_SIZE
+from service.errors import ProtocolError
 from service.inference import Accounted
 from service.predictor import MAX_CANDIDATES, Prediction
 
@@ -67,10 +68,6 @@ OUTPUTS = (
     TensorSpec("review_id", "BYTES", (-1,)),
 )
 OUTPUT_NAMES = tuple(spec.name for spec in OUTPUTS)
-
-
-class ProtocolError(Exception):
-    """A request the protocol (or this model) cannot take: answered 400 with ``{"error": ...}``."""
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from model import transform
 from model.transform import WORKING_SIDE
+from service.errors import BlankImage, ImageTooLarge, UndecodableImage, UnsupportedFormat
 
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
 
@@ -41,28 +42,6 @@ _FTYP_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"mif1": "HEIF", b"avif": "AVI
 _ACCEPTED_SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"), (b"BM", "BMP"),
 )
-
-
-class ImageRejected(Exception):
-    """An upload we will not classify; ``reason`` is a short machine-readable label."""
-
-    reason = "rejected"
-
-
-class UndecodableImage(ImageRejected):
-    reason = "undecodable"
-
-
-class UnsupportedFormat(ImageRejected):
-    reason = "unsupported_format"
-
-
-class ImageTooLarge(ImageRejected):
-    reason = "too_large"
-
-
-class NoInk(ImageRejected):
-    reason = "no_ink"
 
 
 def sniff_unsupported(data: bytes) -> str | None:
@@ -137,6 +116,6 @@ def preprocess(data: bytes, max_pixels: int) -> np.ndarray:
     try:
         return transform.to_digit(image)
     except transform.NoInk as error:
-        raise NoInk(str(error)) from None
+        raise BlankImage(str(error)) from None
     except Exception as error:  # exotic modes that Pillow cannot convert
         raise UndecodableImage(f"cannot read pixels of mode {image.mode} ({type(error).__name__})") from None

@@ -13,14 +13,8 @@ from harness.images import (
 )
 from harness.inputs import load_digit, mnist_fixtures
 from model.data import CENTRE_OF_MASS
-from service.preprocess import (
-    ImageTooLarge,
-    NoInk,
-    UndecodableImage,
-    UnsupportedFormat,
-    decode,
-    preprocess,
-)
+from service.errors import BlankImage, ImageTooLarge, UndecodableImage, UnsupportedFormat
+from service.preprocess import decode, preprocess
 
 LIMIT = 40_000_000
 
@@ -144,7 +138,7 @@ def test_animated_gif_uses_the_first_frame(digit):
 @pytest.mark.parametrize("image", [Image.new("L", (100, 100), 255), Image.new("L", (64, 64), 0),
                                    Image.new("RGBA", (50, 50), (0, 0, 0, 0)), Image.new("RGB", (80, 80), (128, 128, 128))])
 def test_blank_images_have_no_ink(image):
-    with pytest.raises(NoInk, match="no ink found"):
+    with pytest.raises(BlankImage, match="no ink found"):
         preprocess(encode(image), LIMIT)
 
 
@@ -209,7 +203,7 @@ def test_visible_content_is_never_no_ink(name):
 def test_noisy_blank_paper_is_still_no_ink():
     rng = np.random.default_rng(0)
     paper = np.clip(0.92 + rng.normal(0, 0.02, (300, 300)), 0, 1)
-    with pytest.raises(NoInk):
+    with pytest.raises(BlankImage):
         preprocess(encode(Image.fromarray(np.rint(paper * 255).astype(np.uint8))), LIMIT)
 
 

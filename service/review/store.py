@@ -31,18 +31,11 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from service.errors import ItemConflict, ItemNotFound
 from service.review.live import LABELS, OUTCOMES, REASONS, AcceptedError, outcome
 from service.review.schema import engine_for, images, items, migrate
 
 SECONDS_PER_DAY = 86_400.0
-
-
-class ItemNotFound(LookupError):
-    """No review item has this id (never queued, or dropped by retention)."""
-
-
-class ItemConflict(RuntimeError):
-    """The item cannot take this: another reviewer holds it, or it is labelled already (the message says which)."""
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter
 
 from service.deps import IncludeParam, InferenceDep, SamplesParam, SettingsDep, require_api_key
-from service.errors import ERROR_RESPONSES, TooManyFiles, status_for
-from service.inference import Answer, RejectedElement
-from service.preprocess import ImageRejected
+from service.error_handlers import ERROR_RESPONSES, status_for
+from service.errors import ImageRejected, RejectedElement, TooManyFiles
+from service.inference import Answer
 from service.schemas import BatchErrorOut, Include, PredictionOut
 
 router = APIRouter(tags=["predict"], dependencies=[Depends(require_api_key)], responses=ERROR_RESPONSES)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from service.deps import InferenceDep
-from service.errors import ERROR_RESPONSES
+from service.error_handlers import ERROR_RESPONSES
 from service.schemas import HealthOut
 
 router = APIRouter(tags=["probes"])

@@ -18,8 +18,9 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from service.deps import InferenceDep, SettingsDep, require_api_key
-from service.errors import OIP_ERROR_RESPONSES, ModelNotFound
-from service.inference import Inference, RejectedElement
+from service.error_handlers import OIP_ERROR_RESPONSES
+from service.errors import ImageRejected, ModelNotFound, RejectedElement
+from service.inference import Inference
 from service.oip import (
     HEADER_LENGTH,
     MODEL_NAME,
@@ -30,7 +31,6 @@ from service.oip import (
     parse_infer_request,
     server_metadata,
 )
-from service.preprocess import ImageRejected
 from service.settings import Settings
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol v2"], responses=OIP_ERROR_RESPONSES)
