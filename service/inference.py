@@ -45,19 +45,12 @@ class PassOptions:
 
 
 @dataclass(frozen=True)
-class Accounted:
-    """What accounting adds to an answer."""
-
-    audit: bool  # marked for a human spot check
-    review_id: str | None  # its review item, when queued
-
-
-@dataclass(frozen=True)
 class Answer:
     """A finished answer: the prediction, and what accounting added to it."""
 
     prediction: Prediction
-    accounted: Accounted
+    audit: bool  # marked for a human spot check
+    review_id: str | None  # its review item, when queued
 
 
 @dataclass(frozen=True)
@@ -167,4 +160,4 @@ class Inference:
         review_id = None
         if self.reviews is not None:
             review_id = self.reviews.submit(prediction, upload, audit, self.model_version)
-        return Answer(prediction, Accounted(audit, review_id))
+        return Answer(prediction, audit, review_id)

@@ -39,8 +39,8 @@ import numpy as np
 
 from model.data import IMAGE_SIZE
 from service.errors import ProtocolError
-from service.inference import Accounted
-from service.predictor import MAX_CANDIDATES, Prediction
+from service.inference import Answer
+from service.predictor import MAX_CANDIDATES
 
 MODEL_NAME = "bnn-digits"
 PLATFORM = "pytorch"
@@ -244,7 +244,8 @@ def parse_infer_request(body: bytes, header_length: int | None, max_batch: int, 
                         _requested_outputs(document, bool(parameters.get("binary_data_output", False))))
 
 
-def _columns(predictions: Sequence[Prediction], accounted: Sequence[Accounted]) -> dict[str, np.ndarray]:
+def _columns(answers: Sequence[Answer]) -> dict[str, np.ndarray]:
+    predictions = [answer.prediction for answer in answers]
     return {
         "class": np.array([p.digit for p in predictions], dtype=NUMPY["INT64"]),
         "probabilities": np.array([p.probabilities for p in predictions], dtype=NUMPY["FP32"]).reshape(-1, 10),
@@ -254,8 +255,8 @@ def _columns(predictions: Sequence[Prediction], accounted: Sequence[Accounted]) 
         "refer_reason": np.array([(p.refer_reason or "").encode() for p in predictions], dtype=object),
         "candidates": np.array([p.candidates + [-1] * (MAX_CANDIDATES - len(p.candidates)) for p in predictions],
                                dtype=NUMPY["INT64"]).reshape(-1, MAX_CANDIDATES),
-        "audit": np.array([a.audit for a in accounted], dtype=bool),
-        "review_id": np.array([(a.review_id or "").encode() for a in accounted], dtype=object),
+        "audit": np.array([a.audit for a in answers], dtype=bool),
+        "review_id": np.array([(a.review_id or "").encode() for a in answers], dtype=object),
     }
 
 
@@ -265,11 +266,11 @@ def _binary(values: np.ndarray) -> bytes:
     return values.tobytes()
 
 
-def encode_infer_response(request: InferRequest, predictions: Sequence[Prediction], accounted: Sequence[Accounted],
+def encode_infer_response(request: InferRequest, answers: Sequence[Answer],
                           model_version: str, parameters: dict[str, Any]) -> tuple[bytes, int | None]:
     """The response body, and the JSON part's length when outputs follow it in binary (the
     ``Inference-Header-Content-Length`` to send), else None."""
-    columns = _columns(predictions, accounted)
+    columns = _columns(answers)
     specs = {spec.name: spec for spec in OUTPUTS}
     outputs, chunks = [], []
     for requested in request.outputs:

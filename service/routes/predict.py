@@ -30,8 +30,8 @@ def prediction_out(answer: Answer, model_version: str, include: Include, filenam
     fields = dict(vars(answer.prediction))  # shallow: asdict's deep copy cost more than the rest of this
     seen = fields.pop("seen")
     image = seen.tolist() if include.input and seen is not None else None
-    return PredictionOut(**{"class": fields.pop("digit")}, **fields, audit=answer.accounted.audit,
-                         review_id=answer.accounted.review_id, model_version=model_version, filename=filename, input=image)
+    return PredictionOut(**{"class": fields.pop("digit")}, **fields, audit=answer.audit,
+                         review_id=answer.review_id, model_version=model_version, filename=filename, input=image)
 
 
 def json_answer(content: bytes) -> Response:
