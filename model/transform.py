@@ -18,8 +18,10 @@ Only an image with no visible content raises :class:`NoInk`.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from model.data import CENTRE_OF_MASS, DIGIT_BOX, IMAGE_SIZE
 
@@ -39,6 +41,23 @@ MIN_CONTENT_AFTER_RULING = 0.02  # ink left after erasing "ruling", as a fractio
 
 class NoInk(ValueError):
     """The image has no visible content: blank, or nearly uniform."""
+
+
+def load_upright(image: Image.Image) -> Image.Image:
+    """An opened upload, loaded (its first frame, for animations) and turned upright by its EXIF
+    orientation (malformed EXIF: the pixels as stored). The one way an upload file is read, by the
+    service (``service/preprocess.py``, after its format and size checks) and by the upload
+    simulator; decoder errors propagate for the caller to name."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow warns on odd-but-harmless metadata
+        image.load()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            upright = ImageOps.exif_transpose(image)
+    except Exception:  # malformed EXIF: keep the pixels as stored
+        upright = None
+    return upright if upright is not None else image
 
 
 def _has_alpha(image: Image.Image) -> bool:

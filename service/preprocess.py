@@ -19,7 +19,7 @@ import io
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from model import transform
 from model.transform import WORKING_SIDE
@@ -92,22 +92,13 @@ def decode(data: bytes, max_pixels: int) -> Image.Image:
     if width * height > max_pixels:
         raise ImageTooLarge(f"image is {width}x{height} = {width * height} pixels, too many pixels; the limit is {max_pixels}")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if image.format == "JPEG":
-                image.draft(image.mode, (WORKING_SIDE, WORKING_SIDE))  # decode at reduced scale
-            image.load()
+        if image.format == "JPEG":
+            image.draft(image.mode, (WORKING_SIDE, WORKING_SIDE))  # decode at reduced scale
+        return transform.load_upright(image)
     except Image.DecompressionBombError:
         raise ImageTooLarge(f"the image claims too many pixels; the limit is {max_pixels}") from None
     except Exception as error:
         raise UndecodableImage(f"{image.format} data is truncated or corrupt ({type(error).__name__})") from None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            oriented = ImageOps.exif_transpose(image)
-    except Exception:  # malformed EXIF: keep the pixels as stored
-        oriented = None
-    return oriented if oriented is not None else image
 
 
 def preprocess(data: bytes, max_pixels: int) -> np.ndarray:

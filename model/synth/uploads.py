@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import io
 import multiprocessing
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from PIL import Image, ImageFilter
 from tqdm import tqdm
 
 from model.data import IMAGE_SIZE
-from model.transform import NoInk, to_digit
+from model.transform import NoInk, load_upright, to_digit
 
 FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
 FORMAT_WEIGHTS = (0.35, 0.3, 0.15, 0.1, 0.1)
@@ -200,12 +199,9 @@ def encode(image: Image.Image, fmt: str, quality: int = 90) -> bytes:
 
 
 def decode(data: bytes) -> Image.Image:
-    """Bytes from :func:`render` -> a loaded image (the service's decode adds limits and checks)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        image = Image.open(io.BytesIO(data))
-        image.load()
-    return image
+    """Bytes from :func:`render` -> the loaded, upright image, read as the service reads an upload
+    (:func:`model.transform.load_upright`); the service adds its format and size checks."""
+    return load_upright(Image.open(io.BytesIO(data)))
 
 
 def simulate(glyph: np.ndarray, rng: np.random.Generator, fills: bool = False) -> np.ndarray | None:
