@@ -8,7 +8,7 @@
 
     python -m bench.review [--items 4000]
 
-PostgreSQL runs when Debian's binaries are installed (``tests/postgres.py`` starts one in a
+PostgreSQL runs when Debian's binaries are installed (``harness/postgres.py`` starts one in a
 temporary directory). Numbers only: ``python -m bench.service`` measures the throughput with the
 queue on and off under wrk.
 """
