@@ -2,7 +2,7 @@
 
 Where each step of a request lives: the body limits (``limits.py``) and latency (``latency.py``)
 middleware, the routes (``routes/``), their dependencies (``deps.py``), the one inference path
-(``inference.py``: preprocess, micro-batch, predict), and the errors (``errors.py``).
+(``inference.py``: preprocess, micro-batch, predict), and the error handlers (``error_handlers.py``).
 """
 
 from __future__ import annotations
