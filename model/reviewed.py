@@ -29,13 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from model.binomial import clopper_pearson
 from model.calibration import Calibration
-from model.data import IMAGE_SIZE, to_input
+from model.data import IMAGE_SIZE
 from model.network import BayesianNet
-from model.predictive import predictive
+from model.scoring import predict_images
 
 
 @dataclass(frozen=True)
@@ -79,13 +78,11 @@ def _rate(errors: int, trials: int) -> dict[str, Any]:
 def reviewed_report(net: BayesianNet, calibration: Calibration, reviewed: Reviewed, samples: int,
                     batch: int = 500) -> dict[str, Any]:
     """The checkpoint's answers on the labelled inputs, under its refer rule (see the module docstring)."""
-    net.eval()
-    classes, referred = [], []
-    with torch.inference_mode():
-        for start in range(0, len(reviewed), batch):
-            result = predictive(net, to_input(reviewed.inputs[start:start + batch]), samples)
-            classes.extend(result.mean_probs.argmax(-1).tolist())
-            referred.extend((result.entropy > calibration.threshold).tolist())
+    classes: list[int] = []
+    referred: list[bool] = []
+    if len(reviewed):
+        result = predict_images(net, reviewed.inputs, samples, batch)
+        classes, referred = result.mean_probs.argmax(-1).tolist(), (result.entropy > calibration.threshold).tolist()
     rows = list(zip(reviewed.labels, reviewed.reasons, reviewed.served, classes, referred, strict=True))
 
     def accepted_error(use_served: bool) -> dict[str, Any]:
