@@ -114,7 +114,9 @@ def test_temperature_scaling_never_raises_the_validation_ece(trained_tiny):
     from model.scoring import expected_calibration_error
 
     net, data = trained_tiny
-    tuned = train_module.with_temperature(net, data.validation, samples=8)
+    from model.calibrate import with_temperature
+
+    tuned = with_temperature(net, data.validation, samples=8)
     assert tuned.config.temperature != 1.0
 
     def ece(model):
