@@ -296,8 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "cpu":
         torch.use_deterministic_algorithms(True)
     data, config = load_mnist(args.data_dir, args.cache_dir), train_config(args)
-    out, sizes, cache_dir = args.out, replace(PoolSizes(args.outliers), calibration_samples=args.calibration_samples), \
-        args.cache_dir
+    out, cache_dir = args.out, args.cache_dir
+    sizes = PoolSizes(outliers=args.outliers, calibration_samples=args.calibration_samples)
     if args.dry_run:
         data = Mnist(data.train.subset(512), data.validation.subset(256), data.test.subset(256), data.source_sha256)
         out = args.out if args.refit else Path(tempfile.mkdtemp(prefix="bnn-dry-run-")) / "bnn.safetensors"
