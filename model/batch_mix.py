@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from model.data import IMAGE_SIZE, Mnist, Split, to_input
+from model.predictive import DEFAULT_SAMPLES
 from model.synth.pools import (
     MARK_RENDERS,
     PRINTED_RENDERS,
@@ -47,7 +48,7 @@ class PoolSizes:
     mark_renders: int = MARK_RENDERS
     mark_limit: int | None = None  # the first marks only
     validation_non_digits: int = VALIDATION_NON_DIGITS
-    calibration_samples: int = 100
+    calibration_samples: int = DEFAULT_SAMPLES  # N of the refer rule's calibration
 
 
 DRY_RUN_SIZES = PoolSizes(outliers=256, printed_renders=1, mark_renders=1, mark_limit=64, validation_non_digits=256,

@@ -203,18 +203,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def served_sections(net: BayesianNet, mnist: Mnist, fashion: Split | None, calibration: Calibration | None,
-                    samples: int, args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
+                    samples: int, drawings_count: int, workers: int, cache_dir: Path, scale: float,
+                    plots_to: Path | None) -> tuple[dict[str, Any], list[str]]:
     """What the service sees: the upload families, the test split as served, the drawing battery
-    in process; the sections and the plots written."""
+    in process (``drawings_count`` digits; 0: none); the sections, and the plots written to
+    ``plots_to`` (None: none)."""
     sections: dict[str, Any] = {}
-    sections["uploads"], families, scores = uploads_report(net, mnist, fashion, calibration, samples, args.workers,
-                                                           args.cache_dir, args.scale)
-    plots = [] if args.no_plots else [plot_scores(families, scores, calibration, args.out)]
+    sections["uploads"], families, scores = uploads_report(net, mnist, fashion, calibration, samples, workers,
+                                                           cache_dir, scale)
+    plots = [] if plots_to is None else [plot_scores(families, scores, calibration, plots_to)]
     if calibration is None:
         return sections, plots
-    sections.update(served_report(net, mnist, calibration, samples, args.workers, args.cache_dir, args.scale))
-    if args.drawings:
-        drawings = battery(mnist.test, args.drawings, max(1, round(4 * min(1.0, args.drawings / 1000))))
+    sections.update(served_report(net, mnist, calibration, samples, workers, cache_dir, scale))
+    if drawings_count:
+        drawings = battery(mnist.test, drawings_count, max(1, round(4 * min(1.0, drawings_count / 1000))))
         sections["drawings"] = {"in_process": tally(drawings, in_process(net, drawings, calibration, samples)),
                                 "note": "model.synth.drawings.battery(seed 51) drawn by model.synth.pen.draw, "
                                         "not a browser"}
@@ -265,8 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     report["plots"] = [] if args.no_plots else write_plots(report, result, test, ood, args.out)
     if not args.no_uploads:
-        sections, plots = served_sections(net, mnist, fashion, Calibration.from_dict(calibration) if calibration else None,
-                                          samples, args)
+        record = Calibration.from_dict(calibration) if calibration else None
+        sections, plots = served_sections(net, mnist, fashion, record, samples, args.drawings, args.workers,
+                                          args.cache_dir, args.scale, None if args.no_plots else args.out)
         report.update(sections)
         report["plots"] += plots
     (args.out / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")

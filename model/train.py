@@ -268,17 +268,16 @@ def training_record(config: TrainConfig, data: TrainingData, composition: dict[s
                            "single-stroke vector fonts", "MNIST test"]}
 
 
-def after_training(net: BayesianNet, data: Mnist, args: argparse.Namespace, sizes: PoolSizes, cache_dir: Path,
-                   ) -> tuple[BayesianNet, dict[str, Any] | None, dict[str, Any]]:
-    """Temperature and refer rule, fitted on the validation mix: the net, the calibration record
-    (None if refused) and the mix's composition."""
-    progress = not args.no_progress
-    validation, composition = validation_mix(data.validation, data.source_sha256, args.workers, cache_dir, progress)
-    if not args.no_temperature:
-        net = with_temperature(net, validation, seed=args.seed)
-    non_digits, described = validation_non_digits(data.validation, data.source_sha256, args.workers, cache_dir,
+def after_training(net: BayesianNet, data: Mnist, sizes: PoolSizes, temperature: bool, seed: int, workers: int,
+                   cache_dir: Path, progress: bool) -> tuple[BayesianNet, dict[str, Any] | None, dict[str, Any]]:
+    """Temperature (unless ``temperature`` is off) and refer rule, fitted on the validation mix:
+    the net, the calibration record (None if refused) and the mix's composition."""
+    validation, composition = validation_mix(data.validation, data.source_sha256, workers, cache_dir, progress)
+    if temperature:
+        net = with_temperature(net, validation, seed=seed)
+    non_digits, described = validation_non_digits(data.validation, data.source_sha256, workers, cache_dir,
                                                   progress, sizes.validation_non_digits)
-    torch.manual_seed(args.seed)  # the draws `python -m model.calibrate --seed SEED` makes
+    torch.manual_seed(seed)  # the draws `python -m model.calibrate --seed SEED` makes
     try:
         request = CalibrationRequest(samples=sizes.calibration_samples)
         return net, calibrate(net, validation, request, str(composition["data"]), non_digits, described).to_dict(), \
@@ -309,7 +308,8 @@ def main(argv: list[str] | None = None) -> int:
         extra = build_training_data(data, config, sizes, args.workers, cache_dir, not args.no_progress)
         net = BayesianNet(net_config(args))
         result = fit(net, data, config, out=out, resume=args.resume, progress=not args.no_progress, extra=extra)
-    net, calibration, composition = after_training(net.cpu(), data, args, sizes, cache_dir)
+    net, calibration, composition = after_training(net.cpu(), data, sizes, not args.no_temperature, args.seed,
+                                                   args.workers, cache_dir, not args.no_progress)
     if args.refit:  # keep what training recorded; test metrics of the old refer rule no longer apply
         meta = {**previous, "calibration": calibration,
                 "metrics": {k: v for k, v in previous["metrics"].items() if not k.startswith("test")}}
