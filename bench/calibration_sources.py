@@ -1,0 +1,69 @@
+"""Which part of the validation mix binds the refer threshold?
+
+The threshold is certified on MNIST validation seen three ways (simulated uploads, pen drawings on
+the page's pad, plain 28-px PNG files). This prints, for a checkpoint, each part's error, its
+share referred and the error of its accepted answers at the shipped threshold, and the loosest
+threshold each part would certify on its own (the same fixed-sequence test, alpha and delta),
+with the share that threshold refers:
+
+    python -m bench.calibration_sources [--checkpoint checkpoints/bnn.safetensors] [--alpha 0.002 0.005]
+
+Validation data only (what the threshold is fitted on); nothing here reads the test split.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import cast
+
+import numpy as np
+import torch
+
+from model.calibrate import CalibrationError, guarantee_threshold
+from model.calibration import Calibration
+from model.checkpoint import load_checkpoint
+from model.data import load_mnist
+from model.scoring import predict_images
+from model.synth.pools import VALIDATION_MIX, validation_mix
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path, default=Path("checkpoints/bnn.safetensors"))
+    parser.add_argument("--alpha", type=float, nargs="+", default=[0.002, 0.005])
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    net, meta = load_checkpoint(args.checkpoint)
+    calibration = Calibration.from_dict(meta["calibration"])
+    data = load_mnist()
+    mix, composition = validation_mix(data.validation, data.source_sha256, progress=False)
+    result = predict_images(net, mix.images, calibration.samples, chunk=16, progress="validation mix")
+    entropy = result.entropy.numpy()
+    correct = result.mean_probs.argmax(-1).numpy() == mix.labels
+    part = np.repeat(np.arange(len(VALIDATION_MIX)), [cast(int, composition[name]) for name in VALIDATION_MIX])
+    print(f"{meta['model_version']}: shipped threshold {calibration.threshold:.4f} nats "
+          f"(alpha {calibration.alpha}, delta {calibration.delta}, N {calibration.samples})")
+    print("| part | error | referred | accepted error | " + " | ".join(
+        f"alone at alpha {a:.1%}: threshold / referred" for a in args.alpha) + " |")
+    print("|---|---:|---:|---:|" + "---:|" * len(args.alpha))
+    names = [*VALIDATION_MIX, "the mix"]
+    for index, name in enumerate(names):
+        members = part == index if index < len(VALIDATION_MIX) else np.ones_like(correct)
+        e, c = entropy[members], correct[members]
+        accepted = e <= calibration.threshold
+        cells = [f"{1 - c.mean():.2%}", f"{1 - accepted.mean():.2%}", f"{1 - c[accepted].mean():.2%}"]
+        for alpha in args.alpha:
+            try:
+                alone = guarantee_threshold(e, c, alpha, calibration.delta or 0.05, calibration.samples)
+                cells.append(f"{alone.threshold:.4f} / {1 - alone.validation_coverage:.2%}")
+            except CalibrationError:
+                cells.append("none certified")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
