@@ -33,7 +33,6 @@ from model.synth.pools import (
     outlier_uploads,
     pen_drawings,
     printed_digits,
-    printed_pen_digits,
 )
 
 if TYPE_CHECKING:
@@ -92,8 +91,6 @@ def build_training_data(data: Mnist, config: TrainConfig, sizes: PoolSizes, work
         if config.uploads and config.pen else None,
         "printed_digits_training_fonts": printed_digits(workers, cache_dir, progress, sizes.printed_renders)
         if config.uploads and config.printed else None,
-        "printed_digits_pen_drawn_training_fonts": printed_pen_digits(workers, cache_dir, progress, sizes.printed_renders)
-        if config.uploads and config.printed_pen else None,
     })
     exposure = config.outlier_batch > 0
     outliers, negatives = _joined({

@@ -63,7 +63,6 @@ class TrainConfig:
     arrays_as_files: float = 0.5  # share of the arrays batch replaced by the same digits as 28-px PNGs, transformed
     pen: bool = True  # training digits re-inked as pen strokes on the page's pad (model/synth/pen.py) join the uploads
     printed: bool = True  # digits printed in the training fonts (model/synth/families.py) join the uploads
-    printed_pen: bool = False  # the same training-font digits re-inked as pen strokes join the uploads
     marks: bool = True  # marks of other scripts, printed and pen-drawn (model/synth/other_scripts.py), join the outliers
     max_batches: int | None = None  # per epoch; dry runs
     device: str = "cpu"
@@ -225,7 +224,6 @@ def build_parser() -> argparse.ArgumentParser:
     add("--workers", type=int, default=2, help="processes rendering simulated uploads (cached)")
     add("--no-pen", action="store_true", help="no pen-drawn training digits")
     add("--no-printed", action="store_true", help="no digits printed in the training fonts")
-    add("--printed-pen", action="store_true", help="training-font digits re-inked as pen strokes join the uploads")
     add("--no-marks", action="store_true", help="no marks of other scripts among the outliers")
     add("--cache-dir", type=Path, default=DEFAULT_CACHE, help="where data and upload pools are cached")
     add("--dry-run", action="store_true", help="2 epochs of 4 batches on 512 images, to a temp dir; "
@@ -246,7 +244,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
                          eval_samples=args.eval_samples, device=args.device, uploads=not args.no_uploads,
                          outlier_weight=outlier_weight, outlier_batch=args.outlier_batch if outlier_weight > 0 else 0,
                          arrays_as_files=args.arrays_as_files, pen=not args.no_pen, printed=not args.no_printed,
-                         printed_pen=args.printed_pen, marks=not args.no_marks)
+                         marks=not args.no_marks)
     if args.dry_run:
         config = replace(config, epochs=2, batch_size=64, max_batches=4, eval_samples=2, kl_warmup_epochs=0.0,
                          outlier_batch=min(config.outlier_batch, 32))
@@ -261,7 +259,7 @@ def training_record(config: TrainConfig, data: TrainingData, composition: dict[s
             "other_script_marks": {"count": data.marks, "marks": MARKS if marks else "",
                                    "fonts": list(TRAIN_FONTS) if marks else []},
             "arrays_as_plain_png_files": config.arrays_as_files,
-            "training_fonts": list(TRAIN_FONTS) if config.printed or config.printed_pen else [],
+            "training_fonts": list(TRAIN_FONTS) if config.printed else [],
             "seeds": {k: v for k, v in SEEDS.items() if k.endswith("train") or k == "train"},
             "selection_and_calibration": composition,
             "never_seen": ["Fashion-MNIST", "printed Latin letters and the report's symbols (any font)",

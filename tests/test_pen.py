@@ -62,21 +62,3 @@ def test_drawings_are_seeded_and_pens_round():
     dot = np.asarray(draw([[(140.0, 140.0)]], 20.0))  # one pointer-down: a round dot of the pen's width
     inked = dot < 128
     assert abs(inked.sum() - np.pi * 10**2) < 0.1 * np.pi * 10**2
-
-
-def test_printed_digits_re_inked_are_the_training_fonts_digits_with_their_labels(tmp_path):
-    import ast
-    from pathlib import Path
-
-    from model.synth import pools
-    from model.synth.families import DIGITS, printed
-
-    tree = ast.parse(Path(pools.__file__).read_text())
-    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "printed"]
-    assert calls and all(ast.literal_eval(call.args[1]) == "train" for call in calls)  # no held-out font trains
-    pool = pools.printed_pen_digits(workers=1, cache_dir=tmp_path, progress=False, renders=1)
-    _, chars = printed(DIGITS, "train")
-    assert pool.dropped == 0 and list(pool.labels) == [int(c) for c in chars]
-    assert (pool.images.reshape(len(pool.images), -1).max(1) > 50).all()  # every drawing has ink
-    again = pools.printed_pen_digits(workers=1, cache_dir=tmp_path / "again", progress=False, renders=1)
-    assert np.array_equal(pool.images, again.images)  # seeded

@@ -41,8 +41,7 @@ from model.synth.uploads import SIMULATOR_VERSION, decode, digit_source, encode,
 from model.transform import NoInk, to_digit
 
 SEEDS = {"train": 11, "validation": 12, "test": 13, "pen-train": 14, "pen-validation": 15, "printed-train": 16, "pen-test": 17,
-         "outliers-train": 21, "outliers-validation": 22, "marks-train": 23, "pen-marks-train": 24,
-         "pen-printed-train": 25}
+         "outliers-train": 21, "outliers-validation": 22, "marks-train": 23, "pen-marks-train": 24}
 PRINTED_RENDERS = 30  # each training-font digit glyph rendered this many times
 MARK_RENDERS = 6  # each training-font mark of another script printed, and pen-drawn, this many times
 
@@ -156,27 +155,6 @@ def printed_digits(workers: int = 2, cache_dir: Path = DEFAULT_CACHE, progress: 
         return visible_only(simulate_many(cycling(glyphs), count, seed, workers, "printed-train", progress), labels)
 
     return cached_pool("printed-train", key, build, cache_dir)
-
-
-def printed_pen_digits(workers: int = 2, cache_dir: Path = DEFAULT_CACHE, progress: bool = True,
-                       renders: int = PRINTED_RENDERS) -> Pool:
-    """Digits printed in the training fonts only, each glyph re-inked ``renders`` times as pen
-    strokes on the page's pad by a random hand (``model.synth.pen``): print-style drawings, the
-    way people draw a 1 with its flag and foot or a closed 4."""
-    from model.synth.families import DIGITS, printed
-    from model.synth.other_scripts import squared
-
-    glyphs, chars = printed(DIGITS, "train")
-    seed = SEEDS["pen-printed-train"]
-    count = renders * len(glyphs)
-    key = {"role": "pen-printed-train", "size": count, "seed": seed, "pen": PEN_VERSION, "glyphs": len(glyphs)}
-
-    def build() -> Pool:
-        labels = np.array([int(c) for c in chars] * renders, dtype=np.int64)
-        pen_ready = np.stack([squared(glyph) for glyph in glyphs] * renders)
-        return visible_only(draw_many(pen_ready, seed, workers, "pen-printed-train", progress), labels)
-
-    return cached_pool("pen-printed-train", key, build, cache_dir)
 
 
 def other_script_marks(workers: int = 2, cache_dir: Path = DEFAULT_CACHE, progress: bool = True,
