@@ -87,8 +87,12 @@ class Metrics:
         self.review_enqueue_failures = Counter(
             "bnn_review_enqueue_failures", "Referred or audited answers that never reached the review queue (buffer "
             "full while the store was down or slow, or lost at shutdown)", registry=registry)
-        self.review_store_errors = Counter("bnn_review_store_errors", "Failed attempts to write to or prepare the "
-                                           "review store (retried)", registry=registry)
+        self.review_store_errors = Counter("bnn_review_store_errors", "Failed attempts of the review queue's "
+                                           "writer, by operation (migrate, write, retention, export; all retried)",
+                                           ["operation"], registry=registry)
+        self.review_retention_passes = Counter("bnn_review_retention_passes", "Retention passes that completed (each "
+                                               "worker runs one every BNN_REVIEW_RETENTION_INTERVAL_S)",
+                                               registry=registry)
         self.review_dropped = Counter("bnn_review_dropped", "Review items dropped by retention, by cause (age, rows, "
                                       "bytes)", ["cause"], registry=registry)
         self.review_labels = Counter("bnn_review_labels", "Labels given by reviewers, by item reason and what the "

@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     review_max_items: int = Field(100_000, ge=1, description="most items kept; the oldest beyond it are dropped")
     review_max_bytes: int = Field(2048 * MIB, ge=MIB, description="most bytes of images kept; the oldest beyond "
                                                                   "it are dropped")
+    review_retention_interval_s: float = Field(60.0, gt=0.0, description="how often each worker runs the "
+                                                                       "retention pass (and exports what it drops)")
     review_export_dir: Path | None = Field(None, description="if set, labelled items are appended there as NDJSON "
                                                              "before retention drops them")
     review_buffer: int = Field(10_000, ge=1, description="most answers waiting in a worker for the store (while "

@@ -8,6 +8,7 @@ import base64
 import io
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -258,3 +259,32 @@ def test_a_reviewer_who_vanishes_gives_the_item_back_when_the_lease_ends(tmp_pat
         assert back["id"] == answer["review_id"] and back["claimed_by"] == "ben"
         assert client.post(f"/review/items/{back['id']}/label", json={"label": "not_a_digit"},
                            headers=bearer(OTHER_TOKEN)).status_code == 200
+
+
+def test_a_failing_export_is_counted_and_leaves_the_queue_available(tmp_path: Path) -> None:
+    """Retention must export two labelled items it drops, but the export directory is a file: the pass
+    fails (counted under "export", items kept, retried each interval) while claims, labels, stats and new
+    items go on, and bnn_review_store_up stays 1."""
+    (tmp_path / "exports").write_text("a file where the export directory should be")
+    settings = review_settings(tmp_path, review_export_dir=tmp_path / "exports" / "sub",
+                               review_retention_interval_s=0.05)
+    app = create_app(settings)
+    with TestClient(app) as client:
+        answers = [predict(client, noise_png(seed)) for seed in range(3)]
+        stored(client, 3)
+        for answer in answers[:2]:
+            labelled = client.post(f"/review/items/{answer['review_id']}/label", json={"label": "unreadable"},
+                                   headers=bearer())
+            assert labelled.status_code == 200
+        assert metric(client, "bnn_review_store_errors_total", operation="export") == 0
+        app.state.reviews.retention = replace(app.state.reviews.retention, max_items=1)  # the two labelled must go
+        wait_for(lambda: metric(client, "bnn_review_store_errors_total", operation="export") >= 2,
+                 what="two failed export passes")
+        assert client.get("/review/stats", headers=bearer()).json()["stored_items"] == 3  # nothing dropped unexported
+        claimed = client.get("/review/items/next", headers=bearer())
+        assert claimed.status_code == 200 and claimed.json()["id"] == answers[2]["review_id"]
+        predict(client, noise_png(9))
+        stored(client, 4)
+        assert metric(client, "bnn_review_store_up") == 1
+        assert metric(client, "bnn_review_store_errors_total", operation="write") == 0
+        assert metric(client, "bnn_review_dropped_total", cause="rows") == 0

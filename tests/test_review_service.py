@@ -6,6 +6,8 @@ arrive when it is back); a restart keeps the queue and the labels."""
 from __future__ import annotations
 
 import concurrent.futures
+import os
+import time
 from pathlib import Path
 
 import httpx
@@ -15,7 +17,11 @@ from harness.inputs import noise_png
 from harness.postgres import PostgresServer
 from harness.server import running_service, wait_for
 from service.review.queue import RETRY_MAX_S
+from tests.metrics_text import parse_samples, total
 from tests.review_client import OTHER_TOKEN, TOKEN, TOKENS, bearer
+
+# the variables that only tell the tests to fail rather than skip (.ci/run); the service reads none of them
+REQUIRE_FLAGS = {"BNN_REQUIRE_PROMETHEUS", "BNN_REQUIRE_CHROMIUM", "BNN_REQUIRE_POSTGRES", "BNN_REQUIRE_PODMAN"}
 
 
 def service_env(url: str) -> dict[str, str]:
@@ -73,7 +79,6 @@ def check_two_reviewers(url: str, count: int) -> None:
 
 @pytest.fixture
 def postgres_url(postgres: PostgresServer) -> str:
-    import os
     return postgres.create_database(f"service_{os.getpid()}_{id(object())}")
 
 
@@ -123,3 +128,43 @@ def test_a_restart_keeps_the_queue_and_the_labels(tmp_path: Path) -> None:
         assert kept["stored_items"] == 3 and kept["labelled"]["referred"] == {"4": 1}
         item = httpx.get(f"{url}/review/items/{first}", headers=bearer()).json()
         assert item["label"] == "4" and item["labelled_by"] == "ana"
+
+
+def test_postgresql_with_the_shipped_defaults_through_retention_passes_and_a_restart(postgres_url: str) -> None:
+    """Only what the README says to set (the store and the reviewers) plus a shorter retention interval, so
+    that several passes run within the test: every other setting is its default (2 GiB byte cap, 100,000
+    rows, 30 days, a 300 s lease, a 10,000-answer buffer, two workers, no export). Stats answer 200 at
+    every poll while each worker runs at least three passes, none of them failing; a referred upload can
+    be claimed within a second; two reviewers drain the queue; a restart keeps labels and waiting items."""
+    env = {"BNN_REVIEW_DB": postgres_url, "BNN_REVIEW_TOKENS": TOKENS, "BNN_REVIEW_RETENTION_INTERVAL_S": "0.5"}
+    assert not {key for key in os.environ if key.startswith("BNN_")} - {"BNN_REVIEW_DB", *REQUIRE_FLAGS}
+    with running_service(env) as (url, _):
+        statuses: list[int] = []
+
+        def passes() -> float:
+            statuses.append(httpx.get(url + "/review/stats", headers=bearer(), timeout=10).status_code)
+            return total(parse_samples(httpx.get(url + "/metrics", timeout=10).text),
+                         "bnn_review_retention_passes_total")
+
+        wait_for(lambda: passes() >= 6, timeout_s=30, what="three retention passes in each worker", interval_s=0.1)
+        answer = predict_many(url, 1)[0]
+        sent = time.monotonic()
+        first = wait_for(lambda: (r := httpx.get(url + "/review/items/next", headers=bearer())).status_code == 200
+                         and r.json(), timeout_s=5, what="the referred upload claimable")
+        claimable_s = time.monotonic() - sent
+        answers = [answer, *predict_many(url, 5, seed=10)]
+        stored(url, 6)
+        statuses.append(httpx.get(url + "/review/stats", headers=bearer(), timeout=10).status_code)
+        samples = parse_samples(httpx.get(url + "/metrics", timeout=10).text)
+        labelled = httpx.post(f"{url}/review/items/{first['id']}/label", json={"label": 7}, headers=bearer())
+        assert labelled.status_code == 200
+    assert first["id"] == answer["review_id"] and claimable_s < 1.0
+    assert set(statuses) == {200} and len(statuses) >= 6
+    for operation in ("migrate", "write", "retention", "export"):
+        assert total(samples, "bnn_review_store_errors_total", operation=operation) == 0, operation
+    with running_service(env) as (url, _):
+        kept = wait_for(lambda: stats(url), what="the store after the restart")
+        assert kept["stored_items"] == 6 and kept["labelled"]["referred"] == {"7": 1}
+        assert kept["waiting"]["referred"] == 5
+        ana, ben = drain_with_two_reviewers(url)
+        assert sorted(ana + ben) == sorted(a["review_id"] for a in answers[1:])

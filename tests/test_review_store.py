@@ -12,8 +12,13 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pytest
+from sqlalchemy import select, update
 
+from service.review import store as store_module
+from service.review.queue import ReviewQueue
+from service.review.schema import images, items
 from service.review.store import ItemConflict, ItemNotFound, NewItem, RetentionPolicy, ReviewStore
+from service.settings import Settings
 
 T = TypeVar("T")
 
@@ -258,3 +263,76 @@ def test_a_batch_written_again_keeps_one_copy(store_url: str) -> None:
         return (await store.stats()).stored_items
 
     assert run(scenario, store_url) == 3
+
+
+def default_policy() -> RetentionPolicy:
+    """The retention limits of a service started with no setting changed (``Settings()``)."""
+    return ReviewQueue.retention_policy(Settings())
+
+
+def test_retention_at_the_shipped_defaults_runs_and_keeps_everything(store_url: str) -> None:
+    """The default byte cap (2 GiB) is above 2**31: bound as a 32-bit integer it failed every pass on PostgreSQL."""
+    assert default_policy().max_bytes >= 2**31
+
+    async def scenario(store: ReviewStore) -> tuple[dict[str, int], int]:
+        await store.add([new_item(k) for k in range(4)])
+        dropped = await store.enforce_retention(default_policy())
+        return dropped, (await store.stats()).stored_items
+
+    assert run(scenario, store_url) == ({"age": 0, "rows": 0, "bytes": 0}, 4)
+
+
+def test_retention_by_bytes_deletes_past_a_cap_above_2_to_the_31(store_url: str) -> None:
+    """Sizes faked to 1 GiB an item: the running sum crosses the default 2 GiB cap (and 2**31) at the third
+    newest item, so the oldest two go; the sums and the stats count past 32 bits."""
+    async def scenario(store: ReviewStore) -> tuple[dict[str, int], int, list[int], int]:
+        await store.add([new_item(k) for k in range(4)])
+        async with store.engine.begin() as connection:
+            await connection.execute(update(items).values(file_bytes=2**30))
+        before = (await store.stats()).stored_bytes
+        dropped = await store.enforce_retention(default_policy())
+        left = await store.stats()
+        kept = sorted(int(item_id[4:]) for item_id in await stored_ids(store))
+        return dropped, before, kept, left.stored_bytes
+
+    dropped, before, kept, after = run(scenario, store_url)
+    assert before == 4 * 2**30
+    assert dropped == {"age": 0, "rows": 0, "bytes": 2}
+    assert kept == [2, 3] and after == 2**31
+
+
+def test_retention_row_cap_above_2_to_the_31(store_url: str) -> None:
+    async def scenario(store: ReviewStore) -> dict[str, int]:
+        await store.add([new_item(k) for k in range(3)])
+        return await store.enforce_retention(RetentionPolicy(30 * 86_400.0, 2**40, 2**40))
+
+    assert run(scenario, store_url) == {"age": 0, "rows": 0, "bytes": 0}
+
+
+async def stored_ids(store: ReviewStore) -> list[str]:
+    async with store.engine.connect() as connection:
+        return list((await connection.execute(select(items.c.id))).scalars())
+
+
+def test_a_drop_larger_than_one_chunk_of_ids_takes_every_image(store_url: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ids go to the database in chunks (the drivers take at most 32,767 parameters); with chunks of 2,
+    seven dropped items, three labelled: all seven images gone, the three exported with their pictures."""
+    monkeypatch.setattr(store_module, "ID_CHUNK", 2)
+    exported: list[dict[str, Any]] = []
+
+    async def keep(records: list[dict[str, Any]]) -> None:
+        exported.extend(records)
+
+    async def scenario(store: ReviewStore) -> tuple[dict[str, int], int]:
+        await store.add([new_item(k) for k in range(9)])
+        for k in (0, 3, 5):
+            await store.label(f"item{k:04d}", "ana", "7")
+        dropped = await store.enforce_retention(RetentionPolicy(30 * 86_400.0, 2, 10**9), keep)
+        async with store.engine.connect() as connection:
+            pictures = len((await connection.execute(select(images.c.id))).all())
+        return dropped, pictures
+
+    assert run(scenario, store_url) == ({"age": 0, "rows": 7, "bytes": 0}, 2)
+    assert sorted(record["id"] for record in exported) == ["item0000", "item0003", "item0005"]
+    assert all(len(base64.b64decode(record["input"])) == 784 for record in exported)

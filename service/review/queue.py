@@ -41,6 +41,12 @@ BATCH = 256  # most items in one insert
 GATHER_S = 0.5
 RETRY_FIRST_S, RETRY_MAX_S = 0.2, 10.0
 REFUSALS_PER_LOG = 1000
+ESSENTIAL = ("migrate", "write")  # what the queue needs to take answers: bnn_review_store_up follows these
+MAINTENANCE = ("retention", "export")  # what it runs besides; a failure here is counted and retried, no more
+
+
+class ExportFailed(Exception):
+    """Writing labelled items to the export directory failed (the retention pass then keeps them)."""
 
 
 @dataclass(frozen=True)
@@ -78,21 +84,26 @@ class ReviewQueue:
         self.export_dir = export_dir
         self.retention_interval_s = retention_interval_s
         self.clock = clock
-        self.ready = False  # the schema is in place and the last write (or check) succeeded
-        self.last_error: str | None = None
+        self.ready = False  # the schema is in place: the reviewers' routes try the store from then on
+        self.errors: dict[str, str] = {}  # the writer's operations whose last attempt failed, with the error
         self._buffer: deque[Pending] = deque()
         self._wake = asyncio.Event()
         self._stopping = False
         self._refused = 0  # answers not queued because the buffer was full
         self._stopped = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        for operation in (*ESSENTIAL, *MAINTENANCE):
+            metrics.review_store_errors.labels(operation=operation)  # every series from 0, before any failure
+
+    @staticmethod
+    def retention_policy(settings: Settings) -> RetentionPolicy:
+        return RetentionPolicy(settings.review_retention_days * SECONDS_PER_DAY, settings.review_max_items,
+                               settings.review_max_bytes)
 
     @classmethod
     def from_settings(cls, settings: Settings, metrics: Metrics) -> ReviewQueue:
-        policy = RetentionPolicy(settings.review_retention_days * SECONDS_PER_DAY, settings.review_max_items,
-                                 settings.review_max_bytes)
-        return cls(ReviewStore.open(settings.review_db), metrics, settings.review_buffer, policy,
-                   settings.review_export_dir)
+        return cls(ReviewStore.open(settings.review_db), metrics, settings.review_buffer,
+                   cls.retention_policy(settings), settings.review_export_dir, settings.review_retention_interval_s)
 
     async def publish_stats(self, timeout_s: float = 2.0) -> Stats | None:
         """Read the store's stats into the gauges (each scrape of /metrics); None if the store does not answer."""
@@ -161,7 +172,7 @@ class ReviewQueue:
 
     async def _run(self) -> None:
         delay = RETRY_FIRST_S
-        while not await self._attempt(self._prepare):
+        while not await self._attempt("migrate", self._prepare):
             if self._stopping:
                 return
             await self._pause(delay)
@@ -173,7 +184,7 @@ class ReviewQueue:
             if self._buffer:
                 if len(self._buffer) < BATCH and not self._stopping:
                     await self._pause(GATHER_S)
-                if await self._attempt(self.flush):
+                if await self._attempt("write", self.flush):
                     delay = RETRY_FIRST_S
                 elif self._stopping:
                     return
@@ -182,8 +193,10 @@ class ReviewQueue:
                     delay = min(delay * 2, RETRY_MAX_S)
             elif self._stopping:
                 return
-            if self.ready and time.monotonic() >= next_retention:
-                await self._attempt(self.enforce_retention)
+            if time.monotonic() >= next_retention:
+                # maintenance: a failure is logged and counted, retried at the next interval, and leaves
+                # claims, labels, stats and writes alone
+                await self._attempt("retention", self.enforce_retention)
                 next_retention = time.monotonic() + self.retention_interval_s
             if not self._buffer and not self._stopping:
                 with contextlib.suppress(TimeoutError):
@@ -194,21 +207,40 @@ class ReviewQueue:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopped.wait(), seconds)
 
-    async def _attempt(self, step: Callable[[], Any]) -> bool:
+    async def _attempt(self, operation: str, step: Callable[[], Any]) -> bool:
+        """Run one of the writer's steps; a failure is counted under its operation (an export's under
+        "export") and logged once until it changes or recovers. Only the schema (``migrate``) gates the
+        reviewers' routes, and only writes move ``bnn_review_store_up``."""
         try:
             await step()
         except Exception as error:  # any driver's error: the store is down or refused
-            self.metrics.review_store_errors.inc()
-            if self.ready or self.last_error is None:
-                log.error("review store unavailable (%s); %d items buffered, retrying", error, len(self._buffer))
-            self.ready, self.last_error = False, f"{type(error).__name__}: {error}"
-            self.metrics.review_store_up.set(0)
+            failed = "export" if isinstance(error, ExportFailed) else operation
+            message = f"{type(error).__name__}: {error}"
+            self.metrics.review_store_errors.labels(operation=failed).inc()
+            if self.errors.get(operation) != message:
+                log.error("review store: %s failed (%s); %d items buffered, retrying", failed, message,
+                          len(self._buffer))
+            self.errors[operation] = message
+            if operation in ESSENTIAL:
+                self.metrics.review_store_up.set(0)
             return False
-        if not self.ready:
+        if operation == "migrate" and not self.ready:
             log.info("review store ready (%s)", self.store.dialect)
-        self.ready, self.last_error = True, None
-        self.metrics.review_store_up.set(1)
+        elif operation in self.errors:
+            log.info("review store: %s works again (%s)", operation, self.store.dialect)
+        self.errors.pop(operation, None)
+        self.ready = self.ready or operation == "migrate"
+        if operation in ESSENTIAL:
+            self.metrics.review_store_up.set(1)
         return True
+
+    @property
+    def last_error(self) -> str | None:
+        """The writer's most recent unresolved failure, essential operations first (for a 503's detail)."""
+        for operation in (*ESSENTIAL, *MAINTENANCE):
+            if operation in self.errors:
+                return f"{operation}: {self.errors[operation]}"
+        return None
 
     async def _prepare(self) -> None:
         await self.store.migrate()
@@ -226,6 +258,7 @@ class ReviewQueue:
 
     async def enforce_retention(self) -> None:
         dropped = await self.store.enforce_retention(self.retention, self._export if self.export_dir else None)
+        self.metrics.review_retention_passes.inc()
         for cause, count in dropped.items():
             if count:
                 self.metrics.review_dropped.labels(cause=cause).inc(count)
@@ -242,4 +275,7 @@ class ReviewQueue:
             with path.open("a") as handle:
                 handle.write(lines)
 
-        await asyncio.to_thread(write)
+        try:
+            await asyncio.to_thread(write)
+        except OSError as error:
+            raise ExportFailed(f"{path}: {error}") from error

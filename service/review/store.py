@@ -22,11 +22,11 @@ import base64
 import json
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import BigInteger, and_, delete, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -36,6 +36,7 @@ from service.review.live import LABELS, OUTCOMES, REASONS, AcceptedError, outcom
 from service.review.schema import engine_for, images, items, migrate
 
 SECONDS_PER_DAY = 86_400.0
+ID_CHUNK = 10_000  # ids in one IN (...): asyncpg and SQLite take at most 32,767 parameters in a statement
 
 
 @dataclass(frozen=True)
@@ -268,7 +269,7 @@ class ReviewStore:
                 select(items.c.labelled_by, func.count()).where(items.c.labelled_at >= day_start)
                 .group_by(items.c.labelled_by))).all())
             stored_items, stored_bytes = (await connection.execute(
-                select(func.count(), func.coalesce(func.sum(items.c.file_bytes), 0)))).one()
+                select(func.count(), func.coalesce(func.sum(items.c.file_bytes, type_=BigInteger), 0)))).one()
         waiting = dict.fromkeys(REASONS, 0)
         claimed = 0
         for reason, held, count in pending:
@@ -313,30 +314,42 @@ class ReviewStore:
     async def enforce_retention(self, policy: RetentionPolicy, exporter: Exporter | None = None) -> dict[str, int]:
         """Drop items older than the age limit, then the oldest beyond the row cap, then the oldest
         beyond the byte cap; labelled ones go to ``exporter`` first (in the same transaction: an export
-        that fails keeps them). Returns how many each cause dropped."""
+        that fails keeps them). Returns how many each cause dropped.
+
+        The caps, the rank and the running sum are 64-bit on both backends: the default byte cap
+        (2 GiB) is 2**31, one past PostgreSQL's ``integer``."""
         now = self.clock()
         dropped = {"age": 0, "rows": 0, "bytes": 0}
         async with self.engine.begin() as connection:
             newest_first = (items.c.created.desc(), items.c.id.desc())
-            rank = func.row_number().over(order_by=newest_first).label("rank")
-            running = func.sum(items.c.file_bytes).over(order_by=newest_first).label("running")
+            rank = func.row_number(type_=BigInteger).over(order_by=newest_first).label("rank")
+            running = func.sum(items.c.file_bytes, type_=BigInteger).over(order_by=newest_first).label("running")
             ranked = select(items.c.id, rank, running).subquery()
             causes = {
                 "age": select(items.c.id).where(items.c.created < now - policy.max_age_s),
-                "rows": select(ranked.c.id).where(ranked.c.rank > policy.max_items),
-                "bytes": select(ranked.c.id).where(ranked.c.running > policy.max_bytes),
+                "rows": select(ranked.c.id).where(ranked.c.rank > literal(policy.max_items, BigInteger)),
+                "bytes": select(ranked.c.id).where(ranked.c.running > literal(policy.max_bytes, BigInteger)),
             }
             for cause, chosen in causes.items():
                 gone = (await connection.execute(delete(items).where(items.c.id.in_(chosen))
                                                  .returning(*items.c))).all()
                 dropped[cause] = len(gone)
-                if not gone:
-                    continue
-                pictures = {row.id: row for row in (await connection.execute(
-                    delete(images).where(images.c.id.in_([row.id for row in gone]))
-                    .returning(images.c.id, images.c.file, images.c.input))).all()}
-                labelled = [export_record(row, pictures[row.id]) for row in gone
-                            if row.label is not None and row.id in pictures]
-                if labelled and exporter is not None:
-                    await exporter(labelled)
+                labelled = [row for row in gone if row.label is not None] if exporter is not None else []
+                pictures: dict[str, Any] = {}
+                # only the pictures of what is exported are read back (a large drop never loads the rest),
+                # and ids go in chunks: a drop of 90,000 items must not exceed the drivers' 32,767 parameters
+                for chunk in _chunks([row.id for row in labelled]):
+                    pictures.update((row.id, row) for row in (await connection.execute(
+                        delete(images).where(images.c.id.in_(chunk))
+                        .returning(images.c.id, images.c.file, images.c.input))).all())
+                for chunk in _chunks([row.id for row in gone if row.id not in pictures]):
+                    await connection.execute(delete(images).where(images.c.id.in_(chunk)))
+                records = [export_record(row, pictures[row.id]) for row in labelled if row.id in pictures]
+                if records and exporter is not None:
+                    await exporter(records)
         return dropped
+
+
+def _chunks(ids: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(ids), ID_CHUNK):
+        yield ids[start:start + ID_CHUNK]
