@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
 from pydantic import SecretStr
@@ -261,23 +262,46 @@ def test_a_reviewer_who_vanishes_gives_the_item_back_when_the_lease_ends(tmp_pat
                            headers=bearer(OTHER_TOKEN)).status_code == 200
 
 
-def test_a_failing_export_is_counted_and_leaves_the_queue_available(tmp_path: Path) -> None:
-    """Retention must export two labelled items it drops, but the export directory is a file: the pass
-    fails (counted under "export", items kept, retried each interval) while claims, labels, stats and new
-    items go on, and bnn_review_store_up stays 1."""
-    (tmp_path / "exports").write_text("a file where the export directory should be")
-    settings = review_settings(tmp_path, review_export_dir=tmp_path / "exports" / "sub",
+def label_two_then_lower_the_row_cap(app: FastAPI, client: TestClient) -> list[dict]:
+    """Three referred items, the oldest two labelled, then a row cap of 1: retention must drop (and so
+    export) the two labelled ones. The cap is lowered only after the labels, so no pass drops them first."""
+    answers = [predict(client, noise_png(seed)) for seed in range(3)]
+    stored(client, 3)
+    for answer in answers[:2]:
+        labelled = client.post(f"/review/items/{answer['review_id']}/label", json={"label": "unreadable"},
+                               headers=bearer())
+        assert labelled.status_code == 200
+    app.state.reviews.retention = replace(app.state.reviews.retention, max_items=1)
+    return answers
+
+
+def test_retention_exports_the_labelled_items_it_drops(tmp_path: Path, store_url: str) -> None:
+    settings = review_settings(tmp_path, review_db=store_url, review_export_dir=tmp_path / "exports",
                                review_retention_interval_s=0.05)
     app = create_app(settings)
     with TestClient(app) as client:
-        answers = [predict(client, noise_png(seed)) for seed in range(3)]
-        stored(client, 3)
-        for answer in answers[:2]:
-            labelled = client.post(f"/review/items/{answer['review_id']}/label", json={"label": "unreadable"},
-                                   headers=bearer())
-            assert labelled.status_code == 200
+        answers = label_two_then_lower_the_row_cap(app, client)
+        wait_for(lambda: metric(client, "bnn_review_dropped_total", cause="rows") == 2, what="two items dropped")
+        assert client.get("/review/stats", headers=bearer()).json()["stored_items"] == 1
         assert metric(client, "bnn_review_store_errors_total", operation="export") == 0
-        app.state.reviews.retention = replace(app.state.reviews.retention, max_items=1)  # the two labelled must go
+    records = [json.loads(line) for path in (tmp_path / "exports").glob("review-*.ndjson")
+               for line in path.read_text().splitlines()]
+    assert sorted(record["id"] for record in records) == sorted(answer["review_id"] for answer in answers[:2])
+    assert all(record["label"] == "unreadable" and len(base64.b64decode(record["input"])) == 784
+               for record in records)
+
+
+def test_a_failing_export_is_counted_and_leaves_the_queue_available(tmp_path: Path, store_url: str) -> None:
+    """The export directory is a file: every pass that must export fails (counted under "export", items
+    kept, retried each interval) while claims, labels, stats and new items go on, and
+    bnn_review_store_up stays 1."""
+    (tmp_path / "exports").write_text("a file where the export directory should be")
+    settings = review_settings(tmp_path, review_db=store_url, review_export_dir=tmp_path / "exports" / "sub",
+                               review_retention_interval_s=0.05)
+    app = create_app(settings)
+    with TestClient(app) as client:
+        assert metric(client, "bnn_review_store_errors_total", operation="export") == 0
+        answers = label_two_then_lower_the_row_cap(app, client)
         wait_for(lambda: metric(client, "bnn_review_store_errors_total", operation="export") >= 2,
                  what="two failed export passes")
         assert client.get("/review/stats", headers=bearer()).json()["stored_items"] == 3  # nothing dropped unexported
