@@ -91,7 +91,7 @@ def drain(url: str) -> dict[str, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m bench.review_defaults", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--seconds", type=float, default=80.0, help="how long /review/stats is polled, once a second")
     parser.add_argument("--uploads", type=int, default=20, help="referred uploads sent one at a time")
