@@ -30,7 +30,7 @@ test: lint  ## lint, type-check and run the test suite
 	$(BIN)/python -m pytest -q
 
 train: $(VENV)/.dev  ## retrain the shipped checkpoint: simulated uploads, outlier exposure, calibration (see README)
-	$(BIN)/python -m model.train --preset head --epochs 16 --seed 0 --threads 2 --workers 2 --out checkpoints/bnn.safetensors
+	$(BIN)/python -m model.train --preset head --epochs 16 --seed 0 --threads 2 --workers 2 --precision float32 --out checkpoints/bnn.safetensors
 
 calibrate: $(VENV)/.dev
 	$(BIN)/python -m model.calibrate --checkpoint checkpoints/bnn.safetensors

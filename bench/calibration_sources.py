@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from model.calibrate import CalibrationError, guarantee_threshold, validation_scores
-from model.calibration import Calibration
+from model.calibration import calibrations
 from model.checkpoint import load_checkpoint
 from model.data import load_mnist
 from model.synth.pools import VALIDATION_MIX, validation_mix
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     net, meta = load_checkpoint(args.checkpoint)
-    calibration = Calibration.from_dict(meta["calibration"])
+    calibration = calibrations(meta)["float32"]
     data = load_mnist()
     mix, composition = validation_mix(data.validation, data.source_sha256, progress=False)
     torch.manual_seed(0)  # the draws `make calibrate` and `make train` make: the mix gives the shipped threshold

@@ -1,13 +1,19 @@
-"""The N-sample predictive, three ways, side by side in one run:
+"""The N-sample predictive, three ways, side by side in one run, for each trunk precision:
 
 (a) a loop of N forward passes with sampled weights (the usual way, written here as reference),
 (b) our vectorized predictive (``model.predictive.predictive``),
-(c) the floor: the FLOPs that (b) needs divided by the conv/matmul throughput measured now.
+(c) the floor: the FLOPs that (b) needs divided by the conv/matmul throughput measured now;
+
+then (b) in bfloat16 against (b) in float32, the same run: the trunk alone at 1, 32 and 128
+images, and the whole predictive (the ratio column, float32 time / bfloat16 time).
 
     python -m bench.predictive [--checkpoint checkpoints/bnn.safetensors] [--threads 2]
+                               [--precision float32 bfloat16]
 
-It also checks that (a) and (b) give the same predictive distribution (z-scores of the mean
-probabilities and the entropy over many samples), so no speed is bought with other answers.
+It also checks, for each precision, that (a) and (b) give the same predictive distribution
+(z-scores of the mean probabilities and the entropy over many samples), so no speed is bought
+with other answers. On a CPU without bfloat16 units (``model/precision.py``) bfloat16 is emulated
+and slower: the header says which CPU it is.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from model.checkpoint import load_checkpoint
 from model.data import IMAGE_SIZE
 from model.layers import VariationalConv2d
 from model.network import BayesianNet
+from model.precision import PRECISIONS, bf16_units, trunk_precision
 from model.predictive import predictive, summarize
 
 
@@ -31,13 +38,14 @@ def sampled_forward(net: BayesianNet, x: Tensor) -> Tensor:
     """One forward pass with one plain weight draw for every Gaussian layer: [B, C] (divided by the
     config's temperature, as the network's own forward does)."""
     h = x
-    for layer in net.trunk:
-        if isinstance(layer, VariationalConv2d):
-            weight, bias = layer.sample_weights()
-            h = F.conv2d(h, weight, bias, padding=layer.padding)
-        else:
-            h = layer(h)
-    h = h.flatten(1)
+    with trunk_precision(net.precision):  # the trunk as the net runs it; the head in float32
+        for layer in net.trunk:
+            if isinstance(layer, VariationalConv2d):
+                weight, bias = layer.sample_weights()
+                h = F.conv2d(h, weight, bias, padding=layer.padding)
+            else:
+                h = layer(h)
+    h = h.float().flatten(1)
     for index, linear in enumerate(net.head):
         if index:
             h = F.relu(h)
@@ -99,17 +107,8 @@ def agreement(net: BayesianNet, images: Tensor, samples: int) -> tuple[float, fl
     return z[considered].abs().max().item(), (z[considered].abs() > 3).float().mean().item(), relative
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.predictive", description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", type=Path, default=Path("checkpoints/bnn.safetensors"))
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    net, meta = load_checkpoint(args.checkpoint)
-    print(header(f"predictive kernel: {meta['model_version']}"))
-    conv_rate, matmul_rate = throughput()
-    print(f"measured throughput: conv {conv_rate / 1e9:.1f} GFLOP/s, matmul {matmul_rate / 1e9:.1f} GFLOP/s\n")
+def kernel_table(net: BayesianNet, conv_rate: float, matmul_rate: float) -> None:
+    print(f"\n## {net.precision}\n")
     print("| images | N | (a) loop ms | (b) ours ms | (c) floor ms | a/b | b/c |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for batch, samples in ((1, 1), (1, 10), (1, 100), (1, 1000), (64, 1), (64, 100), (256, 100)):
@@ -121,12 +120,59 @@ def main(argv: list[str] | None = None) -> int:
         floor_ms = 1000 * (conv_flops / conv_rate + matmul_flops / matmul_rate)
         print(f"| {batch} | {samples} | {loop_ms:.2f} | {ours_ms:.2f} | {floor_ms:.3f} | {loop_ms / ours_ms:.1f} | "
               f"{ours_ms / floor_ms:.1f} |")
+
+
+def precision_table(nets: dict[str, BayesianNet]) -> None:
+    """Each precision's trunk alone and whole predictive (N = 100), per image; ratios to float32."""
+    names = list(nets)
+    print("\n## per image, same run: " + " vs ".join(names) + f" (ratio: {names[0]} / each)\n")
+    print("| pass | images | " + " | ".join(f"{name} ms/image" for name in names) + " | ratio |")
+    print("|---|---:|" + "---:|" * (len(names) + 1))
+    for label, batch in (("trunk", 1), ("trunk", 32), ("trunk", 128), ("predictive N=100", 1),
+                         ("predictive N=100", 32)):
+        x = torch.rand(batch, 1, IMAGE_SIZE, IMAGE_SIZE).contiguous(memory_format=torch.channels_last)
+        times = {}
+        for name, net in nets.items():
+            if label == "trunk":
+                def run(net: BayesianNet = net, x: Tensor = x) -> Tensor:
+                    with torch.inference_mode(), trunk_precision(net.precision):
+                        return net.trunk(x)
+            else:
+                def run(net: BayesianNet = net, x: Tensor = x) -> Tensor:
+                    return predictive(net, x, 100).entropy
+            times[name] = best_ms(run, repeat=50 if batch == 1 else 20) / batch
+        ratios = " / ".join(f"{times[names[0]] / times[name]:.2f}x" for name in names[1:]) or "-"
+        print(f"| {label} | {batch} | " + " | ".join(f"{times[name]:.3f}" for name in names) + f" | {ratios} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.predictive", description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", type=Path, default=Path("checkpoints/bnn.safetensors"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precision", nargs="+", choices=PRECISIONS, default=list(PRECISIONS),
+                        help="the trunk precisions to measure (and check against the loop)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    loaded, meta = load_checkpoint(args.checkpoint)
+    print(header(f"predictive kernel: {meta['model_version']}"))
+    print(f"bfloat16 units on this CPU: {', '.join(bf16_units()) or 'none (bfloat16 is emulated)'}")
+    conv_rate, matmul_rate = throughput()
+    print(f"measured throughput (float32): conv {conv_rate / 1e9:.1f} GFLOP/s, matmul {matmul_rate / 1e9:.1f} GFLOP/s")
+    nets = {precision: loaded.in_precision(precision).eval() for precision in args.precision}
+    for net in nets.values():
+        kernel_table(net, conv_rate, matmul_rate)
+    precision_table(nets)
     images = torch.rand(16, 1, IMAGE_SIZE, IMAGE_SIZE) * (torch.rand(16, 1, 1, 1) > 0.5)
-    z_max, z_share, entropy_gap = agreement(net, images, 2000)
-    verdict = "same distribution" if z_max < 5 and z_share < 0.02 and entropy_gap < 0.1 else "DIFFERENT"
-    print(f"\n(a) vs (b), 16 images x N=2000: max |z| {z_max:.2f}, share |z|>3 {z_share:.3%} (about 0.27% "
-          f"expected by chance), max relative entropy gap {entropy_gap:.3f}: {verdict}")
-    return 0 if verdict == "same distribution" else 1
+    failed = 0
+    for name, net in nets.items():
+        z_max, z_share, entropy_gap = agreement(net, images, 2000)
+        same = z_max < 5 and z_share < 0.02 and entropy_gap < 0.1
+        failed += not same
+        print(f"\n{name}: (a) vs (b), 16 images x N=2000: max |z| {z_max:.2f}, share |z|>3 {z_share:.3%} (about "
+              f"0.27% expected by chance), max relative entropy gap {entropy_gap:.3f}: "
+              f"{'same distribution' if same else 'DIFFERENT'}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -9,6 +9,9 @@ with 200), p50/p99 and errors (non-2xx answers, socket errors, timeouts):
 * **ours**: ``python -m service`` with its defaults (``make serve``): ``/predict`` with the digit
   as multipart and as the raw body, and ``/predict/batch`` with 32 digits a request;
 * **ours, inference thread**: the same with ``BNN_INFERENCE_THREAD=true`` (the pass in a thread);
+* **ours, the other precision**: ``/predict`` and ``/predict/batch`` with ``BNN_PRECISION`` set to the
+  precision ``auto`` did not pick (``model/precision.py``): float32 where this CPU has bfloat16
+  units, else bfloat16 (emulated); the ratio to ours is printed;
 * **naive reference**: ``bench/naive_service.py``, a loop of N sampled forward passes per request;
 * **the review queue off and on** (``BNN_REVIEW=false``; on: SQLite, and PostgreSQL when its binaries
   are installed, on the same cores): ``/predict`` with a digit and 5 % of the answers audited
@@ -51,11 +54,14 @@ from harness.inputs import SHIPPED, mnist_fixtures, noise_png
 from harness.postgres import binaries as postgres_binaries
 from harness.postgres import postgres_server
 from harness.server import ROOT, free_port, post_image, running_process, running_service
+from model.precision import choose_precision
 from service.predictor import Predictor
 from service.preprocess import preprocess
 
 P99_BOUND_MS = 50.0
 BATCH = 32
+AUTO_PRECISION = choose_precision("auto").precision
+OTHER_PRECISION = "float32" if AUTO_PRECISION == "bfloat16" else "bfloat16"
 AUDITED = 0.05  # the queue variants' audit fraction: about the shipped referral rate (4.4 %) of digits queued
 QUEUE_TYPICAL = f"/predict, digit, {100 * AUDITED:g} % audited"
 QUEUE_WORST = "/predict, noise (all referred)"
@@ -140,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
                                         (f"/predict/batch, {BATCH} a request", many))),
         Variant("ours, inference thread", "service", {"BNN_INFERENCE_THREAD": "true"},
                 (("/predict, multipart", one_form),)),
+        Variant(f"ours, {OTHER_PRECISION}", "service", {"BNN_PRECISION": OTHER_PRECISION},
+                (("/predict, multipart", one_form), (f"/predict/batch, {BATCH} a request", many))),
         Variant("naive reference", "naive", {}, (("/predict, multipart", Request("/predict", "POST", form,
                                                                                    (("Content-Type", form_type),))),),
                 connections=(1,)),
@@ -186,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     raw = results[("ours", "/predict, raw body", at)]
     batched = results[("ours", f"/predict/batch, {BATCH} a request", at)]
     threaded = results[("ours, inference thread", "/predict, multipart", at)]
+    other = {route: results[(f"ours, {OTHER_PRECISION}", route, at)] for route in ("/predict, multipart",
+                                                                                 f"/predict/batch, {BATCH} a request")}
     naive = results[("naive reference", "/predict, multipart", 1)]
     errors = sum(r.errors for (name, _, _), r in results.items() if name.startswith("ours"))
     print(f"\nat {at} connections:")
@@ -195,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"- /predict (raw body): {raw.images_per_s:.0f} images/s, p99 {raw.p99_ms:.1f} ms")
     print(f"- /predict/batch: {batched.images_per_s:.0f} images/s = {batched.images_per_s / single.images_per_s:.1f}x "
           "the single-image rate")
+    print(f"- ours ({AUTO_PRECISION}, auto) vs {OTHER_PRECISION}: /predict "
+          f"{single.images_per_s / other['/predict, multipart'].images_per_s:.2f}x, /predict/batch "
+          f"{batched.images_per_s / other[f'/predict/batch, {BATCH} a request'].images_per_s:.2f}x")
     print(f"- the pass on the event loop vs in a thread: {single.images_per_s / threaded.images_per_s:.2f}x "
           f"({threaded.images_per_s:.0f} images/s with the thread)")
     print(f"- the naive reference (1 connection): {naive.images_per_s:.1f} images/s, p50 {naive.p50_ms:.0f} ms: "

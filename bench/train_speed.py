@@ -5,6 +5,13 @@ the usual Bayes-by-backprop code does) on the same architecture, data, order and
     python -m bench.train_speed [--preset head] [--epochs 1] [--train-size 50000]
 
 Prints seconds per epoch and validation accuracy after the same number of epochs.
+
+    python -m bench.train_speed --steps 20
+
+instead times the shipped recipe's training step (``model.train.train_step``: 320 images, the
+labelled digits and the outliers of one batch, forward, backward and Adam) with the conv trunk in
+float32 and under bfloat16 autocast, side by side (``model/precision.py``; on a CPU without
+bfloat16 units bfloat16 is emulated and slower).
 """
 
 from __future__ import annotations
@@ -12,16 +19,18 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 
-from bench.common import header
+from bench.common import best_ms, header
 from bench.predictive import sampled_forward
-from model.batch_mix import augment
+from model.batch_mix import Batch, augment
 from model.data import Mnist, load_mnist, to_input
 from model.network import PRESETS, BayesianNet
-from model.train import TrainConfig, evaluate_split, lr_at
+from model.precision import PRECISIONS, Precision, bf16_units
+from model.train import TrainConfig, evaluate_split, lr_at, train_step
 
 
 def train(net: BayesianNet, data: Mnist, config: TrainConfig, weight_sampling: bool) -> float:
@@ -47,14 +56,34 @@ def train(net: BayesianNet, data: Mnist, config: TrainConfig, weight_sampling: b
     return (time.perf_counter() - started) / config.epochs
 
 
+def step_ms(precision: Precision, steps: int) -> float:
+    """Median ms of the shipped recipe's training step with the trunk in ``precision``."""
+    torch.manual_seed(0)
+    config = replace(TrainConfig(), precision=precision)
+    net = BayesianNet(PRESETS["head"], precision).train()
+    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
+    labelled = 2 * config.batch_size  # the arrays and the uploads of one step
+    batch = Batch(torch.rand(labelled + config.outlier_batch, 1, 28, 28), torch.randint(0, 10, (labelled,)))
+    return best_ms(lambda: train_step(net, optimizer, batch, 1.0, 60_000, config), repeat=steps, warmup=3)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.train_speed", description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--train-size", type=int, default=50_000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="head")
+    parser.add_argument("--steps", type=int, default=0, help="time this many training steps per precision instead")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.steps:
+        print(header(f"training step of the shipped recipe, {args.threads} threads"))
+        print(f"bfloat16 units on this CPU: {', '.join(bf16_units()) or 'none (bfloat16 is emulated)'}\n")
+        times = {precision: step_ms(precision, args.steps) for precision in PRECISIONS}
+        print("| trunk precision | ms / step | speed-up over float32 |\n|---|---:|---:|")
+        for precision, ms in times.items():
+            print(f"| {precision} | {ms:.1f} | {times['float32'] / ms:.2f}x |")
+        return 0
     data = load_mnist()
     data = Mnist(data.train.subset(args.train_size), data.validation, data.test, data.source_sha256)
     config = TrainConfig(epochs=args.epochs)
@@ -65,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(0)
         net = BayesianNet(PRESETS[args.preset])
         seconds = train(net, data, config, weight_sampling)
-        accuracy = evaluate_split(net, data.validation, 10, "cpu")["accuracy"]
+        accuracy = evaluate_split(net, data.validation, 10)["accuracy"]
         results[name] = seconds
         print(f"| {name} | {seconds:.1f} | {accuracy:.4f} |", flush=True)
     ours, reference = results.values()

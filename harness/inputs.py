@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from harness.images import encode
+from model.precision import choose_precision
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "checkpoints" / "bnn.safetensors"
 FIXTURES = ROOT / "tests" / "fixtures"
+
+
+def served_precision() -> str:
+    """The precision a service started here runs its trunk in: BNN_PRECISION, or auto on this CPU."""
+    return choose_precision(os.environ.get("BNN_PRECISION", "auto")).precision
+
+
+def shipped_calibration(precision: str | None = None) -> dict[str, Any]:
+    """The shipped checkpoint's calibration record for ``precision`` (None: the one a service here serves)."""
+    meta = json.loads(SHIPPED.with_suffix(".json").read_text())
+    return dict(meta["calibrations"][precision or served_precision()])
 
 
 def mnist_fixtures() -> list[tuple[Path, int]]:

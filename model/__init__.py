@@ -2,7 +2,8 @@
 
 * **What the service loads** (this folder's top level; ``SERVED_CORE``): ``layers`` (variational
   Linear/Conv2d), ``network`` (config + net), ``predictive`` (the N-sample predictive),
-  ``checkpoint`` (safetensors + JSON metadata), ``calibration`` (the refer rule's record),
+  ``checkpoint`` (safetensors + JSON metadata), ``calibration`` (the refer rule's records, one per
+  precision), ``precision`` (float32 or bfloat16 for the conv trunk, chosen by the CPU),
   ``transform`` (image -> the network's 28x28), ``data`` (MNIST and its constants),
   ``binomial`` (exact intervals for the review statistics).
 * **The pipeline commands** (top level too, each ``python -m model.<name>``): ``train``,
@@ -13,4 +14,5 @@
 The service imports only the first (``tests/test_layout.py``); ``model/`` never imports ``service/``.
 """
 
-SERVED_CORE = ("binomial", "calibration", "checkpoint", "data", "layers", "network", "predictive", "transform")
+SERVED_CORE = ("binomial", "calibration", "checkpoint", "data", "layers", "network", "precision", "predictive",
+               "transform")

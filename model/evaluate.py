@@ -22,10 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from model.calibration import Calibration
-from model.checkpoint import load_checkpoint, read_metadata, write_metadata
+from model.calibration import Calibration, calibrations
+from model.checkpoint import as_served, load_checkpoint, read_metadata, write_metadata
 from model.data import DEFAULT_CACHE, Mnist, Split, load_fashion_test, load_mnist
 from model.network import BayesianNet
+from model.precision import PRECISIONS
 from model.predictive import DEFAULT_SAMPLES, PredictiveResult
 from model.report.drawings import in_process, markdown, tally
 from model.report.served import served_report
@@ -196,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--scale", type=float, default=1.0, help="shrink every uploads family (tests)")
     add("--write-metadata", action="store_true", help="record the test metrics in the checkpoint's JSON")
     add("--seed", type=int, default=0)
+    add("--precision", choices=PRECISIONS, default="float32", help="the conv trunk's, with that precision's "
+        "calibration record (as the service runs it)")
     add("--device", default="cpu", help="cpu, or cuda for exploration")
     add("--reviewed", type=Path, default=None, help="score the checkpoint on a review export (GET /review/export, "
         "NDJSON) instead: writes OUT/reviewed.json (model/reviewed.py)")
@@ -248,10 +251,17 @@ def print_summary(report: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.write_metadata and args.precision != "float32":
+        print("--write-metadata records the float32 report; another precision's goes to --out only")
+        return 2
     torch.manual_seed(args.seed)
-    net, meta = load_checkpoint(args.checkpoint)
-    net.to(args.device)
-    calibration = meta.get("calibration")
+    loaded, meta = load_checkpoint(args.checkpoint)
+    record = calibrations(meta).get(args.precision)
+    if record is None and args.precision != "float32":
+        print(f"the checkpoint has no {args.precision} calibration record: run python -m model.calibrate first")
+        return 2
+    net = as_served(loaded, record, args.precision).to(args.device)  # the trunk's precision, its temperature
+    calibration = record.to_dict() if record is not None else None
     samples = args.samples or (calibration["samples"] if calibration else DEFAULT_SAMPLES)
     if args.reviewed is not None:
         return reviewed_main(net, calibration, args.reviewed, samples, args.out)
@@ -262,12 +272,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_ood:
         fashion = load_fashion_test(args.fashion_dir) if args.fashion_dir else load_fashion_test()
         ood = predict_images(net, fashion.images, samples, 500, "Fashion-MNIST test")
-    report = {"model_version": meta["model_version"], "samples": samples, "seed": args.seed,
+    report = {"model_version": meta["model_version"], "samples": samples, "seed": args.seed, "precision": args.precision,
               **quality_report(result, test.labels, ood, calibration)}
     args.out.mkdir(parents=True, exist_ok=True)
     report["plots"] = [] if args.no_plots else write_plots(report, result, test, ood, args.out)
     if not args.no_uploads:
-        record = Calibration.from_dict(calibration) if calibration else None
         sections, plots = served_sections(net, mnist, fashion, record, samples, args.drawings, args.workers,
                                           args.cache_dir, args.scale, None if args.no_plots else args.out)
         report.update(sections)

@@ -13,7 +13,7 @@ Three families come out of one config:
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from model.data import IMAGE_SIZE
 from model.layers import GaussianParameters, VariationalConv2d, VariationalLinear
+from model.precision import Precision, trunk_precision
 
 NUM_CLASSES = 10
 RETIRED_KEYS = ("feature_density", "reject_class")  # the second signal, removed (docs/experiments.md)
@@ -88,9 +89,12 @@ def _build_trunk(config: NetConfig) -> _Trunk:
 
 
 class BayesianNet(nn.Module):
-    def __init__(self, config: NetConfig):
+    def __init__(self, config: NetConfig, precision: Precision = "float32"):
         super().__init__()
         self.config = config
+        # what the conv trunk runs in (model/precision.py): a property of this loaded net, not of the
+        # weights, so never saved; the head always runs in float32
+        self.precision: Precision = precision
         trunk = _build_trunk(config)
         self.trunk = nn.Sequential(*trunk.layers)
         widths = [trunk.channels * trunk.size * trunk.size, *config.hidden, NUM_CLASSES]
@@ -108,17 +112,35 @@ class BayesianNet(nn.Module):
         """True when everything before the first Gaussian layer is deterministic."""
         return not self.config.variational_conv
 
+    def at_temperature(self, temperature: float) -> BayesianNet:
+        """A new net with these weights and precision whose logits are divided by ``temperature``
+        (this one is unchanged)."""
+        return self._copy(replace(self.config, temperature=temperature), self.precision)
+
+    def in_precision(self, precision: Precision) -> BayesianNet:
+        """A new net with these weights whose trunk runs in ``precision`` (this one is unchanged)."""
+        return self._copy(self.config, precision)
+
+    def _copy(self, config: NetConfig, precision: Precision) -> BayesianNet:
+        other = BayesianNet(config, precision)
+        other.load_state_dict(self.state_dict())
+        parameter = next(self.parameters(), None)
+        return other.to(parameter.device if parameter is not None else "cpu").train(self.training)
+
     def forward(self, x: Tensor, samples: int = 1) -> Tensor:
         """``x [B, 1, 28, 28]`` -> logits ``[S, B, 10]``, S = ``samples`` draws from the posterior,
-        divided by the temperature."""
+        divided by the temperature; the trunk in ``self.precision``, the head in float32."""
         if self.shares_features:
-            features = self.trunk(x).flatten(1)  # [B, F], once per image
+            with trunk_precision(self.precision, x.device.type):
+                features = self.trunk(x).flatten(1)  # [B, F], once per image
+            features = features.float()
             first: VariationalLinear = self.head[0]  # type: ignore[assignment]
             mean, variance = first.moments(features)  # [B, H] each
             h = first.sample_from_moments(mean, variance, samples)  # [S, B, H]
         else:
-            features = self._sampled_trunk(x, samples)  # [S, B, F]
-            h = self.head[0](features)  # [S, B, H]
+            with trunk_precision(self.precision, x.device.type):
+                features = self._sampled_trunk(x, samples)  # [S, B, F]
+            h = self.head[0](features.float())  # [S, B, H]
         for layer in self.head[1:]:
             h = layer(F.relu(h))
         if self.config.temperature != 1.0:

@@ -30,10 +30,11 @@ from torch import Tensor
 from tqdm import tqdm
 
 from model.batch_mix import DRY_RUN_SIZES, Batch, BatchMix, PoolSizes, TrainingData, build_training_data
-from model.calibrate import CalibrationError, CalibrationRequest, calibrate, with_temperature
+from model.calibrate import CalibrationRequest, fit_refer_rules
 from model.checkpoint import load_checkpoint, provenance, save_checkpoint
 from model.data import DEFAULT_CACHE, Mnist, Split, load_mnist
 from model.network import PRESETS, BayesianNet, NetConfig
+from model.precision import PRECISIONS, REQUESTS, Precision, choose_precision
 from model.predictive import DEFAULT_SAMPLES
 from model.scoring import predict_images
 from model.synth.families import TRAIN_FONTS
@@ -66,6 +67,7 @@ class TrainConfig:
     marks: bool = True  # marks of other scripts, printed and pen-drawn (model/synth/other_scripts.py), join the outliers
     max_batches: int | None = None  # per epoch; dry runs
     device: str = "cpu"
+    precision: Precision = "float32"  # the conv trunk's under autocast (weights, optimizer, KL and loss: float32)
 
 
 def lr_at(step: int, total_steps: int, config: TrainConfig) -> float:
@@ -130,7 +132,7 @@ def outlier_exposure_loss(logits: Tensor) -> Tensor:
 def train_step(net: BayesianNet, optimizer: torch.optim.Optimizer, batch: Batch, kl_weight: float, labelled_total: int,
                config: TrainConfig) -> dict[str, float]:
     """One ELBO step on ``batch``; returns its sums (weighted by the labelled count) for the epoch's means."""
-    logits = net(batch.images)[0]  # [B_all, 10], one posterior sample
+    logits = net(batch.images)[0]  # [B_all, 10], one posterior sample; the trunk in net.precision
     labelled = len(batch.labels)
     nll = F.cross_entropy(logits[:labelled], batch.labels)
     oe = outlier_exposure_loss(logits[labelled:]) if labelled < len(logits) else nll.new_zeros(())
@@ -172,6 +174,7 @@ def fit(net: BayesianNet, data: Mnist, config: TrainConfig, out: Path | None = N
     per-epoch history and the final validation metrics. With ``out``, the state after every epoch
     is saved for ``resume``."""
     net.to(config.device)
+    net.precision = config.precision  # the trunk's, under autocast; parameters, optimizer state and loss stay float32
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
     start_epoch, history = 0, list[dict[str, Any]]()
     if resume and out is not None and _state_path(out).exists():
@@ -229,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--dry-run", action="store_true", help="2 epochs of 4 batches on 512 images, to a temp dir; "
         "exits 1 if the loss does not fall")
     add("--no-progress", action="store_true")
+    add("--precision", choices=REQUESTS, default="auto", help="the conv trunk's precision in training steps (auto: "
+        "bfloat16 autocast where the CPU has bfloat16 units; float32 reproduces the shipped checkpoint's recipe)")
     return parser
 
 
@@ -244,7 +249,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
                          eval_samples=args.eval_samples, device=args.device, uploads=not args.no_uploads,
                          outlier_weight=outlier_weight, outlier_batch=args.outlier_batch if outlier_weight > 0 else 0,
                          arrays_as_files=args.arrays_as_files, pen=not args.no_pen, printed=not args.no_printed,
-                         marks=not args.no_marks)
+                         marks=not args.no_marks, precision=choose_precision(args.precision).precision)
     if args.dry_run:
         config = replace(config, epochs=2, batch_size=64, max_batches=4, eval_samples=2, kl_warmup_epochs=0.0,
                          outlier_batch=min(config.outlier_batch, 32))
@@ -269,22 +274,21 @@ def training_record(config: TrainConfig, data: TrainingData, composition: dict[s
 
 
 def after_training(net: BayesianNet, data: Mnist, sizes: PoolSizes, temperature: bool, seed: int, workers: int,
-                   cache_dir: Path, progress: bool) -> tuple[BayesianNet, dict[str, Any] | None, dict[str, Any]]:
-    """Temperature (unless ``temperature`` is off) and refer rule, fitted on the validation mix:
-    the net, the calibration record (None if refused) and the mix's composition."""
+                   cache_dir: Path, progress: bool) -> tuple[BayesianNet, dict[str, Any], dict[str, Any]]:
+    """Temperature (unless ``temperature`` is off) and refer rule for each precision the trunk may be
+    served in, fitted on the validation mix: the net at float32's temperature, the calibration
+    records by precision (a refused one left out, said why) and the mix's composition."""
     validation, composition = validation_mix(data.validation, data.source_sha256, workers, cache_dir, progress)
-    if temperature:
-        net = with_temperature(net, validation, seed=seed)
     non_digits, described = validation_non_digits(data.validation, data.source_sha256, workers, cache_dir,
                                                   progress, sizes.validation_non_digits)
-    torch.manual_seed(seed)  # the draws `python -m model.calibrate --seed SEED` makes
-    try:
-        request = CalibrationRequest(samples=sizes.calibration_samples)
-        return net, calibrate(net, validation, request, str(composition["data"]), non_digits, described).to_dict(), \
-            composition
-    except CalibrationError as error:
-        print(f"calibration refused: {error}")
-        return net, None, composition
+    request = CalibrationRequest(samples=sizes.calibration_samples)
+    fits = fit_refer_rules(net, validation, request, str(composition["data"]), non_digits, described, PRECISIONS,
+                           seed, temperature)
+    for precision, fit in fits.items():
+        if fit.calibration is None:
+            print(f"calibration refused ({precision}): {fit.refused}")
+    records = {precision: fit.calibration for precision, fit in fits.items() if fit.calibration is not None}
+    return fits["float32"].net, {"calibrations": {p: record.to_dict() for p, record in records.items()}}, composition
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -308,21 +312,21 @@ def main(argv: list[str] | None = None) -> int:
         extra = build_training_data(data, config, sizes, args.workers, cache_dir, not args.no_progress)
         net = BayesianNet(net_config(args))
         result = fit(net, data, config, out=out, resume=args.resume, progress=not args.no_progress, extra=extra)
-    net, calibration, composition = after_training(net.cpu(), data, sizes, not args.no_temperature, args.seed,
+    net, calibrations, composition = after_training(net.cpu(), data, sizes, not args.no_temperature, args.seed,
                                                    args.workers, cache_dir, not args.no_progress)
     if args.refit:  # keep what training recorded; test metrics of the old refer rule no longer apply
-        meta = {**previous, "calibration": calibration,
+        meta = {**{k: v for k, v in previous.items() if k != "calibration"}, **calibrations,
                 "metrics": {k: v for k, v in previous["metrics"].items() if not k.startswith("test")}}
     else:
         meta = {"name": args.name or args.preset, "data_sha256": data.source_sha256, "seed": args.seed,
                 "epochs": config.epochs, "train_config": asdict(config), "train_size": len(data.train),
                 "training_data": training_record(config, extra, composition),
                 "metrics": {"validation": result["validation"], "history": result["history"]},
-                "calibration": calibration, **provenance()}
+                **calibrations, **provenance()}
     written = save_checkpoint(net, out, meta)
     print(json.dumps({"checkpoint": str(out), "model_version": written["model_version"],
                       "validation_accuracy": result["validation"].get("validation_accuracy"),
-                      "threshold": calibration and calibration["threshold"]}))
+                      "thresholds": {p: record["threshold"] for p, record in calibrations["calibrations"].items()}}))
     first, last = result["history"][0], result["history"][-1]
     if args.dry_run and not last["loss"] < first["loss"]:
         print(f"dry run: loss did not fall ({first['loss']:.4f} -> {last['loss']:.4f})", file=sys.stderr)

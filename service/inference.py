@@ -20,6 +20,7 @@ import numpy as np
 from starlette.concurrency import run_in_threadpool
 
 from model.checkpoint import CheckpointError
+from model.precision import RUNTIME
 from service.audit import AuditSampler
 from service.batcher import MicroBatcher
 from service.errors import ImageRejected, ImageTooLarge, RejectedElement
@@ -75,7 +76,7 @@ class Inference:
         """The checkpoint named by ``settings``, its refer rule, and a started micro-batcher; the
         model's facts are published as gauges. Raises CheckpointError with the file and problem."""
         predictor = Predictor.from_checkpoint(settings.model_path, settings.threshold, settings.default_samples,
-                                              settings.expected_referral_rate)
+                                              settings.expected_referral_rate, settings.precision)
         if predictor.default_samples > settings.max_samples:
             raise CheckpointError(f"{settings.model_path}: calibrated N={predictor.default_samples} exceeds "
                                   f"BNN_MAX_SAMPLES={settings.max_samples}")
@@ -83,9 +84,13 @@ class Inference:
             log.warning("expected referral rate unknown (threshold overridden?): set BNN_EXPECTED_REFERRAL_RATE "
                         "for the referral-rate alert")
         metrics.publish_model(predictor.model_version, predictor.rule.threshold, predictor.expected_referral_rate,
-                              auditor.fraction, predictor.calibration.alpha if predictor.calibration else None)
-        log.info("model %s loaded, threshold %.4g nats, familiar mass %s, N=%d", predictor.model_version,
-                 predictor.rule.threshold, predictor.rule.familiar_mass, predictor.default_samples)
+                              auditor.fraction, predictor.calibration.alpha if predictor.calibration else None,
+                              precision=predictor.precision.precision, runtime=RUNTIME)
+        if predictor.precision.warn:
+            log.warning("precision: %s", predictor.precision.note)
+        log.info("model %s loaded, threshold %.4g nats, familiar mass %s, N=%d, precision %s (runtime %s; %s)",
+                 predictor.model_version, predictor.rule.threshold, predictor.rule.familiar_mass,
+                 predictor.default_samples, predictor.precision.precision, RUNTIME, predictor.precision.note)
         inference = cls(predictor, UploadLimits(settings.max_upload_bytes, settings.max_pixels), metrics, auditor,
                         reviews=reviews)
         if settings.micro_batching:
@@ -102,6 +107,14 @@ class Inference:
     @property
     def model_version(self) -> str:
         return self.predictor.model_version
+
+    @property
+    def precision(self) -> str:
+        return self.predictor.precision.precision
+
+    @property
+    def runtime(self) -> str:
+        return RUNTIME
 
     def prepare(self, data: Upload) -> np.ndarray | ImageRejected:
         """One upload -> the network's uint8 ``[28, 28]``, or why it is refused. The per-file byte

@@ -74,7 +74,8 @@ class Metrics:
             "overrides it without BNN_EXPECTED_REFERRAL_RATE)", registry=registry, multiprocess_mode="max")
         self.audit_fraction = Gauge("bnn_audit_fraction", "Configured fraction of accepted predictions marked audit",
                                     registry=registry, multiprocess_mode="max")
-        self.model_info = Gauge("bnn_model_info", "Loaded model (value 1)", ["model_version"], registry=registry,
+        self.model_info = Gauge("bnn_model_info", "Loaded model (value 1), the precision its conv trunk runs in and "
+                                "the runtime", ["model_version", "precision", "runtime"], registry=registry,
                                 multiprocess_mode="max")
         self.accepted_error_target = Gauge(
             "bnn_accepted_error_target", "The calibrated promise: accepted answers wrong at most this often (alpha; "
@@ -152,13 +153,14 @@ class Metrics:
         self.latency.labels(route=template).observe(seconds)
 
     def publish_model(self, model_version: str, threshold: float, expected_referral_rate: float | None,
-                      audit_fraction: float, accepted_error_target: float | None = None) -> None:
+                      audit_fraction: float, accepted_error_target: float | None = None, precision: str = "float32",
+                      runtime: str = "pytorch") -> None:
         """The loaded model's facts, as gauges (an unknown expected rate or target is NaN)."""
         self.accepted_error_target.set(float("nan") if accepted_error_target is None else accepted_error_target)
         self.threshold.set(threshold)
         self.expected_referral_rate.set(float("nan") if expected_referral_rate is None else expected_referral_rate)
         self.audit_fraction.set(audit_fraction)
-        self.model_info.labels(model_version=model_version).set(1)
+        self.model_info.labels(model_version=model_version, precision=precision, runtime=runtime).set(1)
 
     def record_rejection(self, reason: str) -> None:
         self.rejected.labels(reason=reason).inc()

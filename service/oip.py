@@ -89,9 +89,12 @@ def server_metadata(version: str) -> dict[str, Any]:
     return {"name": "bnn-digits-service", "version": version, "extensions": [BINARY_EXTENSION]}
 
 
-def model_metadata(model_version: str) -> dict[str, Any]:
+def model_metadata(model_version: str, precision: str, runtime: str) -> dict[str, Any]:
+    """The model's metadata; ``parameters`` (an extension the protocol allows) says the precision
+    its conv trunk runs in and the runtime."""
     return {"name": MODEL_NAME, "versions": [model_version], "platform": PLATFORM,
-            "inputs": [spec.metadata() for spec in INPUTS], "outputs": [spec.metadata() for spec in OUTPUTS]}
+            "inputs": [spec.metadata() for spec in INPUTS], "outputs": [spec.metadata() for spec in OUTPUTS],
+            "parameters": {"precision": precision, "runtime": runtime}}
 
 
 def _flatten(data: Any) -> list[Any]:

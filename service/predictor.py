@@ -23,10 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.calibration import Calibration
-from model.checkpoint import CheckpointError, load_checkpoint
+from model.calibration import Calibration, calibrations
+from model.checkpoint import CheckpointError, as_served, load_checkpoint
 from model.data import to_input
 from model.network import BayesianNet
+from model.precision import PrecisionChoice, choose_precision
 from model.predictive import DEFAULT_SAMPLES, predictive
 from service.schemas import ReferReason
 
@@ -92,14 +93,36 @@ class ReferRule:
         return "uncertain"
 
 
+FLOAT32 = PrecisionChoice("float32", "float32 (not chosen: the default of a Predictor built directly)")
+
+
+def served_precision(choice: PrecisionChoice, requested: str, records: dict[str, Calibration],
+                     overridden: bool) -> PrecisionChoice:
+    """The precision to serve: the choice, when the checkpoint has its calibration record (or the
+    threshold is overridden); else, when chosen automatically and float32 has one, float32 with the
+    reason. A precision asked for by name is never swapped: CheckpointError, naming what exists."""
+    if overridden or choice.precision in records:
+        return choice
+    have = ", ".join(sorted(records)) or "none"
+    if requested == "auto" and "float32" in records:
+        return PrecisionChoice("float32", f"{choice.note}; the checkpoint has no {choice.precision} calibration "
+                                          f"record (has: {have}; make calibrate makes both), so float32", True)
+    raise CheckpointError(f"no calibration record for {choice.precision} in the checkpoint's metadata (has: {have}): "
+                          f"run make calibrate, or set BNN_PRECISION to one it has")
+
+
 class Predictor:
     def __init__(self, net: BayesianNet, rule: ReferRule, default_samples: int, model_version: str,
-                 calibration: Calibration | None = None, expected_referral_rate: float | None = None):
+                 calibration: Calibration | None = None, expected_referral_rate: float | None = None,
+                 precision: PrecisionChoice = FLOAT32):
+        if net.precision != precision.precision:
+            raise ValueError(f"the net runs its trunk in {net.precision}, not {precision.precision}")
         self.net = net.eval()
         self.rule = rule
         self.default_samples = default_samples
         self.model_version = model_version
         self.calibration = calibration
+        self.precision = precision  # the conv trunk's, and why it was chosen
         # the referral rate this rule gave on its calibration split: what monitoring compares the
         # live rate with (None when unknown, e.g. an overridden threshold)
         self.expected_referral_rate = expected_referral_rate
@@ -110,19 +133,26 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: Path, threshold: float | None = None, default_samples: int | None = None,
-                        expected_referral_rate: float | None = None) -> Predictor:
-        """Load a checkpoint; the thresholds come from its calibration unless overridden. The expected
-        referral rate is the calibration split's unless given, and unknown when a threshold is overridden."""
+                        expected_referral_rate: float | None = None, precision: str = "float32") -> Predictor:
+        """Load a checkpoint to run in ``precision`` (``auto``, ``float32`` or ``bfloat16``) with that
+        precision's calibration record: its temperature and refer rule, unless the threshold is
+        overridden. The expected referral rate is the record's unless given, and unknown when a
+        threshold is overridden."""
         net, meta = load_checkpoint(path)
-        raw = meta.get("calibration")
         try:
-            calibration = Calibration.from_dict(raw) if raw is not None else None
+            records = calibrations(meta)
         except (TypeError, ValueError) as error:
             raise CheckpointError(f"{path}: the calibration record in its metadata is malformed ({error})") from None
-        if threshold is None and calibration is None:
+        if threshold is None and not records:
             raise CheckpointError(f"{path}: no calibrated threshold in its metadata; run python -m model.calibrate "
                                   "or set BNN_THRESHOLD")
         overridden = threshold is not None
+        try:
+            choice = served_precision(choose_precision(precision), precision, records, overridden)
+        except CheckpointError as error:
+            raise CheckpointError(f"{path}: {error}") from None
+        calibration = records.get(choice.precision, records.get("float32"))
+        net = as_served(net, calibration, choice.precision)
         rule = ReferRule(
             threshold if threshold is not None else calibration.threshold,  # type: ignore[union-attr]
             calibration.familiar_mass if calibration is not None else None,
@@ -130,7 +160,7 @@ class Predictor:
         if expected_referral_rate is None and not overridden and calibration is not None:
             expected_referral_rate = round(1.0 - calibration.validation_coverage, 12)
         samples = default_samples or (calibration.samples if calibration else DEFAULT_SAMPLES)
-        return cls(net, rule, samples, str(meta["model_version"]), calibration, expected_referral_rate)
+        return cls(net, rule, samples, str(meta["model_version"]), calibration, expected_referral_rate, choice)
 
     def predict(self, digits: list[np.ndarray], samples: int | None = None, spread: bool = False) -> list[Prediction]:
         """uint8 ``[28, 28]`` digits -> one Prediction each, all in one vectorized pass; with

@@ -90,6 +90,8 @@ class HealthOut(BaseModel):
 
     status: str
     model_version: str | None = None
+    precision: str | None = None  # the conv trunk's: "bfloat16" or "float32"
+    runtime: str | None = None  # what runs the pass ("pytorch")
 
 
 # -- the review API (service/routes/review.py) ------------------------------------------------------

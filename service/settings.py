@@ -6,6 +6,7 @@ Built in ``create_app`` (never at import), so each test builds its own.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,6 +24,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BNN_", extra="ignore")
 
     model_path: Path = Field(Path("checkpoints/bnn.safetensors"), description="weights; metadata JSON beside it")
+    precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="the conv trunk's precision: auto (bfloat16 where the CPU has bfloat16 units, else "
+                            "float32), float32, or bfloat16; the checkpoint needs a calibration record for it")
     default_samples: int | None = Field(None, ge=1, description="N when a request names none (default: calibration's N)")
     max_samples: int = Field(1000, ge=1, le=100_000, description="largest N a request may ask for")
     threshold: float | None = Field(None, ge=0.0, description="override the calibrated entropy threshold (nats)")

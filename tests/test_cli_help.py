@@ -5,8 +5,9 @@ import importlib
 import pytest
 
 COMMANDS = ["model.calibrate", "model.evaluate", "model.train", "model.synth.uploads", "bench.calibration_sources",
-            "bench.compare_designs", "bench.drawn_digits", "bench.fuzz", "bench.predictive", "bench.review",
-            "bench.review_defaults", "bench.service", "bench.soak", "bench.train_speed"]
+            "bench.compare_designs", "bench.drawn_digits", "bench.fuzz", "bench.precision_agreement",
+            "bench.predictive", "bench.profile_predict", "bench.review", "bench.review_defaults", "bench.service",
+            "bench.soak", "bench.train_speed"]
 
 
 @pytest.mark.parametrize("module", COMMANDS)

@@ -13,7 +13,7 @@ from PIL import Image
 from prometheus_client import CollectorRegistry
 
 from harness.images import encode
-from harness.inputs import SHIPPED, mnist_fixtures
+from harness.inputs import SHIPPED, mnist_fixtures, served_precision, shipped_calibration
 from harness.server import post_image
 from service.app import create_app
 from service.audit import AuditSampler
@@ -23,7 +23,7 @@ from tests.metrics_text import parse_samples, total, value
 
 SEVEN = mnist_fixtures()[0][0].read_bytes()
 NOISE = encode(Image.fromarray(np.random.default_rng(3).integers(0, 256, (64, 64), dtype=np.uint8)))
-CALIBRATION = json.loads(SHIPPED.with_suffix(".json").read_text())["calibration"]
+CALIBRATION = shipped_calibration()
 
 
 def scrape(client: TestClient):
@@ -78,7 +78,8 @@ def test_expected_referral_rate_is_the_calibration_splits(app_with):
     assert 0 < expected < 0.05  # the shipped rule refers about 3 % of validation digit uploads
     assert value(samples, "bnn_referral_threshold_nats") == pytest.approx(CALIBRATION["threshold"])
     version = json.loads(SHIPPED.with_suffix(".json").read_text())["model_version"]
-    assert value(samples, "bnn_model_info", model_version=version) == 1
+    assert value(samples, "bnn_model_info", model_version=version, precision=served_precision(),
+                 runtime="pytorch") == 1
 
 
 def test_an_overridden_threshold_has_no_expected_rate_unless_given(app_with):

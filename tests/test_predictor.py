@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from harness.inputs import SHIPPED, load_digit, mnist_fixtures
+from harness.inputs import SHIPPED, load_digit, mnist_fixtures, shipped_calibration
 from model.checkpoint import CheckpointError
 from service.predictor import Predictor, ReferRule, candidates, top_two_mass
 
@@ -43,12 +43,12 @@ def shipped() -> Predictor:
 
 
 def test_thresholds_come_from_the_calibration_unless_overridden(shipped):
-    meta = json.loads(SHIPPED.with_suffix(".json").read_text())
-    assert shipped.rule.threshold == meta["calibration"]["threshold"]
-    assert shipped.rule.familiar_mass == meta["calibration"]["familiar_mass"]
-    assert shipped.expected_referral_rate == pytest.approx(1 - meta["calibration"]["validation_coverage"])
+    record = shipped_calibration("float32")
+    assert shipped.rule.threshold == record["threshold"]
+    assert shipped.rule.familiar_mass == record["familiar_mass"]
+    assert shipped.expected_referral_rate == pytest.approx(1 - record["validation_coverage"])
     overridden = Predictor.from_checkpoint(SHIPPED, threshold=0.123)
-    assert overridden.rule == ReferRule(0.123, meta["calibration"]["familiar_mass"])
+    assert overridden.rule == ReferRule(0.123, record["familiar_mass"])
     assert overridden.expected_referral_rate is None  # unknown for a rule nobody calibrated
     assert Predictor.from_checkpoint(SHIPPED, threshold=0.123, expected_referral_rate=0.04).expected_referral_rate == 0.04
 
@@ -83,12 +83,12 @@ def test_a_checkpoint_without_calibration_needs_a_threshold(tmp_path):
     weights = tmp_path / "bnn.safetensors"
     shutil.copy(SHIPPED, weights)
     meta = json.loads(SHIPPED.with_suffix(".json").read_text())
-    meta["calibration"] = None
+    del meta["calibrations"]
     weights.with_suffix(".json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="no calibrated threshold"):
         Predictor.from_checkpoint(weights)
     assert Predictor.from_checkpoint(weights, threshold=0.7).rule == ReferRule(0.7, None)
-    meta["calibration"] = {"threshold": 1.0, "bogus": True}
+    meta["calibrations"] = {"float32": {"threshold": 1.0, "bogus": True}}
     weights.with_suffix(".json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="calibration record"):
         Predictor.from_checkpoint(weights)

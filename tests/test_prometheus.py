@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from harness.images import encode
-from harness.inputs import SHIPPED, mnist_fixtures
+from harness.inputs import mnist_fixtures, shipped_calibration
 from harness.server import post_image, running_service, wait_for
 from tests.metrics_text import per_worker_predictions
 from tests.prometheus_server import DASHBOARD, PrometheusAPI, binary, repo_config_for, running_prometheus
@@ -75,7 +75,7 @@ def test_prometheus_sees_exact_counts_and_the_referral_rate_of_the_answers(tmp_p
             assert prometheus.scalar("job:bnn_referral_rate:ratio_rate5m", now) == pytest.approx(fraction, rel=1e-9)
             assert prometheus.scalar('sum(bnn_predictions_total{referred="true"})', now) == referred
             assert prometheus.scalar('sum(bnn_rejected_requests_total{reason="no_ink"})', now) == 3
-            calibration = json.loads(SHIPPED.with_suffix(".json").read_text())["calibration"]
+            calibration = shipped_calibration()
             assert prometheus.scalar("job:bnn_expected_referral_rate:max", now) == pytest.approx(
                 1 - calibration["validation_coverage"])
             sampled = sum(answer["samples"] for answer in answers)

@@ -4,7 +4,6 @@ every worker, TCP_NODELAY, one instance per port, a bad checkpoint stops start-u
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import socket
@@ -17,13 +16,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness.inputs import ROOT, SHIPPED, mnist_fixtures
+from harness.inputs import ROOT, mnist_fixtures, shipped_calibration
 from harness.server import children, free_port, post_image, running_service
 from service.workers import tcp_listener
 from tests.metrics_text import parse_samples, per_worker_predictions, predictions_by_worker, total
 
 SEVEN = mnist_fixtures()[0][0].read_bytes()
-EXPECTED_REFERRAL_RATE = 1 - json.loads(SHIPPED.with_suffix(".json").read_text())["calibration"]["validation_coverage"]
+EXPECTED_REFERRAL_RATE = 1 - shipped_calibration()["validation_coverage"]
 
 
 def running(pid: int) -> bool:

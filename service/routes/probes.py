@@ -19,5 +19,6 @@ async def healthz() -> HealthOut:
 
 @router.get("/readyz", response_model=HealthOut, responses={503: ERROR_RESPONSES[503]})
 async def readyz(inference: InferenceDep) -> HealthOut:
-    """503 until the model is loaded, then 200 with its version."""
-    return HealthOut(status="ready", model_version=inference.model_version)
+    """503 until the model is loaded, then 200 with its version, precision and runtime."""
+    return HealthOut(status="ready", model_version=inference.model_version, precision=inference.precision,
+                     runtime=inference.runtime)

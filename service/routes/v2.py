@@ -91,13 +91,13 @@ async def ready(request: Request) -> JSONResponse:
 @router.get(MODEL, summary="Model metadata: inputs, outputs, datatypes, shapes")
 async def metadata(inference: InferenceDep, model_name: str) -> dict[str, object]:
     check_model(model_name, None, inference)
-    return model_metadata(inference.model_version)
+    return model_metadata(inference.model_version, inference.precision, inference.runtime)
 
 
 @router.get(VERSION, summary="Model metadata of a version")
 async def version_metadata(inference: InferenceDep, model_name: str, model_version: str) -> dict[str, object]:
     check_model(model_name, model_version, inference)
-    return model_metadata(inference.model_version)
+    return model_metadata(inference.model_version, inference.precision, inference.runtime)
 
 
 @router.get(MODEL + "/ready", summary="Model ready: 200 once loaded, else 400",
