@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     nets = {name: as_served(loaded, records[name], name) for name in PRECISIONS}
     samples = records["float32"].samples
     print(header(f"bfloat16 vs float32: {meta['model_version']}, N = {samples}"))
-    print(f"bfloat16 units on this CPU: {', '.join(bf16_units()) or 'none (bfloat16 is emulated: same numbers, slower)'}")
+    units = ", ".join(bf16_units()) or "none (bfloat16 is emulated: bfloat16 rounding on other kernels, slower)"
+    print(f"bfloat16 units on this CPU: {units}")
     for name in PRECISIONS:
         record = records[name]
         print(f"{name}: temperature {record.temperature}, threshold {record.threshold:.4f} nats, familiar mass "

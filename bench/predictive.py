@@ -8,7 +8,7 @@ then (b) in bfloat16 against (b) in float32, the same run: the trunk alone at 1,
 images, and the whole predictive (the ratio column, float32 time / bfloat16 time).
 
     python -m bench.predictive [--checkpoint checkpoints/bnn.safetensors] [--threads 2]
-                               [--precision float32 bfloat16]
+                               [--precision float32 bfloat16] [--tables kernel ratios agreement]
 
 It also checks, for each precision, that (a) and (b) give the same predictive distribution
 (z-scores of the mean probabilities and the entropy over many samples), so no speed is bought
@@ -107,6 +107,9 @@ def agreement(net: BayesianNet, images: Tensor, samples: int) -> tuple[float, fl
     return z[considered].abs().max().item(), (z[considered].abs() > 3).float().mean().item(), relative
 
 
+TABLES = ("kernel", "ratios", "agreement")
+
+
 def kernel_table(net: BayesianNet, conv_rate: float, matmul_rate: float) -> None:
     print(f"\n## {net.precision}\n")
     print("| images | N | (a) loop ms | (b) ours ms | (c) floor ms | a/b | b/c |")
@@ -151,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--precision", nargs="+", choices=PRECISIONS, default=list(PRECISIONS),
                         help="the trunk precisions to measure (and check against the loop)")
+    parser.add_argument("--tables", nargs="+", choices=TABLES, default=list(TABLES),
+                        help="which parts to run (the loop of the kernel table takes minutes where bfloat16 is emulated)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -160,9 +165,13 @@ def main(argv: list[str] | None = None) -> int:
     conv_rate, matmul_rate = throughput()
     print(f"measured throughput (float32): conv {conv_rate / 1e9:.1f} GFLOP/s, matmul {matmul_rate / 1e9:.1f} GFLOP/s")
     nets = {precision: loaded.in_precision(precision).eval() for precision in args.precision}
-    for net in nets.values():
-        kernel_table(net, conv_rate, matmul_rate)
-    precision_table(nets)
+    if "kernel" in args.tables:
+        for net in nets.values():
+            kernel_table(net, conv_rate, matmul_rate)
+    if "ratios" in args.tables:
+        precision_table(nets)
+    if "agreement" not in args.tables:
+        return 0
     images = torch.rand(16, 1, IMAGE_SIZE, IMAGE_SIZE) * (torch.rand(16, 1, 1, 1) > 0.5)
     failed = 0
     for name, net in nets.items():

@@ -5,7 +5,7 @@ import importlib
 import pytest
 
 COMMANDS = ["model.calibrate", "model.evaluate", "model.train", "model.synth.uploads", "bench.calibration_sources",
-            "bench.compare_designs", "bench.drawn_digits", "bench.fuzz", "bench.precision_agreement",
+            "bench.compare_designs", "bench.drawn_digits", "bench.fuzz", "bench.interleaved", "bench.precision_agreement",
             "bench.predictive", "bench.profile_predict", "bench.review", "bench.review_defaults", "bench.service",
             "bench.soak", "bench.train_speed"]
 
