@@ -136,3 +136,27 @@ def test_an_older_single_record_is_the_float32_one() -> None:
     assert calibrations(merged)["bfloat16"].threshold == 0.2
     with pytest.raises(ValueError, match="a bfloat16 record is filed under float32"):
         calibrations({"calibrations": {"float32": {**record, "precision": "bfloat16"}}})
+
+
+def test_the_service_says_what_it_runs_and_refuses_what_it_cannot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    from fastapi.testclient import TestClient
+    from pydantic import ValidationError
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    monkeypatch.setattr(precision_module, "bf16_units", lambda flags=None: [])  # a CPU without the units
+    caplog.set_level("INFO", logger="service")
+    with TestClient(create_app(Settings(precision="bfloat16", review=False))) as client:
+        assert client.get("/readyz").json()["precision"] == "bfloat16"
+        assert client.post("/predict", content=mnist_fixtures()[0][0].read_bytes(),
+                           headers={"content-type": "image/png"}).json()["class"] == 7
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert any("emulated, slower than float32" in message for message in warnings)
+    assert any("precision bfloat16 (runtime pytorch" in record.getMessage() for record in caplog.records)
+    refused = Settings(precision="bfloat16", review=False, model_path=copy_shipped(tmp_path, ("float32",)))
+    with pytest.raises(CheckpointError, match="no calibration record for bfloat16"), TestClient(create_app(refused)):
+        pass
+    with pytest.raises(ValidationError, match="precision"):
+        Settings(precision="float16")  # type: ignore[arg-type]

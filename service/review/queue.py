@@ -236,7 +236,7 @@ class ReviewQueue:
 
     @property
     def last_error(self) -> str | None:
-        """The writer's most recent unresolved failure, essential operations first (for a 503's detail)."""
+        """An unresolved failure of the writer, essential operations first (for a 503's detail)."""
         for operation in (*ESSENTIAL, *MAINTENANCE):
             if operation in self.errors:
                 return f"{operation}: {self.errors[operation]}"
