@@ -275,8 +275,8 @@ def training_record(config: TrainConfig, data: TrainingData, composition: dict[s
 
 def after_training(net: BayesianNet, data: Mnist, sizes: PoolSizes, temperature: bool, seed: int, workers: int,
                    cache_dir: Path, progress: bool) -> tuple[BayesianNet, dict[str, Any], dict[str, Any]]:
-    """Temperature (unless ``temperature`` is off) and refer rule for each precision the trunk may be
-    served in, fitted on the validation mix: the net at float32's temperature, the calibration
+    """Temperature (unless ``temperature`` is off; fitted in float32, shared) and refer rule for each
+    precision the trunk may be served in, fitted on the validation mix: the net at that temperature, the calibration
     records by precision (a refused one left out, said why) and the mix's composition."""
     validation, composition = validation_mix(data.validation, data.source_sha256, workers, cache_dir, progress)
     non_digits, described = validation_non_digits(data.validation, data.source_sha256, workers, cache_dir,

@@ -100,6 +100,8 @@ def copy_shipped(tmp_path: Path, keep: tuple[str, ...]) -> Path:
 def test_the_shipped_checkpoint_serves_each_precision_with_its_own_record() -> None:
     meta = json.loads(SHIPPED.with_suffix(".json").read_text())
     assert set(meta["calibrations"]) == {"float32", "bfloat16"} and "calibration" not in meta
+    # one temperature, fitted in float32 (make calibrate); the thresholds fitted in each precision
+    assert {record["temperature"] for record in meta["calibrations"].values()} == {meta["config"]["temperature"]}
     for name in ("float32", "bfloat16"):
         record = meta["calibrations"][name]
         predictor = Predictor.from_checkpoint(SHIPPED, precision=name)
