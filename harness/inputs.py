@@ -18,7 +18,7 @@ SHIPPED = ROOT / "checkpoints" / "bnn.safetensors"
 FIXTURES = ROOT / "tests" / "fixtures"
 
 
-def served_precision() -> str:
+def expected_precision() -> str:
     """The precision a service started here runs its trunk in: BNN_PRECISION, or auto on this CPU."""
     return choose_precision(os.environ.get("BNN_PRECISION", "auto")).precision
 
@@ -26,7 +26,7 @@ def served_precision() -> str:
 def shipped_calibration(precision: str | None = None) -> dict[str, Any]:
     """The shipped checkpoint's calibration record for ``precision`` (None: the one a service here serves)."""
     meta = json.loads(SHIPPED.with_suffix(".json").read_text())
-    return dict(meta["calibrations"][precision or served_precision()])
+    return dict(meta["calibrations"][precision or expected_precision()])
 
 
 def mnist_fixtures() -> list[tuple[Path, int]]:

@@ -37,7 +37,7 @@ class Calibration:
     familiar_mass: float | None = None
     reason_fit: dict[str, Any] | None = None  # what familiar_mass was chosen on and what it gave there
     precision: str = "float32"  # the trunk's precision the scores were computed in (older records: float32)
-    temperature: float | None = None  # the logits' temperature fitted in that precision; None: the config's
+    temperature: float | None = None  # the logits' temperature the rule was fitted at; None: the config's
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

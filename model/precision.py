@@ -18,17 +18,18 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, cast
+from typing import Literal, cast, get_args
 
 import torch
 
 Precision = Literal["float32", "bfloat16"]
-PRECISIONS: tuple[Precision, ...] = ("float32", "bfloat16")
-REQUESTS = ("auto", *PRECISIONS)
-BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+PrecisionRequest = Literal["auto", "float32", "bfloat16"]  # what BNN_PRECISION and --precision accept
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)
+REQUESTS: tuple[PrecisionRequest, ...] = get_args(PrecisionRequest)
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # AVX512-BF16 (dot products), AMX-BF16 (tile matrix multiply)
 # what runs the pass: PyTorch's own eager kernels (oneDNN convolutions), bfloat16 by autocast; no other
 # runtime is a dependency (bench/README.md: what was measured, and what was not)
-RUNTIME = "pytorch"  # AVX512-BF16 (dot products), AMX-BF16 (tile matrix multiply)
+RUNTIME = "pytorch"
 
 
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:

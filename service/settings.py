@@ -6,11 +6,11 @@ Built in ``create_app`` (never at import), so each test builds its own.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from model.precision import PrecisionRequest
 from service.review.access import Reviewers
 from service.review.schema import async_url
 
@@ -24,7 +24,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BNN_", extra="ignore")
 
     model_path: Path = Field(Path("checkpoints/bnn.safetensors"), description="weights; metadata JSON beside it")
-    precision: Literal["auto", "float32", "bfloat16"] = Field(
+    precision: PrecisionRequest = Field(
         "auto", description="the conv trunk's precision: auto (bfloat16 where the CPU has bfloat16 units, else "
                             "float32), float32, or bfloat16; the checkpoint needs a calibration record for it")
     default_samples: int | None = Field(None, ge=1, description="N when a request names none (default: calibration's N)")

@@ -22,7 +22,7 @@ from harness.images import (
     png_claiming,
     unevenly_lit_photo,
 )
-from harness.inputs import ROOT, SHIPPED, load_digit, mnist_fixtures, served_precision
+from harness.inputs import ROOT, SHIPPED, expected_precision, load_digit, mnist_fixtures
 from harness.server import free_port, post_image
 from model.checkpoint import CheckpointError
 from service.app import create_app
@@ -241,7 +241,7 @@ def test_probes_and_openapi(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz").json()
     assert ready["status"] == "ready" and ready["model_version"].startswith("head-")
-    assert ready["precision"] == served_precision() and ready["runtime"] == "pytorch"
+    assert ready["precision"] == expected_precision() and ready["runtime"] == "pytorch"
     schema = client.get("/openapi.json").json()
     responses = schema["paths"]["/predict"]["post"]["responses"]
     assert {"200", "400", "413", "415", "422", "503"} <= set(responses)

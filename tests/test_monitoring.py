@@ -13,7 +13,7 @@ from PIL import Image
 from prometheus_client import CollectorRegistry
 
 from harness.images import encode
-from harness.inputs import SHIPPED, mnist_fixtures, served_precision, shipped_calibration
+from harness.inputs import SHIPPED, expected_precision, mnist_fixtures, shipped_calibration
 from harness.server import post_image
 from service.app import create_app
 from service.audit import AuditSampler
@@ -78,7 +78,7 @@ def test_expected_referral_rate_is_the_calibration_splits(app_with):
     assert 0 < expected < 0.05  # the shipped rule refers about 3 % of validation digit uploads
     assert value(samples, "bnn_referral_threshold_nats") == pytest.approx(CALIBRATION["threshold"])
     version = json.loads(SHIPPED.with_suffix(".json").read_text())["model_version"]
-    assert value(samples, "bnn_model_info", model_version=version, precision=served_precision(),
+    assert value(samples, "bnn_model_info", model_version=version, precision=expected_precision(),
                  runtime="pytorch") == 1
 
 

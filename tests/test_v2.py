@@ -20,7 +20,7 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 from tritonclient.utils import InferenceServerException
 
-from harness.inputs import SHIPPED, mnist_fixtures, served_precision
+from harness.inputs import SHIPPED, expected_precision, mnist_fixtures
 from harness.server import free_port
 from service.app import create_app
 from service.oip import OUTPUT_NAMES
@@ -86,7 +86,7 @@ def test_health_and_metadata(client, server):
     assert {(t["name"], t["datatype"], tuple(t["shape"])) for t in metadata["inputs"]} == {
         ("image", "BYTES", (-1,)), ("digits", "UINT8", (-1, 28, 28))}
     assert [t["name"] for t in metadata["outputs"]] == list(OUTPUT_NAMES)
-    assert metadata["parameters"] == {"precision": served_precision(), "runtime": "pytorch"}
+    assert metadata["parameters"] == {"precision": expected_precision(), "runtime": "pytorch"}
     assert client.is_model_ready(MODEL, version) and not client.is_model_ready("other")
     for bad in ("other", "/".join((MODEL, "versions", "nope"))):
         response = httpx.get(f"http://{server}/v2/models/{bad}")
