@@ -257,23 +257,26 @@ class ReviewStore:
     async def stats(self) -> Stats:
         now = self.clock()
         day_start = now - now % SECONDS_PER_DAY
+        held = and_(items.c.label.is_(None), items.c.lease_expires > now).label("held")
         async with self.engine.connect() as connection:
-            pending = (await connection.execute(
-                select(items.c.reason, (items.c.lease_expires > now).label("held"), func.count())
-                .where(items.c.label.is_(None)).group_by(items.c.reason, "held"))).all()
-            labelled_rows = (await connection.execute(
-                select(items.c.reason, items.c.refer_reason, items.c.predicted, items.c.label, func.count())
-                .where(items.c.label.is_not(None))
-                .group_by(items.c.reason, items.c.refer_reason, items.c.predicted, items.c.label))).all()
+            # every count from one statement, so one snapshot: separate queries could see a batch another
+            # worker committed between them (stored_items 10 while waiting added up to 9)
+            groups = (await connection.execute(
+                select(items.c.reason, items.c.refer_reason, items.c.predicted, items.c.label, held, func.count(),
+                       func.sum(items.c.file_bytes, type_=BigInteger))
+                .group_by(items.c.reason, items.c.refer_reason, items.c.predicted, items.c.label, "held"))).all()
             today: dict[str, int] = dict((await connection.execute(
                 select(items.c.labelled_by, func.count()).where(items.c.labelled_at >= day_start)
                 .group_by(items.c.labelled_by))).all())
-            stored_items, stored_bytes = (await connection.execute(
-                select(func.count(), func.coalesce(func.sum(items.c.file_bytes, type_=BigInteger), 0)))).one()
         waiting = dict.fromkeys(REASONS, 0)
-        claimed = 0
-        for reason, held, count in pending:
-            if held:
+        claimed = stored_items = stored_bytes = 0
+        labelled_rows = []
+        for reason, refer_reason, predicted, label, is_held, count, size in groups:
+            stored_items += count
+            stored_bytes += int(size)
+            if label is not None:
+                labelled_rows.append((reason, refer_reason, predicted, label, count))
+            elif is_held:
                 claimed += count
             else:
                 waiting[reason] = waiting.get(reason, 0) + count
@@ -299,7 +302,7 @@ class ReviewStore:
         return Stats(waiting=waiting, claimed=claimed, labelled=labelled, done_today=today,
                      agreement=agreed / judged if judged else None,
                      accepted_error=AcceptedError.of(wrong, audited, unreadable), referrals=referrals,
-                     stored_items=int(stored_items), stored_bytes=int(stored_bytes), generated=now)
+                     stored_items=stored_items, stored_bytes=stored_bytes, generated=now)
 
     async def export_page(self, since: float, after: tuple[float, str] | None, limit: int) -> list[dict[str, Any]]:
         """Labelled items with ``labelled_at >= since``, in (labelled_at, id) order, after the key ``after``."""
