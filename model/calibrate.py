@@ -34,6 +34,7 @@ import argparse
 import math
 import sys
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ from model.data import Split, to_input
 from model.network import BayesianNet
 from model.precision import PRECISIONS, Precision
 from model.predictive import DEFAULT_SAMPLES, summarize
+from model.reviewed import Reviewed
 from model.scoring import expected_calibration_error, predict_images
 
 DEFAULT_ALPHA = 0.002
@@ -86,11 +88,11 @@ def guarantee_threshold(entropy: np.ndarray, correct: np.ndarray, alpha: float =
     if np.any(np.diff(grid) <= 0):
         raise ValueError("grid must be strictly ascending (strict to loose)")
     chosen: tuple[float, float] | None = None
-    min_trials = math.ceil(math.log(delta) / math.log(1.0 - alpha))
+    fewest = min_trials(alpha, delta)
     for threshold in grid:
         accepted = entropy <= threshold
         trials = int(accepted.sum())
-        if trials < min_trials and chosen is None:
+        if trials < fewest and chosen is None:
             continue  # too few accepted for any count to certify: not yet part of the sequence
         errors = int((~correct[accepted]).sum())
         bound = clopper_pearson_upper(errors, trials, delta)
@@ -212,6 +214,53 @@ def with_temperature(net: BayesianNet, split: Split, samples: int = DEFAULT_SAMP
     return net.at_temperature(round(float(TEMPERATURES[chosen]), 6)).eval()
 
 
+class TooFewAudits(CalibrationError):
+    """Fewer labelled audits than even zero errors could certify alpha with."""
+
+    def __init__(self, have: int, need: int, alpha: float, delta: float):
+        self.have, self.need = have, need
+        super().__init__(f"{have} labelled audits cannot certify accepted error <= {alpha:.3%} at confidence "
+                         f"{1 - delta:.0%}: it takes at least {need} (with no error among them), so {need - have} "
+                         "more; keep BNN_AUDIT_FRACTION above 0 and label the audits at /review")
+
+
+def min_trials(alpha: float, delta: float) -> int:
+    """The fewest accepted items with which zero errors certify ``alpha`` at ``1 - delta``: 1,497 at the defaults."""
+    return math.ceil(math.log(delta) / math.log(1.0 - alpha))
+
+
+def reviewed_calibration(served: BayesianNet, base: Calibration, audits: Reviewed, request: CalibrationRequest,
+                         provenance: dict[str, Any]) -> Calibration:
+    """The refer threshold from labelled audits (a uniform sample of the traffic: ``uniform_audits``),
+    by the same fixed-sequence test as on validation, with scores recomputed by ``served`` (the
+    checkpoint at ``base``'s precision and temperature). An answer is right only when the label is
+    its class: an accepted ``not_a_digit`` or ``unreadable`` is an error. The reason rule
+    (familiar mass) is ``base``'s. Raises TooFewAudits, or CalibrationError when no threshold
+    certifies on them."""
+    need = min_trials(request.alpha, request.delta)
+    if len(audits) < need:
+        raise TooFewAudits(len(audits), need, request.alpha, request.delta)
+    result = predict_images(served, audits.inputs, request.samples)
+    classes = result.mean_probs.argmax(-1).numpy()
+    correct = np.array([label == str(int(mine)) for label, mine in zip(audits.labels, classes, strict=True)])
+    data = f"reviewed audits: {audits.source}"
+    calibration = guarantee_threshold(result.entropy.numpy(), correct, request.alpha, request.delta,
+                                      request.samples, data=data)
+    return replace(calibration, precision=base.precision, temperature=base.temperature,
+                   familiar_mass=base.familiar_mass, reason_fit=base.reason_fit, provenance=provenance)
+
+
+def audit_provenance(reviewed: Reviewed, audits: Reviewed) -> dict[str, Any]:
+    """Where a reviewed-audit record's labels came from."""
+    days = sorted(audits.labelled_at)
+    return {"source": reviewed.source, "export_sha256": reviewed.sha256, "export_items": len(reviewed),
+            "audits_used": len(audits), "labelled_from": days[0] if days else None,
+            "labelled_to": days[-1] if days else None,
+            "audit_fractions": sorted({f for f in audits.audit_fractions if f is not None}),
+            "served_models": sorted(set(audits.model_versions)),
+            "fitted": datetime.now(UTC).isoformat(timespec="seconds")}
+
+
 @dataclass(frozen=True)
 class ReferRuleFit:
     """What one precision's fit gave: the net at its temperature and its record (None: refused, why)."""
@@ -265,7 +314,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=None, help="IDX MNIST copy instead of the pinned wheel")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="cpu, or cuda for exploration")
+    parser.add_argument("--reviewed", default=None, metavar="SOURCE",
+                        help="fit the threshold on the labelled audits of a review export instead (a file, or "
+                             "http://HOST/review/export): recorded beside the validation mix's record, and served "
+                             "from the next start")
+    parser.add_argument("--token", default=None, help="a reviewer's token for an export URL (or $BNN_REVIEW_TOKEN)")
     args = parser.parse_args(argv)
+    if args.reviewed is not None:
+        return reviewed_main(args)
 
     net, _ = load_checkpoint(args.checkpoint)
     mnist = load_mnist(args.data_dir)
@@ -284,6 +340,47 @@ def main(argv: list[str] | None = None) -> int:
     write_metadata(args.checkpoint, with_calibrations(read_metadata(args.checkpoint), records))
     for calibration in records.values():
         print(calibration)
+    return 0
+
+
+def reviewed_main(args: argparse.Namespace) -> int:
+    """``--reviewed``: each precision's threshold from the labelled audits, or a refusal saying why."""
+    from model.calibration import calibrations, with_reviewed_calibrations
+    from model.checkpoint import as_served, load_checkpoint, read_metadata, write_metadata
+    from model.reviewed import read_source, uniform_audits
+
+    if args.referral_rate is not None:
+        print("--reviewed fits the guarantee (alpha, delta); a referral rate needs no labels", file=sys.stderr)
+        return 2
+    net, meta = load_checkpoint(args.checkpoint)
+    reviewed = read_source(args.reviewed, args.token)
+    audits = uniform_audits(reviewed)
+    print(f"{args.reviewed}: {len(reviewed)} labelled items, {sum(reviewed.audits)} audits with their fraction; "
+          f"{len(audits)} used as one uniform sample of the traffic")
+    request = CalibrationRequest(args.alpha, args.delta, None, args.samples)
+    bases = calibrations(meta)
+    records: dict[str, Calibration] = {}
+    for precision in args.precision:
+        if precision not in bases:
+            print(f"no {precision} record to start from (its temperature and reason rule): run make calibrate",
+                  file=sys.stderr)
+            return 2
+        torch.manual_seed(args.seed)
+        served = as_served(net, bases[precision], precision).to(args.device).eval()
+        try:
+            records[precision] = reviewed_calibration(served, bases[precision], audits, request,
+                                                      audit_provenance(reviewed, audits))
+        except CalibrationError as error:
+            print(f"calibration refused ({precision}): {error}", file=sys.stderr)
+            return 2
+    write_metadata(args.checkpoint, with_reviewed_calibrations(read_metadata(args.checkpoint), records))
+    for precision, record in records.items():
+        base = bases[precision]
+        print(f"{precision}: threshold {record.threshold:.4g} nats on {record.validation_size} audits (validation "
+              f"mix: {base.threshold:.4g}); accepts {record.validation_coverage:.2%}, accepted accuracy "
+              f"{record.validation_accepted_accuracy:.3%}, error bound {record.accepted_error_upper_bound:.3%} "
+              f"<= alpha {record.alpha:.3%}")
+    print(f"written to {args.checkpoint}'s metadata; the service uses it from its next start")
     return 0
 
 

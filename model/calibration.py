@@ -38,6 +38,9 @@ class Calibration:
     reason_fit: dict[str, Any] | None = None  # what familiar_mass was chosen on and what it gave there
     precision: str = "float32"  # the trunk's precision the scores were computed in (older records: float32)
     temperature: float | None = None  # the logits' temperature the rule was fitted at; None: the config's
+    # where the labels came from when fitted on reviewed audits (source, items, dates, export hash); None: the
+    # validation mix named in ``data``
+    provenance: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,16 +59,34 @@ class Calibration:
         return cls(**values)
 
 
+REVIEWED = "reviewed_calibrations"  # the metadata key of the records fitted on reviewed audits
+
+
 def calibrations(meta: dict[str, Any]) -> dict[str, Calibration]:
-    """Every precision's record in a checkpoint's metadata: ``calibrations`` {precision: record}, or
-    an older checkpoint's one ``calibration`` as the float32 record. ValueError when one is malformed
-    or filed under another precision than its own."""
+    """Every precision's record fitted on the validation mix: ``calibrations`` {precision: record},
+    or an older checkpoint's one ``calibration`` as the float32 record. ValueError when one is
+    malformed or filed under another precision than its own."""
     raw = meta.get("calibrations")
     if raw is None:
         legacy = meta.get("calibration")
         raw = {} if legacy is None else {"float32": legacy}
+    return _records(raw, "calibrations")
+
+
+def reviewed_calibrations(meta: dict[str, Any]) -> dict[str, Calibration]:
+    """The records ``python -m model.calibrate --reviewed`` fitted on labelled audits, by precision."""
+    return _records(meta.get(REVIEWED, {}), REVIEWED)
+
+
+def served_calibrations(meta: dict[str, Any]) -> dict[str, Calibration]:
+    """What the service serves each precision with: the record fitted on reviewed audits where
+    there is one (what was really sent), else the validation mix's."""
+    return {**calibrations(meta), **reviewed_calibrations(meta)}
+
+
+def _records(raw: Any, key: str) -> dict[str, Calibration]:
     if not isinstance(raw, dict):
-        raise ValueError("'calibrations' is not a mapping of precision to record")
+        raise ValueError(f"{key!r} is not a mapping of precision to record")
     records = {}
     for precision, record in raw.items():
         if not isinstance(record, dict):
@@ -84,3 +105,10 @@ def with_calibrations(meta: dict[str, Any], records: Mapping[str, Calibration]) 
     updated = {key: value for key, value in meta.items() if key != "calibration"}
     updated["calibrations"] = {precision: record.to_dict() for precision, record in sorted(merged.items())}
     return updated
+
+
+def with_reviewed_calibrations(meta: dict[str, Any], records: Mapping[str, Calibration]) -> dict[str, Any]:
+    """``meta`` with these reviewed-audit records beside the validation mix's (replacing those of the
+    same precisions)."""
+    merged = {**reviewed_calibrations(meta), **records}
+    return {**meta, REVIEWED: {precision: record.to_dict() for precision, record in sorted(merged.items())}}

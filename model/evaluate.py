@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from model.calibration import Calibration, calibrations
+from model.calibration import Calibration, served_calibrations
 from model.checkpoint import as_served, load_checkpoint, read_metadata, write_metadata
 from model.data import DEFAULT_CACHE, Mnist, Split, load_fashion_test, load_mnist
 from model.network import BayesianNet
@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     torch.manual_seed(args.seed)
     loaded, meta = load_checkpoint(args.checkpoint)
-    record = calibrations(meta).get(args.precision)
+    record = served_calibrations(meta).get(args.precision)  # the one the service would use
     if record is None and args.precision != "float32":
         print(f"the checkpoint has no {args.precision} calibration record: run python -m model.calibrate first")
         return 2

@@ -1,30 +1,37 @@
 """What people said of the served answers, read back: the review queue's NDJSON export
-(``GET /review/export``) scored against a checkpoint.
+(``GET /review/export``, a file or the running service's URL), its split into training and
+held-out items, and a checkpoint scored against it. The library behind three commands:
 
-    python -m model.evaluate --checkpoint checkpoints/bnn.safetensors --reviewed review-labels.ndjson
+    python -m model.evaluate  --checkpoint CKPT --reviewed SOURCE   # score a checkpoint on the labels
+    python -m model.calibrate --checkpoint CKPT --reviewed SOURCE   # the refer rule from the labelled audits
+    python -m model.train --fine-tune CKPT --reviewed SOURCE        # a candidate trained on the training split
 
 Each record holds the 28 x 28 the network saw (base64 of 784 bytes), the reviewer's label
-(``0``-``9``, ``not_a_digit``, ``unreadable``), why it was queued (``referred`` or ``audit``) and
-the served answer. The checkpoint named (the served one, or a candidate to ship) answers every
-input again under its own refer rule, and the report says, on what people really send:
+(``0``-``9``, ``not_a_digit``, ``unreadable``), why it was queued (``audit``: drawn at random
+from every answer, with its fraction, maybe referred too; ``referred``: referred and not drawn)
+and the served answer. The checkpoint named (the served one, or a candidate) answers every input
+again under its own refer rule, and the report says, on what people really send:
 
-* **audits** (a uniform sample of what the served model accepted): how often the checkpoint's
-  accepted answers are wrong, with the Clopper-Pearson 95 % interval, next to its promise (alpha);
-* **referred digits**: the share the checkpoint would accept, and its accuracy on those (the human
-  time a new threshold or model would save, and at what cost);
+* **audits** (a uniform sample of the traffic): how often the accepted answers are wrong, the
+  served ones and the checkpoint's own, with the Clopper-Pearson 95 % interval, next to alpha;
+* **referred digits** (every labelled digit the served model referred): the share the checkpoint
+  would accept, and its accuracy on those (the human time it would save, and at what cost);
 * **non-digits** (``not_a_digit``): the share the checkpoint refers (it should be all).
 
-The audit sample is of what the *served* model accepted: for another checkpoint it measures the
-error on those images, not on everything the new one would accept. Unreadable items are counted
-and left out. Nothing here trains or calibrates: labels to retrain from must first be split into
-training and held-out sets by whoever retrains.
+Unreadable items are counted and left out of the report (the calibration counts an accepted one
+as an error). The split (:func:`split`): every audit is held out, for calibration and comparison,
+and of the other items a fixed 30 % by a hash of their id; training sees only the rest.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
-from dataclasses import dataclass
+import os
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -36,38 +43,116 @@ from model.data import IMAGE_SIZE
 from model.network import BayesianNet
 from model.scoring import predict_images
 
+HELD_OUT_SHARE = 0.3  # of the items that are not audits, by a hash of their id (audits are all held out)
+TOKEN_ENV = "BNN_REVIEW_TOKEN"  # a reviewer's token, to read the export from a running service
+
 
 @dataclass(frozen=True)
 class Reviewed:
     inputs: np.ndarray  # uint8 [n, 28, 28], as the network saw them
     labels: list[str]  # "0".."9", "not_a_digit", "unreadable"
-    reasons: list[str]  # "referred" or "audit"
+    reasons: list[str]  # "audit" (drawn from every answer; maybe referred too) or "referred" (not drawn)
     served: list[int]  # the served answer's class
     model_versions: list[str]  # the served model of each
+    ids: list[str]  # the review item's id (what the train / held-out split hashes)
+    referred: list[bool]  # the served answer said refer
+    audit_fractions: list[float | None]  # an audit's draw fraction; None otherwise (and for pre-schema-2 audits)
+    labelled_at: list[float]  # Unix seconds
+    source: str = ""  # the file or URL it was read from
+    sha256: str = ""  # of the export's bytes as read
 
     def __len__(self) -> int:
         return len(self.labels)
 
+    def take(self, keep: Sequence[bool]) -> Reviewed:
+        """The items where ``keep`` is true (same source and hash: a view of one export)."""
+        chosen = [index for index, flag in enumerate(keep) if flag]
+        columns = {field.name: getattr(self, field.name) for field in fields(self)}
+        for name, column in columns.items():
+            if isinstance(column, np.ndarray):
+                columns[name] = column[chosen]
+            elif isinstance(column, list):
+                columns[name] = [column[index] for index in chosen]
+        return Reviewed(**columns)
 
-def read_export(path: Path) -> Reviewed:
-    """The NDJSON export; a malformed line raises ValueError naming its number."""
-    inputs, labels, reasons, served, versions = [], [], [], [], []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    @property
+    def audits(self) -> list[bool]:
+        """Items the audit sample drew with a known fraction: a sample of all traffic."""
+        return [reason == "audit" and fraction is not None for reason, fraction in
+                zip(self.reasons, self.audit_fractions, strict=True)]
+
+
+def held_out(item_id: str, share: float = HELD_OUT_SHARE) -> bool:
+    """Whether an item is held out of training: a fixed hash of its id (sha256, first 8 bytes) below
+    ``share``, the same on every machine and every run."""
+    return int.from_bytes(hashlib.sha256(item_id.encode()).digest()[:8], "big") < share * 2**64
+
+
+def split(reviewed: Reviewed, share: float = HELD_OUT_SHARE) -> tuple[Reviewed, Reviewed]:
+    """(train, held out): every audit is held out (the calibration's and the comparison's sample of the
+    traffic), and of the rest a share ``share`` by id hash. Disjoint, and together everything."""
+    kept = [reason == "audit" or held_out(item_id, share) for reason, item_id in
+            zip(reviewed.reasons, reviewed.ids, strict=True)]
+    return reviewed.take([not flag for flag in kept]), reviewed.take(kept)
+
+
+def parse_export(data: bytes, source: str) -> Reviewed:
+    """NDJSON export bytes; a malformed line raises ValueError naming its number."""
+    rows: dict[str, list[Any]] = {name: [] for name in ("inputs", "labels", "reasons", "served", "model_versions",
+                                                        "ids", "referred", "audit_fractions", "labelled_at")}
+    for number, line in enumerate(data.decode().splitlines(), start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
             pixels = np.frombuffer(base64.b64decode(record["input"]), np.uint8).reshape(IMAGE_SIZE, IMAGE_SIZE)
-            label, reason, predicted = str(record["label"]), str(record["reason"]), int(record["predicted"])
+            reason = str(record["reason"])
+            values = {"inputs": pixels, "labels": str(record["label"]), "reasons": reason,
+                      "served": int(record["predicted"]), "model_versions": str(record.get("model_version", "")),
+                      "ids": str(record.get("id", f"{source}:{number}")),
+                      # exports before schema 2: an audit was an accepted answer, a referred item a referred one
+                      "referred": bool(record.get("refer", reason == "referred")),
+                      "audit_fractions": None if record.get("audit_fraction") is None
+                      else float(record["audit_fraction"]),
+                      "labelled_at": float(record.get("labelled_at") or 0.0)}
         except (ValueError, KeyError, TypeError) as error:
-            raise ValueError(f"{path}:{number}: not a review export record ({error})") from None
-        inputs.append(pixels)
-        labels.append(label)
-        reasons.append(reason)
-        served.append(predicted)
-        versions.append(str(record.get("model_version", "")))
-    empty = np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
-    return Reviewed(np.stack(inputs) if inputs else empty, labels, reasons, served, versions)
+            raise ValueError(f"{source}:{number}: not a review export record ({error})") from None
+        for name, value in values.items():
+            rows[name].append(value)
+    images = rows.pop("inputs")
+    stacked = np.stack(images) if images else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+    return Reviewed(stacked, **rows, source=source, sha256=hashlib.sha256(data).hexdigest())
+
+
+def read_export(path: Path) -> Reviewed:
+    return parse_export(path.read_bytes(), str(path))
+
+
+def read_source(source: str, token: str | None = None) -> Reviewed:
+    """An export file, or a running service's export URL (``http://host:port/review/export``, read
+    with a reviewer's token: ``token`` or ``$BNN_REVIEW_TOKEN``). The database itself is the
+    service's to read: this side only knows the export's records."""
+    if not source.startswith(("http://", "https://")):
+        return read_export(Path(source))
+    token = token or os.environ.get(TOKEN_ENV)
+    if not token:
+        raise ValueError(f"reading {source} needs a reviewer's token: --token or ${TOKEN_ENV}")
+    request = urllib.request.Request(source, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=600) as response:
+        return parse_export(response.read(), source)
+
+
+def uniform_audits(reviewed: Reviewed) -> Reviewed:
+    """The audits as one uniform sample of the traffic: where fractions differ, each audit is kept
+    with probability (smallest fraction / its fraction), decided by a hash of its id (so the same
+    export always gives the same sample); items that are not audits, or have no fraction, are left
+    out. With one fraction, every audit."""
+    audits = reviewed.take(reviewed.audits)
+    if not len(audits):
+        return audits
+    lowest = min(fraction for fraction in audits.audit_fractions if fraction is not None)
+    return audits.take([held_out(f"uniform:{item_id}", lowest / (fraction or lowest))
+                        for item_id, fraction in zip(audits.ids, audits.audit_fractions, strict=True)])
 
 
 def _rate(errors: int, trials: int) -> dict[str, Any]:
@@ -83,26 +168,28 @@ def reviewed_report(net: BayesianNet, calibration: Calibration, reviewed: Review
     if len(reviewed):
         result = predict_images(net, reviewed.inputs, samples, batch)
         classes, referred = result.mean_probs.argmax(-1).tolist(), (result.entropy > calibration.threshold).tolist()
-    rows = list(zip(reviewed.labels, reviewed.reasons, reviewed.served, classes, referred, strict=True))
+    rows = list(zip(reviewed.labels, reviewed.reasons, reviewed.served, classes, referred, reviewed.referred,
+                    strict=True))
 
     def accepted_error(use_served: bool) -> dict[str, Any]:
-        judged = [(label, served if use_served else mine) for label, reason, served, mine, refer in rows
-                  if reason == "audit" and label != "unreadable" and (use_served or not refer)]
+        judged = [(label, served if use_served else mine) for label, reason, served, mine, refer, served_refer in rows
+                  if reason == "audit" and label != "unreadable" and not (served_refer if use_served else refer)]
         return _rate(sum(label != str(answer) for label, answer in judged), len(judged))
 
-    digits = [(label, mine, refer) for label, reason, _, mine, refer in rows if reason == "referred" and label.isdigit()]
+    digits = [(label, mine, refer) for label, _, _, mine, refer, served_refer in rows
+              if served_refer and label.isdigit()]
     kept = [(label, mine) for label, mine, refer in digits if not refer]
-    non_digits = [refer for label, _, _, _, refer in rows if label == "not_a_digit"]
+    non_digits = [refer for label, _, _, _, refer, _ in rows if label == "not_a_digit"]
     return {
         "items": len(reviewed), "unreadable": reviewed.labels.count("unreadable"),
         "served_models": sorted(set(reviewed.model_versions)), "samples": samples, "alpha": calibration.alpha,
         "audits": {"served": accepted_error(True), "checkpoint": accepted_error(False),
-                   "checkpoint_refers": sum(refer for label, reason, _, _, refer in rows if reason == "audit")},
+                   "checkpoint_refers": sum(refer for _, reason, _, _, refer, _ in rows if reason == "audit")},
         "referred_digits": {"n": len(digits), "checkpoint_accepts": len(kept) / len(digits) if digits else None,
                             "accuracy_of_accepted": (sum(label == str(mine) for label, mine in kept) / len(kept)
                                                      if kept else None),
-                            "served_right": sum(label == str(served) for label, reason, served, _, _ in rows
-                                                if reason == "referred" and label.isdigit())},
+                            "served_right": sum(label == str(served) for label, _, served, _, _, served_refer in rows
+                                                if served_refer and label.isdigit())},
         "non_digits": {"n": len(non_digits), "checkpoint_refers": sum(non_digits) / len(non_digits) if non_digits
                        else None},
     }

@@ -88,11 +88,12 @@ class Inference:
                               precision=predictor.precision.precision, runtime=RUNTIME)
         if predictor.precision.warn:
             log.warning("precision: %s", predictor.precision.note)
-        log.info("model %s loaded, threshold %.4g nats, familiar mass %s, N=%d, precision %s (runtime %s; %s)",
-                 predictor.model_version, predictor.rule.threshold, predictor.rule.familiar_mass,
-                 predictor.default_samples, predictor.precision.precision, RUNTIME, predictor.precision.note)
         inference = cls(predictor, UploadLimits(settings.max_upload_bytes, settings.max_pixels), metrics, auditor,
                         reviews=reviews)
+        log.info("model %s loaded, threshold %.4g nats (calibrated on %s), familiar mass %s, N=%d, precision %s "
+                 "(runtime %s; %s)", predictor.model_version, predictor.rule.threshold, inference.calibrated_on,
+                 predictor.rule.familiar_mass, predictor.default_samples, predictor.precision.precision, RUNTIME,
+                 predictor.precision.note)
         if settings.micro_batching:
             inference.batcher = MicroBatcher(inference.run_pass, settings.batch_max_images,
                                              settings.batch_max_wait_ms / 1000.0, settings.queue_max,
@@ -115,6 +116,16 @@ class Inference:
     @property
     def runtime(self) -> str:
         return RUNTIME
+
+    @property
+    def calibrated_on(self) -> str:
+        """What the refer rule in force was fitted on: ``reviewed audits`` (with how many) or the validation mix."""
+        calibration = self.predictor.calibration
+        if calibration is None or self.predictor.rule.threshold != calibration.threshold:
+            return "threshold set by BNN_THRESHOLD"
+        if calibration.provenance is not None:
+            return f"reviewed audits ({calibration.provenance.get('audits_used')} labelled, {calibration.data})"
+        return "validation mix"
 
     def prepare(self, data: Upload) -> np.ndarray | ImageRejected:
         """One upload -> the network's uint8 ``[28, 28]``, or why it is refused. The per-file byte
@@ -165,12 +176,13 @@ class Inference:
                 if isinstance(result, Prediction)]
 
     def _account(self, prediction: Prediction, upload: Upload) -> Answer:
-        """Draw the audit flag of an answer (accepted ones only), count the answer, and queue it for
-        review when referred or audited (no I/O here: ``service/review/queue.py``)."""
-        audit = self.auditor.draw(prediction.refer)
+        """Draw the audit flag of an answer (any answer, referred or not), count the answer, and queue
+        it for review when referred or audited (no I/O here: ``service/review/queue.py``)."""
+        audit = self.auditor.draw()
         self.metrics.record_prediction(prediction.digit, prediction.entropy, prediction.refer_reason,
                                        prediction.samples, audit)
         review_id = None
         if self.reviews is not None:
-            review_id = self.reviews.submit(prediction, upload, audit, self.model_version)
+            review_id = self.reviews.submit(prediction, upload, audit, self.model_version,
+                                           self.auditor.fraction)
         return Answer(prediction, audit, review_id)

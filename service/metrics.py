@@ -53,7 +53,7 @@ class Metrics:
                                    ["referred", "class"], registry=registry)
         self.referrals = Counter("bnn_referrals", "Referred images, by reason (uncertain: entropy over its threshold; "
                                  "unfamiliar: probably not a digit)", ["reason"], registry=registry)
-        self.audits = Counter("bnn_audits", "Accepted predictions marked audit=true for a human spot check, by class",
+        self.audits = Counter("bnn_audits", "Answers (accepted or referred) marked audit=true for a human spot check, by class",
                               ["class"], registry=registry)
         self.entropy = Histogram("bnn_prediction_entropy_nats", "Predictive entropy of answered images (nats)",
                                  buckets=ENTROPY_BUCKETS, registry=registry)
@@ -72,7 +72,7 @@ class Metrics:
             "bnn_expected_referral_rate",
             "Referral rate the threshold gave on its calibration split (NaN if unknown, e.g. BNN_THRESHOLD "
             "overrides it without BNN_EXPECTED_REFERRAL_RATE)", registry=registry, multiprocess_mode="max")
-        self.audit_fraction = Gauge("bnn_audit_fraction", "Configured fraction of accepted predictions marked audit",
+        self.audit_fraction = Gauge("bnn_audit_fraction", "Configured fraction of answers marked audit",
                                     registry=registry, multiprocess_mode="max")
         self.model_info = Gauge("bnn_model_info", "Loaded model (value 1), the precision its conv trunk runs in and "
                                 "the runtime", ["model_version", "precision", "runtime"], registry=registry,

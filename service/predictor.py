@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.calibration import Calibration, calibrations
+from model.calibration import Calibration, served_calibrations
 from model.checkpoint import CheckpointError, as_served, load_checkpoint
 from model.data import to_input
 from model.network import BayesianNet
@@ -140,7 +140,7 @@ class Predictor:
         threshold is overridden."""
         net, meta = load_checkpoint(path)
         try:
-            records = calibrations(meta)
+            records = served_calibrations(meta)
         except (TypeError, ValueError) as error:
             raise CheckpointError(f"{path}: the calibration record in its metadata is malformed ({error})") from None
         if threshold is None and not records:

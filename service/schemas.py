@@ -40,10 +40,11 @@ class PredictionOut(BaseModel):
                                               "hold under 95 % (just the digit when the answer is sure)")
     threshold: float = Field(description="calibrated entropy threshold, nats")
     samples: int = Field(description="N posterior samples used")
-    audit: bool = Field(description="true for a random fraction (BNN_AUDIT_FRACTION) of accepted predictions: "
-                                    "have a human check it, to measure live accepted accuracy")
-    review_id: str | None = Field(None, description="the review item this answer became (referred, or accepted and "
-                                                     "audited): a reviewer labels it at /review; null when not queued")
+    audit: bool = Field(description="true for a random fraction (BNN_AUDIT_FRACTION, default 2 %) of all answers, "
+                                    "referred or not: a human checks it, to measure the live accepted error and to "
+                                    "recalibrate on what is really sent")
+    review_id: str | None = Field(None, description="the review item this answer became (referred, or audited): a "
+                                                     "reviewer labels it at /review; null when not queued")
     model_version: str
     filename: str | None = Field(None, description="the uploaded file's name, in batch answers")
     spread: list[float] | None = Field(None, description="only with include=spread: each class probability's "
@@ -92,6 +93,7 @@ class HealthOut(BaseModel):
     model_version: str | None = None
     precision: str | None = None  # the conv trunk's: "bfloat16" or "float32"
     runtime: str | None = None  # what runs the pass ("pytorch")
+    calibrated_on: str | None = None  # the refer rule's data: "validation mix", or "reviewed audits (...)"
 
 
 # -- the review API (service/routes/review.py) ------------------------------------------------------
@@ -113,8 +115,12 @@ class ReviewItemOut(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
     id: str
-    reason: Literal["referred", "audit"] = Field(description="referred: the answer said refer; audit: an accepted "
-                                                             "answer drawn for a spot check")
+    reason: Literal["referred", "audit"] = Field(description="audit: an answer drawn at random for a spot check "
+                                                             "(referred or not: see refer); referred: a referred "
+                                                             "answer the audit sample did not draw")
+    refer: bool = Field(description="the answer said refer")
+    audit_fraction: float | None = Field(description="an audit: the fraction it was drawn with (its weight in the "
+                                                     "live estimates is 1 / fraction); null otherwise")
     refer_reason: ReferReason | None
     answer: dict[str, Any] = Field(description="the answer the client got (class, probabilities, entropy, "
                                                "refer_reason, candidates, samples, model_version, ...)")
@@ -130,13 +136,16 @@ class ReviewItemOut(BaseModel):
 
 
 class AcceptedErrorOut(BaseModel):
-    audited: int = Field(description="labelled audits that count (unreadable left out)")
+    audited: int = Field(description="labelled accepted audits that count (unreadable left out)")
     wrong: int
     unreadable: int
-    ratio: float | None = Field(description="wrong / audited: the live error of accepted answers; null before a label")
+    ratio: float | None = Field(description="the live error of accepted answers: wrong / audited, each audit weighted "
+                                            "by 1 / its draw fraction; null before a label")
     lower: float = Field(description="Clopper-Pearson lower bound")
     upper: float = Field(description="Clopper-Pearson upper bound")
     confidence: float
+    legacy: int = Field(description="labelled accepted audits stored before audits carried their draw fraction: "
+                                    "left out")
     target: float | None = Field(description="the calibrated promise (alpha): accepted answers wrong at most this "
                                              "often; broken with confidence when lower > target")
 

@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from model.precision import PrecisionRequest
+from service.audit import DEFAULT_FRACTION
 from service.review.access import Reviewers
 from service.review.schema import async_url
 
@@ -33,7 +34,8 @@ class Settings(BaseSettings):
     expected_referral_rate: float | None = Field(
         None, ge=0.0, le=1.0, description="referral rate to expect (default: the calibration split's; unknown when "
                                           "BNN_THRESHOLD overrides the threshold)")
-    audit_fraction: float = Field(0.0, ge=0.0, le=1.0, description="fraction of accepted predictions marked audit=true")
+    audit_fraction: float = Field(DEFAULT_FRACTION, ge=0.0, le=1.0, description="fraction of all answers (accepted and "
+                                  "referred) drawn at random for a spot check, audit=true (service/audit.py says why 2 %)")
     max_upload_bytes: int = Field(8 * MIB, ge=1024, description="largest single image file")
     max_request_bytes: int = Field(32 * MIB, ge=1024, description="largest request body")
     max_pixels: int = Field(40_000_000, ge=784, description="largest width x height, checked from the header")

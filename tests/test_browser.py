@@ -334,11 +334,13 @@ def test_what_the_page_sends_reaches_the_review_page_and_keys_label_it(browser, 
         assert sorted(labelled) == sorted(truth)
         stats = httpx.get(url + "/review/stats", headers=bearer()).json()
         audits = Counter(label for item_id, label in truth.items() if item_id != referred["review_id"])
-        assert stats["labelled"]["audit"] == dict(audits)
-        assert stats["labelled"]["referred"] == {"not_a_digit": 1}
+        # at fraction 1 the referred upload is an audit too (marked referred): out of the accepted error
+        assert stats["labelled"]["audit"] == {**audits, "not_a_digit": 1}
+        assert stats["labelled"]["referred"] == {}
+        assert stats["referrals"]["all"]["not_a_digit"] == 1
         assert (stats["accepted_error"]["audited"], stats["accepted_error"]["wrong"]) == (4, 0)
         metrics = parse_samples(httpx.get(url + "/metrics").text)
         assert value(metrics, "bnn_audited_accepted_labels") == 4
         assert value(metrics, "bnn_audited_accepted_error_ratio") == 0
         assert value(metrics, "bnn_audited_accepted_error_ratio_upper") == pytest.approx(1 - 0.025 ** (1 / 4), abs=1e-9)
-        assert value(metrics, "bnn_review_labels_total", reason="referred", outcome="not_a_digit") == 1
+        assert value(metrics, "bnn_review_labels_total", reason="audit", outcome="not_a_digit") == 1

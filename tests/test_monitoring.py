@@ -54,7 +54,7 @@ def test_series_exist_at_zero_before_any_request(app_with):
     for reason in REJECTION_REASONS:
         assert value(samples, "bnn_rejected_requests_total", reason=reason) == 0
     assert value(samples, "bnn_audits_total", **{"class": "3"}) == 0
-    assert value(samples, "bnn_audit_fraction") == 0
+    assert value(samples, "bnn_audit_fraction") == 0.02  # the default
     for reason in ("uncertain", "unfamiliar"):
         assert value(samples, "bnn_referrals_total", reason=reason) == 0
     for route in ("/predict", "/predict/batch", "/healthz", "/readyz", "/metrics"):
@@ -88,20 +88,20 @@ def test_an_overridden_threshold_has_no_expected_rate_unless_given(app_with):
     assert value(samples, "bnn_expected_referral_rate") == 0.02
 
 
-def test_audit_marks_accepted_answers_and_counts_them(app_with):
+def test_audit_marks_accepted_and_referred_answers_and_counts_them(app_with):
     client = app_with(audit_fraction=1.0)
     accepted = post_image(client, SEVEN).json()
     referred = post_image(client, NOISE).json()
     assert accepted["refer"] is False and accepted["audit"] is True
-    assert referred["refer"] is True and referred["audit"] is False
+    assert referred["refer"] is True and referred["audit"] is True
     samples = scrape(client)
     assert value(samples, "bnn_audits_total", **{"class": "7"}) == 1
-    assert total(samples, "bnn_audits_total") == 1
+    assert total(samples, "bnn_audits_total") == 2
     assert value(samples, "bnn_audit_fraction") == 1.0
 
 
-def test_audit_off_by_default(app_with):
-    client = app_with()
+def test_audit_off_at_fraction_zero(app_with):
+    client = app_with(audit_fraction=0.0)
     assert post_image(client, SEVEN).json()["audit"] is False
     assert total(scrape(client), "bnn_audits_total") == 0
 

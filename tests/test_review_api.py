@@ -57,25 +57,36 @@ def metric(client: TestClient, name: str, **labels: str) -> float:
     return value(parse_samples(client.get("/metrics").text), name, **labels)
 
 
-def test_referred_and_audited_answers_become_items_in_the_documented_order(client: TestClient) -> None:
+def test_every_answer_may_be_audited_and_a_referred_audit_is_marked_as_both(client: TestClient) -> None:
+    """At fraction 1 every answer is an audit: the referred ones too, queued once, as audits marked
+    referred, each with the fraction it was drawn with, and claimed oldest first."""
     noise = [predict(client, noise_png(seed)) for seed in range(3)]
     digits = [predict(client, data) for data, _ in digit_pngs()[:2]]
-    assert all(answer["refer"] and answer["review_id"] for answer in noise)
+    assert all(answer["refer"] and answer["audit"] and answer["review_id"] for answer in noise)
     assert all(not answer["refer"] and answer["audit"] and answer["review_id"] for answer in digits)
     stats = stored(client, 5)
-    assert stats["waiting"] == {"referred": 3, "audit": 2}
+    assert stats["waiting"] == {"referred": 0, "audit": 5}
     claimed = []
     while (response := client.get("/review/items/next", headers=bearer())).status_code == 200:
         claimed.append(response.json())
     assert response.status_code == 204 and response.content == b""
-    assert sorted(item["id"] for item in claimed) == sorted(a["review_id"] for a in noise + digits)
-    referred = [item for item in claimed if item["reason"] == "referred"]
-    assert [item["answer"]["entropy"] for item in referred] == sorted(
-        (item["answer"]["entropy"] for item in referred), reverse=True)  # most doubtful first
+    assert [item["id"] for item in claimed] == [a["review_id"] for a in noise + digits]  # oldest first
+    assert [(item["reason"], item["refer"], item["audit_fraction"]) for item in claimed] == \
+        [("audit", True, 1.0)] * 3 + [("audit", False, 1.0)] * 2
     item = claimed[0]
     assert item["claimed_by"] == "ana" and item["lease_expires"] is not None
-    answer = next(a for a in noise + digits if a["review_id"] == item["id"])
-    assert item["answer"] == answer  # the full answer as the client got it
+    assert item["answer"] == noise[0]  # the full answer as the client got it
+
+
+def test_referred_answers_not_audited_are_claimed_most_doubtful_first(tmp_path: Path) -> None:
+    with TestClient(create_app(review_settings(tmp_path, audit_fraction=0.0))) as client:
+        noise = [predict(client, noise_png(seed)) for seed in range(3)]
+        digit = predict(client, digit_pngs()[0][0])
+        assert digit["review_id"] is None and not digit["audit"]  # accepted, not drawn: not queued
+        assert stored(client, 3)["waiting"] == {"referred": 3, "audit": 0}
+        claimed = [client.get("/review/items/next", headers=bearer()).json() for _ in noise]
+    assert [(item["reason"], item["refer"], item["audit_fraction"]) for item in claimed] == [("referred", True, None)] * 3
+    assert [item["answer"]["entropy"] for item in claimed] == sorted((a["entropy"] for a in noise), reverse=True)
 
 
 def test_label_conflicts_unknown_items_and_bad_labels(client: TestClient) -> None:
@@ -140,8 +151,8 @@ def test_access_needs_a_reviewer_token_and_nothing_else_grants_it(tmp_path: Path
 
 def test_stats_and_gauges_follow_the_labels_against_a_hand_count(client: TestClient) -> None:
     digits = digit_pngs()[:4]
-    answers = [predict(client, data) for data, _ in digits]  # every accepted one is audited (fraction 1)
-    referred = [predict(client, noise_png(seed)) for seed in range(2)]
+    answers = [predict(client, data) for data, _ in digits]  # every answer is audited (fraction 1)
+    referred = [predict(client, noise_png(seed)) for seed in range(2)]  # audits too, but referred: not in the error
     stored(client, 6)
     truth = [label for _, label in digits]
     assert [a["class"] for a in answers] == truth
@@ -169,8 +180,8 @@ def test_stats_and_gauges_follow_the_labels_against_a_hand_count(client: TestCli
     assert metric(client, "bnn_audited_accepted_labels") == 4
     assert metric(client, "bnn_accepted_error_target") == 0.002
     assert metric(client, "bnn_review_labels_total", reason="audit", outcome="wrong") == 1
-    assert metric(client, "bnn_review_labels_total", reason="audit", outcome="not_a_digit") == 1
-    assert metric(client, "bnn_review_enqueued_total", reason="audit") == 4
+    assert metric(client, "bnn_review_labels_total", reason="audit", outcome="not_a_digit") == 2  # one referred
+    assert metric(client, "bnn_review_enqueued_total", reason="audit") == 6
     assert metric(client, "bnn_review_waiting", reason="referred") == 0
 
 

@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import numpy as np
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import Column, Integer, MetaData, Table, select, update
 
 from service.review import store as store_module
 from service.review.queue import ReviewQueue
-from service.review.schema import images, items
+from service.review.schema import MIGRATIONS, images, items
+from service.review.schema import metadata as schema_metadata
 from service.review.store import ItemConflict, ItemNotFound, NewItem, RetentionPolicy, ReviewStore
 from service.settings import Settings
 
@@ -45,12 +47,14 @@ def run(step: Callable[[ReviewStore], Awaitable[T]], url: str, clock: Clock | No
 
 
 def new_item(number: int, reason: str = "referred", entropy: float = 1.0, predicted: int = 3, created: float = 0.0,
-             refer_reason: str | None = "uncertain", file: bytes | None = b"\x89PNG fake") -> NewItem:
+             refer_reason: str | None = "uncertain", file: bytes | None = b"\x89PNG fake", refer: bool | None = None,
+             audit_fraction: float = 0.05) -> NewItem:
     seen = np.full((28, 28), number % 256, np.uint8)
     return NewItem(id=f"item{number:04d}", created=created or 1_800_000_000.0 + number, reason=reason,
                    refer_reason=refer_reason if reason == "referred" else None, predicted=predicted, entropy=entropy,
                    answer={"class": predicted, "entropy": entropy, "n": number}, model_version="test",
-                   file=file, input=seen.tobytes())
+                   file=file, input=seen.tobytes(), refer=reason == "referred" if refer is None else refer,
+                   audit_fraction=audit_fraction if reason == "audit" else None)
 
 
 class AlwaysReferred(random.Random):
@@ -225,7 +229,49 @@ def test_migration_is_idempotent_and_concurrent(store_url: str) -> None:
             for other in others:
                 await other.close()
 
-    assert run(scenario, store_url) == [1, 1, 1]
+    assert run(scenario, store_url) == [len(MIGRATIONS)] * 3 == [2, 2, 2]
+
+
+def test_a_schema_1_store_migrates_to_audits_of_all_traffic_keeping_its_items(store_url: str) -> None:
+    """A store made by schema 1 (no refer, no audit_fraction) with a referred item and a labelled
+    accepted audit: after the migration both are there, refer follows the old reason, the old audit
+    has no fraction (legacy: left out of the weighted live error), and new items store theirs."""
+    v1 = MetaData()
+    old_items = Table("review_items", v1, *(column._copy() for column in items.c
+                                            if column.name not in ("refer", "audit_fraction")))
+    old_images = Table("review_images", v1, *(column._copy() for column in images.c))
+    old_version = Table("review_schema_version", v1, Column("version", Integer, nullable=False))
+
+    async def scenario(store: ReviewStore) -> tuple[Any, ...]:
+        async with store.engine.begin() as connection:
+            await connection.run_sync(schema_metadata.drop_all)  # run() migrated it: back to nothing, then to 1
+            await connection.run_sync(v1.create_all)
+            await connection.execute(old_version.insert().values(version=1))
+            for number, reason, label in ((1, "referred", None), (2, "audit", "4")):
+                row = {key: value for key, value in _row(new_item(number, reason, predicted=3)).items()
+                       if key in old_items.c}
+                await connection.execute(old_items.insert().values(**row, label=label, labelled_by="r",
+                                                                   labelled_at=1.0 if label else None))
+                await connection.execute(old_images.insert().values(id=row["id"], file=None, input=b"0" * 784))
+        assert await store.migrate() == 2
+        await store.add([new_item(3, "audit", predicted=4, refer=True, audit_fraction=0.1)])
+        await store.label("item0003", "r", "4")
+        first, second, third = [await store.item(f"item000{n}") for n in (1, 2, 3)]
+        stats = await store.stats()
+        return ((first.refer, first.audit_fraction), (second.refer, second.audit_fraction),
+                (third.reason, third.refer, third.audit_fraction), stats.accepted_error.legacy,
+                stats.accepted_error.audited, stats.referrals["all"]["right"])
+
+    old, audit, new, legacy, audited, referred_right = run(scenario, store_url)
+    assert old == (True, None) and audit == (False, None) and new == ("audit", True, 0.1)
+    assert (legacy, audited) == (1, 0)  # the old accepted audit is legacy; the new one was referred
+    assert referred_right == 1  # the referred audit counts among what referrals were
+
+
+def _row(item: NewItem) -> dict[str, Any]:
+    return {"id": item.id, "created": item.created, "reason": item.reason, "refer_reason": item.refer_reason,
+            "predicted": item.predicted, "entropy": item.entropy, "answer": json.dumps(item.answer),
+            "model_version": item.model_version, "has_file": False, "file_bytes": 784, "skips": 0}
 
 
 def test_two_claimers_at_once_never_share_an_item(store_url: str) -> None:

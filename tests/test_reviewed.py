@@ -1,8 +1,9 @@
-"""model.evaluate --reviewed: the review export scored against a checkpoint, by hand-countable cases."""
+"""The review export read back: its split by id hash, the audits as one sample, recalibration on them, and a checkpoint scored against it."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from pathlib import Path
 
@@ -10,13 +11,18 @@ import numpy as np
 import pytest
 
 from harness.inputs import SHIPPED, load_digit, mnist_fixtures
-from model import evaluate
+from model import calibrate, evaluate
 from model.binomial import clopper_pearson
-from model.reviewed import read_export
+from model.calibration import REVIEWED, reviewed_calibrations
+from model.checkpoint import read_metadata
+from model.reviewed import HELD_OUT_SHARE, parse_export, read_export, split, uniform_audits
 
 
-def record(pixels: np.ndarray, label: str, reason: str, predicted: int) -> str:
-    return json.dumps({"id": "x", "reason": reason, "label": label, "predicted": predicted, "model_version": "served",
+def record(pixels: np.ndarray, label: str, reason: str, predicted: int, item_id: str = "x",
+           audit_fraction: float | None = 0.02, refer: bool | None = None) -> str:
+    return json.dumps({"id": item_id, "reason": reason, "label": label, "predicted": predicted,
+                       "model_version": "served", "refer": reason == "referred" if refer is None else refer,
+                       "audit_fraction": audit_fraction if reason == "audit" else None, "labelled_at": 1.8e9,
                        "input": base64.b64encode(pixels.astype(np.uint8).tobytes()).decode(), "file": None})
 
 
@@ -63,3 +69,87 @@ def scipy_clopper_pearson(errors: int, trials: int, confidence: float = 0.95) ->
 def test_the_interval_without_scipy_is_scipys(errors: int, trials: int) -> None:
     """model/binomial.py computes Clopper-Pearson without scipy (the service uses it): scipy's numbers."""
     assert clopper_pearson(errors, trials) == pytest.approx(scipy_clopper_pearson(errors, trials), abs=1e-9)
+
+
+def test_the_split_is_by_id_hash_disjoint_and_every_audit_is_held_out() -> None:
+    pixels = np.zeros((28, 28))
+    lines = [record(pixels, "3", "audit" if n % 4 == 0 else "referred", 3, item_id=f"{n:032x}") for n in range(4000)]
+    reviewed = parse_export("\n".join(lines).encode(), "memory")
+    train, held = split(reviewed)
+    assert set(train.ids).isdisjoint(held.ids) and len(train) + len(held) == len(reviewed)
+    assert all(reason == "referred" for reason in train.reasons)  # no audit is trained on
+    assert sum(reason == "audit" for reason in held.reasons) == 1000
+    assert 0.27 < (len(held) - 1000) / 3000 < 0.33  # the hash's share of the rest, about HELD_OUT_SHARE
+    shuffled = parse_export("\n".join(reversed(lines)).encode(), "memory")
+    assert set(split(shuffled)[1].ids) == set(held.ids)  # by id, not by position
+    assert HELD_OUT_SHARE == 0.3
+
+
+def test_audits_at_different_fractions_become_one_uniform_sample() -> None:
+    """Half the period audited at 50 %, half at 5 %: the dense half is thinned to a tenth."""
+    pixels = np.zeros((28, 28))
+    lines = [record(pixels, "3", "audit", 3, item_id=f"a{n}", audit_fraction=0.5) for n in range(5000)]
+    lines += [record(pixels, "3", "audit", 3, item_id=f"b{n}", audit_fraction=0.05) for n in range(500)]
+    lines += [record(pixels, "3", "referred", 3, item_id=f"r{n}") for n in range(50)]
+    audits = uniform_audits(parse_export("\n".join(lines).encode(), "memory"))
+    dense = sum(item_id.startswith("a") for item_id in audits.ids)
+    assert sum(item_id.startswith("b") for item_id in audits.ids) == 500 and 430 < dense < 570
+    assert not any(item_id.startswith("r") for item_id in audits.ids)
+
+
+def audits_export(path: Path, count: int, wrong_label: str | None = None, wrong: int = 0) -> Path:
+    digits = [(load_digit(fixture), label) for fixture, label in mnist_fixtures()]
+    lines = []
+    for n in range(count):
+        pixels, label = digits[n % len(digits)]
+        lines.append(record(pixels, wrong_label if n < wrong and wrong_label else str(label), "audit", label,
+                            item_id=f"audit{n:05d}"))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def shipped_copy(tmp_path: Path) -> Path:
+    import shutil
+
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(SHIPPED.with_suffix(suffix), tmp_path / f"bnn{suffix}")
+    return tmp_path / "bnn.safetensors"
+
+
+def test_recalibration_refuses_saying_how_many_more_audits_it_needs(tmp_path: Path, capsys) -> None:
+    checkpoint = shipped_copy(tmp_path)
+    export = audits_export(tmp_path / "few.ndjson", 100)
+    assert calibrate.main(["--checkpoint", str(checkpoint), "--reviewed", str(export), "--precision", "float32"]) == 2
+    said = capsys.readouterr()
+    assert "100 audits with their fraction" in said.out
+    assert "at least 1497" in said.err and "1397 more" in said.err
+    assert REVIEWED not in read_metadata(checkpoint)
+
+
+def test_recalibration_on_audits_is_recorded_with_provenance_and_served(tmp_path: Path) -> None:
+    from service.predictor import Predictor
+
+    checkpoint = shipped_copy(tmp_path)
+    export = audits_export(tmp_path / "audits.ndjson", 1600)
+    assert calibrate.main(["--checkpoint", str(checkpoint), "--reviewed", str(export), "--precision", "float32",
+                           "--samples", "20"]) == 0
+    record_ = reviewed_calibrations(read_metadata(checkpoint))["float32"]
+    provenance = record_.provenance or {}
+    assert provenance["audits_used"] == 1600 == record_.validation_size and provenance["source"] == str(export)
+    assert provenance["export_sha256"] == hashlib.sha256(export.read_bytes()).hexdigest()
+    assert provenance["labelled_from"] == provenance["labelled_to"] == 1.8e9
+    shipped = read_metadata(SHIPPED)["calibrations"]["float32"]
+    assert record_.temperature == shipped["temperature"] and record_.familiar_mass == shipped["familiar_mass"]
+    assert record_.accepted_error_upper_bound is not None and record_.accepted_error_upper_bound < 0.002
+    served = Predictor.from_checkpoint(checkpoint, precision="float32")
+    assert served.calibration == record_ and served.threshold == record_.threshold
+
+
+def test_an_accepted_not_a_digit_counts_as_an_error(tmp_path: Path, capsys) -> None:
+    """20 of 1,600 confidently read digits labelled not_a_digit: 1.25 % errors the model is sure of;
+    no threshold can certify 0.2 %, so the calibration refuses."""
+    checkpoint = shipped_copy(tmp_path)
+    export = audits_export(tmp_path / "audits.ndjson", 1600, wrong_label="not_a_digit", wrong=20)
+    assert calibrate.main(["--checkpoint", str(checkpoint), "--reviewed", str(export), "--precision", "float32",
+                           "--samples", "20"]) == 2
+    assert "no threshold certifies" in capsys.readouterr().err

@@ -59,6 +59,7 @@ class Pending:
     upload: bytes | None
     audit: bool
     model_version: str
+    audit_fraction: float  # the fraction the audit draw ran at (stored with an audited item)
 
     def item(self) -> NewItem:
         p = self.prediction
@@ -67,7 +68,10 @@ class Pending:
         answer: dict[str, Any] = {"class": p.digit, **fields, "audit": self.audit, "model_version": self.model_version,
                                   "review_id": self.id}
         seen = p.seen if p.seen is not None else np.zeros((28, 28), np.uint8)
-        return NewItem(id=self.id, created=self.created, reason="referred" if p.refer else "audit",
+        # an audited answer is queued as an audit (oldest first, at the audits' share: the labelled audits
+        # stay a sample of the traffic), marked referred when it was; a referred one not drawn, as referred
+        return NewItem(id=self.id, created=self.created, reason="audit" if self.audit else "referred",
+                       refer=p.refer, audit_fraction=self.audit_fraction if self.audit else None,
                        refer_reason=p.refer_reason, predicted=p.digit, entropy=p.entropy, answer=answer,
                        model_version=self.model_version, file=self.upload,
                        input=np.ascontiguousarray(seen, dtype=np.uint8).tobytes())
@@ -125,7 +129,8 @@ class ReviewQueue:
         return stats
 
     # -- the prediction's side: no I/O --------------------------------------------------------
-    def submit(self, prediction: Prediction, upload: bytes | np.ndarray, audit: bool, model_version: str) -> str | None:
+    def submit(self, prediction: Prediction, upload: bytes | np.ndarray, audit: bool, model_version: str,
+               audit_fraction: float = 0.0) -> str | None:
         """Queue a referred or audited answer; its review_id, or None when it is not queued (an
         accepted answer not audited, or the buffer full)."""
         if not (prediction.refer or audit):
@@ -138,7 +143,7 @@ class ReviewQueue:
                             "error: %s", self._refused, len(self._buffer), self.last_error)
             return None
         pending = Pending(uuid.uuid4().hex, self.clock(), prediction,
-                          upload if isinstance(upload, bytes) else None, audit, model_version)
+                          upload if isinstance(upload, bytes) else None, audit, model_version, audit_fraction)
         self._buffer.append(pending)
         self._wake.set()
         return pending.id

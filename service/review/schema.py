@@ -1,7 +1,7 @@
 """The review store's schema and its one migration step, and the engine for a database URL.
 
-Two tables: ``review_items``, an item created by the service (a referred answer, or an accepted
-one the audit sample drew), claimed by one reviewer for a lease, and labelled once; and
+Two tables: ``review_items``, an item created by the service (a referred answer, or any answer
+the audit sample drew), claimed by one reviewer for a lease, and labelled once; and
 ``review_images``, its upload and 28 x 28 (kept apart, so that claims and stats never read them). Times are
 Unix seconds (float): the same in SQLite and PostgreSQL, no time-zone conversions.
 
@@ -36,6 +36,7 @@ from sqlalchemy import (
     Table,
     Text,
     event,
+    inspect,
     select,
     text,
 )
@@ -48,7 +49,7 @@ items = Table(
     "review_items", metadata,
     Column("id", String(32), primary_key=True),  # uuid4 hex, made by the service before the write
     Column("created", Float, nullable=False),  # Unix seconds
-    Column("reason", String(16), nullable=False),  # "referred" or "audit"
+    Column("reason", String(16), nullable=False),  # "audit" (drawn; maybe referred too) or "referred" (not drawn)
     Column("refer_reason", String(16)),  # the answer's refer_reason ("uncertain", "unfamiliar"); null for audits
     Column("predicted", Integer, nullable=False),  # the answer's class
     Column("entropy", Float, nullable=False),  # nats: the claim order of referred items
@@ -62,6 +63,10 @@ items = Table(
     Column("label", String(16)),  # "0".."9", "not_a_digit", "unreadable"; null until labelled
     Column("labelled_by", String(64)),
     Column("labelled_at", Float),
+    # schema 2: the answer said refer (an audit may be referred too), and an audit's draw fraction (its
+    # weight is 1 / fraction; null for a referred item not drawn, and for audits stored before schema 2)
+    Column("refer", Boolean),
+    Column("audit_fraction", Float),
     # the claim's walk: unlabelled items in claim order (a partial index: labelled ones never slow it)
     Index("review_items_queue", "reason", "skips", text("entropy DESC"), "created",
           sqlite_where=text("label IS NULL"), postgresql_where=text("label IS NULL")),
@@ -85,7 +90,17 @@ def _create_v1(connection: Connection) -> None:
     images.create(connection, checkfirst=True)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1]
+def _audits_of_all_traffic_v2(connection: Connection) -> None:
+    """Audits drawn from every answer: ``refer`` and ``audit_fraction``. Items stored before were
+    audits of accepted answers (refer false) or referred ones; their fraction was not kept."""
+    present = {column["name"] for column in inspect(connection).get_columns("review_items")}
+    for column in ("refer BOOLEAN", "audit_fraction FLOAT"):
+        if column.split()[0] not in present:  # a store made by this version's _create_v1 has them already
+            connection.exec_driver_sql(f"ALTER TABLE review_items ADD COLUMN {column}")
+    connection.execute(items.update().where(items.c.refer.is_(None)).values(refer=items.c.reason == "referred"))
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1, _audits_of_all_traffic_v2]
 ADVISORY_LOCK = 7_319_019  # any fixed number: the key of PostgreSQL's migration lock
 SQLITE_BUSY_TIMEOUT_MS = 5000
 CONNECT_TIMEOUT_S, COMMAND_TIMEOUT_S = 5.0, 10.0  # PostgreSQL: a store that does not answer is down, not slow

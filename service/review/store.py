@@ -53,6 +53,8 @@ class NewItem:
     model_version: str
     file: bytes | None  # the upload as sent; None for a 28 x 28 array
     input: bytes  # the 28 x 28 uint8 the network saw, row-major
+    refer: bool  # the answer said refer (an audit may be referred too)
+    audit_fraction: float | None  # an audit: the fraction it was drawn with; None for a referred item not drawn
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,8 @@ class Item:
     label: str | None
     labelled_by: str | None
     labelled_at: float | None
+    refer: bool
+    audit_fraction: float | None
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,7 @@ class RetentionPolicy:
 class Stats:
     """Where the queue stands and what its labels say (``GET /review/stats``)."""
 
-    waiting: dict[str, int]  # by reason: free to claim
+    waiting: dict[str, int]  # by reason: free to claim (an audit that was referred too counts as an audit)
     claimed: int  # held by a reviewer, lease running
     labelled: dict[str, dict[str, int]]  # by reason, then label
     done_today: dict[str, int]  # labels since 00:00 UTC, by reviewer
@@ -101,7 +105,8 @@ class Stats:
 
 ITEM_COLUMNS = (items.c.id, items.c.reason, items.c.refer_reason, items.c.predicted, items.c.entropy, items.c.answer,
                 items.c.model_version, items.c.created, items.c.has_file, items.c.skips,
-                items.c.claimed_by, items.c.lease_expires, items.c.label, items.c.labelled_by, items.c.labelled_at)
+                items.c.claimed_by, items.c.lease_expires, items.c.label, items.c.labelled_by, items.c.labelled_at,
+                items.c.refer, items.c.audit_fraction)
 EXPORT_COLUMNS = (*(column for column in items.c if column.name != "has_file"), images.c.file, images.c.input)
 
 
@@ -109,6 +114,7 @@ def _item(row: Any) -> Item:
     values = row._asdict()
     values["answer"] = json.loads(values["answer"])
     values["has_file"] = bool(values["has_file"])
+    values["refer"] = bool(values["refer"])
     return Item(**values)
 
 
@@ -121,6 +127,7 @@ def export_record(row: Any, pictures: Any = None) -> dict[str, Any]:
         "id": row.id, "reason": row.reason, "refer_reason": row.refer_reason, "label": row.label,
         "labelled_by": row.labelled_by, "labelled_at": row.labelled_at, "created": row.created,
         "predicted": row.predicted, "entropy": row.entropy, "model_version": row.model_version,
+        "refer": bool(row.refer), "audit_fraction": row.audit_fraction,
         "answer": json.loads(row.answer), "input_shape": [28, 28],
         "input": base64.b64encode(pictures.input).decode(),
         "file": None if pictures.file is None else base64.b64encode(pictures.file).decode(),
@@ -168,7 +175,8 @@ class ReviewStore:
         rows = [{"id": item.id, "created": item.created, "reason": item.reason, "refer_reason": item.refer_reason,
                  "predicted": item.predicted, "entropy": item.entropy, "answer": json.dumps(item.answer),
                  "model_version": item.model_version, "has_file": item.file is not None,
-                 "file_bytes": len(item.input) + (len(item.file) if item.file is not None else 0), "skips": 0}
+                 "file_bytes": len(item.input) + (len(item.file) if item.file is not None else 0), "skips": 0,
+                 "refer": item.refer, "audit_fraction": item.audit_fraction}
                 for item in new]
         pictures = [{"id": item.id, "file": item.file, "input": item.input} for item in new]
         async with self.engine.begin() as connection:
@@ -262,46 +270,50 @@ class ReviewStore:
             # every count from one statement, so one snapshot: separate queries could see a batch another
             # worker committed between them (stored_items 10 while waiting added up to 9)
             groups = (await connection.execute(
-                select(items.c.reason, items.c.refer_reason, items.c.predicted, items.c.label, held, func.count(),
-                       func.sum(items.c.file_bytes, type_=BigInteger))
-                .group_by(items.c.reason, items.c.refer_reason, items.c.predicted, items.c.label, "held"))).all()
+                select(items.c.reason, items.c.refer, items.c.audit_fraction, items.c.refer_reason, items.c.predicted,
+                       items.c.label, held, func.count(), func.sum(items.c.file_bytes, type_=BigInteger))
+                .group_by(items.c.reason, items.c.refer, items.c.audit_fraction, items.c.refer_reason,
+                          items.c.predicted, items.c.label, "held"))).all()
             today: dict[str, int] = dict((await connection.execute(
                 select(items.c.labelled_by, func.count()).where(items.c.labelled_at >= day_start)
                 .group_by(items.c.labelled_by))).all())
         waiting = dict.fromkeys(REASONS, 0)
         claimed = stored_items = stored_bytes = 0
         labelled_rows = []
-        for reason, refer_reason, predicted, label, is_held, count, size in groups:
+        for reason, refer, fraction, refer_reason, predicted, label, is_held, count, size in groups:
             stored_items += count
             stored_bytes += int(size)
             if label is not None:
-                labelled_rows.append((reason, refer_reason, predicted, label, count))
+                labelled_rows.append((reason, bool(refer), fraction, refer_reason, predicted, label, count))
             elif is_held:
                 claimed += count
             else:
                 waiting[reason] = waiting.get(reason, 0) + count
         labelled: dict[str, dict[str, int]] = {reason: {} for reason in REASONS}
         referrals: dict[str, dict[str, int]] = {}
-        wrong = audited = unreadable = agreed = judged = 0
-        for reason, refer_reason, predicted, label, count in labelled_rows:
+        strata: dict[float, tuple[int, int]] = {}  # accepted audits by draw fraction: (wrong, audited)
+        unreadable = legacy = agreed = judged = 0
+        for reason, refer, fraction, refer_reason, predicted, label, count in labelled_rows:
             labelled.setdefault(reason, {})[label] = labelled[reason].get(label, 0) + count
             result = outcome(label, predicted)
             if result != "unreadable":
                 judged += count
                 agreed += count if result == "right" else 0
-            if reason == "audit":
+            if reason == "audit" and not refer:  # the live accepted error: accepted audits only
                 if result == "unreadable":
                     unreadable += count
+                elif fraction is None:
+                    legacy += count
                 else:
-                    audited += count
-                    wrong += 0 if result == "right" else count
-            else:
+                    wrong, audited = strata.get(fraction, (0, 0))
+                    strata[fraction] = (wrong + (0 if result == "right" else count), audited + count)
+            if refer:  # what referrals were: every referred item, audited or not
                 for key in (refer_reason or "uncertain", "all"):
                     bucket = referrals.setdefault(key, dict.fromkeys(OUTCOMES, 0))
                     bucket[result] += count
         return Stats(waiting=waiting, claimed=claimed, labelled=labelled, done_today=today,
                      agreement=agreed / judged if judged else None,
-                     accepted_error=AcceptedError.of(wrong, audited, unreadable), referrals=referrals,
+                     accepted_error=AcceptedError.weighted(strata, unreadable, legacy), referrals=referrals,
                      stored_items=stored_items, stored_bytes=stored_bytes, generated=now)
 
     async def export_page(self, since: float, after: tuple[float, str] | None, limit: int) -> list[dict[str, Any]]:

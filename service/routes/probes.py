@@ -21,4 +21,4 @@ async def healthz() -> HealthOut:
 async def readyz(inference: InferenceDep) -> HealthOut:
     """503 until the model is loaded, then 200 with its version, precision and runtime."""
     return HealthOut(status="ready", model_version=inference.model_version, precision=inference.precision,
-                     runtime=inference.runtime)
+                     runtime=inference.runtime, calibrated_on=inference.calibrated_on)

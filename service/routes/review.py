@@ -89,7 +89,8 @@ def _time(seconds: float | None) -> datetime | None:
 def item_out(item: Item) -> ReviewItemOut:
     base = f"/review/items/{item.id}"
     return ReviewItemOut(
-        id=item.id, reason=item.reason, refer_reason=item.refer_reason, answer=item.answer,
+        id=item.id, reason=item.reason, refer=item.refer, audit_fraction=item.audit_fraction,
+        refer_reason=item.refer_reason, answer=item.answer,
         model_version=item.model_version, created=datetime.fromtimestamp(item.created, UTC), claimed_by=item.claimed_by,
         lease_expires=_time(item.lease_expires), skips=item.skips, label=item.label, labelled_by=item.labelled_by,
         labelled_at=_time(item.labelled_at),
@@ -179,7 +180,7 @@ async def review_stats(request: Request, queue: Queue, who: Reviewer) -> ReviewS
         done_today=stats.done_today, agreement=stats.agreement, referrals=stats.referrals,
         accepted_error=AcceptedErrorOut(audited=error.audited, wrong=error.wrong, unreadable=error.unreadable,
                                         ratio=error.ratio, lower=error.lower, upper=error.upper,
-                                        confidence=error.confidence,
+                                        confidence=error.confidence, legacy=error.legacy,
                                         target=calibration.alpha if calibration is not None else None),
         stored_items=stats.stored_items, stored_bytes=stats.stored_bytes, buffered=queue.backlog)
 
