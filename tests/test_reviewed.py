@@ -1,4 +1,5 @@
-"""The review export read back: its split by id hash, the audits as one sample, recalibration on them, and a checkpoint scored against it."""
+"""The review export read back: its split by id hash, the audits as one sample, recalibration on
+them, and a checkpoint scored against it."""
 
 from __future__ import annotations
 
