@@ -65,6 +65,11 @@ class TrainingData:
     arrays_as_files: np.ndarray | None = None  # the arrays, image for image, as 28-px PNGs after the transform
     parts: dict[str, int] | None = None  # how many of each positive pool joined (the checkpoint's metadata)
     marks: int = 0  # how many of the outliers are marks of other scripts
+    # fine-tuning (model/fine_tune.py): the reviewers' labelled digits, a batch of their own each step, and
+    # their not_a_digit / unreadable items beside the outliers; what the KL is spread over (the parent run's)
+    reviewed: Split | None = None
+    reviewed_outliers: np.ndarray | None = None
+    labelled_total: int | None = None
 
     def describe(self) -> dict[str, Any]:
         return {"mnist_train_arrays": len(self.arrays),
@@ -146,7 +151,12 @@ class BatchMix:
         self.uploads = None if uploads is None else \
             (to_input(uploads.images).to(device), torch.as_tensor(uploads.labels, device=device))
         self.outliers = None if data.outliers is None or config.outlier_batch <= 0 else to_input(data.outliers).to(device)
-        self.labelled = len(self.labels) + (0 if uploads is None else len(uploads))  # what the KL is spread over
+        self.reviewed = None if data.reviewed is None or not len(data.reviewed) else \
+            (to_input(data.reviewed.images).to(device), torch.as_tensor(data.reviewed.labels, device=device))
+        self.reviewed_outliers = None if data.reviewed_outliers is None or not len(data.reviewed_outliers) else \
+            to_input(data.reviewed_outliers).to(device)
+        # what the KL is spread over
+        self.labelled = data.labelled_total or len(self.labels) + (0 if uploads is None else len(uploads))
         steps = math.ceil(len(self.labels) / config.batch_size)
         self.steps_per_epoch = steps if config.max_batches is None else min(steps, config.max_batches)
 
@@ -158,6 +168,14 @@ class BatchMix:
             _index_batches(len(self.uploads[0]), config.batch_size, steps, generator)
         outlier_order = None if self.outliers is None else \
             _index_batches(len(self.outliers), config.outlier_batch, steps, generator)
+        reviewed_order = None if self.reviewed is None else \
+            _index_batches(len(self.reviewed[0]), config.reviewed_batch, steps, generator)
+        # the reviewed non-digits: as many per step as their share of the reviewed items (at least one)
+        negatives = 0 if self.reviewed_outliers is None else max(1, round(
+            config.reviewed_batch * len(self.reviewed_outliers)
+            / (len(self.reviewed_outliers) + (0 if self.reviewed is None else len(self.reviewed[0])))))
+        negative_order = None if self.reviewed_outliers is None else \
+            _index_batches(len(self.reviewed_outliers), negatives, steps, generator)
         for step in range(steps):
             index = order[step * config.batch_size : (step + 1) * config.batch_size]
             x, y = self.images[index], self.labels[index]
@@ -170,6 +188,13 @@ class BatchMix:
             if self.uploads is not None and upload_order is not None:
                 parts.append(self.uploads[0][upload_order[step].to(device)])
                 targets.append(self.uploads[1][upload_order[step].to(device)])
+            if self.reviewed is not None and reviewed_order is not None:
+                chosen_reviewed = reviewed_order[step].to(device)
+                reviewed = self.reviewed[0][chosen_reviewed]
+                parts.append(augment(reviewed, config, generator) if config.augment else reviewed)
+                targets.append(self.reviewed[1][chosen_reviewed])
             if self.outliers is not None and outlier_order is not None:
                 parts.append(self.outliers[outlier_order[step].to(device)])
+            if self.reviewed_outliers is not None and negative_order is not None:
+                parts.append(self.reviewed_outliers[negative_order[step].to(device)])
             yield Batch(torch.cat(parts), torch.cat(targets))

@@ -31,11 +31,22 @@ from tqdm import tqdm
 
 from model.batch_mix import DRY_RUN_SIZES, Batch, BatchMix, PoolSizes, TrainingData, build_training_data
 from model.calibrate import CalibrationRequest, fit_refer_rules
+from model.calibration import REVIEWED
 from model.checkpoint import load_checkpoint, provenance, save_checkpoint
 from model.data import DEFAULT_CACHE, Mnist, Split, load_mnist
+from model.fine_tune import (
+    FINE_TUNE_EPOCHS,
+    FINE_TUNE_LR,
+    FINE_TUNE_RENDERS,
+    REPLAY,
+    parent_labelled_total,
+    replay_data,
+    reviewed_training,
+)
 from model.network import PRESETS, BayesianNet, NetConfig
 from model.precision import PRECISIONS, REQUESTS, Precision, choose_precision
 from model.predictive import DEFAULT_SAMPLES
+from model.reviewed import read_source
 from model.scoring import predict_images
 from model.synth.families import TRAIN_FONTS
 from model.synth.other_scripts import MARKS
@@ -66,6 +77,7 @@ class TrainConfig:
     printed: bool = True  # digits printed in the training fonts (model/synth/families.py) join the uploads
     marks: bool = True  # marks of other scripts, printed and pen-drawn (model/synth/other_scripts.py), join the outliers
     max_batches: int | None = None  # per epoch; dry runs
+    reviewed_batch: int = 32  # fine-tuning: reviewers' labelled digits per step (model/fine_tune.py)
     device: str = "cpu"
     precision: Precision = "float32"  # the conv trunk's under autocast (weights, optimizer, KL and loss: float32)
 
@@ -164,7 +176,7 @@ def run_epoch(net: BayesianNet, optimizer: torch.optim.Optimizer, mix: BatchMix,
         bar.set_postfix(loss=f"{sums['loss'] / sums['seen']:.4f}", kl=f"{sums['kl'] / sums['seen']:.4f}",
                         acc=f"{sums['correct'] / sums['seen']:.4f}")
     seen = sums.pop("seen")
-    return {"epoch": epoch + 1, "seconds": time.perf_counter() - started,
+    return {"epoch": epoch + 1, "steps": steps, "seconds": time.perf_counter() - started,
             **{k: v / seen for k, v in sums.items() if k != "correct"}, "train_accuracy": sums["correct"] / seen}
 
 
@@ -232,6 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--dry-run", action="store_true", help="2 epochs of 4 batches on 512 images, to a temp dir; "
         "exits 1 if the loss does not fall")
     add("--no-progress", action="store_true")
+    add("--fine-tune", type=Path, default=None, metavar="CHECKPOINT", help="start from CHECKPOINT and train on "
+        "--reviewed's training split mixed with the recipe's streams (model/fine_tune.py); writes OUT")
+    add("--reviewed", default=None, metavar="SOURCE", help="a review export (file or http://HOST/review/export)")
+    add("--token", default=None, help="a reviewer's token for an export URL (or $BNN_REVIEW_TOKEN)")
+    add("--fine-tune-epochs", type=int, default=FINE_TUNE_EPOCHS, help="epochs over the replayed arrays")
+    add("--replay", type=int, default=REPLAY, help="training digits whose streams are replayed while fine-tuning")
     add("--precision", choices=REQUESTS, default="auto", help="the conv trunk's precision in training steps (auto: "
         "bfloat16 autocast where the CPU has bfloat16 units; float32 reproduces the shipped checkpoint's recipe)")
     return parser
@@ -291,8 +309,43 @@ def after_training(net: BayesianNet, data: Mnist, sizes: PoolSizes, temperature:
     return fits["float32"].net, {"calibrations": {p: record.to_dict() for p, record in records.items()}}, composition
 
 
+def fine_tune(args: argparse.Namespace, data: Mnist, config: TrainConfig, sizes: PoolSizes, cache_dir: Path,
+              out: Path) -> dict[str, Any]:
+    """``--fine-tune``: the parent's weights trained further on the reviewed items' training split and
+    the replayed streams, then refitted; returns what main saves."""
+    parent, parent_meta = load_checkpoint(args.fine_tune)
+    reviewed = reviewed_training(read_source(args.reviewed, args.token))
+    print(json.dumps({"fine_tune": str(args.fine_tune), **{k: v for k, v in reviewed.record.items()
+                                                             if k != "trained_labels"}}))
+    fields = {k: v for k, v in parent_meta.get("train_config", {}).items() if k in TrainConfig.__dataclass_fields__}
+    config = replace(TrainConfig(**fields), lr=FINE_TUNE_LR, epochs=config.epochs if args.dry_run else
+                     args.fine_tune_epochs, kl_warmup_epochs=0.0, seed=args.seed, device=config.device,
+                     precision=config.precision, max_batches=config.max_batches, eval_samples=config.eval_samples,
+                     outlier_batch=min(config.outlier_batch, fields.get("outlier_batch", config.outlier_batch)))
+    replayed = replay_data(data, args.replay)
+    extra = replace(build_training_data(replayed, config, sizes, args.workers, cache_dir, not args.no_progress),
+                    reviewed=reviewed.positives, reviewed_outliers=reviewed.negatives,
+                    labelled_total=parent_labelled_total(parent_meta))
+    net = parent.at_temperature(1.0)
+    started = time.perf_counter()
+    result = fit(net, replace(data, train=replayed.train), config, progress=not args.no_progress, extra=extra)
+    record = {"parent": parent_meta["model_version"], "reviewed": reviewed.record, "epochs": config.epochs,
+              "lr": config.lr, "replay": args.replay,
+              "steps": sum(int(epoch.get("steps", 0)) for epoch in result["history"]),
+              "train_seconds": round(time.perf_counter() - started, 1)}
+    kept = {k: v for k, v in parent_meta.items() if k not in (
+        "calibration", "calibrations", REVIEWED, "metrics", "model_version", "weights_sha256", "fine_tune")}
+    return {"net": net, "result": result, "meta": {
+        **kept, "train_config": asdict(config), "fine_tune": record,
+        "training_data": {**parent_meta.get("training_data", {}), "fine_tune_replay": extra.describe()},
+        "metrics": {"validation": result["validation"], "history": result["history"]}, **provenance()}}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if (args.fine_tune is None) != (args.reviewed is None):
+        print("--fine-tune CHECKPOINT and --reviewed SOURCE go together", file=sys.stderr)
+        return 2
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -303,9 +356,18 @@ def main(argv: list[str] | None = None) -> int:
     sizes = PoolSizes(outliers=args.outliers, calibration_samples=args.calibration_samples)
     if args.dry_run:
         data = Mnist(data.train.subset(512), data.validation.subset(256), data.test.subset(256), data.source_sha256)
-        out = args.out if args.refit else Path(tempfile.mkdtemp(prefix="bnn-dry-run-")) / "bnn.safetensors"
+        kept = args.refit or args.fine_tune is not None  # a dry fine-tune writes its candidate where asked
+        out = args.out if kept else Path(tempfile.mkdtemp(prefix="bnn-dry-run-")) / "bnn.safetensors"
         sizes, cache_dir = DRY_RUN_SIZES, out.parent
-    if args.refit:  # the weights of OUT as they are: only what follows training is redone
+    if args.fine_tune is not None:
+        if args.dry_run:
+            args.replay = min(args.replay, len(data.train))
+        else:  # the streams at the replay's scale: generated non-digits as many as the digits, few print renders
+            sizes = replace(sizes, outliers=min(args.outliers, args.replay), printed_renders=FINE_TUNE_RENDERS,
+                            mark_renders=FINE_TUNE_RENDERS)
+        tuned = fine_tune(args, data, config, sizes, cache_dir, out)
+        net, result = tuned["net"], tuned["result"]
+    elif args.refit:  # the weights of OUT as they are: only what follows training is redone
         net, previous = load_checkpoint(out)
         result = {"history": previous["metrics"]["history"], "validation": previous["metrics"]["validation"]}
     else:
@@ -314,7 +376,9 @@ def main(argv: list[str] | None = None) -> int:
         result = fit(net, data, config, out=out, resume=args.resume, progress=not args.no_progress, extra=extra)
     net, calibrations, composition = after_training(net.cpu(), data, sizes, not args.no_temperature, args.seed,
                                                    args.workers, cache_dir, not args.no_progress)
-    if args.refit:  # keep what training recorded; test metrics of the old refer rule no longer apply
+    if args.fine_tune is not None:
+        meta = {**tuned["meta"], "name": args.name or tuned["meta"].get("name", "bnn"), **calibrations}
+    elif args.refit:  # keep what training recorded; test metrics of the old refer rule no longer apply
         meta = {**{k: v for k, v in previous.items() if k != "calibration"}, **calibrations,
                 "metrics": {k: v for k, v in previous["metrics"].items() if not k.startswith("test")}}
     else:

@@ -163,7 +163,8 @@ def test_postgresql_with_the_shipped_defaults_through_retention_passes_and_a_res
         labelled = httpx.post(f"{url}/review/items/{first['id']}/label", json={"label": 7}, headers=bearer())
         assert labelled.status_code == 200
     assert first["id"] == answer["review_id"]  # how soon: python -m bench.review_defaults (no timed assertion)
-    assert set(statuses) == {200} and polled_s >= 1.5 and len(statuses) >= 5  # a poll about every 0.25 s
+    # polled across three intervals (a poll about every 0.25 s when the machine is idle, fewer when loaded)
+    assert set(statuses) == {200} and polled_s >= 1.5 and len(statuses) >= 3
     for operation in ("migrate", "write", "retention", "export"):
         assert total(samples, "bnn_review_store_errors_total", operation=operation) == 0, operation
     with running_service(env) as (url, _):
