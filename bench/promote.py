@@ -47,9 +47,7 @@ def report_families(report: dict[str, Any]) -> dict[str, float]:
     """Every family of an evaluation report as a share where higher is better."""
     parts, drawn = report["service_view"]["parts"], report["drawings"]["in_process"]
     families = {"MNIST arrays: accuracy": report["accuracy"],
-                "PNG files: accepted and right": accepted_and_right(report["png_files"]["files"]),
-                **{f"{name}: accepted and right": accepted_and_right(part) for name, part in parts.items()
-                   if name != "png files"},
+                **{f"{name}: accepted and right": accepted_and_right(part) for name, part in parts.items()},
                 "drawn digits: accepted and right": drawn["accepted_and_right"]}
     for row in report["uploads"]["families"]:
         if row["kind"] == "digits":

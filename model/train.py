@@ -249,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--reviewed", default=None, metavar="SOURCE", help="a review export (file or http://HOST/review/export)")
     add("--token", default=None, help="a reviewer's token for an export URL (or $BNN_REVIEW_TOKEN)")
     add("--fine-tune-epochs", type=int, default=FINE_TUNE_EPOCHS, help="epochs over the replayed arrays")
+    add("--fine-tune-lr", type=float, default=FINE_TUNE_LR, help="the fine-tune's peak learning rate (cosine decay)")
     add("--replay", type=int, default=REPLAY, help="training digits whose streams are replayed while fine-tuning")
     add("--precision", choices=REQUESTS, default="auto", help="the conv trunk's precision in training steps (auto: "
         "bfloat16 autocast where the CPU has bfloat16 units; float32 reproduces the shipped checkpoint's recipe)")
@@ -318,7 +319,7 @@ def fine_tune(args: argparse.Namespace, data: Mnist, config: TrainConfig, sizes:
     print(json.dumps({"fine_tune": str(args.fine_tune), **{k: v for k, v in reviewed.record.items()
                                                              if k != "trained_labels"}}))
     fields = {k: v for k, v in parent_meta.get("train_config", {}).items() if k in TrainConfig.__dataclass_fields__}
-    config = replace(TrainConfig(**fields), lr=FINE_TUNE_LR, epochs=config.epochs if args.dry_run else
+    config = replace(TrainConfig(**fields), lr=args.fine_tune_lr, epochs=config.epochs if args.dry_run else
                      args.fine_tune_epochs, kl_warmup_epochs=0.0, seed=args.seed, device=config.device,
                      precision=config.precision, max_batches=config.max_batches, eval_samples=config.eval_samples,
                      outlier_batch=min(config.outlier_batch, fields.get("outlier_batch", config.outlier_batch)))
