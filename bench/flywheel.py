@@ -90,14 +90,14 @@ def collect_labels(live: Path, out: Path, count: int, labels: int, audit_fractio
 def run_step(command: list[str], log: Path) -> tuple[int, float]:
     """A command of the loop, its output to ``log`` and the terminal; (exit code, seconds)."""
     started = time.perf_counter()
-    with log.open("w") as handle:
-        process = subprocess.Popen([sys.executable, *command], cwd=ROOT, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True)
+    with log.open("w") as handle, subprocess.Popen([sys.executable, *command], cwd=ROOT, stdout=subprocess.PIPE,
+                                                   stderr=subprocess.STDOUT, text=True) as process:
         assert process.stdout is not None
         for line in process.stdout:
             handle.write(line)
             print(line, end="", flush=True)
-    return process.wait(), time.perf_counter() - started
+        code = process.wait()
+    return code, time.perf_counter() - started
 
 
 def style_scores(checkpoint: Path, count: int, seed: int) -> dict[str, float] | None:
