@@ -359,6 +359,7 @@ def reviewed_main(args: argparse.Namespace) -> int:
           f"{len(audits)} used as one uniform sample of the traffic")
     request = CalibrationRequest(args.alpha, args.delta, None, args.samples)
     bases = calibrations(meta)
+    provenance = audit_provenance(reviewed, audits)  # one for every precision's record
     records: dict[str, Calibration] = {}
     for precision in args.precision:
         if precision not in bases:
@@ -368,8 +369,7 @@ def reviewed_main(args: argparse.Namespace) -> int:
         torch.manual_seed(args.seed)
         served = as_served(net, bases[precision], precision).to(args.device).eval()
         try:
-            records[precision] = reviewed_calibration(served, bases[precision], audits, request,
-                                                      audit_provenance(reviewed, audits))
+            records[precision] = reviewed_calibration(served, bases[precision], audits, request, provenance)
         except CalibrationError as error:
             print(f"calibration refused ({precision}): {error}", file=sys.stderr)
             return 2

@@ -310,8 +310,8 @@ def after_training(net: BayesianNet, data: Mnist, sizes: PoolSizes, temperature:
     return fits["float32"].net, {"calibrations": {p: record.to_dict() for p, record in records.items()}}, composition
 
 
-def fine_tune(args: argparse.Namespace, data: Mnist, config: TrainConfig, sizes: PoolSizes, cache_dir: Path,
-              out: Path) -> dict[str, Any]:
+def fine_tune(args: argparse.Namespace, data: Mnist, config: TrainConfig, sizes: PoolSizes,
+              cache_dir: Path) -> dict[str, Any]:
     """``--fine-tune``: the parent's weights trained further on the reviewed items' training split and
     the replayed streams, then refitted; returns what main saves."""
     parent, parent_meta = load_checkpoint(args.fine_tune)
@@ -329,7 +329,7 @@ def fine_tune(args: argparse.Namespace, data: Mnist, config: TrainConfig, sizes:
                     labelled_total=parent_labelled_total(parent_meta))
     net = parent.at_temperature(1.0)
     started = time.perf_counter()
-    result = fit(net, replace(data, train=replayed.train), config, progress=not args.no_progress, extra=extra)
+    result = fit(net, replayed, config, progress=not args.no_progress, extra=extra)
     record = {"parent": parent_meta["model_version"], "reviewed": reviewed.record, "epochs": config.epochs,
               "lr": config.lr, "replay": args.replay,
               "steps": sum(int(epoch.get("steps", 0)) for epoch in result["history"]),
@@ -366,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         else:  # the streams at the replay's scale: generated non-digits as many as the digits, few print renders
             sizes = replace(sizes, outliers=min(args.outliers, args.replay), printed_renders=FINE_TUNE_RENDERS,
                             mark_renders=FINE_TUNE_RENDERS)
-        tuned = fine_tune(args, data, config, sizes, cache_dir, out)
+        tuned = fine_tune(args, data, config, sizes, cache_dir)
         net, result = tuned["net"], tuned["result"]
     elif args.refit:  # the weights of OUT as they are: only what follows training is redone
         net, previous = load_checkpoint(out)
