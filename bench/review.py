@@ -41,7 +41,7 @@ def referred() -> Prediction:
     probabilities = [0.1] * 10
     return Prediction(digit=3, probabilities=probabilities, entropy=2.3, expected_entropy=2.2, mutual_information=0.1,
                       refer=True, refer_reason="unfamiliar", candidates=[3, 5, 1], threshold=0.097, samples=100,
-                      seen=np.zeros((28, 28), np.uint8))
+                      model_version="bench", seen=np.zeros((28, 28), np.uint8))
 
 
 def submit_cost(calls: int) -> float:

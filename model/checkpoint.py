@@ -28,7 +28,12 @@ FORMAT_VERSION = 1
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint is missing, truncated, corrupted or does not fit its architecture."""
+    """A checkpoint is missing, truncated, corrupted or does not fit its architecture. ``check``
+    names which: ``file`` (missing, unreadable, not its metadata's) or ``architecture``."""
+
+    def __init__(self, message: str, check: str = "file"):
+        super().__init__(message)
+        self.check = check
 
 
 def metadata_path(weights: Path) -> Path:
@@ -100,11 +105,13 @@ def load_checkpoint(weights: Path) -> tuple[BayesianNet, dict[str, Any]]:
     try:
         net = BayesianNet(NetConfig.from_dict(meta["config"]))
     except (TypeError, ValueError) as error:
-        raise CheckpointError(f"{metadata_path(weights)}: invalid architecture config ({error})") from error
+        raise CheckpointError(f"{metadata_path(weights)}: invalid architecture config ({error})",
+                              "architecture") from error
     try:
         net.load_state_dict(tensors, strict=True)
     except RuntimeError as error:
-        raise CheckpointError(f"{weights}: weights do not fit the architecture in its metadata ({error})") from error
+        raise CheckpointError(f"{weights}: weights do not fit the architecture in its metadata ({error})",
+                              "architecture") from error
     net.eval()
     return net, meta
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from service import workers
-from service.settings import METRICS_DIR_ENV, Settings
+from service.settings import CONTROL_DIR_ENV, METRICS_DIR_ENV, Settings
 
 log = logging.getLogger("service")
 
@@ -52,16 +52,30 @@ def port_is_free(settings: Settings) -> bool:
     return True
 
 
+def shared_control_dir(settings: Settings) -> Path | None:
+    """With admins, the directory where every worker agrees on model changes (``model_control.py``):
+    BNN_CONTROL_DIR, kept (a promotion then outlives a restart), or a fresh one removed at exit
+    (a restart serves BNN_MODEL_PATH again). Returns the one to remove, if any."""
+    if settings.admin_tokens is None or settings.control_dir is not None:
+        return None
+    path = Path(tempfile.mkdtemp(prefix="bnn-control-"))
+    os.environ[CONTROL_DIR_ENV] = str(path)  # every worker builds its settings from the environment
+    return path
+
+
 def serve_workers(settings: Settings) -> int:
     if not port_is_free(settings):
         return 1
     directory, created = fresh_multiprocess_dir()
+    control = shared_control_dir(settings)
     log.info("%d workers, metrics added up in %s", settings.workers, directory)
     try:
         return workers.serve(settings.host, settings.port, settings.workers)
     finally:
         if created:
             shutil.rmtree(directory, ignore_errors=True)
+        if control is not None:
+            shutil.rmtree(control, ignore_errors=True)
 
 
 def serve_in_process(settings: Settings) -> int:

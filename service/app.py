@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import gc
 import logging
+import shutil
+import tempfile
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
+from pathlib import Path
 
 import torch
 from fastapi import FastAPI
@@ -27,11 +30,14 @@ from service.inference import Inference
 from service.latency import LatencyMiddleware
 from service.limits import BodyLimitMiddleware
 from service.metrics import Metrics
+from service.model_control import ModelControl
+from service.models import CandidateRefused, ModelSet, load_verified
 from service.review.access import Reviewers, log_review_address
 from service.review.queue import ReviewQueue
+from service.routes import admin, page, predict, probes, review, v2
 from service.routes import metrics as metrics_routes
-from service.routes import page, predict, probes, review, v2
 from service.settings import Settings
+from service.shadow import Shadow
 
 log = logging.getLogger("service")
 DESCRIPTION = ("A variational Bayesian CNN that classifies a digit image, says how unsure it is, and refers it to a "
@@ -50,6 +56,28 @@ def reviewers_for(settings: Settings) -> Reviewers:
     return reviewers
 
 
+def with_shadow(inference: Inference, settings: Settings) -> ModelSet:
+    """The models with BNN_SHADOW_CHECKPOINT as shadow; CheckpointError naming the check that refused it."""
+    assert settings.shadow_checkpoint is not None
+    try:
+        shadow = load_verified(settings.shadow_checkpoint.resolve(), inference.precision, settings)
+    except CandidateRefused as refused:
+        raise CheckpointError(f"BNN_SHADOW_CHECKPOINT refused ({refused.check}): {refused.reason}") from None
+    log.info("shadow %s loaded: answers %.0f %% of traffic off the response path", shadow.version,
+             100 * settings.shadow_fraction)
+    return inference.models.with_shadow(shadow)
+
+
+def control_directory(settings: Settings, cleanup: ExitStack) -> Path:
+    """BNN_CONTROL_DIR (python -m service sets one for its workers), or a fresh one for this app alone."""
+    if settings.control_dir is not None:
+        settings.control_dir.mkdir(parents=True, exist_ok=True)
+        return settings.control_dir
+    directory = Path(tempfile.mkdtemp(prefix="bnn-control-"))
+    cleanup.callback(shutil.rmtree, directory, ignore_errors=True)
+    return directory
+
+
 def create_app(settings: Settings | None = None, registry: CollectorRegistry | None = None,
                auditor: AuditSampler | None = None) -> FastAPI:
     settings = settings or Settings()
@@ -66,26 +94,43 @@ def create_app(settings: Settings | None = None, registry: CollectorRegistry | N
         reviews = ReviewQueue.from_settings(settings, metrics) if settings.review else None
         try:
             inference = Inference.load(settings, metrics, audit_sampler, reviews)
+            if settings.shadow_checkpoint is not None:
+                inference.swap(with_shadow(inference, settings))
         except CheckpointError as error:
             log.error("cannot start: %s", error)
             raise
-        if reviews is not None:
-            reviews.start()  # the store is migrated, and written, in the background: it never holds up start-up
-        app.state.inference, app.state.reviews = inference, reviews
-        gc.freeze()  # what start-up loaded lives as long as the process: keep it out of every collection
-        yield
-        app.state.inference = app.state.reviews = None
-        await inference.close()
-        if reviews is not None:
-            await reviews.stop()
+        inference.shadow = Shadow(settings.shadow_fraction, metrics, lambda: inference.models.shadow)
+        inference.shadow.start()
+        control = None
+        with ExitStack() as cleanup:
+            if settings.admin_tokens is not None:
+                control = ModelControl(control_directory(settings, cleanup), settings, lambda: inference.models,
+                                       inference.swap, inference.shadow.summary)
+                await control.start()
+            if reviews is not None:
+                reviews.start()  # the store is migrated, and written, in the background: it never holds up start-up
+            app.state.inference, app.state.reviews, app.state.control = inference, reviews, control
+            gc.freeze()  # what start-up loaded lives as long as the process: keep it out of every collection
+            yield
+            app.state.inference = app.state.reviews = app.state.control = None
+            if control is not None:
+                await control.stop()
+            await inference.shadow.stop()
+            await inference.close()
+            if reviews is not None:
+                await reviews.stop()
 
     app = FastAPI(title="Uncertainty-aware digit recognition", description=DESCRIPTION, version="1.0.0",
                   lifespan=lifespan, docs_url=None, redoc_url=None)  # served from our own files: routes/page.py
-    app.state.inference = app.state.reviews = None
+    app.state.inference = app.state.reviews = app.state.control = None
     app.state.reviewers = reviewers_for(settings)
+    app.state.admins = (Reviewers.parse(settings.admin_tokens.get_secret_value(), "BNN_ADMIN_TOKENS")
+                        if settings.admin_tokens is not None else None)
     app.state.settings = settings
     app.state.metrics = metrics
-    routers = (probes.router, predict.router, metrics_routes.router, v2.router, page.router, review.router)
+    routers = [probes.router, predict.router, metrics_routes.router, v2.router, page.router, review.router]
+    if settings.admin_tokens is not None:  # no admins: no admin routes (404)
+        routers.append(admin.router)
     for router in routers:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=page.STATIC), name="static")

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from service.errors import (
+    AdminUnauthorized,
     BlankImage,
     ImageRejected,
     ImageTooLarge,
@@ -108,6 +109,9 @@ REFUSALS: dict[type[Exception], Refusal] = {
     ReviewUnauthorized: Refusal(fixed("unauthorized"), fixed(401), fixed(
         "missing or wrong reviewer token: send Authorization: Bearer <token> (BNN_REVIEW_TOKENS; the client API key "
         "does not grant review)"), {"WWW-Authenticate": "Bearer"}),
+    AdminUnauthorized: Refusal(fixed("unauthorized"), fixed(401), fixed(
+        "missing or wrong admin token: send Authorization: Bearer <token> (BNN_ADMIN_TOKENS; reviewer tokens and the "
+        "client API key do not grant admin)"), {"WWW-Authenticate": "Bearer"}),
     ItemNotFound: Refusal(fixed(None), fixed(404)),
     ItemConflict: Refusal(fixed(None), fixed(409)),
 }

@@ -82,3 +82,27 @@ class ItemNotFound(LookupError):
 
 class ItemConflict(RuntimeError):
     """The item cannot take this: another reviewer holds it, or it is labelled already (the message says which): 409."""
+
+
+class AdminUnauthorized(Exception):
+    """An admin route without a valid admin token (Authorization: Bearer, BNN_ADMIN_TOKENS): 401."""
+
+
+class ModelChangeConflict(RuntimeError):
+    """A model change cannot start: another is in progress, or there is nothing to roll back to or promote: 409."""
+
+
+class ModelChangeRefused(Exception):
+    """A worker's check refused the candidate; the live model stays: 422 with ``check`` and each worker's reason."""
+
+    def __init__(self, check: str, reason: str, workers: list[dict[str, object]]):
+        super().__init__(reason)
+        self.check, self.reason, self.workers = check, reason, workers
+
+
+class ModelChangeTimeout(TimeoutError):
+    """Some worker did not answer a model change in time (it was aborted, or is still applying): 504."""
+
+    def __init__(self, reason: str, workers: list[dict[str, object]]):
+        super().__init__(reason)
+        self.workers = workers

@@ -7,28 +7,36 @@ once, and returns the results in the uploads' order, a rejected upload keeping i
 :class:`ImageRejected`. An item may also be an already-prepared ``[28, 28]`` uint8 digit, which
 skips decoding. Routes call :meth:`Inference.answer_each` (a refused upload keeps its place)
 or :meth:`Inference.answer_all` (all or nothing): both return finished answers, each with its
-audit flag drawn, counted in the metrics and queued for review when referred or audited.
+audit flag drawn, counted in the metrics and queued for review when referred or audited, and a
+sample offered to the shadow, if one is held (``shadow.py``).
+
+The models are a :class:`service.models.ModelSet` that :meth:`Inference.swap` replaces whole
+(``model_control.py`` decides when); each pass reads the live model once, so every answer names
+the version that produced it.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 
-from model.checkpoint import CheckpointError
+from model.checkpoint import CheckpointError, load_checkpoint
 from model.precision import RUNTIME
 from service.audit import AuditSampler
 from service.batcher import MicroBatcher
 from service.errors import ImageRejected, ImageTooLarge, RejectedElement
 from service.metrics import Metrics
+from service.models import HeldModel, ModelSet, checkpoint_digest, provenance
 from service.predictor import Prediction, Predictor
 from service.preprocess import preprocess
 from service.review.queue import ReviewQueue
 from service.settings import Settings
+from service.shadow import Shadow
 
 log = logging.getLogger("service")
 
@@ -62,38 +70,37 @@ class UploadLimits:
 
 @dataclass
 class Inference:
-    predictor: Predictor
+    models: ModelSet  # live, previous and shadow: replaced whole by swap(), never changed in place
     limits: UploadLimits
     metrics: Metrics
     auditor: AuditSampler
     # None: every call runs its own pass (BNN_MICRO_BATCHING=false)
     batcher: MicroBatcher[Upload, Outcome, PassOptions] | None = None
     reviews: ReviewQueue | None = None  # None: nothing is queued for review (BNN_REVIEW=false)
+    shadow: Shadow | None = None  # None: no shadow is ever run (an app without model control)
 
     @classmethod
     def load(cls, settings: Settings, metrics: Metrics, auditor: AuditSampler,
              reviews: ReviewQueue | None = None) -> Inference:
         """The checkpoint named by ``settings``, its refer rule, and a started micro-batcher; the
         model's facts are published as gauges. Raises CheckpointError with the file and problem."""
-        predictor = Predictor.from_checkpoint(settings.model_path, settings.threshold, settings.default_samples,
-                                              settings.expected_referral_rate, settings.precision)
+        path = settings.model_path.resolve()
+        net, meta = load_checkpoint(path)
+        digest = checkpoint_digest(path)
+        predictor = Predictor.from_loaded(net, meta, path, settings.threshold, settings.default_samples,
+                                          settings.expected_referral_rate, settings.precision)
         if predictor.default_samples > settings.max_samples:
             raise CheckpointError(f"{settings.model_path}: calibrated N={predictor.default_samples} exceeds "
                                   f"BNN_MAX_SAMPLES={settings.max_samples}")
         if predictor.expected_referral_rate is None:
             log.warning("expected referral rate unknown (threshold overridden?): set BNN_EXPECTED_REFERRAL_RATE "
                         "for the referral-rate alert")
-        metrics.publish_model(predictor.model_version, predictor.rule.threshold, predictor.expected_referral_rate,
-                              auditor.fraction, predictor.calibration.alpha if predictor.calibration else None,
-                              precision=predictor.precision.precision, runtime=RUNTIME)
         if predictor.precision.warn:
             log.warning("precision: %s", predictor.precision.note)
-        inference = cls(predictor, UploadLimits(settings.max_upload_bytes, settings.max_pixels), metrics, auditor,
+        models = ModelSet(HeldModel(predictor, path, digest, time.time(), provenance(meta, predictor)))
+        inference = cls(models, UploadLimits(settings.max_upload_bytes, settings.max_pixels), metrics, auditor,
                         reviews=reviews)
-        log.info("model %s loaded, threshold %.4g nats (calibrated on %s), familiar mass %s, N=%d, precision %s "
-                 "(runtime %s; %s)", predictor.model_version, predictor.rule.threshold, inference.calibrated_on,
-                 predictor.rule.familiar_mass, predictor.default_samples, predictor.precision.precision, RUNTIME,
-                 predictor.precision.note)
+        inference.publish()
         if settings.micro_batching:
             inference.batcher = MicroBatcher(inference.run_pass, settings.batch_max_images,
                                              settings.batch_max_wait_ms / 1000.0, settings.queue_max,
@@ -101,9 +108,36 @@ class Inference:
             inference.batcher.start()
         return inference
 
+    def publish(self) -> None:
+        """The live model's facts as gauges, and a line in the log."""
+        predictor = self.predictor
+        self.metrics.publish_model(predictor.model_version, predictor.rule.threshold, predictor.expected_referral_rate,
+                                   self.auditor.fraction, predictor.calibration.alpha if predictor.calibration else None,
+                                   precision=predictor.precision.precision, runtime=RUNTIME)
+        log.info("model %s live, threshold %.4g nats (calibrated on %s), familiar mass %s, N=%d, precision %s "
+                 "(runtime %s; %s)", predictor.model_version, predictor.rule.threshold, self.calibrated_on,
+                 predictor.rule.familiar_mass, predictor.default_samples, predictor.precision.precision, RUNTIME,
+                 predictor.precision.note)
+
+    def swap(self, models: ModelSet) -> None:
+        """Serve ``models`` from the next pass on. Called on the event loop: a pass that runs there
+        is never interrupted, and one in the inference thread has read its model already."""
+        before = self.models.live
+        self.models = models
+        if models.shadow is not None:
+            self.metrics.version_at_zero(models.shadow.version)
+        if models.live.digest != before.digest:
+            if models.live.version != before.version:
+                self.metrics.retire_version(before.version, before.predictor.precision.precision, RUNTIME)
+            self.publish()
+
     async def close(self) -> None:
         if self.batcher is not None:
             await self.batcher.stop()
+
+    @property
+    def predictor(self) -> Predictor:
+        return self.models.live.predictor
 
     @property
     def model_version(self) -> str:
@@ -142,9 +176,10 @@ class Inference:
 
     def run_pass(self, uploads: list[Upload], options: PassOptions) -> list[Outcome]:
         """One pass: prepare every upload, then run all the digits through the network at once."""
+        predictor = self.models.live.predictor  # read once: a swap during the pass takes effect at the next
         prepared = [self.prepare(data) for data in uploads]
         digits = [item for item in prepared if isinstance(item, np.ndarray)]
-        answered = iter(self.predictor.predict(digits, options.samples, options.spread) if digits else [])
+        answered = iter(predictor.predict(digits, options.samples, options.spread) if digits else [])
         return [item if isinstance(item, ImageRejected) else next(answered) for item in prepared]
 
     async def classify(self, uploads: Sequence[Upload], samples: int | None, spread: bool = False) -> list[Outcome]:
@@ -162,8 +197,11 @@ class Inference:
         for result in results:
             if isinstance(result, ImageRejected):
                 self.metrics.record_rejection(result.reason)
-        return [result if isinstance(result, ImageRejected) else self._account(result, upload)
-                for result, upload in zip(results, uploads, strict=True)]
+        answers = [result if isinstance(result, ImageRejected) else self._account(result, upload)
+                   for result, upload in zip(results, uploads, strict=True)]
+        if self.shadow is not None:
+            self.shadow.offer([result for result in results if isinstance(result, Prediction)])
+        return answers
 
     async def answer_all(self, uploads: Sequence[Upload], samples: int | None, spread: bool = False) -> list[Answer]:
         """Finished answers for every upload, or :class:`RejectedElement` for the first refused one
@@ -172,17 +210,20 @@ class Inference:
         for index, result in enumerate(results):
             if isinstance(result, ImageRejected):
                 raise RejectedElement(index, result)
-        return [self._account(result, upload) for result, upload in zip(results, uploads, strict=True)
-                if isinstance(result, Prediction)]
+        answers = [self._account(result, upload) for result, upload in zip(results, uploads, strict=True)
+                   if isinstance(result, Prediction)]
+        if self.shadow is not None:
+            self.shadow.offer([answer.prediction for answer in answers])
+        return answers
 
     def _account(self, prediction: Prediction, upload: Upload) -> Answer:
         """Draw the audit flag of an answer (any answer, referred or not), count the answer, and queue
         it for review when referred or audited (no I/O here: ``service/review/queue.py``)."""
         audit = self.auditor.draw()
         self.metrics.record_prediction(prediction.digit, prediction.entropy, prediction.refer_reason,
-                                       prediction.samples, audit)
+                                       prediction.samples, audit, prediction.model_version)
         review_id = None
         if self.reviews is not None:
-            review_id = self.reviews.submit(prediction, upload, audit, self.model_version,
+            review_id = self.reviews.submit(prediction, upload, audit, prediction.model_version,
                                            self.auditor.fraction)
         return Answer(prediction, audit, review_id)

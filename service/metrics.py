@@ -45,14 +45,16 @@ class Metrics:
         self._answers(registry)
         self._model(registry)
         self._review(registry)
+        self._shadow(registry)
         self._label_values_at_zero()
 
     def _answers(self, registry: CollectorRegistry) -> None:
         """What the service answered and refused, and how long it took."""
-        self.predictions = Counter("bnn_predictions", "Answered images, by refer decision and class",
-                                   ["referred", "class"], registry=registry)
+        self.predictions = Counter("bnn_predictions", "Answered images, by refer decision, class and the model "
+                                   "version that answered", ["referred", "class", "model_version"], registry=registry)
         self.referrals = Counter("bnn_referrals", "Referred images, by reason (uncertain: entropy over its threshold; "
-                                 "unfamiliar: probably not a digit)", ["reason"], registry=registry)
+                                 "unfamiliar: probably not a digit) and model version", ["reason", "model_version"],
+                                 registry=registry)
         self.audits = Counter("bnn_audits", "Answers (accepted or referred) marked audit=true for a human spot check, by class",
                               ["class"], registry=registry)
         self.entropy = Histogram("bnn_prediction_entropy_nats", "Predictive entropy of answered images (nats)",
@@ -74,9 +76,9 @@ class Metrics:
             "overrides it without BNN_EXPECTED_REFERRAL_RATE)", registry=registry, multiprocess_mode="max")
         self.audit_fraction = Gauge("bnn_audit_fraction", "Configured fraction of answers marked audit",
                                     registry=registry, multiprocess_mode="max")
-        self.model_info = Gauge("bnn_model_info", "Loaded model (value 1), the precision its conv trunk runs in and "
-                                "the runtime", ["model_version", "precision", "runtime"], registry=registry,
-                                multiprocess_mode="max")
+        self.model_info = Gauge("bnn_model_info", "Live model (value 1; 0 once another is promoted), the precision "
+                                "its conv trunk runs in and the runtime", ["model_version", "precision", "runtime"],
+                                registry=registry, multiprocess_mode="max")
         self.accepted_error_target = Gauge(
             "bnn_accepted_error_target", "The calibrated promise: accepted answers wrong at most this often (alpha; "
             "NaN if the checkpoint states none)", registry=registry, multiprocess_mode="max")
@@ -116,6 +118,18 @@ class Metrics:
                                          "of the live accepted error", registry=registry, multiprocess_mode="mostrecent")
         self.audited_error_upper = Gauge("bnn_audited_accepted_error_ratio_upper", "Clopper-Pearson 95 % upper bound "
                                          "of the live accepted error", registry=registry, multiprocess_mode="mostrecent")
+    def _shadow(self, registry: CollectorRegistry) -> None:
+        """The shadow (``service/shadow.py``): the candidate's answers to a sample of live traffic, compared."""
+        self.shadow_compared = Counter(
+            "bnn_shadow_compared", "Live answers the shadow also answered, by version pair and whether the class "
+            "and the refer decision agree", ["live_version", "shadow_version", "class_agree", "refer_agree"],
+            registry=registry)
+        self.shadow_reasons = Counter(
+            "bnn_shadow_reasons", "On the shadowed images: each model's decision (accepted, uncertain, unfamiliar)",
+            ["role", "model_version", "reason"], registry=registry)
+        self.shadow_dropped = Counter("bnn_shadow_dropped", "Images drawn for the shadow but dropped: the worker's "
+                                      "shadow backlog was full", registry=registry)
+
     def _label_values_at_zero(self) -> None:
         """Every label value a query divides by exists from the start (see the module docstring)."""
         for reason in REVIEW_REASONS:
@@ -125,20 +139,25 @@ class Metrics:
                 self.review_labels.labels(reason=reason, outcome=result)
         for cause in ("age", "rows", "bytes"):
             self.review_dropped.labels(cause=cause)
-        for referred in ("true", "false"):
-            for digit in CLASSES:
-                self.predictions.labels(referred=referred, **{"class": digit})
         for digit in CLASSES:
             self.audits.labels(**{"class": digit})
-        for refer_reason in REFER_REASONS:
-            self.referrals.labels(reason=refer_reason)
         for reason in REJECTION_REASONS:
             self.rejected.labels(reason=reason)
 
-    def record_prediction(self, digit: int, entropy: float, refer_reason: str | None, samples: int, audit: bool) -> None:
-        self.predictions.labels(referred="true" if refer_reason else "false", **{"class": str(digit)}).inc()
+    def version_at_zero(self, model_version: str) -> None:
+        """A version's answer series, at 0 from the moment it is loaded (live or shadow)."""
+        for referred in ("true", "false"):
+            for digit in CLASSES:
+                self.predictions.labels(referred=referred, model_version=model_version, **{"class": digit})
+        for refer_reason in REFER_REASONS:
+            self.referrals.labels(reason=refer_reason, model_version=model_version)
+
+    def record_prediction(self, digit: int, entropy: float, refer_reason: str | None, samples: int, audit: bool,
+                          model_version: str) -> None:
+        self.predictions.labels(referred="true" if refer_reason else "false", model_version=model_version,
+                                **{"class": str(digit)}).inc()
         if refer_reason:
-            self.referrals.labels(reason=refer_reason).inc()
+            self.referrals.labels(reason=refer_reason, model_version=model_version).inc()
         self.entropy.observe(entropy)
         self.samples.observe(samples)
         if audit:
@@ -161,6 +180,18 @@ class Metrics:
         self.expected_referral_rate.set(float("nan") if expected_referral_rate is None else expected_referral_rate)
         self.audit_fraction.set(audit_fraction)
         self.model_info.labels(model_version=model_version, precision=precision, runtime=runtime).set(1)
+        self.version_at_zero(model_version)
+
+    def record_shadow(self, live_version: str, shadow_version: str, class_agree: bool, refer_agree: bool,
+                      live_reason: str, shadow_reason: str) -> None:
+        self.shadow_compared.labels(live_version=live_version, shadow_version=shadow_version,
+                                    class_agree=str(class_agree).lower(), refer_agree=str(refer_agree).lower()).inc()
+        self.shadow_reasons.labels(role="live", model_version=live_version, reason=live_reason).inc()
+        self.shadow_reasons.labels(role="shadow", model_version=shadow_version, reason=shadow_reason).inc()
+
+    def retire_version(self, model_version: str, precision: str, runtime: str) -> None:
+        """A version no longer live: its info gauge to 0 (its counters stay, for rates over past windows)."""
+        self.model_info.labels(model_version=model_version, precision=precision, runtime=runtime).set(0)
 
     def record_rejection(self, reason: str) -> None:
         self.rejected.labels(reason=reason).inc()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,6 +45,7 @@ class Prediction:
     candidates: list[int]  # digits worth a reviewer's look, most likely first (the digit alone when sure)
     threshold: float
     samples: int
+    model_version: str  # the model whose pass produced it
     # on request (``predict(..., spread=True)``): how the samples disagree
     spread: list[float] | None = None  # each class probability's standard deviation over the samples
     votes: list[int] | None = None  # how many samples put each class first
@@ -108,7 +110,7 @@ def served_precision(choice: PrecisionChoice, requested: str, records: dict[str,
         return PrecisionChoice("float32", f"{choice.note}; the checkpoint has no {choice.precision} calibration "
                                           f"record (has: {have}; make calibrate makes both), so float32", True)
     raise CheckpointError(f"no calibration record for {choice.precision} in the checkpoint's metadata (has: {have}): "
-                          f"run make calibrate, or set BNN_PRECISION to one it has")
+                          f"run make calibrate, or set BNN_PRECISION to one it has", "calibration")
 
 
 class Predictor:
@@ -139,18 +141,27 @@ class Predictor:
         overridden. The expected referral rate is the record's unless given, and unknown when a
         threshold is overridden."""
         net, meta = load_checkpoint(path)
+        return cls.from_loaded(net, meta, path, threshold, default_samples, expected_referral_rate, precision)
+
+    @classmethod
+    def from_loaded(cls, net: BayesianNet, meta: dict[str, Any], path: Path, threshold: float | None = None,
+                    default_samples: int | None = None, expected_referral_rate: float | None = None,
+                    precision: str = "float32") -> Predictor:
+        """:meth:`from_checkpoint` for a checkpoint already loaded from ``path`` (named in errors,
+        whose ``check`` is ``calibration``)."""
         try:
             records = served_calibrations(meta)
         except (TypeError, ValueError) as error:
-            raise CheckpointError(f"{path}: the calibration record in its metadata is malformed ({error})") from None
+            raise CheckpointError(f"{path}: the calibration record in its metadata is malformed ({error})",
+                                  "calibration") from None
         if threshold is None and not records:
             raise CheckpointError(f"{path}: no calibrated threshold in its metadata; run python -m model.calibrate "
-                                  "or set BNN_THRESHOLD")
+                                  "or set BNN_THRESHOLD", "calibration")
         overridden = threshold is not None
         try:
             choice = served_precision(choose_precision(precision), precision, records, overridden)
         except CheckpointError as error:
-            raise CheckpointError(f"{path}: {error}") from None
+            raise CheckpointError(f"{path}: {error}", "calibration") from None
         calibration = records.get(choice.precision, records.get("float32"))
         net = as_served(net, calibration, choice.precision)
         rule = ReferRule(
@@ -184,7 +195,8 @@ class Predictor:
             predictions.append(Prediction(
                 digit=digit, probabilities=probs, entropy=entropy, expected_entropy=expected_entropy,
                 mutual_information=mutual_information, refer=reason is not None, refer_reason=reason,
-                candidates=candidates(probs), threshold=self.rule.threshold, samples=count, spread=deviation,
+                candidates=candidates(probs), threshold=self.rule.threshold, samples=count,
+                model_version=self.model_version, spread=deviation,
                 votes=votes, seen=seen,
             ))
         return predictions

@@ -19,6 +19,7 @@ MIB = 1024 * 1024
 # prometheus_client's variable: the directory where several workers keep their metric values.
 # It must be set before prometheus_client is first imported (it picks its value class then).
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTROL_DIR_ENV = "BNN_CONTROL_DIR"  # where several workers agree on model changes (service/model_control.py)
 
 
 class Settings(BaseSettings):
@@ -74,10 +75,20 @@ class Settings(BaseSettings):
                                                              "before retention drops them")
     review_buffer: int = Field(10_000, ge=1, description="most answers waiting in a worker for the store (while "
                                                          "it is slow or down) before new ones are not queued")
+    admin_tokens: SecretStr | None = Field(None, description="admins as name:token pairs, comma-separated: they may "
+                                                             "shadow, promote and roll back models (/admin); unset: "
+                                                             "the admin routes do not exist")
+    shadow_checkpoint: Path | None = Field(None, description="a candidate loaded at start beside the live model, "
+                                                             "answering BNN_SHADOW_FRACTION of traffic off the "
+                                                             "response path")
+    shadow_fraction: float = Field(0.1, ge=0.0, le=1.0, description="fraction of answered images the shadow also "
+                                                                     "answers, when one is loaded")
+    control_dir: Path | None = Field(None, description="where the workers agree on model changes (python -m service "
+                                                       "makes a fresh one; set it to keep a promotion across restarts)")
     host: str = Field("127.0.0.1", description="bind address (python -m service)")
     port: int = Field(8000, ge=1, le=65535, description="bind port (python -m service)")
 
-    @field_validator("review_tokens", mode="before")
+    @field_validator("review_tokens", "admin_tokens", "shadow_checkpoint", "control_dir", mode="before")
     @classmethod
     def _unset_when_empty(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value  # compose passes "" for unset
@@ -90,6 +101,12 @@ class Settings(BaseSettings):
             async_url(self.review_db)  # ValueError naming BNN_REVIEW_DB
             if self.review_tokens is not None:
                 Reviewers.parse(self.review_tokens.get_secret_value())
+        if self.admin_tokens is not None:
+            admins = Reviewers.parse(self.admin_tokens.get_secret_value(), "BNN_ADMIN_TOKENS")
+            if self.review_tokens is not None:
+                reviewers = Reviewers.parse(self.review_tokens.get_secret_value())
+                if any(reviewers.who(token) for _, token in admins.tokens):
+                    raise ValueError("BNN_ADMIN_TOKENS: a token is also a reviewer's; give admins their own")
         if self.max_upload_bytes > self.max_request_bytes:
             raise ValueError("BNN_MAX_UPLOAD_BYTES must not exceed BNN_MAX_REQUEST_BYTES")
         return self

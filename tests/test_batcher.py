@@ -12,7 +12,7 @@ def fake_prediction(digit: np.ndarray, samples: int | None) -> Prediction:
     value = int(digit[0, 0])
     return Prediction(digit=value, probabilities=[0.1] * 10, entropy=float(value), expected_entropy=0.0,
                       mutual_information=0.0, refer=False, refer_reason=None, candidates=[value], threshold=1.0,
-                      samples=samples or 100)
+                      samples=samples or 100, model_version="test")
 
 
 class Recorder:

@@ -21,27 +21,29 @@ MIN_TOKEN_LENGTH = 16
 
 
 class InvalidTokens(ValueError):
-    """BNN_REVIEW_TOKENS is malformed (the message says where)."""
+    """BNN_REVIEW_TOKENS (or BNN_ADMIN_TOKENS) is malformed (the message says where)."""
 
 
 @dataclass(frozen=True)
 class Reviewers:
+    """Named tokens: the reviewers', and in the same form the admins' (``BNN_ADMIN_TOKENS``)."""
+
     tokens: tuple[tuple[str, str], ...]  # (name, token)
 
     @classmethod
-    def parse(cls, spec: str) -> Reviewers:
+    def parse(cls, spec: str, setting: str = "BNN_REVIEW_TOKENS") -> Reviewers:
         pairs = []
         for index, part in enumerate(part.strip() for part in spec.split(",")):
             name, colon, token = part.partition(":")
             if not colon or not name.strip() or not token:
-                raise InvalidTokens(f"BNN_REVIEW_TOKENS entry {index + 1}: expected name:token")
+                raise InvalidTokens(f"{setting} entry {index + 1}: expected name:token")
             if len(token) < MIN_TOKEN_LENGTH:
-                raise InvalidTokens(f"BNN_REVIEW_TOKENS entry {index + 1} ({name.strip()}): a token needs at least "
+                raise InvalidTokens(f"{setting} entry {index + 1} ({name.strip()}): a token needs at least "
                                     f"{MIN_TOKEN_LENGTH} characters")
             pairs.append((name.strip(), token))
         names = [name for name, _ in pairs]
         if len(set(names)) != len(names):
-            raise InvalidTokens("BNN_REVIEW_TOKENS: a reviewer name appears twice")
+            raise InvalidTokens(f"{setting}: a name appears twice")
         return cls(tuple(pairs))
 
     @classmethod

@@ -26,12 +26,12 @@ router = APIRouter(tags=["predict"], dependencies=[Depends(require_api_key)], re
 BATCH_ANSWER = TypeAdapter(list[PredictionOut | BatchErrorOut])
 
 
-def prediction_out(answer: Answer, model_version: str, include: Include, filename: str | None = None) -> PredictionOut:
+def prediction_out(answer: Answer, include: Include, filename: str | None = None) -> PredictionOut:
     fields = dict(vars(answer.prediction))  # shallow: asdict's deep copy cost more than the rest of this
     seen = fields.pop("seen")
     image = seen.tolist() if include.input and seen is not None else None
     return PredictionOut(**{"class": fields.pop("digit")}, **fields, audit=answer.audit,
-                         review_id=answer.review_id, model_version=model_version, filename=filename, input=image)
+                         review_id=answer.review_id, filename=filename, input=image)
 
 
 def json_answer(content: bytes) -> Response:
@@ -81,7 +81,7 @@ async def predict(request: Request, inference: InferenceDep, settings: SettingsD
         answer = (await inference.answer_all([data], samples, include.spread))[0]
     except RejectedElement as rejected:
         raise rejected.error from None
-    shaped = prediction_out(answer, inference.model_version, include)
+    shaped = prediction_out(answer, include)
     return json_answer(shaped.model_dump_json(by_alias=True, exclude={"filename"} | include.excluded()).encode())
 
 
@@ -95,6 +95,6 @@ async def predict_batch(files: Annotated[list[UploadFile], File(description="dig
     uploads = [await upload.read(settings.max_upload_bytes + 1) for upload in files]
     answers = [BatchErrorOut(filename=upload.filename, status=status_for(result), reason=result.reason, detail=str(result))
                if isinstance(result, ImageRejected) else
-               prediction_out(result, inference.model_version, include, upload.filename)
+               prediction_out(result, include, upload.filename)
                for upload, result in zip(files, await inference.answer_each(uploads, samples, include.spread), strict=True)]
     return json_answer(BATCH_ANSWER.dump_json(answers, by_alias=True, exclude={"__all__": include.excluded()}))

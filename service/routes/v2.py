@@ -150,7 +150,7 @@ async def run_inference(request: Request, inference: Inference, settings: Settin
         raise reject_element(parsed.input_name, rejected.index, rejected.error) from None
     first = answers[0].prediction
     parameters = {"threshold": first.threshold, "samples": first.samples}
-    body, json_length = encode_infer_response(parsed, answers, inference.model_version, parameters)
+    body, json_length = encode_infer_response(parsed, answers, first.model_version, parameters)
     if json_length is None:
         return Response(body, media_type="application/json")
     return Response(body, media_type="application/octet-stream", headers={HEADER_LENGTH: str(json_length)})

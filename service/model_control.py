@@ -1,0 +1,334 @@
+"""One model change for every worker, or for none: a two-phase change through a shared directory.
+
+Every worker of one service shares ``BNN_CONTROL_DIR`` (``python -m service`` makes a fresh one
+unless it is set; an app built in process makes its own). In it:
+
+* ``state.json``: the committed models by role (``live``, ``previous``, ``shadow``), each a path
+  and the sha256 the workers verified, and its ``generation`` (none yet: generation 0, the
+  checkpoint in ``BNN_MODEL_PATH``);
+* ``proposal.json``: the change under way (generation, action, the roles it would commit, status
+  ``pending``, ``committed`` or ``aborted``);
+* ``workers/<pid>.json``: what each worker holds and serves, and its vote on the proposal;
+* ``lock``: held (``flock``) by the one worker coordinating a change.
+
+The worker that receives an admin call coordinates (:meth:`ModelControl.change`): it takes the
+lock, writes the proposal, and waits until every live worker has voted. Each worker, in its own
+poll task, loads and verifies every model the proposal names that it does not hold yet
+(``service/models.py``: off the event loop, so it keeps serving) and votes with the sha256 it
+read, or with the check that failed. Any refusal, disagreeing sha256 or silent worker aborts the
+change: nothing is swapped anywhere. Otherwise the coordinator commits ``state.json`` and each
+worker swaps its prepared models in between two passes (``service/inference.py``), then reports
+its generation; the call returns when every worker serves the new generation. A worker that
+starts later (a restart) loads the committed state before it serves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from service.errors import ModelChangeConflict, ModelChangeRefused, ModelChangeTimeout
+from service.models import CandidateRefused, HeldModel, ModelSet, checkpoint_digest, load_verified
+from service.settings import Settings
+
+log = logging.getLogger("service")
+POLL_S = 0.05  # how often each worker looks for a proposal or a commit
+HEARTBEAT_S = 1.0  # how often it rewrites its file with its shadow's tallies
+VOTE_TIMEOUT_S = 60.0  # every worker must have loaded and verified the candidate within this
+APPLY_TIMEOUT_S = 10.0  # ... and swapped it in within this of the commit
+ROLES = ("live", "previous", "shadow")
+ACTIONS = ("promote", "rollback", "shadow", "unshadow")
+Roles = dict[str, str | None]  # role -> checkpoint path (None: the role is empty)
+
+
+def write_json(path: Path, document: dict[str, Any]) -> None:
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_text(json.dumps(document))
+    os.replace(partial, path)  # readers see the old file or the new one, never half
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        document = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError as error:
+        return error.errno == errno.EPERM
+    return True
+
+
+def proposed_roles(action: str, current: Roles, path: str | None) -> Roles:
+    """The roles ``action`` commits from ``current``, or ModelChangeConflict when it cannot apply."""
+    live, previous, shadow = current["live"], current["previous"], current["shadow"]
+    if action == "promote":
+        target = path or shadow
+        if target is None:
+            raise ModelChangeConflict("nothing to promote: give a checkpoint path, or load a shadow first")
+        return {"live": target, "previous": live, "shadow": None if target == shadow else shadow}
+    if action == "rollback":
+        if previous is None:
+            raise ModelChangeConflict("nothing to roll back to: no model was live before this one")
+        return {"live": previous, "previous": live, "shadow": shadow}
+    if action == "shadow":
+        if path is None:
+            raise ModelChangeConflict("a shadow needs a checkpoint path")
+        return {"live": live, "previous": previous, "shadow": path}
+    if action == "unshadow":
+        return {"live": live, "previous": previous, "shadow": None}
+    raise ValueError(f"unknown action {action!r}; expected one of {', '.join(ACTIONS)}")
+
+
+@dataclass
+class Prepared:
+    generation: int
+    models: ModelSet | None  # None: this worker refused the proposal
+
+
+@dataclass
+class ModelControl:
+    """One worker's side of the protocol (its poll task), and the coordinator of changes it receives."""
+
+    directory: Path
+    settings: Settings
+    current: Callable[[], ModelSet]  # what this worker serves now
+    swap: Callable[[ModelSet], None]  # serve these from the next pass on
+    shadow_tallies: Callable[[], dict[str, Any]] = dict
+    pid: int = field(default_factory=os.getpid)
+    generation: int = 0
+    _prepared: Prepared | None = None
+    _voted: dict[str, Any] | None = None
+    _task: asyncio.Task[None] | None = None
+    _seen: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    # -- files ------------------------------------------------------------------------------------
+    @property
+    def workers_dir(self) -> Path:
+        return self.directory / "workers"
+
+    def state(self) -> dict[str, Any]:
+        """The committed state; generation 0 (what BNN_MODEL_PATH loaded) until a first change."""
+        committed = read_json(self.directory / "state.json")
+        if committed is not None:
+            return committed
+        models = self.current()
+        return {"generation": 0, "roles": {role: None if held is None else {"path": str(held.path),
+                                                                           "sha256": held.digest}
+                                           for role, held in zip(ROLES, (models.live, models.previous, models.shadow),
+                                                                 strict=True)}}
+
+    def worker_files(self) -> list[dict[str, Any]]:
+        """Every live worker's file (a dead worker's is removed)."""
+        found = []
+        for path in sorted(self.workers_dir.glob("*.json")):
+            document = read_json(path)
+            if document is None:
+                continue
+            if not alive(int(document.get("pid", 0))):
+                path.unlink(missing_ok=True)
+                continue
+            found.append(document)
+        return found
+
+    def _publish(self) -> None:
+        models = self.current()
+        write_json(self.workers_dir / f"{self.pid}.json", {
+            "pid": self.pid, "generation": self.generation, "updated": time.time(), "vote": self._voted,
+            **{role: None if held is None else held.version
+               for role, held in zip(ROLES, (models.live, models.previous, models.shadow), strict=True)},
+            "shadow_tallies": self.shadow_tallies(),
+        })
+
+    # -- this worker ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Serve the committed state (a worker started after a change), register, and poll."""
+        self.workers_dir.mkdir(parents=True, exist_ok=True)
+        committed = read_json(self.directory / "state.json")
+        if committed is not None:
+            models = await asyncio.to_thread(self._load_roles, committed["roles"])
+            self.swap(models)
+            self.generation = int(committed["generation"])
+            log.info("serving the committed models of generation %d: live %s", self.generation, models.live.version)
+        self._publish()
+        self._task = asyncio.get_running_loop().create_task(self._poll(), name="model-control")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        (self.workers_dir / f"{self.pid}.json").unlink(missing_ok=True)
+
+    def _changed(self, name: str) -> bool:
+        try:
+            info = os.stat(self.directory / name)
+        except FileNotFoundError:
+            return False
+        stamp = (info.st_mtime_ns, info.st_ino)
+        if self._seen.get(name) == stamp:
+            return False
+        self._seen[name] = stamp
+        return True
+
+    async def _poll(self) -> None:
+        last_beat = time.monotonic()
+        while True:
+            await asyncio.sleep(POLL_S)
+            try:
+                if self._changed("proposal.json"):
+                    await self._consider(read_json(self.directory / "proposal.json"))
+                if self._changed("state.json"):
+                    await self._apply(read_json(self.directory / "state.json"))
+                if time.monotonic() - last_beat >= HEARTBEAT_S:
+                    self._publish()
+                    last_beat = time.monotonic()
+            except Exception:  # never let the poll task die: the next change must still reach this worker
+                log.exception("model control")
+
+    def _load_roles(self, roles: dict[str, Any]) -> ModelSet:
+        """The models ``roles`` names: each held one reused (same sha256), the others loaded and verified."""
+        models = self.current()
+        precision = models.live.predictor.precision.precision
+        loaded: dict[str, HeldModel | None] = {}
+        for role in ROLES:
+            entry = roles.get(role)
+            if entry is None:
+                loaded[role] = None
+                continue
+            path = Path(entry["path"])
+            digest = checkpoint_digest(path)
+            if entry.get("sha256") not in (None, digest):
+                raise CandidateRefused("file", f"{path}: changed on disk since the other workers verified it")
+            loaded[role] = models.find(digest) or load_verified(path, precision, self.settings)
+        live = loaded["live"]
+        assert live is not None
+        return ModelSet(live, loaded["previous"], loaded["shadow"])
+
+    async def _consider(self, proposal: dict[str, Any] | None) -> None:
+        if proposal is None or proposal.get("status") != "pending" or proposal["generation"] <= self.generation:
+            if proposal is not None and proposal.get("status") == "aborted":
+                self._prepared = None
+            return
+        generation = int(proposal["generation"])
+        roles = {role: None if path is None else {"path": path} for role, path in proposal["roles"].items()}
+        try:
+            models = await asyncio.to_thread(self._load_roles, roles)
+        except CandidateRefused as refused:
+            self._prepared = Prepared(generation, None)
+            self._voted = {"proposal": proposal["id"], "generation": generation, "ok": False, "check": refused.check,
+                           "reason": refused.reason}
+        else:
+            self._prepared = Prepared(generation, models)
+            self._voted = {"proposal": proposal["id"], "generation": generation, "ok": True,
+                           "sha256": {role: None if held is None else held.digest
+                                      for role, held in zip(ROLES, (models.live, models.previous, models.shadow),
+                                                            strict=True)}}
+        self._publish()
+
+    async def _apply(self, committed: dict[str, Any] | None) -> None:
+        if committed is None or int(committed["generation"]) <= self.generation:
+            return
+        generation = int(committed["generation"])
+        prepared = self._prepared
+        if prepared is not None and prepared.generation == generation and prepared.models is not None:
+            models = prepared.models
+        else:  # started, or restarted, while the change was voted: load what was committed
+            models = await asyncio.to_thread(self._load_roles, committed["roles"])
+        self.swap(models)
+        self.generation, self._prepared = generation, None
+        self._publish()
+        log.info("generation %d: live %s, previous %s, shadow %s", generation, models.live.version,
+                 models.previous.version if models.previous else None, models.shadow.version if models.shadow else None)
+
+    # -- the coordinator --------------------------------------------------------------------------
+    async def change(self, action: str, path: str | None = None) -> dict[str, Any]:
+        """Make ``action`` on every worker or on none; what every worker serves after it.
+        ModelChangeConflict, ModelChangeRefused or ModelChangeTimeout otherwise."""
+        with self._lock():
+            started = time.monotonic()
+            state = self.state()
+            current: Roles = {role: None if entry is None else entry["path"] for role, entry in state["roles"].items()}
+            if path is not None:
+                path = str(Path(path).resolve())
+            roles = proposed_roles(action, current, path)
+            generation = int(state["generation"]) + 1
+            proposal = {"id": uuid.uuid4().hex, "generation": generation, "action": action, "roles": roles,
+                        "status": "pending", "created": time.time()}
+            write_json(self.directory / "proposal.json", proposal)
+            try:
+                votes = await self._votes(proposal["id"])
+            except BaseException:
+                write_json(self.directory / "proposal.json", {**proposal, "status": "aborted"})
+                raise
+            write_json(self.directory / "state.json", {"generation": generation, "roles": {
+                role: None if target is None else {"path": target, "sha256": votes[0]["sha256"][role]}
+                for role, target in roles.items()}})
+            write_json(self.directory / "proposal.json", {**proposal, "status": "committed"})
+            workers = await self._applied(generation)
+            return {"action": action, "generation": generation, "elapsed_s": round(time.monotonic() - started, 3),
+                    "live": workers[0]["live"], "workers": workers}
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        handle = open(self.directory / "lock", "a+")  # noqa: SIM115 -- held for the whole change
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ModelChangeConflict("another model change is in progress; retry when it ends") from None
+            yield
+        finally:
+            handle.close()  # releases the lock
+
+    async def _votes(self, proposal: str) -> list[dict[str, Any]]:
+        """Every live worker's vote on ``proposal`` (its id), once all have voted; refusals and disagreements raise."""
+        deadline = time.monotonic() + VOTE_TIMEOUT_S
+        while True:
+            workers = self.worker_files()
+            votes = [w.get("vote") or {} for w in workers]
+            if workers and all(vote.get("proposal") == proposal for vote in votes):
+                break
+            if time.monotonic() > deadline:
+                silent = [w["pid"] for w, vote in zip(workers, votes, strict=True) if vote.get("proposal") != proposal]
+                raise ModelChangeTimeout(f"worker(s) {silent} did not verify the candidate within "
+                                         f"{VOTE_TIMEOUT_S:.0f} s; nothing was changed", workers)
+            await asyncio.sleep(POLL_S)
+        refused = [vote for vote in votes if not vote.get("ok")]
+        if refused:
+            raise ModelChangeRefused(refused[0]["check"], refused[0]["reason"],
+                                     [{"pid": w["pid"], "check": v.get("check"), "reason": v.get("reason")}
+                                      for w, v in zip(workers, votes, strict=True)])
+        if len({json.dumps(vote["sha256"], sort_keys=True) for vote in votes}) > 1:
+            raise ModelChangeRefused("file", "the workers read different files at the same path (it changed while "
+                                             "they loaded it); nothing was changed",
+                                     [{"pid": w["pid"], "sha256": v["sha256"]} for w, v in zip(workers, votes,
+                                                                                                 strict=True)])
+        return votes
+
+    async def _applied(self, generation: int) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + APPLY_TIMEOUT_S
+        while True:
+            workers = self.worker_files()
+            if all(int(w["generation"]) >= generation for w in workers):
+                return workers
+            if time.monotonic() > deadline:
+                raise ModelChangeTimeout(f"committed, but not every worker serves generation {generation} after "
+                                         f"{APPLY_TIMEOUT_S:.0f} s (see workers)", workers)
+            await asyncio.sleep(POLL_S)
+

@@ -1,0 +1,142 @@
+"""The admin API (``/admin``): the models the service holds, a shadow on live traffic, promotion
+and rollback, each applied by every worker or by none (``service/model_control.py``).
+
+Included only when ``BNN_ADMIN_TOKENS`` is set (otherwise every ``/admin`` path is a 404). Every
+route needs an admin token (``Authorization: Bearer <token>``); reviewer tokens and the client
+API key never grant these routes. A refused candidate answers 422 with the check that failed
+(``file``, ``architecture``, ``calibration``, ``weights`` or ``fixtures``) and its reason; the
+live model stays.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+
+from service.errors import (
+    AdminUnauthorized,
+    ModelChangeConflict,
+    ModelChangeRefused,
+    ModelChangeTimeout,
+    ServiceUnavailable,
+)
+from service.model_control import ModelControl
+from service.review.access import Reviewers
+from service.schemas import ErrorOut
+
+BEARER = HTTPBearer(auto_error=False, scheme_name="admin token", description="an admin's token from BNN_ADMIN_TOKENS")
+ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorOut, "description": text} for status, text in {
+    401: "no valid admin token (Authorization: Bearer)",
+    409: "another change is in progress, or there is nothing to promote or roll back to",
+    422: "a worker's check refused the candidate (check, reason, workers); the live model stays",
+    503: "the model is not loaded yet",
+    504: "a worker did not answer in time (the detail says whether anything was committed)",
+}.items()}
+
+
+class CheckpointIn(BaseModel):
+    path: str = Field(description="the checkpoint's weights file on the server (its .json beside it)")
+
+
+class PromoteIn(BaseModel):
+    path: str | None = Field(None, description="a checkpoint to promote; omitted: the shadow")
+
+
+async def admin(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]) -> str:
+    admins: Reviewers = request.app.state.admins
+    name = admins.who(credentials.credentials) if credentials is not None else None
+    if name is None:
+        raise AdminUnauthorized()
+    return name
+
+
+async def control(request: Request, who: Annotated[str, Depends(admin)]) -> ModelControl:
+    found: ModelControl | None = request.app.state.control
+    if found is None:
+        raise ServiceUnavailable()
+    return found
+
+
+Control = Annotated[ModelControl, Depends(control)]
+Admin = Annotated[str, Depends(admin)]
+router = APIRouter(prefix="/admin", tags=["admin"], responses=ERRORS)
+
+
+def shadow_summary(workers: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The shadow's comparison added up over the workers' tallies (each for the shadow it holds)."""
+    total: Counter[str] = Counter()
+    version = None
+    for worker in workers:
+        tallies = dict(worker.get("shadow_tallies") or {})
+        if tallies.get("shadow_version") is None or tallies["shadow_version"] != worker.get("shadow"):
+            continue
+        version = tallies.pop("shadow_version")
+        total.update({key: int(value) for key, value in tallies.items()})
+    if version is None:
+        return None
+    compared = total["compared"]
+
+    def share(key: str) -> float | None:
+        return round(total[key] / compared, 6) if compared else None
+
+    return {"shadow_version": version, "compared": compared, "dropped": total["dropped"],
+            "class_agreement": share("class_agree"), "refer_agreement": share("refer_agree"),
+            "live_referred": round(1 - share("live_accepted"), 6) if compared else None,  # type: ignore[operator]
+            "shadow_referred": round(1 - share("shadow_accepted"), 6) if compared else None,  # type: ignore[operator]
+            "reasons": {role: {reason: total[f"{role}_{reason}"] for reason in ("accepted", "uncertain", "unfamiliar")}
+                        for role in ("live", "shadow")}}
+
+
+async def changed(control: ModelControl, action: str, path: str | None = None) -> JSONResponse:
+    try:
+        result = await control.change(action, path)
+    except ModelChangeConflict as error:
+        return JSONResponse({"detail": str(error)}, status_code=409)
+    except ModelChangeRefused as error:
+        return JSONResponse({"detail": f"refused ({error.check}): {error.reason}; the live model stays",
+                             "check": error.check, "reason": error.reason, "workers": error.workers}, status_code=422)
+    except ModelChangeTimeout as error:
+        return JSONResponse({"detail": str(error), "workers": error.workers}, status_code=504)
+    return JSONResponse(result)
+
+
+@router.get("/models")
+async def models(request: Request, control: Control) -> dict[str, Any]:
+    """What this worker holds (live, previous, shadow, with provenance), what every worker serves, and the
+    shadow's comparison on live traffic so far."""
+    workers = control.worker_files()
+    return {"worker": control.pid, "generation": control.generation, "models": control.current().describe(),
+            "workers": [{key: worker.get(key) for key in ("pid", "generation", "live", "previous", "shadow")}
+                        for worker in workers],
+            "shadow_fraction": request.app.state.settings.shadow_fraction, "shadow": shadow_summary(workers)}
+
+
+@router.post("/models/shadow")
+async def load_shadow(body: CheckpointIn, control: Control) -> JSONResponse:
+    """Load a candidate beside the live model on every worker; it answers BNN_SHADOW_FRACTION of traffic off the
+    response path."""
+    return await changed(control, "shadow", body.path)
+
+
+@router.delete("/models/shadow")
+async def drop_shadow(control: Control) -> JSONResponse:
+    """Stop and unload the shadow."""
+    return await changed(control, "unshadow")
+
+
+@router.post("/models/promote")
+async def promote(control: Control, body: PromoteIn | None = None) -> JSONResponse:
+    """Make the shadow (or the checkpoint at ``path``) live on every worker, after each verified it; the model
+    live before is kept loaded for a rollback."""
+    return await changed(control, "promote", body.path if body is not None else None)
+
+
+@router.post("/models/rollback")
+async def rollback(control: Control) -> JSONResponse:
+    """Make the previous live model live again (the one rolled back from becomes the previous)."""
+    return await changed(control, "rollback")

@@ -1,0 +1,112 @@
+"""The shadow: a candidate answering a sample of live traffic off the response path.
+
+After the live model has answered (the client's answer is final), a fraction
+(``BNN_SHADOW_FRACTION``) of the answered images is offered here with the live answer; the
+network's own ``[28, 28]`` input is kept, so the shadow sees exactly what the live model saw.
+A task of the worker's event loop takes what has been offered, in batches, after the answers'
+turn of the loop, and runs the shadow on them in one pass; nothing it does reaches a client.
+What it compares, by version pair: class agreement, refer agreement, both models' refer rates
+and reasons (``bnn_shadow_*`` metrics, and tallies in ``GET /admin/models``). When more than
+``MAX_WAITING`` images wait (the worker cannot keep up), further offers are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.metrics import Metrics
+from service.models import HeldModel
+from service.predictor import Prediction
+
+log = logging.getLogger("service")
+MAX_WAITING = 1024
+BATCH = 64
+
+
+def reason_of(prediction: Prediction) -> str:
+    return prediction.refer_reason or "accepted"
+
+
+@dataclass
+class Shadow:
+    fraction: float
+    metrics: Metrics
+    current: Callable[[], HeldModel | None]  # the shadow held now (None: off)
+    rng: random.Random = field(default_factory=random.Random)
+    _waiting: deque[tuple[Prediction, HeldModel]] = field(default_factory=lambda: deque(maxlen=MAX_WAITING))
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _task: asyncio.Task[None] | None = None
+    tallies: Counter[str] = field(default_factory=Counter)
+    tallied_version: str | None = None
+
+    def offer(self, predictions: list[Prediction]) -> None:
+        """Called after the live answers are final; cheap (a random draw each)."""
+        shadow = self.current()
+        if shadow is None or self.fraction <= 0.0:
+            return
+        for prediction in predictions:
+            if self.rng.random() >= self.fraction or prediction.seen is None:
+                continue
+            if len(self._waiting) == MAX_WAITING:
+                self.metrics.shadow_dropped.inc()
+                self.tallies["dropped"] += 1
+                continue
+            self._waiting.append((prediction, shadow))
+        if self._waiting:
+            self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="shadow")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await asyncio.sleep(0)  # the answers that offered these are sent first
+            while self._waiting:
+                batch = [self._waiting.popleft() for _ in range(min(BATCH, len(self._waiting)))]
+                try:
+                    self._compare(batch)
+                except Exception:  # a shadow's failure is the shadow's: log it, never reach a client
+                    log.exception("shadow pass")
+                await asyncio.sleep(0)  # let requests in between batches
+
+    def _compare(self, batch: list[tuple[Prediction, HeldModel]]) -> None:
+        by_shadow: dict[str, list[tuple[Prediction, HeldModel]]] = {}
+        for live, shadow in batch:
+            by_shadow.setdefault(shadow.digest, []).append((live, shadow))
+        for group in by_shadow.values():
+            shadow = group[0][1]
+            answers = shadow.predictor.predict([live.seen for live, _ in group if live.seen is not None])
+            for (live, _), answer in zip(group, answers, strict=True):
+                self._count(live, answer)
+
+    def _count(self, live: Prediction, shadow: Prediction) -> None:
+        if self.tallied_version != shadow.model_version:
+            self.tallies.clear()
+            self.tallied_version = shadow.model_version
+        class_agree, refer_agree = live.digit == shadow.digit, live.refer == shadow.refer
+        self.metrics.record_shadow(live.model_version, shadow.model_version, class_agree, refer_agree,
+                                   reason_of(live), reason_of(shadow))
+        self.tallies["compared"] += 1
+        self.tallies["class_agree"] += class_agree
+        self.tallies["refer_agree"] += refer_agree
+        self.tallies[f"live_{reason_of(live)}"] += 1
+        self.tallies[f"shadow_{reason_of(shadow)}"] += 1
+
+    def summary(self) -> dict[str, Any]:
+        """This worker's tallies for the shadow in place (``GET /admin/models`` adds up the workers')."""
+        return {"shadow_version": self.tallied_version, **self.tallies}
