@@ -26,6 +26,7 @@ class Request:
     body: bytes = b""
     headers: tuple[tuple[str, str], ...] = ()
     images: int = 1  # images answered per request, for images/s
+    tally: str | None = None  # a JSON string field of the answers to count by value (e.g. "model_version")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class WrkResult:
     p50_ms: float
     p99_ms: float
     images: int
+    tallies: dict[str, int] | None = None  # answers by the value of Request.tally
 
     @property
     def requests_per_s(self) -> float:
@@ -66,19 +68,43 @@ def _lua_string(data: bytes) -> str:
     return '"' + "".join(f"\\{byte}" for byte in data) + '"'
 
 
+def _tally(field: str) -> str:
+    """Lua that counts the answers by their ``field``'s value in each thread, and a JSON object of the sums."""
+    return f"""
+local threads = {{}}
+setup = function(thread) table.insert(threads, thread) end
+init = function(args) tallies = {{}} end
+response = function(status, headers, body)
+  local value = string.match(body, '"{field}":"([^"]*)"')
+  if value then tallies[value] = (tallies[value] or 0) + 1 end
+end
+local function tallied()
+  local sums = {{}}
+  for _, thread in ipairs(threads) do
+    for value, count in pairs(thread:get("tallies")) do sums[value] = (sums[value] or 0) + count end
+  end
+  local parts = {{}}
+  for value, count in pairs(sums) do table.insert(parts, string.format('"%s": %d', value, count)) end
+  return "{{" .. table.concat(parts, ", ") .. "}}"
+end
+"""
+
+
 def _script(request: Request) -> str:
     headers = "\n".join(f"wrk.headers[{_lua_string(k.encode())}] = {_lua_string(v.encode())}"
                         for k, v in request.headers)
+    tally = _tally(request.tally) if request.tally else "local function tallied() return 'null' end"
     return f"""
 wrk.method = "{request.method}"
 wrk.path = {_lua_string(request.path.encode())}
 wrk.body = {_lua_string(request.body)}
 {headers}
+{tally}
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format('WRKJSON {{"requests": %d, "duration_us": %d, "status": %d, "socket": %d, '
-    .. '"p50_us": %d, "p99_us": %d}}\\n', summary.requests, summary.duration, e.status,
-    e.connect + e.read + e.write + e.timeout, latency:percentile(50), latency:percentile(99)))
+    .. '"p50_us": %d, "p99_us": %d, "tallies": %s}}\\n', summary.requests, summary.duration, e.status,
+    e.connect + e.read + e.write + e.timeout, latency:percentile(50), latency:percentile(99), tallied()))
 end
 """
 
@@ -99,4 +125,5 @@ def run_wrk(url: str, request: Request, connections: int, seconds: float, thread
         raise RuntimeError(f"wrk printed no summary:\n{output}")
     numbers = json.loads(line.removeprefix("WRKJSON "))
     return WrkResult(connections, numbers["duration_us"] / 1e6, numbers["requests"], numbers["status"],
-                     numbers["socket"], numbers["p50_us"] / 1000.0, numbers["p99_us"] / 1000.0, request.images)
+                     numbers["socket"], numbers["p50_us"] / 1000.0, numbers["p99_us"] / 1000.0, request.images,
+                     numbers["tallies"])

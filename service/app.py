@@ -34,7 +34,7 @@ from service.model_control import ModelControl
 from service.models import CandidateRefused, ModelSet, load_verified
 from service.review.access import Reviewers, log_review_address
 from service.review.queue import ReviewQueue
-from service.routes import admin, page, predict, probes, review, v2
+from service.routes import admin_api, page, predict, probes, review, v2
 from service.routes import metrics as metrics_routes
 from service.settings import Settings
 from service.shadow import Shadow
@@ -130,7 +130,7 @@ def create_app(settings: Settings | None = None, registry: CollectorRegistry | N
     app.state.metrics = metrics
     routers = [probes.router, predict.router, metrics_routes.router, v2.router, page.router, review.router]
     if settings.admin_tokens is not None:  # no admins: no admin routes (404)
-        routers.append(admin.router)
+        routers.append(admin_api.router)
     for router in routers:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=page.STATIC), name="static")

@@ -268,11 +268,12 @@ class ModelControl:
                 path = str(Path(path).resolve())
             roles = proposed_roles(action, current, path)
             generation = int(state["generation"]) + 1
-            proposal = {"id": uuid.uuid4().hex, "generation": generation, "action": action, "roles": roles,
+            proposal_id = uuid.uuid4().hex
+            proposal: dict[str, Any] = {"id": proposal_id, "generation": generation, "action": action, "roles": roles,
                         "status": "pending", "created": time.time()}
             write_json(self.directory / "proposal.json", proposal)
             try:
-                votes = await self._votes(proposal["id"])
+                votes = await self._votes(proposal_id)
             except BaseException:
                 write_json(self.directory / "proposal.json", {**proposal, "status": "aborted"})
                 raise

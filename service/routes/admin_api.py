@@ -1,5 +1,6 @@
-"""The admin API (``/admin``): the models the service holds, a shadow on live traffic, promotion
-and rollback, each applied by every worker or by none (``service/model_control.py``).
+"""The admin API (``/admin``; ``python -m service.admin`` calls it): the models the service holds, a
+shadow on live traffic, promotion and rollback, each applied by every worker or by none
+(``service/model_control.py``).
 
 Included only when ``BNN_ADMIN_TOKENS`` is set (otherwise every ``/admin`` path is a 404). Every
 route needs an admin token (``Authorization: Bearer <token>``); reviewer tokens and the client
