@@ -11,8 +11,8 @@ import gc
 import logging
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
-from contextlib import ExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, ExitStack, asynccontextmanager
 from pathlib import Path
 
 import torch
@@ -78,11 +78,24 @@ def control_directory(settings: Settings, cleanup: ExitStack) -> Path:
     return directory
 
 
-def create_app(settings: Settings | None = None, registry: CollectorRegistry | None = None,
-               auditor: AuditSampler | None = None) -> FastAPI:
-    settings = settings or Settings()
-    metrics = Metrics(registry or CollectorRegistry())
-    audit_sampler = auditor or AuditSampler(settings.audit_fraction)
+def load_inference(settings: Settings, metrics: Metrics, auditor: AuditSampler,
+                   reviews: ReviewQueue | None) -> Inference:
+    """The live model (and BNN_SHADOW_CHECKPOINT's shadow) with the shadow runner started."""
+    try:
+        inference = Inference.load(settings, metrics, auditor, reviews)
+        if settings.shadow_checkpoint is not None:
+            inference.swap(with_shadow(inference, settings))
+    except CheckpointError as error:
+        log.error("cannot start: %s", error)
+        raise
+    inference.shadow = Shadow(settings.shadow_fraction, metrics, lambda: inference.models.shadow)
+    inference.shadow.start()
+    return inference
+
+
+def serving(settings: Settings, metrics: Metrics,
+            auditor: AuditSampler) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The app's lifespan: the model, the review queue and (with admins) model control, started and stopped."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -92,20 +105,14 @@ def create_app(settings: Settings | None = None, registry: CollectorRegistry | N
         # 3.8x (64 x 64 noise, 16 connections: 99 vs 379 images/s, measured with wrk)
         threadpool_limits(settings.threads, user_api="blas")
         reviews = ReviewQueue.from_settings(settings, metrics) if settings.review else None
-        try:
-            inference = Inference.load(settings, metrics, audit_sampler, reviews)
-            if settings.shadow_checkpoint is not None:
-                inference.swap(with_shadow(inference, settings))
-        except CheckpointError as error:
-            log.error("cannot start: %s", error)
-            raise
-        inference.shadow = Shadow(settings.shadow_fraction, metrics, lambda: inference.models.shadow)
-        inference.shadow.start()
+        inference = load_inference(settings, metrics, auditor, reviews)
+        shadow = inference.shadow
+        assert shadow is not None
         control = None
         with ExitStack() as cleanup:
             if settings.admin_tokens is not None:
                 control = ModelControl(control_directory(settings, cleanup), settings, lambda: inference.models,
-                                       inference.swap, inference.shadow.summary)
+                                       inference.swap, shadow.summary)
                 await control.start()
             if reviews is not None:
                 reviews.start()  # the store is migrated, and written, in the background: it never holds up start-up
@@ -115,11 +122,19 @@ def create_app(settings: Settings | None = None, registry: CollectorRegistry | N
             app.state.inference = app.state.reviews = app.state.control = None
             if control is not None:
                 await control.stop()
-            await inference.shadow.stop()
+            await shadow.stop()
             await inference.close()
             if reviews is not None:
                 await reviews.stop()
 
+    return lifespan
+
+
+def create_app(settings: Settings | None = None, registry: CollectorRegistry | None = None,
+               auditor: AuditSampler | None = None) -> FastAPI:
+    settings = settings or Settings()
+    metrics = Metrics(registry or CollectorRegistry())
+    lifespan = serving(settings, metrics, auditor or AuditSampler(settings.audit_fraction))
     app = FastAPI(title="Uncertainty-aware digit recognition", description=DESCRIPTION, version="1.0.0",
                   lifespan=lifespan, docs_url=None, redoc_url=None)  # served from our own files: routes/page.py
     app.state.inference = app.state.reviews = app.state.control = None

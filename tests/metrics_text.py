@@ -16,11 +16,16 @@ def parse_samples(text: str) -> Samples:
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:
-    """One sample's value; KeyError names what is missing."""
+    """The value of the sample with exactly ``labels``, or the sum over the samples whose labels
+    include them (labels not named, such as ``model_version``, summed over); KeyError when none has them."""
     key = (name, frozenset(labels.items()))
-    if key not in samples:
+    if key in samples:
+        return samples[key]
+    wanted = set(labels.items())
+    matching = [v for (sample_name, sample_labels), v in samples.items() if sample_name == name and wanted <= sample_labels]
+    if not matching:
         raise KeyError(f"no sample {name}{labels}")
-    return samples[key]
+    return sum(matching)
 
 
 def total(samples: Samples, name: str, **labels: str) -> float:
