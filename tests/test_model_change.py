@@ -223,10 +223,10 @@ def test_two_workers_swap_under_load_with_no_failed_request(tmp_path, made, caps
 
 
 def test_a_shadow_from_the_environment_is_verified_at_start(made):
-    with pytest.raises(Exception, match=r"BNN_SHADOW_CHECKPOINT refused \(fixtures\)"):
-        with TestClient(create_app(Settings(model_path=SHIPPED, review=False, shadow_checkpoint=made["fixtures misread"]),
-                                   registry=CollectorRegistry())):
-            pass
+    misreading = create_app(Settings(model_path=SHIPPED, review=False, shadow_checkpoint=made["fixtures misread"]),
+                            registry=CollectorRegistry())
+    with pytest.raises(Exception, match=r"BNN_SHADOW_CHECKPOINT refused \(fixtures\)"), TestClient(misreading):
+        pass
     settings = Settings(model_path=SHIPPED, review=False, shadow_checkpoint=made["good"])
     with TestClient(create_app(settings, registry=CollectorRegistry())) as client:
         held: HeldModel | None = client.app.state.inference.models.shadow  # type: ignore[attr-defined]
