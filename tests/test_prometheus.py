@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from harness import candidates
 from harness.images import encode
 from harness.inputs import mnist_fixtures, shipped_calibration
 from harness.server import post_image, running_service, wait_for
@@ -46,7 +47,9 @@ def dashboard_queries() -> list[tuple[str, str]]:
 def test_prometheus_sees_exact_counts_and_the_referral_rate_of_the_answers(tmp_path):
     binary("prometheus")
     metrics_dir = tmp_path / "metrics"
-    env = {"BNN_WORKERS": "2", "BNN_THREADS": "1", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    # a shadow on every answer: its panels need data too (the same weights under another version)
+    env = {"BNN_WORKERS": "2", "BNN_THREADS": "1", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+           "BNN_SHADOW_CHECKPOINT": str(candidates.good(tmp_path)), "BNN_SHADOW_FRACTION": "1.0"}
     with running_service(env) as (url, _):
         target = url.removeprefix("http://")
         with running_prometheus(repo_config_for(target)) as prometheus:
@@ -84,7 +87,12 @@ def test_prometheus_sees_exact_counts_and_the_referral_rate_of_the_answers(tmp_p
                 in_answers = sum(answer["class"] == digit for answer in answers)
                 assert prometheus.scalar(f'sum(bnn_predictions_total{{class="{digit}"}})', now) == in_answers
 
-            assert_dashboard_queries_evaluate(prometheus, now)
+            wait_for(lambda: prometheus.scalar("sum(bnn_shadow_compared_total)") == len(answers), timeout_s=30,
+                     what="the shadow's comparisons to be scraped", interval_s=0.25)
+            # (the same weights disagree now and then: two Monte Carlo draws of a near-uniform answer)
+            assert prometheus.scalar('sum(bnn_shadow_compared_total{class_agree="true"})') >= sum(
+                not answer["refer"] for answer in answers)
+            assert_dashboard_queries_evaluate(prometheus, time.time())
         served = per_worker_predictions(metrics_dir)
         assert len(served) == 2 and sum(served) == len(answers) and min(served) > 0, served
 
