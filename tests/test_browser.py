@@ -9,6 +9,7 @@ behind a firewall) and that the page logs no errors; each saves a screenshot to
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
 import shutil
@@ -24,7 +25,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Browser, BrowserContext, Page, Route, sync_playwright
 
-from harness.inputs import ROOT, mnist_fixtures
+from harness.inputs import ROOT, SHIPPED, mnist_fixtures
 from harness.server import running_service, wait_for
 
 CHROMIUM = os.environ.get("BNN_CHROMIUM", "/usr/bin/chromium")
@@ -344,3 +345,39 @@ def test_what_the_page_sends_reaches_the_review_page_and_keys_label_it(browser, 
         assert value(metrics, "bnn_audited_accepted_error_ratio") == 0
         assert value(metrics, "bnn_audited_accepted_error_ratio_upper") == pytest.approx(1 - 0.025 ** (1 / 4), abs=1e-9)
         assert value(metrics, "bnn_review_labels_total", reason="audit", outcome="not_a_digit") == 1
+
+
+def test_the_models_page_shows_the_shadow_and_promotes_and_refuses(browser, tmp_path):
+    """/admin: the held models and every worker's version; a shadow loaded from the page compares live
+    answers; promoting it makes it live on both workers; a broken candidate is refused with its reason."""
+    from harness import candidates
+
+    token = "page-admin-token-0123456789"
+    good, broken = candidates.good(tmp_path), candidates.with_nan(tmp_path)
+    env = {"BNN_ADMIN_TOKENS": f"ops:{token}", "BNN_REVIEW_DB": f"sqlite:///{tmp_path}/review.db",
+           "BNN_SHADOW_FRACTION": "1"}
+    shipped = json.loads(SHIPPED.with_suffix(".json").read_text())["model_version"]
+    with running_service(env) as (url, _), visiting(browser, url, f"/admin#token={token}", "admin",
+                                                     viewport={"width": 1100, "height": 1000}) as visit:
+        visit.expected_errors = ("Failed to load resource",)  # the refusal below is a 422
+        page = visit.page
+        assert "token" not in page.url
+        visit.shows("#held", shipped)
+        visit.shows("#workers", "2 worker(s) serving")
+        page.fill("#path", str(good))
+        page.click("#load-shadow")
+        visit.shows("#result", "Done: generation 1")
+        visit.shows("#held", "head-candidate")
+        for path, _ in mnist_fixtures()[:8]:
+            assert httpx.post(url + "/predict", content=path.read_bytes(),
+                              headers={"Content-Type": "image/png"}).json()["model_version"] == shipped
+        page.wait_for_function("() => Number.parseInt(document.getElementById('compared').textContent) === 8",
+                               timeout=15_000)
+        visit.shows("#class-agreement", "100.00 %")
+        page.click("#promote-shadow")
+        visit.shows("#result", "live head-candidate on 2 worker(s)")
+        visit.shows("#workers", "head-candidate (generation 2)")
+        page.fill("#path", str(broken))
+        page.click("#promote-path")
+        visit.shows("#message", "refused (weights)")
+        visit.shows("#held", "head-candidate")

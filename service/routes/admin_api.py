@@ -15,7 +15,7 @@ from collections import Counter
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
@@ -28,6 +28,7 @@ from service.errors import (
 )
 from service.model_control import ModelControl
 from service.review.access import Reviewers
+from service.routes.page import STATIC
 from service.schemas import ErrorOut
 
 BEARER = HTTPBearer(auto_error=False, scheme_name="admin token", description="an admin's token from BNN_ADMIN_TOKENS")
@@ -104,6 +105,12 @@ async def changed(control: ModelControl, action: str, path: str | None = None) -
     except ModelChangeTimeout as error:
         return JSONResponse({"detail": str(error), "workers": error.workers}, status_code=504)
     return JSONResponse(result)
+
+
+@router.get("", include_in_schema=False)
+async def admin_page() -> FileResponse:
+    """The models page (its API calls carry the token; the page itself is static)."""
+    return FileResponse(STATIC / "admin.html", media_type="text/html")
 
 
 @router.get("/models")
