@@ -7,7 +7,7 @@ import pytest
 COMMANDS = ["model.calibrate", "model.evaluate", "model.train", "model.synth.uploads", "bench.calibration_sources",
             "bench.compare_designs", "bench.drawn_digits", "bench.fuzz", "bench.interleaved", "bench.precision_agreement",
             "bench.predictive", "bench.profile_predict", "bench.review", "bench.review_defaults", "bench.service",
-            "bench.soak", "bench.train_speed"]
+            "bench.soak", "bench.train_speed", "bench.model_swap", "service.admin"]
 
 
 @pytest.mark.parametrize("module", COMMANDS)

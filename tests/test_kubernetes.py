@@ -179,3 +179,37 @@ def test_kserve_runs_the_v2_protocol_of_this_model():
     assert ISVC_CONTAINER["readinessProbe"]["httpGet"]["path"] == "/v2/models/bnn-digits/ready"
     predictor = ISVC["spec"]["predictor"]
     assert predictor["minReplicas"] >= 2 and predictor["scaleMetric"] == "cpu"
+
+
+def json_patched(document: dict[str, Any], operations: list[dict[str, Any]]) -> dict[str, Any]:
+    """RFC 6902 ``add`` and ``replace`` (what the canary overlay uses) on a copy of ``document``."""
+    patched = yaml.safe_load(yaml.safe_dump(document))
+    for operation in operations:
+        assert operation["op"] in ("add", "replace"), operation
+        *parents, last = [part.replace("~1", "/").replace("~0", "~") for part in operation["path"].split("/")[1:]]
+        node: Any = patched
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        if isinstance(node, list):
+            node.append(operation["value"]) if last == "-" else node.insert(int(last), operation["value"])
+        else:
+            assert operation["op"] == "add" or last in node, operation["path"]
+            node[last] = operation["value"]
+    return patched
+
+
+def test_the_canary_overlay_sends_a_share_of_traffic_to_a_candidate_from_a_model_volume():
+    directory = KUBE / "kserve" / "canary"
+    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    assert kustomization["resources"] == [".."]
+    (patch,) = kustomization["patches"]
+    assert (patch["target"]["kind"], patch["target"]["name"]) == ("InferenceService", ISVC["metadata"]["name"])
+    canary = json_patched(ISVC, yaml.safe_load((directory / patch["path"]).read_text()))
+    assert canary["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Serverless"  # KServe's canaries
+    assert 0 < canary["spec"]["predictor"]["canaryTrafficPercent"] < 100
+    (container,) = canary["spec"]["predictor"]["containers"]
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    assert env["BNN_MODEL_PATH"].startswith("/mnt/models/") and env["STORAGE_URI"]
+    assert len(container["env"]) == len(ISVC_CONTAINER["env"]) + 2  # nothing of the base lost
+    fields = {f"BNN_{name.upper()}" for name in Settings.model_fields}
+    assert {name for name in env if name.startswith("BNN_")} <= fields
