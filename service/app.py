@@ -88,7 +88,8 @@ def load_inference(settings: Settings, metrics: Metrics, auditor: AuditSampler,
     except CheckpointError as error:
         log.error("cannot start: %s", error)
         raise
-    inference.shadow = Shadow(settings.shadow_fraction, metrics, lambda: inference.models.shadow)
+    inference.shadow = Shadow(settings.shadow_fraction, metrics, lambda: inference.models.shadow,
+                              reviews.attach_shadow if reviews is not None else None)
     inference.shadow.start()
     return inference
 

@@ -200,7 +200,8 @@ class Inference:
         answers = [result if isinstance(result, ImageRejected) else self._account(result, upload)
                    for result, upload in zip(results, uploads, strict=True)]
         if self.shadow is not None:
-            self.shadow.offer([result for result in results if isinstance(result, Prediction)])
+            self.shadow.offer([(answer.prediction, answer.review_id if answer.audit else None)
+                               for answer in answers if isinstance(answer, Answer)])
         return answers
 
     async def answer_all(self, uploads: Sequence[Upload], samples: int | None, spread: bool = False) -> list[Answer]:
@@ -213,7 +214,7 @@ class Inference:
         answers = [self._account(result, upload) for result, upload in zip(results, uploads, strict=True)
                    if isinstance(result, Prediction)]
         if self.shadow is not None:
-            self.shadow.offer([answer.prediction for answer in answers])
+            self.shadow.offer([(answer.prediction, answer.review_id if answer.audit else None) for answer in answers])
         return answers
 
     def _account(self, prediction: Prediction, upload: Upload) -> Answer:

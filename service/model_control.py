@@ -45,6 +45,7 @@ from service.settings import Settings
 log = logging.getLogger("service")
 POLL_S = 0.05  # how often each worker looks for a proposal or a commit
 HEARTBEAT_S = 1.0  # how often it rewrites its file with its shadow's tallies
+STALE_S = 30.0  # a worker file not rewritten for this long is a dead worker's (its pid may be reused)
 VOTE_TIMEOUT_S = 60.0  # every worker must have loaded and verified the candidate within this
 APPLY_TIMEOUT_S = 10.0  # ... and swapped it in within this of the commit
 ROLES = ("live", "previous", "shadow")
@@ -81,6 +82,8 @@ def proposed_roles(action: str, current: Roles, path: str | None) -> Roles:
         target = path or shadow
         if target is None:
             raise ModelChangeConflict("nothing to promote: give a checkpoint path, or load a shadow first")
+        if target == live:
+            raise ModelChangeConflict(f"{target} is live already")
         return {"live": target, "previous": live, "shadow": None if target == shadow else shadow}
     if action == "rollback":
         if previous is None:
@@ -140,7 +143,7 @@ class ModelControl:
             document = read_json(path)
             if document is None:
                 continue
-            if not alive(int(document.get("pid", 0))):
+            if not alive(int(document.get("pid", 0))) or time.time() - float(document.get("updated", 0)) > STALE_S:
                 path.unlink(missing_ok=True)
                 continue
             found.append(document)

@@ -1,7 +1,9 @@
 """The shadow: a candidate answering a sample of live traffic off the response path.
 
 After the live model has answered (the client's answer is final), a fraction
-(``BNN_SHADOW_FRACTION``) of the answered images is offered here with the live answer; the
+(``BNN_SHADOW_FRACTION``) of the answered images, and every audited one, is offered here with the
+live answer (an audit's shadow answer is stored with its review item, so that its label judges
+both models: ``ReviewStore.shadow_on_audits``); the
 network's own ``[28, 28]`` input is kept, so the shadow sees exactly what the live model saw.
 A task of the worker's event loop gathers what has been offered into batches (``BATCH`` images,
 or what came within ``GATHER_S``) and runs the shadow on each in one pass; nothing it does
@@ -43,26 +45,29 @@ class Shadow:
     fraction: float
     metrics: Metrics
     current: Callable[[], HeldModel | None]  # the shadow held now (None: off)
+    attach: Callable[[str, dict[str, Any]], None] | None = None  # store its answer to a review item (the queue's)
     rng: random.Random = field(default_factory=random.Random)
-    _waiting: deque[tuple[Prediction, HeldModel]] = field(default_factory=lambda: deque(maxlen=MAX_WAITING))
+    _waiting: deque[tuple[Prediction, str | None, HeldModel]] = field(
+        default_factory=lambda: deque(maxlen=MAX_WAITING))
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
     tallies: Counter[str] = field(default_factory=Counter)
     tallied_version: str | None = None
 
-    def offer(self, predictions: list[Prediction]) -> None:
-        """Called after the live answers are final; cheap (a random draw each)."""
+    def offer(self, answered: list[tuple[Prediction, str | None]]) -> None:
+        """Called after the live answers are final, with each answer's review id when it is an audit
+        (audits are always shadowed: their labels compare the two models); cheap (a random draw each)."""
         shadow = self.current()
-        if shadow is None or self.fraction <= 0.0:
+        if shadow is None:
             return
-        for prediction in predictions:
-            if self.rng.random() >= self.fraction or prediction.seen is None:
+        for prediction, audit_id in answered:
+            if prediction.seen is None or (audit_id is None and self.rng.random() >= self.fraction):
                 continue
             if len(self._waiting) == MAX_WAITING:
                 self.metrics.shadow_dropped.inc()
                 self.tallies["dropped"] += 1
                 continue
-            self._waiting.append((prediction, shadow))
+            self._waiting.append((prediction, audit_id, shadow))
         if self._waiting:
             self._wake.set()
 
@@ -93,15 +98,18 @@ class Shadow:
                     log.exception("shadow pass")
                 await asyncio.sleep(0)  # let requests in between batches
 
-    def _compare(self, batch: list[tuple[Prediction, HeldModel]]) -> None:
-        by_shadow: dict[str, list[tuple[Prediction, HeldModel]]] = {}
-        for live, shadow in batch:
-            by_shadow.setdefault(shadow.digest, []).append((live, shadow))
+    def _compare(self, batch: list[tuple[Prediction, str | None, HeldModel]]) -> None:
+        by_shadow: dict[str, list[tuple[Prediction, str | None, HeldModel]]] = {}
+        for entry in batch:
+            by_shadow.setdefault(entry[2].digest, []).append(entry)
         for group in by_shadow.values():
-            shadow = group[0][1]
-            answers = shadow.predictor.predict([live.seen for live, _ in group if live.seen is not None])
-            for (live, _), answer in zip(group, answers, strict=True):
+            shadow = group[0][2]
+            answers = shadow.predictor.predict([live.seen for live, _, _ in group if live.seen is not None])
+            for (live, audit_id, _), answer in zip(group, answers, strict=True):
                 self._count(live, answer)
+                if audit_id is not None and self.attach is not None:
+                    self.attach(audit_id, {"model_version": answer.model_version, "class": answer.digit,
+                                           "refer": answer.refer, "refer_reason": answer.refer_reason})
 
     def _count(self, live: Prediction, shadow: Prediction) -> None:
         if self.tallied_version != shadow.model_version:

@@ -374,6 +374,7 @@ def test_the_models_page_shows_the_shadow_and_promotes_and_refuses(browser, tmp_
         page.wait_for_function("() => Number.parseInt(document.getElementById('compared').textContent) === 8",
                                timeout=15_000)
         visit.shows("#class-agreement", "100.00 %")
+        visit.shows("#on-audits", "labelled audit")  # none labelled yet: the page says where it comes from
         page.click("#promote-shadow")
         visit.shows("#result", "live head-candidate on 2 worker(s)")
         visit.shows("#workers", "head-candidate (generation 2)")

@@ -83,6 +83,11 @@ def test_only_an_admin_token_grants_the_admin_routes(client):
     assert [worker["live"] for worker in answer["workers"]] == [SHIPPED_VERSION]
 
 
+def test_an_empty_admin_tokens_variable_means_no_admins(monkeypatch):
+    monkeypatch.setenv("BNN_ADMIN_TOKENS", "")  # what docker-compose passes when it is unset
+    assert Settings().admin_tokens is None
+
+
 def test_an_admin_token_that_is_also_a_reviewers_is_refused():
     with pytest.raises(ValidationError, match="also a reviewer's"):
         Settings(admin_tokens=SecretStr(f"ops:{TOKEN}"), review_tokens=SecretStr(f"ana:{TOKEN}"))
@@ -102,6 +107,8 @@ def test_each_broken_candidate_is_refused_with_its_reason_and_the_live_model_sta
 def test_promote_then_rollback_and_the_answers_and_metrics_name_each_version(client, made):
     assert client.post("/admin/models/rollback", headers=ADMIN).status_code == 409  # nothing before
     assert client.post("/admin/models/promote", headers=ADMIN).status_code == 409  # no shadow, no path
+    again = client.post("/admin/models/promote", json={"path": str(SHIPPED)}, headers=ADMIN)
+    assert again.status_code == 409 and "live already" in again.json()["detail"]
     promoted = client.post("/admin/models/promote", json={"path": str(made["good"])}, headers=ADMIN)
     assert promoted.status_code == 200, promoted.text
     assert promoted.json()["live"] == "head-candidate"
@@ -232,3 +239,37 @@ def test_a_shadow_from_the_environment_is_verified_at_start(made):
         held: HeldModel | None = client.app.state.inference.models.shadow  # type: ignore[attr-defined]
         assert held is not None and held.version == "head-candidate"
         assert predict(client)["model_version"] == SHIPPED_VERSION
+
+
+def test_the_labelled_audits_judge_both_models_on_the_same_images(tmp_path):
+    """Every audit is shadowed and its shadow answer stored; labels then give both accepted errors."""
+    def refer_all(meta: dict[str, object]) -> None:
+        for record in meta["calibrations"].values():  # type: ignore[attr-defined]
+            record["threshold"] = 0.0
+
+    referring = candidates.variant(tmp_path / "refers.safetensors", "head-refers-all", edit_meta=refer_all)
+    settings = admin_settings(review_db=f"sqlite:///{tmp_path}/review.db", shadow_fraction=0.0)
+    app = create_app(settings.model_copy(update={"audit_fraction": 1.0}), registry=CollectorRegistry())
+    reviewer = {"Authorization": f"Bearer {REVIEWER}"}
+    with TestClient(app) as client:
+        assert client.post("/admin/models/shadow", json={"path": str(referring)}, headers=ADMIN).status_code == 200
+        answers = [predict(client, path) for path, _ in DIGITS[:10]]
+        assert all(answer["audit"] for answer in answers)
+        on_audits = lambda: client.get("/admin/models", headers=ADMIN).json()["shadow_on_audits"]  # noqa: E731
+        wrong_label = {answers[0]["review_id"]: str((int(answers[0]["class"]) + 1) % 10)}  # one answer called wrong
+        wait_for(lambda: (r := client.get("/review/stats", headers=reviewer)).status_code == 200
+                 and r.json()["stored_items"] == 10, 10, "ten stored items")
+        labelled = 0
+        while (item := client.get("/review/items/next", headers=reviewer)).status_code == 200:
+            body = item.json()
+            label = wrong_label.get(body["id"], str(body["answer"]["class"]))
+            assert client.post(f"/review/items/{body['id']}/label", json={"label": label},
+                               headers=reviewer).status_code == 200
+            labelled += 1
+        assert labelled == 10
+        found = wait_for(lambda: (o := on_audits()) and o["labelled_audits"] == 10 and o, 10, "the shadow's answers")
+        accepted = sum(not answer["refer"] for answer in answers)
+        assert found["live"]["audited"] == accepted and found["live"]["wrong"] == (not answers[0]["refer"])
+        assert found["shadow"]["audited"] == 0  # it referred every one: nothing it accepted was wrong
+        export = client.get("/review/export", headers=reviewer).text.splitlines()
+        assert {json.loads(line)["shadow"]["model_version"] for line in export} == {"head-refers-all"}

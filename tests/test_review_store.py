@@ -229,7 +229,7 @@ def test_migration_is_idempotent_and_concurrent(store_url: str) -> None:
             for other in others:
                 await other.close()
 
-    assert run(scenario, store_url) == [len(MIGRATIONS)] * 3 == [2, 2, 2]
+    assert run(scenario, store_url) == [len(MIGRATIONS)] * 3 == [3, 3, 3]
 
 
 def test_a_schema_1_store_migrates_to_audits_of_all_traffic_keeping_its_items(store_url: str) -> None:
@@ -238,7 +238,7 @@ def test_a_schema_1_store_migrates_to_audits_of_all_traffic_keeping_its_items(st
     has no fraction (legacy: left out of the weighted live error), and new items store theirs."""
     v1 = MetaData()
     old_items = Table("review_items", v1, *(column._copy() for column in items.c
-                                            if column.name not in ("refer", "audit_fraction")))
+                                            if column.name not in ("refer", "audit_fraction", "shadow")))
     old_images = Table("review_images", v1, *(column._copy() for column in images.c))
     old_version = Table("review_schema_version", v1, Column("version", Integer, nullable=False))
 
@@ -253,7 +253,7 @@ def test_a_schema_1_store_migrates_to_audits_of_all_traffic_keeping_its_items(st
                 await connection.execute(old_items.insert().values(**row, label=label, labelled_by="r",
                                                                    labelled_at=1.0 if label else None))
                 await connection.execute(old_images.insert().values(id=row["id"], file=None, input=b"0" * 784))
-        assert await store.migrate() == 2
+        assert await store.migrate() == len(MIGRATIONS)
         await store.add([new_item(3, "audit", predicted=4, refer=True, audit_fraction=0.1)])
         await store.label("item0003", "r", "4")
         first, second, third = [await store.item(f"item000{n}") for n in (1, 2, 3)]
@@ -382,3 +382,29 @@ def test_a_drop_larger_than_one_chunk_of_ids_takes_every_image(store_url: str,
     assert run(scenario, store_url) == ({"age": 0, "rows": 7, "bytes": 0}, 2)
     assert sorted(record["id"] for record in exported) == ["item0000", "item0003", "item0005"]
     assert all(len(base64.b64decode(record["input"])) == 784 for record in exported)
+
+
+def test_a_shadows_answers_judge_both_models_on_the_same_labelled_audits(store_url: str) -> None:
+    """Three accepted audits (one labelled wrong) and one referred; the shadow accepts the referred one,
+    refers the wrong one, and is wrong on a third; another shadow version and unshadowed items stay out."""
+    async def step(store: ReviewStore) -> Any:
+        audits = [new_item(n, reason="audit", predicted=3, refer=False) for n in range(3)]
+        audits.append(new_item(3, reason="audit", predicted=5, refer=True))
+        await store.add([*audits, new_item(4, reason="audit", predicted=3, refer=False)])
+        for number, label in enumerate(["3", "8", "3", "5", "3"]):
+            await store.label(f"item{number:04d}", "ana", label)
+        shadow = {"model_version": "cand"}
+        await store.attach_shadow([
+            ("item0000", {**shadow, "class": 3, "refer": False, "refer_reason": None}),
+            ("item0001", {**shadow, "class": 8, "refer": True, "refer_reason": "uncertain"}),
+            ("item0002", {**shadow, "class": 2, "refer": False, "refer_reason": None}),
+            ("item0003", {**shadow, "class": 5, "refer": False, "refer_reason": None}),
+            ("item0004", {"model_version": "other", "class": 3, "refer": False, "refer_reason": None}),
+            ("gone", {**shadow, "class": 1, "refer": False, "refer_reason": None}),  # no such item: ignored
+        ])
+        return await store.shadow_on_audits("cand")
+
+    found = run(step, store_url)
+    assert found.items == 4
+    assert (found.live.wrong, found.live.audited) == (1, 3)  # item0001 accepted as 3, labelled 8
+    assert (found.shadow.wrong, found.shadow.audited) == (1, 3)  # item0002 read as 2; item0003 accepted right

@@ -59,6 +59,33 @@ class AcceptedError:
         return cls(audited, wrong, unreadable, ratio, lower, upper, legacy=legacy)
 
 
+@dataclass(frozen=True)
+class ShadowOnAudits:
+    """Both models' accepted error on the same labelled audits (those the shadow answered too)."""
+
+    shadow_version: str
+    items: int  # labelled audits the shadow answered
+    live: AcceptedError
+    shadow: AcceptedError
+
+
+def accepted_strata(rows: list[tuple[bool, int, str, float]]) -> tuple[dict[float, tuple[int, int]], int]:
+    """``(refer, predicted, label, fraction)`` rows -> the accepted ones' ``{fraction: (wrong, audited)}``
+    and how many accepted ones were unreadable."""
+    strata: dict[float, tuple[int, int]] = {}
+    unreadable = 0
+    for refer, predicted, label, fraction in rows:
+        if refer:
+            continue
+        result = outcome(label, predicted)
+        if result == "unreadable":
+            unreadable += 1
+            continue
+        wrong, audited = strata.get(fraction, (0, 0))
+        strata[fraction] = (wrong + (result != "right"), audited + 1)
+    return strata, unreadable
+
+
 def outcome(label: str, predicted: int) -> str:
     """What a label says of an answer: ``right``, ``wrong`` (another digit), ``not_a_digit`` or ``unreadable``."""
     if label in ("not_a_digit", "unreadable"):

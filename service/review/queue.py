@@ -91,6 +91,7 @@ class ReviewQueue:
         self.ready = False  # the schema is in place: the reviewers' routes try the store from then on
         self.errors: dict[str, str] = {}  # the writer's operations whose last attempt failed, with the error
         self._buffer: deque[Pending] = deque()
+        self._shadows: deque[tuple[str, dict[str, Any]]] = deque()  # (review id, the shadow's answer)
         self._wake = asyncio.Event()
         self._stopping = False
         self._refused = 0  # answers not queued because the buffer was full
@@ -148,6 +149,12 @@ class ReviewQueue:
         self._wake.set()
         return pending.id
 
+    def attach_shadow(self, review_id: str, answer: dict[str, Any]) -> None:
+        """Store a shadow's answer beside item ``review_id`` (written after the items buffered before it)."""
+        if len(self._shadows) < self.buffer_max and not self._stopping:
+            self._shadows.append((review_id, answer))
+            self._wake.set()
+
     @property
     def backlog(self) -> int:
         return len(self._buffer)
@@ -196,6 +203,12 @@ class ReviewQueue:
                 else:
                     await self._pause(delay)  # backoff: submits do not cut it short
                     delay = min(delay * 2, RETRY_MAX_S)
+            elif self._shadows:  # every item buffered before them is written: their rows exist
+                if not await self._attempt("write", self.flush_shadows):
+                    if self._stopping:
+                        return
+                    await self._pause(delay)
+                    delay = min(delay * 2, RETRY_MAX_S)
             elif self._stopping:
                 return
             if time.monotonic() >= next_retention:
@@ -203,7 +216,7 @@ class ReviewQueue:
                 # claims, labels, stats and writes alone
                 await self._attempt("retention", self.enforce_retention)
                 next_retention = time.monotonic() + self.retention_interval_s
-            if not self._buffer and not self._stopping:
+            if not self._buffer and not self._shadows and not self._stopping:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), max(0.0, next_retention - time.monotonic()))
 
@@ -260,6 +273,14 @@ class ReviewQueue:
             raise
         for pending in batch:
             self.metrics.review_enqueued.labels(reason="audit" if pending.audit else "referred").inc()
+
+    async def flush_shadows(self) -> None:
+        batch = [self._shadows.popleft() for _ in range(min(BATCH, len(self._shadows)))]
+        try:
+            await self.store.attach_shadow(batch)
+        except BaseException:
+            self._shadows.extendleft(reversed(batch))
+            raise
 
     async def enforce_retention(self) -> None:
         dropped = await self.store.enforce_retention(self.retention, self._export if self.export_dir else None)

@@ -67,6 +67,9 @@ items = Table(
     # weight is 1 / fraction; null for a referred item not drawn, and for audits stored before schema 2)
     Column("refer", Boolean),
     Column("audit_fraction", Float),
+    # schema 3: a shadow's answer to the same image (JSON: model_version, class, refer, refer_reason), when
+    # one answered it (service/shadow.py: every audit while a shadow is held)
+    Column("shadow", Text),
     # the claim's walk: unlabelled items in claim order (a partial index: labelled ones never slow it)
     Index("review_items_queue", "reason", "skips", text("entropy DESC"), "created",
           sqlite_where=text("label IS NULL"), postgresql_where=text("label IS NULL")),
@@ -100,7 +103,14 @@ def _audits_of_all_traffic_v2(connection: Connection) -> None:
     connection.execute(items.update().where(items.c.refer.is_(None)).values(refer=items.c.reason == "referred"))
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1, _audits_of_all_traffic_v2]
+def _shadow_answers_v3(connection: Connection) -> None:
+    """The shadow's answer beside the live one (null for items no shadow answered)."""
+    present = {column["name"] for column in inspect(connection).get_columns("review_items")}
+    if "shadow" not in present:
+        connection.exec_driver_sql("ALTER TABLE review_items ADD COLUMN shadow TEXT")
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1, _audits_of_all_traffic_v2, _shadow_answers_v3]
 ADVISORY_LOCK = 7_319_019  # any fixed number: the key of PostgreSQL's migration lock
 SQLITE_BUSY_TIMEOUT_MS = 5000
 CONNECT_TIMEOUT_S, COMMAND_TIMEOUT_S = 5.0, 10.0  # PostgreSQL: a store that does not answer is down, not slow

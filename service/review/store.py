@@ -26,13 +26,13 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import BigInteger, and_, delete, func, literal, or_, select, update
+from sqlalchemy import BigInteger, and_, bindparam, delete, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.errors import ItemConflict, ItemNotFound
-from service.review.live import LABELS, OUTCOMES, REASONS, AcceptedError, outcome
+from service.review.live import LABELS, OUTCOMES, REASONS, AcceptedError, ShadowOnAudits, accepted_strata, outcome
 from service.review.schema import engine_for, images, items, migrate
 
 SECONDS_PER_DAY = 86_400.0
@@ -128,7 +128,8 @@ def export_record(row: Any, pictures: Any = None) -> dict[str, Any]:
         "labelled_by": row.labelled_by, "labelled_at": row.labelled_at, "created": row.created,
         "predicted": row.predicted, "entropy": row.entropy, "model_version": row.model_version,
         "refer": bool(row.refer), "audit_fraction": row.audit_fraction,
-        "answer": json.loads(row.answer), "input_shape": [28, 28],
+        "answer": json.loads(row.answer), "shadow": json.loads(row.shadow) if row.shadow else None,
+        "input_shape": [28, 28],
         "input": base64.b64encode(pictures.input).decode(),
         "file": None if pictures.file is None else base64.b64encode(pictures.file).decode(),
     }
@@ -184,6 +185,32 @@ class ReviewStore:
             # lost (the store went down mid-write) must not fail forever on its own rows
             await connection.execute(insert_new(connection.dialect.name, items), rows)
             await connection.execute(insert_new(connection.dialect.name, images), pictures)
+
+    async def attach_shadow(self, answers: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """Store a shadow's answer beside each item's (an id no longer stored is left alone)."""
+        if not answers:
+            return
+        statement = update(items).where(items.c.id == bindparam("item_id")).values(shadow=bindparam("shadow_answer"))
+        async with self.engine.begin() as connection:
+            await connection.execute(statement, [{"item_id": item_id, "shadow_answer": json.dumps(answer)}
+                                                 for item_id, answer in answers])
+
+    async def shadow_on_audits(self, shadow_version: str) -> ShadowOnAudits:
+        """The live model's and ``shadow_version``'s accepted error on the labelled audits both answered."""
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(
+                select(items.c.refer, items.c.predicted, items.c.label, items.c.audit_fraction, items.c.shadow)
+                .where(items.c.reason == "audit", items.c.label.is_not(None), items.c.shadow.is_not(None),
+                       items.c.audit_fraction.is_not(None)))).all()
+        live, shadow = [], []
+        for refer, predicted, label, fraction, answer in rows:
+            theirs = json.loads(answer)
+            if theirs.get("model_version") != shadow_version:
+                continue
+            live.append((bool(refer), predicted, label, fraction))
+            shadow.append((bool(theirs["refer"]), int(theirs["class"]), label, fraction))
+        errors = [AcceptedError.weighted(*accepted_strata(side)) for side in (live, shadow)]
+        return ShadowOnAudits(shadow_version, len(live), errors[0], errors[1])
 
     async def claim(self, reviewer: str, lease_s: float) -> Item | None:
         """The next item for ``reviewer``, held until now + ``lease_s``; None when nothing waits."""

@@ -11,6 +11,7 @@ live model stays.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from typing import Annotated, Any
 
@@ -27,10 +28,14 @@ from service.errors import (
     ServiceUnavailable,
 )
 from service.model_control import ModelControl
+from service.models import HeldModel
 from service.review.access import Reviewers
+from service.review.live import AcceptedError
+from service.review.queue import ReviewQueue
 from service.routes.page import STATIC
 from service.schemas import ErrorOut
 
+STORE_TIMEOUT_S = 2.0
 BEARER = HTTPBearer(auto_error=False, scheme_name="admin token", description="an admin's token from BNN_ADMIN_TOKENS")
 ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorOut, "description": text} for status, text in {
     401: "no valid admin token (Authorization: Bearer)",
@@ -113,15 +118,34 @@ async def admin_page() -> FileResponse:
     return FileResponse(STATIC / "admin.html", media_type="text/html")
 
 
+def error_out(error: AcceptedError) -> dict[str, Any]:
+    return {"wrong": error.wrong, "audited": error.audited, "ratio": error.ratio, "lower": error.lower,
+            "upper": error.upper, "unreadable": error.unreadable}
+
+
+async def on_audits(reviews: ReviewQueue | None, shadow: HeldModel | None) -> dict[str, Any] | None:
+    """Both models' accepted error on the labelled audits the shadow answered (None: no shadow, no store)."""
+    if shadow is None or reviews is None or not reviews.ready:
+        return None
+    try:
+        found = await asyncio.wait_for(reviews.store.shadow_on_audits(shadow.version), STORE_TIMEOUT_S)
+    except Exception:  # any driver's error, or the timeout: the rest of the answer stands
+        return None
+    return {"shadow_version": found.shadow_version, "labelled_audits": found.items, "live": error_out(found.live),
+            "shadow": error_out(found.shadow)}
+
+
 @router.get("/models")
 async def models(request: Request, control: Control) -> dict[str, Any]:
-    """What this worker holds (live, previous, shadow, with provenance), what every worker serves, and the
-    shadow's comparison on live traffic so far."""
+    """What this worker holds (live, previous, shadow, with provenance), what every worker serves, the
+    shadow's comparison on live traffic so far, and both models' accepted error on the labelled audits."""
     workers = control.worker_files()
-    return {"worker": control.pid, "generation": control.generation, "models": control.current().describe(),
+    held = control.current()
+    return {"worker": control.pid, "generation": control.generation, "models": held.describe(),
             "workers": [{key: worker.get(key) for key in ("pid", "generation", "live", "previous", "shadow")}
                         for worker in workers],
-            "shadow_fraction": request.app.state.settings.shadow_fraction, "shadow": shadow_summary(workers)}
+            "shadow_fraction": request.app.state.settings.shadow_fraction, "shadow": shadow_summary(workers),
+            "shadow_on_audits": await on_audits(request.app.state.reviews, held.shadow)}
 
 
 @router.post("/models/shadow")

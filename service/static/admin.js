@@ -86,7 +86,24 @@ function showModels(answer) {
   $("workers").textContent = `${answer.workers.length} worker(s) serving: ${workers.join("; ")}`;
 }
 
+function wrongOf(error) {
+  if (!error.audited) { return "none accepted"; }
+  return `${error.wrong} of ${error.audited} accepted wrong (${percent(error.ratio)}; 95 % ` +
+    `${percent(error.lower)} to ${percent(error.upper)})`;
+}
+
+function showOnAudits(found) {
+  const line = $("on-audits");
+  line.hidden = !found;
+  if (!found) { return; }
+  line.textContent = found.labelled_audits === 0
+    ? "No labelled audit the shadow answered yet: its accepted error appears as reviewers label audits."
+    : `On ${found.labelled_audits} labelled audits both answered: live ${wrongOf(found.live)}; ` +
+      `shadow ${wrongOf(found.shadow)}.`;
+}
+
 function showShadow(answer) {
+  showOnAudits(answer.models.shadow !== null ? answer.shadow_on_audits : null);
   const shadow = answer.shadow;
   const held = answer.models.shadow !== null;
   $("shadow-none").hidden = held;
