@@ -92,17 +92,27 @@ def test_prometheus_sees_exact_counts_and_the_referral_rate_of_the_answers(tmp_p
             # (the same weights disagree now and then: two Monte Carlo draws of a near-uniform answer)
             assert prometheus.scalar('sum(bnn_shadow_compared_total{class_agree="true"})') >= sum(
                 not answer["refer"] for answer in answers)
-            assert_dashboard_queries_evaluate(prometheus, time.time())
+            assert_dashboard_queries_evaluate(prometheus)
         served = per_worker_predictions(metrics_dir)
         assert len(served) == 2 and sum(served) == len(answers) and min(served) > 0, served
 
 
-def assert_dashboard_queries_evaluate(prometheus: PrometheusAPI, at: float) -> None:
-    """Every query of the Grafana dashboard parses and evaluates against the live data;
-    Grafana's $__rate_interval becomes 1m (4 scrape intervals of 1 s would be Grafana's own choice)."""
-    empty = []
-    for title, expr in dashboard_queries():
-        result = prometheus.query(re.sub(r"\$__rate_interval", "1m", expr), at)
-        if not result:
-            empty.append((title, expr))
-    assert not empty, empty  # this traffic gives every panel data
+def empty_dashboard_queries(prometheus: PrometheusAPI) -> list[tuple[str, str]]:
+    """The dashboard's queries that give no data now; Grafana's $__rate_interval becomes 1m
+    (4 scrape intervals of 1 s would be Grafana's own choice)."""
+    return [(title, expr) for title, expr in dashboard_queries()
+            if not prometheus.query(re.sub(r"\$__rate_interval", "1m", expr), time.time())]
+
+
+def assert_dashboard_queries_evaluate(prometheus: PrometheusAPI) -> None:
+    """Every query of the Grafana dashboard parses and evaluates against the live data.
+
+    A labelled series (the shadow's) first appears in the scrape after its first increment, and
+    rate() needs two samples of it: the queries are polled until a later scrape has given them data.
+    """
+    try:
+        wait_for(lambda: not empty_dashboard_queries(prometheus), timeout_s=20,
+                 what="every dashboard query to give data", interval_s=0.25)
+    except TimeoutError:
+        empty = empty_dashboard_queries(prometheus)
+        assert not empty, empty  # this traffic gives every panel data
