@@ -23,7 +23,7 @@ import torch
 from model.calibrate import CalibrationError, guarantee_threshold, validation_scores
 from model.calibration import calibrations
 from model.checkpoint import load_checkpoint
-from model.data import load_mnist
+from model.mnist import load_mnist
 from model.synth.pools import VALIDATION_MIX, validation_mix
 
 

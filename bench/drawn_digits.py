@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from model.calibration import calibrations
 from model.checkpoint import load_checkpoint
-from model.data import load_mnist
+from model.mnist import load_mnist
 from model.report.drawings import Answer, gallery, in_process, markdown, tally
 from model.synth.drawings import Drawing, battery
 

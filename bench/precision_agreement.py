@@ -26,7 +26,8 @@ import torch
 from bench.common import header
 from model.calibration import Calibration, calibrations
 from model.checkpoint import as_served, load_checkpoint
-from model.data import DEFAULT_CACHE, DataError, Split, load_fashion_test, load_mnist
+from model.data import DEFAULT_CACHE, Split
+from model.mnist import DataError, load_fashion_test, load_mnist
 from model.precision import PRECISIONS, bf16_units
 from model.report.uploads import Scores, build_families, decisions, score
 from model.scoring import expected_calibration_error

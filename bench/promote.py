@@ -33,6 +33,7 @@ import torch
 
 from model.calibration import served_calibrations
 from model.checkpoint import as_served, load_checkpoint
+from model.refer_rule import ReferRule
 from model.reviewed import Reviewed, read_source, split
 from model.scoring import predict_images
 
@@ -66,7 +67,7 @@ def held_out_scores(checkpoint: Path, held: Reviewed, samples: int, seed: int = 
     torch.manual_seed(seed)
     result = predict_images(as_served(net, record, "float32"), held.inputs, samples)
     classes = result.mean_probs.argmax(-1).numpy()
-    refer = result.entropy.numpy() > record.threshold
+    refer = ReferRule.of(record).refers(result.entropy.numpy())
     labels = np.array(held.labels)
     digits, non_digits = np.char.isdigit(labels.astype(str)), labels == "not_a_digit"
     right = np.array([label == str(mine) for label, mine in zip(labels, classes, strict=True)])

@@ -24,7 +24,8 @@ import torch
 from model.calibrate import DEFAULT_ALPHA, DEFAULT_DELTA, CalibrationError, guarantee_threshold
 from model.calibration import calibrations
 from model.checkpoint import as_served, load_checkpoint
-from model.data import DEFAULT_CACHE, load_mnist
+from model.data import DEFAULT_CACHE
+from model.mnist import load_mnist
 from model.report.uploads import score
 from model.synth.pools import arrays_as_files, digit_uploads, pen_drawings
 

@@ -123,53 +123,69 @@ def agreement(url: str, images: list[bytes], samples: int, repeats: int = 30) ->
     return min(1.0, smallest * len(images))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.service", description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=10.0, help="per level")
-    parser.add_argument("--connections", type=int, nargs="+", default=[1, 16, 64])
-    parser.add_argument("--samples", type=int, default=100)
-    parser.add_argument("--baseline", type=Path, default=None, help="another checkout's service, side by side")
-    args = parser.parse_args(argv)
-    ensure_wrk()
-    torch.set_num_threads(2)
-    fixtures = mnist_fixtures()
-    image = fixtures[0][0].read_bytes()
-    path = f"/predict?samples={args.samples}"
-    form, form_type = multipart(image)
-    batch, batch_type = multipart(image, field="files", count=BATCH)
-    one_form = Request(path, "POST", form, (("Content-Type", form_type),))
-    one_raw = Request(path, "POST", image, (("Content-Type", "image/png"),))
-    many = Request(f"/predict/batch?samples={args.samples}", "POST", batch, (("Content-Type", batch_type),), BATCH)
-    variants = [
-        Variant("floor (plain ASGI)", "floor", {}, (("/predict, multipart", one_form),)),
-        Variant("ours", "service", {}, (("/predict, multipart", one_form), ("/predict, raw body", one_raw),
-                                        (f"/predict/batch, {BATCH} a request", many))),
-        Variant("ours, inference thread", "service", {"BNN_INFERENCE_THREAD": "true"},
-                (("/predict, multipart", one_form),)),
-        Variant(f"ours, {OTHER_PRECISION}", "service", {"BNN_PRECISION": OTHER_PRECISION},
-                (("/predict, multipart", one_form), (f"/predict/batch, {BATCH} a request", many))),
-        Variant("naive reference", "naive", {}, (("/predict, multipart", Request("/predict", "POST", form,
-                                                                                   (("Content-Type", form_type),))),),
-                connections=(1,)),
-    ]
-    noise = Request(path, "POST", noise_png(0), (("Content-Type", "image/png"),))
-    review_root = Path(tempfile.mkdtemp(prefix="bnn-bench-review-"))
-    queue_variants = [("queue off", {"BNN_REVIEW": "false"}),
-                      ("queue on, SQLite", {"BNN_REVIEW_DB": f"sqlite:///{review_root}/review.db"})]
-    stack = ExitStack()
+@dataclass(frozen=True)
+class Requests:
+    """The requests the variants send: one digit as multipart and as the raw body, a batch of
+    ``BATCH`` digits, and a noise image (referred, so queued for review)."""
+
+    one_form: Request
+    one_raw: Request
+    many: Request
+    noise: Request
+    naive: Request  # the naive reference has no ``samples`` parameter: its N is its own
+
+    @classmethod
+    def of(cls, image: bytes, samples: int) -> Requests:
+        path = f"/predict?samples={samples}"
+        form, form_type = multipart(image)
+        batch, batch_type = multipart(image, field="files", count=BATCH)
+        return cls(one_form=Request(path, "POST", form, (("Content-Type", form_type),)),
+                   one_raw=Request(path, "POST", image, (("Content-Type", "image/png"),)),
+                   many=Request(f"/predict/batch?samples={samples}", "POST", batch, (("Content-Type", batch_type),),
+                                BATCH),
+                   noise=Request(path, "POST", noise_png(0), (("Content-Type", "image/png"),)),
+                   naive=Request("/predict", "POST", form, (("Content-Type", form_type),)))
+
+
+def review_databases(stack: ExitStack) -> list[tuple[str, dict[str, str]]]:
+    """The review queue variants: off, SQLite, and PostgreSQL where its binaries are installed (a
+    server for the run, stopped with ``stack``)."""
+    root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bnn-bench-review-")))
+    databases = [("queue off", {"BNN_REVIEW": "false"}),
+                 ("queue on, SQLite", {"BNN_REVIEW_DB": f"sqlite:///{root}/review.db"})]
     if postgres_binaries() is not None:
         server = stack.enter_context(postgres_server())
-        queue_variants.append(("queue on, PostgreSQL", {"BNN_REVIEW_DB": server.create_database("bench")}))
-    queue_routes = ((QUEUE_TYPICAL, one_raw), (QUEUE_WORST, noise))
-    variants[2:2] = [Variant(f"ours, {name}", "service", {**env, "BNN_AUDIT_FRACTION": str(AUDITED)}, queue_routes)
-                     for name, env in queue_variants]
-    if args.baseline is not None:
-        variants.insert(2, Variant(f"baseline ({args.baseline.name})", "service", {}, (("/predict, multipart", one_form),),
-                                   cwd=args.baseline.resolve()))
-    print(header(f"service under wrk load, N = {args.samples}, {args.seconds:g} s per level"))
+        databases.append(("queue on, PostgreSQL", {"BNN_REVIEW_DB": server.create_database("bench")}))
+    return databases
+
+
+def variants_for(requests: Requests, databases: list[tuple[str, dict[str, str]]],
+                 baseline: Path | None) -> list[Variant]:
+    """Every variant of the run, in the order measured (see the module docstring)."""
+    one, batch = ("/predict, multipart", requests.one_form), (f"/predict/batch, {BATCH} a request", requests.many)
+    variants = [Variant("floor (plain ASGI)", "floor", {}, (one,)),
+                Variant("ours", "service", {}, (one, ("/predict, raw body", requests.one_raw), batch))]
+    if baseline is not None:
+        variants.append(Variant(f"baseline ({baseline.name})", "service", {}, (one,), cwd=baseline.resolve()))
+    queue_routes = ((QUEUE_TYPICAL, requests.one_raw), (QUEUE_WORST, requests.noise))
+    variants += [Variant(f"ours, {name}", "service", {**env, "BNN_AUDIT_FRACTION": str(AUDITED)}, queue_routes)
+                 for name, env in databases]
+    return [*variants,
+            Variant("ours, inference thread", "service", {"BNN_INFERENCE_THREAD": "true"}, (one,)),
+            Variant(f"ours, {OTHER_PRECISION}", "service", {"BNN_PRECISION": OTHER_PRECISION}, (one, batch)),
+            Variant("naive reference", "naive", {}, (("/predict, multipart", requests.naive),), connections=(1,))]
+
+
+Results = dict[tuple[str, str, int], WrkResult]  # (variant, route, connections) -> wrk's result
+
+
+def measure(variants: list[Variant], levels: list[int], seconds: float,
+            agreement_images: list[bytes]) -> tuple[Results, dict[str, float], float | None]:
+    """Each variant's routes under wrk at each level (a row printed as measured), its start-to-ready
+    time, and the agreement check on "ours"."""
     print("| variant | route | connections | images/s | requests/s | p50 ms | p99 ms | errors |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
-    results: dict[tuple[str, str, int], WrkResult] = {}
+    results: Results = {}
     start_to_ready: dict[str, float] = {}
     check: float | None = None
     for variant in variants:
@@ -178,17 +194,21 @@ def main(argv: list[str] | None = None) -> int:
             start_to_ready[variant.name] = time.perf_counter() - launched
             for route, request in variant.routes:
                 run_wrk(url, request, 4, 2.0, timeout_s=30)  # warm-up
-                for connections in variant.connections or args.connections:
-                    result = run_wrk(url, request, connections, args.seconds, threads=2, timeout_s=30)
+                for connections in variant.connections or levels:
+                    result = run_wrk(url, request, connections, seconds, threads=2, timeout_s=30)
                     results[(variant.name, route, connections)] = result
                     digits = 0 if result.images_per_s >= 100 else 1
                     print(f"| {variant.name} | {route} | {connections} | {result.images_per_s:.{digits}f} | "
                           f"{result.requests_per_s:.0f} | {result.p50_ms:.1f} | {result.p99_ms:.1f} | {result.errors} |",
                           flush=True)
             if variant.name == "ours":
-                check = agreement(url, [path.read_bytes() for path, _ in fixtures[:16]], 1000)
+                check = agreement(url, agreement_images, 1000)
+    return results, start_to_ready, check
 
-    at = 16 if 16 in args.connections else args.connections[0]
+
+def print_ratios(results: Results, at: int, databases: list[tuple[str, dict[str, str]]],
+                 baseline: Path | None) -> None:
+    """The summary at ``at`` connections: each variant against ours, ours against the floor."""
     floor = results[("floor (plain ASGI)", "/predict, multipart", at)]
     single = results[("ours", "/predict, multipart", at)]
     raw = results[("ours", "/predict, raw body", at)]
@@ -197,7 +217,6 @@ def main(argv: list[str] | None = None) -> int:
     other = {route: results[(f"ours, {OTHER_PRECISION}", route, at)] for route in ("/predict, multipart",
                                                                                  f"/predict/batch, {BATCH} a request")}
     naive = results[("naive reference", "/predict, multipart", 1)]
-    errors = sum(r.errors for (name, _, _), r in results.items() if name.startswith("ours"))
     print(f"\nat {at} connections:")
     print(f"- /predict (multipart): {single.images_per_s:.0f} images/s, p99 {single.p99_ms:.1f} ms "
           f"(bound {P99_BOUND_MS:g} ms); {100 * single.requests_per_s / floor.requests_per_s:.1f} % of the floor's "
@@ -212,26 +231,44 @@ def main(argv: list[str] | None = None) -> int:
           f"({threaded.images_per_s:.0f} images/s with the thread)")
     print(f"- the naive reference (1 connection): {naive.images_per_s:.1f} images/s, p50 {naive.p50_ms:.0f} ms: "
           f"ours is {single.images_per_s / max(naive.images_per_s, 1e-9):.0f}x")
-    if args.baseline is not None:
-        baseline = results[(f"baseline ({args.baseline.name})", "/predict, multipart", at)]
-        print(f"- this checkout vs the baseline {args.baseline}: {single.images_per_s / baseline.images_per_s:.2f}x "
-              f"({baseline.images_per_s:.0f} images/s there)")
+    if baseline is not None:
+        theirs = results[(f"baseline ({baseline.name})", "/predict, multipart", at)]
+        print(f"- this checkout vs the baseline {baseline}: {single.images_per_s / theirs.images_per_s:.2f}x "
+              f"({theirs.images_per_s:.0f} images/s there)")
     for route in (QUEUE_TYPICAL, QUEUE_WORST):
         off = results[("ours, queue off", route, at)]
-        for name, _ in queue_variants[1:]:
+        for name, _ in databases[1:]:
             on = results[(f"ours, {name}", route, at)]
             print(f"- {route}: {name} vs queue off {on.images_per_s / off.images_per_s:.3f}x ({on.images_per_s:.0f} vs "
                   f"{off.images_per_s:.0f} images/s; p99 {on.p99_ms:.1f} vs {off.p99_ms:.1f} ms)")
-    stack.close()
-    shutil.rmtree(review_root, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.service", description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="per level")
+    parser.add_argument("--connections", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument("--baseline", type=Path, default=None, help="another checkout's service, side by side")
+    args = parser.parse_args(argv)
+    ensure_wrk()
+    torch.set_num_threads(2)
+    fixtures = mnist_fixtures()
+    requests = Requests.of(fixtures[0][0].read_bytes(), args.samples)
+    with ExitStack() as stack:
+        databases = review_databases(stack)
+        print(header(f"service under wrk load, N = {args.samples}, {args.seconds:g} s per level"))
+        results, start_to_ready, check = measure(variants_for(requests, databases, args.baseline), args.connections,
+                                                 args.seconds, [path.read_bytes() for path, _ in fixtures[:16]])
+        print_ratios(results, 16 if 16 in args.connections else args.connections[0], databases, args.baseline)
+    errors = sum(r.errors for (name, _, _), r in results.items() if name.startswith("ours"))
     print(f"errors under load (all of ours): {errors}")
     print("start (process launch) to ready: " + ", ".join(f"{n} {s:.2f} s" for n, s in start_to_ready.items()))
-    if check is not None:
-        verdict = "no difference found" if check > 0.01 else "DIFFERENT"
-        print(f"answers over HTTP vs in process, 16 digits x 30 answers each way at N=1000, Kolmogorov-Smirnov on "
-              f"the entropies: smallest p x 16 = {check:.3f}: {verdict}")
-        return 0 if verdict == "no difference found" and errors == 0 else 1
-    return 1
+    if check is None:
+        return 1
+    verdict = "no difference found" if check > 0.01 else "DIFFERENT"
+    print(f"answers over HTTP vs in process, 16 digits x 30 answers each way at N=1000, Kolmogorov-Smirnov on "
+          f"the entropies: smallest p x 16 = {check:.3f}: {verdict}")
+    return 0 if verdict == "no difference found" and errors == 0 else 1
 
 
 if __name__ == "__main__":

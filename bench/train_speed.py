@@ -27,10 +27,12 @@ import torch.nn.functional as F
 from bench.common import best_ms, header
 from bench.predictive import sampled_forward
 from model.batch_mix import Batch, augment
-from model.data import Mnist, load_mnist, to_input
+from model.data import Mnist, to_input
+from model.mnist import load_mnist
 from model.network import PRESETS, BayesianNet
 from model.precision import PRECISIONS, Precision, bf16_units
-from model.train import TrainConfig, evaluate_split, lr_at, train_step
+from model.train import evaluate_split, lr_at, train_step
+from model.train_config import TrainConfig
 
 
 def train(net: BayesianNet, data: Mnist, config: TrainConfig, weight_sampling: bool) -> float:

@@ -3,16 +3,21 @@
 * **What the service loads** (this folder's top level; ``SERVED_CORE``): ``layers`` (variational
   Linear/Conv2d), ``network`` (config + net), ``predictive`` (the N-sample predictive),
   ``checkpoint`` (safetensors + JSON metadata), ``calibration`` (the refer rule's records, one per
-  precision), ``precision`` (float32 or bfloat16 for the conv trunk, chosen by the CPU),
-  ``transform`` (image -> the network's 28x28), ``data`` (MNIST and its constants),
-  ``binomial`` (exact intervals for the review statistics).
-* **The pipeline commands** (top level too, each ``python -m model.<name>``): ``train``,
-  ``calibrate``, ``evaluate`` (with its sections in ``model.report``), ``reviewed``.
+  precision), ``refer_rule`` (the rule applied: referred or not, why, the candidates),
+  ``precision`` (float32 or bfloat16 for the conv trunk, chosen by the CPU), ``transform``
+  (image -> the network's 28x28), ``data`` (the input constants and splits), ``binomial`` (exact
+  intervals for the review statistics).
+* **The pipeline commands** (top level too, each ``python -m model.<name>``), reading MNIST through
+  ``mnist``: ``train`` (its recipe in ``train_config``, its data in ``batch_mix``, fine-tuning in
+  ``fine_tune``), ``calibrate``, ``evaluate`` (with its sections in ``model.report``);
+  ``reviewed`` is the library all three read the reviewers' labels with (``--reviewed SOURCE``),
+  not a command.
 * **Synthesis of training and report data** (``model.synth``): simulated uploads, pen drawings,
-  sketches, outliers, marks of other scripts, fonts, the cached pools.
+  sketches, outliers (all drawn with ``synth.canvas``), marks of other scripts, fonts, the cached
+  pools.
 
 The service imports only the first (``tests/test_layout.py``); ``model/`` never imports ``service/``.
 """
 
 SERVED_CORE = ("binomial", "calibration", "checkpoint", "data", "layers", "network", "precision", "predictive",
-               "transform")
+               "refer_rule", "transform")

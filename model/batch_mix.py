@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,9 +34,7 @@ from model.synth.pools import (
     pen_drawings,
     printed_digits,
 )
-
-if TYPE_CHECKING:
-    from model.train import TrainConfig
+from model.train_config import TrainConfig
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ from model.data import Split, to_input
 from model.network import BayesianNet
 from model.precision import PRECISIONS, Precision
 from model.predictive import DEFAULT_SAMPLES, summarize
+from model.refer_rule import ReferRule, top_two_mass
 from model.reviewed import Reviewed
 from model.scoring import expected_calibration_error, predict_images
 
@@ -110,12 +111,6 @@ def guarantee_threshold(entropy: np.ndarray, correct: np.ndarray, alpha: float =
 
 
 MASS_GRID = np.round(np.arange(0.30, 0.996, 0.005), 3)  # candidate top-two masses, fixed in advance
-
-
-def top_two_mass(probabilities: np.ndarray) -> np.ndarray:
-    """``[n, 10]`` mean probabilities -> ``[n]``: the mass its two most probable classes hold."""
-    top = np.sort(probabilities, axis=1)
-    return top[:, -1] + top[:, -2]
 
 
 DIGITS_UNCERTAIN_FLOOR = 0.85  # share of referred validation digits that must stay "uncertain"
@@ -184,8 +179,8 @@ def calibrate(net: BayesianNet, validation: Split, request: CalibrationRequest,
         return calibration
     outlier_entropy, _, outlier_mass = validation_scores(net, Split(non_digits, np.full(len(non_digits), -1)),
                                                             request.samples)
-    chosen, fit = familiar_mass(mass[entropy > calibration.threshold],
-                                outlier_mass[outlier_entropy > calibration.threshold])
+    refers = ReferRule.of(calibration).refers
+    chosen, fit = familiar_mass(mass[refers(entropy)], outlier_mass[refers(outlier_entropy)])
     return replace(calibration, familiar_mass=chosen, reason_fit={**fit, "non_digits": non_digits_data})
 
 
@@ -297,7 +292,7 @@ def fit_refer_rules(net: BayesianNet, validation: Split, request: CalibrationReq
 def main(argv: list[str] | None = None) -> int:
     from model.calibration import with_calibrations
     from model.checkpoint import load_checkpoint, read_metadata, write_metadata
-    from model.data import load_mnist
+    from model.mnist import load_mnist
     from model.synth.pools import validation_mix, validation_non_digits
 
     parser = argparse.ArgumentParser(prog="python -m model.calibrate", description=__doc__.split("\n")[0],

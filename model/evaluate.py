@@ -24,7 +24,8 @@ import torch
 
 from model.calibration import Calibration, served_calibrations
 from model.checkpoint import as_served, load_checkpoint, read_metadata, write_metadata
-from model.data import DEFAULT_CACHE, Mnist, Split, load_fashion_test, load_mnist
+from model.data import DEFAULT_CACHE, Mnist, Split
+from model.mnist import load_fashion_test, load_mnist
 from model.network import BayesianNet
 from model.precision import PRECISIONS
 from model.predictive import DEFAULT_SAMPLES, PredictiveResult

@@ -41,6 +41,7 @@ from model.binomial import clopper_pearson
 from model.calibration import Calibration
 from model.data import IMAGE_SIZE
 from model.network import BayesianNet
+from model.refer_rule import ReferRule
 from model.scoring import predict_images
 
 HELD_OUT_SHARE = 0.3  # of the items that are not audits, by a hash of their id (audits are all held out)
@@ -167,7 +168,8 @@ def reviewed_report(net: BayesianNet, calibration: Calibration, reviewed: Review
     referred: list[bool] = []
     if len(reviewed):
         result = predict_images(net, reviewed.inputs, samples, batch)
-        classes, referred = result.mean_probs.argmax(-1).tolist(), (result.entropy > calibration.threshold).tolist()
+        classes = result.mean_probs.argmax(-1).tolist()
+        referred = ReferRule.of(calibration).refers(result.entropy.numpy()).tolist()
     rows = list(zip(reviewed.labels, reviewed.reasons, reviewed.served, classes, referred, reviewed.referred,
                     strict=True))
 

@@ -19,7 +19,7 @@ import math
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from model.batch_mix import DRY_RUN_SIZES, Batch, BatchMix, PoolSizes, TrainingD
 from model.calibrate import CalibrationRequest, fit_refer_rules
 from model.calibration import REVIEWED
 from model.checkpoint import load_checkpoint, provenance, save_checkpoint
-from model.data import DEFAULT_CACHE, Mnist, Split, load_mnist
+from model.data import DEFAULT_CACHE, Mnist, Split
 from model.fine_tune import (
     FINE_TUNE_EPOCHS,
     FINE_TUNE_LR,
@@ -43,8 +43,9 @@ from model.fine_tune import (
     replay_data,
     reviewed_training,
 )
+from model.mnist import load_mnist
 from model.network import PRESETS, BayesianNet, NetConfig
-from model.precision import PRECISIONS, REQUESTS, Precision, choose_precision
+from model.precision import PRECISIONS, REQUESTS, choose_precision
 from model.predictive import DEFAULT_SAMPLES
 from model.reviewed import read_source
 from model.scoring import predict_images
@@ -54,32 +55,7 @@ from model.synth.outliers import FAMILIES, OUTLIER_VERSION
 from model.synth.pen import PEN_VERSION
 from model.synth.pools import SEEDS, validation_mix, validation_non_digits
 from model.synth.uploads import SIMULATOR_VERSION
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 16
-    batch_size: int = 128
-    lr: float = 2e-3
-    final_lr_fraction: float = 0.02  # cosine decay to lr * this
-    kl_warmup_epochs: float = 1.0
-    augment: bool = True
-    max_rotation_deg: float = 10.0
-    max_shift_px: float = 2.0
-    max_scale: float = 0.1
-    seed: int = 0
-    eval_samples: int = 10
-    uploads: bool = True  # add a batch of training digits rendered as uploads (model/synth/uploads.py) per step
-    outlier_weight: float = 0.5  # outlier exposure: weight of the uniform-prediction loss on generated non-digits
-    outlier_batch: int = 64  # generated non-digits per step (0: no outlier exposure)
-    arrays_as_files: float = 0.5  # share of the arrays batch replaced by the same digits as 28-px PNGs, transformed
-    pen: bool = True  # training digits re-inked as pen strokes on the page's pad (model/synth/pen.py) join the uploads
-    printed: bool = True  # digits printed in the training fonts (model/synth/families.py) join the uploads
-    marks: bool = True  # marks of other scripts, printed and pen-drawn (model/synth/other_scripts.py), join the outliers
-    max_batches: int | None = None  # per epoch; dry runs
-    reviewed_batch: int = 32  # fine-tuning: reviewers' labelled digits per step (model/fine_tune.py)
-    device: str = "cpu"
-    precision: Precision = "float32"  # the conv trunk's under autocast (weights, optimizer, KL and loss: float32)
+from model.train_config import TrainConfig
 
 
 def lr_at(step: int, total_steps: int, config: TrainConfig) -> float:

@@ -24,13 +24,13 @@ of letting the backlog, and every client's latency, grow without limit.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from service.background import cancel
 from service.errors import QueueFull
 
 Item = TypeVar("Item")
@@ -71,9 +71,7 @@ class MicroBatcher(Generic[Item, Result, Options]):
         """Answer everything already queued, then stop."""
         if self._worker is not None:
             await self._queue.join()
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+            await cancel(self._worker)
         if self._executor is not None:
             self._executor.shutdown(wait=True)
 

@@ -2,6 +2,7 @@
 
 ``InferenceDep`` is the loaded model's inference path or a 503; ``SettingsDep`` the settings the
 app was built with; ``require_api_key`` guards the prediction routes when BNN_API_KEY is set;
+``token_holder`` names the reviewer or admin a bearer token belongs to (or refuses it);
 ``SamplesParam`` is the ``samples`` query parameter, bounded by BNN_MAX_SAMPLES; ``IncludeParam``
 the opt-in answer fields (``include=spread,input``).
 
@@ -17,9 +18,11 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.security import HTTPAuthorizationCredentials
 
 from service.errors import ServiceUnavailable, Unauthorized
 from service.inference import Inference
+from service.review.access import Reviewers
 from service.schemas import INCLUDE_VALUES, Include
 from service.settings import Settings
 
@@ -43,6 +46,15 @@ async def require_api_key(request: Request,
         return
     if x_api_key is None or not hmac.compare_digest(x_api_key.encode(), expected.get_secret_value().encode()):
         raise Unauthorized()
+
+
+def token_holder(holders: Reviewers, credentials: HTTPAuthorizationCredentials | None,
+                 refused: type[Exception]) -> str:
+    """The name ``holders`` give the bearer token of ``credentials`` (reviewers or admins), or ``refused``."""
+    name = holders.who(credentials.credentials) if credentials is not None else None
+    if name is None:
+        raise refused()
+    return name
 
 
 async def samples_param(request: Request, samples: Annotated[int | None, Query(

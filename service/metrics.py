@@ -21,9 +21,9 @@ import os
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from model.refer_rule import REFER_REASONS
 from service.review.live import OUTCOMES
 from service.review.live import REASONS as REVIEW_REASONS
-from service.schemas import REFER_REASONS
 from service.settings import METRICS_DIR_ENV
 
 ENTROPY_BUCKETS = (1e-5, 1e-4, 1e-3, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 2.31)

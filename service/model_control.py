@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from service.background import cancel
 from service.errors import ModelChangeConflict, ModelChangeRefused, ModelChangeTimeout
 from service.models import CandidateRefused, HeldModel, ModelSet, checkpoint_digest, load_verified
 from service.settings import Settings
@@ -172,10 +173,7 @@ class ModelControl:
         self._task = asyncio.get_running_loop().create_task(self._poll(), name="model-control")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
         (self.workers_dir / f"{self.pid}.json").unlink(missing_ok=True)
 
     def _changed(self, name: str) -> bool:

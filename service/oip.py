@@ -38,9 +38,9 @@ from typing import Any
 import numpy as np
 
 from model.data import IMAGE_SIZE
+from model.refer_rule import MAX_CANDIDATES
 from service.errors import ProtocolError
 from service.inference import Answer
-from service.predictor import MAX_CANDIDATES
 
 MODEL_NAME = "bnn-digits"
 PLATFORM = "pytorch"

@@ -1,25 +1,15 @@
 """Loaded network + calibrated refer rule -> Prediction objects (micro-batching is in batcher.py).
 
 All N samples of all images of a call run in one vectorized pass of
-``model.predictive.predictive`` under ``torch.inference_mode``. The refer rule is the
-checkpoint's :class:`model.calibration.Calibration` (one record, written by ``model/``):
-
-* refer when the predictive entropy over the ten digits > ``threshold`` (nats);
-* why, from the predictive's shape: ``uncertain`` (a digit, unsure which) when the two most
-  probable classes hold at least ``familiar_mass`` of the probability, else ``unfamiliar``
-  (the mass is spread over many classes: probably not a digit). A checkpoint calibrated before
-  the reason rule has no ``familiar_mass``: every referral is then ``uncertain``.
-
-``candidates``: the digits worth a reviewer's look, most likely first: the top class, then the
-next ones while they hold at least ``CANDIDATE_MIN`` each and the ones before hold less than
-``CANDIDATE_MASS`` together, at most ``MAX_CANDIDATES``.
+``model.predictive.predictive`` under ``torch.inference_mode``; each answer is then judged by the
+checkpoint's refer rule (``model.refer_rule``: whether it is referred, why, and its candidates).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -30,7 +20,7 @@ from model.data import to_input
 from model.network import BayesianNet
 from model.precision import PrecisionChoice, choose_precision
 from model.predictive import DEFAULT_SAMPLES, predictive
-from service.schemas import ReferReason
+from model.refer_rule import ReferReason, ReferRule, candidates, top_two_mass
 
 
 @dataclass(frozen=True)
@@ -50,49 +40,6 @@ class Prediction:
     spread: list[float] | None = None  # each class probability's standard deviation over the samples
     votes: list[int] | None = None  # how many samples put each class first
     seen: np.ndarray | None = field(default=None, compare=False)  # the uint8 [28, 28] the network was given
-
-
-CANDIDATE_MIN = 0.05
-CANDIDATE_MASS = 0.95
-MAX_CANDIDATES = 3
-
-
-def candidates(probabilities: list[float]) -> list[int]:
-    """The digits worth a reviewer's look, most likely first (see the module docstring)."""
-    order = sorted(range(len(probabilities)), key=lambda k: -probabilities[k])
-    chosen, held = [order[0]], probabilities[order[0]]
-    for k in order[1:MAX_CANDIDATES]:
-        if held >= CANDIDATE_MASS or probabilities[k] < CANDIDATE_MIN:
-            break
-        chosen.append(k)
-        held += probabilities[k]
-    return chosen
-
-
-def top_two_mass(probabilities: list[float]) -> float:
-    first = second = 0.0
-    for p in probabilities:
-        if p > first:
-            first, second = p, first
-        elif p > second:
-            second = p
-    return first + second
-
-
-@dataclass(frozen=True)
-class ReferRule:
-    """Refer when entropy is above ``threshold``; "unfamiliar" when the top two classes then hold
-    less than ``familiar_mass`` (None: every referral "uncertain")."""
-
-    threshold: float
-    familiar_mass: float | None = None
-
-    def reason(self, entropy: float, top_two: float) -> ReferReason | None:
-        if entropy <= self.threshold:
-            return None
-        if self.familiar_mass is not None and top_two < self.familiar_mass:
-            return "unfamiliar"
-        return "uncertain"
 
 
 FLOAT32 = PrecisionChoice("float32", "float32 (not chosen: the default of a Predictor built directly)")
@@ -164,10 +111,8 @@ class Predictor:
             raise CheckpointError(f"{path}: {error}", "calibration") from None
         calibration = records.get(choice.precision, records.get("float32"))
         net = as_served(net, calibration, choice.precision)
-        rule = ReferRule(
-            threshold if threshold is not None else calibration.threshold,  # type: ignore[union-attr]
-            calibration.familiar_mass if calibration is not None else None,
-        )
+        # no record: only an overridden threshold gets here (refused above otherwise)
+        rule = ReferRule(cast(float, threshold)) if calibration is None else ReferRule.of(calibration, threshold)
         if expected_referral_rate is None and not overridden and calibration is not None:
             expected_referral_rate = round(1.0 - calibration.validation_coverage, 12)
         samples = default_samples or (calibration.samples if calibration else DEFAULT_SAMPLES)
@@ -188,10 +133,11 @@ class Predictor:
         columns = zip(probabilities.argmax(-1).tolist(), probabilities.tolist(), result.entropy.tolist(),
                       result.expected_entropy.tolist(), result.mutual_information.tolist(),
                       none if result.spread is None else result.spread.tolist(),
-                      none if result.votes is None else result.votes.tolist(), digits, strict=True)
+                      none if result.votes is None else result.votes.tolist(), top_two_mass(probabilities.numpy()).tolist(),
+                      digits, strict=True)
         predictions = []
-        for digit, probs, entropy, expected_entropy, mutual_information, deviation, votes, seen in columns:
-            reason = self.rule.reason(entropy, top_two_mass(probs))
+        for digit, probs, entropy, expected_entropy, mutual_information, deviation, votes, top_two, seen in columns:
+            reason = self.rule.reason(entropy, top_two)
             predictions.append(Prediction(
                 digit=digit, probabilities=probs, entropy=entropy, expected_entropy=expected_entropy,
                 mutual_information=mutual_information, refer=reason is not None, refer_reason=reason,

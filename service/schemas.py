@@ -8,7 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-ReferReason = Literal["uncertain", "unfamiliar"]
+from model.refer_rule import ReferReason
+
 OIP_PREFIX = "/v2"  # the Open Inference Protocol's routes
 
 
@@ -18,8 +19,6 @@ def error_body(path: str, message: str) -> dict[str, str]:
     if path == OIP_PREFIX or path.startswith(OIP_PREFIX + "/"):
         return {"error": message}
     return {"detail": message}
-
-REFER_REASONS: tuple[ReferReason, ...] = ("uncertain", "unfamiliar")
 
 
 class PredictionOut(BaseModel):

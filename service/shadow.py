@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from service.background import cancel
 from service.metrics import Metrics
 from service.models import HeldModel
 from service.predictor import Prediction
@@ -75,10 +76,7 @@ class Shadow:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="shadow")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -89,7 +89,8 @@ def test_the_calibration_record_round_trips_and_rejects_unknown_keys():
 
 
 def test_familiar_mass_separates_referred_digits_from_referred_non_digits():
-    from model.calibrate import MASS_GRID, familiar_mass, top_two_mass
+    from model.calibrate import MASS_GRID, familiar_mass
+    from model.refer_rule import top_two_mass
 
     rng = np.random.default_rng(0)
     digits = rng.uniform(0.7, 1.0, 400)  # a referred digit hesitates between two classes

@@ -14,7 +14,7 @@ from model.batch_mix import BatchMix, TrainingData
 from model.data import Split
 from model.fine_tune import ids_digest, reviewed_training
 from model.reviewed import held_out, parse_export, split
-from model.train import TrainConfig
+from model.train_config import TrainConfig
 
 HELD, TRAINED = 250, 100  # the pixel value of held-out items and of training items in the export below
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import model.synth.canvas as canvas
 import model.synth.outliers as outliers
 from harness.inputs import load_digit, mnist_fixtures
 from model.synth.outliers import FAMILIES, OUTLIER_VERSION, outlier_source
@@ -69,10 +70,10 @@ def test_metadata_of_the_shipped_checkpoint_says_what_training_saw():
 
 
 def _lattice_ink(*segments: tuple[tuple[float, float], tuple[float, float]], width: int = 5) -> np.ndarray:
-    image, pen = outliers.canvas()
+    image, pen = canvas.canvas()
     for a, b in segments:
-        pen.line(outliers.scaled([a, b]), fill=255, width=width * outliers.SUPERSAMPLE)
-    return outliers.finish(image)
+        pen.line(canvas.scaled([a, b]), fill=255, width=width * canvas.SUPERSAMPLE)
+    return canvas.finish(image)
 
 
 def test_the_digit_bank_knows_the_named_digits_and_not_other_marks():

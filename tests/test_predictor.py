@@ -9,32 +9,8 @@ import pytest
 
 from harness.inputs import SHIPPED, load_digit, mnist_fixtures, shipped_calibration
 from model.checkpoint import CheckpointError
-from service.predictor import Predictor, ReferRule, candidates, top_two_mass
-
-
-def test_refer_flips_exactly_at_the_entropy_threshold():
-    rule = ReferRule(threshold=0.5)
-    assert rule.reason(0.5, 1.0) is None  # refer when entropy > threshold: equal is accepted
-    assert rule.reason(math.nextafter(0.5, 1.0), 1.0) == "uncertain"
-    assert rule.reason(2.0, 0.2) == "uncertain"  # no familiar mass calibrated: every referral is "uncertain"
-
-
-def test_the_reason_follows_the_top_two_mass_and_never_fires_without_a_referral():
-    rule = ReferRule(threshold=0.5, familiar_mass=0.8)
-    assert rule.reason(0.4, 0.2) is None  # accepted: no reason, whatever the shape
-    assert rule.reason(0.9, 0.8) == "uncertain"  # at the mass: a digit, unsure which of two
-    assert rule.reason(0.9, math.nextafter(0.8, 0.0)) == "unfamiliar"
-    assert rule.reason(2.3, 0.2) == "unfamiliar"
-
-
-def test_candidates_and_top_two_mass():
-    assert candidates([0.0] * 3 + [0.99] + [0.01 / 6] * 6) == [3]  # sure: the digit alone
-    assert candidates([0.0, 0.0, 0.0, 0.55, 0.0, 0.4, 0.0, 0.0, 0.05, 0.0]) == [3, 5]  # 0.95 held after two
-    assert candidates([0.0, 0.0, 0.0, 0.5, 0.0, 0.3, 0.0, 0.0, 0.15, 0.05]) == [3, 5, 8]  # at most three
-    assert candidates([0.0, 0.0, 0.0, 0.6, 0.0, 0.36, 0.0, 0.0, 0.04, 0.0]) == [3, 5]  # 8 under 5 %
-    assert candidates([0.1] * 10) == [0, 1, 2]  # spread evenly: ties in class order
-    assert top_two_mass([0.0, 0.0, 0.0, 0.5, 0.0, 0.3, 0.0, 0.0, 0.15, 0.05]) == pytest.approx(0.8)
-    assert top_two_mass([0.1] * 10) == pytest.approx(0.2)
+from model.refer_rule import ReferRule, candidates, top_two_mass
+from service.predictor import Predictor
 
 
 @pytest.fixture(scope="module")

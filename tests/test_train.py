@@ -8,10 +8,12 @@ import torch
 
 import model.train as train_module
 from model.checkpoint import load_checkpoint
-from model.data import load_idx_mnist, to_input
+from model.data import to_input
+from model.mnist import load_idx_mnist
 from model.network import BayesianNet, NetConfig
 from model.predictive import predictive
-from model.train import TrainConfig, fit, main
+from model.train import fit, main
+from model.train_config import TrainConfig
 
 TINY = NetConfig(conv_blocks=((8,),), hidden=(32,))
 

@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from model.calibrate import Calibration, CalibrationError, guarantee_threshold, top_two_mass
+from model.calibrate import Calibration, CalibrationError, guarantee_threshold
 from model.data import Mnist, Split
 from model.network import BayesianNet
+from model.refer_rule import ReferRule, top_two_mass
 from model.scoring import auroc, predict_images
 from model.synth.families import DIGITS, LETTERS, SYMBOLS, UNLIKE_DIGITS, cycling, photo_crops, printed
 from model.synth.outliers import outlier_source
@@ -55,11 +56,7 @@ def score(net: BayesianNet, images: np.ndarray, samples: int, batch: int = 1000)
 def decisions(scores: Scores, calibration: Calibration) -> tuple[np.ndarray, np.ndarray]:
     """(uncertain [n], unfamiliar [n]): the referrals under ``calibration``'s rule, each with its one
     reason (the service's ``refer_reason``); neither: accepted."""
-    refer = scores.entropy > calibration.threshold
-    unfamiliar = np.zeros_like(refer)
-    if calibration.familiar_mass is not None and scores.mass is not None:
-        unfamiliar = refer & (scores.mass < calibration.familiar_mass)
-    return refer & ~unfamiliar, unfamiliar
+    return ReferRule.of(calibration).reasons(scores.entropy, scores.mass)
 
 
 def family_row(family: Family, scores: Scores, calibration: Calibration, reference: Scores | None) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from model.data import Split
-from model.synth.outliers import bezier
+from model.synth.canvas import bezier
 from model.synth.pen import CANVAS, Hand, Stroke, draw, pen_strokes, place, png
 from model.synth.sketches import SKELETONS
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from model.synth.sketches import digit_bank
+
 GREEK = "ΓΔΛΞΠΦΨλξφψ"
 CYRILLIC = "ГДЖИЙЛПФЦШЩЪЫЮЯЉЊЋЏждлфцшщъыюяљњ"
 SIGNS = "∀∇∉⊕⊗∠⇒⇔←→↔‡¤△▽◁▷⌘"
@@ -56,7 +58,5 @@ def squared(ink: np.ndarray, side: int = PEN_SIDE) -> np.ndarray:
 
 def near_a_digit(images: np.ndarray) -> np.ndarray:
     """bool ``[N]``: which of uint8 ``[N, 28, 28]`` land within :data:`NEAR_DIGIT` of a named digit."""
-    from model.synth.sketches import digit_bank
-
     bank = digit_bank()
     return np.array([bank.nearest(image / 255.0)[1] < NEAR_DIGIT for image in images], dtype=bool)

@@ -21,7 +21,6 @@ taught an earlier network that clean pen-drawn 1s and 7s are not digits.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,43 +28,15 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from model.synth.canvas import SIDE, SUPERSAMPLE, Points, bezier, canvas, finish, scaled
+from model.synth.sketches import digit_bank
 from model.synth.uploads import GlyphSource
 
-SIDE = 64  # glyphs are drawn at this size (4x supersampled), then rendered as uploads
-SUPERSAMPLE = 4
 FAMILIES = ("scribble", "glyph", "shape", "texture", "noise", "silhouette", "pair")
 FAMILY_WEIGHTS = (0.15, 0.2, 0.25, 0.1, 0.1, 0.1, 0.1)
 LINE_FAMILIES = ("scribble", "glyph", "shape")  # the ones that can draw a digit by chance
 REDRAWS = 12
 OUTLIER_VERSION = 3  # bump when a generator changes, so cached pools are rebuilt
-
-Points = list[tuple[float, float]]
-
-
-def canvas() -> tuple[Image.Image, ImageDraw.ImageDraw]:
-    image = Image.new("L", (SIDE * SUPERSAMPLE, SIDE * SUPERSAMPLE), 0)
-    return image, ImageDraw.Draw(image)
-
-
-def finish(image: Image.Image) -> np.ndarray:
-    small = image.resize((SIDE, SIDE), Image.Resampling.BOX)
-    return np.asarray(small, dtype=np.float32) / 255.0
-
-
-def scaled(points: Points) -> Points:
-    return [(x * SIDE * SUPERSAMPLE, y * SIDE * SUPERSAMPLE) for x, y in points]
-
-
-def bezier(points: Points, steps: int = 40) -> Points:
-    """A smooth curve through control points (de Casteljau)."""
-    out = []
-    for t in np.linspace(0.0, 1.0, steps):
-        layer = list(points)
-        while len(layer) > 1:
-            layer = [((1 - t) * a[0] + t * b[0], (1 - t) * a[1] + t * b[1]) for a, b in itertools.pairwise(layer)]
-        out.append(layer[0])
-    return out
-
 
 def _stroke_width(rng: np.random.Generator) -> int:
     return int(rng.integers(2, 8)) * SUPERSAMPLE
@@ -301,8 +272,6 @@ def outlier_source(digits: np.ndarray | None = None, families: tuple[str, ...] =
     }
 
     def source(index: int, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
-        from model.synth.sketches import digit_bank  # sketches draws with this module's helpers
-
         family = str(rng.choice(families, p=weights))
         fills = family in ("texture", "noise") and rng.random() < 0.7
         if family not in LINE_FAMILIES:

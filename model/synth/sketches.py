@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from model.synth.outliers import SUPERSAMPLE, Points, bezier, canvas, finish, scaled
+from model.synth.canvas import SUPERSAMPLE, Points, bezier, canvas, finish, scaled
 
 SKETCH_VERSION = 1  # bump when a skeleton or the drawing changes, so cached pools are rebuilt
 Stroke = tuple[str, Points]  # ("line", polyline corners) or ("curve", control points of a smooth curve)

@@ -261,7 +261,7 @@ def contact_sheet(images: Sequence[np.ndarray], out: Path, columns: int = 16) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    from model.data import load_mnist
+    from model.mnist import load_mnist
 
     parser = argparse.ArgumentParser(prog="python -m model.synth.uploads", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)

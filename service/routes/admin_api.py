@@ -20,6 +20,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
+from service.deps import token_holder
 from service.errors import (
     AdminUnauthorized,
     ModelChangeConflict,
@@ -29,7 +30,6 @@ from service.errors import (
 )
 from service.model_control import ModelControl
 from service.models import HeldModel
-from service.review.access import Reviewers
 from service.review.live import AcceptedError
 from service.review.queue import ReviewQueue
 from service.routes.page import STATIC
@@ -55,11 +55,7 @@ class PromoteIn(BaseModel):
 
 
 async def admin(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]) -> str:
-    admins: Reviewers = request.app.state.admins
-    name = admins.who(credentials.credentials) if credentials is not None else None
-    if name is None:
-        raise AdminUnauthorized()
-    return name
+    return token_holder(request.app.state.admins, credentials, AdminUnauthorized)
 
 
 async def control(request: Request, who: Annotated[str, Depends(admin)]) -> ModelControl:

@@ -22,9 +22,9 @@ from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from PIL import Image
 
+from service.deps import token_holder
 from service.errors import ReviewUnauthorized, ReviewUnavailable
 from service.metrics import Metrics
-from service.review.access import Reviewers
 from service.review.live import outcome
 from service.review.queue import ReviewQueue
 from service.review.store import Item, ItemConflict, ItemNotFound
@@ -48,11 +48,7 @@ CONFLICT = {"model": ErrorOut, "description": "another reviewer holds it (who, u
 
 async def reviewer(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None,
                                                                 Depends(BEARER)]) -> str:
-    reviewers: Reviewers = request.app.state.reviewers
-    name = reviewers.who(credentials.credentials) if credentials is not None else None
-    if name is None:
-        raise ReviewUnauthorized()
-    return name
+    return token_holder(request.app.state.reviewers, credentials, ReviewUnauthorized)
 
 
 async def review_queue(request: Request, who: Annotated[str, Depends(reviewer)]) -> ReviewQueue:

@@ -5,23 +5,7 @@
 const TOKEN_KEY = "bnn-admin-token";
 const POLL_MS = 2000;
 const $ = (id) => document.getElementById(id);
-const state = { token: sessionStorage.getItem(TOKEN_KEY), busy: false };
-
-function takeTokenFromAddress() {
-  const match = location.hash.match(/^#token=(.+)$/);
-  if (match) {
-    state.token = decodeURIComponent(match[1]);
-    sessionStorage.setItem(TOKEN_KEY, state.token);
-    history.replaceState(null, "", location.pathname);
-  }
-}
-
-function say(text, isError) {
-  const box = $("message");
-  box.textContent = text;
-  box.className = isError ? "error" : "";
-  box.hidden = !text;
-}
+const state = { token: tokenFromAddress(TOKEN_KEY), busy: false };
 
 function percent(value, digits = 2) {
   return value === null || value === undefined ? "–" : `${(100 * value).toFixed(digits)} %`;
@@ -209,6 +193,5 @@ $("promote-shadow").addEventListener("click", () => change("POST", "/admin/model
 $("rollback").addEventListener("click", () => change("POST", "/admin/models/rollback", undefined, "Rolling back"));
 $("drop-shadow").addEventListener("click", () => change("DELETE", "/admin/models/shadow", undefined, "Dropping the shadow"));
 
-takeTokenFromAddress();
 if (state.token) { refresh(); } else { showLogin(""); }
 setInterval(() => { if (!state.busy && !document.hidden) { refresh(); } }, POLL_MS);

@@ -6,24 +6,7 @@ const TOKEN_KEY = "bnn-review-token";
 const ITEM_KEY = "bnn-review-item";  // the item on screen: a reload shows it again while the claim holds
 const POLL_MS = 4000;
 const $ = (id) => document.getElementById(id);
-const state = { token: sessionStorage.getItem(TOKEN_KEY), item: null, busy: false, urls: [], poll: null };
-
-function takeTokenFromAddress() {
-  // /review#token=...: the address the service logs at start (a fragment never reaches a server or its logs)
-  const match = location.hash.match(/^#token=(.+)$/);
-  if (match) {
-    state.token = decodeURIComponent(match[1]);
-    sessionStorage.setItem(TOKEN_KEY, state.token);
-    history.replaceState(null, "", location.pathname);
-  }
-}
-
-function say(text, isError) {
-  const box = $("message");
-  box.textContent = text;
-  box.className = isError ? "error" : "";
-  box.hidden = !text;
-}
+const state = { token: tokenFromAddress(TOKEN_KEY), item: null, busy: false, urls: [], poll: null };
 
 class Unauthorized extends Error {}
 
@@ -212,6 +195,5 @@ async function start() {
   if (!(await resumed())) { await next(); }
 }
 
-takeTokenFromAddress();
 if (state.token) { run(start); } else { showLogin(); }
 setInterval(() => { if (state.token && !state.busy) { refreshStats().catch(() => {}); } }, 10000);

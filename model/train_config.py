@@ -1,0 +1,34 @@
+"""The training recipe as one typed object: what ``model.train`` runs and ``model.batch_mix``
+builds its data for. Saved with the weights (the checkpoint's ``training`` record)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from model.precision import Precision
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 16
+    batch_size: int = 128
+    lr: float = 2e-3
+    final_lr_fraction: float = 0.02  # cosine decay to lr * this
+    kl_warmup_epochs: float = 1.0
+    augment: bool = True
+    max_rotation_deg: float = 10.0
+    max_shift_px: float = 2.0
+    max_scale: float = 0.1
+    seed: int = 0
+    eval_samples: int = 10
+    uploads: bool = True  # add a batch of training digits rendered as uploads (model/synth/uploads.py) per step
+    outlier_weight: float = 0.5  # outlier exposure: weight of the uniform-prediction loss on generated non-digits
+    outlier_batch: int = 64  # generated non-digits per step (0: no outlier exposure)
+    arrays_as_files: float = 0.5  # share of the arrays batch replaced by the same digits as 28-px PNGs, transformed
+    pen: bool = True  # training digits re-inked as pen strokes on the page's pad (model/synth/pen.py) join the uploads
+    printed: bool = True  # digits printed in the training fonts (model/synth/families.py) join the uploads
+    marks: bool = True  # marks of other scripts, printed and pen-drawn (model/synth/other_scripts.py), join the outliers
+    max_batches: int | None = None  # per epoch; dry runs
+    reviewed_batch: int = 32  # fine-tuning: reviewers' labelled digits per step (model/fine_tune.py)
+    device: str = "cpu"
+    precision: Precision = "float32"  # the conv trunk's under autocast (weights, optimizer, KL and loss: float32)
