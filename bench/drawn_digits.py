@@ -4,7 +4,7 @@ the try-it page in headless Chromium (Playwright), as a person draws them.
     python -m bench.drawn_digits [--digits 1000] [--repeats 4] [--seed 51] [--checkpoint PATH] [--out reports]
 
 Starts the service (``python -m service``) on a free port with ``--checkpoint``, opens the page,
-and for each drawing of ``model.synth.drawings.battery`` (seeded: MNIST *test* digits re-inked as
+and for each drawing of ``model.synth.drawing_battery.battery`` (seeded: MNIST *test* digits re-inked as
 strokes and the sketched skeletons, three pens, a hand's size, slant and wobble; letters no
 reader takes for a digit; doodles): clears the pad, picks the pen, draws every stroke with
 pointer events (down, moves, up), waits for the page's own ``/predict`` answer, and checks that
@@ -33,7 +33,7 @@ from model.calibration import calibrations
 from model.checkpoint import load_checkpoint
 from model.mnist import load_mnist
 from model.report.drawings import Answer, gallery, in_process, markdown, tally
-from model.synth.drawings import Drawing, battery
+from model.synth.drawing_battery import Drawing, battery
 
 CHROMIUM = os.environ.get("BNN_CHROMIUM", "/usr/bin/chromium")
 MIN_STEP = 7.0  # page pixels between pointer moves: a quick hand (Chrome joins them with lines)

@@ -14,7 +14,7 @@ import torch
 import uvicorn
 from fastapi import FastAPI, File, UploadFile
 
-from bench.predictive import loop_predictive
+from bench.predictive_pass import loop_predictive
 from model.checkpoint import load_checkpoint
 from model.data import to_input
 from model.predictive import summarize

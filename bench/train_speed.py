@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.common import best_ms, header
-from bench.predictive import sampled_forward
+from bench.predictive_pass import sampled_forward
 from model.batch_mix import Batch, augment
 from model.data import Mnist, to_input
 from model.mnist import load_mnist

@@ -35,7 +35,7 @@ from model.report.uploads import plot_scores, uploads_report
 from model.reviewed import markdown as reviewed_markdown
 from model.reviewed import read_export, reviewed_report
 from model.scoring import ECE_BINS, auroc, expected_calibration_error, predict_images
-from model.synth.drawings import battery
+from model.synth.drawing_battery import battery
 
 REFERRAL_FRACTIONS = np.round(np.arange(0.0, 0.5001, 0.005), 4)
 
@@ -222,7 +222,7 @@ def served_sections(net: BayesianNet, mnist: Mnist, fashion: Split | None, calib
     if drawings_count:
         drawings = battery(mnist.test, drawings_count, max(1, round(4 * min(1.0, drawings_count / 1000))))
         sections["drawings"] = {"in_process": tally(drawings, in_process(net, drawings, calibration, samples)),
-                                "note": "model.synth.drawings.battery(seed 51) drawn by model.synth.pen.draw, "
+                                "note": "model.synth.drawing_battery.battery(seed 51) drawn by model.synth.pen.draw, "
                                         "not a browser"}
         print(markdown(sections["drawings"]["in_process"]))
     return sections, plots

@@ -54,7 +54,7 @@ from model.synth.other_scripts import MARKS
 from model.synth.outliers import FAMILIES, OUTLIER_VERSION
 from model.synth.pen import PEN_VERSION
 from model.synth.pools import SEEDS, validation_mix, validation_non_digits
-from model.synth.uploads import SIMULATOR_VERSION
+from model.synth.upload_simulator import SIMULATOR_VERSION
 from model.train_config import TrainConfig
 
 

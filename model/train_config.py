@@ -21,7 +21,7 @@ class TrainConfig:
     max_scale: float = 0.1
     seed: int = 0
     eval_samples: int = 10
-    uploads: bool = True  # add a batch of training digits rendered as uploads (model/synth/uploads.py) per step
+    uploads: bool = True  # add a batch of training digits rendered as uploads (model/synth/upload_simulator.py) per step
     outlier_weight: float = 0.5  # outlier exposure: weight of the uniform-prediction loss on generated non-digits
     outlier_batch: int = 64  # generated non-digits per step (0: no outlier exposure)
     arrays_as_files: float = 0.5  # share of the arrays batch replaced by the same digits as 28-px PNGs, transformed

@@ -1,7 +1,7 @@
 """A decoded image -> the network's uint8 ``[28, 28]`` digit (ink high, MNIST's conventions).
 
 This is the one image-to-network transform: the service runs it on every upload, and training,
-calibration and evaluation run it on simulated uploads (``model/synth/uploads.py``), so the network is
+calibration and evaluation run it on simulated uploads (``model/synth/upload_simulator.py``), so the network is
 trained and calibrated on exactly what it is served. Decoding bytes and the HTTP limits stay in
 ``service/preprocess.py``. The steps mirror how MNIST itself was made:
 

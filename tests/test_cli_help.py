@@ -4,9 +4,9 @@ import importlib
 
 import pytest
 
-COMMANDS = ["model.calibrate", "model.evaluate", "model.train", "model.synth.uploads", "bench.calibration_sources",
+COMMANDS = ["model.calibrate", "model.evaluate", "model.train", "model.synth.upload_simulator", "bench.calibration_sources",
             "bench.compare_designs", "bench.drawn_digits", "bench.fuzz", "bench.interleaved", "bench.precision_agreement",
-            "bench.predictive", "bench.profile_predict", "bench.review", "bench.review_defaults", "bench.service",
+            "bench.predictive_pass", "bench.profile_predict", "bench.review", "bench.review_defaults", "bench.service",
             "bench.soak", "bench.train_speed", "bench.model_swap", "service.admin"]
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.predictive import agreement
+from bench.predictive_pass import agreement
 from harness.inputs import SHIPPED, load_digit, mnist_fixtures
 from model import precision as precision_module
 from model.calibration import Calibration, calibrations, with_calibrations

@@ -8,7 +8,7 @@ import numpy as np
 
 from harness.inputs import SHIPPED
 from model.synth.sketches import SKELETONS, sketch
-from model.synth.uploads import simulate
+from model.synth.upload_simulator import simulate
 from service.predictor import Predictor
 
 

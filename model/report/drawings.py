@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw
 from model.calibration import Calibration
 from model.network import BayesianNet
 from model.report.uploads import decisions, score
-from model.synth.drawings import Drawing
+from model.synth.drawing_battery import Drawing
 from model.synth.pen import seen
 
 

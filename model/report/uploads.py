@@ -24,7 +24,7 @@ from model.scoring import auroc, predict_images
 from model.synth.families import DIGITS, LETTERS, SYMBOLS, UNLIKE_DIGITS, cycling, photo_crops, printed
 from model.synth.outliers import outlier_source
 from model.synth.pools import Pool, cached_pool, digit_uploads, validation_mix, visible_only
-from model.synth.uploads import SIMULATOR_VERSION, GlyphSource, simulate_many
+from model.synth.upload_simulator import SIMULATOR_VERSION, GlyphSource, simulate_many
 
 ALPHAS = (0.001, 0.002, 0.003, 0.005, 0.01)
 REPORT_SEED = 31  # families' draws; the generated families use held-out seeds of their own below

@@ -1,6 +1,6 @@
 """Report-only families of uploads: what the evaluation measures and training never sees.
 
-Each family is a glyph source for the upload simulator (``model/synth/uploads.py``), drawn with a
+Each family is a glyph source for the upload simulator (``model/synth/upload_simulator.py``), drawn with a
 report seed of its own:
 
 | family | what | kind |
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from model.synth.uploads import GlyphSource
+from model.synth.upload_simulator import GlyphSource
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 DIGIT_LOOKALIKES = "OoDQIlijJSsZzBbgqGTty"  # letters a reader may take for a digit (0, 1, 2, 5, 6, 7, 8, 9)

@@ -30,7 +30,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from model.synth.canvas import SIDE, SUPERSAMPLE, Points, bezier, canvas, finish, scaled
 from model.synth.sketches import digit_bank
-from model.synth.uploads import GlyphSource
+from model.synth.upload_simulator import GlyphSource
 
 FAMILIES = ("scribble", "glyph", "shape", "texture", "noise", "silhouette", "pair")
 FAMILY_WEIGHTS = (0.15, 0.2, 0.25, 0.1, 0.1, 0.1, 0.1)

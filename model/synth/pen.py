@@ -32,7 +32,7 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from model.data import IMAGE_SIZE
-from model.synth.uploads import decode
+from model.synth.upload_simulator import decode
 from model.transform import NoInk, to_digit
 
 PEN_VERSION = 1  # bump when a step changes, so cached pools are rebuilt

@@ -37,7 +37,7 @@ from PIL import Image
 from model.data import DEFAULT_CACHE, Split
 from model.synth.outliers import OUTLIER_VERSION, outlier_source
 from model.synth.pen import PEN_VERSION, draw_many
-from model.synth.uploads import SIMULATOR_VERSION, decode, digit_source, encode, simulate_many
+from model.synth.upload_simulator import SIMULATOR_VERSION, decode, digit_source, encode, simulate_many
 from model.transform import NoInk, to_digit
 
 SEEDS = {"train": 11, "validation": 12, "test": 13, "pen-train": 14, "pen-validation": 15, "printed-train": 16, "pen-test": 17,

@@ -3,7 +3,7 @@
 A 7 of two straight strokes, an open or a closed 4, a boxy 0, a 1 with a flag and a foot, a
 Z-shaped 2, a 9 with a straight stem: a few skeletons per digit, straight and curved variants,
 placed by hand in a unit box. Two uses: the drawing battery re-draws them with a pen
-(``model.synth.drawings``), and :class:`DigitBank` holds them as the named digits that no generated
+(``model.synth.drawing_battery``), and :class:`DigitBank` holds them as the named digits that no generated
 non-digit may resemble (the outlier hygiene of ``model.synth.outliers`` and ``model.synth.other_scripts``).
 As training positives (rendered as uploads) they were measured and dropped: docs/experiments.md.
 """

@@ -7,7 +7,7 @@
 then (b) in bfloat16 against (b) in float32, the same run: the trunk alone at 1, 32 and 128
 images, and the whole predictive (the ratio column, float32 time / bfloat16 time).
 
-    python -m bench.predictive [--checkpoint checkpoints/bnn.safetensors] [--threads 2]
+    python -m bench.predictive_pass [--checkpoint checkpoints/bnn.safetensors] [--threads 2]
                                [--precision float32 bfloat16] [--tables kernel ratios agreement]
 
 It also checks, for each precision, that (a) and (b) give the same predictive distribution
@@ -149,7 +149,7 @@ def precision_table(nets: dict[str, BayesianNet]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.predictive", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.predictive_pass", description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", type=Path, default=Path("checkpoints/bnn.safetensors"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--precision", nargs="+", choices=PRECISIONS, default=list(PRECISIONS),

@@ -1,4 +1,4 @@
-"""The drawing battery (model/synth/drawings.py): seeded, every digit from both sources, on the pad,
+"""The drawing battery (model/synth/drawing_battery.py): seeded, every digit from both sources, on the pad,
 letters no reader takes for a digit, and apart from everything training sees (structural)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 import model
 from harness.inputs import load_digit, mnist_fixtures
 from model.data import Split
-from model.synth.drawings import DIGIT_SOURCES, DOODLES, LETTERS, PENS, battery
+from model.synth.drawing_battery import DIGIT_SOURCES, DOODLES, LETTERS, PENS, battery
 from model.synth.families import DIGIT_LOOKALIKES
 from model.synth.pen import CANVAS
 from model.synth.pools import SEEDS
@@ -53,11 +53,12 @@ def test_nothing_that_trains_or_calibrates_reads_the_battery_or_mnist_test_drawi
     draws MNIST test and its own letters and doodles: no training module imports it."""
     package = Path(model.__file__).parent
     for name in ("train", "batch_mix", "calibrate", "synth/pools", "synth/outliers", "synth/sketches", "synth/pen",
-                 "synth/uploads", "synth/other_scripts", "transform", "synth/families"):
+                 "synth/upload_simulator", "synth/other_scripts", "transform", "synth/families", "synth/canvas",
+                 "train_config", "fine_tune", "mnist"):
         tree = ast.parse((package / f"{name}.py").read_text())
         imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
         imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-        assert not {"model.synth.drawings", "model.report.drawings"} & imported, name
+        assert not {"model.synth.drawing_battery", "model.report.drawings"} & imported, name
     mix = (package / "batch_mix.py").read_text()
     # training draws MNIST train, and only it
     assert "train, sha = data.train, data.source_sha256" in mix and 'pen_drawings(train, "pen-train"' in mix

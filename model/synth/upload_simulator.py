@@ -11,7 +11,7 @@ training, calibration and evaluation see exactly what the network is served.
 Every draw comes from ``numpy.random.default_rng([seed, index])``: the same seed and index give
 the same file whatever the chunking or the number of worker processes.
 
-    python -m model.synth.uploads --count 16 --out runs/uploads.png   # a contact sheet to look at
+    python -m model.synth.upload_simulator --count 16 --out runs/uploads.png   # a contact sheet to look at
 """
 
 from __future__ import annotations
@@ -263,7 +263,7 @@ def contact_sheet(images: Sequence[np.ndarray], out: Path, columns: int = 16) ->
 def main(argv: list[str] | None = None) -> int:
     from model.mnist import load_mnist
 
-    parser = argparse.ArgumentParser(prog="python -m model.synth.uploads", description=__doc__.split("\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m model.synth.upload_simulator", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--count", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)

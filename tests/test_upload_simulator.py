@@ -8,7 +8,17 @@ import pytest
 from PIL import Image
 
 from harness.inputs import load_digit, mnist_fixtures
-from model.synth.uploads import FORMATS, PAPERS, STROKES, UploadStyle, decode, random_style, render, simulate, simulate_many
+from model.synth.upload_simulator import (
+    FORMATS,
+    PAPERS,
+    STROKES,
+    UploadStyle,
+    decode,
+    random_style,
+    render,
+    simulate,
+    simulate_many,
+)
 from model.transform import to_digit
 
 
