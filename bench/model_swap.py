@@ -33,13 +33,13 @@ import httpx
 from bench.service import ensure_wrk
 from bench.wrk import Request, WrkResult, run_wrk
 from harness import candidates
-from harness.inputs import mnist_fixtures
+from harness.inputs import expected_precision, mnist_fixtures
 from harness.server import running_service, wait_for
 from service.admin import call
 
 TOKEN = "bench-admin-token-0123456789"
 BROKEN = {"file": candidates.truncated, "architecture": candidates.wrong_architecture,
-          "calibration": lambda d: candidates.without_record(d, "float32"), "weights": candidates.with_nan,
+          "calibration": lambda d: candidates.without_record(d, expected_precision()), "weights": candidates.with_nan,
           "fixtures": candidates.misreading}
 
 

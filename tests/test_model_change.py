@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import SecretStr, ValidationError
 
 from harness import candidates
-from harness.inputs import SHIPPED, mnist_fixtures
+from harness.inputs import SHIPPED, expected_precision, mnist_fixtures
 from harness.server import post_image, running_service, wait_for
 from service import admin as admin_command
 from service.app import create_app
@@ -50,7 +50,7 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     directory = tmp_path_factory.mktemp("candidates")
     return {"good": candidates.good(directory), "truncated": candidates.truncated(directory),
             "wrong architecture": candidates.wrong_architecture(directory),
-            "no float32 record": candidates.without_record(directory, "float32"),
+            "no record for the served precision": candidates.without_record(directory, expected_precision()),
             "a NaN weight": candidates.with_nan(directory), "fixtures misread": candidates.misreading(directory)}
 
 
@@ -94,7 +94,7 @@ def test_an_admin_token_that_is_also_a_reviewers_is_refused():
 
 
 @pytest.mark.parametrize(("kind", "check"), [("truncated", "file"), ("wrong architecture", "architecture"),
-                                             ("no float32 record", "calibration"), ("a NaN weight", "weights"),
+                                             ("no record for the served precision", "calibration"), ("a NaN weight", "weights"),
                                              ("fixtures misread", "fixtures")])
 def test_each_broken_candidate_is_refused_with_its_reason_and_the_live_model_stays(client, made, kind, check):
     response = client.post("/admin/models/promote", json={"path": str(made[kind])}, headers=ADMIN)

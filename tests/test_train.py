@@ -7,10 +7,12 @@ import pytest
 import torch
 
 import model.train as train_module
+from harness.server import ROOT
 from model.checkpoint import load_checkpoint
 from model.data import to_input
 from model.mnist import load_idx_mnist
 from model.network import BayesianNet, NetConfig
+from model.precision import choose_precision
 from model.predictive import predictive
 from model.train import fit, main
 from model.train_config import TrainConfig
@@ -158,8 +160,12 @@ def test_the_config_defaults_are_the_shipped_recipe():
     meta = read_metadata(SHIPPED)
     fine_tune_only = {"reviewed_batch"}  # used only by model/fine_tune.py: not in a full run's record
     assert {k: v for k, v in asdict(TrainConfig()).items() if k not in fine_tune_only} == meta["train_config"]
-    args = train_module.build_parser().parse_args([])  # `python -m model.train` with no flags
-    assert train_module.train_config(args) == TrainConfig()
+    args = train_module.build_parser().parse_args([])  # `python -m model.train` with no flags: the recipe, with
+    # the trunk's precision auto (bfloat16 where this CPU has the units); `make train` pins it to float32
+    assert train_module.train_config(args) == replace(TrainConfig(), precision=choose_precision("auto").precision)
+    pinned = train_module.build_parser().parse_args(["--precision", "float32"])
+    assert train_module.train_config(pinned) == TrainConfig()
+    assert "--precision float32" in (ROOT / "Makefile").read_text().split("\ntrain:")[1].split("\n\n")[0]
     assert train_module.net_config(args) == replace(NetConfig.from_dict(meta["config"]), temperature=1.0)
 
 
