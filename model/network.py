@@ -167,6 +167,3 @@ class BayesianNet(nn.Module):
     def kl(self) -> Tensor:
         """Sum of the closed-form KL of every Gaussian layer, in nats (not scaled)."""
         return torch.stack([m.kl() for m in self.modules() if isinstance(m, GaussianParameters)]).sum()
-
-    def parameter_count(self) -> int:
-        return sum(p.numel() for p in self.parameters())

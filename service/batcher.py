@@ -60,10 +60,6 @@ class MicroBatcher(Generic[Item, Result, Options]):
         self._worker: asyncio.Task[None] | None = None
         self.batches_run = 0  # passes executed, for tests and benchmarks
 
-    @property
-    def queued(self) -> int:
-        return self._queue.qsize()
-
     def start(self) -> None:
         self._worker = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
 

@@ -77,7 +77,8 @@ def _lattice_ink(*segments: tuple[tuple[float, float], tuple[float, float]], wid
 
 
 def test_the_digit_bank_knows_the_named_digits_and_not_other_marks():
-    from model.synth.sketches import SKELETONS, digit_bank, sketch
+    from model.synth.sketches import SKELETONS, digit_bank
+    from tests.sketched_digits import sketch
 
     bank = digit_bank()
     caught = [bank.looks_like_digit(sketch(d, np.random.default_rng([9, d, k]))) for d in SKELETONS for k in range(20)]

@@ -7,9 +7,10 @@ from __future__ import annotations
 import numpy as np
 
 from harness.inputs import SHIPPED
-from model.synth.sketches import SKELETONS, sketch
+from model.synth.sketches import SKELETONS
 from model.synth.upload_simulator import simulate
 from service.predictor import Predictor
+from tests.sketched_digits import sketch
 
 
 def test_every_skeleton_draws_visible_ink_inside_the_box():

@@ -16,7 +16,6 @@ import numpy as np
 
 from model.synth.canvas import SUPERSAMPLE, Points, bezier, canvas, finish, scaled
 
-SKETCH_VERSION = 1  # bump when a skeleton or the drawing changes, so cached pools are rebuilt
 Stroke = tuple[str, Points]  # ("line", polyline corners) or ("curve", control points of a smooth curve)
 
 
@@ -65,29 +64,6 @@ SKELETONS: dict[int, list[list[Stroke]]] = {
         [_curve(_oval(0.5, 0.32, 0.25, 0.22)), _smooth((0.75, 0.32), (0.75, 0.8), (0.4, 0.95))],
         [_line((0.75, 0.5), (0.25, 0.5), (0.25, 0.1), (0.75, 0.1), (0.75, 0.92))]],
 }
-
-
-def sketch(digit: int, rng: np.random.Generator) -> np.ndarray:
-    """One sketched ``digit``: ink ``[64, 64]`` float32 in [0, 1], like the outlier generators'."""
-    strokes = SKELETONS[digit][int(rng.integers(len(SKELETONS[digit])))]
-    image, draw = canvas()
-    width = int(rng.integers(2, 9)) * SUPERSAMPLE
-    slant = rng.uniform(-0.25, 0.3)
-    squash = rng.uniform(0.55, 1.0)
-    shift = rng.normal(0.0, 0.025, 2)
-
-    def place(points: Points) -> Points:
-        return [(0.5 + (x - 0.5) * squash - slant * (y - 0.5) + shift[0], y + shift[1]) for x, y in points]
-
-    for kind, points in strokes:
-        jittered = [(x + rng.normal(0, 0.025), y + rng.normal(0, 0.025)) for x, y in points]
-        path = bezier(jittered) if kind == "curve" else jittered
-        placed = scaled(place([(0.1 + 0.8 * x, 0.1 + 0.8 * y) for x, y in path]))  # a margin for the pen
-        draw.line(placed, fill=255, width=width, joint="curve")
-        radius = width / 2
-        for x, y in (placed[0], placed[-1]):  # round caps, as a pen or a canvas brush makes them
-            draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=255)
-    return finish(image)
 
 
 # ------------------------------------------------------------------- is a generated mark a digit?
