@@ -29,7 +29,7 @@ from bench.predictive_pass import sampled_forward
 from model.batch_mix import Batch, augment
 from model.data import Mnist, to_input
 from model.mnist import load_mnist
-from model.network import PRESETS, BayesianNet
+from model.network import PRESETS, BayesianNet, NetConfig
 from model.precision import PRECISIONS, Precision, bf16_units
 from model.train import evaluate_split, lr_at, train_step
 from model.train_config import TrainConfig
@@ -58,11 +58,12 @@ def train(net: BayesianNet, data: Mnist, config: TrainConfig, weight_sampling: b
     return (time.perf_counter() - started) / config.epochs
 
 
-def step_ms(precision: Precision, steps: int) -> float:
-    """Median ms of the shipped recipe's training step with the trunk in ``precision``."""
+def step_ms(precision: Precision, steps: int, architecture: NetConfig = PRESETS["head"]) -> float:
+    """Median ms of the shipped recipe's training step with the trunk in ``precision`` (of the
+    shipped architecture unless another is given)."""
     torch.manual_seed(0)
     config = replace(TrainConfig(), precision=precision)
-    net = BayesianNet(PRESETS["head"], precision).train()
+    net = BayesianNet(architecture, precision).train()
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
     labelled = 2 * config.batch_size  # the arrays and the uploads of one step
     batch = Batch(torch.rand(labelled + config.outlier_batch, 1, 28, 28), torch.randint(0, 10, (labelled,)))
