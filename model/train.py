@@ -181,12 +181,25 @@ def fit(net: BayesianNet, data: Mnist, config: TrainConfig, out: Path | None = N
     return {"history": history, "validation": history[-1] if history else {}}
 
 
+def conv_block(text: str) -> tuple[int, ...]:
+    """``"64,64"`` -> ``(64, 64)``: one conv block's channels, as ``--conv-blocks`` takes them."""
+    try:
+        channels = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: channels are whole numbers separated by commas") from None
+    if not channels or min(channels) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: every conv needs at least one channel")
+    return channels
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m model.train", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     defaults, add = TrainConfig(), parser.add_argument
     add("--preset", choices=sorted(PRESETS), default="head", help="architecture")
     add("--hidden", type=int, nargs="+", default=None, help="override hidden widths")
+    add("--conv-blocks", type=conv_block, nargs="+", default=None, metavar="C,C",
+        help="override the conv trunk: per block, its convs' channels (e.g. 32,32 64,64 128,128)")
     add("--prior-sigma", type=float, default=None, help="override prior sigma")
     add("--init-rho", type=float, default=None, help="override initial rho")
     add("--epochs", type=int, default=defaults.epochs)
@@ -233,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def net_config(args: argparse.Namespace) -> NetConfig:
-    overrides = {"hidden": args.hidden, "prior_sigma": args.prior_sigma, "init_rho": args.init_rho}
+    overrides = {"hidden": args.hidden, "conv_blocks": args.conv_blocks, "prior_sigma": args.prior_sigma,
+                 "init_rho": args.init_rho}
     return NetConfig.from_dict({**PRESETS[args.preset].to_dict(), **{k: v for k, v in overrides.items() if v is not None}})
 
 

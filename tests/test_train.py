@@ -180,3 +180,12 @@ def test_refit_keeps_the_weights_and_the_training_record(tiny_idx_dir, capsys):
     assert all(torch.equal(weights[k], v) for k, v in refitted.state_dict().items())
     assert after["training_data"] == before["training_data"] and after["metrics"]["history"] == before["metrics"]["history"]
     assert after["config"]["hidden"] == [16]
+
+
+def test_the_trunk_can_be_set_from_the_command_line():
+    from model.network import NetConfig
+
+    args = train_module.build_parser().parse_args(["--conv-blocks", "32,32", "64,64", "128,128", "--hidden", "512"])
+    assert train_module.net_config(args) == NetConfig(conv_blocks=((32, 32), (64, 64), (128, 128)), hidden=(512,))
+    with pytest.raises(SystemExit):
+        train_module.build_parser().parse_args(["--conv-blocks", "32,x"])
