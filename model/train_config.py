@@ -1,5 +1,5 @@
 """The training recipe as one typed object: what ``model.train`` runs and ``model.batch_mix``
-builds its data for. Saved with the weights (the checkpoint's ``training`` record)."""
+builds its data for. Saved with the weights (the checkpoint metadata's ``train_config``)."""
 
 from __future__ import annotations
 
