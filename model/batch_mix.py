@@ -28,11 +28,13 @@ from model.synth.pools import (
     VALIDATION_NON_DIGITS,
     Pool,
     arrays_as_files,
+    closing_shapes,
     digit_uploads,
     other_script_marks,
     outlier_uploads,
     pen_drawings,
     printed_digits,
+    written_variants,
 )
 from model.train_config import TrainConfig
 
@@ -63,6 +65,7 @@ class TrainingData:
     arrays_as_files: np.ndarray | None = None  # the arrays, image for image, as 28-px PNGs after the transform
     parts: dict[str, int] | None = None  # how many of each positive pool joined (the checkpoint's metadata)
     marks: int = 0  # how many of the outliers are marks of other scripts
+    closing: int = 0  # how many of the outliers are closing shapes
     # fine-tuning (model/fine_tune.py): the reviewers' labelled digits, a batch of their own each step, and
     # their not_a_digit / unreadable items beside the outliers; what the KL is spread over (the parent run's)
     reviewed: Split | None = None
@@ -94,6 +97,8 @@ def build_training_data(data: Mnist, config: TrainConfig, sizes: PoolSizes, work
         if config.uploads and config.pen else None,
         "printed_digits_training_fonts": printed_digits(workers, cache_dir, progress, sizes.printed_renders)
         if config.uploads and config.printed else None,
+        **({"mnist_train_written_variants": written_variants(train, sha, workers, cache_dir, progress)}
+           if config.uploads and config.written_variants else {}),  # named only when asked for
     })
     exposure = config.outlier_batch > 0
     outliers, negatives = _joined({
@@ -101,13 +106,15 @@ def build_training_data(data: Mnist, config: TrainConfig, sizes: PoolSizes, work
         if exposure else None,
         "other_script_marks": other_script_marks(workers, cache_dir, progress, sizes.mark_renders, sizes.mark_limit)
         if exposure and config.marks else None,
+        **({"closing_shapes": closing_shapes(config.closing_shapes, workers, cache_dir, progress)}
+           if exposure and config.closing_shapes > 0 else {}),
     })
     as_files = arrays_as_files(train, "train", sha, cache_dir) if config.arrays_as_files > 0 else None
     if as_files is not None and len(as_files.images) != len(train):
         raise ValueError("a training array has no visible ink as a file; --arrays-as-files needs every one")
     return TrainingData(train, None if uploads is None else uploads.split(), None if outliers is None else outliers.images,
                         None if as_files is None else as_files.images,
-                        positives, negatives["other_script_marks"])
+                        positives, negatives["other_script_marks"], closing=negatives.get("closing_shapes", 0))
 
 
 def augment(images: Tensor, config: TrainConfig, generator: torch.Generator) -> Tensor:

@@ -49,12 +49,15 @@ from model.precision import PRECISIONS, REQUESTS, choose_precision
 from model.predictive import DEFAULT_SAMPLES
 from model.reviewed import read_source
 from model.scoring import predict_images
+from model.synth.closing_shapes import CLOSING_VERSION
+from model.synth.closing_shapes import KINDS as CLOSING_KINDS
 from model.synth.families import TRAIN_FONTS
 from model.synth.other_scripts import MARKS
 from model.synth.outliers import FAMILIES, OUTLIER_VERSION
 from model.synth.pen import PEN_VERSION
 from model.synth.pools import SEEDS, validation_mix, validation_non_digits
 from model.synth.upload_simulator import SIMULATOR_VERSION
+from model.synth.written_variants import VARIANTS_VERSION
 from model.train_config import TrainConfig
 
 
@@ -229,6 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--no-pen", action="store_true", help="no pen-drawn training digits")
     add("--no-printed", action="store_true", help="no digits printed in the training fonts")
     add("--no-marks", action="store_true", help="no marks of other scripts among the outliers")
+    add("--written-variants", action="store_true", help="1s with a flag or a foot and 7s with a bar, re-inked "
+        "from MNIST train, join the pen-drawn digits")
+    add("--closing-shapes", type=int, default=defaults.closing_shapes, metavar="COUNT",
+        help="generated non-digits that close and branch (bumpy loops, trees, ladders, ...) among the outliers")
     add("--cache-dir", type=Path, default=DEFAULT_CACHE, help="where data and upload pools are cached")
     add("--dry-run", action="store_true", help="2 epochs of 4 batches on 512 images, to a temp dir; "
         "exits 1 if the loss does not fall")
@@ -258,23 +265,30 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
                          eval_samples=args.eval_samples, device=args.device, uploads=not args.no_uploads,
                          outlier_weight=outlier_weight, outlier_batch=args.outlier_batch if outlier_weight > 0 else 0,
                          arrays_as_files=args.arrays_as_files, pen=not args.no_pen, printed=not args.no_printed,
-                         marks=not args.no_marks, precision=choose_precision(args.precision).precision)
+                         marks=not args.no_marks, written_variants=args.written_variants,
+                         closing_shapes=args.closing_shapes, precision=choose_precision(args.precision).precision)
     if args.dry_run:
         config = replace(config, epochs=2, batch_size=64, max_batches=4, eval_samples=2, kl_warmup_epochs=0.0,
-                         outlier_batch=min(config.outlier_batch, 32))
+                         outlier_batch=min(config.outlier_batch, 32), closing_shapes=min(config.closing_shapes, 64))
     return config
 
 
 def training_record(config: TrainConfig, data: TrainingData, composition: dict[str, Any]) -> dict[str, Any]:
     """What the run trained on and what it never saw: the checkpoint's ``training_data``."""
     marks = data.marks > 0
+    unused = ({"variants-train"} if not config.written_variants else set()) | \
+        ({"closing-train", "pen-closing-train"} if not data.closing else set())
     return {**data.describe(), "simulator_version": SIMULATOR_VERSION, "outlier_version": OUTLIER_VERSION,
             "pen_version": PEN_VERSION, "outlier_families": list(FAMILIES) if data.outliers is not None else [],
             "other_script_marks": {"count": data.marks, "marks": MARKS if marks else "",
                                    "fonts": list(TRAIN_FONTS) if marks else []},
             "arrays_as_plain_png_files": config.arrays_as_files,
             "training_fonts": list(TRAIN_FONTS) if config.printed else [],
-            "seeds": {k: v for k, v in SEEDS.items() if k.endswith("train") or k == "train"},
+            "seeds": {k: v for k, v in SEEDS.items() if (k.endswith("train") or k == "train") and k not in unused},
+            **({"written_variants": {"count": data.parts.get("mnist_train_written_variants", 0) if data.parts else 0,
+                                     "version": VARIANTS_VERSION}} if config.written_variants else {}),
+            **({"closing_shapes": {"count": data.closing, "kinds": list(CLOSING_KINDS), "version": CLOSING_VERSION}}
+               if data.closing else {}),
             "selection_and_calibration": composition,
             "never_seen": ["Fashion-MNIST", "printed Latin letters and the report's symbols (any font)",
                            "printed digits in the held-out fonts (DejaVu Sans, DejaVu Serif)",

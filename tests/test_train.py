@@ -159,7 +159,9 @@ def test_the_config_defaults_are_the_shipped_recipe():
 
     meta = read_metadata(SHIPPED)
     fine_tune_only = {"reviewed_batch"}  # used only by model/fine_tune.py: not in a full run's record
-    assert {k: v for k, v in asdict(TrainConfig()).items() if k not in fine_tune_only} == meta["train_config"]
+    off = {"written_variants": False, "closing_shapes": 0}  # the sweep's data, newer than the shipped record: off
+    recipe = {k: v for k, v in asdict(TrainConfig()).items() if k not in fine_tune_only}
+    assert recipe == {**meta["train_config"], **off}
     args = train_module.build_parser().parse_args([])  # `python -m model.train` with no flags: the recipe, with
     # the trunk's precision auto (bfloat16 where this CPU has the units); `make train` pins it to float32
     assert train_module.train_config(args) == replace(TrainConfig(), precision=choose_precision("auto").precision)

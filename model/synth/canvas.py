@@ -8,6 +8,7 @@ its reduction to ink, points in unit coordinates scaled onto it, and smooth curv
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -40,4 +41,14 @@ def bezier(points: Points, steps: int = 40) -> Points:
         while len(layer) > 1:
             layer = [((1 - t) * a[0] + t * b[0], (1 - t) * a[1] + t * b[1]) for a, b in itertools.pairwise(layer)]
         out.append(layer[0])
+    return out
+
+
+def densify(points: Points, step: float) -> Points:
+    """Points at most ``step`` apart along a polyline (a hand's pointer moves are dense, and a
+    hand's wobble bends a stroke between its points)."""
+    out = [points[0]]
+    for (x0, y0), (x1, y1) in itertools.pairwise(points):
+        count = max(1, math.ceil(math.hypot(x1 - x0, y1 - y0) / step))
+        out += [(x0 + (x1 - x0) * k / count, y0 + (y1 - y0) * k / count) for k in range(1, count + 1)]
     return out

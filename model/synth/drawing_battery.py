@@ -19,14 +19,13 @@ seed gives the same drawings.
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from model.data import Split
-from model.synth.canvas import bezier
+from model.synth.canvas import bezier, densify
 from model.synth.pen import CANVAS, Hand, Stroke, draw, pen_strokes, place, png
 from model.synth.sketches import SKELETONS
 
@@ -124,15 +123,6 @@ DOODLES: dict[str, list[Stroke]] = {
 }
 
 
-def _densify(stroke: Stroke, step: float = 0.02) -> Stroke:
-    """Points at most ``step`` apart along the stroke (a hand's pointer moves are dense)."""
-    out = [stroke[0]]
-    for (x0, y0), (x1, y1) in itertools.pairwise(stroke):
-        count = max(1, math.ceil(math.hypot(x1 - x0, y1 - y0) / step))
-        out += [(x0 + (x1 - x0) * k / count, y0 + (y1 - y0) * k / count) for k in range(1, count + 1)]
-    return out
-
-
 def _jittered(points: Stroke, rng: np.random.Generator, amount: float = 0.02) -> Stroke:
     """A hand's imprecision: the whole stroke a little off, and a polyline's corners each a
     little off too (a dense curve is moved whole: point noise would make it jagged)."""
@@ -146,7 +136,7 @@ def _sketch_strokes(digit: int, rng: np.random.Generator) -> list[Stroke]:
     strokes = []
     for kind, points in variants[int(rng.integers(len(variants)))]:
         jittered = _jittered(points, rng)
-        strokes.append(_densify(bezier(jittered) if kind == "curve" else jittered))
+        strokes.append(densify(bezier(jittered) if kind == "curve" else jittered, 0.02))
     return strokes
 
 
@@ -194,6 +184,6 @@ def battery(mnist_test: Split, digits: int = 1000, non_digit_repeats: int = 4, s
             for _ in range(non_digit_repeats):
                 pen = float(rng.choice(PENS))
                 hand = battery_hand(rng, pen)
-                placed = place([_densify(_jittered(s, rng)) for s in strokes], hand, rng)
+                placed = place([densify(_jittered(s, rng), 0.02) for s in strokes], hand, rng)
                 drawings.append(Drawing(kind, name, f"{kind}s", _on_the_pad(placed, pen), pen))
     return drawings

@@ -56,7 +56,7 @@ def squared(ink: np.ndarray, side: int = PEN_SIDE) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8)
 
 
-def near_a_digit(images: np.ndarray) -> np.ndarray:
-    """bool ``[N]``: which of uint8 ``[N, 28, 28]`` land within :data:`NEAR_DIGIT` of a named digit."""
+def near_a_digit(images: np.ndarray, within: float = NEAR_DIGIT) -> np.ndarray:
+    """bool ``[N]``: which of uint8 ``[N, 28, 28]`` land within ``within`` of a named digit."""
     bank = digit_bank()
-    return np.array([bank.nearest(image / 255.0)[1] < NEAR_DIGIT for image in images], dtype=bool)
+    return np.array([bank.nearest(image / 255.0)[1] < within for image in images], dtype=bool)

@@ -14,6 +14,8 @@ Seeds are fixed per role so that training, calibration and evaluation never shar
 | training printed digits (training fonts only, ``model.synth.families``) | fonts | 16 |
 | training outliers | generated (``model.synth.outliers``), pairs from MNIST train | 21 |
 | training marks of other scripts, printed / pen-drawn (``model.synth.other_scripts``) | training fonts | 23 / 24 |
+| training 1s with a flag or a foot, 7s with a bar (``model.synth.written_variants``) | MNIST train | 25 |
+| training closing shapes, as uploads / pen-drawn (``model.synth.closing_shapes``) | generated | 26 / 27 |
 | validation outliers (the refer reason's rule) | generated, pairs from MNIST validation | 22 |
 
 The report's families (``model/report/uploads.py``) draw with seeds of their own (31 and up).
@@ -41,7 +43,8 @@ from model.synth.upload_simulator import SIMULATOR_VERSION, decode, digit_source
 from model.transform import NoInk, to_digit
 
 SEEDS = {"train": 11, "validation": 12, "test": 13, "pen-train": 14, "pen-validation": 15, "printed-train": 16, "pen-test": 17,
-         "outliers-train": 21, "outliers-validation": 22, "marks-train": 23, "pen-marks-train": 24}
+         "outliers-train": 21, "outliers-validation": 22, "marks-train": 23, "pen-marks-train": 24,
+         "variants-train": 25, "closing-train": 26, "pen-closing-train": 27}
 PRINTED_RENDERS = 30  # each training-font digit glyph rendered this many times
 MARK_RENDERS = 6  # each training-font mark of another script printed, and pen-drawn, this many times
 
@@ -179,6 +182,50 @@ def other_script_marks(workers: int = 2, cache_dir: Path = DEFAULT_CACHE, progre
         return visible_only(images, np.full(2 * count, -1, dtype=np.int64))
 
     return cached_pool("marks-train", key, build, cache_dir)
+
+
+def written_variants(split: Split, source_sha256: str, workers: int = 2, cache_dir: Path = DEFAULT_CACHE,
+                     progress: bool = True) -> Pool:
+    """The 1s of ``split`` with a flag or a foot and its 7s with a bar, re-inked and drawn on the page's
+    pad by a random hand (``model.synth.written_variants``); digits with no variant are dropped."""
+    from model.synth.written_variants import VARIANT_DIGITS, VARIANTS_VERSION, draw_variants
+
+    chosen = np.flatnonzero(np.isin(split.labels, VARIANT_DIGITS))
+    seed = SEEDS["variants-train"]
+    key = {"role": "variants-train", "size": len(chosen), "seed": seed, "data": source_sha256, "pen": PEN_VERSION,
+           "variants": VARIANTS_VERSION}
+
+    def build() -> Pool:
+        images = draw_variants(split.images[chosen], split.labels[chosen], seed, workers, "variants-train", progress)
+        return visible_only(images, split.labels[chosen].astype(np.int64))
+
+    return cached_pool("variants-train", key, build, cache_dir)
+
+
+CLOSING_SHAPES = 8_000  # half as uploads, half drawn on the pad
+
+
+def closing_shapes(count: int = CLOSING_SHAPES, workers: int = 2, cache_dir: Path = DEFAULT_CACHE,
+                   progress: bool = True) -> Pool:
+    """``count`` generated non-digits that close and branch (``model.synth.closing_shapes``): half
+    rendered as random uploads, half drawn on the page's pad by a random hand. A rendered one that
+    lands near a named digit skeleton (``DIGIT_DISTANCE``, the generators' own bound) is dropped."""
+    from model.synth.closing_shapes import CLOSING_VERSION, closing_source, draw_closing
+    from model.synth.other_scripts import near_a_digit
+    from model.synth.sketches import DIGIT_DISTANCE
+
+    uploads, drawn = count // 2, count - count // 2
+    key = {"role": "closing-train", "size": count, "seeds": [SEEDS["closing-train"], SEEDS["pen-closing-train"]],
+           "simulator": SIMULATOR_VERSION, "pen": PEN_VERSION, "closing": CLOSING_VERSION, "near": DIGIT_DISTANCE}
+
+    def build() -> Pool:
+        images = np.concatenate([
+            simulate_many(closing_source(), uploads, SEEDS["closing-train"], workers, "closing-train", progress),
+            draw_closing(drawn, SEEDS["pen-closing-train"], workers, "pen-closing-train", progress)])
+        images[near_a_digit(images, DIGIT_DISTANCE)] = 0  # dropped and counted with the blank ones
+        return visible_only(images, np.full(count, -1, dtype=np.int64))
+
+    return cached_pool("closing-train", key, build, cache_dir)
 
 
 VALIDATION_MIX = ("uploads", "pen drawings", "plain PNG files")
