@@ -97,7 +97,7 @@ def build_training_data(data: Mnist, config: TrainConfig, sizes: PoolSizes, work
         if config.uploads and config.pen else None,
         "printed_digits_training_fonts": printed_digits(workers, cache_dir, progress, sizes.printed_renders)
         if config.uploads and config.printed else None,
-        **({"mnist_train_written_variants": written_variants(train, sha, workers, cache_dir, progress)}
+        **({"mnist_train_written_variants": written_variants(train, config.written_variants, sha, workers, cache_dir, progress)}
            if config.uploads and config.written_variants else {}),  # named only when asked for
     })
     exposure = config.outlier_batch > 0

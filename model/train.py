@@ -57,7 +57,7 @@ from model.synth.outliers import FAMILIES, OUTLIER_VERSION
 from model.synth.pen import PEN_VERSION
 from model.synth.pools import SEEDS, validation_mix, validation_non_digits
 from model.synth.upload_simulator import SIMULATOR_VERSION
-from model.synth.written_variants import VARIANTS_VERSION
+from model.synth.written_variants import VARIANT_DIGITS, VARIANTS_VERSION
 from model.train_config import TrainConfig
 
 
@@ -232,8 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--no-pen", action="store_true", help="no pen-drawn training digits")
     add("--no-printed", action="store_true", help="no digits printed in the training fonts")
     add("--no-marks", action="store_true", help="no marks of other scripts among the outliers")
-    add("--written-variants", action="store_true", help="1s with a flag or a foot and 7s with a bar, re-inked "
-        "from MNIST train, join the pen-drawn digits")
+    add("--written-variants", type=int, nargs="+", choices=VARIANT_DIGITS, default=[], metavar="DIGIT",
+        help="of these digits (1: a flag or a foot, 7: a bar), MNIST train's re-inked with the stroke added join "
+        "the pen-drawn digits")
     add("--closing-shapes", type=int, default=defaults.closing_shapes, metavar="COUNT",
         help="generated non-digits that close and branch (bumpy loops, trees, ladders, ...) among the outliers")
     add("--cache-dir", type=Path, default=DEFAULT_CACHE, help="where data and upload pools are cached")
@@ -265,7 +266,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
                          eval_samples=args.eval_samples, device=args.device, uploads=not args.no_uploads,
                          outlier_weight=outlier_weight, outlier_batch=args.outlier_batch if outlier_weight > 0 else 0,
                          arrays_as_files=args.arrays_as_files, pen=not args.no_pen, printed=not args.no_printed,
-                         marks=not args.no_marks, written_variants=args.written_variants,
+                         marks=not args.no_marks, written_variants=tuple(args.written_variants),
                          closing_shapes=args.closing_shapes, precision=choose_precision(args.precision).precision)
     if args.dry_run:
         config = replace(config, epochs=2, batch_size=64, max_batches=4, eval_samples=2, kl_warmup_epochs=0.0,
@@ -286,7 +287,8 @@ def training_record(config: TrainConfig, data: TrainingData, composition: dict[s
             "training_fonts": list(TRAIN_FONTS) if config.printed else [],
             "seeds": {k: v for k, v in SEEDS.items() if (k.endswith("train") or k == "train") and k not in unused},
             **({"written_variants": {"count": data.parts.get("mnist_train_written_variants", 0) if data.parts else 0,
-                                     "version": VARIANTS_VERSION}} if config.written_variants else {}),
+                                     "digits": list(config.written_variants), "version": VARIANTS_VERSION}}
+               if config.written_variants else {}),
             **({"closing_shapes": {"count": data.closing, "kinds": list(CLOSING_KINDS), "version": CLOSING_VERSION}}
                if data.closing else {}),
             "selection_and_calibration": composition,

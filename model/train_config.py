@@ -28,7 +28,8 @@ class TrainConfig:
     pen: bool = True  # training digits re-inked as pen strokes on the page's pad (model/synth/pen.py) join the uploads
     printed: bool = True  # digits printed in the training fonts (model/synth/families.py) join the uploads
     marks: bool = True  # marks of other scripts, printed and pen-drawn (model/synth/other_scripts.py), join the outliers
-    written_variants: bool = False  # 1s with a flag or a foot, 7s with a bar (model/synth/written_variants.py) join the uploads
+    written_variants: tuple[int, ...] = ()  # of these digits (1: a flag or a foot, 7: a bar; model/synth/written_variants.py)
+    # MNIST train's re-inked with the stroke added join the uploads
     closing_shapes: int = 0  # generated non-digits that close and branch (model/synth/closing_shapes.py) join the outliers
     max_batches: int | None = None  # per epoch; dry runs
     reviewed_batch: int = 32  # fine-tuning: reviewers' labelled digits per step (model/fine_tune.py)

@@ -159,7 +159,7 @@ def test_the_config_defaults_are_the_shipped_recipe():
 
     meta = read_metadata(SHIPPED)
     fine_tune_only = {"reviewed_batch"}  # used only by model/fine_tune.py: not in a full run's record
-    off = {"written_variants": False, "closing_shapes": 0}  # the sweep's data, newer than the shipped record: off
+    off = {"written_variants": (), "closing_shapes": 0}  # the sweep's data, newer than the shipped record: off
     recipe = {k: v for k, v in asdict(TrainConfig()).items() if k not in fine_tune_only}
     assert recipe == {**meta["train_config"], **off}
     args = train_module.build_parser().parse_args([])  # `python -m model.train` with no flags: the recipe, with
@@ -176,6 +176,9 @@ def test_refit_keeps_the_weights_and_the_training_record(tiny_idx_dir, capsys):
     assert main(common) == 0
     path = Path(json.loads(capsys.readouterr().out.strip().splitlines()[-1])["checkpoint"])
     net, before = load_checkpoint(path)
+    seen = before["training_data"]  # a run without the sweep's data records none of it
+    assert "written_variants" not in seen and "closing_shapes" not in seen
+    assert not {"variants-train", "closing-train", "pen-closing-train"} & set(seen["seeds"])
     weights = {k: v.clone() for k, v in net.state_dict().items()}
     assert main([*common[:-2], "--refit", "--out", str(path)]) == 0  # its own architecture, not the CLI's default
     refitted, after = load_checkpoint(path)
@@ -191,3 +194,25 @@ def test_the_trunk_can_be_set_from_the_command_line():
     assert train_module.net_config(args) == NetConfig(conv_blocks=((32, 32), (64, 64), (128, 128)), hidden=(512,))
     with pytest.raises(SystemExit):
         train_module.build_parser().parse_args(["--conv-blocks", "32,x"])
+
+
+def test_the_sweeps_data_joins_training_and_is_recorded(tiny_idx_dir, capsys):
+    """--written-variants and --closing-shapes: their pools join the streams, and the checkpoint says
+    how many of each, of which digits and kinds, and their generators' versions and seeds."""
+    from model.synth.closing_shapes import CLOSING_VERSION, KINDS
+    from model.synth.written_variants import VARIANTS_VERSION
+
+    assert main(["--dry-run", "--data-dir", str(tiny_idx_dir), "--no-progress", "--hidden", "16",
+                 "--written-variants", "1", "7", "--closing-shapes", "40"]) == 0
+    meta = load_checkpoint(json.loads(capsys.readouterr().out.strip().splitlines()[-1])["checkpoint"])[1]
+    assert meta["train_config"]["written_variants"] == [1, 7] and meta["train_config"]["closing_shapes"] == 40
+    seen = meta["training_data"]
+    variants = seen["written_variants"]
+    assert variants["digits"] == [1, 7] and variants["version"] == VARIANTS_VERSION
+    assert 0 < variants["count"] == seen["mnist_train_written_variants"]
+    assert seen["closing_shapes"]["kinds"] == list(KINDS) and seen["closing_shapes"]["version"] == CLOSING_VERSION
+    assert 30 <= seen["closing_shapes"]["count"] <= 40  # the few near a named digit dropped
+    assert {"variants-train", "closing-train", "pen-closing-train"} <= set(seen["seeds"])
+    with pytest.raises(SystemExit):
+        train_module.build_parser().parse_args(["--written-variants", "4"])  # no variant of a 4
+

@@ -184,16 +184,18 @@ def other_script_marks(workers: int = 2, cache_dir: Path = DEFAULT_CACHE, progre
     return cached_pool("marks-train", key, build, cache_dir)
 
 
-def written_variants(split: Split, source_sha256: str, workers: int = 2, cache_dir: Path = DEFAULT_CACHE,
-                     progress: bool = True) -> Pool:
-    """The 1s of ``split`` with a flag or a foot and its 7s with a bar, re-inked and drawn on the page's
-    pad by a random hand (``model.synth.written_variants``); digits with no variant are dropped."""
+def written_variants(split: Split, digits: tuple[int, ...], source_sha256: str, workers: int = 2,
+                     cache_dir: Path = DEFAULT_CACHE, progress: bool = True) -> Pool:
+    """Of ``digits``, the 1s of ``split`` with a flag or a foot and its 7s with a bar, re-inked and drawn
+    on the page's pad by a random hand (``model.synth.written_variants``); digits with no variant are dropped."""
     from model.synth.written_variants import VARIANT_DIGITS, VARIANTS_VERSION, draw_variants
 
-    chosen = np.flatnonzero(np.isin(split.labels, VARIANT_DIGITS))
+    if not set(digits) <= set(VARIANT_DIGITS):
+        raise ValueError(f"written variants exist for {VARIANT_DIGITS} only, not {sorted(set(digits) - set(VARIANT_DIGITS))}")
+    chosen = np.flatnonzero(np.isin(split.labels, digits))
     seed = SEEDS["variants-train"]
     key = {"role": "variants-train", "size": len(chosen), "seed": seed, "data": source_sha256, "pen": PEN_VERSION,
-           "variants": VARIANTS_VERSION}
+           "variants": VARIANTS_VERSION, **({"digits": list(digits)} if tuple(digits) != VARIANT_DIGITS else {})}
 
     def build() -> Pool:
         images = draw_variants(split.images[chosen], split.labels[chosen], seed, workers, "variants-train", progress)

@@ -23,7 +23,7 @@ from model.synth.canvas import densify
 from model.synth.pen import Stroke, draw, pen_strokes, place, png, random_hand, seen
 
 VARIANTS_VERSION = 1  # bump when a step changes, so cached pools are rebuilt
-VARIANT_DIGITS = (1, 7)
+VARIANT_DIGITS = (1, 7)  # the digits with a variant
 STRAIGHT = 0.12  # a 1 whose stroke strays more than this share of its height from a line is left out
 UPRIGHT = 20.0  # degrees: a 1 leaning more than this is left out
 
