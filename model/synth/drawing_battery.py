@@ -131,10 +131,11 @@ def _jittered(points: Stroke, rng: np.random.Generator, amount: float = 0.02) ->
     return [(x + dx + rng.normal(0, corner), y + dy + rng.normal(0, corner)) for x, y in points]
 
 
-def _sketch_strokes(digit: int, rng: np.random.Generator) -> list[Stroke]:
+def _sketch_strokes(digit: int, rng: np.random.Generator, variant: int | None = None) -> list[Stroke]:
+    """One of ``digit``'s skeletons (``variant``, or one at random) as a hand's jittered strokes."""
     variants = SKELETONS[digit]
     strokes = []
-    for kind, points in variants[int(rng.integers(len(variants)))]:
+    for kind, points in variants[int(rng.integers(len(variants))) if variant is None else variant]:
         jittered = _jittered(points, rng)
         strokes.append(densify(bezier(jittered) if kind == "curve" else jittered, 0.02))
     return strokes
@@ -187,3 +188,12 @@ def battery(mnist_test: Split, digits: int = 1000, non_digit_repeats: int = 4, s
                 placed = place([densify(_jittered(s, rng), 0.02) for s in strokes], hand, rng)
                 drawings.append(Drawing(kind, name, f"{kind}s", _on_the_pad(placed, pen), pen))
     return drawings
+
+
+def sketched(digit: int, variant: int, rng: np.random.Generator) -> Drawing:
+    """``SKELETONS[digit][variant]`` (a flagged 1, a barred 7, a boxy 9, ...) drawn once as the
+    battery draws its sketches: one of the page's pens, a battery hand, on the pad."""
+    pen = float(rng.choice(PENS))
+    hand = battery_hand(rng, pen)
+    strokes = _sketch_strokes(digit, rng, variant)
+    return Drawing("digit", str(digit), "sketch", _on_the_pad(place(strokes, hand, rng), pen), pen)
