@@ -20,14 +20,13 @@ Each shape is rendered two ways for training (``model.synth.pools``): as a rando
 from __future__ import annotations
 
 import math
-import multiprocessing
 from collections.abc import Callable
 
 import numpy as np
-from tqdm import tqdm
 
 from model.data import IMAGE_SIZE
 from model.synth.canvas import SIDE, SUPERSAMPLE, canvas, densify, finish, scaled
+from model.synth.forked import render_all
 from model.synth.pen import Stroke, draw, place, png, random_hand, seen
 from model.synth.sketches import digit_bank
 from model.synth.upload_simulator import GlyphSource
@@ -198,11 +197,4 @@ def draw_closing(count: int, seed: int, workers: int = 2, desc: str = "closing s
                  progress: bool = True) -> np.ndarray:
     """``count`` closing shapes drawn on the page's pad by random hands, seeded ``[seed, index]``,
     through the service's transform -> uint8 ``[count, 28, 28]`` (all zeros where none was drawn)."""
-    jobs = [(index, seed) for index in range(count)]
-    bar = dict(total=count, desc=desc, disable=not progress, dynamic_ncols=True, mininterval=1.0)
-    if workers <= 1 or count < 64:
-        out = [_job(job) for job in tqdm(jobs, **bar)]
-    else:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            out = list(tqdm(pool.imap(_job, jobs, chunksize=64), **bar))
-    return np.stack(out) if out else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+    return render_all(_job, [(index, seed) for index in range(count)], workers, desc, progress)

@@ -24,14 +24,13 @@ from __future__ import annotations
 import io
 import itertools
 import math
-import multiprocessing
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw
-from tqdm import tqdm
 
 from model.data import IMAGE_SIZE
+from model.synth.forked import render_all
 from model.synth.upload_simulator import decode
 from model.transform import NoInk, to_digit
 
@@ -260,11 +259,4 @@ def draw_many(digits: np.ndarray, seed: int, workers: int = 2, desc: str = "pen 
     through the service's transform -> uint8 ``[N, 28, 28]`` (all zeros where no ink was found)."""
     global _DIGITS
     _DIGITS = digits
-    jobs = [(index, seed) for index in range(len(digits))]
-    bar = dict(total=len(jobs), desc=desc, disable=not progress, dynamic_ncols=True, mininterval=1.0)
-    if workers <= 1 or len(jobs) < 64:
-        out = [_one(job) for job in tqdm(jobs, **bar)]
-    else:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            out = list(tqdm(pool.imap(_one, jobs, chunksize=64), **bar))
-    return np.stack(out) if out else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+    return render_all(_one, [(index, seed) for index in range(len(digits))], workers, desc, progress)

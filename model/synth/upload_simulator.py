@@ -18,16 +18,15 @@ from __future__ import annotations
 
 import argparse
 import io
-import multiprocessing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter
-from tqdm import tqdm
 
 from model.data import IMAGE_SIZE
+from model.synth.forked import render_all
 from model.transform import NoInk, load_upright, to_digit
 
 FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
@@ -234,14 +233,7 @@ def simulate_many(source: GlyphSource, count: int, seed: int, workers: int = 2, 
     each glyph and whether it fills its canvas. Runs in ``workers`` forked processes."""
     global _SOURCE
     _SOURCE = source
-    jobs = [(index, seed) for index in range(count)]
-    bar = dict(total=count, desc=desc, disable=not progress, dynamic_ncols=True, mininterval=1.0)
-    if workers <= 1 or count < 64:
-        out = [_one(job) for job in tqdm(jobs, **bar)]
-    else:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            out = list(tqdm(pool.imap(_one, jobs, chunksize=64), **bar))
-    return np.stack(out) if out else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+    return render_all(_one, [(index, seed) for index in range(count)], workers, desc, progress)
 
 
 def digit_source(images: np.ndarray) -> GlyphSource:

@@ -13,13 +13,12 @@ drawing battery (a report) draws MNIST test digits and its own sketches.
 from __future__ import annotations
 
 import math
-import multiprocessing
 
 import numpy as np
-from tqdm import tqdm
 
 from model.data import IMAGE_SIZE
 from model.synth.canvas import densify
+from model.synth.forked import render_all
 from model.synth.pen import Stroke, draw, pen_strokes, place, png, random_hand, seen
 
 VARIANTS_VERSION = 1  # bump when a step changes, so cached pools are rebuilt
@@ -109,11 +108,4 @@ def draw_variants(images: np.ndarray, labels: np.ndarray, seed: int, workers: in
     the digit has no variant (not a 1 or a 7, or a 1 that is not one straight stroke)."""
     global _SOURCE
     _SOURCE = (images, labels)
-    jobs = [(index, seed) for index in range(len(images))]
-    bar = dict(total=len(jobs), desc=desc, disable=not progress, dynamic_ncols=True, mininterval=1.0)
-    if workers <= 1 or len(jobs) < 64:
-        out = [_one(job) for job in tqdm(jobs, **bar)]
-    else:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            out = list(tqdm(pool.imap(_one, jobs, chunksize=64), **bar))
-    return np.stack(out) if out else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+    return render_all(_one, [(index, seed) for index in range(len(images))], workers, desc, progress)
