@@ -173,7 +173,7 @@ def closing_source() -> GlyphSource:
     def source(index: int, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
         width = int(rng.integers(2, 8)) * SUPERSAMPLE
         strokes = closing_shape(rng, width)
-        return (np.zeros((64, 64), np.float32) if strokes is None else _ink(strokes, width)), False
+        return (np.zeros((SIDE, SIDE), np.float32) if strokes is None else _ink(strokes, width)), False
 
     return source
 
