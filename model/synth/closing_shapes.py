@@ -27,7 +27,7 @@ import numpy as np
 from model.data import IMAGE_SIZE
 from model.synth.canvas import SIDE, SUPERSAMPLE, canvas, densify, finish, scaled
 from model.synth.forked import render_all
-from model.synth.pen import Stroke, draw, place, png, random_hand, seen
+from model.synth.pen import Stroke, drawn_by, random_hand, seen
 from model.synth.sketches import digit_bank
 from model.synth.upload_simulator import GlyphSource
 
@@ -185,7 +185,7 @@ def _on_the_pad(index: int, seed: int) -> np.ndarray:
     strokes = closing_shape(rng, width)
     out = None
     if strokes is not None:
-        out = seen(png(draw(place([densify(s, 0.02) for s in strokes], hand, rng), hand.pen)))
+        out = seen(drawn_by([densify(s, 0.02) for s in strokes], hand, rng))
     return np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.uint8) if out is None else out
 
 

@@ -228,10 +228,14 @@ def pen_strokes(digit: np.ndarray) -> list[Stroke]:
     return trace(skeleton(digit))
 
 
+def drawn_by(strokes: list[Stroke], hand: Hand, rng: np.random.Generator) -> bytes:
+    """Strokes in any coordinates -> the PNG of them drawn on the page's pad by ``hand``."""
+    return png(draw(place(strokes, hand, rng), hand.pen))
+
+
 def pen_drawing(digit: np.ndarray, rng: np.random.Generator) -> bytes:
     """A digit image -> the PNG of it drawn on the page's pad by a random hand."""
-    hand = random_hand(rng)
-    return png(draw(place(pen_strokes(digit), hand, rng), hand.pen))
+    return drawn_by(pen_strokes(digit), random_hand(rng), rng)
 
 
 def seen(data: bytes) -> np.ndarray | None:

@@ -19,7 +19,7 @@ import numpy as np
 from model.data import IMAGE_SIZE
 from model.synth.canvas import densify
 from model.synth.forked import render_all
-from model.synth.pen import Stroke, draw, pen_strokes, place, png, random_hand, seen
+from model.synth.pen import Stroke, drawn_by, pen_strokes, random_hand, seen
 
 VARIANTS_VERSION = 1  # bump when a step changes, so cached pools are rebuilt
 VARIANT_DIGITS = (1, 7)  # the digits with a variant
@@ -96,8 +96,7 @@ def _one(args: tuple[int, int]) -> np.ndarray:
     strokes = variant_strokes(images[index], int(labels[index]), rng)
     out = None
     if strokes is not None:
-        hand = random_hand(rng)
-        out = seen(png(draw(place(strokes, hand, rng), hand.pen)))
+        out = seen(drawn_by(strokes, random_hand(rng), rng))
     return np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.uint8) if out is None else out
 
 
