@@ -66,9 +66,13 @@ def test_prometheus_sees_exact_counts_and_the_referral_rate_of_the_answers(tmp_p
             referred = sum(answer["refer"] for answer in answers)
             assert 0 < referred < len(answers), "the mix must hold both accepted and referred answers"
             fraction = referred / len(answers)
+            answered = time.time()
 
-            wait_for(lambda: prometheus.scalar("sum(bnn_predictions_total)") == len(answers), timeout_s=30,
-                     what="Prometheus to scrape every answer", interval_s=0.25)
+            # a scrape that began before the last answer can hold every prediction but not the last blank's
+            # rejection (the blanks come last): wait for a scrape that began after every answer
+            wait_for(lambda: (prometheus.scalar("min(timestamp(bnn_rejected_requests_total))") or 0) > answered,
+                     timeout_s=30, what="a scrape after the last answer", interval_s=0.25)
+            assert prometheus.scalar("sum(bnn_predictions_total)") == len(answers)
             # the rule is evaluated every second: wait for an evaluation on the final counts (the ratio is
             # exact only once every answer has been scraped; earlier ones differ from it)
             wait_for(lambda: prometheus.scalar("job:bnn_referral_rate:ratio_rate5m") == pytest.approx(fraction, rel=1e-9),
