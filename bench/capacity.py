@@ -9,9 +9,10 @@ trunk's weights, the head's means and rhos), the shipped recipe's training step 
 arrays, uploads and outliers; forward, backward, Adam), the ``make train`` time it projects (16
 epochs of ceil(50,000 / 128) steps; rendering the pools and the per-epoch validation not
 counted), and the served predictive at N = 100 per image, alone and in a batch of 32, on one
-thread (a worker's, as the service runs by default). Ratios are
-to the shipped architecture in float32: a larger network is affordable where its bfloat16 column
-is no slower than that.
+thread (a worker's, as the service runs by default). Ratios are to ``two-blocks`` in float32, the
+network shipped before the sweep (``head-33b17fd3caa5``) as it was served: a larger network is
+affordable where its bfloat16 column is no slower than that. ``third-block`` is the one shipped
+since (``head-6f212c8b48a7``, served in bfloat16 where the CPU has the units).
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ from model.precision import PRECISIONS, Precision, bf16_units
 from model.predictive import predictive
 from model.train_config import TrainConfig
 
-SHIPPED = PRESETS["head"]
+BASELINE = PRESETS["head"]  # two conv blocks: shipped in float32 until the sweep
 VARIANTS: dict[str, NetConfig] = {
-    "shipped": SHIPPED,
+    "two-blocks": BASELINE,
     "2x-channels": NetConfig(conv_blocks=((64, 64), (128, 128))),
     "4x-channels": NetConfig(conv_blocks=((128, 128), (256, 256))),
     "third-block": NetConfig(conv_blocks=((32, 32), (64, 64), (128, 128))),
@@ -75,16 +76,16 @@ def main(argv: list[str] | None = None) -> int:
     steps_per_epoch = math.ceil(TRAIN_SIZE / TrainConfig().batch_size)
     print("| variant | conv blocks | head | parameters | checkpoint MB | precision | ms / training step | "
           f"make train, {EPOCHS} epochs (min) | served ms/image N=100, 1 image | 32 images | "
-          "served ratio to shipped float32 (1 image) |")
+          "served ratio to two-blocks float32 (1 image) |")
     print("|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|")
-    baseline = served_ms(SHIPPED, "float32", 1, args.serving_threads)  # whichever variants are asked for
+    baseline = served_ms(BASELINE, "float32", 1, args.serving_threads)  # whichever variants are asked for
     for name in args.variants:
         architecture = VARIANTS[name]
         count, megabytes = checkpoint_mb(architecture)
         for precision in PRECISIONS:
             step = step_ms(precision, args.steps, architecture)
-            shipped_float32 = architecture == SHIPPED and precision == "float32"
-            one = baseline if shipped_float32 else served_ms(architecture, precision, 1, args.serving_threads)
+            baseline_float32 = architecture == BASELINE and precision == "float32"
+            one = baseline if baseline_float32 else served_ms(architecture, precision, 1, args.serving_threads)
             many = served_ms(architecture, precision, 32, args.serving_threads)
             minutes = EPOCHS * steps_per_epoch * step / 60_000
             print(f"| {name} | {architecture.conv_blocks} | {architecture.hidden} | {count:,} | {megabytes:.1f} | "

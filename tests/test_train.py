@@ -1,5 +1,6 @@
 import json
 import math
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -150,25 +151,29 @@ def test_arrays_can_also_be_seen_as_plain_28px_uploads(tiny_idx_dir, tmp_path, c
     assert load_checkpoint(summary["checkpoint"])[1]["train_config"]["arrays_as_files"] == 0.5
 
 
-def test_the_config_defaults_are_the_shipped_recipe():
+def make_train_arguments() -> list[str]:
+    """The flags ``make train`` passes to ``python -m model.train`` (the Makefile's recipe, continuation lines joined)."""
+    recipe = (ROOT / "Makefile").read_text().split("\ntrain:")[1].split("\n\n")[0]
+    words = shlex.split(recipe.split("\n", 1)[1].replace("\\\n", " "))
+    return words[words.index("model.train") + 1:]
+
+
+def test_make_train_is_the_recipe_of_the_shipped_checkpoint():
     from dataclasses import asdict, replace
 
     from harness.inputs import SHIPPED
     from model.checkpoint import read_metadata
-    from model.network import NetConfig
 
     meta = read_metadata(SHIPPED)
-    fine_tune_only = {"reviewed_batch"}  # used only by model/fine_tune.py: not in a full run's record
-    off = {"written_variants": (), "closing_shapes": 0}  # the sweep's data, newer than the shipped record: off
-    recipe = {k: v for k, v in asdict(TrainConfig()).items() if k not in fine_tune_only}
-    assert recipe == {**meta["train_config"], **off}
-    args = train_module.build_parser().parse_args([])  # `python -m model.train` with no flags: the recipe, with
-    # the trunk's precision auto (bfloat16 where this CPU has the units); `make train` pins it to float32
-    assert train_module.train_config(args) == replace(TrainConfig(), precision=choose_precision("auto").precision)
-    pinned = train_module.build_parser().parse_args(["--precision", "float32"])
-    assert train_module.train_config(pinned) == TrainConfig()
-    assert "--precision float32" in (ROOT / "Makefile").read_text().split("\ntrain:")[1].split("\n\n")[0]
+    arguments = make_train_arguments()
+    assert arguments[arguments.index("--out") + 1] == "checkpoints/bnn.safetensors"
+    args = train_module.build_parser().parse_args(arguments)
+    assert json.loads(json.dumps(asdict(train_module.train_config(args)))) == meta["train_config"]
     assert train_module.net_config(args) == replace(NetConfig.from_dict(meta["config"]), temperature=1.0)
+    assert meta["seed"] == args.seed and meta["epochs"] == args.epochs and meta["torch_threads"] == args.threads
+    # `python -m model.train` with no flags keeps TrainConfig's defaults, the trunk's precision auto
+    bare = train_module.build_parser().parse_args([])
+    assert train_module.train_config(bare) == replace(TrainConfig(), precision=choose_precision("auto").precision)
 
 
 def test_refit_keeps_the_weights_and_the_training_record(tiny_idx_dir, capsys):
