@@ -249,7 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--fine-tune-lr", type=float, default=FINE_TUNE_LR, help="the fine-tune's peak learning rate (cosine decay)")
     add("--replay", type=int, default=REPLAY, help="training digits whose streams are replayed while fine-tuning")
     add("--precision", choices=REQUESTS, default="auto", help="the conv trunk's precision in training steps (auto: "
-        "bfloat16 autocast where the CPU has bfloat16 units; float32 reproduces the shipped checkpoint's recipe)")
+        "bfloat16 autocast where the CPU has bfloat16 units, as the shipped checkpoint was trained; float32 "
+        "elsewhere, where bfloat16 would be emulated and several times slower)")
     return parser
 
 
@@ -359,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "cpu":
         torch.use_deterministic_algorithms(True)
     data, config = load_mnist(args.data_dir, args.cache_dir), train_config(args)
+    choice = choose_precision(args.precision)
+    print(f"training steps run the trunk in {choice.precision} ({choice.note})", file=sys.stderr)
     out, cache_dir = args.out, args.cache_dir
     sizes = PoolSizes(outliers=args.outliers, calibration_samples=args.calibration_samples)
     if args.dry_run:
