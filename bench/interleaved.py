@@ -4,9 +4,11 @@ other, and drives ``/predict`` with the fixture digit as multipart under ``wrk``
 
     git worktree add /tmp/baseline COMMIT
     python -m bench.interleaved /tmp/baseline [--rounds 4] [--seconds 6] [--connections 16] [--env KEY=VALUE ...]
+        [--baseline-env KEY=VALUE ...]
 
-``--env`` applies to both services (e.g. ``BNN_PRECISION=float32``). Prints images/s per round and
-the ratio of the means.
+``--env`` applies to both services (e.g. ``BNN_PRECISION=float32``), ``--baseline-env`` to the
+baseline only, after it (e.g. the model shipped before, served as it was: ``BNN_PRECISION=float32``).
+Prints images/s per round and the ratio of the means.
 """
 
 from __future__ import annotations
@@ -29,19 +31,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=6.0, help="per service per round")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--env", nargs="*", default=[], help="KEY=VALUE for both services")
+    parser.add_argument("--baseline-env", nargs="*", default=[], help="KEY=VALUE for the baseline only")
     args = parser.parse_args(argv)
     env = dict(item.split("=", 1) for item in args.env)
+    envs = {"this checkout": env, "baseline": {**env, **dict(item.split("=", 1) for item in args.baseline_env)}}
     form, form_type = multipart(mnist_fixtures()[0][0].read_bytes())
     request = Request("/predict", "POST", form, (("Content-Type", form_type),))
     sides = {"this checkout": None, f"baseline ({args.baseline})": args.baseline.resolve()}
     rates: dict[str, list[float]] = {name: [] for name in sides}
     print(header(f"/predict multipart, {args.connections} connections, {args.rounds} interleaved rounds of "
-                 f"{args.seconds:g} s, env {env or 'none'}"))
+                 f"{args.seconds:g} s, env {env or 'none'}, baseline's {envs['baseline'] or 'none'}"))
     print("| round | " + " | ".join(f"{name} images/s" for name in sides) + " |")
     print("|---:|" + "---:|" * len(sides))
     for round_ in range(1, args.rounds + 1):
         for name, cwd in sides.items():
-            with serving(Variant(name, "service", env, (), cwd=cwd)) as url:
+            side_env = envs["this checkout"] if cwd is None else envs["baseline"]
+            with serving(Variant(name, "service", side_env, (), cwd=cwd)) as url:
                 run_wrk(url, request, 4, 2.0, timeout_s=30)  # warm-up
                 rates[name].append(run_wrk(url, request, args.connections, args.seconds, threads=2,
                                            timeout_s=30).images_per_s)
