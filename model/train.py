@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm import tqdm
 
-from model.batch_mix import DRY_RUN_SIZES, Batch, BatchMix, PoolSizes, TrainingData, build_training_data
+from model.batch_mix import DRY_RUN_CLOSING, DRY_RUN_SIZES, Batch, BatchMix, PoolSizes, TrainingData, build_training_data
 from model.calibrate import CalibrationRequest, fit_refer_rules
 from model.calibration import REVIEWED
 from model.checkpoint import load_checkpoint, provenance, save_checkpoint
@@ -271,7 +271,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
                          closing_shapes=args.closing_shapes, precision=choose_precision(args.precision).precision)
     if args.dry_run:
         config = replace(config, epochs=2, batch_size=64, max_batches=4, eval_samples=2, kl_warmup_epochs=0.0,
-                         outlier_batch=min(config.outlier_batch, 32), closing_shapes=min(config.closing_shapes, 64))
+                         outlier_batch=min(config.outlier_batch, 32), closing_shapes=min(config.closing_shapes, DRY_RUN_CLOSING))
     return config
 
 
@@ -329,7 +329,9 @@ def fine_tune(args: argparse.Namespace, data: Mnist, config: TrainConfig, sizes:
     config = replace(TrainConfig(**fields), lr=args.fine_tune_lr, epochs=config.epochs if args.dry_run else
                      args.fine_tune_epochs, kl_warmup_epochs=0.0, seed=args.seed, device=config.device,
                      precision=config.precision, max_batches=config.max_batches, eval_samples=config.eval_samples,
-                     outlier_batch=min(config.outlier_batch, fields.get("outlier_batch", config.outlier_batch)))
+                     outlier_batch=min(config.outlier_batch, fields.get("outlier_batch", config.outlier_batch)),
+                     # the parent's closing shapes at the replay's scale, like its generated non-digits
+                     closing_shapes=min(fields.get("closing_shapes", 0), DRY_RUN_CLOSING if args.dry_run else args.replay))
     replayed = replay_data(data, args.replay)
     extra = replace(build_training_data(replayed, config, sizes, args.workers, cache_dir, not args.no_progress),
                     reviewed=reviewed.positives, reviewed_outliers=reviewed.negatives,

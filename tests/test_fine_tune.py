@@ -82,6 +82,9 @@ def test_the_loop_end_to_end_on_tiny_data(tmp_path: Path) -> None:
     meta = json.loads((tmp_path / "candidate" / "bnn.json").read_text())
     record = meta["fine_tune"]["reviewed"]
     assert record["trained_ids_sha256"] == ids_digest(train.ids) and record["held_out_items"] == len(held)
-    assert meta["fine_tune"]["parent"] == json.loads(Path("checkpoints/bnn.json").read_text())["model_version"]
+    parent = json.loads(Path("checkpoints/bnn.json").read_text())
+    assert meta["fine_tune"]["parent"] == parent["model_version"]
+    # the parent's closing shapes are replayed at the run's scale (a dry run's 64), not rendered in full
+    assert parent["train_config"]["closing_shapes"] == 8000 and meta["train_config"]["closing_shapes"] == 64
     assert summary["fine_tune"]["exit"] == 0
     assert summary["fresh_stream"]["live"]["count"] == 200
