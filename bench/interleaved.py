@@ -34,18 +34,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-env", nargs="*", default=[], help="KEY=VALUE for the baseline only")
     args = parser.parse_args(argv)
     env = dict(item.split("=", 1) for item in args.env)
-    envs = {"this checkout": env, "baseline": {**env, **dict(item.split("=", 1) for item in args.baseline_env)}}
+    baseline_env = {**env, **dict(item.split("=", 1) for item in args.baseline_env)}
     form, form_type = multipart(mnist_fixtures()[0][0].read_bytes())
     request = Request("/predict", "POST", form, (("Content-Type", form_type),))
-    sides = {"this checkout": None, f"baseline ({args.baseline})": args.baseline.resolve()}
+    sides = {"this checkout": (None, env), f"baseline ({args.baseline})": (args.baseline.resolve(), baseline_env)}
     rates: dict[str, list[float]] = {name: [] for name in sides}
     print(header(f"/predict multipart, {args.connections} connections, {args.rounds} interleaved rounds of "
-                 f"{args.seconds:g} s, env {env or 'none'}, baseline's {envs['baseline'] or 'none'}"))
+                 f"{args.seconds:g} s, env {env or 'none'}, baseline's {baseline_env or 'none'}"))
     print("| round | " + " | ".join(f"{name} images/s" for name in sides) + " |")
     print("|---:|" + "---:|" * len(sides))
     for round_ in range(1, args.rounds + 1):
-        for name, cwd in sides.items():
-            side_env = envs["this checkout"] if cwd is None else envs["baseline"]
+        for name, (cwd, side_env) in sides.items():
             with serving(Variant(name, "service", side_env, (), cwd=cwd)) as url:
                 run_wrk(url, request, 4, 2.0, timeout_s=30)  # warm-up
                 rates[name].append(run_wrk(url, request, args.connections, args.seconds, threads=2,
