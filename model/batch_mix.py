@@ -27,6 +27,7 @@ from model.synth.pools import (
     PRINTED_RENDERS,
     VALIDATION_NON_DIGITS,
     Pool,
+    angular_drawings,
     arrays_as_files,
     closing_shapes,
     digit_uploads,
@@ -100,6 +101,8 @@ def build_training_data(data: Mnist, config: TrainConfig, sizes: PoolSizes, work
         if config.uploads and config.printed else None,
         **({"mnist_train_written_variants": written_variants(train, config.written_variants, sha, workers, cache_dir, progress)}
            if config.uploads and config.written_variants else {}),  # named only when asked for
+        **({"mnist_train_angular_drawings": angular_drawings(train, sha, workers, cache_dir, progress)}
+           if config.uploads and config.angular_pen else {}),
     })
     exposure = config.outlier_batch > 0
     outliers, negatives = _joined({

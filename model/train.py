@@ -49,6 +49,8 @@ from model.precision import PRECISIONS, REQUESTS, choose_precision
 from model.predictive import DEFAULT_SAMPLES
 from model.reviewed import read_source
 from model.scoring import predict_images
+from model.synth.angular_pen import ANGULAR_VERSION
+from model.synth.angular_pen import TOLERANCE as ANGULAR_TOLERANCE
 from model.synth.closing_shapes import CLOSING_VERSION
 from model.synth.closing_shapes import KINDS as CLOSING_KINDS
 from model.synth.families import TRAIN_FONTS
@@ -235,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--written-variants", type=int, nargs="+", choices=VARIANT_DIGITS, default=[], metavar="DIGIT",
         help="of these digits (1: a flag or a foot, 7: a bar), MNIST train's re-inked with the stroke added join "
         "the pen-drawn digits")
+    add("--angular-pen", action="store_true",
+        help="MNIST train's digits re-inked a second time in straight segments join the pen-drawn digits")
     add("--closing-shapes", type=int, default=defaults.closing_shapes, metavar="COUNT",
         help="generated non-digits that close and branch (bumpy loops, trees, ladders, ...) among the outliers")
     add("--cache-dir", type=Path, default=DEFAULT_CACHE, help="where data and upload pools are cached")
@@ -268,7 +272,8 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
                          outlier_weight=outlier_weight, outlier_batch=args.outlier_batch if outlier_weight > 0 else 0,
                          arrays_as_files=args.arrays_as_files, pen=not args.no_pen, printed=not args.no_printed,
                          marks=not args.no_marks, written_variants=tuple(args.written_variants),
-                         closing_shapes=args.closing_shapes, precision=choose_precision(args.precision).precision)
+                         angular_pen=args.angular_pen, closing_shapes=args.closing_shapes,
+                         precision=choose_precision(args.precision).precision)
     if args.dry_run:
         config = replace(config, epochs=2, batch_size=64, max_batches=4, eval_samples=2, kl_warmup_epochs=0.0,
                          outlier_batch=min(config.outlier_batch, 32), closing_shapes=min(config.closing_shapes, DRY_RUN_CLOSING))
@@ -279,6 +284,7 @@ def training_record(config: TrainConfig, data: TrainingData, composition: dict[s
     """What the run trained on and what it never saw: the checkpoint's ``training_data``."""
     marks = data.marks > 0
     unused = ({"variants-train"} if not config.written_variants else set()) | \
+        ({"angular-train"} if not config.angular_pen else set()) | \
         ({"closing-train", "pen-closing-train"} if not data.closing else set())
     return {**data.describe(), "simulator_version": SIMULATOR_VERSION, "outlier_version": OUTLIER_VERSION,
             "pen_version": PEN_VERSION, "outlier_families": list(FAMILIES) if data.outliers is not None else [],
@@ -290,6 +296,9 @@ def training_record(config: TrainConfig, data: TrainingData, composition: dict[s
             **({"written_variants": {"count": data.parts.get("mnist_train_written_variants", 0) if data.parts else 0,
                                      "digits": list(config.written_variants), "version": VARIANTS_VERSION}}
                if config.written_variants else {}),
+            **({"angular_pen": {"count": data.parts.get("mnist_train_angular_drawings", 0) if data.parts else 0,
+                                "tolerance": list(ANGULAR_TOLERANCE), "version": ANGULAR_VERSION}}
+               if config.angular_pen else {}),
             **({"closing_shapes": {"count": data.closing, "kinds": list(CLOSING_KINDS), "version": CLOSING_VERSION}}
                if data.closing else {}),
             "selection_and_calibration": composition,

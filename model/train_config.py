@@ -30,6 +30,7 @@ class TrainConfig:
     marks: bool = True  # marks of other scripts, printed and pen-drawn (model/synth/other_scripts.py), join the outliers
     written_variants: tuple[int, ...] = ()  # of these digits (1: a flag or a foot, 7: a bar; model/synth/written_variants.py)
     # MNIST train's re-inked with the stroke added join the uploads
+    angular_pen: bool = False  # MNIST train's digits re-inked in straight segments (model/synth/angular_pen.py) join the uploads
     closing_shapes: int = 0  # generated non-digits that close and branch (model/synth/closing_shapes.py) join the outliers
     max_batches: int | None = None  # per epoch; dry runs
     reviewed_batch: int = 32  # fine-tuning: reviewers' labelled digits per step (model/fine_tune.py)

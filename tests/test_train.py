@@ -171,7 +171,9 @@ def test_make_train_is_the_recipe_of_the_shipped_checkpoint():
     # trained with the trunk in bfloat16 on a CPU with the units; `auto` trains it in float32 where bfloat16
     # would be emulated (several times slower): the recipe otherwise
     assert meta["train_config"]["precision"] == "bfloat16" and args.precision == "auto"
-    recipe = {**meta["train_config"], "precision": choose_precision("auto").precision}
+    # a field added to TrainConfig after the checkpoint was trained is off in it: its default
+    later = {k: v for k, v in json.loads(json.dumps(asdict(TrainConfig()))).items() if k not in meta["train_config"]}
+    recipe = {**later, **meta["train_config"], "precision": choose_precision("auto").precision}
     assert json.loads(json.dumps(asdict(train_module.train_config(args)))) == recipe
     assert train_module.net_config(args) == replace(NetConfig.from_dict(meta["config"]), temperature=1.0)
     assert meta["seed"] == args.seed and meta["epochs"] == args.epochs and meta["torch_threads"] == args.threads
@@ -186,8 +188,8 @@ def test_refit_keeps_the_weights_and_the_training_record(tiny_idx_dir, capsys):
     path = Path(json.loads(capsys.readouterr().out.strip().splitlines()[-1])["checkpoint"])
     net, before = load_checkpoint(path)
     seen = before["training_data"]  # a run without the sweep's data records none of it
-    assert "written_variants" not in seen and "closing_shapes" not in seen
-    assert not {"variants-train", "closing-train", "pen-closing-train"} & set(seen["seeds"])
+    assert not {"written_variants", "closing_shapes", "angular_pen", "mnist_train_angular_drawings"} & set(seen)
+    assert not {"variants-train", "closing-train", "pen-closing-train", "angular-train"} & set(seen["seeds"])
     weights = {k: v.clone() for k, v in net.state_dict().items()}
     assert main([*common[:-2], "--refit", "--out", str(path)]) == 0  # its own architecture, not the CLI's default
     refitted, after = load_checkpoint(path)
@@ -206,22 +208,27 @@ def test_the_trunk_can_be_set_from_the_command_line():
 
 
 def test_the_sweeps_data_joins_training_and_is_recorded(tiny_idx_dir, capsys):
-    """--written-variants and --closing-shapes: their pools join the streams, and the checkpoint says
-    how many of each, of which digits and kinds, and their generators' versions and seeds."""
+    """--written-variants, --angular-pen and --closing-shapes: their pools join the streams, and the
+    checkpoint says how many of each, of which digits and kinds, and their generators' versions and seeds."""
+    from model.synth.angular_pen import ANGULAR_VERSION, TOLERANCE
     from model.synth.closing_shapes import CLOSING_VERSION, KINDS
     from model.synth.written_variants import VARIANTS_VERSION
 
     assert main(["--dry-run", "--data-dir", str(tiny_idx_dir), "--no-progress", "--hidden", "16",
-                 "--written-variants", "1", "7", "--closing-shapes", "40"]) == 0
+                 "--written-variants", "1", "7", "--closing-shapes", "40", "--angular-pen"]) == 0
     meta = load_checkpoint(json.loads(capsys.readouterr().out.strip().splitlines()[-1])["checkpoint"])[1]
     assert meta["train_config"]["written_variants"] == [1, 7] and meta["train_config"]["closing_shapes"] == 40
     seen = meta["training_data"]
+    assert meta["train_config"]["angular_pen"] is True
+    assert seen["angular_pen"] == {"count": seen["mnist_train_angular_drawings"], "tolerance": list(TOLERANCE),
+                                   "version": ANGULAR_VERSION}
+    assert seen["mnist_train_angular_drawings"] == seen["mnist_train_pen_drawings"] > 0  # every digit re-inked once more
     variants = seen["written_variants"]
     assert variants["digits"] == [1, 7] and variants["version"] == VARIANTS_VERSION
     assert 0 < variants["count"] == seen["mnist_train_written_variants"]
     assert seen["closing_shapes"]["kinds"] == list(KINDS) and seen["closing_shapes"]["version"] == CLOSING_VERSION
     assert 30 <= seen["closing_shapes"]["count"] <= 40  # the few near a named digit dropped
-    assert {"variants-train", "closing-train", "pen-closing-train"} <= set(seen["seeds"])
+    assert {"variants-train", "closing-train", "pen-closing-train", "angular-train"} <= set(seen["seeds"])
     with pytest.raises(SystemExit):
         train_module.build_parser().parse_args(["--written-variants", "4"])  # no variant of a 4
 

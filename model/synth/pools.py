@@ -16,6 +16,7 @@ Seeds are fixed per role so that training, calibration and evaluation never shar
 | training marks of other scripts, printed / pen-drawn (``model.synth.other_scripts``) | training fonts | 23 / 24 |
 | training 1s with a flag or a foot, 7s with a bar (``model.synth.written_variants``) | MNIST train | 25 |
 | training closing shapes, as uploads / pen-drawn (``model.synth.closing_shapes``) | generated | 26 / 27 |
+| training digits drawn in straight segments (``model.synth.angular_pen``) | MNIST train | 28 |
 | validation outliers (the refer reason's rule) | generated, pairs from MNIST validation | 22 |
 
 The report's families (``model/report/uploads.py``) draw with seeds of their own (31 and up).
@@ -44,7 +45,7 @@ from model.transform import NoInk, to_digit
 
 SEEDS = {"train": 11, "validation": 12, "test": 13, "pen-train": 14, "pen-validation": 15, "printed-train": 16, "pen-test": 17,
          "outliers-train": 21, "outliers-validation": 22, "marks-train": 23, "pen-marks-train": 24,
-         "variants-train": 25, "closing-train": 26, "pen-closing-train": 27}
+         "variants-train": 25, "closing-train": 26, "pen-closing-train": 27, "angular-train": 28}
 PRINTED_RENDERS = 30  # each training-font digit glyph rendered this many times
 MARK_RENDERS = 6  # each training-font mark of another script printed, and pen-drawn, this many times
 
@@ -202,6 +203,23 @@ def written_variants(split: Split, digits: tuple[int, ...], source_sha256: str, 
         return visible_only(images, split.labels[chosen].astype(np.int64))
 
     return cached_pool("variants-train", key, build, cache_dir)
+
+
+def angular_drawings(split: Split, source_sha256: str, workers: int = 2, cache_dir: Path = DEFAULT_CACHE,
+                     progress: bool = True) -> Pool:
+    """Every digit of ``split`` re-inked, its strokes simplified to straight segments, and drawn on
+    the page's pad by a random hand (``model.synth.angular_pen``), saved as PNG and transformed."""
+    from model.synth.angular_pen import ANGULAR_VERSION, draw_angular
+
+    seed = SEEDS["angular-train"]
+    key = {"role": "angular-train", "size": len(split), "seed": seed, "data": source_sha256, "pen": PEN_VERSION,
+           "angular": ANGULAR_VERSION}
+
+    def build() -> Pool:
+        return visible_only(draw_angular(split.images, seed, workers, "angular-train drawings", progress),
+                            split.labels.astype(np.int64))
+
+    return cached_pool("angular-train", key, build, cache_dir)
 
 
 CLOSING_SHAPES = 8_000  # half as uploads, half drawn on the pad
