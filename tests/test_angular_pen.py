@@ -4,6 +4,7 @@ and the drawings are seeded and read back as ink."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -17,7 +18,7 @@ from model.synth.pen import Stroke, draw_many, pen_strokes
 def _distance_to_polyline(points: np.ndarray, polyline: Stroke) -> np.ndarray:
     """Each point's distance to the nearest segment of ``polyline``."""
     best = np.full(len(points), np.inf)
-    for (x0, y0), (x1, y1) in zip(polyline, polyline[1:], strict=False):
+    for (x0, y0), (x1, y1) in itertools.pairwise(polyline):
         a, ab = np.array([x0, y0]), np.array([x1 - x0, y1 - y0])
         t = np.clip(((points - a) @ ab) / max(float(ab @ ab), 1e-12), 0, 1)
         best = np.minimum(best, np.hypot(*(points - (a + t[:, None] * ab)).T))
