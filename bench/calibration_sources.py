@@ -4,7 +4,8 @@ The threshold is certified on MNIST validation seen three ways (simulated upload
 the page's pad, plain 28-px PNG files). This prints, for a checkpoint, each part's error, its
 share referred and the error of its accepted answers at the shipped threshold, and the loosest
 threshold each part would certify on its own (the same fixed-sequence test, alpha and delta),
-with the share that threshold refers:
+with the share that threshold refers; then the same for the files the API receives (uploads and
+PNG files together, the drawings left out), and what each part gets at that files-only threshold:
 
     python -m bench.calibration_sources [--checkpoint checkpoints/bnn.safetensors] [--alpha 0.002 0.005]
 
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 
 from model.calibrate import CalibrationError, draws_seed, guarantee_threshold, validation_scores
-from model.calibration import calibrations
+from model.calibration import Calibration, calibrations
 from model.checkpoint import load_checkpoint
 from model.mnist import load_mnist
 from model.synth.pools import VALIDATION_MIX, validation_mix
@@ -47,20 +48,39 @@ def main(argv: list[str] | None = None) -> int:
     print("| part | error | referred | accepted error | " + " | ".join(
         f"alone at alpha {a:.1%}: threshold / referred" for a in args.alpha) + " |")
     print("|---|---:|---:|---:|" + "---:|" * len(args.alpha))
-    names = [*VALIDATION_MIX, "the mix"]
-    for index, name in enumerate(names):
-        members = part == index if index < len(VALIDATION_MIX) else np.ones_like(correct)
+    drawings = part == VALIDATION_MIX.index("pen drawings")
+    groups = {**{name: part == index for index, name in enumerate(VALIDATION_MIX)},
+              "uploads and PNG files": ~drawings, "the mix": np.ones_like(drawings)}
+    for name, members in groups.items():
         e, c = entropy[members], correct[members]
-        accepted = e <= calibration.threshold
-        cells = [f"{1 - c.mean():.2%}", f"{1 - accepted.mean():.2%}", f"{1 - c[accepted].mean():.2%}"]
+        cells = [f"{1 - c.mean():.2%}", *_at(e, c, calibration.threshold)]
         for alpha in args.alpha:
-            try:
-                alone = guarantee_threshold(e, c, alpha, calibration.delta or 0.05, calibration.samples)
-                cells.append(f"{alone.threshold:.4f} / {1 - alone.validation_coverage:.2%}")
-            except CalibrationError:
-                cells.append("none certified")
+            alone = _alone(e, c, alpha, calibration)
+            cells.append("none certified" if alone is None else f"{alone[0]:.4f} / {1 - alone[1]:.2%}")
         print(f"| {name} | " + " | ".join(cells) + " |")
+    files = _alone(entropy[~drawings], correct[~drawings], calibration.alpha or args.alpha[0], calibration)
+    if files is not None:
+        print(f"\nCalibrated on uploads and PNG files alone (alpha {calibration.alpha}): threshold {files[0]:.4f} nats")
+        print("| part | referred | accepted error |\n|---|---:|---:|")
+        for index, name in enumerate(VALIDATION_MIX):
+            members = part == index
+            print(f"| {name} | " + " | ".join(_at(entropy[members], correct[members], files[0])) + " |")
     return 0
+
+
+def _at(entropy: np.ndarray, correct: np.ndarray, threshold: float) -> list[str]:
+    """Referred share and the accepted answers' error at ``threshold``, as table cells."""
+    accepted = entropy <= threshold
+    return [f"{1 - accepted.mean():.2%}", f"{1 - correct[accepted].mean():.2%}"]
+
+
+def _alone(entropy: np.ndarray, correct: np.ndarray, alpha: float, calibration: Calibration) -> tuple[float, float] | None:
+    """The loosest threshold these answers certify alone at ``alpha`` and its coverage; None if none does."""
+    try:
+        alone = guarantee_threshold(entropy, correct, alpha, calibration.delta or 0.05, calibration.samples)
+    except CalibrationError:
+        return None
+    return alone.threshold, alone.validation_coverage
 
 
 if __name__ == "__main__":

@@ -5,25 +5,26 @@ then scored at N samples. Per family: how many are referred (and for which reaso
 accepted accuracy for digit families, AUROC by entropy against the MNIST test digit uploads. The
 operating-point table recalibrates on the validation mix (``model.synth.pools.validation_mix``, what the
 shipped threshold is calibrated on) for several alphas and reads each off the test families: the
-trade-off the shipped default was chosen from (on validation; test columns only report).
+trade-off the shipped default was chosen from (on validation; test columns only report). One more
+point calibrates the shipped alpha on the mix's files alone (uploads and PNG files, no drawings).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
-from model.calibrate import Calibration, CalibrationError, guarantee_threshold
+from model.calibrate import DEFAULT_ALPHA, Calibration, CalibrationError, guarantee_threshold
 from model.data import Mnist, Split
 from model.network import BayesianNet
 from model.refer_rule import ReferRule, top_two_mass
 from model.scoring import auroc, predict_images
 from model.synth.families import DIGITS, LETTERS, SYMBOLS, UNLIKE_DIGITS, cycling, photo_crops, printed
 from model.synth.outliers import outlier_source
-from model.synth.pools import Pool, cached_pool, digit_uploads, validation_mix, visible_only
+from model.synth.pools import VALIDATION_MIX, Pool, cached_pool, digit_uploads, validation_mix, visible_only
 from model.synth.upload_simulator import SIMULATOR_VERSION, GlyphSource, simulate_many
 
 ALPHAS = (0.001, 0.002, 0.003, 0.005, 0.01)
@@ -135,17 +136,37 @@ def operating_points(validation: Scores, validation_labels: np.ndarray, families
         except CalibrationError:
             rows.append({"alpha": alpha, "refused": True})
             continue
-        row: dict[str, Any] = {"alpha": alpha, "threshold": calibration.threshold,
-                               "validation_referred": 1 - calibration.validation_coverage}
-        for family, family_scores in zip(families, scores, strict=True):
-            uncertain, unfamiliar = decisions(family_scores, calibration)
-            refer = uncertain | unfamiliar
-            row[f"{family.name}: referred"] = float(refer.mean())
-            if family.kind == "digits":
-                right = family_scores.predicted == family.labels
-                row[f"{family.name}: accepted accuracy"] = float(right[~refer].mean()) if (~refer).any() else None
-        rows.append(row)
+        rows.append(_read_off(calibration, families, scores))
     return rows
+
+
+def files_only_point(validation: Scores, validation_labels: np.ndarray, files: np.ndarray, families: list[Family],
+                     scores: list[Scores], samples: int, alpha: float = DEFAULT_ALPHA) -> dict[str, Any]:
+    """The shipped alpha calibrated on the validation mix's files only (``files``: its uploads and
+    PNG files, the pen drawings left out), read off every family: what a threshold of its own for
+    files would refer, were the service told which images were drawn on the page."""
+    correct = validation.predicted == validation_labels
+    try:
+        calibration = guarantee_threshold(validation.entropy[files], correct[files], alpha, 0.05, samples,
+                                          data="validation uploads and PNG files")
+    except CalibrationError:
+        return {"alpha": alpha, "refused": True}
+    return _read_off(calibration, families, scores)
+
+
+def _read_off(calibration: Calibration, families: list[Family], scores: list[Scores]) -> dict[str, Any]:
+    """One operating point: its threshold, the validation share it refers, and every family's referred
+    share (and accepted accuracy, for digits) under it."""
+    row: dict[str, Any] = {"alpha": calibration.alpha, "threshold": calibration.threshold,
+                           "validation_referred": 1 - calibration.validation_coverage}
+    for family, family_scores in zip(families, scores, strict=True):
+        uncertain, unfamiliar = decisions(family_scores, calibration)
+        refer = uncertain | unfamiliar
+        row[f"{family.name}: referred"] = float(refer.mean())
+        if family.kind == "digits":
+            right = family_scores.predicted == family.labels
+            row[f"{family.name}: accepted accuracy"] = float(right[~refer].mean()) if (~refer).any() else None
+    return row
 
 
 def uploads_report(net: BayesianNet, mnist: Mnist, fashion: Split | None, calibration: Calibration | None,
@@ -155,10 +176,13 @@ def uploads_report(net: BayesianNet, mnist: Mnist, fashion: Split | None, calibr
     families = build_families(mnist, fashion, workers, cache_dir, scale)
     scores = [score(net, family.images, samples) for family in families]
     validation_split = mnist.validation if scale >= 1 else mnist.validation.subset(max(8, int(10_000 * scale)))
-    validation, _ = validation_mix(validation_split, mnist.source_sha256, workers, cache_dir)  # as calibrated
+    validation, composition = validation_mix(validation_split, mnist.source_sha256, workers, cache_dir)  # as calibrated
     validation_scores = score(net, validation.images, samples)
+    sizes = [cast(int, composition[name]) for name in VALIDATION_MIX]
+    files = np.repeat([name != "pen drawings" for name in VALIDATION_MIX], sizes)
     report: dict[str, Any] = {"samples": samples, "families": [], "operating_points": operating_points(
-        validation_scores, validation.labels, families, scores, samples)}
+        validation_scores, validation.labels, families, scores, samples), "files_only_point": files_only_point(
+        validation_scores, validation.labels, files, families, scores, samples)}
     if calibration is not None:
         reference = scores[0]
         report["families"] = [family_row(f, s, calibration, reference) for f, s in zip(families, scores, strict=True)]
