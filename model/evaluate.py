@@ -218,7 +218,8 @@ def served_sections(net: BayesianNet, mnist: Mnist, fashion: Split | None, calib
     plots = [] if plots_to is None else [plot_scores(families, scores, calibration, plots_to)]
     if calibration is None:
         return sections, plots
-    sections.update(served_report(net, mnist, calibration, samples, workers, cache_dir, scale))
+    files_only = sections["uploads"].get("files_only_point", {}).get("threshold")
+    sections.update(served_report(net, mnist, calibration, samples, workers, cache_dir, scale, files_only))
     if drawings_count:
         drawings = battery(mnist.test, drawings_count, max(1, round(4 * min(1.0, drawings_count / 1000))))
         sections["drawings"] = {"in_process": tally(drawings, in_process(net, drawings, calibration, samples)),

@@ -33,6 +33,8 @@ def test_report_has_the_uploads_section_per_family(tiny_idx_dir, tmp_path):
     assert set(parts) == {"uploads", "pen drawings", "plain PNG files"} and parts["pen drawings"]["count"] == 40
     overall = report["service_view"]["overall"]
     assert overall["count"] == 120 and overall["coverage"] == 1 - overall["referred"]
+    point = report["uploads"]["files_only_point"]  # the shipped alpha on validation files alone, refused or read off
+    assert point["alpha"] == 0.002 and ("files_only_point" in report["service_view"]) == ("threshold" in point)
     drawings = report["drawings"]["in_process"]
     assert drawings["digit_drawings"] == 20 and set(drawings["per_digit"]) == {str(d) for d in range(10)}
     assert drawings["non_digits"]["letters"]["count"] > 10 and drawings["non_digits"]["doodles"]["count"] > 10

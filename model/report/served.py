@@ -5,11 +5,13 @@
   referred, accuracy of the accepted, next to the same numbers on the arrays;
 * ``service_view``: the test digits three ways (simulated uploads, pen drawings on the page's
   pad, plain PNG files: the mix the threshold was calibrated on, on validation): does the
-  guarantee (accepted answers wrong at most alpha) hold, at what coverage, per part.
+  guarantee (accepted answers wrong at most alpha) hold, at what coverage, per part; and each part
+  at the files-only threshold (the uploads section's ``files_only_point``), where there is one.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,7 @@ def _rates(scores: Scores, labels: np.ndarray, calibration: Calibration) -> dict
 
 
 def served_report(net: BayesianNet, mnist: Mnist, calibration: Calibration, samples: int, workers: int,
-                  cache_dir: Path, scale: float = 1.0) -> dict[str, Any]:
+                  cache_dir: Path, scale: float = 1.0, files_only_threshold: float | None = None) -> dict[str, Any]:
     """The two sections (JSON-ready). ``scale`` shrinks the test split (tests)."""
     test = mnist.test if scale >= 1 else mnist.test.subset(max(8, int(10_000 * scale)))  # as the uploads section
     parts: dict[str, Split] = {
@@ -60,6 +62,10 @@ def served_report(net: BayesianNet, mnist: Mnist, calibration: Calibration, samp
     overall["guarantee_held"] = None if alpha is None or overall["accepted_accuracy"] is None else \
         bool(overall["accepted_accuracy"] >= 1 - alpha)
     overall["coverage"] = 1 - overall["referred"]
+    files_only = {} if files_only_threshold is None else {"files_only_point": {
+        "threshold": files_only_threshold,
+        "parts": {name: _rates(scores, labels, replace(calibration, threshold=files_only_threshold))
+                  for name, (scores, labels) in zip(parts, everything, strict=True)}}}
     return {
         "png_files": {"files": rows["plain PNG files"],
                       "arrays": _rates(arrays_scores, test.labels, calibration),
@@ -67,5 +73,5 @@ def served_report(net: BayesianNet, mnist: Mnist, calibration: Calibration, samp
                               "and transform, next to the arrays fed straight to the network"},
         "service_view": {"parts": rows, "overall": overall, "alpha": alpha,
                          "note": "MNIST test as the service sees it: simulated uploads (seed 13), pen drawings on the "
-                                 "page's pad (seed 17), plain PNG files"},
+                                 "page's pad (seed 17), plain PNG files", **files_only},
     }
