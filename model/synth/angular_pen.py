@@ -27,8 +27,8 @@ TOLERANCE = (0.06, 0.14)  # a stroke may stray this share of the digit's height 
 
 
 def simplified(stroke: Stroke, tolerance: float) -> Stroke:
-    """Ramer-Douglas-Peucker: the fewest points of ``stroke`` (its ends kept) such that no point
-    of it lies further than ``tolerance`` from the polyline through them. A closed stroke (its
+    """Ramer-Douglas-Peucker: a few points of ``stroke`` (its ends kept) such that no point of it
+    lies further than ``tolerance`` from the polyline through them. A closed stroke (its
     ends meet) is split at its farthest point first, so a loop keeps its shape."""
     points = np.asarray(stroke, dtype=np.float64)
     if len(points) <= 2:
