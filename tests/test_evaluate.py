@@ -38,3 +38,22 @@ def test_report_has_the_uploads_section_per_family(tiny_idx_dir, tmp_path):
     drawings = report["drawings"]["in_process"]
     assert drawings["digit_drawings"] == 20 and set(drawings["per_digit"]) == {str(d) for d in range(10)}
     assert drawings["non_digits"]["letters"]["count"] > 10 and drawings["non_digits"]["doodles"]["count"] > 10
+
+
+def test_the_test_split_is_read_off_at_the_files_only_threshold_too(tiny_idx_dir, tmp_path, monkeypatch):
+    """Tiny validation data certify no files-only threshold; given one, every part of the test split is
+    read off at it as well, and a looser threshold refers no more of any part than the shipped one."""
+    import model.report.uploads as uploads
+
+    monkeypatch.setattr(uploads, "files_only_point", lambda *args, **kwargs: {"alpha": 0.002, "threshold": 0.5})
+    out = tmp_path / "report"
+    assert main(["--checkpoint", str(SHIPPED), "--data-dir", str(tiny_idx_dir), "--no-ood", "--samples", "4",
+                 "--scale", "0.004", "--workers", "1", "--cache-dir", str(tmp_path / "cache"), "--out", str(out),
+                 "--drawings", "0", "--no-plots"]) == 0
+    view = json.loads((out / "evaluation.json").read_text())["service_view"]
+    point = view["files_only_point"]
+    assert point["threshold"] == 0.5 and set(point["parts"]) == set(view["parts"])
+    for name, part in point["parts"].items():
+        assert part["count"] == view["parts"][name]["count"] == 40
+        assert part["accuracy"] == view["parts"][name]["accuracy"]  # the same answers, another threshold
+        assert part["referred"] <= view["parts"][name]["referred"]  # 0.5 nats is looser than the shipped threshold
