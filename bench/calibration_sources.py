@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import cast
 
 import numpy as np
 import torch
@@ -25,7 +24,7 @@ from model.calibrate import CalibrationError, draws_seed, guarantee_threshold, v
 from model.calibration import Calibration, calibrations
 from model.checkpoint import load_checkpoint
 from model.mnist import load_mnist
-from model.synth.pools import VALIDATION_MIX, validation_mix
+from model.synth.pools import VALIDATION_MIX, mix_parts, validation_mix
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(draws_seed(None, meta))  # the draws of `make calibrate` and `make train`: the mix gives the
     # shipped threshold
     entropy, correct, _ = validation_scores(net, mix, calibration.samples)
-    part = np.repeat(np.arange(len(VALIDATION_MIX)), [cast(int, composition[name]) for name in VALIDATION_MIX])
+    part = mix_parts(composition)
     print(f"{meta['model_version']}: shipped threshold {calibration.threshold:.4f} nats "
           f"(alpha {calibration.alpha}, delta {calibration.delta}, N {calibration.samples})")
     print("| part | error | referred | accepted error | " + " | ".join(

@@ -33,6 +33,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from PIL import Image
@@ -270,6 +271,11 @@ def validation_mix(split: Split, source_sha256: str, workers: int = 2, cache_dir
         **{name: len(pool.images) for name, pool in parts.items()},
     }
     return Split(images, labels), composition
+
+
+def mix_parts(composition: dict[str, object]) -> np.ndarray:
+    """Which part of :data:`VALIDATION_MIX` each image of :func:`validation_mix` is: its index, ``[N]``."""
+    return np.repeat(np.arange(len(VALIDATION_MIX)), [cast(int, composition[name]) for name in VALIDATION_MIX])
 
 
 VALIDATION_NON_DIGITS = 5_000
