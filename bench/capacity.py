@@ -36,6 +36,7 @@ VARIANTS: dict[str, NetConfig] = {
     "2x-channels": NetConfig(conv_blocks=((64, 64), (128, 128))),
     "4x-channels": NetConfig(conv_blocks=((128, 128), (256, 256))),
     "third-block": NetConfig(conv_blocks=((32, 32), (64, 64), (128, 128))),
+    "third-block-2x-channels": NetConfig(conv_blocks=((64, 64), (128, 128), (256, 256))),
     "wide-head": NetConfig(hidden=(1024,)),
     "2x-channels-wide-head": NetConfig(conv_blocks=((64, 64), (128, 128)), hidden=(512,)),
 }
