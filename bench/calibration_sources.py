@@ -24,7 +24,7 @@ from model.calibrate import CalibrationError, draws_seed, guarantee_threshold, v
 from model.calibration import Calibration, calibrations
 from model.checkpoint import load_checkpoint
 from model.mnist import load_mnist
-from model.synth.pools import VALIDATION_MIX, mix_parts, validation_mix
+from model.synth.pools import VALIDATION_MIX, mix_files, mix_parts, validation_mix
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,9 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     print("| part | error | referred | accepted error | " + " | ".join(
         f"alone at alpha {a:.1%}: threshold / referred" for a in args.alpha) + " |")
     print("|---|---:|---:|---:|" + "---:|" * len(args.alpha))
-    drawings = part == VALIDATION_MIX.index("pen drawings")
+    files = mix_files(composition)
     groups = {**{name: part == index for index, name in enumerate(VALIDATION_MIX)},
-              "uploads and PNG files": ~drawings, "the mix": np.ones_like(drawings)}
+              "uploads and PNG files": files, "the mix": np.ones_like(files)}
     for name, members in groups.items():
         e, c = entropy[members], correct[members]
         cells = [f"{1 - c.mean():.2%}", *_at(e, c, calibration.threshold)]
@@ -57,13 +57,13 @@ def main(argv: list[str] | None = None) -> int:
             alone = _alone(e, c, alpha, calibration)
             cells.append("none certified" if alone is None else f"{alone[0]:.4f} / {1 - alone[1]:.2%}")
         print(f"| {name} | " + " | ".join(cells) + " |")
-    files = _alone(entropy[~drawings], correct[~drawings], calibration.alpha or args.alpha[0], calibration)
-    if files is not None:
-        print(f"\nCalibrated on uploads and PNG files alone (alpha {calibration.alpha}): threshold {files[0]:.4f} nats")
+    files_alone = _alone(entropy[files], correct[files], calibration.alpha or args.alpha[0], calibration)
+    if files_alone is not None:
+        print(f"\nCalibrated on uploads and PNG files alone (alpha {calibration.alpha}): threshold {files_alone[0]:.4f} nats")
         print("| part | referred | accepted error |\n|---|---:|---:|")
         for index, name in enumerate(VALIDATION_MIX):
             members = part == index
-            print(f"| {name} | " + " | ".join(_at(entropy[members], correct[members], files[0])) + " |")
+            print(f"| {name} | " + " | ".join(_at(entropy[members], correct[members], files_alone[0])) + " |")
     return 0
 
 

@@ -24,7 +24,7 @@ from model.refer_rule import ReferRule, top_two_mass
 from model.scoring import auroc, predict_images
 from model.synth.families import DIGITS, LETTERS, SYMBOLS, UNLIKE_DIGITS, cycling, photo_crops, printed
 from model.synth.outliers import outlier_source
-from model.synth.pools import VALIDATION_MIX, Pool, cached_pool, digit_uploads, mix_parts, validation_mix, visible_only
+from model.synth.pools import Pool, cached_pool, digit_uploads, mix_files, validation_mix, visible_only
 from model.synth.upload_simulator import SIMULATOR_VERSION, GlyphSource, simulate_many
 
 ALPHAS = (0.001, 0.002, 0.003, 0.005, 0.01)
@@ -178,7 +178,7 @@ def uploads_report(net: BayesianNet, mnist: Mnist, fashion: Split | None, calibr
     validation_split = mnist.validation if scale >= 1 else mnist.validation.subset(max(8, int(10_000 * scale)))
     validation, composition = validation_mix(validation_split, mnist.source_sha256, workers, cache_dir)  # as calibrated
     validation_scores = score(net, validation.images, samples)
-    files = mix_parts(composition) != VALIDATION_MIX.index("pen drawings")
+    files = mix_files(composition)
     report: dict[str, Any] = {"samples": samples, "families": [], "operating_points": operating_points(
         validation_scores, validation.labels, families, scores, samples), "files_only_point": files_only_point(
         validation_scores, validation.labels, files, families, scores, samples)}

@@ -278,6 +278,12 @@ def mix_parts(composition: dict[str, object]) -> np.ndarray:
     return np.repeat(np.arange(len(VALIDATION_MIX)), [cast(int, composition[name]) for name in VALIDATION_MIX])
 
 
+def mix_files(composition: dict[str, object]) -> np.ndarray:
+    """bool ``[N]``: which images of :func:`validation_mix` are files the API receives (uploads and
+    PNG files), not drawings on the page's pad."""
+    return mix_parts(composition) != VALIDATION_MIX.index("pen drawings")
+
+
 VALIDATION_NON_DIGITS = 5_000
 
 
