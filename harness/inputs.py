@@ -23,10 +23,12 @@ def expected_precision() -> str:
     return choose_precision(os.environ.get("BNN_PRECISION", "auto")).precision
 
 
-def shipped_calibration(precision: str | None = None) -> dict[str, Any]:
-    """The shipped checkpoint's calibration record for ``precision`` (None: the one a service here serves)."""
+def shipped_calibration(precision: str | None = None, channel: str = "file") -> dict[str, Any]:
+    """The shipped checkpoint's calibration record for ``precision`` (None: the one a service here
+    serves) and ``channel`` (``file``, or ``drawn``: the page's drawings)."""
     meta = json.loads(SHIPPED.with_suffix(".json").read_text())
-    return dict(meta["calibrations"][precision or expected_precision()])
+    key = "drawn_calibrations" if channel == "drawn" else "calibrations"
+    return dict(meta[key][precision or expected_precision()])
 
 
 def mnist_fixtures() -> list[tuple[Path, int]]:
@@ -46,3 +48,14 @@ def noise_png(seed: int, size: int = 64) -> bytes:
 def digit_pngs() -> list[tuple[bytes, int]]:
     """The committed MNIST test digits as their PNG files (accepted by the shipped model)."""
     return [(path.read_bytes(), label) for path, label in mnist_fixtures()]
+
+
+def blended_digits(steps: int = 41) -> list[np.ndarray]:
+    """The first fixture (a 7) faded into a 1, a 0 and a 4, ``steps`` weights each from 0.3 to 0.7
+    (uint8 ``[28, 28]``): images between two digits, whose entropies run from 0 to over 2 nats, so
+    that some fall between any two thresholds of the shipped rules."""
+    fixtures = mnist_fixtures()
+    seven = load_digit(fixtures[0][0]).astype(float)
+    others = [load_digit(path).astype(float) for path, _ in fixtures[2:5]]
+    return [np.clip((1 - w) * seven + w * other, 0, 255).astype(np.uint8)
+            for other in others for w in np.linspace(0.3, 0.7, steps)]

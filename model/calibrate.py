@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from model.calibration import Calibration
+from model.calibration import CHANNELS, Calibration, Channel
 from model.data import Split, to_input
 from model.network import BayesianNet
 from model.precision import PRECISIONS, Precision
@@ -51,6 +51,7 @@ from model.reviewed import Reviewed
 from model.scoring import expected_calibration_error, predict_images
 
 DEFAULT_ALPHA = 0.002
+DEFAULT_DRAWN_ALPHA = 0.004  # the page's drawings: the issue's >= 99.5 % accepted accuracy, with a margin
 DEFAULT_DELTA = 0.05
 MAX_ENTROPY = math.log(10.0)
 
@@ -149,10 +150,15 @@ def referral_rate_threshold(entropy: np.ndarray, correct: np.ndarray, rate: floa
 class CalibrationRequest:
     """How to calibrate: guarantee (alpha, delta) or a target referral rate, at N samples."""
 
-    alpha: float = DEFAULT_ALPHA
+    alpha: float = DEFAULT_ALPHA  # the file channel's
     delta: float = DEFAULT_DELTA
     referral_rate: float | None = None
     samples: int = DEFAULT_SAMPLES
+    drawn_alpha: float = DEFAULT_DRAWN_ALPHA  # the drawn channel's
+
+    def for_channel(self, channel: Channel) -> CalibrationRequest:
+        """This request as one channel's: its alpha in ``alpha``."""
+        return replace(self, alpha=self.drawn_alpha) if channel == "drawn" else self
 
 
 def validation_scores(net: BayesianNet, split: Split, samples: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -165,16 +171,17 @@ def validation_scores(net: BayesianNet, split: Split, samples: int) -> tuple[np.
 
 def calibrate(net: BayesianNet, validation: Split, request: CalibrationRequest,
               data: str, non_digits: np.ndarray | None = None,
-              non_digits_data: str = "") -> Calibration:
-    """The refer rule for ``net`` from ``validation`` (digits as the service sees them), scored in
-    the net's precision (recorded); with ``non_digits`` (uint8 ``[m, 28, 28]``, generated, after the
-    transform), also why it refers."""
+              non_digits_data: str = "", channel: Channel = "file") -> Calibration:
+    """``channel``'s refer rule for ``net`` from ``validation`` (that channel's digits as the service
+    sees them), at that channel's alpha, scored in the net's precision (recorded); with
+    ``non_digits`` (uint8 ``[m, 28, 28]``, generated, after the transform), also why it refers."""
+    request = request.for_channel(channel)
     entropy, correct, mass = validation_scores(net, validation, request.samples)
     if request.referral_rate is not None:
         calibration = referral_rate_threshold(entropy, correct, request.referral_rate, request.samples, data)
     else:
         calibration = guarantee_threshold(entropy, correct, request.alpha, request.delta, request.samples, data=data)
-    calibration = replace(calibration, precision=net.precision, temperature=net.config.temperature)
+    calibration = replace(calibration, precision=net.precision, temperature=net.config.temperature, channel=channel)
     if non_digits is None:
         return calibration
     outlier_entropy, _, outlier_mass = validation_scores(net, Split(non_digits, np.full(len(non_digits), -1)),
@@ -258,39 +265,64 @@ def audit_provenance(reviewed: Reviewed, audits: Reviewed) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ReferRuleFit:
-    """What one precision's fit gave: the net at its temperature and its record (None: refused, why)."""
+    """What one precision's fit gave: the net at its temperature and each channel's record (none:
+    refused, and why)."""
 
     net: BayesianNet
-    calibration: Calibration | None
+    records: dict[Channel, Calibration]
     refused: str | None = None
 
 
-def fit_refer_rules(net: BayesianNet, validation: Split, request: CalibrationRequest, data: str,
-                    non_digits: np.ndarray | None, non_digits_data: str, precisions: tuple[Precision, ...],
-                    seed: int, temperature: bool = True) -> dict[Precision, ReferRuleFit]:
-    """For each precision the trunk may be served in, the refer rule (threshold and reason) scored
-    in that precision, each from ``seed`` (so the float32 fit is the one a training run makes,
-    whatever else is fitted). The temperature (unless ``temperature`` is off: the net's own) is
-    fitted once, in float32, and shared: fitted again in bfloat16 it moved from 0.276 to 0.337 on
-    an ECE that is flat near its minimum, and the two precisions then disagreed on 0.2-0.8 % of
-    refer decisions instead of 0-0.05 % (docs/evaluation.md); each record states the temperature
-    it was fitted at."""
+@dataclass(frozen=True)
+class ChannelData:
+    """One channel's validation digits and what they are (recorded as the record's ``data``)."""
+
+    split: Split
+    data: str
+
+
+def fit_refer_rules(net: BayesianNet, validation: Split, request: CalibrationRequest,
+                    channels: dict[Channel, ChannelData], non_digits: np.ndarray | None, non_digits_data: str,
+                    precisions: tuple[Precision, ...], seed: int, temperature: bool = True) -> dict[Precision, ReferRuleFit]:
+    """For each precision the trunk may be served in, each channel's refer rule (threshold and
+    reason) scored in that precision on that channel's digits, each from ``seed`` (so the float32
+    fit is the one a training run makes, whatever else is fitted). The temperature (unless
+    ``temperature`` is off: the net's own) is fitted once, in float32, on the whole ``validation``
+    mix, and shared: fitted again in bfloat16 it moved from 0.276 to 0.337 on an ECE that is flat
+    near its minimum, and the two precisions then disagreed on 0.2-0.8 % of refer decisions
+    instead of 0-0.05 % (docs/evaluation.md); each record states the temperature it was fitted at."""
     reference = net.in_precision("float32").eval()
     shared = with_temperature(reference, validation, request.samples, seed) if temperature else reference
     fits = {}
     for precision in precisions:
         tuned = shared.in_precision(precision).eval()
-        torch.manual_seed(seed)  # the draws `python -m model.calibrate --seed SEED` makes
+        records: dict[Channel, Calibration] = {}
         try:
-            fits[precision] = ReferRuleFit(tuned, calibrate(tuned, validation, request, data, non_digits,
-                                                            non_digits_data))
+            for channel in CHANNELS:
+                torch.manual_seed(seed)  # the draws `python -m model.calibrate --seed SEED` makes
+                part = channels[channel]
+                records[channel] = calibrate(tuned, part.split, request, part.data, non_digits, non_digits_data,
+                                             channel)
+            fits[precision] = ReferRuleFit(tuned, records)
         except CalibrationError as error:
-            fits[precision] = ReferRuleFit(tuned, None, str(error))
+            fits[precision] = ReferRuleFit(tuned, {}, f"{channel} channel: {error}")
     return fits
 
 
+def mix_channels(validation: Split, composition: dict[str, object]) -> dict[Channel, ChannelData]:
+    """The validation mix split by channel: its uploads and PNG files (files a client posts) and its
+    pen drawings (drawings on the page's pad)."""
+    from model.synth.pools import mix_files
+
+    files = mix_files(composition)
+    whole = str(composition["data"])
+    return {"file": ChannelData(Split(validation.images[files], validation.labels[files]),
+                                f"the file channel's part of {whole}: {int(files.sum())} uploads and PNG files"),
+            "drawn": ChannelData(Split(validation.images[~files], validation.labels[~files]),
+                                 f"the drawn channel's part of {whole}: {int((~files).sum())} pen drawings")}
+
+
 def main(argv: list[str] | None = None) -> int:
-    from model.calibration import with_calibrations
     from model.checkpoint import load_checkpoint, read_metadata, write_metadata
     from model.mnist import load_mnist
     from model.synth.pools import validation_mix, validation_non_digits
@@ -298,7 +330,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m model.calibrate", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, default=Path("checkpoints/bnn.safetensors"))
-    parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="allowed error among accepted")
+    parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
+                        help="allowed error among accepted files (the file channel; with --reviewed: every channel)")
+    parser.add_argument("--drawn-alpha", type=float, default=DEFAULT_DRAWN_ALPHA,
+                        help="allowed error among accepted drawings on the page's pad (the drawn channel)")
     parser.add_argument("--delta", type=float, default=DEFAULT_DELTA, help="allowed chance the guarantee fails")
     parser.add_argument("--referral-rate", type=float, default=None, help="target this rate instead (no guarantee)")
     parser.add_argument("--samples", type=int, default=DEFAULT_SAMPLES, help="N posterior samples per image")
@@ -325,20 +360,30 @@ def main(argv: list[str] | None = None) -> int:
     mnist = load_mnist(args.data_dir)
     validation, composition = validation_mix(mnist.validation, mnist.source_sha256)
     non_digits, non_digits_data = validation_non_digits(mnist.validation, mnist.source_sha256)
-    request = CalibrationRequest(args.alpha, args.delta, args.referral_rate, args.samples)
-    fits = fit_refer_rules(net.to(args.device), validation, request, str(composition["data"]), non_digits,
-                           non_digits_data, tuple(args.precision), seed, temperature=not args.no_temperature)
-    refused = {precision: fit.refused for precision, fit in fits.items() if fit.calibration is None}
+    request = CalibrationRequest(args.alpha, args.delta, args.referral_rate, args.samples, args.drawn_alpha)
+    fits = fit_refer_rules(net.to(args.device), validation, request, mix_channels(validation, composition),
+                           non_digits, non_digits_data, tuple(args.precision), seed,
+                           temperature=not args.no_temperature)
+    refused = {precision: fit.refused for precision, fit in fits.items() if fit.refused is not None}
     for precision, why in refused.items():
         print(f"calibration refused ({precision}): {why}", file=sys.stderr)
     if refused:
         return 2
-    records: dict[str, Calibration] = {precision: fit.calibration for precision, fit in fits.items()
-                                       if fit.calibration is not None}
-    write_metadata(args.checkpoint, with_calibrations(read_metadata(args.checkpoint), records))
-    for calibration in records.values():
-        print(calibration)
+    write_metadata(args.checkpoint, with_channel_records(read_metadata(args.checkpoint), fits))
+    for fit in fits.values():
+        for calibration in fit.records.values():
+            print(calibration)
     return 0
+
+
+def with_channel_records(meta: dict[str, Any], fits: dict[Precision, ReferRuleFit]) -> dict[str, Any]:
+    """``meta`` with every channel's records of these fits (file: ``calibrations``, drawn:
+    ``drawn_calibrations``); a refused fit adds nothing."""
+    from model.calibration import with_calibrations, with_drawn_calibrations
+
+    done = {precision: fit.records for precision, fit in fits.items() if fit.refused is None}
+    meta = with_calibrations(meta, {precision: records["file"] for precision, records in done.items()})
+    return with_drawn_calibrations(meta, {precision: records["drawn"] for precision, records in done.items()})
 
 
 def draws_seed(requested: int | None, meta: dict[str, Any]) -> int:

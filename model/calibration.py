@@ -1,7 +1,13 @@
 """The refer rule as a checkpoint stores it: one record per precision the trunk can run in
-(``model/precision.py``), written by ``model.calibrate`` into the checkpoint's metadata under
-``calibrations`` and read by the service (:func:`calibrations`), which serves a precision only with
-its own record.
+(``model/precision.py``) and per channel, written by ``model.calibrate`` into the checkpoint's
+metadata and read by the service (:func:`served_channels`), which serves a precision only with its
+own record.
+
+A channel is how an image reached the service, each held to its own promise on its own data:
+``file``, anything a client posts (the default; ``calibrations``, fitted on the validation mix's
+uploads and PNG files) and ``drawn``, a drawing on the try-it page's pad (``drawn_calibrations``,
+fitted on its pen drawings). A record fitted on reviewed audits (what was really sent, all
+channels together) serves every channel of its precision.
 
 Refer when the predictive entropy over the ten digits exceeds ``threshold`` (nats). Why: a
 referred image whose two most probable classes hold at least ``familiar_mass`` of the mass is
@@ -13,11 +19,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 # a second signal, removed (docs/experiments.md); kept readable, unset, because the checkpoints the docs
 # compare with this checkout's report (head-752d929f3e4f, head-6eb5d47885b8) carry them as null
 RETIRED_KEYS = ("unfamiliar_threshold", "unfamiliar_budget")
+
+
+Channel = Literal["file", "drawn"]
+CHANNELS: tuple[Channel, ...] = ("file", "drawn")
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,7 @@ class Calibration:
     # where the labels came from when fitted on reviewed audits (source, items, dates, export hash); None: the
     # validation mix named in ``data``
     provenance: dict[str, Any] | None = None
+    channel: Channel = "file"  # the images it holds for (older records, fitted on the whole mix: "file")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -62,6 +73,7 @@ class Calibration:
 
 
 REVIEWED = "reviewed_calibrations"  # the metadata key of the records fitted on reviewed audits
+DRAWN = "drawn_calibrations"  # the metadata key of the drawn channel's records
 
 
 def calibrations(meta: dict[str, Any]) -> dict[str, Calibration]:
@@ -80,10 +92,26 @@ def reviewed_calibrations(meta: dict[str, Any]) -> dict[str, Calibration]:
     return _records(meta.get(REVIEWED, {}), REVIEWED)
 
 
+def drawn_calibrations(meta: dict[str, Any]) -> dict[str, Calibration]:
+    """The drawn channel's records by precision (none in a checkpoint calibrated before channels)."""
+    return _records(meta.get(DRAWN, {}), DRAWN)
+
+
 def served_calibrations(meta: dict[str, Any]) -> dict[str, Calibration]:
-    """What the service serves each precision with: the record fitted on reviewed audits where
-    there is one (what was really sent), else the validation mix's."""
+    """What the service serves each precision's file channel with: the record fitted on reviewed
+    audits where there is one (what was really sent), else the validation mix's."""
     return {**calibrations(meta), **reviewed_calibrations(meta)}
+
+
+def served_channels(meta: dict[str, Any], precision: str) -> dict[Channel, Calibration]:
+    """Each channel's record for ``precision`` as the service serves it: a reviewed-audit record
+    serves every channel; else each channel its own, and a checkpoint without drawn records (older)
+    serves drawings with the file record. Empty when the precision has no record."""
+    reviewed = reviewed_calibrations(meta).get(precision)
+    file = reviewed or calibrations(meta).get(precision)
+    if file is None:
+        return {}
+    return {"file": file, "drawn": reviewed or drawn_calibrations(meta).get(precision, file)}
 
 
 def _records(raw: Any, key: str) -> dict[str, Calibration]:
@@ -107,6 +135,14 @@ def with_calibrations(meta: dict[str, Any], records: Mapping[str, Calibration]) 
     updated = {key: value for key, value in meta.items() if key != "calibration"}
     updated["calibrations"] = {precision: record.to_dict() for precision, record in sorted(merged.items())}
     return updated
+
+
+def with_drawn_calibrations(meta: dict[str, Any], records: Mapping[str, Calibration]) -> dict[str, Any]:
+    """``meta`` with these drawn-channel records (replacing those of the same precisions)."""
+    if any(record.channel != "drawn" for record in records.values()):
+        raise ValueError("a record of another channel filed as drawn")
+    merged = {**drawn_calibrations(meta), **records}
+    return {**meta, DRAWN: {precision: record.to_dict() for precision, record in sorted(merged.items())}}
 
 
 def with_reviewed_calibrations(meta: dict[str, Any], records: Mapping[str, Calibration]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from model.calibration import Calibration, served_calibrations
+from model.calibration import Calibration, Channel, served_calibrations, served_channels
 from model.checkpoint import as_served, load_checkpoint, read_metadata, write_metadata
 from model.data import DEFAULT_CACHE, Mnist, Split
 from model.mnist import load_fashion_test, load_mnist
@@ -206,23 +206,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def served_sections(net: BayesianNet, mnist: Mnist, fashion: Split | None, calibration: Calibration | None,
+def served_sections(net: BayesianNet, mnist: Mnist, fashion: Split | None, channels: dict[Channel, Calibration],
                     samples: int, drawings_count: int, workers: int, cache_dir: Path, scale: float,
                     plots_to: Path | None) -> tuple[dict[str, Any], list[str]]:
-    """What the service sees: the upload families, the test split as served, the drawing battery
-    in process (``drawings_count`` digits; 0: none); the sections, and the plots written to
-    ``plots_to`` (None: none)."""
+    """What the service sees, each image under its channel's record (``channels``; empty: none): the
+    upload families (files), the test split as served, the drawing battery in process (drawn;
+    ``drawings_count`` digits; 0: none); the sections, and the plots written to ``plots_to`` (None: none)."""
     sections: dict[str, Any] = {}
+    calibration = channels.get("file")
     sections["uploads"], families, scores = uploads_report(net, mnist, fashion, calibration, samples, workers,
                                                            cache_dir, scale)
     plots = [] if plots_to is None else [plot_scores(families, scores, calibration, plots_to)]
-    if calibration is None:
+    if not channels:
         return sections, plots
-    files_only = sections["uploads"].get("files_only_point", {}).get("threshold")
-    sections.update(served_report(net, mnist, calibration, samples, workers, cache_dir, scale, files_only))
+    sections.update(served_report(net, mnist, channels, samples, workers, cache_dir, scale))
     if drawings_count:
         drawings = battery(mnist.test, drawings_count, max(1, round(4 * min(1.0, drawings_count / 1000))))
-        sections["drawings"] = {"in_process": tally(drawings, in_process(net, drawings, calibration, samples)),
+        sections["drawings"] = {"in_process": tally(drawings, in_process(net, drawings, channels["drawn"], samples)),
                                 "note": "model.synth.drawing_battery.battery(seed 51) drawn by model.synth.pen.draw, "
                                         "not a browser"}
         print(markdown(sections["drawings"]["in_process"]))
@@ -279,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     report["plots"] = [] if args.no_plots else write_plots(report, result, test, ood, args.out)
     if not args.no_uploads:
-        sections, plots = served_sections(net, mnist, fashion, record, samples, args.drawings, args.workers,
+        sections, plots = served_sections(net, mnist, fashion, served_channels(meta, record.precision) if record else {},
+                                          samples, args.drawings, args.workers,
                                           args.cache_dir, args.scale, None if args.no_plots else args.out)
         report.update(sections)
         report["plots"] += plots

@@ -30,8 +30,8 @@ from torch import Tensor
 from tqdm import tqdm
 
 from model.batch_mix import DRY_RUN_CLOSING, DRY_RUN_SIZES, Batch, BatchMix, PoolSizes, TrainingData, build_training_data
-from model.calibrate import CalibrationRequest, fit_refer_rules
-from model.calibration import REVIEWED
+from model.calibrate import CalibrationRequest, fit_refer_rules, mix_channels, with_channel_records
+from model.calibration import DRAWN, REVIEWED
 from model.checkpoint import load_checkpoint, provenance, save_checkpoint
 from model.data import DEFAULT_CACHE, Mnist, Split
 from model.fine_tune import (
@@ -317,13 +317,12 @@ def after_training(net: BayesianNet, data: Mnist, sizes: PoolSizes, temperature:
     non_digits, described = validation_non_digits(data.validation, data.source_sha256, workers, cache_dir,
                                                   progress, sizes.validation_non_digits)
     request = CalibrationRequest(samples=sizes.calibration_samples)
-    fits = fit_refer_rules(net, validation, request, str(composition["data"]), non_digits, described, PRECISIONS,
-                           seed, temperature)
+    fits = fit_refer_rules(net, validation, request, mix_channels(validation, composition), non_digits, described,
+                           PRECISIONS, seed, temperature)
     for precision, fit in fits.items():
-        if fit.calibration is None:
+        if fit.refused is not None:
             print(f"calibration refused ({precision}): {fit.refused}")
-    records = {precision: fit.calibration for precision, fit in fits.items() if fit.calibration is not None}
-    return fits["float32"].net, {"calibrations": {p: record.to_dict() for p, record in records.items()}}, composition
+    return fits["float32"].net, with_channel_records({}, fits), composition
 
 
 def fine_tune(args: argparse.Namespace, data: Mnist, config: TrainConfig, sizes: PoolSizes,
@@ -353,7 +352,7 @@ def fine_tune(args: argparse.Namespace, data: Mnist, config: TrainConfig, sizes:
               "steps": sum(int(epoch.get("steps", 0)) for epoch in result["history"]),
               "train_seconds": round(time.perf_counter() - started, 1)}
     kept = {k: v for k, v in parent_meta.items() if k not in (
-        "calibration", "calibrations", REVIEWED, "metrics", "model_version", "weights_sha256", "fine_tune")}
+        "calibration", "calibrations", DRAWN, REVIEWED, "metrics", "model_version", "weights_sha256", "fine_tune")}
     return {"net": net, "result": result, "meta": {
         **kept, "train_config": asdict(config), "fine_tune": record,
         "training_data": {**parent_meta.get("training_data", {}), "fine_tune_replay": extra.describe()},
@@ -411,7 +410,9 @@ def main(argv: list[str] | None = None) -> int:
     written = save_checkpoint(net, out, meta)
     print(json.dumps({"checkpoint": str(out), "model_version": written["model_version"],
                       "validation_accuracy": result["validation"].get("validation_accuracy"),
-                      "thresholds": {p: record["threshold"] for p, record in calibrations["calibrations"].items()}}))
+                      "thresholds": {p: record["threshold"] for p, record in calibrations["calibrations"].items()},
+                      "drawn_thresholds": {p: record["threshold"]
+                                           for p, record in calibrations["drawn_calibrations"].items()}}))
     first, last = result["history"][0], result["history"][-1]
     if args.dry_run and not last["loss"] < first["loss"]:
         print(f"dry run: loss did not fall ({first['loss']:.4f} -> {last['loss']:.4f})", file=sys.stderr)

@@ -4,7 +4,8 @@
 app was built with; ``require_api_key`` guards the prediction routes when BNN_API_KEY is set;
 ``token_holder`` names the reviewer or admin a bearer token belongs to (or refuses it);
 ``SamplesParam`` is the ``samples`` query parameter, bounded by BNN_MAX_SAMPLES; ``IncludeParam``
-the opt-in answer fields (``include=spread,input``).
+the opt-in answer fields (``include=spread,input``); ``ChannelParam`` whose refer rule judges the
+answers (``channel=drawn`` for drawings on the page's pad).
 
 All are ``async def`` although none awaits: FastAPI runs a plain ``def`` dependency in its
 thread pool, a thread hand-off per dependency per request (four on /predict, measured in a
@@ -20,6 +21,7 @@ from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials
 
+from model.calibration import Channel
 from service.errors import ServiceUnavailable, Unauthorized
 from service.inference import Inference
 from service.review.access import Reviewers
@@ -101,3 +103,6 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 InferenceDep = Annotated[Inference, Depends(get_inference)]
 SamplesParam = Annotated[int | None, Depends(samples_param)]
 IncludeParam = Annotated[Include, Depends(include_param)]
+ChannelParam = Annotated[Channel, Query(
+    description="how the image was made, each with its own calibrated threshold and promise: 'file' (the default: "
+                "a scan, photo or image file) or 'drawn' (drawn on the try-it page's pad)")]

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 
+from model.calibration import Channel
 from model.checkpoint import CheckpointError, load_checkpoint
 from model.precision import RUNTIME
 from service.audit import AuditSampler
@@ -51,6 +52,7 @@ class PassOptions:
 
     samples: int | None = None  # N; None: the calibrated default
     spread: bool = False  # also how the samples disagree (each class's spread and votes)
+    channel: Channel = "file"  # whose refer rule judges the answers: files posted, or drawings on the page
 
 
 @dataclass(frozen=True)
@@ -179,21 +181,22 @@ class Inference:
         predictor = self.models.live.predictor  # read once: a swap during the pass takes effect at the next
         prepared = [self.prepare(data) for data in uploads]
         digits = [item for item in prepared if isinstance(item, np.ndarray)]
-        answered = iter(predictor.predict(digits, options.samples, options.spread) if digits else [])
+        answered = iter(predictor.predict(digits, options.samples, options.spread, options.channel) if digits else [])
         return [item if isinstance(item, ImageRejected) else next(answered) for item in prepared]
 
-    async def classify(self, uploads: Sequence[Upload], samples: int | None, spread: bool = False) -> list[Outcome]:
+    async def classify(self, uploads: Sequence[Upload], samples: int | None, spread: bool = False,
+                       channel: Channel = "file") -> list[Outcome]:
         """Uploads -> one Prediction or ImageRejected each, in order; N = ``samples`` or the default;
-        with ``spread``, each prediction also says how its samples disagree."""
-        options = PassOptions(samples, spread)
+        with ``spread``, each prediction also says how its samples disagree; judged by ``channel``'s rule."""
+        options = PassOptions(samples, spread, channel)
         if self.batcher is not None:
             return await self.batcher.submit(list(uploads), options)
         return await run_in_threadpool(self.run_pass, list(uploads), options)
 
-    async def answer_each(self, uploads: Sequence[Upload], samples: int | None,
-                          spread: bool = False) -> list[Answer | ImageRejected]:
+    async def answer_each(self, uploads: Sequence[Upload], samples: int | None, spread: bool = False,
+                          channel: Channel = "file") -> list[Answer | ImageRejected]:
         """Finished answers, in order, a refused upload keeping its place as its error (counted)."""
-        results = await self.classify(uploads, samples, spread)
+        results = await self.classify(uploads, samples, spread, channel)
         for result in results:
             if isinstance(result, ImageRejected):
                 self.metrics.record_rejection(result.reason)
@@ -204,10 +207,11 @@ class Inference:
                                for answer in answers if isinstance(answer, Answer)])
         return answers
 
-    async def answer_all(self, uploads: Sequence[Upload], samples: int | None, spread: bool = False) -> list[Answer]:
+    async def answer_all(self, uploads: Sequence[Upload], samples: int | None, spread: bool = False,
+                         channel: Channel = "file") -> list[Answer]:
         """Finished answers for every upload, or :class:`RejectedElement` for the first refused one
         (nothing is counted or queued then: the error handler counts the refusal)."""
-        results = await self.classify(uploads, samples, spread)
+        results = await self.classify(uploads, samples, spread, channel)
         for index, result in enumerate(results):
             if isinstance(result, ImageRejected):
                 raise RejectedElement(index, result)

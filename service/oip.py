@@ -14,8 +14,9 @@ and answers ``class`` INT64 ``[B]``, ``probabilities`` FP32 ``[B, 10]``, ``entro
 (``uncertain``, ``unfamiliar`` or empty), ``candidates`` INT64 ``[B, 3]`` (the digits worth a
 reviewer's look, most likely first, -1 padded), ``audit`` BOOL ``[B]`` and ``review_id`` BYTES
 ``[B]`` (the review item, empty when not queued); the threshold, N and the model version are
-response parameters. ``outputs`` in the request selects outputs;
-``parameters.samples`` sets N.
+response parameters (with the channel). ``outputs`` in the request selects outputs;
+``parameters.samples`` sets N; ``parameters.channel`` ("file", the default, or "drawn": a drawing
+on a pad) whose calibrated refer rule judges the images.
 
 Binary tensor data extension, both directions: with an ``Inference-Header-Content-Length``
 header the body is that many bytes of JSON followed by the inputs' raw data, in order, each
@@ -33,10 +34,11 @@ import json
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
+from model.calibration import CHANNELS, Channel
 from model.data import IMAGE_SIZE
 from model.refer_rule import MAX_CANDIDATES
 from service.errors import ProtocolError
@@ -83,6 +85,7 @@ class InferRequest:
     items: list[bytes] | list[np.ndarray]  # encoded files, or uint8 [28, 28] digits
     samples: int | None
     outputs: tuple[RequestedOutput, ...]  # in the order to answer them
+    channel: Channel = "file"
 
 
 def server_metadata(version: str) -> dict[str, Any]:
@@ -177,6 +180,13 @@ def _samples(parameters: dict[str, Any], max_samples: int) -> int | None:
     return samples
 
 
+def _channel(parameters: dict[str, Any]) -> Channel:
+    channel = parameters.get("channel", "file")
+    if channel not in CHANNELS:
+        raise ProtocolError(f"parameter 'channel' must be one of {', '.join(CHANNELS)}, got {channel!r}")
+    return cast(Channel, channel)
+
+
 def _requested_outputs(document: dict[str, Any], binary_by_default: bool) -> tuple[RequestedOutput, ...]:
     requested = document.get("outputs")
     if requested is None:
@@ -244,7 +254,8 @@ def parse_infer_request(body: bytes, header_length: int | None, max_batch: int, 
     request_id = document.get("id")
     return InferRequest(str(request_id) if request_id is not None else None, name, items,
                         _samples(parameters, max_samples),
-                        _requested_outputs(document, bool(parameters.get("binary_data_output", False))))
+                        _requested_outputs(document, bool(parameters.get("binary_data_output", False))),
+                        _channel(parameters))
 
 
 def _columns(answers: Sequence[Answer]) -> dict[str, np.ndarray]:

@@ -1,8 +1,10 @@
-"""Loaded network + calibrated refer rule -> Prediction objects (micro-batching is in batcher.py).
+"""Loaded network + calibrated refer rules -> Prediction objects (micro-batching is in batcher.py).
 
 All N samples of all images of a call run in one vectorized pass of
 ``model.predictive.predictive`` under ``torch.inference_mode``; each answer is then judged by the
-checkpoint's refer rule (``model.refer_rule``: whether it is referred, why, and its candidates).
+checkpoint's refer rule for the call's channel (``model.refer_rule``: whether it is referred, why,
+and its candidates): ``file`` for what clients post, ``drawn`` for the page's pad
+(``model.calibration``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from model.calibration import Calibration, served_calibrations
+from model.calibration import Calibration, Channel, served_calibrations, served_channels
 from model.checkpoint import CheckpointError, as_served, load_checkpoint
 from model.data import to_input
 from model.network import BayesianNet
@@ -36,6 +38,7 @@ class Prediction:
     threshold: float
     samples: int
     model_version: str  # the model whose pass produced it
+    channel: Channel = "file"  # whose refer rule judged it
     # on request (``predict(..., spread=True)``): how the samples disagree
     spread: list[float] | None = None  # each class probability's standard deviation over the samples
     votes: list[int] | None = None  # how many samples put each class first
@@ -63,11 +66,15 @@ def served_precision(choice: PrecisionChoice, requested: str, records: dict[str,
 class Predictor:
     def __init__(self, net: BayesianNet, rule: ReferRule, default_samples: int, model_version: str,
                  calibration: Calibration | None = None, expected_referral_rate: float | None = None,
-                 precision: PrecisionChoice = FLOAT32):
+                 precision: PrecisionChoice = FLOAT32, drawn_rule: ReferRule | None = None,
+                 drawn_calibration: Calibration | None = None):
         if net.precision != precision.precision:
             raise ValueError(f"the net runs its trunk in {net.precision}, not {precision.precision}")
         self.net = net.eval()
-        self.rule = rule
+        # each channel's rule and record; without a drawn one, drawings are judged as files
+        self.rules: dict[Channel, ReferRule] = {"file": rule, "drawn": drawn_rule or rule}
+        self.calibrations: dict[Channel, Calibration | None] = {"file": calibration,
+                                                                "drawn": drawn_calibration or calibration}
         self.default_samples = default_samples
         self.model_version = model_version
         self.calibration = calibration
@@ -75,6 +82,11 @@ class Predictor:
         # the referral rate this rule gave on its calibration split: what monitoring compares the
         # live rate with (None when unknown, e.g. an overridden threshold)
         self.expected_referral_rate = expected_referral_rate
+
+    @property
+    def rule(self) -> ReferRule:
+        """The file channel's rule: what clients' posts are judged by."""
+        return self.rules["file"]
 
     @property
     def threshold(self) -> float:
@@ -98,6 +110,7 @@ class Predictor:
         whose ``check`` is ``calibration``)."""
         try:
             records = served_calibrations(meta)
+            channels = {name: served_channels(meta, name) for name in records}
         except (TypeError, ValueError) as error:
             raise CheckpointError(f"{path}: the calibration record in its metadata is malformed ({error})",
                                   "calibration") from None
@@ -110,17 +123,22 @@ class Predictor:
         except CheckpointError as error:
             raise CheckpointError(f"{path}: {error}", "calibration") from None
         calibration = records.get(choice.precision, records.get("float32"))
+        drawn = None if calibration is None else channels[calibration.precision]["drawn"]
         net = as_served(net, calibration, choice.precision)
-        # no record: only an overridden threshold gets here (refused above otherwise)
+        # no record: only an overridden threshold gets here (refused above otherwise); an overridden
+        # threshold holds for every channel
         rule = ReferRule(cast(float, threshold)) if calibration is None else ReferRule.of(calibration, threshold)
+        drawn_rule = None if drawn is None else ReferRule.of(drawn, threshold)
         if expected_referral_rate is None and not overridden and calibration is not None:
             expected_referral_rate = round(1.0 - calibration.validation_coverage, 12)
         samples = default_samples or (calibration.samples if calibration else DEFAULT_SAMPLES)
-        return cls(net, rule, samples, str(meta["model_version"]), calibration, expected_referral_rate, choice)
+        return cls(net, rule, samples, str(meta["model_version"]), calibration, expected_referral_rate, choice,
+                   drawn_rule, drawn)
 
-    def predict(self, digits: list[np.ndarray], samples: int | None = None, spread: bool = False) -> list[Prediction]:
-        """uint8 ``[28, 28]`` digits -> one Prediction each, all in one vectorized pass; with
-        ``spread``, each also says how its samples disagree."""
+    def predict(self, digits: list[np.ndarray], samples: int | None = None, spread: bool = False,
+                channel: Channel = "file") -> list[Prediction]:
+        """uint8 ``[28, 28]`` digits -> one Prediction each, all in one vectorized pass, judged by
+        ``channel``'s rule; with ``spread``, each also says how its samples disagree."""
         if not digits:
             return []
         count = samples or self.default_samples
@@ -135,14 +153,15 @@ class Predictor:
                       none if result.spread is None else result.spread.tolist(),
                       none if result.votes is None else result.votes.tolist(), top_two_mass(probabilities.numpy()).tolist(),
                       digits, strict=True)
+        rule = self.rules[channel]
         predictions = []
         for digit, probs, entropy, expected_entropy, mutual_information, deviation, votes, top_two, seen in columns:
-            reason = self.rule.reason(entropy, top_two)
+            reason = rule.reason(entropy, top_two)
             predictions.append(Prediction(
                 digit=digit, probabilities=probs, entropy=entropy, expected_entropy=expected_entropy,
                 mutual_information=mutual_information, refer=reason is not None, refer_reason=reason,
-                candidates=candidates(probs), threshold=self.rule.threshold, samples=count,
-                model_version=self.model_version, spread=deviation,
+                candidates=candidates(probs), threshold=rule.threshold, samples=count,
+                model_version=self.model_version, channel=channel, spread=deviation,
                 votes=votes, seen=seen,
             ))
         return predictions

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
+from model.calibration import Channel
 from model.refer_rule import ReferReason
 
 OIP_PREFIX = "/v2"  # the Open Inference Protocol's routes
@@ -37,7 +38,9 @@ class PredictionOut(BaseModel):
     candidates: list[int] = Field(description="the digits worth a reviewer's look, most likely first: the top class, "
                                               "then up to two more that each hold at least 5 % while the ones before "
                                               "hold under 95 % (just the digit when the answer is sure)")
-    threshold: float = Field(description="calibrated entropy threshold, nats")
+    threshold: float = Field(description="calibrated entropy threshold, nats: the channel's")
+    channel: Channel = Field("file", description="whose calibrated refer rule judged it: 'file' (a file posted) or "
+                                                 "'drawn' (a drawing on the try-it page's pad), as the request said")
     samples: int = Field(description="N posterior samples used")
     audit: bool = Field(description="true for a random fraction (BNN_AUDIT_FRACTION, default 2 %) of all answers, "
                                     "referred or not: a human checks it, to measure the live accepted error and to "

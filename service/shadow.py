@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from model.calibration import Channel
 from service.background import cancel
 from service.metrics import Metrics
 from service.models import HeldModel
@@ -97,12 +98,13 @@ class Shadow:
                 await asyncio.sleep(0)  # let requests in between batches
 
     def _compare(self, batch: list[tuple[Prediction, str | None, HeldModel]]) -> None:
-        by_shadow: dict[str, list[tuple[Prediction, str | None, HeldModel]]] = {}
-        for entry in batch:
-            by_shadow.setdefault(entry[2].digest, []).append(entry)
-        for group in by_shadow.values():
+        by_shadow: dict[tuple[str, Channel], list[tuple[Prediction, str | None, HeldModel]]] = {}
+        for entry in batch:  # each channel's answers judged by the shadow's rule for that channel
+            by_shadow.setdefault((entry[2].digest, entry[0].channel), []).append(entry)
+        for (_, channel), group in by_shadow.items():
             shadow = group[0][2]
-            answers = shadow.predictor.predict([live.seen for live, _, _ in group if live.seen is not None])
+            answers = shadow.predictor.predict([live.seen for live, _, _ in group if live.seen is not None],
+                                               channel=channel)
             for (live, audit_id, _), answer in zip(group, answers, strict=True):
                 self._count(live, answer)
                 if audit_id is not None and self.attach is not None:

@@ -22,7 +22,15 @@ from harness.images import (
     png_claiming,
     unevenly_lit_photo,
 )
-from harness.inputs import ROOT, SHIPPED, expected_precision, load_digit, mnist_fixtures
+from harness.inputs import (
+    ROOT,
+    SHIPPED,
+    blended_digits,
+    expected_precision,
+    load_digit,
+    mnist_fixtures,
+    shipped_calibration,
+)
 from harness.server import free_port, post_image
 from model.checkpoint import CheckpointError
 from service.app import create_app
@@ -335,3 +343,24 @@ def test_batch_answers_carry_the_opt_in_fields_too(client):
     files = [("files", (f"{i}.png", path.read_bytes(), "image/png")) for i, (path, _) in enumerate(DIGITS[:3])]
     answers = client.post("/predict/batch?include=spread&samples=50", files=files).json()
     assert [sum(a["votes"]) for a in answers] == [50, 50, 50] and all("input" not in a for a in answers)
+
+
+def test_a_drawing_is_judged_by_the_drawn_channels_rule(client):
+    """channel=drawn (what the page sends for its pad) answers with the drawn channel's threshold and
+    rule; the default is the file channel; an unknown channel is a 422 naming the choices."""
+    file, drawn = shipped_calibration(channel="file"), shipped_calibration(channel="drawn")
+    assert drawn["threshold"] < file["threshold"]
+    images = [encode(Image.fromarray(image)) for image in blended_digits(21)]
+    referred = {"file": 0, "drawn": 0}
+    for data in images:
+        answers = {"file": post_image(client, data).json(), "drawn": post_image(client, data, channel="drawn").json()}
+        for channel, record in (("file", file), ("drawn", drawn)):
+            answer = answers[channel]
+            assert answer["channel"] == channel and answer["threshold"] == record["threshold"]
+            assert answer["refer"] == (answer["entropy"] > record["threshold"])
+            referred[channel] += answer["refer"]
+    assert referred["drawn"] > referred["file"]  # the blends between the two thresholds
+    batch = client.post("/predict/batch?channel=drawn", files=[("files", ("a.png", images[0], "image/png"))]).json()
+    assert batch[0]["channel"] == "drawn" and batch[0]["threshold"] == drawn["threshold"]
+    response = post_image(client, images[0], channel="pad")
+    assert response.status_code == 422 and "'file' or 'drawn'" in response.json()["detail"]

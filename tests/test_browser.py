@@ -25,7 +25,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Browser, BrowserContext, Page, Route, sync_playwright
 
-from harness.inputs import ROOT, SHIPPED, mnist_fixtures
+from harness.inputs import ROOT, SHIPPED, mnist_fixtures, shipped_calibration
 from harness.server import running_service, wait_for
 
 CHROMIUM = os.environ.get("BNN_CHROMIUM", "/usr/bin/chromium")
@@ -141,6 +141,9 @@ def test_a_drawn_digit_gets_the_apis_answer(visit, name, strokes, digit):
     answer = visit.answer_to(lambda: draw(visit.page, strokes))
     assert answer["class"] == digit and not answer["refer"]  # straight pen strokes are digits: accepted
     assert answer["candidates"] == [digit]
+    # a drawing on the pad is judged by the drawn channel's calibrated rule, and the page says so
+    assert answer["channel"] == "drawn" and answer["threshold"] == shipped_calibration(channel="drawn")["threshold"]
+    assert f"threshold calibrated for drawings {answer['threshold']:.3f}" in visit.page.inner_text("#reason")
     visit.shows("#class", str(answer["class"]))
     visit.shows("#decision", f"Accepted: it is a {digit}")
     digit = answer["class"]
@@ -180,6 +183,8 @@ def test_an_uploaded_digit_file(visit):
     path, label = mnist_fixtures()[0]
     answer = visit.answer_to(lambda: visit.page.set_input_files("#file", str(path)))
     assert answer["class"] == label and not answer["refer"]
+    assert answer["channel"] == "file" and answer["threshold"] == shipped_calibration(channel="file")["threshold"]
+    assert "threshold calibrated for files" in visit.page.inner_text("#reason")
     visit.shows("#class", str(label))
     visit.shows("#decision", f"Accepted: it is a {label}")
 

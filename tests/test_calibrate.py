@@ -113,3 +113,66 @@ def test_make_calibrate_draws_with_the_checkpoints_training_seed():
     assert draws_seed(None, {"seed": 1}) == 1
     assert draws_seed(0, {"seed": 1}) == 0  # --seed asked for wins
     assert draws_seed(None, {}) == 0  # a record without a seed: the old default
+
+
+def test_each_channel_is_fitted_on_its_own_part_of_the_mix_at_its_alpha():
+    """The validation mix splits into the file channel (uploads, PNG files) and the drawn channel (pen
+    drawings); each record is fitted on its part alone, at its channel's alpha, and says so."""
+    from harness.inputs import SHIPPED, load_digit, mnist_fixtures
+    from model.calibrate import CalibrationRequest, fit_refer_rules, mix_channels, with_channel_records
+    from model.calibration import drawn_calibrations, served_channels
+    from model.checkpoint import load_checkpoint
+    from model.data import Split
+
+    digits = [(load_digit(path), label) for path, label in mnist_fixtures()]
+    n = len(digits)
+    images = np.stack([image for image, _ in digits] * 3)  # the mix: uploads, pen drawings, PNG files
+    labels = np.array([label for _, label in digits] * 3)
+    labels[n:2 * n] = (labels[n:2 * n] + 1) % 10  # the "drawings" all wrong: only their channel sees it
+    composition = {"data": "tiny mix", "uploads": n, "pen drawings": n, "plain PNG files": n}
+    channels = mix_channels(Split(images, labels), composition)
+    assert channels["drawn"].split.labels.tolist() == labels[n:2 * n].tolist()
+    assert channels["file"].split.labels.tolist() == labels[:n].tolist() + labels[2 * n:].tolist()
+    assert f"{2 * n} uploads and PNG files" in channels["file"].data and f"{n} pen drawings" in channels["drawn"].data
+    assert CalibrationRequest().for_channel("drawn").alpha == 0.004 and CalibrationRequest().for_channel("file").alpha == 0.002
+
+    net, _ = load_checkpoint(SHIPPED)
+    rate = CalibrationRequest(referral_rate=0.25, samples=8)
+    fit = fit_refer_rules(net, Split(images, labels), rate, channels, None, "", ("float32",), seed=0,
+                          temperature=False)["float32"]
+    assert fit.refused is None and set(fit.records) == {"file", "drawn"}
+    for channel, record in fit.records.items():
+        assert record.channel == channel and record.data == channels[channel].data
+        assert record.validation_size == len(channels[channel].split.labels)
+    assert fit.records["file"].validation_accepted_accuracy == 1.0  # the fixtures are read right
+    assert fit.records["drawn"].validation_accepted_accuracy == 0.0  # ... and every "drawing" wrong
+    meta = with_channel_records({}, {"float32": fit})
+    assert served_channels(meta, "float32") == fit.records and set(drawn_calibrations(meta)) == {"float32"}
+
+    refused = fit_refer_rules(net, Split(images, labels), CalibrationRequest(samples=8), channels, None, "",
+                              ("float32",), seed=0, temperature=False)["float32"]  # 2 * n files certify nothing
+    assert refused.records == {} and refused.refused is not None and refused.refused.startswith("file channel")
+    assert with_channel_records({}, {"float32": refused}) == {"calibrations": {}, "drawn_calibrations": {}}
+
+
+def test_each_channel_is_served_its_own_record_and_reviewed_audits_serve_both():
+    from dataclasses import replace
+
+    from model.calibration import (
+        served_channels,
+        with_calibrations,
+        with_drawn_calibrations,
+        with_reviewed_calibrations,
+    )
+
+    file = guarantee_threshold(np.linspace(0, 1, 5000), np.ones(5000, bool), alpha=0.01, grid=np.linspace(0.01, 1, 10))
+    drawn = replace(file, threshold=0.05, alpha=0.004, channel="drawn")
+    meta = with_drawn_calibrations(with_calibrations({}, {"float32": file}), {"float32": drawn})
+    assert served_channels(meta, "float32") == {"file": file, "drawn": drawn}
+    assert served_channels(meta, "bfloat16") == {}
+    assert served_channels(with_calibrations({}, {"float32": file}), "float32") == {"file": file, "drawn": file}  # older
+    reviewed = replace(file, threshold=0.2, provenance={"source": "export"})
+    assert served_channels(with_reviewed_calibrations(meta, {"float32": reviewed}), "float32") == {
+        "file": reviewed, "drawn": reviewed}  # what was really sent, every channel together
+    with pytest.raises(ValueError, match="another channel"):
+        with_drawn_calibrations({}, {"float32": file})

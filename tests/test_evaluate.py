@@ -2,7 +2,7 @@
 
 import json
 
-from harness.inputs import SHIPPED
+from harness.inputs import SHIPPED, shipped_calibration
 from model.evaluate import main
 
 
@@ -33,27 +33,13 @@ def test_report_has_the_uploads_section_per_family(tiny_idx_dir, tmp_path):
     assert set(parts) == {"uploads", "pen drawings", "plain PNG files"} and parts["pen drawings"]["count"] == 40
     overall = report["service_view"]["overall"]
     assert overall["count"] == 120 and overall["coverage"] == 1 - overall["referred"]
-    point = report["uploads"]["files_only_point"]  # the shipped alpha on validation files alone, refused or read off
-    assert point["alpha"] == 0.002 and ("files_only_point" in report["service_view"]) == ("threshold" in point)
+    channels = report["service_view"]["channels"]  # each part under its channel's record, as served
+    for channel, parts_of, count in (("file", ["uploads", "plain PNG files"], 80), ("drawn", ["pen drawings"], 40)):
+        record = shipped_calibration("float32", channel)
+        assert channels[channel]["parts"] == parts_of and channels[channel]["count"] == count
+        assert (channels[channel]["threshold"], channels[channel]["alpha"]) == (record["threshold"], record["alpha"])
+    assert overall["guarantee_held"] == (channels["file"]["guarantee_held"] and channels["drawn"]["guarantee_held"])
+    assert report["calibrated"]["threshold"] == shipped_calibration("float32")["threshold"]  # the arrays: files
     drawings = report["drawings"]["in_process"]
     assert drawings["digit_drawings"] == 20 and set(drawings["per_digit"]) == {str(d) for d in range(10)}
     assert drawings["non_digits"]["letters"]["count"] > 10 and drawings["non_digits"]["doodles"]["count"] > 10
-
-
-def test_the_test_split_is_read_off_at_the_files_only_threshold_too(tiny_idx_dir, tmp_path, monkeypatch):
-    """Tiny validation data certify no files-only threshold; given one, every part of the test split is
-    read off at it as well, and a looser threshold refers no more of any part than the shipped one."""
-    import model.report.uploads as uploads
-
-    monkeypatch.setattr(uploads, "files_only_point", lambda *args, **kwargs: {"alpha": 0.002, "threshold": 0.5})
-    out = tmp_path / "report"
-    assert main(["--checkpoint", str(SHIPPED), "--data-dir", str(tiny_idx_dir), "--no-ood", "--samples", "4",
-                 "--scale", "0.004", "--workers", "1", "--cache-dir", str(tmp_path / "cache"), "--out", str(out),
-                 "--drawings", "0", "--no-plots"]) == 0
-    view = json.loads((out / "evaluation.json").read_text())["service_view"]
-    point = view["files_only_point"]
-    assert point["threshold"] == 0.5 and set(point["parts"]) == set(view["parts"])
-    for name, part in point["parts"].items():
-        assert part["count"] == view["parts"][name]["count"] == 40
-        assert part["accuracy"] == view["parts"][name]["accuracy"]  # the same answers, another threshold
-        assert part["referred"] <= view["parts"][name]["referred"]  # 0.5 nats is looser than the shipped threshold

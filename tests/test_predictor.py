@@ -6,8 +6,9 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
-from harness.inputs import SHIPPED, load_digit, mnist_fixtures, shipped_calibration
+from harness.inputs import SHIPPED, blended_digits, load_digit, mnist_fixtures, shipped_calibration
 from model.checkpoint import CheckpointError
 from model.refer_rule import ReferRule, candidates, top_two_mass
 from service.predictor import Predictor
@@ -68,3 +69,26 @@ def test_a_checkpoint_without_calibration_needs_a_threshold(tmp_path):
     weights.with_suffix(".json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="calibration record"):
         Predictor.from_checkpoint(weights)
+
+
+def test_each_channel_is_judged_by_its_own_calibrated_rule(shipped):
+    """Drawings on the page's pad have a record of their own (a stricter threshold at their own alpha);
+    the same scores are judged by the channel's rule, and an overridden threshold holds for both."""
+    file, drawn = shipped_calibration("float32"), shipped_calibration("float32", "drawn")
+    assert (file["channel"], file["alpha"], drawn["channel"], drawn["alpha"]) == ("file", 0.002, "drawn", 0.004)
+    assert drawn["threshold"] < file["threshold"] and drawn["temperature"] == file["temperature"]
+    assert shipped.rules["drawn"] == ReferRule(drawn["threshold"], drawn["familiar_mass"])
+    digits = [load_digit(path) for path, _ in mnist_fixtures()] + blended_digits()
+    torch.manual_seed(0)
+    as_files = shipped.predict(digits, 100)
+    torch.manual_seed(0)
+    as_drawn = shipped.predict(digits, 100, channel="drawn")
+    for posted, drawing in zip(as_files, as_drawn, strict=True):
+        assert drawing.entropy == posted.entropy and (posted.channel, drawing.channel) == ("file", "drawn")
+        assert (posted.threshold, drawing.threshold) == (file["threshold"], drawn["threshold"])
+        assert posted.refer == (posted.entropy > file["threshold"])
+        assert drawing.refer_reason == shipped.rules["drawn"].reason(drawing.entropy,
+                                                                     top_two_mass(drawing.probabilities))
+    assert sum(d.refer for d in as_drawn) > sum(f.refer for f in as_files)  # some between the two thresholds
+    overridden = Predictor.from_checkpoint(SHIPPED, threshold=0.123)
+    assert overridden.rules["drawn"].threshold == overridden.rules["file"].threshold == 0.123

@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from model.calibration import Calibration
-from model.report.uploads import Family, Scores, decisions, family_row, files_only_point, operating_points
+from model.report.uploads import Family, Scores, decisions, family_row, operating_points
 
 
 def _calibration(threshold: float, familiar_mass: float | None = None) -> Calibration:
@@ -67,24 +67,3 @@ def test_operating_points_trade_digit_referral_for_ood_referral():
     for row in usable:
         assert row["digits: accepted accuracy"] >= 1 - row["alpha"] - 0.002
     json.dumps(rows)  # the table is written as JSON
-
-
-def test_the_files_only_point_is_calibrated_without_the_drawings():
-    """Drawings with confident errors bind the mix's threshold; calibrated on the files alone, the same
-    alpha certifies a looser threshold that refers fewer test digits and holds the alpha on files."""
-    rng = np.random.default_rng(1)
-    n = 30_000
-    entropy = rng.uniform(0, 1, n)
-    labels = rng.integers(0, 10, n)
-    files = np.repeat([True, False, True], n // 3)  # uploads, pen drawings, PNG files
-    wrong = rng.uniform(size=n) < np.where(files, entropy**3 / 2, 0.0025 + entropy**3 / 2)  # drawings: confident errors
-    validation = Scores(entropy, np.where(wrong, (labels + 1) % 10, labels))
-    test_digits = Family("digits", "digits", np.zeros((n, 28, 28), np.uint8), labels)
-    mix = {r["alpha"]: r for r in operating_points(validation, labels, [test_digits], [validation], 100)}[0.002]
-    alone = files_only_point(validation, labels, files, [test_digits], [validation], 100)
-    assert alone["alpha"] == 0.002 and alone["threshold"] > mix["threshold"]
-    assert alone["digits: referred"] < mix["digits: referred"]
-    accepted = files & (entropy <= alone["threshold"])
-    assert (~wrong[accepted]).mean() >= 1 - 0.002
-    hopeless = Scores(entropy, (labels + 1) % 10)  # every answer wrong: nothing certifies
-    assert files_only_point(hopeless, labels, files, [test_digits], [hopeless], 100) == {"alpha": 0.002, "refused": True}

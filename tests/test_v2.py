@@ -20,7 +20,7 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 from tritonclient.utils import InferenceServerException
 
-from harness.inputs import SHIPPED, expected_precision, mnist_fixtures
+from harness.inputs import SHIPPED, expected_precision, mnist_fixtures, shipped_calibration
 from harness.server import free_port
 from service.app import create_app
 from service.oip import OUTPUT_NAMES
@@ -115,6 +115,16 @@ def test_image_input_agrees_with_predict(client, server, binary):
     assert [[c for c in row if c >= 0] for row in candidates.tolist()] == [a["candidates"] for a in expected]
     parameters = result.get_response()["parameters"]
     assert parameters["samples"] == 300 and parameters["threshold"] == expected[0]["threshold"]
+    assert parameters["channel"] == "file"
+
+
+def test_the_drawn_channel_is_a_parameter(client, server):
+    """parameters.channel 'drawn' judges the images by the drawn channel's rule, as /predict?channel=drawn."""
+    drawn = shipped_calibration(channel="drawn")
+    result = client.infer(MODEL, [image_input(FILES, True)], parameters={"samples": 50, "channel": "drawn"})
+    parameters = result.get_response()["parameters"]
+    assert parameters["channel"] == "drawn" and parameters["threshold"] == drawn["threshold"]
+    assert list(result.as_numpy("refer")) == list(result.as_numpy("entropy") > drawn["threshold"])
 
 
 def test_digits_input_is_the_preprocessed_image(client, server):
@@ -164,6 +174,8 @@ def element(data: bytes) -> bytes:
       "outputs": [{"name": "logits"}]}, b"", 400, "unknown output 'logits'"),
     ({"inputs": [{"name": "digits", "datatype": "UINT8", "shape": [1, 28, 28], "data": [0] * 784}],
       "parameters": {"samples": 0}}, b"", 400, "'samples' must be an integer from 1 to 1000"),
+    ({"inputs": [{"name": "digits", "datatype": "UINT8", "shape": [1, 28, 28], "data": [0] * 784}],
+      "parameters": {"channel": "pad"}}, b"", 400, "parameter 'channel' must be one of file, drawn, got 'pad'"),
     ({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [9], "data": ["aGk="] * 9}]}, b"", 400,
      "9 images; send 1 to 8"),
     ({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [2], "parameters": {"binary_data_size": 0}}]}, None,

@@ -3,10 +3,10 @@
 Every family is rendered as uploads by the simulator and run through the service's transform,
 then scored at N samples. Per family: how many are referred (and for which reason), accuracy and
 accepted accuracy for digit families, AUROC by entropy against the MNIST test digit uploads. The
-operating-point table recalibrates on the validation mix (``model.synth.pools.validation_mix``, what the
-shipped threshold is calibrated on) for several alphas and reads each off the test families: the
-trade-off the shipped default was chosen from (on validation; test columns only report). One more
-point calibrates the shipped alpha on the mix's files alone (uploads and PNG files, no drawings).
+operating-point table recalibrates on the file channel's part of the validation mix (its uploads
+and PNG files, ``model.synth.pools.validation_mix``: what the file channel's threshold is
+calibrated on) for several alphas and reads each off the test families: the trade-off the shipped
+default was chosen from (on validation; test columns only report).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from model.calibrate import DEFAULT_ALPHA, Calibration, CalibrationError, guarantee_threshold
+from model.calibrate import Calibration, CalibrationError, guarantee_threshold
 from model.data import Mnist, Split
 from model.network import BayesianNet
 from model.refer_rule import ReferRule, top_two_mass
@@ -127,31 +127,19 @@ def build_families(mnist: Mnist, fashion: Split | None, workers: int, cache_dir:
 
 def operating_points(validation: Scores, validation_labels: np.ndarray, families: list[Family],
                      scores: list[Scores], samples: int) -> list[dict[str, Any]]:
-    """For each alpha: calibrate on the validation mix, then read off every family."""
+    """For each alpha: calibrate on ``validation`` (the file channel's part of the validation mix: the
+    families are files), then read off every family."""
     rows = []
     correct = validation.predicted == validation_labels
     for alpha in ALPHAS:
         try:
-            calibration = guarantee_threshold(validation.entropy, correct, alpha, 0.05, samples, data="validation mix")
+            calibration = guarantee_threshold(validation.entropy, correct, alpha, 0.05, samples,
+                                              data="validation uploads and PNG files")
         except CalibrationError:
             rows.append({"alpha": alpha, "refused": True})
             continue
         rows.append(_read_off(calibration, families, scores))
     return rows
-
-
-def files_only_point(validation: Scores, validation_labels: np.ndarray, files: np.ndarray, families: list[Family],
-                     scores: list[Scores], samples: int, alpha: float = DEFAULT_ALPHA) -> dict[str, Any]:
-    """The shipped alpha calibrated on the validation mix's files only (``files``: its uploads and
-    PNG files, the pen drawings left out), read off every family: what a threshold of its own for
-    files would refer, were the service told which images were drawn on the page."""
-    correct = validation.predicted == validation_labels
-    try:
-        calibration = guarantee_threshold(validation.entropy[files], correct[files], alpha, 0.05, samples,
-                                          data="validation uploads and PNG files")
-    except CalibrationError:
-        return {"alpha": alpha, "refused": True}
-    return _read_off(calibration, families, scores)
 
 
 def _read_off(calibration: Calibration, families: list[Family], scores: list[Scores]) -> dict[str, Any]:
@@ -177,11 +165,10 @@ def uploads_report(net: BayesianNet, mnist: Mnist, fashion: Split | None, calibr
     scores = [score(net, family.images, samples) for family in families]
     validation_split = mnist.validation if scale >= 1 else mnist.validation.subset(max(8, int(10_000 * scale)))
     validation, composition = validation_mix(validation_split, mnist.source_sha256, workers, cache_dir)  # as calibrated
-    validation_scores = score(net, validation.images, samples)
-    files = mix_files(composition)
+    files = mix_files(composition)  # the file channel's part: the families are files
+    validation_scores = score(net, validation.images[files], samples)
     report: dict[str, Any] = {"samples": samples, "families": [], "operating_points": operating_points(
-        validation_scores, validation.labels, families, scores, samples), "files_only_point": files_only_point(
-        validation_scores, validation.labels, files, families, scores, samples)}
+        validation_scores, validation.labels[files], families, scores, samples)}
     if calibration is not None:
         reference = scores[0]
         report["families"] = [family_row(f, s, calibration, reference) for f, s in zip(families, scores, strict=True)]

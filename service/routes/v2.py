@@ -43,7 +43,8 @@ INFER_DOC = {"requestBody": {"required": True, "content": {
         "type": "object", "required": ["inputs"],
         "description": "An OIP inference request with one input: 'image' (BYTES [B], each element a base64-encoded "
                        "image file in JSON) or 'digits' (UINT8 [B, 28, 28], MNIST-style). Optional 'outputs' (names: "
-                       + ", ".join(OUTPUT_NAMES) + "), 'parameters' {'samples': N, 'binary_data_output': bool}, 'id'.",
+                       + ", ".join(OUTPUT_NAMES) + "), 'parameters' {'samples': N, 'binary_data_output': bool, "
+                       "'channel': 'file' (default) or 'drawn'}, 'id'.",
         "properties": {"id": {"type": "string"}, "parameters": {"type": "object"},
                        "inputs": {"type": "array", "items": {"type": "object"}},
                        "outputs": {"type": "array", "items": {"type": "object"}}}},
@@ -145,11 +146,11 @@ async def run_inference(request: Request, inference: Inference, settings: Settin
     parsed = parse_infer_request(await request.body(), int(header) if header is not None else None,
                                  settings.max_batch_files, settings.max_samples)
     try:
-        answers = await inference.answer_all(parsed.items, parsed.samples)
+        answers = await inference.answer_all(parsed.items, parsed.samples, channel=parsed.channel)
     except RejectedElement as rejected:
         raise reject_element(parsed.input_name, rejected.index, rejected.error) from None
     first = answers[0].prediction
-    parameters = {"threshold": first.threshold, "samples": first.samples}
+    parameters = {"threshold": first.threshold, "samples": first.samples, "channel": first.channel}
     body, json_length = encode_infer_response(parsed, answers, first.model_version, parameters)
     if json_length is None:
         return Response(body, media_type="application/json")

@@ -1,5 +1,6 @@
 // The try-it page: draw (pointer events: mouse, touch, pen) or choose, drop or paste an image;
-// POST it to the public API (/predict, the image as the raw body, include=spread,input) and show
+// POST it to the public API (/predict, the image as the raw body, include=spread,input, and
+// channel=drawn for a drawing: drawings have their own calibrated threshold) and show
 // the answer: the digit, the refer decision in words, the entropy against the threshold, each
 // class's mean probability with the samples' spread and votes, and the image the network saw.
 "use strict";
@@ -168,7 +169,9 @@ async function classify() {
   const key = $("api-key").value;
   if (key) headers["X-API-Key"] = key;
   try {
-    const response = await fetch(`/predict?samples=${samples}&include=spread,input`,
+    // a drawing on the pad is judged by the drawn channel's calibrated rule, a chosen file by the file channel's
+    const channel = source.kind === "file" ? "file" : "drawn";
+    const response = await fetch(`/predict?samples=${samples}&include=spread,input&channel=${channel}`,
                                  {method: "POST", headers, body: blob, signal: controller.signal});
     const body = await response.json().catch(() => ({detail: `${response.status} ${response.statusText}`}));
     if (controller.signal.aborted) return;
@@ -196,6 +199,10 @@ function showError(status, detail) {
 
 const fixed = (value, digits = 3) => Number(value).toFixed(digits);
 
+// each channel is calibrated on its own: drawings on the pad, or files
+const thresholdName = (answer) =>
+  answer.channel === "drawn" ? "threshold calibrated for drawings" : "threshold calibrated for files";
+
 // [3, 5, 8] -> "3, 5 or 8"
 function listed(items, word) {
   const all = (items || []).map(String);
@@ -212,17 +219,17 @@ function showAnswer(answer) {
   $("class").textContent = String(answer.class);
   if (!answer.refer) {
     $("decision").textContent = `Accepted: it is a ${answer.class}`;
-    $("reason").textContent = `The entropy ${fixed(answer.entropy)} nats is below the calibrated threshold ` +
+    $("reason").textContent = `The entropy ${fixed(answer.entropy)} nats is below the ${thresholdName(answer)} ` +
       `${fixed(answer.threshold)}: no human needed.`;
   } else if (reason === "unfamiliar") {
     const top = [...answer.probabilities].sort((a, b) => b - a);
     $("decision").textContent = "Refer to a human: probably not a digit";
-    $("reason").textContent = `The entropy ${fixed(answer.entropy)} nats is over the calibrated threshold ` +
+    $("reason").textContent = `The entropy ${fixed(answer.entropy)} nats is over the ${thresholdName(answer)} ` +
       `${fixed(answer.threshold)}, and the probability is spread: the two likeliest digits hold only ` +
       `${Math.round(100 * (top[0] + top[1]))} %. If it is a digit at all: ${listed(answer.candidates, "or")}.`;
   } else {
     $("decision").textContent = `Refer to a human: unsure: ${listed(answer.candidates, "or")}?`;
-    $("reason").textContent = `The entropy ${fixed(answer.entropy)} nats is over the calibrated threshold ` +
+    $("reason").textContent = `The entropy ${fixed(answer.entropy)} nats is over the ${thresholdName(answer)} ` +
       `${fixed(answer.threshold)}. Its best guess is ${answer.class}.`;
   }
   // a referred (or audited) answer is queued for a person: say so, and where they look
