@@ -226,7 +226,7 @@ class Inference:
         it for review when referred or audited (no I/O here: ``service/review/queue.py``)."""
         audit = self.auditor.draw()
         self.metrics.record_prediction(prediction.digit, prediction.entropy, prediction.refer_reason,
-                                       prediction.samples, audit, prediction.model_version)
+                                       prediction.samples, audit, prediction.model_version, prediction.channel)
         review_id = None
         if self.reviews is not None:
             review_id = self.reviews.submit(prediction, upload, audit, prediction.model_version,

@@ -2,8 +2,9 @@
 
 The referral rate is
 ``sum(rate(bnn_predictions_total{referred="true"}[5m])) / sum(rate(bnn_predictions_total[5m]))``;
-``deploy/prometheus/rules.yml`` records it (5 m and 1 h) and alerts when it leaves the band
-around ``bnn_expected_referral_rate``.
+``deploy/prometheus/rules.yml`` records it (5 m and 1 h), and the file channel's alone (what
+clients post; ``channel="file"``), and alerts when the file channel's leaves the band around
+``bnn_expected_referral_rate`` (the page's drawings are referred more often, under their own rule).
 
 Several workers: ``python -m service`` with ``BNN_WORKERS`` > 1 sets ``PROMETHEUS_MULTIPROC_DIR``
 before the workers start; every worker then writes its values to files there and ``/metrics``
@@ -21,6 +22,7 @@ import os
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from model.calibration import CHANNELS
 from model.refer_rule import REFER_REASONS
 from service.review.live import OUTCOMES
 from service.review.live import REASONS as REVIEW_REASONS
@@ -50,8 +52,10 @@ class Metrics:
 
     def _answers(self, registry: CollectorRegistry) -> None:
         """What the service answered and refused, and how long it took."""
-        self.predictions = Counter("bnn_predictions", "Answered images, by refer decision, class and the model "
-                                   "version that answered", ["referred", "class", "model_version"], registry=registry)
+        self.predictions = Counter("bnn_predictions", "Answered images, by refer decision, class, the model "
+                                   "version that answered and channel (file: posted; drawn: the page's pad, judged "
+                                   "by its own calibrated rule)", ["referred", "class", "model_version", "channel"],
+                                   registry=registry)
         self.referrals = Counter("bnn_referrals", "Referred images, by reason (uncertain: entropy over its threshold; "
                                  "unfamiliar: probably not a digit) and model version", ["reason", "model_version"],
                                  registry=registry)
@@ -68,12 +72,14 @@ class Metrics:
 
     def _model(self, registry: CollectorRegistry) -> None:
         """The loaded model and its refer rule (every worker loads the same: ``max``)."""
-        self.threshold = Gauge("bnn_referral_threshold_nats", "Entropy threshold in force", registry=registry,
+        self.threshold = Gauge("bnn_referral_threshold_nats", "Entropy threshold in force for the file channel (what "
+                               "clients post; the page's drawings have their own)", registry=registry,
                                multiprocess_mode="max")
         self.expected_referral_rate = Gauge(
             "bnn_expected_referral_rate",
-            "Referral rate the threshold gave on its calibration split (NaN if unknown, e.g. BNN_THRESHOLD "
-            "overrides it without BNN_EXPECTED_REFERRAL_RATE)", registry=registry, multiprocess_mode="max")
+            "Referral rate the file channel's threshold gave on its calibration split: what the referral band "
+            "compares the file channel's live rate with (NaN if unknown, e.g. BNN_THRESHOLD overrides it without "
+            "BNN_EXPECTED_REFERRAL_RATE)", registry=registry, multiprocess_mode="max")
         self.audit_fraction = Gauge("bnn_audit_fraction", "Configured fraction of answers marked audit",
                                     registry=registry, multiprocess_mode="max")
         self.model_info = Gauge("bnn_model_info", "Live model (value 1; 0 once another is promoted), the precision "
@@ -148,14 +154,16 @@ class Metrics:
         """A version's answer series, at 0 from the moment it is loaded (live or shadow)."""
         for referred in ("true", "false"):
             for digit in CLASSES:
-                self.predictions.labels(referred=referred, model_version=model_version, **{"class": digit})
+                for channel in CHANNELS:
+                    self.predictions.labels(referred=referred, model_version=model_version, channel=channel,
+                                            **{"class": digit})
         for refer_reason in REFER_REASONS:
             self.referrals.labels(reason=refer_reason, model_version=model_version)
 
     def record_prediction(self, digit: int, entropy: float, refer_reason: str | None, samples: int, audit: bool,
-                          model_version: str) -> None:
+                          model_version: str, channel: str = "file") -> None:
         self.predictions.labels(referred="true" if refer_reason else "false", model_version=model_version,
-                                **{"class": str(digit)}).inc()
+                                channel=channel, **{"class": str(digit)}).inc()
         if refer_reason:
             self.referrals.labels(reason=refer_reason, model_version=model_version).inc()
         self.entropy.observe(entropy)

@@ -352,6 +352,7 @@ def test_a_drawing_is_judged_by_the_drawn_channels_rule(client):
     assert drawn["threshold"] < file["threshold"]
     images = [encode(Image.fromarray(image)) for image in blended_digits(21)]
     referred = {"file": 0, "drawn": 0}
+    counted = {channel: metric(client, "bnn_predictions_total", channel=channel) for channel in referred}
     for data in images:
         answers = {"file": post_image(client, data).json(), "drawn": post_image(client, data, channel="drawn").json()}
         for channel, record in (("file", file), ("drawn", drawn)):
@@ -360,6 +361,8 @@ def test_a_drawing_is_judged_by_the_drawn_channels_rule(client):
             assert answer["refer"] == (answer["entropy"] > record["threshold"])
             referred[channel] += answer["refer"]
     assert referred["drawn"] > referred["file"]  # the blends between the two thresholds
+    for channel in referred:  # each answer counted under its channel, the referred ones as referred
+        assert metric(client, "bnn_predictions_total", channel=channel) == counted[channel] + len(images)
     batch = client.post("/predict/batch?channel=drawn", files=[("files", ("a.png", images[0], "image/png"))]).json()
     assert batch[0]["channel"] == "drawn" and batch[0]["threshold"] == drawn["threshold"]
     response = post_image(client, images[0], channel="pad")

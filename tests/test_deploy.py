@@ -40,7 +40,7 @@ def test_grafana_provisioning_points_at_the_dashboard_and_its_datasource():
     uids = {target["datasource"]["uid"] for panel in dashboard["panels"] for target in panel["targets"]}
     assert uids == {datasource["uid"]}
     titles = {panel["title"] for panel in dashboard["panels"]}
-    assert {"Referral rate: live vs expected", "Requests by outcome", "Answered images by class", "Entropy distribution",
+    assert {"Referral rate of files: live vs expected", "Requests by outcome", "Answered images by class", "Entropy distribution",
             "Latency percentiles", "Rejections by reason", "Samples per image"} <= titles
     ids = [panel["id"] for panel in dashboard["panels"]]
     assert len(ids) == len(set(ids))
