@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from model.calibration import calibrations
+from model.calibration import served_channels
 from model.checkpoint import load_checkpoint
 from model.mnist import load_mnist
 from model.report.drawings import Answer, gallery, in_process, markdown, tally
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                               "page_mismatches": mismatches}
     if args.compare:
         torch.manual_seed(0)
-        calibration = calibrations(meta)["float32"]
+        calibration = served_channels(meta, "float32")["drawn"]  # the page's drawings: the drawn channel's rule
         report["in_process"] = tally(ordered, in_process(net, ordered, calibration, calibration.samples))
         print("\n# the same drawings in process (model.synth.pen.draw)\n")
         print(markdown(report["in_process"]))

@@ -6,8 +6,9 @@ posterior draws (the same seed before each). On the MNIST test split (arrays, pl
 simulated uploads, pen drawings) and every family of ``make evaluate``'s uploads section, it
 prints per set: class agreement, refer-decision agreement (refer or accept), refer-reason
 agreement, and for digit sets each precision's accuracy, ECE, share referred and accepted
-accuracy; the row "service view" (uploads, pen drawings and PNG files together, as ``make
-evaluate`` reports it) holds the guarantee's test: accepted accuracy >= 1 - alpha.
+accuracy. Each set is judged by its channel's record (pen drawings: the drawn channel's; the rest
+are files); the rows "files" (uploads and PNG files together) and "pen drawings" hold each
+channel's guarantee test, as ``make evaluate`` reports it: accepted accuracy >= 1 - its alpha.
 
     python -m bench.precision_agreement [--checkpoint checkpoints/bnn.safetensors] [--scale 1.0]
 
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 
 from bench.common import header
-from model.calibration import Calibration, calibrations
+from model.calibration import Calibration, Channel, served_channels
 from model.checkpoint import as_served, load_checkpoint
 from model.data import DEFAULT_CACHE, Split
 from model.mnist import DataError, load_fashion_test, load_mnist
@@ -34,25 +35,27 @@ from model.scoring import expected_calibration_error
 from model.synth.pools import arrays_as_files, digit_uploads, pen_drawings
 
 
-def sets(scale: float, workers: int, cache_dir: Path) -> dict[str, tuple[Split, bool]]:
-    """Name -> (images and labels, whether they are digits), as the report renders them."""
+def sets(scale: float, workers: int, cache_dir: Path) -> dict[str, tuple[Split, bool, Channel]]:
+    """Name -> (images and labels, whether they are digits, the channel that judges them), as the report
+    renders them."""
     mnist = load_mnist(None, cache_dir)
     test = mnist.test if scale >= 1 else mnist.test.subset(max(8, int(10_000 * scale)))
-    chosen: dict[str, tuple[Split, bool]] = {
-        "MNIST test arrays": (test, True),
-        "plain PNG files": (arrays_as_files(test, "test", mnist.source_sha256, cache_dir).split(), True),
-        "uploads": (digit_uploads(test, "test", mnist.source_sha256, workers, cache_dir).split(), True),
-        "pen drawings": (pen_drawings(test, "pen-test", mnist.source_sha256, workers, cache_dir).split(), True),
+    chosen: dict[str, tuple[Split, bool, Channel]] = {
+        "MNIST test arrays": (test, True, "file"),
+        "plain PNG files": (arrays_as_files(test, "test", mnist.source_sha256, cache_dir).split(), True, "file"),
+        "uploads": (digit_uploads(test, "test", mnist.source_sha256, workers, cache_dir).split(), True, "file"),
+        "pen drawings": (pen_drawings(test, "pen-test", mnist.source_sha256, workers, cache_dir).split(), True,
+                         "drawn"),
     }
-    served = [chosen[name][0] for name in ("uploads", "pen drawings", "plain PNG files")]
-    chosen["service view (the three above)"] = (Split(np.concatenate([part.images for part in served]),
-                                                      np.concatenate([part.labels for part in served])), True)
+    files = [chosen[name][0] for name in ("uploads", "plain PNG files")]
+    chosen["files (uploads and PNG files)"] = (Split(np.concatenate([part.images for part in files]),
+                                                     np.concatenate([part.labels for part in files])), True, "file")
     try:
         fashion: Split | None = load_fashion_test()
     except DataError:
         fashion = None
     for family in build_families(mnist, fashion, workers, cache_dir, scale)[1:]:  # the first: uploads, above
-        chosen[family.name] = (Split(family.images, family.labels), family.kind == "digits")
+        chosen[family.name] = (Split(family.images, family.labels), family.kind == "digits", "file")
     return chosen
 
 
@@ -105,26 +108,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     loaded, meta = load_checkpoint(args.checkpoint)
-    records = calibrations(meta)
-    missing = [name for name in PRECISIONS if name not in records]
+    channels = {name: served_channels(meta, name) for name in PRECISIONS}
+    missing = [name for name in PRECISIONS if not channels[name]]
     if missing:
         print(f"no calibration record for {', '.join(missing)}: run python -m model.calibrate first")
         return 2
-    nets = {name: as_served(loaded, records[name], name) for name in PRECISIONS}
-    samples = records["float32"].samples
+    nets = {name: as_served(loaded, channels[name]["file"], name) for name in PRECISIONS}
+    samples = channels["float32"]["file"].samples
     print(header(f"bfloat16 vs float32: {meta['model_version']}, N = {samples}"))
     units = ", ".join(bf16_units()) or "none (bfloat16 is emulated: bfloat16 rounding on other kernels, slower)"
     print(f"bfloat16 units on this CPU: {units}")
     for name in PRECISIONS:
-        record = records[name]
-        print(f"{name}: temperature {record.temperature}, threshold {record.threshold:.4f} nats, familiar mass "
-              f"{record.familiar_mass}, validation referred {percent(1 - record.validation_coverage)} %")
+        for channel, record in channels[name].items():
+            print(f"{name}, {channel}: temperature {record.temperature}, threshold {record.threshold:.4f} nats, "
+                  f"familiar mass {record.familiar_mass}, validation referred {percent(1 - record.validation_coverage)} %")
     print("\n| set | images | class agree % | refer agree % | reason agree % | referred f32 / bf16 % "
           "| accuracy f32 / bf16 % | ECE f32 / bf16 % | accepted accuracy f32 / bf16 % |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for name, (split, digits) in sets(args.scale, args.workers, args.cache_dir).items():
+    for set_name, (split, digits, channel) in sets(args.scale, args.workers, args.cache_dir).items():
+        records = {precision: channels[precision][channel] for precision in PRECISIONS}
         row = compare(nets, records, split, digits, samples, args.seed)  # type: ignore[arg-type]
-        print(f"| {name} | {row['images']:.0f} | {percent(row['class'])} | {percent(row['refer'])} | "
+        print(f"| {set_name} | {row['images']:.0f} | {percent(row['class'])} | {percent(row['refer'])} | "
               f"{percent(row['reason'])} | {pair(row, 'referred', 1)} | {pair(row, 'accuracy') if digits else '–'} | "
               f"{pair(row, 'ece') if digits else '–'} | {pair(row, 'accepted accuracy') if digits else '–'} |",
               flush=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.calibration import calibrations
+from model.calibration import served_channels
 from model.checkpoint import load_checkpoint
 from model.report.drawings import in_process
 from model.synth.drawing_battery import Drawing, sketched
@@ -35,7 +35,7 @@ def drawings(count: int, seed: int) -> dict[str, list[Drawing]]:
 
 def row(path: Path, sets: dict[str, list[Drawing]], precision: str) -> str:
     net, meta = load_checkpoint(path)
-    calibration = calibrations(meta)[precision]
+    calibration = served_channels(meta, precision)["drawn"]  # drawings: the drawn channel's rule
     cells = []
     for drawn in sets.values():
         answers = in_process(net, drawn, calibration, calibration.samples)

@@ -116,9 +116,11 @@ class Inference:
         self.metrics.publish_model(predictor.model_version, predictor.rule.threshold, predictor.expected_referral_rate,
                                    self.auditor.fraction, predictor.calibration.alpha if predictor.calibration else None,
                                    precision=predictor.precision.precision, runtime=RUNTIME)
-        log.info("model %s live, threshold %.4g nats (calibrated on %s), familiar mass %s, N=%d, precision %s "
-                 "(runtime %s; %s)", predictor.model_version, predictor.rule.threshold, self.calibrated_on,
-                 predictor.rule.familiar_mass, predictor.default_samples, predictor.precision.precision, RUNTIME,
+        drawn = predictor.rules["drawn"]
+        log.info("model %s live, threshold %.4g nats for files and %.4g for drawings (calibrated on %s), familiar "
+                 "mass %s and %s, N=%d, precision %s (runtime %s; %s)", predictor.model_version,
+                 predictor.rule.threshold, drawn.threshold, self.calibrated_on, predictor.rule.familiar_mass,
+                 drawn.familiar_mass, predictor.default_samples, predictor.precision.precision, RUNTIME,
                  predictor.precision.note)
 
     def swap(self, models: ModelSet) -> None:

@@ -55,7 +55,8 @@ class HeldModel:
         predictor = self.predictor
         return {"model_version": self.version, "path": str(self.path), "sha256": self.digest,
                 "loaded_at": self.loaded_at, "precision": predictor.precision.precision,
-                "threshold": predictor.rule.threshold, "samples": predictor.default_samples, **self.provenance}
+                "threshold": predictor.rule.threshold, "drawn_threshold": predictor.rules["drawn"].threshold,
+                "samples": predictor.default_samples, **self.provenance}
 
 
 @dataclass(frozen=True)

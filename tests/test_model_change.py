@@ -130,8 +130,9 @@ def test_promote_then_rollback_and_the_answers_and_metrics_name_each_version(cli
 def test_shadow_answers_never_reach_the_client(tmp_path, made):
     """A shadow that refers everything (threshold 0), on every answer: clients still get the live answers."""
     def refer_all(meta: dict[str, object]) -> None:
-        for record in meta["calibrations"].values():  # type: ignore[attr-defined]
-            record["threshold"] = 0.0
+        for key in ("calibrations", "drawn_calibrations"):  # every channel
+            for record in meta[key].values():  # type: ignore[attr-defined]
+                record["threshold"] = 0.0
 
     referring = candidates.variant(tmp_path / "refers.safetensors", "head-refers-all", edit_meta=refer_all)
     app = create_app(admin_settings(review=False, shadow_fraction=1.0), registry=CollectorRegistry())
@@ -244,8 +245,9 @@ def test_a_shadow_from_the_environment_is_verified_at_start(made):
 def test_the_labelled_audits_judge_both_models_on_the_same_images(tmp_path):
     """Every audit is shadowed and its shadow answer stored; labels then give both accepted errors."""
     def refer_all(meta: dict[str, object]) -> None:
-        for record in meta["calibrations"].values():  # type: ignore[attr-defined]
-            record["threshold"] = 0.0
+        for key in ("calibrations", "drawn_calibrations"):  # every channel
+            for record in meta[key].values():  # type: ignore[attr-defined]
+                record["threshold"] = 0.0
 
     referring = candidates.variant(tmp_path / "refers.safetensors", "head-refers-all", edit_meta=refer_all)
     settings = admin_settings(review_db=f"sqlite:///{tmp_path}/review.db", shadow_fraction=0.0)

@@ -59,7 +59,8 @@ function showModels(answer) {
     } else {
       cell(row, model.model_version);
       cell(row, `${model.path} (sha256 ${model.sha256.slice(0, 12)}…)`, "path");
-      cell(row, `${model.threshold.toPrecision(4)} nats, N = ${model.samples}, ${model.precision}`);
+      cell(row, `${model.threshold.toPrecision(4)} nats (drawings ${model.drawn_threshold.toPrecision(4)}), ` +
+                `N = ${model.samples}, ${model.precision}`);
       cell(row, model.calibration ? model.calibration.source : "threshold set by BNN_THRESHOLD");
       cell(row, new Date(model.loaded_at * 1000).toLocaleString());
     }
