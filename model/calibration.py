@@ -94,7 +94,7 @@ def reviewed_calibrations(meta: dict[str, Any]) -> dict[str, Calibration]:
 
 def drawn_calibrations(meta: dict[str, Any]) -> dict[str, Calibration]:
     """The drawn channel's records by precision (none in a checkpoint calibrated before channels)."""
-    return _records(meta.get(DRAWN, {}), DRAWN)
+    return _records(meta.get(DRAWN, {}), DRAWN, "drawn")
 
 
 def served_calibrations(meta: dict[str, Any]) -> dict[str, Calibration]:
@@ -114,7 +114,8 @@ def served_channels(meta: dict[str, Any], precision: str) -> dict[Channel, Calib
     return {"file": file, "drawn": reviewed or drawn_calibrations(meta).get(precision, file)}
 
 
-def _records(raw: Any, key: str) -> dict[str, Calibration]:
+def _records(raw: Any, key: str, channel: Channel | None = None) -> dict[str, Calibration]:
+    """The records under ``key`` by precision; each must be its precision's (and ``channel``'s, when given)."""
     if not isinstance(raw, dict):
         raise ValueError(f"{key!r} is not a mapping of precision to record")
     records = {}
@@ -124,6 +125,8 @@ def _records(raw: Any, key: str) -> dict[str, Calibration]:
         calibration = Calibration.from_dict({"precision": precision, **record})
         if calibration.precision != precision:
             raise ValueError(f"a {calibration.precision} record is filed under {precision}")
+        if channel is not None and calibration.channel != channel:
+            raise ValueError(f"a record of the {calibration.channel} channel is filed under {key}")
         records[precision] = calibration
     return records
 
@@ -131,6 +134,8 @@ def _records(raw: Any, key: str) -> dict[str, Calibration]:
 def with_calibrations(meta: dict[str, Any], records: Mapping[str, Calibration]) -> dict[str, Any]:
     """``meta`` with these records added (replacing those of the same precisions; an older single
     ``calibration`` becomes the float32 record first)."""
+    if any(record.channel != "file" for record in records.values()):
+        raise ValueError("a record of another channel filed as the file channel's")
     merged = {**calibrations(meta), **records}
     updated = {key: value for key, value in meta.items() if key != "calibration"}
     updated["calibrations"] = {precision: record.to_dict() for precision, record in sorted(merged.items())}

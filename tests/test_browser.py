@@ -197,7 +197,7 @@ def test_noise_is_referred_on_the_page(visit):
     visit.shows("#decision", "Refer to a human: probably not a digit")
     visit.shows("#queued", f"Sent to a reviewer: item {answer['review_id'][:8]}")
     reason = visit.page.inner_text("#reason")
-    assert "over the calibrated threshold" in reason
+    assert f"over the threshold calibrated for files {answer['threshold']:.3f}" in reason
     assert reason.endswith(f"If it is a digit at all: {listed(answer['candidates'])}.")
 
 

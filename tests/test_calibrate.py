@@ -176,3 +176,7 @@ def test_each_channel_is_served_its_own_record_and_reviewed_audits_serve_both():
         "file": reviewed, "drawn": reviewed}  # what was really sent, every channel together
     with pytest.raises(ValueError, match="another channel"):
         with_drawn_calibrations({}, {"float32": file})
+    with pytest.raises(ValueError, match="another channel"):
+        with_calibrations({}, {"float32": drawn})
+    with pytest.raises(ValueError, match="record of the file channel is filed under drawn_calibrations"):
+        served_channels({**meta, "drawn_calibrations": {"float32": file.to_dict()}}, "float32")
