@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{meta['model_version']}: " + ", ".join(
         f"{channel} channel's threshold {record.threshold:.4f} nats (alpha {record.alpha})"
         for channel, record in channels.items()) + f"; delta {calibration.delta}, N {calibration.samples}")
-    print("| part | error | referred | accepted error (at its channel's threshold) | " + " | ".join(
+    print("| part | error | referred at its channel's threshold | accepted error there | " + " | ".join(
         f"alone at alpha {a:.1%}: threshold / referred" for a in args.alpha) + " |")
     print("|---|---:|---:|---:|" + "---:|" * len(args.alpha))
     groups = {**{name: part == index for index, name in enumerate(VALIDATION_MIX)},
