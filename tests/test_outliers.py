@@ -63,10 +63,14 @@ def test_metadata_of_the_shipped_checkpoint_says_what_training_saw():
             "single-stroke vector fonts"} <= set(seen["never_seen"])
     mix = seen["selection_and_calibration"]  # what the temperature and the threshold were fitted on
     assert mix["uploads"] > 9_000 and mix["pen drawings"] > 9_000 and mix["plain PNG files"] > 9_000
-    calibration = meta["calibrations"]["float32"]
-    assert calibration["data"] == mix["data"] and calibration["alpha"] == 0.002
-    assert calibration["validation_size"] == mix["uploads"] + mix["pen drawings"] + mix["plain PNG files"]
-    assert 0.3 <= calibration["familiar_mass"] <= 1.0 and "generated non-digits" in calibration["reason_fit"]["non_digits"]
+    # each channel's record on its own part of that mix: files (uploads, PNG files) and drawings (pen drawings)
+    for key, alpha, size in (("calibrations", 0.002, mix["uploads"] + mix["plain PNG files"]),
+                             ("drawn_calibrations", 0.004, mix["pen drawings"])):
+        calibration = meta[key]["float32"]
+        assert mix["data"] in calibration["data"] and calibration["alpha"] == alpha
+        assert calibration["validation_size"] == size
+        assert 0.3 <= calibration["familiar_mass"] <= 1.0
+        assert "generated non-digits" in calibration["reason_fit"]["non_digits"]
 
 
 def _lattice_ink(*segments: tuple[tuple[float, float], tuple[float, float]], width: int = 5) -> np.ndarray:
