@@ -148,8 +148,10 @@ class AcceptedErrorOut(BaseModel):
     confidence: float
     legacy: int = Field(description="labelled accepted audits stored before audits carried their draw fraction: "
                                     "left out")
-    target: float | None = Field(description="the calibrated promise (alpha): accepted answers wrong at most this "
-                                             "often; broken with confidence when lower > target")
+    drawn: int = Field(0, description="labelled accepted audits of drawings on the page's pad (channel 'drawn', "
+                                      "promised another alpha): left out of this estimate, which is the files'")
+    target: float | None = Field(description="the file channel's calibrated promise (alpha): accepted files wrong at "
+                                             "most this often; broken with confidence when lower > target")
 
 
 class ReviewStatsOut(BaseModel):

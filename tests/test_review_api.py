@@ -155,7 +155,13 @@ def test_stats_and_gauges_follow_the_labels_against_a_hand_count(client: TestCli
     digits = digit_pngs()[:4]
     answers = [predict(client, data) for data, _ in digits]  # every answer is audited (fraction 1)
     referred = [predict(client, noise_png(seed)) for seed in range(2)]  # audits too, but referred: not in the error
-    stored(client, 6)
+    drawing = client.post("/predict?channel=drawn", content=digits[0][0], headers={"content-type": "image/png"}).json()
+    assert drawing["channel"] == "drawn" and not drawing["refer"]  # an accepted drawing: another promise
+    stored(client, 7)
+    item = client.get(f"/review/items/{drawing['review_id']}", headers=bearer()).json()
+    assert item["answer"]["channel"] == "drawn"
+    assert client.post(f"/review/items/{drawing['review_id']}/label", json={"label": "not_a_digit"},
+                       headers=bearer(OTHER_TOKEN)).status_code == 200
     truth = [label for _, label in digits]
     assert [a["class"] for a in answers] == truth
     # reviewers: two right, one wrong digit, one 'not a digit' (also wrong), the noise not a digit and unreadable
@@ -168,22 +174,22 @@ def test_stats_and_gauges_follow_the_labels_against_a_hand_count(client: TestCli
                 headers=bearer(OTHER_TOKEN))
     stats = client.get("/review/stats", headers=bearer()).json()
     error = stats["accepted_error"]
-    assert (error["audited"], error["wrong"], error["ratio"]) == (4, 2, 0.5)
+    assert (error["audited"], error["wrong"], error["ratio"], error["drawn"]) == (4, 2, 0.5, 1)  # files only
     from scipy.stats import beta
     lower, upper = beta.ppf(0.025, 2, 3), beta.ppf(0.975, 3, 2)
     assert error["lower"] == pytest.approx(lower, abs=1e-9) and error["upper"] == pytest.approx(upper, abs=1e-9)
     assert error["target"] == 0.002
     assert stats["referrals"]["unfamiliar"] == {"right": 0, "wrong": 0, "not_a_digit": 1, "unreadable": 1}
-    assert stats["done_today"] == {"ana": 5, "ben": 1}
-    assert stats["agreement"] == pytest.approx(2 / 5)
+    assert stats["done_today"] == {"ana": 5, "ben": 2}
+    assert stats["agreement"] == pytest.approx(2 / 6)
     assert metric(client, "bnn_audited_accepted_error_ratio") == 0.5
     assert metric(client, "bnn_audited_accepted_error_ratio_lower") == pytest.approx(lower, abs=1e-9)
     assert metric(client, "bnn_audited_accepted_error_ratio_upper") == pytest.approx(upper, abs=1e-9)
     assert metric(client, "bnn_audited_accepted_labels") == 4
     assert metric(client, "bnn_accepted_error_target") == 0.002
     assert metric(client, "bnn_review_labels_total", reason="audit", outcome="wrong") == 1
-    assert metric(client, "bnn_review_labels_total", reason="audit", outcome="not_a_digit") == 2  # one referred
-    assert metric(client, "bnn_review_enqueued_total", reason="audit") == 6
+    assert metric(client, "bnn_review_labels_total", reason="audit", outcome="not_a_digit") == 3  # referred, drawn
+    assert metric(client, "bnn_review_enqueued_total", reason="audit") == 7
     assert metric(client, "bnn_review_waiting", reason="referred") == 0
 
 

@@ -10,7 +10,9 @@ period sampled more densely; the interval is then Clopper-Pearson at Kish's effe
 stored before schema 2 (drawn from accepted answers at a fraction that was not kept) are counted
 apart (``legacy``) and left out. An audited answer is wrong when the reviewer's label differs
 from the answer's class, ``not_a_digit`` included (the service accepted something that is not a
-digit); ``unreadable`` ones are left out of n (nobody can say) and counted apart.
+digit); ``unreadable`` ones are left out of n (nobody can say) and counted apart. So are the
+audits of drawings on the page's pad (``drawn``): their channel is promised another alpha, and
+the estimate is checked against the file channel's (``bnn_accepted_error_target``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class AcceptedError:
     upper: float
     confidence: float = CONFIDENCE
     legacy: int = 0  # labelled accepted audits stored before schema 2 (no fraction kept): left out
+    drawn: int = 0  # labelled accepted audits of the drawn channel: another promise, left out
 
     @classmethod
     def of(cls, wrong: int, audited: int, unreadable: int = 0) -> AcceptedError:
@@ -44,19 +47,20 @@ class AcceptedError:
         return cls(audited, wrong, unreadable, wrong / audited if audited else None, lower, upper)
 
     @classmethod
-    def weighted(cls, strata: dict[float, tuple[int, int]], unreadable: int = 0, legacy: int = 0) -> AcceptedError:
+    def weighted(cls, strata: dict[float, tuple[int, int]], unreadable: int = 0, legacy: int = 0,
+                 drawn: int = 0) -> AcceptedError:
         """From ``{fraction: (wrong, audited)}``: each audit weighs 1 / fraction; the interval is
         Clopper-Pearson at Kish's effective size (exactly :meth:`of` for one fraction)."""
         strata = {fraction: counts for fraction, counts in strata.items() if counts[1] > 0 and fraction > 0}
         audited = sum(n for _, n in strata.values())
         wrong = sum(k for k, _ in strata.values())
         if len(strata) <= 1:
-            return replace(cls.of(wrong, audited, unreadable), legacy=legacy)
+            return replace(cls.of(wrong, audited, unreadable), legacy=legacy, drawn=drawn)
         weight = sum(n / f for f, (_, n) in strata.items())
         ratio = sum(k / f for f, (k, _) in strata.items()) / weight
         effective = round(weight**2 / sum(n / f**2 for f, (_, n) in strata.items()))
         lower, upper = clopper_pearson(min(effective, round(ratio * effective)), effective)
-        return cls(audited, wrong, unreadable, ratio, lower, upper, legacy=legacy)
+        return cls(audited, wrong, unreadable, ratio, lower, upper, legacy=legacy, drawn=drawn)
 
 
 @dataclass(frozen=True)

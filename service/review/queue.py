@@ -74,7 +74,7 @@ class Pending:
                        refer=p.refer, audit_fraction=self.audit_fraction if self.audit else None,
                        refer_reason=p.refer_reason, predicted=p.digit, entropy=p.entropy, answer=answer,
                        model_version=self.model_version, file=self.upload,
-                       input=np.ascontiguousarray(seen, dtype=np.uint8).tobytes())
+                       input=np.ascontiguousarray(seen, dtype=np.uint8).tobytes(), channel=p.channel)
 
 
 class ReviewQueue:

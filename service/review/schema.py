@@ -70,6 +70,9 @@ items = Table(
     # schema 3: a shadow's answer to the same image (JSON: model_version, class, refer, refer_reason), when
     # one answered it (service/shadow.py: every audit while a shadow is held)
     Column("shadow", Text),
+    # schema 4: the answer's channel ("file", or "drawn": the page's pad, promised another alpha); null for
+    # items stored before channels, which were all judged by the one rule files keep
+    Column("channel", String(8)),
     # the claim's walk: unlabelled items in claim order (a partial index: labelled ones never slow it)
     Index("review_items_queue", "reason", "skips", text("entropy DESC"), "created",
           sqlite_where=text("label IS NULL"), postgresql_where=text("label IS NULL")),
@@ -110,7 +113,15 @@ def _shadow_answers_v3(connection: Connection) -> None:
         connection.exec_driver_sql("ALTER TABLE review_items ADD COLUMN shadow TEXT")
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1, _audits_of_all_traffic_v2, _shadow_answers_v3]
+def _channels_v4(connection: Connection) -> None:
+    """The answer's channel (null for items stored before channels: counted as files)."""
+    present = {column["name"] for column in inspect(connection).get_columns("review_items")}
+    if "channel" not in present:
+        connection.exec_driver_sql("ALTER TABLE review_items ADD COLUMN channel VARCHAR(8)")
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1, _audits_of_all_traffic_v2, _shadow_answers_v3,
+                                                  _channels_v4]
 ADVISORY_LOCK = 7_319_019  # any fixed number: the key of PostgreSQL's migration lock
 SQLITE_BUSY_TIMEOUT_MS = 5000
 CONNECT_TIMEOUT_S, COMMAND_TIMEOUT_S = 5.0, 10.0  # PostgreSQL: a store that does not answer is down, not slow

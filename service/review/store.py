@@ -55,6 +55,7 @@ class NewItem:
     input: bytes  # the 28 x 28 uint8 the network saw, row-major
     refer: bool  # the answer said refer (an audit may be referred too)
     audit_fraction: float | None  # an audit: the fraction it was drawn with; None for a referred item not drawn
+    channel: str = "file"  # whose refer rule judged it: "file", or "drawn" (the page's pad)
 
 
 @dataclass(frozen=True)
@@ -177,7 +178,7 @@ class ReviewStore:
                  "predicted": item.predicted, "entropy": item.entropy, "answer": json.dumps(item.answer),
                  "model_version": item.model_version, "has_file": item.file is not None,
                  "file_bytes": len(item.input) + (len(item.file) if item.file is not None else 0), "skips": 0,
-                 "refer": item.refer, "audit_fraction": item.audit_fraction}
+                 "refer": item.refer, "audit_fraction": item.audit_fraction, "channel": item.channel}
                 for item in new]
         pictures = [{"id": item.id, "file": item.file, "input": item.input} for item in new]
         async with self.engine.begin() as connection:
@@ -298,20 +299,21 @@ class ReviewStore:
             # worker committed between them (stored_items 10 while waiting added up to 9)
             groups = (await connection.execute(
                 select(items.c.reason, items.c.refer, items.c.audit_fraction, items.c.refer_reason, items.c.predicted,
-                       items.c.label, held, func.count(), func.sum(items.c.file_bytes, type_=BigInteger))
+                       items.c.label, items.c.channel, held, func.count(),
+                       func.sum(items.c.file_bytes, type_=BigInteger))
                 .group_by(items.c.reason, items.c.refer, items.c.audit_fraction, items.c.refer_reason,
-                          items.c.predicted, items.c.label, "held"))).all()
+                          items.c.predicted, items.c.label, items.c.channel, "held"))).all()
             today: dict[str, int] = dict((await connection.execute(
                 select(items.c.labelled_by, func.count()).where(items.c.labelled_at >= day_start)
                 .group_by(items.c.labelled_by))).all())
         waiting = dict.fromkeys(REASONS, 0)
         claimed = stored_items = stored_bytes = 0
         labelled_rows = []
-        for reason, refer, fraction, refer_reason, predicted, label, is_held, count, size in groups:
+        for reason, refer, fraction, refer_reason, predicted, label, channel, is_held, count, size in groups:
             stored_items += count
             stored_bytes += int(size)
             if label is not None:
-                labelled_rows.append((reason, bool(refer), fraction, refer_reason, predicted, label, count))
+                labelled_rows.append((reason, bool(refer), fraction, refer_reason, predicted, label, channel, count))
             elif is_held:
                 claimed += count
             else:
@@ -319,15 +321,17 @@ class ReviewStore:
         labelled: dict[str, dict[str, int]] = {reason: {} for reason in REASONS}
         referrals: dict[str, dict[str, int]] = {}
         strata: dict[float, tuple[int, int]] = {}  # accepted audits by draw fraction: (wrong, audited)
-        unreadable = legacy = agreed = judged = 0
-        for reason, refer, fraction, refer_reason, predicted, label, count in labelled_rows:
+        unreadable = legacy = drawn = agreed = judged = 0
+        for reason, refer, fraction, refer_reason, predicted, label, channel, count in labelled_rows:
             labelled.setdefault(reason, {})[label] = labelled[reason].get(label, 0) + count
             result = outcome(label, predicted)
             if result != "unreadable":
                 judged += count
                 agreed += count if result == "right" else 0
-            if reason == "audit" and not refer:  # the live accepted error: accepted audits only
-                if result == "unreadable":
+            if reason == "audit" and not refer:  # the live accepted error: accepted audits of files only
+                if channel == "drawn":  # the page's drawings: promised another alpha, counted apart
+                    drawn += count
+                elif result == "unreadable":
                     unreadable += count
                 elif fraction is None:
                     legacy += count
@@ -340,7 +344,7 @@ class ReviewStore:
                     bucket[result] += count
         return Stats(waiting=waiting, claimed=claimed, labelled=labelled, done_today=today,
                      agreement=agreed / judged if judged else None,
-                     accepted_error=AcceptedError.weighted(strata, unreadable, legacy), referrals=referrals,
+                     accepted_error=AcceptedError.weighted(strata, unreadable, legacy, drawn), referrals=referrals,
                      stored_items=stored_items, stored_bytes=stored_bytes, generated=now)
 
     async def export_page(self, since: float, after: tuple[float, str] | None, limit: int) -> list[dict[str, Any]]:

@@ -176,7 +176,7 @@ async def review_stats(request: Request, queue: Queue, who: Reviewer) -> ReviewS
         done_today=stats.done_today, agreement=stats.agreement, referrals=stats.referrals,
         accepted_error=AcceptedErrorOut(audited=error.audited, wrong=error.wrong, unreadable=error.unreadable,
                                         ratio=error.ratio, lower=error.lower, upper=error.upper,
-                                        confidence=error.confidence, legacy=error.legacy,
+                                        confidence=error.confidence, legacy=error.legacy, drawn=error.drawn,
                                         target=calibration.alpha if calibration is not None else None),
         stored_items=stats.stored_items, stored_bytes=stats.stored_bytes, buffered=queue.backlog)
 

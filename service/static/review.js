@@ -50,7 +50,8 @@ async function refreshStats() {
   const error = stats.accepted_error;
   $("accepted-error").textContent = error.audited === 0 ? "no audit labelled yet"
     : `${error.wrong} of ${error.audited} (${percent(error.lower, 2)} – ${percent(error.upper, 2)})`
-      + (error.target !== null ? `, promise ≤ ${percent(error.target, 2)}` : "");
+      + (error.target !== null ? `, promise ≤ ${percent(error.target, 2)}` : "")
+      + (error.drawn ? ` (files; ${error.drawn} drawings have their own promise)` : "");
 }
 
 function releaseImages() {
