@@ -51,7 +51,8 @@ async function refreshStats() {
   $("accepted-error").textContent = error.audited === 0 ? "no audit labelled yet"
     : `${error.wrong} of ${error.audited} (${percent(error.lower, 2)} – ${percent(error.upper, 2)})`
       + (error.target !== null ? `, promise ≤ ${percent(error.target, 2)}` : "")
-      + (error.drawn ? ` (files; ${error.drawn} drawings have their own promise)` : "");
+      // drawings on the page's pad are promised another alpha: not in the files' estimate
+      + (error.drawn ? ` (files only; ${error.drawn} drawing${error.drawn === 1 ? "" : "s"} left out)` : "");
 }
 
 function releaseImages() {
