@@ -66,15 +66,12 @@ def served_precision(choice: PrecisionChoice, requested: str, records: dict[str,
 class Predictor:
     def __init__(self, net: BayesianNet, rule: ReferRule, default_samples: int, model_version: str,
                  calibration: Calibration | None = None, expected_referral_rate: float | None = None,
-                 precision: PrecisionChoice = FLOAT32, drawn_rule: ReferRule | None = None,
-                 drawn_calibration: Calibration | None = None):
+                 precision: PrecisionChoice = FLOAT32, drawn_rule: ReferRule | None = None):
         if net.precision != precision.precision:
             raise ValueError(f"the net runs its trunk in {net.precision}, not {precision.precision}")
         self.net = net.eval()
-        # each channel's rule and record; without a drawn one, drawings are judged as files
+        # each channel's rule; without a drawn one, drawings are judged as files
         self.rules: dict[Channel, ReferRule] = {"file": rule, "drawn": drawn_rule or rule}
-        self.calibrations: dict[Channel, Calibration | None] = {"file": calibration,
-                                                                "drawn": drawn_calibration or calibration}
         self.default_samples = default_samples
         self.model_version = model_version
         self.calibration = calibration
@@ -133,7 +130,7 @@ class Predictor:
             expected_referral_rate = round(1.0 - calibration.validation_coverage, 12)
         samples = default_samples or (calibration.samples if calibration else DEFAULT_SAMPLES)
         return cls(net, rule, samples, str(meta["model_version"]), calibration, expected_referral_rate, choice,
-                   drawn_rule, drawn)
+                   drawn_rule)
 
     def predict(self, digits: list[np.ndarray], samples: int | None = None, spread: bool = False,
                 channel: Channel = "file") -> list[Prediction]:
