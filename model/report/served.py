@@ -23,7 +23,7 @@ from model.data import Mnist, Split
 from model.network import BayesianNet
 from model.report.uploads import Scores, decisions, score
 from model.scoring import expected_calibration_error
-from model.synth.pools import arrays_as_files, digit_uploads, pen_drawings
+from model.synth.pools import PART_CHANNELS, arrays_as_files, digit_uploads, pen_drawings
 
 
 def _rates(scores: Scores, labels: np.ndarray, calibration: Calibration) -> dict[str, Any]:
@@ -37,9 +37,6 @@ def _rates(scores: Scores, labels: np.ndarray, calibration: Calibration) -> dict
     if scores.confidence is not None:
         row["ece"] = expected_calibration_error(scores.confidence, right)[0]
     return row
-
-
-PART_CHANNELS: dict[str, Channel] = {"uploads": "file", "pen drawings": "drawn", "plain PNG files": "file"}
 
 
 def _held(row: dict[str, Any], alpha: float | None) -> bool | None:

@@ -38,6 +38,7 @@ from typing import cast
 import numpy as np
 from PIL import Image
 
+from model.calibration import Channel
 from model.data import DEFAULT_CACHE, Split
 from model.synth.outliers import OUTLIER_VERSION, outlier_source
 from model.synth.pen import PEN_VERSION, draw_many
@@ -250,6 +251,9 @@ def closing_shapes(count: int = CLOSING_SHAPES, workers: int = 2, cache_dir: Pat
 
 
 VALIDATION_MIX = ("uploads", "pen drawings", "plain PNG files")
+# the channel each part is served as (``model/calibration.py``): files a client posts, or drawings on the pad;
+# the test split's parts of the same names too (``model/report/served.py``)
+PART_CHANNELS: dict[str, Channel] = {"uploads": "file", "pen drawings": "drawn", "plain PNG files": "file"}
 
 
 def validation_mix(split: Split, source_sha256: str, workers: int = 2, cache_dir: Path = DEFAULT_CACHE,
@@ -281,7 +285,8 @@ def mix_parts(composition: dict[str, object]) -> np.ndarray:
 def mix_files(composition: dict[str, object]) -> np.ndarray:
     """bool ``[N]``: which images of :func:`validation_mix` are files the API receives (uploads and
     PNG files), not drawings on the page's pad."""
-    return mix_parts(composition) != VALIDATION_MIX.index("pen drawings")
+    files = np.array([PART_CHANNELS[name] == "file" for name in VALIDATION_MIX])
+    return files[mix_parts(composition)]
 
 
 VALIDATION_NON_DIGITS = 5_000
