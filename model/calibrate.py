@@ -36,7 +36,7 @@ import sys
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -331,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, default=Path("checkpoints/bnn.safetensors"))
     parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
-                        help="allowed error among accepted files (the file channel; with --reviewed: every channel)")
+                        help="allowed error among accepted files (the file channel)")
     parser.add_argument("--drawn-alpha", type=float, default=DEFAULT_DRAWN_ALPHA,
                         help="allowed error among accepted drawings on the page's pad (the drawn channel)")
     parser.add_argument("--delta", type=float, default=DEFAULT_DELTA, help="allowed chance the guarantee fails")
@@ -347,9 +347,9 @@ def main(argv: list[str] | None = None) -> int:
                              "calibrate` draws what `make train` drew)")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda for exploration")
     parser.add_argument("--reviewed", default=None, metavar="SOURCE",
-                        help="fit the threshold on the labelled audits of a review export instead (a file, or "
-                             "http://HOST/review/export): recorded beside the validation mix's record, and served "
-                             "from the next start")
+                        help="fit each channel's threshold on its labelled audits in a review export instead (a "
+                             "file, or http://HOST/review/export), at its alpha: recorded beside the validation "
+                             "mix's records, and served from the next start")
     parser.add_argument("--token", default=None, help="a reviewer's token for an export URL (or $BNN_REVIEW_TOKEN)")
     args = parser.parse_args(argv)
     if args.reviewed is not None:
@@ -393,9 +393,11 @@ def draws_seed(requested: int | None, meta: dict[str, Any]) -> int:
 
 
 def reviewed_main(args: argparse.Namespace) -> int:
-    """``--reviewed``: each precision's threshold from the labelled audits, or a refusal saying why."""
-    from model.calibration import calibrations, with_reviewed_calibrations
-    from model.checkpoint import as_served, load_checkpoint, read_metadata, write_metadata
+    """``--reviewed``: each channel's threshold from its own labelled audits, at its own alpha, for every
+    precision asked; a channel with too few audits keeps its validation record (and is told how many
+    more it needs). Exit 2 when no channel could be fitted, or one with enough audits was refused."""
+    from model.calibration import calibrations, drawn_calibrations, with_reviewed_calibrations
+    from model.checkpoint import load_checkpoint, read_metadata, write_metadata
     from model.reviewed import read_source, uniform_audits
 
     if args.referral_rate is not None:
@@ -406,31 +408,59 @@ def reviewed_main(args: argparse.Namespace) -> int:
     audits = uniform_audits(reviewed)
     print(f"{args.reviewed}: {len(reviewed)} labelled items, {sum(reviewed.audits)} audits with their fraction; "
           f"{len(audits)} used as one uniform sample of the traffic")
-    request = CalibrationRequest(args.alpha, args.delta, None, args.samples)
-    bases = calibrations(meta)
-    provenance = audit_provenance(reviewed, audits)  # one for every precision's record
-    records: dict[str, Calibration] = {}
-    for precision in args.precision:
-        if precision not in bases:
-            print(f"no {precision} record to start from (its temperature and reason rule): run make calibrate",
-                  file=sys.stderr)
-            return 2
-        torch.manual_seed(draws_seed(args.seed, meta))
-        served = as_served(net, bases[precision], precision).to(args.device).eval()
+    request = CalibrationRequest(args.alpha, args.delta, None, args.samples, args.drawn_alpha)
+    files, drawn = calibrations(meta), drawn_calibrations(meta)
+    missing = [precision for precision in args.precision if precision not in files]
+    if missing:
+        print(f"no {', '.join(missing)} record to start from (its temperature and reason rule): run make calibrate",
+              file=sys.stderr)
+        return 2
+    # each channel starts from its validation record (an older checkpoint's drawings: the file record)
+    bases = {channel: {precision: (drawn if channel == "drawn" else files).get(precision, files[precision])
+                       for precision in args.precision} for channel in CHANNELS}
+    fitted: dict[Channel, dict[str, Calibration]] = {}
+    for channel in CHANNELS:
+        channel_audits = audits.take([item == channel for item in audits.channels])
         try:
-            records[precision] = reviewed_calibration(served, bases[precision], audits, request, provenance)
+            fitted[channel] = _reviewed_records(net, channel, bases[channel], channel_audits, request,
+                                                audit_provenance(reviewed, channel_audits),
+                                                draws_seed(args.seed, meta), args.device)
+        except TooFewAudits as error:
+            print(f"{channel} channel: {error}; it keeps its validation record", file=sys.stderr)
         except CalibrationError as error:
-            print(f"calibration refused ({precision}): {error}", file=sys.stderr)
+            print(f"calibration refused ({channel} channel): {error}", file=sys.stderr)
             return 2
-    write_metadata(args.checkpoint, with_reviewed_calibrations(read_metadata(args.checkpoint), records))
-    for precision, record in records.items():
-        base = bases[precision]
-        print(f"{precision}: threshold {record.threshold:.4g} nats on {record.validation_size} audits (validation "
-              f"mix: {base.threshold:.4g}); accepts {record.validation_coverage:.2%}, accepted accuracy "
-              f"{record.validation_accepted_accuracy:.3%}, error bound {record.accepted_error_upper_bound:.3%} "
-              f"<= alpha {record.alpha:.3%}")
+    if not fitted:
+        return 2
+    updated = read_metadata(args.checkpoint)
+    for channel, records in fitted.items():
+        updated = with_reviewed_calibrations(updated, records, channel)
+    write_metadata(args.checkpoint, updated)
+    for channel, records in fitted.items():
+        for precision, record in records.items():
+            base = bases[channel][precision]
+            print(f"{channel} channel, {precision}: threshold {record.threshold:.4g} nats on {record.validation_size} "
+                  f"audits (validation mix: {base.threshold:.4g}); accepts {record.validation_coverage:.2%}, accepted "
+                  f"accuracy {record.validation_accepted_accuracy:.3%}, error bound "
+                  f"{record.accepted_error_upper_bound:.3%} <= alpha {record.alpha:.3%}")
     print(f"written to {args.checkpoint}'s metadata; the service uses it from its next start")
     return 0
+
+
+def _reviewed_records(net: BayesianNet, channel: Channel, bases: dict[str, Calibration], audits: Reviewed,
+                      request: CalibrationRequest, provenance: dict[str, Any], seed: int,
+                      device: str) -> dict[str, Calibration]:
+    """One channel's reviewed-audit record for each precision of ``bases`` (that channel's validation
+    records: the temperature and reason rule it keeps), each scored from ``seed``."""
+    from model.checkpoint import as_served
+
+    records = {}
+    for precision, base in bases.items():
+        torch.manual_seed(seed)
+        served = as_served(net, base, cast(Precision, precision)).to(device).eval()
+        record = reviewed_calibration(served, base, audits, request.for_channel(channel), provenance)
+        records[precision] = replace(record, channel=channel)
+    return records
 
 
 if __name__ == "__main__":

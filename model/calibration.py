@@ -6,8 +6,9 @@ own record.
 A channel is how an image reached the service, each held to its own promise on its own data:
 ``file``, anything a client posts (the default; ``calibrations``, fitted on the validation mix's
 uploads and PNG files) and ``drawn``, a drawing on the try-it page's pad (``drawn_calibrations``,
-fitted on its pen drawings). A record fitted on reviewed audits (what was really sent, all
-channels together) serves every channel of its precision.
+fitted on its pen drawings). A record fitted on a channel's reviewed audits (what was really
+sent: ``reviewed_calibrations``, ``reviewed_drawn_calibrations``) serves that channel of its
+precision in place of the validation mix's.
 
 Refer when the predictive entropy over the ten digits exceeds ``threshold`` (nats). Why: a
 referred image whose two most probable classes hold at least ``familiar_mass`` of the mass is
@@ -72,8 +73,10 @@ class Calibration:
         return cls(**values)
 
 
-REVIEWED = "reviewed_calibrations"  # the metadata key of the records fitted on reviewed audits
+REVIEWED = "reviewed_calibrations"  # the metadata key of the file channel's records fitted on reviewed audits
 DRAWN = "drawn_calibrations"  # the metadata key of the drawn channel's records
+REVIEWED_DRAWN = "reviewed_drawn_calibrations"  # the drawn channel's, fitted on its reviewed audits
+REVIEWED_KEYS: dict[Channel, str] = {"file": REVIEWED, "drawn": REVIEWED_DRAWN}
 
 
 def calibrations(meta: dict[str, Any]) -> dict[str, Calibration]:
@@ -87,9 +90,11 @@ def calibrations(meta: dict[str, Any]) -> dict[str, Calibration]:
     return _records(raw, "calibrations")
 
 
-def reviewed_calibrations(meta: dict[str, Any]) -> dict[str, Calibration]:
-    """The records ``python -m model.calibrate --reviewed`` fitted on labelled audits, by precision."""
-    return _records(meta.get(REVIEWED, {}), REVIEWED)
+def reviewed_calibrations(meta: dict[str, Any], channel: Channel = "file") -> dict[str, Calibration]:
+    """The records ``python -m model.calibrate --reviewed`` fitted on ``channel``'s labelled audits, by
+    precision. (A file record written before channels was fitted on every audit: it is the file channel's.)"""
+    key = REVIEWED_KEYS[channel]
+    return _records(meta.get(key, {}), key, channel)
 
 
 def drawn_calibrations(meta: dict[str, Any]) -> dict[str, Calibration]:
@@ -104,14 +109,15 @@ def served_calibrations(meta: dict[str, Any]) -> dict[str, Calibration]:
 
 
 def served_channels(meta: dict[str, Any], precision: str) -> dict[Channel, Calibration]:
-    """Each channel's record for ``precision`` as the service serves it: a reviewed-audit record
-    serves every channel; else each channel its own, and a checkpoint without drawn records (older)
-    serves drawings with the file record. Empty when the precision has no record."""
-    reviewed = reviewed_calibrations(meta).get(precision)
-    file = reviewed or calibrations(meta).get(precision)
+    """Each channel's record for ``precision`` as the service serves it: the one fitted on that
+    channel's reviewed audits where there is one, else the validation mix's; a checkpoint without
+    drawn records (older) serves drawings with the file channel's. Empty when the precision has no
+    file record."""
+    file = served_calibrations(meta).get(precision)
     if file is None:
         return {}
-    return {"file": file, "drawn": reviewed or drawn_calibrations(meta).get(precision, file)}
+    drawn = drawn_calibrations(meta).get(precision, file)
+    return {"file": file, "drawn": reviewed_calibrations(meta, "drawn").get(precision, drawn)}
 
 
 def _records(raw: Any, key: str, channel: Channel | None = None) -> dict[str, Calibration]:
@@ -150,8 +156,12 @@ def with_drawn_calibrations(meta: dict[str, Any], records: Mapping[str, Calibrat
     return {**meta, DRAWN: {precision: record.to_dict() for precision, record in sorted(merged.items())}}
 
 
-def with_reviewed_calibrations(meta: dict[str, Any], records: Mapping[str, Calibration]) -> dict[str, Any]:
-    """``meta`` with these reviewed-audit records beside the validation mix's (replacing those of the
-    same precisions)."""
-    merged = {**reviewed_calibrations(meta), **records}
-    return {**meta, REVIEWED: {precision: record.to_dict() for precision, record in sorted(merged.items())}}
+def with_reviewed_calibrations(meta: dict[str, Any], records: Mapping[str, Calibration],
+                               channel: Channel = "file") -> dict[str, Any]:
+    """``meta`` with these records fitted on ``channel``'s reviewed audits beside the validation mix's
+    (replacing those of the same precisions)."""
+    if any(record.channel != channel for record in records.values()):
+        raise ValueError(f"a record of another channel filed as the {channel} channel's reviewed record")
+    merged = {**reviewed_calibrations(meta, channel), **records}
+    key = REVIEWED_KEYS[channel]
+    return {**meta, key: {precision: record.to_dict() for precision, record in sorted(merged.items())}}

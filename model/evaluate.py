@@ -266,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     calibration = record.to_dict() if record is not None else None
     samples = args.samples or (calibration["samples"] if calibration else DEFAULT_SAMPLES)
     if args.reviewed is not None:
-        return reviewed_main(net, calibration, args.reviewed, samples, args.out)
+        channels = served_channels(meta, record.precision) if record is not None else {}
+        return reviewed_main(net, channels, args.reviewed, samples, args.out)
     mnist = load_mnist(args.data_dir, args.cache_dir)
     test = mnist.test if args.scale >= 1 else mnist.test.subset(max(8, int(len(mnist.test) * args.scale)))
     result = predict_images(net, test.images, samples, 500, "MNIST test")
@@ -291,11 +292,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def reviewed_main(net: BayesianNet, calibration: dict[str, Any] | None, path: Path, samples: int, out: Path) -> int:
-    if calibration is None:
+def reviewed_main(net: BayesianNet, channels: dict[Channel, Calibration], path: Path, samples: int, out: Path) -> int:
+    if not channels:
         print("the checkpoint has no calibration record: run python -m model.calibrate first")
         return 2
-    report = reviewed_report(net, Calibration.from_dict(calibration), read_export(path), samples)
+    report = reviewed_report(net, channels, read_export(path), samples)
     out.mkdir(parents=True, exist_ok=True)
     (out / "reviewed.json").write_text(json.dumps(report, indent=2) + "\n")
     print(reviewed_markdown(report))

@@ -8,12 +8,14 @@ held-out items, and a checkpoint scored against it. The library behind three com
 
 Each record holds the 28 x 28 the network saw (base64 of 784 bytes), the reviewer's label
 (``0``-``9``, ``not_a_digit``, ``unreadable``), why it was queued (``audit``: drawn at random
-from every answer, with its fraction, maybe referred too; ``referred``: referred and not drawn)
-and the served answer. The checkpoint named (the served one, or a candidate) answers every input
-again under its own refer rule, and the report says, on what people really send:
+from every answer, with its fraction, maybe referred too; ``referred``: referred and not drawn),
+the served answer and its channel (``file``, or ``drawn``: the page's pad; none before channels:
+a file). The checkpoint named (the served one, or a candidate) answers every input again under
+its refer rule for that channel, and the report says, on what people really send:
 
 * **audits** (a uniform sample of the traffic): how often the accepted answers are wrong, the
   served ones and the checkpoint's own, with the Clopper-Pearson 95 % interval, next to alpha;
+  files and drawings apart, each held to its own alpha;
 * **referred digits** (every labelled digit the served model referred): the share the checkpoint
   would accept, and its accuracy on those (the human time it would save, and at what cost);
 * **non-digits** (``not_a_digit``): the share the checkpoint refers (it should be all).
@@ -30,7 +32,7 @@ import hashlib
 import json
 import os
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -38,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from model.binomial import clopper_pearson
-from model.calibration import Calibration
+from model.calibration import CHANNELS, Calibration, Channel
 from model.data import IMAGE_SIZE
 from model.network import BayesianNet
 from model.refer_rule import ReferRule
@@ -59,6 +61,7 @@ class Reviewed:
     referred: list[bool]  # the served answer said refer
     audit_fractions: list[float | None]  # an audit's draw fraction; None otherwise (and for pre-schema-2 audits)
     labelled_at: list[float]  # Unix seconds
+    channels: list[Channel]  # whose refer rule judged it: "file", or "drawn" (the page's pad; older items: "file")
     source: str = ""  # the file or URL it was read from
     sha256: str = ""  # of the export's bytes as read
 
@@ -100,7 +103,7 @@ def split(reviewed: Reviewed, share: float = HELD_OUT_SHARE) -> tuple[Reviewed, 
 def parse_export(data: bytes, source: str) -> Reviewed:
     """NDJSON export bytes; a malformed line raises ValueError naming its number."""
     rows: dict[str, list[Any]] = {name: [] for name in ("inputs", "labels", "reasons", "served", "model_versions",
-                                                        "ids", "referred", "audit_fractions", "labelled_at")}
+                                                        "ids", "referred", "audit_fractions", "labelled_at", "channels")}
     for number, line in enumerate(data.decode().splitlines(), start=1):
         if not line.strip():
             continue
@@ -115,7 +118,8 @@ def parse_export(data: bytes, source: str) -> Reviewed:
                       "referred": bool(record.get("refer", reason == "referred")),
                       "audit_fractions": None if record.get("audit_fraction") is None
                       else float(record["audit_fraction"]),
-                      "labelled_at": float(record.get("labelled_at") or 0.0)}
+                      "labelled_at": float(record.get("labelled_at") or 0.0),
+                      "channels": _channel(record.get("channel"))}
         except (ValueError, KeyError, TypeError) as error:
             raise ValueError(f"{source}:{number}: not a review export record ({error})") from None
         for name, value in values.items():
@@ -123,6 +127,16 @@ def parse_export(data: bytes, source: str) -> Reviewed:
     images = rows.pop("inputs")
     stacked = np.stack(images) if images else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
     return Reviewed(stacked, **rows, source=source, sha256=hashlib.sha256(data).hexdigest())
+
+
+def _channel(raw: object) -> Channel:
+    """An export's ``channel``: items stored before channels have none, and were judged as files."""
+    for channel in CHANNELS:
+        if raw == channel:
+            return channel
+    if raw is None:
+        return "file"
+    raise ValueError(f"unknown channel {raw!r}")
 
 
 def read_export(path: Path) -> Reviewed:
@@ -161,36 +175,48 @@ def _rate(errors: int, trials: int) -> dict[str, Any]:
     return {"n": trials, "wrong": errors, "ratio": errors / trials if trials else None, "lower": lower, "upper": upper}
 
 
-def reviewed_report(net: BayesianNet, calibration: Calibration, reviewed: Reviewed, samples: int,
+def reviewed_report(net: BayesianNet, rules: Mapping[Channel, Calibration], reviewed: Reviewed, samples: int,
                     batch: int = 500) -> dict[str, Any]:
-    """The checkpoint's answers on the labelled inputs, under its refer rule (see the module docstring)."""
+    """The checkpoint's answers on the labelled inputs, each under its channel's refer rule (see the
+    module docstring). The audits' accepted error is each channel's, held to its own alpha: files
+    (``audits``, what the live estimate counts) and drawings on the page's pad (``drawn_audits``)."""
     classes: list[int] = []
     referred: list[bool] = []
     if len(reviewed):
         result = predict_images(net, reviewed.inputs, samples, batch)
         classes = result.mean_probs.argmax(-1).tolist()
-        referred = ReferRule.of(calibration).refers(result.entropy.numpy()).tolist()
+        entropy, at = result.entropy.numpy(), np.array(reviewed.channels)
+        refer = np.zeros(len(reviewed), bool)
+        for channel, rule in rules.items():
+            refer[at == channel] = ReferRule.of(rule).refers(entropy[at == channel])
+        referred = refer.tolist()
     rows = list(zip(reviewed.labels, reviewed.reasons, reviewed.served, classes, referred, reviewed.referred,
-                    strict=True))
+                    reviewed.channels, strict=True))
 
-    def accepted_error(use_served: bool) -> dict[str, Any]:
-        judged = [(label, served if use_served else mine) for label, reason, served, mine, refer, served_refer in rows
-                  if reason == "audit" and label != "unreadable" and not (served_refer if use_served else refer)]
-        return _rate(sum(label != str(answer) for label, answer in judged), len(judged))
+    def audits(channel: Channel) -> dict[str, Any]:
+        def accepted_error(use_served: bool) -> dict[str, Any]:
+            judged = [(label, served if use_served else mine)
+                      for label, reason, served, mine, refer, served_refer, at in rows
+                      if at == channel and reason == "audit" and label != "unreadable"
+                      and not (served_refer if use_served else refer)]
+            return _rate(sum(label != str(answer) for label, answer in judged), len(judged))
 
-    digits = [(label, mine, refer) for label, _, _, mine, refer, served_refer in rows
+        return {"alpha": rules[channel].alpha, "served": accepted_error(True), "checkpoint": accepted_error(False),
+                "checkpoint_refers": sum(refer for _, reason, _, _, refer, _, at in rows
+                                         if at == channel and reason == "audit")}
+
+    digits = [(label, mine, refer) for label, _, _, mine, refer, served_refer, _ in rows
               if served_refer and label.isdigit()]
     kept = [(label, mine) for label, mine, refer in digits if not refer]
-    non_digits = [refer for label, _, _, _, refer, _ in rows if label == "not_a_digit"]
+    non_digits = [refer for label, _, _, _, refer, _, _ in rows if label == "not_a_digit"]
     return {
         "items": len(reviewed), "unreadable": reviewed.labels.count("unreadable"),
-        "served_models": sorted(set(reviewed.model_versions)), "samples": samples, "alpha": calibration.alpha,
-        "audits": {"served": accepted_error(True), "checkpoint": accepted_error(False),
-                   "checkpoint_refers": sum(refer for _, reason, _, _, refer, _ in rows if reason == "audit")},
+        "served_models": sorted(set(reviewed.model_versions)), "samples": samples, "alpha": rules["file"].alpha,
+        "audits": audits("file"), "drawn_audits": audits("drawn"),
         "referred_digits": {"n": len(digits), "checkpoint_accepts": len(kept) / len(digits) if digits else None,
                             "accuracy_of_accepted": (sum(label == str(mine) for label, mine in kept) / len(kept)
                                                      if kept else None),
-                            "served_right": sum(label == str(served) for label, _, served, _, _, served_refer in rows
+                            "served_right": sum(label == str(served) for label, _, served, _, _, served_refer, _ in rows
                                                 if served_refer and label.isdigit())},
         "non_digits": {"n": len(non_digits), "checkpoint_refers": sum(non_digits) / len(non_digits) if non_digits
                        else None},
@@ -201,17 +227,21 @@ def markdown(report: dict[str, Any]) -> str:
     def share(value: float | None) -> str:
         return "–" if value is None else f"{100 * value:.2f} %"
 
-    served, mine = report["audits"]["served"], report["audits"]["checkpoint"]
+    def audit_rows(key: str, what: str) -> list[str]:
+        served, mine = report[key]["served"], report[key]["checkpoint"]
+        return [f"| audits of {what} (alpha {share(report[key]['alpha'])}): served answers wrong | {served['n']} | "
+                f"{share(served['ratio'])} | {share(served['lower'])} – {share(served['upper'])} |",
+                f"| audits of {what}: this checkpoint's accepted answers wrong | {mine['n']} | {share(mine['ratio'])} | "
+                f"{share(mine['lower'])} – {share(mine['upper'])} |"]
+
     return "\n".join([
         f"Reviewed items: {report['items']} ({report['unreadable']} unreadable), served by "
-        f"{', '.join(report['served_models']) or '–'}; promise alpha = {share(report['alpha'])}",
+        f"{', '.join(report['served_models']) or '–'}",
         "",
         "| what | n | value | 95 % interval |",
         "|---|---:|---:|---|",
-        f"| audits: served answers wrong | {served['n']} | {share(served['ratio'])} | "
-        f"{share(served['lower'])} – {share(served['upper'])} |",
-        f"| audits: this checkpoint's accepted answers wrong | {mine['n']} | {share(mine['ratio'])} | "
-        f"{share(mine['lower'])} – {share(mine['upper'])} |",
+        *audit_rows("audits", "files"),
+        *audit_rows("drawn_audits", "drawings"),
         f"| referred digits this checkpoint accepts | {report['referred_digits']['n']} | "
         f"{share(report['referred_digits']['checkpoint_accepts'])} | |",
         f"| … accuracy of those | | {share(report['referred_digits']['accuracy_of_accepted'])} | |",

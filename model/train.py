@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from model.batch_mix import DRY_RUN_CLOSING, DRY_RUN_SIZES, Batch, BatchMix, PoolSizes, TrainingData, build_training_data
 from model.calibrate import CalibrationRequest, fit_refer_rules, mix_channels, with_channel_records
-from model.calibration import DRAWN, REVIEWED
+from model.calibration import DRAWN, REVIEWED, REVIEWED_DRAWN
 from model.checkpoint import load_checkpoint, provenance, save_checkpoint
 from model.data import DEFAULT_CACHE, Mnist, Split
 from model.fine_tune import (
@@ -352,7 +352,8 @@ def fine_tune(args: argparse.Namespace, data: Mnist, config: TrainConfig, sizes:
               "steps": sum(int(epoch.get("steps", 0)) for epoch in result["history"]),
               "train_seconds": round(time.perf_counter() - started, 1)}
     kept = {k: v for k, v in parent_meta.items() if k not in (
-        "calibration", "calibrations", DRAWN, REVIEWED, "metrics", "model_version", "weights_sha256", "fine_tune")}
+        "calibration", "calibrations", DRAWN, REVIEWED, REVIEWED_DRAWN, "metrics", "model_version", "weights_sha256",
+        "fine_tune")}
     return {"net": net, "result": result, "meta": {
         **kept, "train_config": asdict(config), "fine_tune": record,
         "training_data": {**parent_meta.get("training_data", {}), "fine_tune_replay": extra.describe()},

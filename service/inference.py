@@ -25,9 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 
-from model.calibration import Channel
+from model.calibration import Calibration, Channel
 from model.checkpoint import CheckpointError, load_checkpoint
 from model.precision import RUNTIME
+from model.refer_rule import ReferRule
 from service.audit import AuditSampler
 from service.batcher import MicroBatcher
 from service.errors import ImageRejected, ImageTooLarge, RejectedElement
@@ -157,13 +158,12 @@ class Inference:
 
     @property
     def calibrated_on(self) -> str:
-        """What the refer rule in force was fitted on: ``reviewed audits`` (with how many) or the validation mix."""
-        calibration = self.predictor.calibration
-        if calibration is None or self.predictor.rule.threshold != calibration.threshold:
-            return "threshold set by BNN_THRESHOLD"
-        if calibration.provenance is not None:
-            return f"reviewed audits ({calibration.provenance.get('audits_used')} labelled, {calibration.data})"
-        return "validation mix"
+        """What the refer rules in force were fitted on: ``reviewed audits`` (with how many) or the
+        validation mix; each channel's when they differ."""
+        predictor = self.predictor
+        files = _fitted_on(predictor.calibration, predictor.rule)
+        drawings = _fitted_on(predictor.drawn_calibration, predictor.rules["drawn"])
+        return files if drawings == files else f"files: {files}; drawings: {drawings}"
 
     def prepare(self, data: Upload) -> np.ndarray | ImageRejected:
         """One upload -> the network's uint8 ``[28, 28]``, or why it is refused. The per-file byte
@@ -234,3 +234,12 @@ class Inference:
             review_id = self.reviews.submit(prediction, upload, audit, prediction.model_version,
                                            self.auditor.fraction)
         return Answer(prediction, audit, review_id)
+
+
+def _fitted_on(calibration: Calibration | None, rule: ReferRule) -> str:
+    """What one channel's rule was fitted on."""
+    if calibration is None or rule.threshold != calibration.threshold:
+        return "threshold set by BNN_THRESHOLD"
+    if calibration.provenance is not None:
+        return f"reviewed audits ({calibration.provenance.get('audits_used')} labelled, {calibration.data})"
+    return "validation mix"

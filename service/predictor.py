@@ -66,7 +66,8 @@ def served_precision(choice: PrecisionChoice, requested: str, records: dict[str,
 class Predictor:
     def __init__(self, net: BayesianNet, rule: ReferRule, default_samples: int, model_version: str,
                  calibration: Calibration | None = None, expected_referral_rate: float | None = None,
-                 precision: PrecisionChoice = FLOAT32, drawn_rule: ReferRule | None = None):
+                 precision: PrecisionChoice = FLOAT32, drawn_rule: ReferRule | None = None,
+                 drawn_calibration: Calibration | None = None):
         if net.precision != precision.precision:
             raise ValueError(f"the net runs its trunk in {net.precision}, not {precision.precision}")
         self.net = net.eval()
@@ -74,7 +75,8 @@ class Predictor:
         self.rules: dict[Channel, ReferRule] = {"file": rule, "drawn": drawn_rule or rule}
         self.default_samples = default_samples
         self.model_version = model_version
-        self.calibration = calibration
+        self.calibration = calibration  # the file channel's record
+        self.drawn_calibration = drawn_calibration or calibration  # the drawn channel's (what /readyz names)
         self.precision = precision  # the conv trunk's, and why it was chosen
         # the referral rate this rule gave on its calibration split: what monitoring compares the
         # live rate with (None when unknown, e.g. an overridden threshold)
@@ -130,7 +132,7 @@ class Predictor:
             expected_referral_rate = round(1.0 - calibration.validation_coverage, 12)
         samples = default_samples or (calibration.samples if calibration else DEFAULT_SAMPLES)
         return cls(net, rule, samples, str(meta["model_version"]), calibration, expected_referral_rate, choice,
-                   drawn_rule)
+                   drawn_rule, drawn)
 
     def predict(self, digits: list[np.ndarray], samples: int | None = None, spread: bool = False,
                 channel: Channel = "file") -> list[Prediction]:

@@ -155,7 +155,7 @@ def test_each_channel_is_fitted_on_its_own_part_of_the_mix_at_its_alpha():
     assert with_channel_records({}, {"float32": refused}) == {"calibrations": {}, "drawn_calibrations": {}}
 
 
-def test_each_channel_is_served_its_own_record_and_reviewed_audits_serve_both():
+def test_each_channel_is_served_its_own_record_and_its_own_reviewed_one():
     from dataclasses import replace
 
     from model.calibration import (
@@ -172,8 +172,13 @@ def test_each_channel_is_served_its_own_record_and_reviewed_audits_serve_both():
     assert served_channels(meta, "bfloat16") == {}
     assert served_channels(with_calibrations({}, {"float32": file}), "float32") == {"file": file, "drawn": file}  # older
     reviewed = replace(file, threshold=0.2, provenance={"source": "export"})
-    assert served_channels(with_reviewed_calibrations(meta, {"float32": reviewed}), "float32") == {
-        "file": reviewed, "drawn": reviewed}  # what was really sent, every channel together
+    meta = with_reviewed_calibrations(meta, {"float32": reviewed})
+    assert served_channels(meta, "float32") == {"file": reviewed, "drawn": drawn}  # files' audits judge files only
+    reviewed_drawn = replace(drawn, threshold=0.07, provenance={"source": "export"})
+    meta = with_reviewed_calibrations(meta, {"float32": reviewed_drawn}, "drawn")
+    assert served_channels(meta, "float32") == {"file": reviewed, "drawn": reviewed_drawn}
+    with pytest.raises(ValueError, match="another channel"):
+        with_reviewed_calibrations(meta, {"float32": reviewed}, "drawn")
     with pytest.raises(ValueError, match="another channel"):
         with_drawn_calibrations({}, {"float32": file})
     with pytest.raises(ValueError, match="another channel"):

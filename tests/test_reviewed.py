@@ -6,25 +6,29 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from harness.inputs import SHIPPED, load_digit, mnist_fixtures
 from model import calibrate, evaluate
 from model.binomial import clopper_pearson
-from model.calibration import REVIEWED, reviewed_calibrations
-from model.checkpoint import read_metadata
-from model.reviewed import HELD_OUT_SHARE, parse_export, read_export, split, uniform_audits
+from model.calibration import REVIEWED, REVIEWED_DRAWN, drawn_calibrations, reviewed_calibrations, served_channels
+from model.checkpoint import as_served, load_checkpoint, read_metadata
+from model.reviewed import HELD_OUT_SHARE, parse_export, read_export, reviewed_report, split, uniform_audits
+from model.scoring import predict_images
 
 
 def record(pixels: np.ndarray, label: str, reason: str, predicted: int, item_id: str = "x",
-           audit_fraction: float | None = 0.02, refer: bool | None = None) -> str:
+           audit_fraction: float | None = 0.02, refer: bool | None = None, channel: str | None = None) -> str:
     return json.dumps({"id": item_id, "reason": reason, "label": label, "predicted": predicted,
                        "model_version": "served", "refer": reason == "referred" if refer is None else refer,
                        "audit_fraction": audit_fraction if reason == "audit" else None, "labelled_at": 1.8e9,
-                       "input": base64.b64encode(pixels.astype(np.uint8).tobytes()).decode(), "file": None})
+                       "input": base64.b64encode(pixels.astype(np.uint8).tobytes()).decode(), "file": None,
+                       **({} if channel is None else {"channel": channel})})
 
 
 def test_the_export_scores_audits_referred_digits_and_non_digits(tmp_path: Path) -> None:
@@ -48,6 +52,29 @@ def test_the_export_scores_audits_referred_digits_and_non_digits(tmp_path: Path)
     assert report["non_digits"] == {"n": 1, "checkpoint_refers": 1.0}
     assert report["referred_digits"]["n"] == 1 and report["referred_digits"]["checkpoint_accepts"] == 1.0
     assert report["referred_digits"]["accuracy_of_accepted"] == 1.0
+    assert report["drawn_audits"]["served"]["n"] == 0 and report["drawn_audits"]["alpha"] == 0.004
+
+
+def test_each_audit_is_judged_by_its_channels_rule(tmp_path: Path) -> None:
+    """The same digit as a file and as a drawing: with the file threshold at its entropy and the drawn
+    one below, the checkpoint accepts the file and refers the drawing."""
+    net, meta = load_checkpoint(SHIPPED)
+    rules = served_channels(meta, "float32")
+    served = as_served(net, rules["file"], "float32")
+    fixture, label = mnist_fixtures()[0]
+    pixels = np.array(load_digit(fixture))
+    torch.manual_seed(0)  # the draws the report makes below: both copies in one pass
+    as_file, as_drawing = predict_images(served, np.stack([pixels, pixels]), 50).entropy.tolist()
+    assert as_drawing > 0
+    rules = {"file": replace(rules["file"], threshold=as_file), "drawn": replace(rules["drawn"], threshold=as_drawing / 2)}
+    export = tmp_path / "two.ndjson"
+    export.write_text(record(pixels, str(label), "audit", label, "a") + "\n"
+                      + record(pixels, str(label), "audit", label, "b", channel="drawn") + "\n")
+    torch.manual_seed(0)
+    report = reviewed_report(served, rules, read_export(export), 50)
+    assert report["audits"]["checkpoint"]["n"] == 1 and report["audits"]["checkpoint_refers"] == 0
+    assert report["drawn_audits"]["checkpoint"]["n"] == 0 and report["drawn_audits"]["checkpoint_refers"] == 1
+    assert report["drawn_audits"]["served"]["n"] == 1  # its served answer was accepted: it counts
 
 
 def test_a_malformed_line_is_named(tmp_path: Path) -> None:
@@ -98,13 +125,14 @@ def test_audits_at_different_fractions_become_one_uniform_sample() -> None:
     assert not any(item_id.startswith("r") for item_id in audits.ids)
 
 
-def audits_export(path: Path, count: int, wrong_label: str | None = None, wrong: int = 0) -> Path:
+def audits_export(path: Path, count: int, wrong_label: str | None = None, wrong: int = 0, drawn: int = 0) -> Path:
+    """``count`` audits of files (no channel: as exported before channels), then ``drawn`` of drawings."""
     digits = [(load_digit(fixture), label) for fixture, label in mnist_fixtures()]
     lines = []
-    for n in range(count):
+    for n in range(count + drawn):
         pixels, label = digits[n % len(digits)]
         lines.append(record(pixels, wrong_label if n < wrong and wrong_label else str(label), "audit", label,
-                            item_id=f"audit{n:05d}"))
+                            item_id=f"audit{n:05d}", channel="drawn" if n >= count else None))
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -123,8 +151,9 @@ def test_recalibration_refuses_saying_how_many_more_audits_it_needs(tmp_path: Pa
     assert calibrate.main(["--checkpoint", str(checkpoint), "--reviewed", str(export), "--precision", "float32"]) == 2
     said = capsys.readouterr()
     assert "100 audits with their fraction" in said.out
-    assert "at least 1497" in said.err and "1397 more" in said.err
-    assert REVIEWED not in read_metadata(checkpoint)
+    assert "file channel: 100 labelled audits" in said.err and "at least 1497" in said.err and "1397 more" in said.err
+    assert "drawn channel: 0 labelled audits" in said.err and "at least 748" in said.err  # its alpha: 0.4 %
+    assert REVIEWED not in read_metadata(checkpoint) and REVIEWED_DRAWN not in read_metadata(checkpoint)
 
 
 def test_recalibration_on_audits_is_recorded_with_provenance_and_served(tmp_path: Path) -> None:
@@ -144,7 +173,30 @@ def test_recalibration_on_audits_is_recorded_with_provenance_and_served(tmp_path
     assert record_.accepted_error_upper_bound is not None and record_.accepted_error_upper_bound < 0.002
     served = Predictor.from_checkpoint(checkpoint, precision="float32")
     assert served.calibration == record_ and served.threshold == record_.threshold
+    # no drawn audits: the page's drawings keep the rule fitted on the validation mix's pen drawings
+    drawn = drawn_calibrations(read_metadata(checkpoint))["float32"]
+    assert served.rules["drawn"].threshold == drawn.threshold != record_.threshold
 
+
+def test_each_channel_is_recalibrated_on_its_own_audits_at_its_own_alpha(tmp_path: Path, capsys) -> None:
+    """1,600 file audits and 800 drawn ones (enough for the drawn channel's 0.4 %, not for 0.2 %):
+    each channel's record is fitted on its audits alone, and served to that channel."""
+    from service.predictor import Predictor
+
+    checkpoint = shipped_copy(tmp_path)
+    export = audits_export(tmp_path / "audits.ndjson", 1600, drawn=800)
+    assert calibrate.main(["--checkpoint", str(checkpoint), "--reviewed", str(export), "--precision", "float32",
+                           "--samples", "20"]) == 0
+    meta = read_metadata(checkpoint)
+    file, drawn = reviewed_calibrations(meta)["float32"], reviewed_calibrations(meta, "drawn")["float32"]
+    assert (file.channel, file.validation_size, file.alpha) == ("file", 1600, 0.002)
+    assert (drawn.channel, drawn.validation_size, drawn.alpha) == ("drawn", 800, 0.004)
+    assert (drawn.provenance or {})["audits_used"] == 800
+    assert drawn.familiar_mass == drawn_calibrations(meta)["float32"].familiar_mass  # the drawn reason rule kept
+    served = Predictor.from_checkpoint(checkpoint, precision="float32")
+    assert served.rules["file"].threshold == file.threshold and served.rules["drawn"].threshold == drawn.threshold
+    said = capsys.readouterr().out
+    assert "file channel, float32: threshold" in said and "on 1600 audits" in said and "on 800 audits" in said
 
 def test_an_accepted_not_a_digit_counts_as_an_error(tmp_path: Path, capsys) -> None:
     """20 of 1,600 confidently read digits labelled not_a_digit: 1.25 % errors the model is sure of;
