@@ -7,7 +7,8 @@ import pytest
 COMMANDS = ["model.calibrate", "model.evaluate", "model.train", "model.synth.upload_simulator", "bench.calibration_sources",
             "bench.compare_designs", "bench.drawn_digits", "bench.fuzz", "bench.interleaved", "bench.precision_agreement",
             "bench.predictive_pass", "bench.profile_predict", "bench.review", "bench.review_defaults", "bench.service",
-            "bench.soak", "bench.train_speed", "bench.model_swap", "bench.capacity", "bench.printed_glyphs", "service.admin"]
+            "bench.soak", "bench.train_speed", "bench.model_swap", "bench.capacity", "bench.printed_glyphs",
+            "bench.beyond_entropy", "service.admin"]
 
 
 @pytest.mark.parametrize("module", COMMANDS)
