@@ -18,7 +18,7 @@ threshold alone also refers more letters):
 
 The reference is training data, the thresholds are set on validation, the report families are
 the test families of ``make evaluate`` (float32, in process, the file channel's rule). About
-3 minutes with the pools cached (``make train`` or ``make evaluate`` renders them).
+2 minutes with the pools cached (``make train`` or ``make evaluate`` renders them).
 """
 
 from __future__ import annotations
