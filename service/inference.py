@@ -116,7 +116,9 @@ class Inference:
         predictor = self.predictor
         self.metrics.publish_model(predictor.model_version, predictor.rule.threshold, predictor.expected_referral_rate,
                                    self.auditor.fraction, predictor.calibration.alpha if predictor.calibration else None,
-                                   precision=predictor.precision.precision, runtime=RUNTIME)
+                                   precision=predictor.precision.precision, runtime=RUNTIME,
+                                   drawn_accepted_error_target=predictor.drawn_calibration.alpha
+                                   if predictor.drawn_calibration else None)
         drawn = predictor.rules["drawn"]
         log.info("model %s live, threshold %.4g nats for files and %.4g for drawings (calibrated on %s), familiar "
                  "mass %s and %s, N=%d, precision %s (runtime %s; %s)", predictor.model_version,

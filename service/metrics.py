@@ -86,8 +86,11 @@ class Metrics:
                                 "its conv trunk runs in and the runtime", ["model_version", "precision", "runtime"],
                                 registry=registry, multiprocess_mode="max")
         self.accepted_error_target = Gauge(
-            "bnn_accepted_error_target", "The calibrated promise: accepted answers wrong at most this often (alpha; "
-            "NaN if the checkpoint states none)", registry=registry, multiprocess_mode="max")
+            "bnn_accepted_error_target", "The file channel's calibrated promise: accepted answers wrong at most this "
+            "often (alpha; NaN if the checkpoint states none)", registry=registry, multiprocess_mode="max")
+        self.drawn_accepted_error_target = Gauge(
+            "bnn_drawn_accepted_error_target", "The drawn channel's calibrated promise (drawings on the page's pad; "
+            "alpha; NaN if the checkpoint states none)", registry=registry, multiprocess_mode="max")
     def _review(self, registry: CollectorRegistry) -> None:
         """The review queue (service/review/): counted where it happens, its state read from the store at each
         scrape, and the live accepted error from the audit labels."""
@@ -124,6 +127,18 @@ class Metrics:
                                          "of the live accepted error", registry=registry, multiprocess_mode="mostrecent")
         self.audited_error_upper = Gauge("bnn_audited_accepted_error_ratio_upper", "Clopper-Pearson 95 % upper bound "
                                          "of the live accepted error", registry=registry, multiprocess_mode="mostrecent")
+        self.drawn_audited = Gauge("bnn_drawn_audited_accepted_labels", "Labelled audits of drawings on the page's pad "
+                                   "(the drawn channel) that count toward its live accepted error", registry=registry,
+                                   multiprocess_mode="mostrecent")
+        self.drawn_audited_error = Gauge("bnn_drawn_audited_accepted_error_ratio", "The drawn channel's live error "
+                                         "of accepted answers (NaN before the first label)", registry=registry,
+                                         multiprocess_mode="mostrecent")
+        self.drawn_audited_error_lower = Gauge("bnn_drawn_audited_accepted_error_ratio_lower", "Clopper-Pearson 95 % "
+                                               "lower bound of the drawn channel's live accepted error",
+                                               registry=registry, multiprocess_mode="mostrecent")
+        self.drawn_audited_error_upper = Gauge("bnn_drawn_audited_accepted_error_ratio_upper", "Clopper-Pearson 95 % "
+                                               "upper bound of the drawn channel's live accepted error",
+                                               registry=registry, multiprocess_mode="mostrecent")
     def _shadow(self, registry: CollectorRegistry) -> None:
         """The shadow (``service/shadow.py``): the candidate's answers to a sample of live traffic, compared."""
         self.shadow_compared = Counter(
@@ -181,9 +196,11 @@ class Metrics:
 
     def publish_model(self, model_version: str, threshold: float, expected_referral_rate: float | None,
                       audit_fraction: float, accepted_error_target: float | None = None, precision: str = "float32",
-                      runtime: str = "pytorch") -> None:
+                      runtime: str = "pytorch", drawn_accepted_error_target: float | None = None) -> None:
         """The loaded model's facts, as gauges (an unknown expected rate or target is NaN)."""
         self.accepted_error_target.set(float("nan") if accepted_error_target is None else accepted_error_target)
+        self.drawn_accepted_error_target.set(float("nan") if drawn_accepted_error_target is None
+                                             else drawn_accepted_error_target)
         self.threshold.set(threshold)
         self.expected_referral_rate.set(float("nan") if expected_referral_rate is None else expected_referral_rate)
         self.audit_fraction.set(audit_fraction)

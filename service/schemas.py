@@ -148,9 +148,10 @@ class AcceptedErrorOut(BaseModel):
     confidence: float
     legacy: int = Field(description="labelled accepted audits stored before audits carried their draw fraction: "
                                     "left out")
-    drawn: int = Field(0, description="labelled accepted audits of drawings on the page's pad (channel 'drawn', "
-                                      "promised another alpha): left out of this estimate, which is the files'")
-    target: float | None = Field(description="the file channel's calibrated promise (alpha): accepted files wrong at "
+    drawn: int = Field(0, description="in the files' estimate: labelled accepted audits of drawings on the page's "
+                                      "pad (channel 'drawn', promised another alpha), left out of it (0 in the "
+                                      "drawn channel's)")
+    target: float | None = Field(description="the channel's calibrated promise (alpha): its accepted answers wrong at "
                                              "most this often; broken with confidence when lower > target")
 
 
@@ -162,7 +163,9 @@ class ReviewStatsOut(BaseModel):
     done_today: dict[str, int] = Field(description="labels since 00:00 UTC, by reviewer")
     agreement: float | None = Field(description="share of labelled items (unreadable left out) whose label is the "
                                                 "answer's class")
-    accepted_error: AcceptedErrorOut
+    accepted_error: AcceptedErrorOut = Field(description="the file channel's: audits of files a client posted")
+    drawn_accepted_error: AcceptedErrorOut = Field(description="the drawn channel's: audits of drawings on the try-it "
+                                                               "page's pad, held to its own promise (target)")
     referrals: dict[str, dict[str, int]] = Field(description="what the referred items were, by refer_reason and "
                                                              "'all': right (the answer was right after all), wrong "
                                                              "(another digit), not_a_digit, unreadable")

@@ -336,9 +336,10 @@ def test_what_the_page_sends_reaches_the_review_page_and_keys_label_it(browser, 
                 labelled.append(item_id)
             page.wait_for_selector("#empty:not([hidden])", timeout=10_000)
             review.shows("#done-today", "5 by you")
-            # the drawn 7 is the drawn channel's, promised another alpha: out of the files' accepted error
+            # the drawn 7 is the drawn channel's, promised another alpha: its own estimate, not the files'
             review.shows("#accepted-error", "0 of 3")
-            review.shows("#accepted-error", "(files only; 1 drawing left out)")
+            review.shows("#drawn-accepted-error", "0 of 1")
+            review.shows("#drawn-accepted-error", "promise ≤ 0.40 %")
         assert sorted(labelled) == sorted(truth)
         stats = httpx.get(url + "/review/stats", headers=bearer()).json()
         audits = Counter(label for item_id, label in truth.items() if item_id != referred["review_id"])
@@ -348,6 +349,7 @@ def test_what_the_page_sends_reaches_the_review_page_and_keys_label_it(browser, 
         assert stats["referrals"]["all"]["not_a_digit"] == 1
         error = stats["accepted_error"]
         assert (error["audited"], error["wrong"], error["drawn"]) == (3, 0, 1)
+        assert (stats["drawn_accepted_error"]["audited"], stats["drawn_accepted_error"]["wrong"]) == (1, 0)
         metrics = parse_samples(httpx.get(url + "/metrics").text)
         assert value(metrics, "bnn_audited_accepted_labels") == 3
         assert value(metrics, "bnn_audited_accepted_error_ratio") == 0

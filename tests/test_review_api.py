@@ -187,6 +187,14 @@ def test_stats_and_gauges_follow_the_labels_against_a_hand_count(client: TestCli
     assert metric(client, "bnn_audited_accepted_error_ratio_upper") == pytest.approx(upper, abs=1e-9)
     assert metric(client, "bnn_audited_accepted_labels") == 4
     assert metric(client, "bnn_accepted_error_target") == 0.002
+    # the drawing labelled not_a_digit was accepted: the drawn channel's own estimate, 1 wrong of 1, against 0.4 %
+    drawn = stats["drawn_accepted_error"]
+    assert (drawn["audited"], drawn["wrong"], drawn["ratio"], drawn["drawn"], drawn["target"]) == (1, 1, 1.0, 0, 0.004)
+    assert drawn["lower"] == pytest.approx(0.025, abs=1e-9) and drawn["upper"] == 1.0  # Clopper-Pearson at 1 of 1
+    assert metric(client, "bnn_drawn_audited_accepted_error_ratio") == 1.0
+    assert metric(client, "bnn_drawn_audited_accepted_error_ratio_lower") == pytest.approx(0.025, abs=1e-9)
+    assert metric(client, "bnn_drawn_audited_accepted_labels") == 1
+    assert metric(client, "bnn_drawn_accepted_error_target") == 0.004
     assert metric(client, "bnn_review_labels_total", reason="audit", outcome="wrong") == 1
     assert metric(client, "bnn_review_labels_total", reason="audit", outcome="not_a_digit") == 3  # referred, drawn
     assert metric(client, "bnn_review_enqueued_total", reason="audit") == 7

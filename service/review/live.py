@@ -10,9 +10,10 @@ period sampled more densely; the interval is then Clopper-Pearson at Kish's effe
 stored before schema 2 (drawn from accepted answers at a fraction that was not kept) are counted
 apart (``legacy``) and left out. An audited answer is wrong when the reviewer's label differs
 from the answer's class, ``not_a_digit`` included (the service accepted something that is not a
-digit); ``unreadable`` ones are left out of n (nobody can say) and counted apart. So are the
-audits of drawings on the page's pad (``drawn``): their channel is promised another alpha, and
-the estimate is checked against the file channel's (``bnn_accepted_error_target``).
+digit); ``unreadable`` ones are left out of n (nobody can say) and counted apart. Each channel
+has its own estimate, held to its own promise: files (``bnn_accepted_error_target``) and the
+audits of drawings on the page's pad (``drawn``, ``bnn_drawn_accepted_error_target``), which the
+files' estimate leaves out and counts.
 """
 
 from __future__ import annotations

@@ -127,6 +127,11 @@ class ReviewQueue:
         m.audited_error.set(float("nan") if accepted.ratio is None else accepted.ratio)
         m.audited_error_lower.set(accepted.lower)
         m.audited_error_upper.set(accepted.upper)
+        drawn = stats.drawn_accepted_error
+        m.drawn_audited.set(drawn.audited)
+        m.drawn_audited_error.set(float("nan") if drawn.ratio is None else drawn.ratio)
+        m.drawn_audited_error_lower.set(drawn.lower)
+        m.drawn_audited_error_upper.set(drawn.upper)
         return stats
 
     # -- the prediction's side: no I/O --------------------------------------------------------

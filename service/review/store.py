@@ -97,10 +97,12 @@ class Stats:
     labelled: dict[str, dict[str, int]]  # by reason, then label
     done_today: dict[str, int]  # labels since 00:00 UTC, by reviewer
     agreement: float | None  # share of labelled items (unreadable left out) whose label is the answer's class
-    accepted_error: AcceptedError  # from the audit labels
+    accepted_error: AcceptedError  # from the audit labels of files (the file channel's promise)
     referrals: dict[str, dict[str, int]]  # by refer_reason (and "all"): right / wrong / not_a_digit / unreadable
     stored_items: int
     stored_bytes: int
+    # from the audit labels of drawings on the page's pad (the drawn channel's promise)
+    drawn_accepted_error: AcceptedError = field(default_factory=lambda: AcceptedError.of(0, 0))
     generated: float = field(default_factory=time.time)
 
 
@@ -320,31 +322,35 @@ class ReviewStore:
                 waiting[reason] = waiting.get(reason, 0) + count
         labelled: dict[str, dict[str, int]] = {reason: {} for reason in REASONS}
         referrals: dict[str, dict[str, int]] = {}
-        strata: dict[float, tuple[int, int]] = {}  # accepted audits by draw fraction: (wrong, audited)
-        unreadable = legacy = drawn = agreed = judged = 0
+        # accepted audits by channel, then draw fraction: (wrong, audited); each channel has its own promise
+        strata: dict[str, dict[float, tuple[int, int]]] = {"file": {}, "drawn": {}}
+        unreadable = {"file": 0, "drawn": 0}
+        legacy = agreed = judged = 0
         for reason, refer, fraction, refer_reason, predicted, label, channel, count in labelled_rows:
             labelled.setdefault(reason, {})[label] = labelled[reason].get(label, 0) + count
             result = outcome(label, predicted)
             if result != "unreadable":
                 judged += count
                 agreed += count if result == "right" else 0
-            if reason == "audit" and not refer:  # the live accepted error: accepted audits of files only
-                if channel == "drawn":  # the page's drawings: promised another alpha, counted apart
-                    drawn += count
-                elif result == "unreadable":
-                    unreadable += count
+            if reason == "audit" and not refer:  # the live accepted error, each channel's apart
+                at = "drawn" if channel == "drawn" else "file"  # items stored before channels: files
+                if result == "unreadable":
+                    unreadable[at] += count
                 elif fraction is None:
-                    legacy += count
+                    legacy += count  # only files were stored before audits kept their fraction
                 else:
-                    wrong, audited = strata.get(fraction, (0, 0))
-                    strata[fraction] = (wrong + (0 if result == "right" else count), audited + count)
+                    wrong, audited = strata[at].get(fraction, (0, 0))
+                    strata[at][fraction] = (wrong + (0 if result == "right" else count), audited + count)
             if refer:  # what referrals were: every referred item, audited or not
                 for key in (refer_reason or "uncertain", "all"):
                     bucket = referrals.setdefault(key, dict.fromkeys(OUTCOMES, 0))
                     bucket[result] += count
+        drawn_accepted = AcceptedError.weighted(strata["drawn"], unreadable["drawn"])
         return Stats(waiting=waiting, claimed=claimed, labelled=labelled, done_today=today,
                      agreement=agreed / judged if judged else None,
-                     accepted_error=AcceptedError.weighted(strata, unreadable, legacy, drawn), referrals=referrals,
+                     accepted_error=AcceptedError.weighted(strata["file"], unreadable["file"], legacy,
+                                                           drawn_accepted.audited + drawn_accepted.unreadable),
+                     drawn_accepted_error=drawn_accepted, referrals=referrals,
                      stored_items=stored_items, stored_bytes=stored_bytes, generated=now)
 
     async def export_page(self, since: float, after: tuple[float, str] | None, limit: int) -> list[dict[str, Any]]:

@@ -25,7 +25,7 @@ from PIL import Image
 from service.deps import token_holder
 from service.errors import ReviewUnauthorized, ReviewUnavailable
 from service.metrics import Metrics
-from service.review.live import outcome
+from service.review.live import AcceptedError, outcome
 from service.review.queue import ReviewQueue
 from service.review.store import Item, ItemConflict, ItemNotFound
 from service.routes.page import STATIC
@@ -169,16 +169,22 @@ async def review_stats(request: Request, queue: Queue, who: Reviewer) -> ReviewS
     with store_errors():
         stats = await queue.store.stats()
     inference = request.app.state.inference
-    calibration = inference.predictor.calibration if inference is not None else None
-    error = stats.accepted_error
+    predictor = inference.predictor if inference is not None else None
+    files = predictor.calibration if predictor is not None else None
+    drawings = predictor.drawn_calibration if predictor is not None else None
     return ReviewStatsOut(
         reviewer=who, waiting=stats.waiting, claimed=stats.claimed, labelled=stats.labelled,
         done_today=stats.done_today, agreement=stats.agreement, referrals=stats.referrals,
-        accepted_error=AcceptedErrorOut(audited=error.audited, wrong=error.wrong, unreadable=error.unreadable,
-                                        ratio=error.ratio, lower=error.lower, upper=error.upper,
-                                        confidence=error.confidence, legacy=error.legacy, drawn=error.drawn,
-                                        target=calibration.alpha if calibration is not None else None),
+        accepted_error=accepted_error_out(stats.accepted_error, files.alpha if files is not None else None),
+        drawn_accepted_error=accepted_error_out(stats.drawn_accepted_error,
+                                                drawings.alpha if drawings is not None else None),
         stored_items=stats.stored_items, stored_bytes=stats.stored_bytes, buffered=queue.backlog)
+
+
+def accepted_error_out(error: AcceptedError, target: float | None) -> AcceptedErrorOut:
+    return AcceptedErrorOut(audited=error.audited, wrong=error.wrong, unreadable=error.unreadable, ratio=error.ratio,
+                            lower=error.lower, upper=error.upper, confidence=error.confidence, legacy=error.legacy,
+                            drawn=error.drawn, target=target)
 
 
 @router.get("/export", response_class=StreamingResponse, responses={200: {

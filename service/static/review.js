@@ -47,12 +47,15 @@ async function refreshStats() {
   const all = Object.values(stats.done_today).reduce((a, b) => a + b, 0);
   $("done-today").textContent = `${mine} by you, ${all} in all`;
   $("agreement").textContent = percent(stats.agreement);
-  const error = stats.accepted_error;
-  $("accepted-error").textContent = error.audited === 0 ? "no audit labelled yet"
+  // each channel is held to its own promise: files, and drawings on the page's pad
+  $("accepted-error").textContent = acceptedError(stats.accepted_error);
+  $("drawn-accepted-error").textContent = acceptedError(stats.drawn_accepted_error);
+}
+
+function acceptedError(error) {
+  return error.audited === 0 ? "no audit labelled yet"
     : `${error.wrong} of ${error.audited} (${percent(error.lower, 2)} – ${percent(error.upper, 2)})`
-      + (error.target !== null ? `, promise ≤ ${percent(error.target, 2)}` : "")
-      // drawings on the page's pad are promised another alpha: not in the files' estimate
-      + (error.drawn ? ` (files only; ${error.drawn} drawing${error.drawn === 1 ? "" : "s"} left out)` : "");
+      + (error.target !== null ? `, promise ≤ ${percent(error.target, 2)}` : "");
 }
 
 function releaseImages() {
