@@ -119,7 +119,8 @@ def parse_export(data: bytes, source: str) -> Reviewed:
                       "audit_fractions": None if record.get("audit_fraction") is None
                       else float(record["audit_fraction"]),
                       "labelled_at": float(record.get("labelled_at") or 0.0),
-                      "channels": _channel(record.get("channel"))}
+                      # exports before the field named it only in the answer; before channels, nowhere
+                      "channels": _channel(record.get("channel", (record.get("answer") or {}).get("channel")))}
         except (ValueError, KeyError, TypeError) as error:
             raise ValueError(f"{source}:{number}: not a review export record ({error})") from None
         for name, value in values.items():

@@ -20,6 +20,7 @@ from pydantic import SecretStr
 
 from harness.inputs import digit_pngs, noise_png
 from harness.server import wait_for
+from model.reviewed import parse_export
 from service.app import create_app
 from service.settings import Settings
 from tests.metrics_text import parse_samples, value
@@ -203,13 +204,18 @@ def test_stats_and_gauges_follow_the_labels_against_a_hand_count(client: TestCli
 
 def test_export_is_ndjson_of_the_labelled_items_since(client: TestClient) -> None:
     answers = [predict(client, noise_png(seed)) for seed in range(3)]
-    stored(client, 3)
-    for answer in answers[:2]:
+    drawing = client.post("/predict?channel=drawn", content=noise_png(9), headers={"content-type": "image/png"}).json()
+    stored(client, 4)
+    for answer in [*answers[:2], drawing]:
         client.post(f"/review/items/{answer['review_id']}/label", json={"label": "unreadable"}, headers=bearer())
     response = client.get("/review/export", headers=bearer())
     assert response.headers["content-type"] == "application/x-ndjson"
     records = [json.loads(line) for line in response.text.splitlines()]
-    assert sorted(r["id"] for r in records) == sorted(a["review_id"] for a in answers[:2])
+    assert sorted(r["id"] for r in records) == sorted(a["review_id"] for a in [*answers[:2], drawing])
+    # each record names its channel: what model.calibrate --reviewed fits each channel's rule on
+    assert {r["id"]: r["channel"] for r in records} == {**{a["review_id"]: "file" for a in answers[:2]},
+                                                       drawing["review_id"]: "drawn"}
+    assert parse_export(response.content, "export").channels.count("drawn") == 1
     assert len(base64.b64decode(records[0]["input"])) == 784 and base64.b64decode(records[0]["file"])[:4] == b"\x89PNG"
     later = client.get("/review/export", params={"since": records[-1]["labelled_at"] + 1}, headers=bearer())
     assert later.status_code == 200 and later.text == ""

@@ -77,6 +77,18 @@ def test_each_audit_is_judged_by_its_channels_rule(tmp_path: Path) -> None:
     assert report["drawn_audits"]["served"]["n"] == 1  # its served answer was accepted: it counts
 
 
+def test_the_channel_is_read_from_the_record_or_its_answer() -> None:
+    """Exports name the channel; earlier ones only in the answer, and those before channels nowhere (files)."""
+    pixels = np.zeros((28, 28), np.uint8)
+    lines = [record(pixels, "1", "audit", 1, "a", channel="drawn"), record(pixels, "1", "audit", 1, "b")]
+    answer_only = json.loads(record(pixels, "1", "audit", 1, "c"))
+    answer_only["answer"] = {"class": 1, "channel": "drawn"}
+    lines.append(json.dumps(answer_only))
+    assert parse_export("\n".join(lines).encode(), "x").channels == ["drawn", "file", "drawn"]
+    with pytest.raises(ValueError, match="unknown channel 'pad'"):
+        parse_export(record(pixels, "1", "audit", 1, "d", channel="pad").encode(), "x")
+
+
 def test_a_malformed_line_is_named(tmp_path: Path) -> None:
     export = tmp_path / "bad.ndjson"
     export.write_text(record(np.zeros((28, 28)), "3", "audit", 3) + "\n{\"label\": 3}\n")

@@ -130,7 +130,7 @@ def export_record(row: Any, pictures: Any = None) -> dict[str, Any]:
         "id": row.id, "reason": row.reason, "refer_reason": row.refer_reason, "label": row.label,
         "labelled_by": row.labelled_by, "labelled_at": row.labelled_at, "created": row.created,
         "predicted": row.predicted, "entropy": row.entropy, "model_version": row.model_version,
-        "refer": bool(row.refer), "audit_fraction": row.audit_fraction,
+        "refer": bool(row.refer), "audit_fraction": row.audit_fraction, "channel": row.channel or "file",
         "answer": json.loads(row.answer), "shadow": json.loads(row.shadow) if row.shadow else None,
         "input_shape": [28, 28],
         "input": base64.b64encode(pictures.input).decode(),

@@ -190,8 +190,8 @@ def accepted_error_out(error: AcceptedError, target: float | None) -> AcceptedEr
 @router.get("/export", response_class=StreamingResponse, responses={200: {
     "content": {"application/x-ndjson": {}},
     "description": "one labelled item a line: id, reason, refer_reason, label, labelled_by, labelled_at, created, "
-                   "predicted, entropy, model_version, answer, input (base64 of the 784-byte 28 x 28, row-major), "
-                   "file (base64 of the upload, or null)"}})
+                   "predicted, entropy, model_version, refer, audit_fraction, channel, answer, shadow, input (base64 "
+                   "of the 784-byte 28 x 28, row-major), file (base64 of the upload, or null)"}})
 async def export(queue: Queue, who: Reviewer, since: Annotated[datetime | None, Query(
         description="labelled at or after this (ISO 8601, or Unix seconds); default: everything")] = None,
                  ) -> StreamingResponse:
