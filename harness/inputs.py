@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from harness.images import encode
+from model.calibration import DRAWN
 from model.precision import choose_precision
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,7 +28,7 @@ def shipped_calibration(precision: str | None = None, channel: str = "file") -> 
     """The shipped checkpoint's calibration record for ``precision`` (None: the one a service here
     serves) and ``channel`` (``file``, or ``drawn``: the page's drawings)."""
     meta = json.loads(SHIPPED.with_suffix(".json").read_text())
-    key = "drawn_calibrations" if channel == "drawn" else "calibrations"
+    key = DRAWN if channel == "drawn" else "calibrations"
     return dict(meta[key][precision or expected_precision()])
 
 

@@ -31,6 +31,14 @@ Channel = Literal["file", "drawn"]
 CHANNELS: tuple[Channel, ...] = ("file", "drawn")
 
 
+def channel_of(raw: object) -> Channel:
+    """``raw`` (a request's or an export's value) as a channel; ValueError for anything else."""
+    for channel in CHANNELS:
+        if raw == channel:
+            return channel
+    raise ValueError(f"unknown channel {raw!r} (one of {', '.join(CHANNELS)})")
+
+
 @dataclass(frozen=True)
 class Calibration:
     """The refer rule and what it promised on its calibration data."""
@@ -150,18 +158,19 @@ def with_calibrations(meta: dict[str, Any], records: Mapping[str, Calibration]) 
 
 def with_drawn_calibrations(meta: dict[str, Any], records: Mapping[str, Calibration]) -> dict[str, Any]:
     """``meta`` with these drawn-channel records (replacing those of the same precisions)."""
-    if any(record.channel != "drawn" for record in records.values()):
-        raise ValueError("a record of another channel filed as drawn")
-    merged = {**drawn_calibrations(meta), **records}
-    return {**meta, DRAWN: {precision: record.to_dict() for precision, record in sorted(merged.items())}}
+    return _with_records(meta, DRAWN, "drawn", records)
 
 
 def with_reviewed_calibrations(meta: dict[str, Any], records: Mapping[str, Calibration],
                                channel: Channel = "file") -> dict[str, Any]:
     """``meta`` with these records fitted on ``channel``'s reviewed audits beside the validation mix's
     (replacing those of the same precisions)."""
+    return _with_records(meta, REVIEWED_KEYS[channel], channel, records)
+
+
+def _with_records(meta: dict[str, Any], key: str, channel: Channel, records: Mapping[str, Calibration]) -> dict[str, Any]:
+    """``meta`` with ``channel``'s ``records`` merged into those under ``key`` (by precision)."""
     if any(record.channel != channel for record in records.values()):
-        raise ValueError(f"a record of another channel filed as the {channel} channel's reviewed record")
-    merged = {**reviewed_calibrations(meta, channel), **records}
-    key = REVIEWED_KEYS[channel]
+        raise ValueError(f"a record of another channel filed under {key}")
+    merged = {**_records(meta.get(key, {}), key, channel), **records}
     return {**meta, key: {precision: record.to_dict() for precision, record in sorted(merged.items())}}

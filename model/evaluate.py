@@ -265,8 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     net = as_served(loaded, record, args.precision).to(args.device)  # the trunk's precision, its temperature
     calibration = record.to_dict() if record is not None else None
     samples = args.samples or (calibration["samples"] if calibration else DEFAULT_SAMPLES)
+    channels = served_channels(meta, record.precision) if record is not None else {}  # each channel's rule
     if args.reviewed is not None:
-        channels = served_channels(meta, record.precision) if record is not None else {}
         return reviewed_main(net, channels, args.reviewed, samples, args.out)
     mnist = load_mnist(args.data_dir, args.cache_dir)
     test = mnist.test if args.scale >= 1 else mnist.test.subset(max(8, int(len(mnist.test) * args.scale)))
@@ -280,8 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     report["plots"] = [] if args.no_plots else write_plots(report, result, test, ood, args.out)
     if not args.no_uploads:
-        sections, plots = served_sections(net, mnist, fashion, served_channels(meta, record.precision) if record else {},
-                                          samples, args.drawings, args.workers,
+        sections, plots = served_sections(net, mnist, fashion, channels, samples, args.drawings, args.workers,
                                           args.cache_dir, args.scale, None if args.no_plots else args.out)
         report.update(sections)
         report["plots"] += plots

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from model.binomial import clopper_pearson
-from model.calibration import CHANNELS, Calibration, Channel
+from model.calibration import Calibration, Channel, channel_of
 from model.data import IMAGE_SIZE
 from model.network import BayesianNet
 from model.refer_rule import ReferRule
@@ -132,12 +132,7 @@ def parse_export(data: bytes, source: str) -> Reviewed:
 
 def _channel(raw: object) -> Channel:
     """An export's ``channel``: items stored before channels have none, and were judged as files."""
-    for channel in CHANNELS:
-        if raw == channel:
-            return channel
-    if raw is None:
-        return "file"
-    raise ValueError(f"unknown channel {raw!r}")
+    return "file" if raw is None else channel_of(raw)
 
 
 def read_export(path: Path) -> Reviewed:

@@ -34,11 +34,11 @@ import json
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
-from model.calibration import CHANNELS, Channel
+from model.calibration import CHANNELS, Channel, channel_of
 from model.data import IMAGE_SIZE
 from model.refer_rule import MAX_CANDIDATES
 from service.errors import ProtocolError
@@ -182,9 +182,10 @@ def _samples(parameters: dict[str, Any], max_samples: int) -> int | None:
 
 def _channel(parameters: dict[str, Any]) -> Channel:
     channel = parameters.get("channel", "file")
-    if channel not in CHANNELS:
-        raise ProtocolError(f"parameter 'channel' must be one of {', '.join(CHANNELS)}, got {channel!r}")
-    return cast(Channel, channel)
+    try:
+        return channel_of(channel)
+    except ValueError:
+        raise ProtocolError(f"parameter 'channel' must be one of {', '.join(CHANNELS)}, got {channel!r}") from None
 
 
 def _requested_outputs(document: dict[str, Any], binary_by_default: bool) -> tuple[RequestedOutput, ...]:
