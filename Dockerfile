@@ -26,6 +26,7 @@ RUN python -m venv /opt/venv \
 FROM ${BASE_IMAGE}
 ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     BNN_HOST=0.0.0.0 BNN_PORT=8000 BNN_MODEL_PATH=/app/checkpoints/bnn.safetensors \
+    BNN_MODELS_DIR=/app/checkpoints \
     BNN_REVIEW_DB=sqlite:////data/review.db
 # /data: the review queue's SQLite file (a volume: the root filesystem is read-only at run time)
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin bnn \

@@ -110,10 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     ensure_wrk()
     with tempfile.TemporaryDirectory() as directory:
         work = Path(directory)
-        candidate = (args.candidate or candidates.good(work)).resolve()
+        # candidates load only from BNN_MODELS_DIR: every one is made (or copied) there
+        candidate = (candidates.copy_into(work, args.candidate) if args.candidate else candidates.good(work)).resolve()
         broken = {kind: make(work) for kind, make in BROKEN.items()}
         env = {"BNN_ADMIN_TOKENS": f"bench:{TOKEN}", "BNN_SHADOW_FRACTION": str(args.shadow_fraction),
-               "BNN_REVIEW_DB": f"sqlite:///{work}/review.db"}
+               "BNN_REVIEW_DB": f"sqlite:///{work}/review.db", "BNN_MODELS_DIR": str(work)}
         with running_service(env) as (url, _):
             wait_for(lambda: len(call(url, TOKEN, "GET", "/admin/models")[1]["workers"]) == 2, 60, "both workers")
             load(url, 3, 4)  # warm-up

@@ -80,8 +80,14 @@ def misreading(directory: Path) -> Path:
     return variant(directory / "head-swapped.safetensors", "head-swapped", edit_tensors=swap)
 
 
-def copy_shipped(directory: Path) -> Path:
-    out = directory / SHIPPED.name
-    shutil.copy(SHIPPED, out)
-    shutil.copy(SHIPPED.with_suffix(".json"), out.with_suffix(".json"))
+def copy_into(directory: Path, source: Path = SHIPPED) -> Path:
+    """``source`` and its metadata copied into ``directory`` (a models directory, BNN_MODELS_DIR)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    out = directory / source.name
+    shutil.copy(source, out)
+    shutil.copy(source.with_suffix(".json"), out.with_suffix(".json"))
     return out
+
+
+def copy_shipped(directory: Path) -> Path:
+    return copy_into(directory)

@@ -80,3 +80,13 @@ def on_lined_paper(digit: np.ndarray, line_gray: float = 0.6, squared: bool = Fa
             paper[:, offset : offset + 2] = line_gray
     gray = np.clip(paper * (1 - canvas) + 0.1 * canvas + rng.normal(0, 0.02, canvas.shape), 0, 1)
     return Image.fromarray((gray * 255).astype(np.uint8))
+
+
+def gif_declaring(width: int, height: int, transparent: bool = True) -> bytes:
+    """A GIF of a few dozen bytes whose logical screen is ``width`` x ``height``, with one 1 x 1 frame:
+    decoding allocates the whole screen (with ``transparent``, a graphic control extension naming a
+    transparent colour, as the hostile catalogue's 37-byte GIFs do)."""
+    data = b"GIF89a" + struct.pack("<HHBBB", width, height, 0x80, 0, 0) + b"\x00\x00\x00\xff\xff\xff"
+    if transparent:
+        data += b"\x21\xf9\x04\x01\x00\x00\x00\x00"
+    return data + b"," + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + b"\x02\x02\x44\x01\x00;"

@@ -25,6 +25,7 @@ from model.network import BayesianNet, NetConfig
 from model.precision import Precision
 
 FORMAT_VERSION = 1
+MAX_VERSION_LENGTH = 64  # what the review store keeps of a version (service/review/schema.py: String(64))
 
 
 class CheckpointError(RuntimeError):
@@ -63,6 +64,9 @@ def read_metadata(weights: Path) -> dict[str, Any]:
     for key in ("config", "weights_sha256"):
         if key not in meta:
             raise CheckpointError(f"{path}: metadata lacks '{key}'")
+    if len(str(meta.get("model_version", ""))) > MAX_VERSION_LENGTH:
+        raise CheckpointError(f"{path}: model_version is {len(str(meta['model_version']))} characters, over "
+                              f"{MAX_VERSION_LENGTH} (the review store's limit)")
     return meta
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 
 from model.data import CENTRE_OF_MASS, DIGIT_BOX, IMAGE_SIZE
 
@@ -36,6 +36,7 @@ FLAT_PAPER = 0.05  # paper pixels spanning less than this (0-1 luminance) are ev
 RULED_SPAN = 0.9  # a row whose ink covers this fraction of the width may be a ruled line...
 RULED_THICKNESS = 0.03  # ...if its band is at most this fraction of the height thick...
 MIN_RULED_LINES = 3  # ...and there are at least this many such bands
+TURNED = (2, 3, 4, 5, 6, 7, 8)  # the EXIF orientations that move pixels (1: as stored)
 MIN_CONTENT_AFTER_RULING = 0.02  # ink left after erasing "ruling", as a fraction; below it the lines were the content
 
 
@@ -51,16 +52,17 @@ def load_upright(image: Image.Image) -> Image.Image:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Pillow warns on odd-but-harmless metadata
         image.load()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        try:
+            if image.getexif().get(ExifTags.Base.Orientation, 1) not in TURNED:
+                return image  # exif_transpose would return a copy: a whole canvas more of memory
             upright = ImageOps.exif_transpose(image)
-    except Exception:  # malformed EXIF: keep the pixels as stored
-        upright = None
+        except Exception:  # malformed EXIF: keep the pixels as stored
+            upright = None
     return upright if upright is not None else image
 
 
-def _has_alpha(image: Image.Image) -> bool:
+def has_alpha(image: Image.Image) -> bool:
+    """Whether the image carries transparency (the transform composites it onto contrasting paper)."""
     return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
 
 
@@ -71,7 +73,7 @@ def luminance(image: Image.Image) -> np.ndarray:
         standard = image.convert("I") if image.mode != "I" else image
     elif image.mode == "F":
         standard = image
-    elif _has_alpha(image):
+    elif has_alpha(image):
         standard = image.convert("RGBA")
     else:
         standard = image.convert("L")

@@ -107,14 +107,15 @@ def main() -> int:
 
 def with_generated_reviewer(settings: Settings) -> Settings:
     """One reviewer token for every worker, made here before they fork (each builds its settings
-    from the environment), and the review page's address logged once."""
+    from the environment), written to a file beside the store once (``access.show_review_address``)."""
     from pydantic import SecretStr
 
-    from service.review.access import Reviewers, log_review_address
+    from service.review.access import Reviewers, show_review_address
+    from service.review.schema import local_directory
 
     reviewers = Reviewers.generated()
     os.environ["BNN_REVIEW_TOKENS"] = reviewers.spec()
-    log_review_address(settings.host, settings.port, reviewers)
+    show_review_address(settings.host, settings.port, reviewers, local_directory(settings.review_db))
     return settings.model_copy(update={"review_tokens": SecretStr(reviewers.spec())})
 
 

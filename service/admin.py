@@ -7,8 +7,9 @@
     python -m service.admin unshadow
 
 The token is ``--token`` or ``$BNN_ADMIN_TOKEN`` (one from BNN_ADMIN_TOKENS); the URL ``--url`` or
-``$BNN_URL``. Paths are the server's. Exit status: 0 done; 1 refused (the check and reason are
-printed, the live model stays); 2 conflict or bad usage; 3 the service did not answer or timed out.
+``$BNN_URL``. Paths are the server's, inside its ``BNN_MODELS_DIR`` (default ``checkpoints/``). Exit
+status: 0 done; 1 refused (the check, the rule for a refused path, and the reason are printed; the
+live model stays); 2 conflict or bad usage; 3 the service did not answer or timed out.
 """
 
 from __future__ import annotations

@@ -28,14 +28,16 @@ from service.deps import document_samples_limit
 from service.error_handlers import install_handlers
 from service.inference import Inference
 from service.latency import LatencyMiddleware
-from service.limits import BodyLimitMiddleware
+from service.limits import BodyLimitMiddleware, BodyLimits
 from service.metrics import Metrics
 from service.model_control import ModelControl
 from service.models import CandidateRefused, ModelSet, load_verified
-from service.review.access import Reviewers, log_review_address
+from service.review.access import Reviewers, show_review_address
 from service.review.queue import ReviewQueue
+from service.review.schema import local_directory
 from service.routes import admin_api, page, predict, probes, review, v2
 from service.routes import metrics as metrics_routes
+from service.security_headers import SecurityHeadersMiddleware
 from service.settings import Settings
 from service.shadow import Shadow
 
@@ -46,13 +48,13 @@ DESCRIPTION = ("A variational Bayesian CNN that classifies a digit image, says h
 
 
 def reviewers_for(settings: Settings) -> Reviewers:
-    """BNN_REVIEW_TOKENS, or one reviewer made now and logged with the page's address (``python -m
+    """BNN_REVIEW_TOKENS, or one reviewer made now, its token written beside the store (``python -m
     service`` makes it before its workers start, so this is for an app built in process)."""
     if settings.review_tokens is not None:
         return Reviewers.parse(settings.review_tokens.get_secret_value())
     reviewers = Reviewers.generated()
     if settings.review:
-        log_review_address(settings.host, settings.port, reviewers)
+        show_review_address(settings.host, settings.port, reviewers, local_directory(settings.review_db))
     return reviewers
 
 
@@ -152,8 +154,9 @@ def create_app(settings: Settings | None = None, registry: CollectorRegistry | N
     app.mount("/static", StaticFiles(directory=page.STATIC), name="static")
     metrics.time_routes([route.path for router in routers for route in router.routes if isinstance(route, APIRoute)])
     document_samples_limit(app, settings.max_samples)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes, timeout_s=settings.body_timeout_s,
-                       on_reject=metrics.record_rejection)
+    app.add_middleware(BodyLimitMiddleware, limits=BodyLimits(settings.max_request_bytes, settings.max_upload_bytes),
+                       timeout_s=settings.body_timeout_s, on_reject=metrics.record_rejection)
     app.add_middleware(LatencyMiddleware, observe=metrics.observe_latency)
+    app.add_middleware(SecurityHeadersMiddleware)  # outermost: a 413 or 408 gets the headers too
     install_handlers(app, metrics)
     return app

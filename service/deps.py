@@ -1,7 +1,8 @@
 """Typed dependencies: what a route needs, read from ``request.app.state`` (set by the lifespan).
 
 ``InferenceDep`` is the loaded model's inference path or a 503; ``SettingsDep`` the settings the
-app was built with; ``require_api_key`` guards the prediction routes when BNN_API_KEY is set;
+app was built with; ``require_api_key`` guards the prediction routes when BNN_API_KEY is set (in
+constant time; an empty header never passes);
 ``token_holder`` names the reviewer or admin a bearer token belongs to (or refuses it);
 ``SamplesParam`` is the ``samples`` query parameter, bounded by BNN_MAX_SAMPLES; ``IncludeParam``
 the opt-in answer fields (``include=spread,input``); ``ChannelParam`` whose refer rule judges the
@@ -14,6 +15,7 @@ profile under load).
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from typing import Annotated, Any
 
@@ -46,8 +48,15 @@ async def require_api_key(request: Request,
     expected = (await get_settings(request)).api_key
     if expected is None:
         return
-    if x_api_key is None or not hmac.compare_digest(x_api_key.encode(), expected.get_secret_value().encode()):
+    if not x_api_key or not same_secret(x_api_key, expected.get_secret_value()):
         raise Unauthorized()
+
+
+def same_secret(given: str, expected: str) -> bool:
+    """Whether ``given`` is ``expected``, in time that depends on neither's content nor length: both
+    are hashed to 32 bytes first, then compared in constant time. An empty ``given`` never is."""
+    return bool(given) and hmac.compare_digest(hashlib.sha256(given.encode()).digest(),
+                                               hashlib.sha256(expected.encode()).digest())
 
 
 def token_holder(holders: Reviewers, credentials: HTTPAuthorizationCredentials | None,
@@ -99,7 +108,14 @@ def document_samples_limit(app: FastAPI, limit: int) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+async def client_source(request: Request) -> str | None:
+    """Who sent a request, as far as its connection tells (uvicorn takes X-Forwarded-For only from
+    its trusted proxies): what bounds one sender's share of the review queue."""
+    return request.client.host if request.client is not None else None
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+SourceDep = Annotated[str | None, Depends(client_source)]
 InferenceDep = Annotated[Inference, Depends(get_inference)]
 SamplesParam = Annotated[int | None, Depends(samples_param)]
 IncludeParam = Annotated[Include, Depends(include_param)]

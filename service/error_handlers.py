@@ -1,11 +1,15 @@
 """How every typed error (``service/errors.py``) is answered: its status, the OpenAPI error
 responses, and :func:`install_handlers`. Errors carry a JSON ``detail``, or ``error`` on the
 Open Inference Protocol's ``/v2`` routes (:func:`error_body`, the protocol's shape); each
-rejected request is counted by reason in ``bnn_rejected_requests_total``.
+rejected request is counted by reason in ``bnn_rejected_requests_total``. Any other exception
+is a bug: a 500 in the same shape, counted by route template in ``bnn_http_errors_total`` (alert
+``BnnServerErrors``) and logged with its route; Starlette re-raises it once the answer is sent, so
+uvicorn logs its traceback too ("Exception in ASGI application").
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +22,8 @@ from starlette.exceptions import HTTPException
 from service.errors import (
     AdminUnauthorized,
     BlankImage,
+    DecoderBusy,
+    DecodeTimeout,
     ImageRejected,
     ImageTooLarge,
     ItemConflict,
@@ -37,7 +43,7 @@ from service.metrics import Metrics
 from service.schemas import ErrorOut, ProtocolErrorOut, error_body
 
 STATUS_FOR: dict[type[ImageRejected], int] = {UndecodableImage: 400, ImageTooLarge: 413, UnsupportedFormat: 415,
-                                              BlankImage: 422}
+                                              BlankImage: 422, DecodeTimeout: 422, DecoderBusy: 503}
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorOut, "description": "the upload is not a decodable image (empty, truncated, corrupt)"},
     401: {"model": ErrorOut, "description": "BNN_API_KEY is set and X-API-Key is missing or wrong"},
@@ -56,6 +62,8 @@ OIP_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
                                                       "decodable image (the message names it)"},
      404: {"model": ProtocolErrorOut, "description": "unknown model or version"}}
 RETRY = {"Retry-After": "1"}
+UNMATCHED = "unmatched"  # the route label of a failure outside any route (a raw path would mint series)
+log = logging.getLogger("service")
 
 
 def status_for(error: ImageRejected) -> int:
@@ -134,6 +142,14 @@ def install_handlers(app: FastAPI, metrics: Metrics) -> None:
         return JSONResponse(error_body(request.url.path, str(error.detail)), status_code=error.status_code,
                             headers=error.headers)
 
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        template = getattr(request.scope.get("route"), "path", None) or UNMATCHED  # set by the router
+        metrics.record_http_error(template, 500)
+        log.error("500 on %s %s: %s: %s", request.method, template, type(error).__name__, error)
+        return JSONResponse(error_body(request.url.path, "internal error (logged and counted); please report it"),
+                            status_code=500)
+
     for kind, refusal in REFUSALS.items():
         app.add_exception_handler(kind, handler(refusal))
     app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)  # Starlette's outermost layer: routes and middleware alike

@@ -36,6 +36,18 @@ class BlankImage(ImageRejected):
     reason = "no_ink"
 
 
+class DecodeTimeout(ImageRejected):
+    """Decoding took longer than BNN_DECODE_TIMEOUT_S (its thread finishes; the client is answered): 422."""
+
+    reason = "decode_timeout"
+
+
+class DecoderBusy(ImageRejected):
+    """The decoding pool did not start this image within BNN_DECODE_TIMEOUT_S: 503."""
+
+    reason = "decoder_busy"
+
+
 class RejectedElement(Exception):
     """Upload ``index`` of a call that must answer all or nothing was refused with ``error``."""
 

@@ -1,11 +1,12 @@
 """Uploads -> predictions: the one inference path every predicting route calls. No HTTP types.
 
-:meth:`Inference.classify` hands the uploads to the micro-batcher; in its pass (on the event
-loop, or in the inference thread: see ``batcher.py``) :meth:`Inference.run_pass` checks each
-upload's size, decodes and preprocesses it, runs every digit of the pass through the network at
-once, and returns the results in the uploads' order, a rejected upload keeping its place as its
-:class:`ImageRejected`. An item may also be an already-prepared ``[28, 28]`` uint8 digit, which
-skips decoding. Routes call :meth:`Inference.answer_each` (a refused upload keeps its place)
+:meth:`Inference.classify` has the request's uploads checked, decoded and preprocessed
+within the request's limits (``decoding.py``: small ones on the event loop, large ones in a
+bounded pool, each within a deadline), then hands the digits to the micro-batcher, whose pass
+(on the event loop, or in the inference thread: see ``batcher.py``) runs every digit of the pass
+through the network at once; the results come back in the uploads' order, a rejected upload
+keeping its place as its :class:`ImageRejected`. An item may also be an already-prepared
+``[28, 28]`` uint8 digit, which skips decoding. Routes call :meth:`Inference.answer_each` (a refused upload keeps its place)
 or :meth:`Inference.answer_all` (all or nothing): both return finished answers, each with its
 audit flag drawn, counted in the metrics and queued for review when referred or audited, and a
 sample offered to the shadow, if one is held (``shadow.py``).
@@ -22,7 +23,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 from starlette.concurrency import run_in_threadpool
 
 from model.calibration import Calibration, Channel
@@ -31,11 +31,12 @@ from model.precision import RUNTIME
 from model.refer_rule import ReferRule
 from service.audit import AuditSampler
 from service.batcher import MicroBatcher
-from service.errors import ImageRejected, ImageTooLarge, RejectedElement
+from service.decoding import Decoder, Upload, UploadLimits
+from service.errors import ImageRejected, RejectedElement
 from service.metrics import Metrics
 from service.models import HeldModel, ModelSet, checkpoint_digest, provenance
 from service.predictor import Prediction, Predictor
-from service.preprocess import preprocess
+from service.preprocess import Opened, Prepared, prepare, review_png
 from service.review.queue import ReviewQueue
 from service.settings import Settings
 from service.shadow import Shadow
@@ -43,8 +44,9 @@ from service.shadow import Shadow
 log = logging.getLogger("service")
 
 
-Upload = bytes | np.ndarray  # an encoded image file, or a prepared uint8 [28, 28] digit
-Outcome = Prediction | ImageRejected
+
+
+Outcome = tuple[Prediction, Prepared] | ImageRejected  # an upload's prediction and what it was made from, or its refusal
 
 
 @dataclass(frozen=True)
@@ -65,20 +67,14 @@ class Answer:
     review_id: str | None  # its review item, when queued
 
 
-@dataclass(frozen=True)
-class UploadLimits:
-    max_upload_bytes: int  # largest single file
-    max_pixels: int  # largest width x height, checked from the header before decoding
-
-
 @dataclass
 class Inference:
     models: ModelSet  # live, previous and shadow: replaced whole by swap(), never changed in place
-    limits: UploadLimits
+    decoder: Decoder
     metrics: Metrics
     auditor: AuditSampler
     # None: every call runs its own pass (BNN_MICRO_BATCHING=false)
-    batcher: MicroBatcher[Upload, Outcome, PassOptions] | None = None
+    batcher: MicroBatcher[Opened | Prepared, Outcome, PassOptions] | None = None
     reviews: ReviewQueue | None = None  # None: nothing is queued for review (BNN_REVIEW=false)
     shadow: Shadow | None = None  # None: no shadow is ever run (an app without model control)
 
@@ -101,8 +97,9 @@ class Inference:
         if predictor.precision.warn:
             log.warning("precision: %s", predictor.precision.note)
         models = ModelSet(HeldModel(predictor, path, digest, time.time(), provenance(meta, predictor)))
-        inference = cls(models, UploadLimits(settings.max_upload_bytes, settings.max_pixels), metrics, auditor,
-                        reviews=reviews)
+        limits = UploadLimits(settings.max_upload_bytes, settings.max_pixels, settings.max_request_decode_bytes)
+        decoder = Decoder(limits, settings.decode_threads, settings.decode_timeout_s)
+        inference = cls(models, decoder, metrics, auditor, reviews=reviews)
         inference.publish()
         if settings.micro_batching:
             inference.batcher = MicroBatcher(inference.run_pass, settings.batch_max_images,
@@ -141,6 +138,7 @@ class Inference:
     async def close(self) -> None:
         if self.batcher is not None:
             await self.batcher.stop()
+        self.decoder.close()
 
     @property
     def predictor(self) -> Predictor:
@@ -167,74 +165,72 @@ class Inference:
         drawings = _fitted_on(predictor.drawn_calibration, predictor.rules["drawn"])
         return files if drawings == files else f"files: {files}; drawings: {drawings}"
 
-    def prepare(self, data: Upload) -> np.ndarray | ImageRejected:
-        """One upload -> the network's uint8 ``[28, 28]``, or why it is refused. The per-file byte
-        limit is checked here, once, for every route (a route only bounds how much of a file it
-        reads, one byte over the limit; the whole request's limit is ``limits.py``'s, before any route)."""
-        if isinstance(data, np.ndarray):
-            return data
-        try:
-            if len(data) > self.limits.max_upload_bytes:
-                raise ImageTooLarge(f"file exceeds the limit of {self.limits.max_upload_bytes} bytes")
-            return preprocess(data, self.limits.max_pixels)
-        except ImageRejected as error:
-            return error
-
-    def run_pass(self, uploads: list[Upload], options: PassOptions) -> list[Outcome]:
-        """One pass: prepare every upload, then run all the digits through the network at once."""
+    def run_pass(self, items: list[Opened | Prepared], options: PassOptions) -> list[Outcome]:
+        """One pass: decode what was left to it (small images: decoded here, a pass's worth at once),
+        then run all the digits through the live network at once; each result in its item's place."""
         predictor = self.models.live.predictor  # read once: a swap during the pass takes effect at the next
-        prepared = [self.prepare(data) for data in uploads]
-        digits = [item for item in prepared if isinstance(item, np.ndarray)]
+        ready = [prepare(item) if isinstance(item, Opened) else item for item in items]
+        digits = [item.digit for item in ready if isinstance(item, Prepared)]
         answered = iter(predictor.predict(digits, options.samples, options.spread, options.channel) if digits else [])
-        return [item if isinstance(item, ImageRejected) else next(answered) for item in prepared]
+        return [item if isinstance(item, ImageRejected) else (next(answered), item) for item in ready]
 
     async def classify(self, uploads: Sequence[Upload], samples: int | None, spread: bool = False,
                        channel: Channel = "file") -> list[Outcome]:
-        """Uploads -> one Prediction or ImageRejected each, in order; N = ``samples`` or the default;
-        with ``spread``, each prediction also says how its samples disagree; judged by ``channel``'s rule."""
+        """Uploads -> (its Prediction, what was prepared) or its ImageRejected each, in order; N =
+        ``samples`` or the default; with ``spread``, each prediction also says how its samples
+        disagree; judged by ``channel``'s rule."""
+        admitted = await self.decoder.admit(uploads)
+        items = [item for item in admitted if not isinstance(item, ImageRejected)]
+        if not items:
+            return [item for item in admitted if isinstance(item, ImageRejected)]
         options = PassOptions(samples, spread, channel)
         if self.batcher is not None:
-            return await self.batcher.submit(list(uploads), options)
-        return await run_in_threadpool(self.run_pass, list(uploads), options)
+            outcomes = await self.batcher.submit(items, options)
+        else:
+            outcomes = await run_in_threadpool(self.run_pass, items, options)
+        passed = iter(outcomes)
+        return [item if isinstance(item, ImageRejected) else next(passed) for item in admitted]
 
     async def answer_each(self, uploads: Sequence[Upload], samples: int | None, spread: bool = False,
-                          channel: Channel = "file") -> list[Answer | ImageRejected]:
-        """Finished answers, in order, a refused upload keeping its place as its error (counted)."""
+                          channel: Channel = "file", source: str | None = None) -> list[Answer | ImageRejected]:
+        """Finished answers, in order, a refused upload keeping its place as its error (counted);
+        ``source`` (who sent them) bounds what one sender may queue for review."""
         results = await self.classify(uploads, samples, spread, channel)
         for result in results:
             if isinstance(result, ImageRejected):
                 self.metrics.record_rejection(result.reason)
-        answers = [result if isinstance(result, ImageRejected) else self._account(result, upload)
-                   for result, upload in zip(results, uploads, strict=True)]
+        answers = [result if isinstance(result, ImageRejected) else self._account(*result, source)
+                   for result in results]
         if self.shadow is not None:
             self.shadow.offer([(answer.prediction, answer.review_id if answer.audit else None)
                                for answer in answers if isinstance(answer, Answer)])
         return answers
 
     async def answer_all(self, uploads: Sequence[Upload], samples: int | None, spread: bool = False,
-                         channel: Channel = "file") -> list[Answer]:
+                         channel: Channel = "file", source: str | None = None) -> list[Answer]:
         """Finished answers for every upload, or :class:`RejectedElement` for the first refused one
         (nothing is counted or queued then: the error handler counts the refusal)."""
         results = await self.classify(uploads, samples, spread, channel)
         for index, result in enumerate(results):
             if isinstance(result, ImageRejected):
                 raise RejectedElement(index, result)
-        answers = [self._account(result, upload) for result, upload in zip(results, uploads, strict=True)
-                   if isinstance(result, Prediction)]
+        answers = [self._account(*result, source) for result in results if not isinstance(result, ImageRejected)]
         if self.shadow is not None:
             self.shadow.offer([(answer.prediction, answer.review_id if answer.audit else None) for answer in answers])
         return answers
 
-    def _account(self, prediction: Prediction, upload: Upload) -> Answer:
+    def _account(self, prediction: Prediction, prepared: Prepared, source: str | None) -> Answer:
         """Draw the audit flag of an answer (any answer, referred or not), count the answer, and queue
-        it for review when referred or audited (no I/O here: ``service/review/queue.py``)."""
+        it for review when referred or audited (no I/O here: ``service/review/queue.py``), with the
+        reviewer's copy of the decoded image re-encoded (never the client's bytes)."""
         audit = self.auditor.draw()
         self.metrics.record_prediction(prediction.digit, prediction.entropy, prediction.refer_reason,
                                        prediction.samples, audit, prediction.model_version, prediction.channel)
         review_id = None
-        if self.reviews is not None:
-            review_id = self.reviews.submit(prediction, upload, audit, prediction.model_version,
-                                           self.auditor.fraction)
+        if self.reviews is not None and (prediction.refer or audit):
+            picture = review_png(prepared.picture) if prepared.picture is not None else prepared.digit
+            review_id = self.reviews.submit(prediction, picture, audit, prediction.model_version,
+                                           self.auditor.fraction, source=source)
         return Answer(prediction, audit, review_id)
 
 

@@ -1,7 +1,12 @@
-"""A pure-ASGI guard on request bodies: a byte limit (413) and a read deadline (408), and the
-lingering refusal they (and the connection bound, ``server.py``) answer with.
+"""A pure-ASGI guard on request bodies: a byte limit per route (413) and a read deadline (408),
+and the lingering refusal they (and the connection bound, ``server.py``) answer with.
 
-A declared Content-Length over the limit is refused without reading the body. A chunked or
+Each route has its own limit (:class:`BodyLimits`): a raw ``/predict`` body is one file, so the
+file limit; a multipart ``/predict`` that plus its form's framing; ``/predict/batch`` and the OIP
+infer routes the request limit; the review and admin JSON bodies, and anything else, 64 KiB.
+A declared Content-Length over the route's limit is refused at once, without reading the body
+(before, a raw ``/predict`` announcing 20 MiB with an 8 MiB file limit was read until the
+client gave up). A chunked or
 lying body is counted as it arrives; past the limit the client gets 413 and the app below sees a
 disconnect (anything it then tries to send is dropped, since the answer has gone). A client that
 trickles its body so slowly that the whole of it has not arrived within the deadline gets 408
@@ -22,6 +27,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -30,6 +36,32 @@ from service.schemas import error_body
 
 LINGER_S = 5.0  # longest time spent reading a refused body
 LINGER_BYTES = 256 * 1024 * 1024  # most bytes of a refused body read before closing anyway
+API_BODY_BYTES = 64 * 1024  # a review label, an admin command: JSON of a few hundred bytes
+FORM_FRAMING_BYTES = 64 * 1024  # a multipart form's boundaries, headers and small fields around one file
+RAW_IMAGE_TYPES = (b"image/", b"application/octet-stream")
+IMAGE_ROUTES = ("/predict/batch", "/v2/")  # several images in one body: the request limit
+
+
+@dataclass(frozen=True)
+class BodyLimits:
+    """The largest body each route takes, in bytes, and what its refusal says."""
+
+    request: int  # /predict/batch, the OIP infer routes: several images
+    upload: int  # one image file: a raw /predict body is exactly one
+    api: int = API_BODY_BYTES  # every other route: JSON commands, or no body at all
+
+    def of(self, scope: Scope) -> tuple[int, str]:
+        """(limit, detail of its refusal) for the request ``scope``."""
+        path: str = scope.get("path", "")
+        if path.startswith(IMAGE_ROUTES):
+            return self.request, f"request body exceeds the limit of {self.request} bytes"
+        if path == "/predict":
+            media = dict(scope.get("headers") or []).get(b"content-type", b"").lower().lstrip()
+            framing = 0 if media.startswith(RAW_IMAGE_TYPES) else FORM_FRAMING_BYTES
+            limit = self.upload + framing
+            return limit, (f"request body exceeds the limit of {limit} bytes (the file exceeds the limit of "
+                           f"{self.upload} bytes)")
+        return self.api, f"request body exceeds the limit of {self.api} bytes"
 
 
 def _expects_continue(scope: Scope) -> bool:
@@ -75,10 +107,10 @@ async def send_refusal(scope: Scope, receive: Receive, send: Send, status: int, 
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float = 30.0,
+    def __init__(self, app: ASGIApp, limits: BodyLimits, timeout_s: float = 30.0,
                  on_reject: Callable[[str], None] | None = None):
         self.app = app
-        self.max_bytes = max_bytes
+        self.limits = limits
         self.timeout_s = timeout_s
         self.on_reject = on_reject
 
@@ -86,11 +118,11 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+        max_bytes, too_large = self.limits.of(scope)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
             self._rejected("too_large")
-            await send_refusal(scope, receive, send, 413, self._too_large)
+            await send_refusal(scope, receive, send, 413, too_large)
             return
         state: dict[str, Any] = {"received": 0, "rejected": False, "refusal": None, "started": False,
                                  "complete": False}
@@ -114,8 +146,8 @@ class BodyLimitMiddleware:
                 return await reject(408, "body_timeout", f"request body not received within {self.timeout_s:g} s")
             if message["type"] == "http.request":
                 state["received"] += len(message.get("body", b""))
-                if state["received"] > self.max_bytes:
-                    return await reject(413, "too_large", self._too_large)
+                if state["received"] > max_bytes:
+                    return await reject(413, "too_large", too_large)
                 state["complete"] = not message.get("more_body", False)
             return message
 
@@ -135,10 +167,6 @@ class BodyLimitMiddleware:
             status, detail = state["refusal"]
             # a timed-out body will not come: no point lingering for it
             await send_refusal(scope, receive, send, status, detail, body_pending=status == 413)
-
-    @property
-    def _too_large(self) -> str:
-        return f"request body exceeds the limit of {self.max_bytes} bytes"
 
     def _rejected(self, reason: str) -> None:
         if self.on_reject is not None:

@@ -26,6 +26,7 @@ from model.calibration import CHANNELS
 from model.refer_rule import REFER_REASONS
 from service.review.live import OUTCOMES
 from service.review.live import REASONS as REVIEW_REASONS
+from service.review.store import CAUSES as RETENTION_CAUSES
 from service.settings import METRICS_DIR_ENV
 
 ENTROPY_BUCKETS = (1e-5, 1e-4, 1e-3, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 2.31)
@@ -33,7 +34,7 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 SAMPLES_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 100_000)
 CLASSES = tuple(str(digit) for digit in range(10))
 REJECTION_REASONS = ("undecodable", "unsupported_format", "too_large", "no_ink", "invalid_request", "too_many_files",
-                     "unauthorized", "overloaded", "body_timeout")
+                     "unauthorized", "overloaded", "body_timeout", "decode_timeout", "decoder_busy")
 
 
 def multiprocess_dir() -> str | None:
@@ -69,6 +70,9 @@ class Metrics:
                                  buckets=LATENCY_BUCKETS, registry=registry)
         self.rejected = Counter("bnn_rejected_requests", "Rejected images or requests, by reason", ["reason"],
                                 registry=registry)
+        self.http_errors = Counter("bnn_http_errors", "Requests that failed inside the service (an unexpected "
+                                   "exception: a bug), by route template (unmatched: no route) and status",
+                                   ["route", "status"], registry=registry)
 
     def _model(self, registry: CollectorRegistry) -> None:
         """The loaded model and its refer rule (every worker loads the same: ``max``)."""
@@ -105,8 +109,14 @@ class Metrics:
         self.review_retention_passes = Counter("bnn_review_retention_passes", "Retention passes that completed (each "
                                                "worker runs one every BNN_REVIEW_RETENTION_INTERVAL_S)",
                                                registry=registry)
-        self.review_dropped = Counter("bnn_review_dropped", "Review items dropped by retention, by cause (age, rows, "
-                                      "bytes)", ["cause"], registry=registry)
+        self.review_dropped = Counter("bnn_review_dropped", "Review items dropped by retention, by cause (age, source: "
+                                      "beyond its source's share, rows, bytes)", ["cause"], registry=registry)
+        self.review_refused = Counter("bnn_review_refused", "Review items refused on purpose, by reason "
+                                      "(file_too_large: the image left out, the item kept; source_share: one source "
+                                      "held its share of the buffer, not queued; invalid or store_refused: a row the "
+                                      "store would not take, dropped)", ["reason"], registry=registry)
+        self.review_export_aborted = Counter("bnn_review_export_aborted", "GET /review/export responses aborted "
+                                             "because the store failed mid-stream", registry=registry)
         self.review_labels = Counter("bnn_review_labels", "Labels given by reviewers, by item reason and what the "
                                      "label says of the answer (right, wrong, not_a_digit, unreadable)",
                                      ["reason", "outcome"], registry=registry)
@@ -158,8 +168,10 @@ class Metrics:
             self.review_waiting.labels(reason=reason)
             for result in OUTCOMES:
                 self.review_labels.labels(reason=reason, outcome=result)
-        for cause in ("age", "rows", "bytes"):
+        for cause in RETENTION_CAUSES:
             self.review_dropped.labels(cause=cause)
+        for refusal in ("file_too_large", "source_share", "invalid", "store_refused"):
+            self.review_refused.labels(reason=refusal)
         for digit in CLASSES:
             self.audits.labels(**{"class": digit})
         for reason in REJECTION_REASONS:
@@ -187,9 +199,10 @@ class Metrics:
             self.audits.labels(**{"class": str(digit)}).inc()
 
     def time_routes(self, templates: list[str]) -> None:
-        """Create each route's latency series at 0, so a rate over it is defined from the start."""
+        """Create each route's latency and error series at 0, so a rate over them is defined from the start."""
         for template in templates:
             self.latency.labels(route=template)
+            self.http_errors.labels(route=template, status="500")
 
     def observe_latency(self, template: str, seconds: float) -> None:
         self.latency.labels(route=template).observe(seconds)
@@ -220,6 +233,9 @@ class Metrics:
 
     def record_rejection(self, reason: str) -> None:
         self.rejected.labels(reason=reason).inc()
+
+    def record_http_error(self, template: str, status: int = 500) -> None:
+        self.http_errors.labels(route=template, status=str(status)).inc()
 
     def exposition(self) -> tuple[bytes, str]:
         """The text format and its content type: this process's registry, or every worker's files

@@ -11,15 +11,22 @@ unless it is set; an app built in process makes its own). In it:
 * ``workers/<pid>.json``: what each worker holds and serves, and its vote on the proposal;
 * ``lock``: held (``flock``) by the one worker coordinating a change.
 
-The worker that receives an admin call coordinates (:meth:`ModelControl.change`): it takes the
-lock, writes the proposal, and waits until every live worker has voted. Each worker, in its own
-poll task, loads and verifies every model the proposal names that it does not hold yet
-(``service/models.py``: off the event loop, so it keeps serving) and votes with the sha256 it
-read, or with the check that failed. Any refusal, disagreeing sha256 or silent worker aborts the
-change: nothing is swapped anywhere. Otherwise the coordinator commits ``state.json`` and each
-worker swaps its prepared models in between two passes (``service/inference.py``), then reports
-its generation; the call returns when every worker serves the new generation. A worker that
-starts later (a restart) loads the committed state before it serves.
+The worker that receives an admin call coordinates (:meth:`ModelControl.change`): it refuses a
+path outside the models directory at once (``service/models.py``'s ``path`` check, a 4xx naming the
+rule), takes the lock, writes the proposal, and waits until every worker registered at that moment
+(the voters) has voted. Each worker, in its own poll task, loads and verifies every model the
+proposal names that it does not hold yet (``service/models.py``: in a thread of its own, so it keeps
+serving) and votes with the sha256 it read, or with the check that failed. A check that raises
+anything votes ``crash``; one that takes over ``CHECK_TIMEOUT_S`` votes ``timeout`` (its thread is
+abandoned, the poll task goes on, so the next change still reaches the worker). Any refusal,
+disagreeing sha256, silent worker, or voter that stops while it checks (the candidate may have
+crashed it) aborts the change: nothing is swapped anywhere. A worker started after the proposal
+(the supervisor's replacement for one that died) never checks it: it loads what is committed, so
+a candidate that kills its checker cannot put the workers in a restart loop. Otherwise the
+coordinator commits ``state.json`` and each worker swaps its prepared models in between two passes
+(``service/inference.py``), then reports its generation; the call returns when every worker serves
+the new generation. A worker that starts later (a restart) loads the committed state before it
+serves.
 """
 
 from __future__ import annotations
@@ -28,30 +35,34 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import functools
 import json
 import logging
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from service.background import cancel
 from service.errors import ModelChangeConflict, ModelChangeRefused, ModelChangeTimeout
-from service.models import CandidateRefused, HeldModel, ModelSet, checkpoint_digest, load_verified
+from service.models import CandidateRefused, HeldModel, ModelSet, checkpoint_digest, confined, load_verified
 from service.settings import Settings
 
 log = logging.getLogger("service")
 POLL_S = 0.05  # how often each worker looks for a proposal or a commit
 HEARTBEAT_S = 1.0  # how often it rewrites its file with its shadow's tallies
 STALE_S = 30.0  # a worker file not rewritten for this long is a dead worker's (its pid may be reused)
+CHECK_TIMEOUT_S = 20.0  # one worker's checks of a proposal; under STALE_S (no heartbeat meanwhile)
 VOTE_TIMEOUT_S = 60.0  # every worker must have loaded and verified the candidate within this
 APPLY_TIMEOUT_S = 10.0  # ... and swapped it in within this of the commit
 ROLES = ("live", "previous", "shadow")
 ACTIONS = ("promote", "rollback", "shadow", "unshadow")
 Roles = dict[str, str | None]  # role -> checkpoint path (None: the role is empty)
+T = TypeVar("T")
 
 
 def write_json(path: Path, document: dict[str, Any]) -> None:
@@ -74,6 +85,42 @@ def alive(pid: int) -> bool:
     except OSError as error:
         return error.errno == errno.EPERM
     return True
+
+
+async def in_own_thread(function: Callable[[], T], timeout_s: float) -> T:
+    """``function()`` in a daemon thread of its own; TimeoutError after ``timeout_s``, the thread left
+    to finish (or not) unwatched: a hung check must hold neither the poll task nor a shared pool."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(outcome: Callable[[], object]) -> None:
+        if not future.done():  # not timed out meanwhile
+            outcome()
+
+    def run() -> None:
+        outcome: Callable[[], object]
+        try:
+            outcome = functools.partial(future.set_result, function())
+        except BaseException as error:  # handed to the waiting task, whatever it is
+            outcome = functools.partial(future.set_exception, error)
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits any more
+            loop.call_soon_threadsafe(settle, outcome)
+
+    threading.Thread(target=run, name="candidate-check", daemon=True).start()
+    return await asyncio.wait_for(future, timeout_s)
+
+
+def refusal(proposal: dict[str, Any], error: BaseException) -> dict[str, Any]:
+    """This worker's vote against ``proposal``: the check that failed (``timeout``, ``crash`` for any
+    other exception), the rule for a refused path, and why."""
+    if isinstance(error, CandidateRefused):
+        check, rule, reason = error.check, error.rule, error.reason
+    elif isinstance(error, TimeoutError):
+        check, rule, reason = "timeout", None, f"the checks took over {CHECK_TIMEOUT_S:.0f} s"
+    else:
+        check, rule, reason = "crash", None, f"the checks failed: {type(error).__name__}: {error}"
+    return {"proposal": proposal["id"], "generation": int(proposal["generation"]), "ok": False, "check": check,
+            "rule": rule, "reason": reason}
 
 
 def proposed_roles(action: str, current: Roles, path: str | None) -> Roles:
@@ -116,6 +163,7 @@ class ModelControl:
     shadow_tallies: Callable[[], dict[str, Any]] = dict
     pid: int = field(default_factory=os.getpid)
     generation: int = 0
+    started: float = 0.0  # Unix time: a proposal older than this was voted without this worker
     _prepared: Prepared | None = None
     _voted: dict[str, Any] | None = None
     _task: asyncio.Task[None] | None = None
@@ -162,6 +210,7 @@ class ModelControl:
     # -- this worker ------------------------------------------------------------------------------
     async def start(self) -> None:
         """Serve the committed state (a worker started after a change), register, and poll."""
+        self.started = time.time()
         self.workers_dir.mkdir(parents=True, exist_ok=True)
         committed = read_json(self.directory / "state.json")
         if committed is not None:
@@ -212,8 +261,8 @@ class ModelControl:
             if entry is None:
                 loaded[role] = None
                 continue
-            path = Path(entry["path"])
-            digest = checkpoint_digest(path)
+            path = confined(entry["path"], self.settings)
+            digest = checkpoint_digest(path, self.settings.max_checkpoint_bytes)
             if entry.get("sha256") not in (None, digest):
                 raise CandidateRefused("file", f"{path}: changed on disk since the other workers verified it")
             loaded[role] = models.find(digest) or load_verified(path, precision, self.settings)
@@ -226,14 +275,17 @@ class ModelControl:
             if proposal is not None and proposal.get("status") == "aborted":
                 self._prepared = None
             return
+        if float(proposal.get("created", 0.0)) < self.started:
+            return  # made before this worker started (it may replace one this check killed): not a voter
         generation = int(proposal["generation"])
         roles = {role: None if path is None else {"path": path} for role, path in proposal["roles"].items()}
         try:
-            models = await asyncio.to_thread(self._load_roles, roles)
-        except CandidateRefused as refused:
+            models = await in_own_thread(lambda: self._load_roles(roles), CHECK_TIMEOUT_S)
+        except Exception as error:  # any failure is this worker's vote against: never a silent worker
+            if not isinstance(error, CandidateRefused):
+                log.exception("candidate check of proposal %s", proposal["id"])
             self._prepared = Prepared(generation, None)
-            self._voted = {"proposal": proposal["id"], "generation": generation, "ok": False, "check": refused.check,
-                           "reason": refused.reason}
+            self._voted = refusal(proposal, error)
         else:
             self._prepared = Prepared(generation, models)
             self._voted = {"proposal": proposal["id"], "generation": generation, "ok": True,
@@ -266,15 +318,16 @@ class ModelControl:
             state = self.state()
             current: Roles = {role: None if entry is None else entry["path"] for role, entry in state["roles"].items()}
             if path is not None:
-                path = str(Path(path).resolve())
+                path = str(confined(path, self.settings))  # CandidateRefused("path"): nothing proposed
             roles = proposed_roles(action, current, path)
             generation = int(state["generation"]) + 1
             proposal_id = uuid.uuid4().hex
+            voters = [int(worker["pid"]) for worker in self.worker_files()]
             proposal: dict[str, Any] = {"id": proposal_id, "generation": generation, "action": action, "roles": roles,
                         "status": "pending", "created": time.time()}
             write_json(self.directory / "proposal.json", proposal)
             try:
-                votes = await self._votes(proposal_id)
+                votes = await self._votes(proposal_id, voters)
             except BaseException:
                 write_json(self.directory / "proposal.json", {**proposal, "status": "aborted"})
                 raise
@@ -298,11 +351,18 @@ class ModelControl:
         finally:
             handle.close()  # releases the lock
 
-    async def _votes(self, proposal: str) -> list[dict[str, Any]]:
-        """Every live worker's vote on ``proposal`` (its id), once all have voted; refusals and disagreements raise."""
+    async def _votes(self, proposal: str, voters: list[int]) -> list[dict[str, Any]]:
+        """The vote of every worker in ``voters`` on ``proposal`` (its id), once all have voted; refusals,
+        disagreements and a voter that stopped meanwhile raise."""
         deadline = time.monotonic() + VOTE_TIMEOUT_S
         while True:
-            workers = self.worker_files()
+            found = {int(worker["pid"]): worker for worker in self.worker_files()}
+            gone = [pid for pid in voters if pid not in found]
+            if gone:
+                raise ModelChangeRefused("crash", f"worker(s) {gone} stopped while checking the candidate (it may "
+                                                  "have crashed them); nothing was changed",
+                                         [{"pid": pid, "check": "crash"} for pid in gone])
+            workers = [found[pid] for pid in voters]
             votes = [w.get("vote") or {} for w in workers]
             if workers and all(vote.get("proposal") == proposal for vote in votes):
                 break
@@ -314,8 +374,8 @@ class ModelControl:
         refused = [vote for vote in votes if not vote.get("ok")]
         if refused:
             raise ModelChangeRefused(refused[0]["check"], refused[0]["reason"],
-                                     [{"pid": w["pid"], "check": v.get("check"), "reason": v.get("reason")}
-                                      for w, v in zip(workers, votes, strict=True)])
+                                     [{"pid": w["pid"], "check": v.get("check"), "rule": v.get("rule"),
+                                       "reason": v.get("reason")} for w, v in zip(workers, votes, strict=True)])
         if len({json.dumps(vote["sha256"], sort_keys=True) for vote in votes}) > 1:
             raise ModelChangeRefused("file", "the workers read different files at the same path (it changed while "
                                              "they loaded it); nothing was changed",

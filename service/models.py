@@ -1,11 +1,15 @@
 """The models a worker holds: the live one, the previous live one (kept for a rollback) and at most
 one candidate (the shadow), and the checks a checkpoint passes before it may hold any place.
 
-:func:`load_verified` is the one way in: the file reads and is its metadata's (``file``), the
+:func:`load_verified` is the one way in: the path is allowed (``path``, :func:`confined`: inside
+``BNN_MODELS_DIR`` once symlinks are resolved, a regular file under ``BNN_MAX_CHECKPOINT_BYTES``,
+its metadata too, no NUL byte; the live checkpoint ``BNN_MODEL_PATH`` is the operator's and exempt
+from the directory rule only), the file reads and is its metadata's (``file``), the
 architecture builds and takes the weights (``architecture``), a calibration record exists for the
 precision the service runs (``calibration``), every weight is finite (``weights``), and the known
 digits (``service/known_digits.npz``: 20 MNIST test digits, the first 20 of the test split) are read as their
-labels (``fixtures``). A failed check raises :class:`CandidateRefused` naming the check and why.
+labels (``fixtures``). A failed check raises :class:`CandidateRefused` naming the check and why
+(and, for ``path``, the rule: one of :data:`PATH_RULES`).
 
 A :class:`ModelSet` is immutable: a swap builds a new one and the inference path replaces its
 reference between passes (``service/inference.py``), so a pass never sees half of a change.
@@ -14,6 +18,8 @@ reference between passes (``service/inference.py``), so a pass never sees half o
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,16 +33,22 @@ from service.predictor import Predictor
 from service.settings import Settings
 
 KNOWN_DIGITS = Path(__file__).resolve().parent / "known_digits.npz"
-CHECKS = ("file", "architecture", "calibration", "weights", "fixtures")
+CHECKS = ("path", "file", "architecture", "calibration", "weights", "fixtures")
+# why a path is refused before anything is read: a NUL byte; outside BNN_MODELS_DIR (after ``..`` and
+# symlinks); not a regular file (a directory, a device such as /dev/zero that reads without end, a FIFO
+# that blocks, missing); over BNN_MAX_CHECKPOINT_BYTES
+PATH_RULES = ("nul", "models_dir", "regular_file", "size")
 
 
 class CandidateRefused(Exception):
-    """A checkpoint failed one of :data:`CHECKS`; ``check`` names it, the message says why."""
+    """A checkpoint failed one of :data:`CHECKS`; ``check`` names it, the message says why, and
+    ``rule`` which of :data:`PATH_RULES` a refused path broke (None for the other checks)."""
 
-    def __init__(self, check: str, reason: str):
+    def __init__(self, check: str, reason: str, rule: str | None = None):
         super().__init__(reason)
         self.check = check
         self.reason = reason
+        self.rule = rule
 
 
 @dataclass(frozen=True)
@@ -79,15 +91,67 @@ class ModelSet:
                 for role, model in (("live", self.live), ("previous", self.previous), ("shadow", self.shadow))}
 
 
-def checkpoint_digest(path: Path) -> str:
-    """sha256 over the weights file and its metadata (a recalibration changes only the metadata)."""
+def refuse_path(path: object, rule: str, why: str) -> CandidateRefused:
+    return CandidateRefused("path", f"{path}: {why}", rule)
+
+
+def check_file(path: Path, info: os.stat_result, max_bytes: int | None) -> None:
+    """``path`` (its ``stat``) is a regular file of at most ``max_bytes``, or CandidateRefused naming the rule."""
+    if not stat.S_ISREG(info.st_mode):
+        raise refuse_path(path, "regular_file", "not a regular file (a directory, device or pipe); a checkpoint "
+                                                "is a regular file")
+    if max_bytes is not None and info.st_size > max_bytes:
+        raise refuse_path(path, "size", f"{info.st_size} bytes, over BNN_MAX_CHECKPOINT_BYTES={max_bytes}")
+
+
+def read_file(path: Path, max_bytes: int | None = None) -> bytes:
+    """The bytes of the regular file ``path``, at most ``max_bytes``: checked on the open descriptor
+    before reading (opened non-blocking, so a FIFO cannot hold the reader), and again by the read
+    (a file that grew after the check)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as error:
+        raise CandidateRefused("file", f"{path}: cannot read ({error.strerror or error})") from None
+    with os.fdopen(fd, "rb") as handle:
+        check_file(path, os.fstat(fd), max_bytes)
+        data = handle.read() if max_bytes is None else handle.read(max_bytes + 1)
+    if max_bytes is not None and len(data) > max_bytes:
+        raise refuse_path(path, "size", f"grew past BNN_MAX_CHECKPOINT_BYTES={max_bytes} while it was read")
+    return data
+
+
+def checkpoint_digest(path: Path, max_bytes: int | None = None) -> str:
+    """sha256 over the weights file and its metadata (a recalibration changes only the metadata),
+    each a regular file of at most ``max_bytes`` (None: the live checkpoint, any size)."""
     digest = hashlib.sha256()
     for part in (path, metadata_path(path)):
-        try:
-            digest.update(part.read_bytes())
-        except OSError as error:
-            raise CandidateRefused("file", f"{part}: cannot read ({error.strerror or error})") from None
+        digest.update(read_file(part, max_bytes))
     return digest.hexdigest()
+
+
+def confined(path: str | Path, settings: Settings) -> Path:
+    """``path`` resolved (``..`` and symlinks), when a candidate may load from it: no NUL byte, the
+    weights and the metadata beside them regular files of at most BNN_MAX_CHECKPOINT_BYTES inside
+    BNN_MODELS_DIR (BNN_MODEL_PATH, the operator's live checkpoint, only need be regular files);
+    otherwise CandidateRefused("path", ..., rule). Nothing is read: ``stat`` only. A relative path is
+    the server's working directory's, as before (``checkpoints/candidate.safetensors``)."""
+    text = str(path)
+    if "\x00" in text:
+        raise refuse_path(repr(text), "nul", "a path must not hold a NUL byte")
+    resolved = Path(os.path.realpath(text))
+    root = Path(os.path.realpath(settings.models_dir))
+    live = resolved == Path(os.path.realpath(settings.model_path))
+    for part in (resolved, Path(os.path.realpath(metadata_path(resolved)))):
+        if not live and not part.is_relative_to(root):
+            raise refuse_path(text if part == resolved else part, "models_dir",
+                              f"outside the models directory BNN_MODELS_DIR={root} (resolved: {part}); "
+                              "candidates load only from there")
+        try:
+            info = os.stat(part)
+        except OSError as error:
+            raise refuse_path(part, "regular_file", f"no regular file there ({error.strerror or error})") from None
+        check_file(part, info, settings.max_checkpoint_bytes)
+    return resolved
 
 
 def provenance(meta: dict[str, Any], predictor: Predictor) -> dict[str, Any]:
@@ -118,7 +182,8 @@ def check_fixtures(predictor: Predictor, path: Path = KNOWN_DIGITS) -> None:
 def load_verified(path: Path, precision: str, settings: Settings) -> HeldModel:
     """Load ``path`` to run in ``precision`` (the live model's: a candidate never changes it) with
     the settings' overrides, after every check; :class:`CandidateRefused` on the first that fails."""
-    digest = checkpoint_digest(path)
+    path = confined(path, settings)
+    digest = checkpoint_digest(path, settings.max_checkpoint_bytes)
     try:
         net, meta = load_checkpoint(path)
     except CheckpointError as error:

@@ -109,7 +109,8 @@ class LabelIn(BaseModel):
 
 
 class ItemLinks(BaseModel):
-    file: str | None = Field(description="the upload as sent (null when it was sent as a 28 x 28 array)")
+    file: str | None = Field(description="the image as decoded, re-encoded as PNG, at most 384 px a side (null when "
+                                         "it was sent as a 28 x 28 array)")
     input: str = Field(description="the 28 x 28 the network saw, as PNG")
 
 

@@ -13,17 +13,21 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from model.precision import PrecisionRequest
 from service.audit import DEFAULT_FRACTION
 from service.review.access import Reviewers
+from service.review.bounds import DEFAULT_BUFFER_BYTES, DEFAULT_ITEM_BYTES, DEFAULT_SOURCE_SHARE, DEFAULT_STATS_INTERVAL_S
 from service.review.schema import async_url
 
 MIB = 1024 * 1024
+MAX_DECODE_BYTES_PER_PIXEL = 12  # an RGBA canvas and its two working copies (service/preprocess.py decode_cost)
 # prometheus_client's variable: the directory where several workers keep their metric values.
 # It must be set before prometheus_client is first imported (it picks its value class then).
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+MIN_API_KEY_CHARS = 16  # a shorter BNN_API_KEY (an empty one included) stops the start
 CONTROL_DIR_ENV = "BNN_CONTROL_DIR"  # where several workers agree on model changes (service/model_control.py)
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="BNN_", extra="ignore")
+    # hide_input_in_errors: a refused value is not echoed into logs (keys, tokens, database passwords)
+    model_config = SettingsConfigDict(env_prefix="BNN_", extra="ignore", hide_input_in_errors=True)
 
     model_path: Path = Field(Path("checkpoints/bnn.safetensors"), description="weights; metadata JSON beside it")
     precision: PrecisionRequest = Field(
@@ -41,6 +45,13 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(32 * MIB, ge=1024, description="largest request body")
     max_pixels: int = Field(40_000_000, ge=784, description="largest width x height, checked from the header")
     max_batch_files: int = Field(32, ge=1, description="most files in one /predict/batch request")
+    max_request_decode_bytes: int = Field(
+        512 * MIB, ge=MIB, description="most bytes one request's images may allocate to decode, together (width x "
+                                       "height x bytes per pixel, read from their headers); images past it get 413")
+    decode_threads: int = Field(1, ge=1, le=64, description="threads per worker decoding large images off the event "
+                                                             "loop (service/decoding.py)")
+    decode_timeout_s: float = Field(2.0, gt=0.0, description="an image sent to the decoding pool is answered within "
+                                                              "this: not started, 503; still decoding, 422")
     threads: int = Field(1, ge=1, le=256, description="torch intra-op threads per worker (workers x threads = cores)")
     workers: int = Field(2, ge=1, le=64, description="worker processes (python -m service); metrics add up")
     micro_batching: bool = Field(True, description="stack concurrent requests into one vectorized pass")
@@ -56,7 +67,8 @@ class Settings(BaseSettings):
     max_connections: int = Field(1024, ge=1, description="open connections per worker; a connection beyond it gets "
                                                           "503 with Retry-After and is closed")
     access_log: bool = Field(False, description="log one line per request (uvicorn access log)")
-    api_key: SecretStr | None = Field(None, description="if set, prediction routes need header X-API-Key")
+    api_key: SecretStr | None = Field(None, description="if set (at least 16 characters), prediction routes need "
+                                                        "header X-API-Key")
     review: bool = Field(True, description="queue referred and audit-sampled answers for human review (the review "
                                            "API and page at /review); false: neither")
     review_db: str = Field("sqlite:///data/review.db", description="the review store: sqlite:///PATH (one host; "
@@ -71,13 +83,28 @@ class Settings(BaseSettings):
                                                                   "it are dropped")
     review_retention_interval_s: float = Field(60.0, gt=0.0, description="how often each worker runs the "
                                                                        "retention pass (and exports what it drops)")
-    review_export_dir: Path | None = Field(None, description="if set, labelled items are appended there as NDJSON "
-                                                             "before retention drops them")
+    review_export_dir: Path | None = Field(None, description="where labelled items are appended as NDJSON before "
+                                                             "retention drops them (unset: review-export beside the "
+                                                             "SQLite store, or data/review-export)")
     review_buffer: int = Field(10_000, ge=1, description="most answers waiting in a worker for the store (while "
                                                          "it is slow or down) before new ones are not queued")
+    review_buffer_bytes: int = Field(DEFAULT_BUFFER_BYTES, ge=MIB, description="most bytes of images waiting in a "
+                                                                               "worker for the store")
+    review_max_item_bytes: int = Field(DEFAULT_ITEM_BYTES, ge=1024, description="largest stored image of an item; "
+                                                                                "a larger one is left out (the item "
+                                                                                "keeps its 28 x 28)")
+    review_source_share: float = Field(DEFAULT_SOURCE_SHARE, gt=0.0, le=1.0, description="most of the buffer and of "
+                                       "the store's caps one source's unlabelled items may hold (1: no bound)")
+    review_stats_interval_s: float = Field(DEFAULT_STATS_INTERVAL_S, gt=0.0, description="how often each worker reads "
+                                           "the review statistics for /metrics")
     admin_tokens: SecretStr | None = Field(None, description="admins as name:token pairs, comma-separated: they may "
                                                              "shadow, promote and roll back models (/admin); unset: "
                                                              "the admin routes do not exist")
+    models_dir: Path = Field(Path("checkpoints"), description="the only directory candidates (admin paths, "
+                                                              "BNN_SHADOW_CHECKPOINT) load from: regular files "
+                                                              "inside it, symlinks resolved (service/models.py)")
+    max_checkpoint_bytes: int = Field(64 * MIB, ge=1024, description="largest candidate weights or metadata file, "
+                                                                     "checked before it is read")
     shadow_checkpoint: Path | None = Field(None, description="a candidate loaded at start beside the live model, "
                                                              "answering BNN_SHADOW_FRACTION of traffic off the "
                                                              "response path")
@@ -88,10 +115,21 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="bind address (python -m service)")
     port: int = Field(8000, ge=1, le=65535, description="bind port (python -m service)")
 
-    @field_validator("review_tokens", "admin_tokens", "shadow_checkpoint", "control_dir", mode="before")
+    @field_validator("review_tokens", "admin_tokens", "shadow_checkpoint", "control_dir", "review_export_dir", mode="before")
     @classmethod
     def _unset_when_empty(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value  # compose passes "" for unset
+
+    @field_validator("api_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        # Unset (absent from the environment, as docker-compose.yml leaves it) means no key; a key
+        # that is set must be hard to guess (an empty one would match an empty X-API-Key header).
+        if value is not None and len(value.get_secret_value()) < MIN_API_KEY_CHARS:
+            raise ValueError(f"BNN_API_KEY is set but {len(value.get_secret_value())} characters long: give it at "
+                             f"least {MIN_API_KEY_CHARS} (e.g. python -c 'import secrets; "
+                             "print(secrets.token_urlsafe(24))'), or unset it to need no key")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
@@ -107,6 +145,9 @@ class Settings(BaseSettings):
                 reviewers = Reviewers.parse(self.review_tokens.get_secret_value())
                 if any(reviewers.who(token) for _, token in admins.tokens):
                     raise ValueError("BNN_ADMIN_TOKENS: a token is also a reviewer's; give admins their own")
+        if self.max_pixels * MAX_DECODE_BYTES_PER_PIXEL > self.max_request_decode_bytes:
+            raise ValueError(f"BNN_MAX_REQUEST_DECODE_BYTES={self.max_request_decode_bytes} cannot hold one image of "
+                             f"BNN_MAX_PIXELS={self.max_pixels} at up to {MAX_DECODE_BYTES_PER_PIXEL} bytes a pixel")
         if self.max_upload_bytes > self.max_request_bytes:
             raise ValueError("BNN_MAX_UPLOAD_BYTES must not exceed BNN_MAX_REQUEST_BYTES")
         return self

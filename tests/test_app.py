@@ -153,7 +153,8 @@ def test_raw_body_upload_answers_like_multipart(client, content_type):
 
 def test_raw_body_errors_are_the_multipart_ones(client):
     too_big = client.post("/predict", content=b"\x89PNG" + b"\x00" * 2_100_000, headers={"content-type": "image/png"})
-    assert too_big.status_code == 413 and too_big.json()["detail"] == "file exceeds the limit of 2000000 bytes"
+    assert too_big.status_code == 413 and too_big.json()["detail"] == (
+        "request body exceeds the limit of 2000000 bytes (the file exceeds the limit of 2000000 bytes)")
     empty = client.post("/predict", content=b"", headers={"content-type": "image/png"})
     assert empty.status_code == 400 and empty.json()["detail"] == "the file is empty"
     tiff = client.post("/predict", content=b"II*\x00" + b"\x00" * 64, headers={"content-type": "application/octet-stream"})
@@ -168,10 +169,18 @@ def test_file_over_the_byte_limit_is_413(client):
     assert "2000000 bytes" in response.json()["detail"]
 
 
-def test_body_over_the_request_limit_is_413_without_reading_it(client):
-    response = post_image(client, b"\x00" * 4_100_000)
-    assert response.status_code == 413
-    assert "request body exceeds the limit of 4000000 bytes" in response.json()["detail"]
+def test_body_over_the_route_limit_is_413_without_reading_it(client):
+    """Each route's own limit: the request's for a batch, one file and its form for /predict, 64 KiB for JSON commands."""
+    batch = client.post("/predict/batch", files=[("files", ("a.png", b"\x00" * 4_100_000, "image/png"))])
+    assert batch.status_code == 413
+    assert batch.json()["detail"] == "request body exceeds the limit of 4000000 bytes"
+    single = post_image(client, b"\x00" * 2_100_000)
+    assert single.status_code == 413
+    assert single.json()["detail"] == ("request body exceeds the limit of 2065536 bytes (the file exceeds the limit of "
+                                       "2000000 bytes)")
+    command = client.post("/review/items/x/label", content=b"{" * 70_000, headers={"content-type": "application/json"})
+    assert command.status_code == 413
+    assert command.json()["detail"] == "request body exceeds the limit of 65536 bytes"
 
 
 def test_chunked_body_over_the_limit_is_413(client):

@@ -2,7 +2,8 @@
 headless, against the real service (``python -m service``, as ``make serve`` runs it).
 
 Every test checks that no request leaves the service's origin (the page and the docs must work
-behind a firewall) and that the page logs no errors; each saves a screenshot to
+behind a firewall) and that the page logs no errors, Content-Security-Policy violations included
+(``service/security_headers.py``: each is reported as a console error); each saves a screenshot to
 ``BNN_TEST_ARTIFACTS`` (default ``tests/artifacts/``, not committed).
 """
 
@@ -74,6 +75,15 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
+# every Content-Security-Policy violation, as a console error the visit's checks catch (Chromium logs
+# most of them itself, in words that change between versions; this names the directive)
+REPORT_VIOLATIONS = """window.cspViolations = [];
+document.addEventListener("securitypolicyviolation", (e) => {
+  window.cspViolations.push(e.effectiveDirective);
+  console.error(`CSP violation: ${e.effectiveDirective} blocked ${e.blockedURI || "inline"}`);
+});"""
+
+
 def open_page(browser: Browser, url: str, **options) -> tuple[BrowserContext, Visit]:
     context = browser.new_context(**options)
     page = context.new_page()
@@ -91,6 +101,7 @@ def open_page(browser: Browser, url: str, **options) -> tuple[BrowserContext, Vi
             route.continue_()
 
     context.route("**/*", guard)
+    page.add_init_script(REPORT_VIOLATIONS)
     page.on("console", lambda message: visit.errors.append(message.text) if message.type == "error" else None)
     page.on("pageerror", lambda error: visit.errors.append(str(error)))
     return context, visit
@@ -278,15 +289,66 @@ def test_phone_width(browser, service):
 
 
 def test_swagger_ui_renders_offline_with_the_routes(browser, service):
+    """Under the service's Content-Security-Policy (no inline script): it renders, and "Try it out"
+    calls the API."""
     with visiting(browser, service, "/docs", "docs") as visit:
-        visit.page.wait_for_selector(".opblock-summary-path", timeout=15_000)
-        paths = set(visit.page.locator(".opblock-summary-path").all_inner_texts())
+        page = visit.page
+        page.wait_for_selector(".opblock-summary-path", timeout=15_000)
+        paths = set(page.locator(".opblock-summary-path").all_inner_texts())
+        page.click("#operations-probes-healthz_healthz_get .opblock-summary")
+        page.click("#operations-probes-healthz_healthz_get .try-out__btn")
+        page.click("#operations-probes-healthz_healthz_get .execute")
+        page.wait_for_selector("#operations-probes-healthz_healthz_get .live-responses-table tbody .response-col_status",
+                               timeout=10_000)
+        status = page.locator("#operations-probes-healthz_healthz_get .live-responses-table tbody .response-col_status")
+        assert status.first.inner_text().strip() == "200"
     assert {"/predict", "/predict/batch", "/v2/models/{model_name}/infer"} <= {p.replace("\u200b", "") for p in paths}
 
 
 def test_redoc_renders_offline(browser, service):
     with visiting(browser, service, "/redoc", "redoc") as visit:
         visit.page.wait_for_selector("text=Classify one image", timeout=15_000)
+
+
+# what markup injected into a page (an answer's text, a reviewer's name) would try to run
+INLINE_SCRIPT = """() => { const s = document.createElement("script"); s.textContent = "window.injected = 'script'";
+  document.body.append(s); return window.injected ?? null; }"""
+INLINE_HANDLER = """() => { const d = document.createElement("div");
+  d.innerHTML = '<img src="/no-such-image" onerror="window.injected = \\'handler\\'">'; document.body.append(d); }"""
+
+
+@pytest.mark.parametrize("path", ["/", "/review", "/docs", "/redoc"])
+def test_the_content_security_policy_is_enforced(browser, service, path):
+    """Each page runs under its policy: injected inline script and inline handlers do not run, and
+    each attempt is reported; the page's own scripts ran (nothing else was reported: the visit's checks)."""
+    with visiting(browser, service, path, f"csp{path.replace('/', '-')}") as visit:
+        visit.expected_errors = ("CSP violation: script-src-elem", "CSP violation: script-src-attr",
+                                 "Executing inline", "Failed to load resource")
+        page = visit.page
+        page.wait_for_load_state("load")
+        assert page.evaluate("() => window.cspViolations") == []
+        assert page.evaluate(INLINE_SCRIPT) is None
+        page.evaluate(INLINE_HANDLER)
+        page.wait_for_function("() => window.cspViolations.includes('script-src-attr')", timeout=10_000)
+        assert page.evaluate("() => [window.injected ?? null, window.cspViolations]") == [
+            None, ["script-src-elem", "script-src-attr"]]
+
+
+@pytest.mark.parametrize("path", ["/", "/review", "/docs"])
+def test_no_site_can_frame_a_page(browser, service, path):
+    """frame-ancestors 'none' (and X-Frame-Options): a page of another site framing the review page
+    (to trick a click) gets Chromium's error page in the frame, not the service's."""
+    context = browser.new_context()
+    try:
+        context.route("http://elsewhere.test/**", lambda route: route.fulfill(
+            content_type="text/html", body=f'<iframe src="{service}{path}"></iframe>'))
+        page = context.new_page()
+        page.goto("http://elsewhere.test/")
+        page.wait_for_load_state("load")
+        (framed,) = page.main_frame.child_frames
+        assert framed.url.startswith("chrome-error://")
+    finally:
+        context.close()
 
 
 def test_what_the_page_sends_reaches_the_review_page_and_keys_label_it(browser, tmp_path):
@@ -296,7 +358,8 @@ def test_what_the_page_sends_reaches_the_review_page_and_keys_label_it(browser, 
     from tests.metrics_text import parse_samples, value
     from tests.review_client import TOKEN, TOKENS, bearer
 
-    env = {"BNN_AUDIT_FRACTION": "1", "BNN_REVIEW_DB": f"sqlite:///{tmp_path}/review.db", "BNN_REVIEW_TOKENS": TOKENS}
+    env = {"BNN_AUDIT_FRACTION": "1", "BNN_REVIEW_DB": f"sqlite:///{tmp_path}/review.db", "BNN_REVIEW_TOKENS": TOKENS,
+           "BNN_REVIEW_STATS_INTERVAL_S": "0.5"}  # the gauges are read from the store in the background
     with running_service(env) as (url, _):
         truth: dict[str, str] = {}
         with visiting(browser, url, "/", "review-sent", viewport={"width": 1100, "height": 1000}) as visit:
@@ -319,15 +382,19 @@ def test_what_the_page_sends_reaches_the_review_page_and_keys_label_it(browser, 
         with visiting(browser, url, f"/review#token={TOKEN}", "review-labelled",
                       viewport={"width": 1100, "height": 1000}) as review:
             page = review.page
-            assert "token" not in page.url  # taken from the address into the tab's storage
+            assert "token" not in page.url  # taken from the address into the page's memory
             labelled = []
             for _ in range(5):
                 page.wait_for_function("(done) => { const s = document.getElementById('item');"
                                        " return !s.hidden && s.dataset.item && !done.includes(s.dataset.item); }",
                                        arg=labelled, timeout=10_000)
                 item_id = page.evaluate("() => document.getElementById('item').dataset.item")
-                if not labelled:  # a reload shows the item this reviewer holds, not a new one
+                if not labelled:  # a reload asks for the token again, then shows the item this reviewer holds
+                    assert TOKEN not in page.evaluate("() => JSON.stringify([{...sessionStorage}, {...localStorage}])")
                     page.reload()
+                    page.wait_for_selector("#login:not([hidden])", timeout=10_000)
+                    page.fill("#token", TOKEN)
+                    page.click("#start")
                     page.wait_for_function("(id) => document.getElementById('item').dataset.item === id "
                                            "&& !document.getElementById('item').hidden", arg=item_id, timeout=10_000)
                 page.wait_for_function("() => { const i = document.getElementById('input-img');"
@@ -350,8 +417,11 @@ def test_what_the_page_sends_reaches_the_review_page_and_keys_label_it(browser, 
         error = stats["accepted_error"]
         assert (error["audited"], error["wrong"], error["drawn"]) == (3, 0, 1)
         assert (stats["drawn_accepted_error"]["audited"], stats["drawn_accepted_error"]["wrong"]) == (1, 0)
-        metrics = parse_samples(httpx.get(url + "/metrics").text)
-        assert value(metrics, "bnn_audited_accepted_labels") == 3
+        def gauges_read() -> dict | None:
+            metrics = parse_samples(httpx.get(url + "/metrics").text)
+            return metrics if value(metrics, "bnn_audited_accepted_labels") == 3 else None
+
+        metrics = wait_for(gauges_read, timeout_s=30, what="the gauges' next read of the store")
         assert value(metrics, "bnn_audited_accepted_error_ratio") == 0
         assert value(metrics, "bnn_audited_accepted_error_ratio_upper") == pytest.approx(1 - 0.025 ** (1 / 3), abs=1e-9)
         assert value(metrics, "bnn_review_labels_total", reason="audit", outcome="not_a_digit") == 1
@@ -365,13 +435,21 @@ def test_the_models_page_shows_the_shadow_and_promotes_and_refuses(browser, tmp_
     token = "page-admin-token-0123456789"
     good, broken = candidates.good(tmp_path), candidates.with_nan(tmp_path)
     env = {"BNN_ADMIN_TOKENS": f"ops:{token}", "BNN_REVIEW_DB": f"sqlite:///{tmp_path}/review.db",
-           "BNN_SHADOW_FRACTION": "1"}
+           "BNN_SHADOW_FRACTION": "1", "BNN_MODELS_DIR": str(tmp_path)}  # candidates load only from there
     shipped = json.loads(SHIPPED.with_suffix(".json").read_text())["model_version"]
     with running_service(env) as (url, _), visiting(browser, url, f"/admin#token={token}", "admin",
                                                      viewport={"width": 1100, "height": 1000}) as visit:
         visit.expected_errors = ("Failed to load resource",)  # the refusal below is a 422
         page = visit.page
         assert "token" not in page.url
+        visit.shows("#held", shipped)
+        # the token is in the page's memory only: not in storage, and a reload asks for it again
+        assert token not in page.evaluate("() => JSON.stringify([{...sessionStorage}, {...localStorage}])")
+        page.reload()
+        page.wait_for_selector("#login:not([hidden])", timeout=10_000)
+        assert page.locator("#models").is_hidden()
+        page.fill("#token", token)
+        page.click("#login button[type=submit]")
         visit.shows("#held", shipped)
         visit.shows("#workers", "2 worker(s) serving")
         page.fill("#path", str(good))

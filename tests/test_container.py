@@ -164,8 +164,9 @@ def prometheus_api(url: str, path: str) -> dict:
 def test_compose_brings_up_the_service_and_prometheus(engine: dict[str, str], image: str) -> None:
     bnn_port, prometheus_port = free_port(), free_port()
     project = f"bnncheck{bnn_port}"
+    # GRAFANA_ADMIN_PASSWORD: compose refuses the whole file without one, though Grafana is not started here
     env = {**engine, "BNN_HOST_PORT": str(bnn_port), "PROMETHEUS_HOST_PORT": str(prometheus_port),
-           "COMPOSE_PROJECT_NAME": project}
+           "COMPOSE_PROJECT_NAME": project, "GRAFANA_ADMIN_PASSWORD": "compose-check-password"}
     compose = ["podman-compose", "-p", project, "-f", "docker-compose.yml", "-f", "deploy/container/compose.podman.yml"]
     try:
         run([*compose, "up", "-d", "bnn", "prometheus"], env, timeout=300)

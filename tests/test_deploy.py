@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 
@@ -46,11 +47,52 @@ def test_grafana_provisioning_points_at_the_dashboard_and_its_datasource():
     assert len(ids) == len(set(ids))
 
 
-def test_docker_compose_config_accepts_the_file():
+def docker_compose_config(**env: str) -> subprocess.CompletedProcess[str]:
+    """``docker-compose config`` of the file with only ``env`` (and PATH) set, as a user who set nothing else."""
     tool = shutil.which("docker-compose")
     if tool is None:
         if REQUIRED:
             pytest.fail("docker-compose not found but BNN_REQUIRE_PROMETHEUS=1 (apt-get install docker-compose)")
         pytest.skip("docker-compose (Debian package) not installed")
-    result = subprocess.run([tool, "config", "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    return subprocess.run([tool, "config"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={"PATH": os.environ.get("PATH", ""), **env})
+
+
+def test_docker_compose_config_accepts_the_file():
+    result = docker_compose_config(GRAFANA_ADMIN_PASSWORD="chosen-password")
     assert result.returncode == 0, result.stderr
+    resolved = yaml.safe_load(result.stdout)["services"]
+    # unset BNN_API_KEY stays unset (no key required): compose passes no BNN_API_KEY at all, not ""
+    assert "BNN_API_KEY" not in resolved["bnn"].get("environment", {})
+    assert resolved["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"] == "chosen-password"
+    assert resolved["grafana"]["environment"]["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+
+
+def test_every_published_port_names_its_address_defaulting_to_loopback():
+    """Without docker-compose too: a port with no address would be published on every interface."""
+    ports = {name: service.get("ports", []) for name, service in COMPOSE["services"].items()}
+    assert ports == {"bnn": ["${BNN_PUBLISH_ADDRESS:-127.0.0.1}:${BNN_HOST_PORT:-8000}:8000"],
+                     "prometheus": ["${MONITORING_PUBLISH_ADDRESS:-127.0.0.1}:${PROMETHEUS_HOST_PORT:-9090}:9090"],
+                     "grafana": ["${MONITORING_PUBLISH_ADDRESS:-127.0.0.1}:${GRAFANA_HOST_PORT:-3000}:3000"]}
+
+
+def test_compose_publishes_on_loopback_unless_told_otherwise():
+    """By default every port is published on 127.0.0.1 only (Prometheus has no authentication);
+    BNN_PUBLISH_ADDRESS and MONITORING_PUBLISH_ADDRESS open them, each on its own."""
+    def published(**env: str) -> dict[str, list[str]]:
+        result = docker_compose_config(GRAFANA_ADMIN_PASSWORD="chosen-password", **env)
+        assert result.returncode == 0, result.stderr
+        return {name: service["ports"] for name, service in yaml.safe_load(result.stdout)["services"].items()}
+
+    assert published() == {"bnn": ["127.0.0.1:8000:8000/tcp"], "prometheus": ["127.0.0.1:9090:9090/tcp"],
+                           "grafana": ["127.0.0.1:3000:3000/tcp"]}
+    assert published(BNN_PUBLISH_ADDRESS="0.0.0.0", BNN_HOST_PORT="8080") == {
+        "bnn": ["0.0.0.0:8080:8000/tcp"], "prometheus": ["127.0.0.1:9090:9090/tcp"], "grafana": ["127.0.0.1:3000:3000/tcp"]}
+    assert published(MONITORING_PUBLISH_ADDRESS="192.0.2.7")["grafana"] == ["192.0.2.7:3000:3000/tcp"]
+
+
+@pytest.mark.parametrize("password", [None, ""])
+def test_compose_refuses_to_start_grafana_without_a_chosen_password(password):
+    result = docker_compose_config(**({} if password is None else {"GRAFANA_ADMIN_PASSWORD": password}))
+    assert result.returncode != 0
+    assert "set GRAFANA_ADMIN_PASSWORD to the Grafana admin password you choose" in result.stderr

@@ -43,7 +43,8 @@ def urllib_post(url: str, body: bytes, content_type: str = "image/png") -> tuple
 def test_an_oversized_body_sent_whole_gets_its_413(service, size):
     status, headers, body = urllib_post(service + "/predict", b"\x89PNG" + b"\x00" * size)
     assert status == 413
-    assert body == {"detail": f"request body exceeds the limit of {LIMIT} bytes"}
+    assert body == {"detail": f"request body exceeds the limit of {LIMIT} bytes (the file exceeds the limit of {LIMIT} "
+                              "bytes)"}
     assert headers["Connection"] == "close"
 
 
@@ -56,7 +57,8 @@ def test_an_oversized_chunked_body_gets_its_413(service):
                        encode_chunked=True)
     response = connection.getresponse()
     assert response.status == 413
-    assert json.loads(response.read()) == {"detail": f"request body exceeds the limit of {LIMIT} bytes"}
+    assert json.loads(response.read()) == {"detail": f"request body exceeds the limit of {LIMIT} bytes (the file "
+                                                     f"exceeds the limit of {LIMIT} bytes)"}
     connection.close()
 
 

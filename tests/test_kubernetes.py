@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import kubernetes_validate
@@ -138,6 +138,36 @@ def test_the_pod_runs_locked_down(spec):
                        "BNN_REVIEW_TOKENS": {"name": "bnn-review", "key": "tokens"}}
 
 
+def dockerfile_env() -> dict[str, str]:
+    """The BNN_ variables the image sets (its ENV lines)."""
+    return dict(re.findall(r"\b(BNN_[A-Z_]+)=(\S+)", (ROOT / "Dockerfile").read_text()))
+
+
+def canary_container() -> dict[str, Any]:
+    directory = KUBE / "kserve" / "canary"
+    (patch,) = yaml.safe_load((directory / "kustomization.yaml").read_text())["patches"]
+    (container,) = json_patched(ISVC, yaml.safe_load((directory / patch["path"]).read_text()))["spec"]["predictor"][
+        "containers"]
+    return container  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("container", [None, CONTAINER, ISVC_CONTAINER, "canary"],
+                         ids=["image", "deployment", "kserve", "kserve canary"])
+def test_the_served_checkpoint_lies_in_the_models_directory_candidates_load_from(container):
+    """Image, manifests and the shipped layout agree: BNN_MODELS_DIR holds BNN_MODEL_PATH, and the
+    image copies the shipped checkpoint there (so a rollback to it, or a promotion of a candidate
+    beside it, passes the admin API's directory rule)."""
+    env = dockerfile_env()
+    assert env["BNN_MODELS_DIR"] == "/app/checkpoints"
+    assert re.search(r"^COPY .*checkpoints/bnn\.safetensors .*checkpoints/$", (ROOT / "Dockerfile").read_text(), re.M)
+    if container is not None:
+        found = canary_container() if container == "canary" else container
+        env |= {item["name"]: item["value"] for item in found["env"] if "value" in item}
+    model, models_dir = PurePosixPath(env["BNN_MODEL_PATH"]), PurePosixPath(env["BNN_MODELS_DIR"])
+    assert model.parent == models_dir, (model, models_dir)
+    assert Settings().models_dir == Path("checkpoints") == SHIPPED.parent.relative_to(ROOT)  # make serve's layout
+
+
 def test_selectors_pick_the_pods():
     labels = POD["metadata"]["labels"]
     for selector in (DEPLOYMENT["spec"]["selector"]["matchLabels"], BASE["Service"]["spec"]["selector"],
@@ -210,6 +240,6 @@ def test_the_canary_overlay_sends_a_share_of_traffic_to_a_candidate_from_a_model
     (container,) = canary["spec"]["predictor"]["containers"]
     env = {item["name"]: item.get("value") for item in container["env"]}
     assert env["BNN_MODEL_PATH"].startswith("/mnt/models/") and env["STORAGE_URI"]
-    assert len(container["env"]) == len(ISVC_CONTAINER["env"]) + 2  # nothing of the base lost
+    assert len(container["env"]) == len(ISVC_CONTAINER["env"]) + 3  # nothing of the base lost
     fields = {f"BNN_{name.upper()}" for name in Settings.model_fields}
     assert {name for name in env if name.startswith("BNN_")} <= fields

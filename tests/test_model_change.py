@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,9 +34,11 @@ DIGITS = mnist_fixtures()
 SHIPPED_VERSION = json.loads(SHIPPED.with_suffix(".json").read_text())["model_version"]
 
 
-def admin_settings(**overrides: object) -> Settings:
-    return Settings(model_path=SHIPPED, admin_tokens=SecretStr(f"ops:{TOKEN}"), review_tokens=SecretStr(
-        f"ana:{REVIEWER}"), api_key=SecretStr("client-key-0123456789"), audit_fraction=0.0, **overrides)
+def admin_settings(models: Path, **overrides: object) -> Settings:
+    """An app with admins whose candidates load from ``models`` (the live model stays the shipped one)."""
+    return Settings(model_path=SHIPPED, models_dir=models, admin_tokens=SecretStr(f"ops:{TOKEN}"),
+                    review_tokens=SecretStr(f"ana:{REVIEWER}"), api_key=SecretStr("client-key-0123456789"),
+                    audit_fraction=0.0, **overrides)
 
 
 def predict(client: TestClient | httpx.Client, path: Path = DIGITS[0][0]) -> dict[str, object]:
@@ -46,8 +49,14 @@ def predict(client: TestClient | httpx.Client, path: Path = DIGITS[0][0]) -> dic
 
 
 @pytest.fixture(scope="module")
-def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    directory = tmp_path_factory.mktemp("candidates")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The models directory (BNN_MODELS_DIR) of this module's apps: the candidates below live there."""
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="module")
+def made(models: Path) -> dict[str, Path]:
+    directory = models
     return {"good": candidates.good(directory), "truncated": candidates.truncated(directory),
             "wrong architecture": candidates.wrong_architecture(directory),
             "no record for the served precision": candidates.without_record(directory, expected_precision()),
@@ -55,8 +64,8 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture
-def client(tmp_path: Path):
-    app = create_app(admin_settings(review_db=f"sqlite:///{tmp_path}/review.db"), registry=CollectorRegistry())
+def client(tmp_path: Path, models: Path):
+    app = create_app(admin_settings(models, review_db=f"sqlite:///{tmp_path}/review.db"), registry=CollectorRegistry())
     with TestClient(app) as test_client:
         yield test_client
 
@@ -135,7 +144,7 @@ def test_shadow_answers_never_reach_the_client(tmp_path, made):
                 record["threshold"] = 0.0
 
     referring = candidates.variant(tmp_path / "refers.safetensors", "head-refers-all", edit_meta=refer_all)
-    app = create_app(admin_settings(review=False, shadow_fraction=1.0), registry=CollectorRegistry())
+    app = create_app(admin_settings(tmp_path, review=False, shadow_fraction=1.0), registry=CollectorRegistry())
     with TestClient(app) as client:
         assert client.post("/admin/models/shadow", json={"path": str(referring)}, headers=ADMIN).status_code == 200
         answers = [predict(client, path) for path, _ in DIGITS]
@@ -153,8 +162,8 @@ def test_shadow_answers_never_reach_the_client(tmp_path, made):
         assert predict(client)["refer"] is True
 
 
-def test_a_restarted_worker_serves_the_committed_models(tmp_path, made):
-    settings = admin_settings(review=False, control_dir=tmp_path / "control")
+def test_a_restarted_worker_serves_the_committed_models(tmp_path, models, made):
+    settings = admin_settings(models, review=False, control_dir=tmp_path / "control")
     with TestClient(create_app(settings, registry=CollectorRegistry())) as client:
         assert client.post("/admin/models/promote", json={"path": str(made["good"])}, headers=ADMIN).status_code == 200
     with TestClient(create_app(settings, registry=CollectorRegistry())) as client:
@@ -162,10 +171,10 @@ def test_a_restarted_worker_serves_the_committed_models(tmp_path, made):
         assert client.post("/admin/models/rollback", headers=ADMIN).json()["live"] == SHIPPED_VERSION
 
 
-def test_one_worker_refusing_means_no_worker_swaps(tmp_path, made):
+def test_one_worker_refusing_means_no_worker_swaps(tmp_path, models, made):
     """Two workers' controls on one directory; one runs bfloat16, and the candidate has no bfloat16 record."""
-    settings = admin_settings(review=False)
-    no_bf16 = candidates.without_record(tmp_path, "bfloat16")
+    settings = admin_settings(models, review=False)
+    no_bf16 = candidates.without_record(models, "bfloat16")
     float32 = ModelSet(load_verified(SHIPPED, "float32", settings))
     bfloat16 = ModelSet(load_verified(SHIPPED, "bfloat16", settings))
     served: dict[int, ModelSet] = {}
@@ -194,8 +203,9 @@ def test_one_worker_refusing_means_no_worker_swaps(tmp_path, made):
     assert versions == [SHIPPED_VERSION, SHIPPED_VERSION, "head-candidate", "head-candidate"]
 
 
-def test_two_workers_swap_under_load_with_no_failed_request(tmp_path, made, capsys):
+def test_two_workers_swap_under_load_with_no_failed_request(tmp_path, models, made, capsys):
     env = {"BNN_ADMIN_TOKENS": f"ops:{TOKEN}", "BNN_REVIEW_DB": f"sqlite:///{tmp_path}/review.db",
+           "BNN_MODELS_DIR": str(models),
            "BNN_WORKERS": "2"}
     with running_service(env) as (url, _):
         def workers() -> list[dict[str, object]]:
@@ -219,23 +229,31 @@ def test_two_workers_swap_under_load_with_no_failed_request(tmp_path, made, caps
                 live = "head-candidate" if index % 2 == 0 else SHIPPED_VERSION
                 assert [worker["live"] for worker in workers()] == [live, live]
             assert admin_command.main(["promote", str(made["a NaN weight"]), "--url", url, "--token", TOKEN]) == 1
+            for hostile in ("/dev/zero", str(models)):  # issue 42: no answer (read without end); 422 after 6 s
+                assert admin_command.main(["shadow", hostile, "--url", url, "--token", TOKEN]) == 1
             stop.set()
             for loop in loops:
                 loop.result()
         assert admin_command.main(["status", "--url", url, "--token", TOKEN]) == 0
     printed = capsys.readouterr().out
     assert "refused (weights)" in printed and "workers   2 at generation 4, 4" in printed
+    assert "refused (path, models_dir): /dev/zero" in printed and "refused (path, regular_file)" in printed
     assert len(answers) > 20
     assert {status for status, _ in answers} == {200}
     assert {version for _, version in answers} <= {SHIPPED_VERSION, "head-candidate"}
 
 
-def test_a_shadow_from_the_environment_is_verified_at_start(made):
-    misreading = create_app(Settings(model_path=SHIPPED, review=False, shadow_checkpoint=made["fixtures misread"]),
-                            registry=CollectorRegistry())
+def test_a_shadow_from_the_environment_is_verified_and_confined_at_start(models, made):
+    misreading = create_app(Settings(model_path=SHIPPED, models_dir=models, review=False,
+                                     shadow_checkpoint=made["fixtures misread"]), registry=CollectorRegistry())
     with pytest.raises(Exception, match=r"BNN_SHADOW_CHECKPOINT refused \(fixtures\)"), TestClient(misreading):
         pass
-    settings = Settings(model_path=SHIPPED, review=False, shadow_checkpoint=made["good"])
+    elsewhere = create_app(Settings(model_path=SHIPPED, review=False, shadow_checkpoint=made["good"]),
+                           registry=CollectorRegistry())  # the default models directory: checkpoints/
+    with pytest.raises(Exception, match=r"BNN_SHADOW_CHECKPOINT refused \(path\): .*outside the models directory"), \
+            TestClient(elsewhere):
+        pass
+    settings = Settings(model_path=SHIPPED, models_dir=models, review=False, shadow_checkpoint=made["good"])
     with TestClient(create_app(settings, registry=CollectorRegistry())) as client:
         held: HeldModel | None = client.app.state.inference.models.shadow  # type: ignore[attr-defined]
         assert held is not None and held.version == "head-candidate"
@@ -250,7 +268,7 @@ def test_the_labelled_audits_judge_both_models_on_the_same_images(tmp_path):
                 record["threshold"] = 0.0
 
     referring = candidates.variant(tmp_path / "refers.safetensors", "head-refers-all", edit_meta=refer_all)
-    settings = admin_settings(review_db=f"sqlite:///{tmp_path}/review.db", shadow_fraction=0.0)
+    settings = admin_settings(tmp_path, review_db=f"sqlite:///{tmp_path}/review.db", shadow_fraction=0.0)
     app = create_app(settings.model_copy(update={"audit_fraction": 1.0}), registry=CollectorRegistry())
     reviewer = {"Authorization": f"Bearer {REVIEWER}"}
     with TestClient(app) as client:
@@ -275,3 +293,201 @@ def test_the_labelled_audits_judge_both_models_on_the_same_images(tmp_path):
         assert found["shadow"]["audited"] == 0  # it referred every one: nothing it accepted was wrong
         export = client.get("/review/export", headers=reviewer).text.splitlines()
         assert {json.loads(line)["shadow"]["model_version"] for line in export} == {"head-refers-all"}
+
+
+@pytest.fixture
+def hostile(tmp_path: Path, models: Path, made: dict[str, Path]) -> dict[str, tuple[str, str]]:
+    """Paths an admin call may name, each with the rule that must refuse it (issue 42: /dev/zero hung the
+    worker, a NUL byte gave 500, a directory 422 after 6 s, and any file on the machine could be named)."""
+    outside = candidates.good(tmp_path / "outside", "head-outside")
+    (models / "link.safetensors").unlink(missing_ok=True)
+    (models / "link.safetensors").symlink_to(outside)  # a symlink out of the models directory
+    (models / "link.json").unlink(missing_ok=True)
+    (models / "link.json").symlink_to(outside.with_suffix(".json"))
+    meta_out = candidates.good(models, "head-meta-out")  # weights inside, metadata a symlink out of it
+    meta_out.with_suffix(".json").unlink()
+    meta_out.with_suffix(".json").symlink_to(outside.with_suffix(".json"))
+    (models / "dir.safetensors").mkdir(exist_ok=True)
+    (models / "dir.json").write_text("{}")
+    fifo = models / "fifo.safetensors"
+    if not fifo.exists():
+        os.mkfifo(fifo)  # opening it to read would block until a writer came
+    fifo.with_suffix(".json").write_text("{}")
+    return {"/dev/zero": ("/dev/zero", "models_dir"), "a NUL byte": ("a\u0000b", "nul"),
+            "/etc/passwd": ("/etc/passwd", "models_dir"),
+            "dot-dot": (f"{models}/../outside/head-outside.safetensors", "models_dir"),
+            "symlink out": (str(models / "link.safetensors"), "models_dir"),
+            "metadata symlinked out": (str(meta_out), "models_dir"),
+            "a directory": (str(models / "dir.safetensors"), "regular_file"),
+            "a FIFO": (str(fifo), "regular_file"), "missing": (str(models / "absent.safetensors"), "regular_file")}
+
+
+def test_every_path_outside_the_rules_is_a_422_naming_its_rule_and_nothing_changes(client, hostile, made):
+    for name, (path, rule) in hostile.items():
+        for route in ("/admin/models/shadow", "/admin/models/promote"):
+            response = client.post(route, json={"path": path}, headers=ADMIN)
+            assert response.status_code == 422, (name, response.text)
+            answer = response.json()
+            assert (answer["check"], answer["rule"]) == ("path", rule), name
+            assert answer["detail"].startswith(f"refused (path, {rule}): "), name
+    held = client.get("/admin/models", headers=ADMIN).json()
+    assert held["generation"] == 0 and held["models"]["shadow"] is None  # no proposal was ever made
+    assert predict(client)["model_version"] == SHIPPED_VERSION
+    # and nothing is wedged: a candidate inside the directory still goes through
+    response = client.post("/admin/models/shadow", json={"path": str(made["good"])}, headers=ADMIN)
+    assert response.status_code == 200 and response.json()["generation"] == 1
+
+
+def test_the_size_cap_is_checked_before_reading_and_the_shipped_checkpoint_fits_the_default(tmp_path, models, made):
+    assert SHIPPED.stat().st_size < Settings().max_checkpoint_bytes == 64 * 1024 * 1024  # 3.4 MiB of 64
+    with TestClient(create_app(admin_settings(models, review=False, max_checkpoint_bytes=1024),
+                               registry=CollectorRegistry())) as small:
+        response = small.post("/admin/models/shadow", json={"path": str(made["good"])}, headers=ADMIN)
+        assert response.status_code == 422
+        assert (response.json()["check"], response.json()["rule"]) == ("path", "size")
+        assert f"{made['good'].stat().st_size} bytes, over BNN_MAX_CHECKPOINT_BYTES=1024" in response.json()["reason"]
+
+
+def test_the_live_checkpoint_is_exempt_from_the_directory_rule_only(client):
+    """BNN_MODEL_PATH is the operator's: naming it is no path refusal (here: it is live already)."""
+    response = client.post("/admin/models/promote", json={"path": str(SHIPPED)}, headers=ADMIN)
+    assert response.status_code == 409 and "live already" in response.json()["detail"]
+
+
+def test_admin_bodies_that_cannot_be_read_are_4xx(client):
+    for body in ('{"path": ' + "9" * 5000 + "}", '{"path": "x"', '{"path": ' + "[" * 2000 + "]" * 2000 + "}"):
+        response = client.post("/admin/models/shadow", content=body,
+                               headers={**ADMIN, "Content-Type": "application/json"})
+        assert 400 <= response.status_code < 500, (body[:30], response.text)
+        assert response.json()["detail"]
+    too_long = client.post("/admin/models/shadow", json={"path": "a" * 5000}, headers=ADMIN)
+    assert too_long.status_code == 422 and "4096" in too_long.text
+
+
+def join_abandoned_checks() -> None:
+    """Wait for the check threads a test abandoned (released by then): none may run on into exit."""
+    for thread in threading.enumerate():
+        if thread.name == "candidate-check":
+            thread.join(30)
+
+
+def two_workers(tmp_path: Path, models: Path, second_pid: int) -> tuple[dict[int, ModelSet], list[ModelControl]]:
+    """Two workers' controls on one directory, each serving the shipped model; each has its own settings
+    object, so a patched check can tell which worker runs it."""
+    served: dict[int, ModelSet] = {}
+    controls = []
+    for pid in (os.getpid(), second_pid):
+        settings = admin_settings(models, review=False)
+        served[pid] = ModelSet(load_verified(SHIPPED, "float32", settings))
+        controls.append(ModelControl(tmp_path / "control", settings, lambda pid=pid: served[pid],  # type: ignore[misc]
+                                     lambda new, pid=pid: served.__setitem__(pid, new), pid=pid))
+    return served, controls
+
+
+def test_a_check_that_crashes_or_hangs_is_a_refusal_and_the_workers_take_the_next_change(tmp_path, models, made,
+                                                                                        monkeypatch):
+    from service import model_control
+
+    release = threading.Event()
+    real = model_control.load_verified
+
+    def failing(path: Path, precision: str, settings: Settings) -> HeldModel:
+        if path.name == "head-crash.safetensors":
+            raise RuntimeError("the loader broke")
+        if path.name == "head-hang.safetensors":
+            release.wait(30)  # a check that never ends (released at the test's end)
+            raise RuntimeError("released")
+        return real(path, precision, settings)
+
+    monkeypatch.setattr(model_control, "load_verified", failing)
+    monkeypatch.setattr(model_control, "CHECK_TIMEOUT_S", 1.0)
+    crash, hang = candidates.good(models, "head-crash"), candidates.good(models, "head-hang")
+    served, controls = two_workers(tmp_path, models, os.getppid())
+
+    async def scenario() -> list[tuple[str, str]]:
+        for control in controls:
+            await control.start()
+        outcomes = []
+        try:
+            for path in (crash, hang):
+                with pytest.raises(model_control.ModelChangeRefused) as refused:
+                    await controls[0].change("promote", str(path))
+                outcomes.append((refused.value.check, refused.value.reason))
+            promoted = await controls[1].change("promote", str(made["good"]))  # neither worker is wedged
+            outcomes.append(("promoted", ",".join(worker["live"] for worker in promoted["workers"])))
+        finally:
+            release.set()
+            for control in controls:
+                await control.stop()
+        return outcomes
+
+    (crash_check, crash_reason), (hang_check, hang_reason), promoted = asyncio.run(scenario())
+    join_abandoned_checks()
+    assert crash_check == "crash" and "RuntimeError: the loader broke" in crash_reason
+    assert hang_check == "timeout" and "over 1 s" in hang_reason
+    assert promoted == ("promoted", "head-candidate,head-candidate")
+    assert {models.live.version for models in served.values()} == {"head-candidate"}
+
+
+def test_a_worker_dying_in_a_check_aborts_the_change_and_its_replacement_never_reruns_it(tmp_path, models, made,
+                                                                                         monkeypatch):
+    """The worker checking a candidate dies (as if the candidate crashed it): the change is refused
+    at once, nothing is swapped, and the worker started in its place (the supervisor's restart) does
+    not check the pending candidate again, so a deadly candidate cannot start a restart loop."""
+    from service import model_control
+    from service.background import cancel
+
+    deadly = candidates.good(models, "head-deadly")
+    checking, release = threading.Event(), threading.Event()
+    checked_by: list[int] = []
+    real = model_control.load_verified
+    doomed = subprocess.Popen(["sleep", "60"])  # the second worker's process, killed mid-check
+    replacement = subprocess.Popen(["sleep", "60"])
+    served, controls = two_workers(tmp_path, models, doomed.pid)
+    pid_of = {id(control.settings): control.pid for control in controls}
+
+    def deadly_check(path: Path, precision: str, settings: Settings) -> HeldModel:
+        if path == deadly:
+            checked_by.append(pid_of.get(id(settings), -1))
+            if pid_of.get(id(settings)) == doomed.pid:
+                checking.set()
+                release.wait(30)
+        return real(path, precision, settings)
+
+    monkeypatch.setattr(model_control, "load_verified", deadly_check)
+
+    async def scenario() -> tuple[str, str, list[str]]:
+        first, second = controls
+        for control in controls:
+            await control.start()
+        change = asyncio.get_running_loop().create_task(first.change("promote", str(deadly)))
+        await asyncio.to_thread(checking.wait, 30)
+        settings = admin_settings(models, review=False)
+        pid_of[id(settings)] = replacement.pid
+        served[replacement.pid] = served[first.pid]
+        third = ModelControl(tmp_path / "control", settings, lambda: served[replacement.pid],
+                             lambda new: served.__setitem__(replacement.pid, new), pid=replacement.pid)
+        await third.start()  # the replacement, while the proposal is pending
+        await cancel(second._task)  # the doomed worker dies mid-check: its poll stops, its process ends
+        doomed.kill()
+        doomed.wait()
+        try:
+            with pytest.raises(model_control.ModelChangeRefused) as refused:
+                await change
+            promoted = await third.change("promote", str(made["good"]))  # the survivors still change together
+            return refused.value.check, refused.value.reason, [w["live"] for w in promoted["workers"]]
+        finally:
+            release.set()
+            for control in (first, third):
+                await control.stop()
+
+    try:
+        check, reason, live = asyncio.run(scenario())
+    finally:
+        join_abandoned_checks()
+        replacement.kill()
+        replacement.wait()
+    assert check == "crash" and f"[{doomed.pid}] stopped while checking the candidate" in reason
+    assert sorted(set(checked_by)) == sorted({os.getpid(), doomed.pid})  # never the replacement
+    assert live == ["head-candidate", "head-candidate"]
+    assert served[replacement.pid].live.version == "head-candidate"

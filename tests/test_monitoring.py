@@ -123,3 +123,35 @@ def test_samples_per_image_histogram(app_with):
     assert value(samples, "bnn_samples_per_image_count") == 2
     assert value(samples, "bnn_samples_per_image_sum") == 10 + CALIBRATION["samples"]
     assert value(samples, "bnn_samples_per_image_bucket", le="10.0") == 1
+
+
+def test_an_unexpected_exception_is_a_500_in_the_routes_shape_logged_and_counted(monkeypatch, caplog):
+    """A bug anywhere (here: forced in a /v2 route and in /predict) answers 500 in the route's error
+    shape, is counted by route template in bnn_http_errors_total (alert BnnServerErrors) and logged."""
+    from service.routes import v2
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("forced for the test")
+
+    app = create_app(Settings(model_path=SHIPPED, review=False), registry=CollectorRegistry())
+    with TestClient(app, raise_server_exceptions=False) as client:
+        before = scrape(client)
+        for route in ("/predict", "/v2/models/{model_name}/infer", "/healthz"):
+            assert value(before, "bnn_http_errors_total", route=route, status="500") == 0  # at 0 from the start
+        monkeypatch.setattr(v2, "parse_infer_request", broken)
+        body = {"inputs": [{"name": "digits", "datatype": "UINT8", "shape": [1, 28, 28], "data": [0] * 784}]}
+        with caplog.at_level("ERROR", logger="service"):
+            for _ in range(2):
+                response = client.post("/v2/models/bnn-digits/infer", json=body)
+                assert response.status_code == 500
+                assert response.json() == {"error": "internal error (logged and counted); please report it"}
+            monkeypatch.setattr(client.app.state.inference, "answer_all", broken)
+            response = post_image(client, SEVEN)
+            assert response.status_code == 500 and set(response.json()) == {"detail"}
+        samples = scrape(client)
+        assert value(samples, "bnn_http_errors_total", route="/v2/models/{model_name}/infer", status="500") == 2
+        assert value(samples, "bnn_http_errors_total", route="/predict", status="500") == 1
+        assert total(samples, "bnn_http_errors_total") == 3
+        logged = [record.getMessage() for record in caplog.records if record.name == "service"]
+        assert logged.count("500 on POST /v2/models/{model_name}/infer: RuntimeError: forced for the test") == 2
+        assert "500 on POST /predict: RuntimeError: forced for the test" in logged

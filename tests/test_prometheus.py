@@ -49,7 +49,8 @@ def test_prometheus_sees_exact_counts_and_the_referral_rate_of_the_answers(tmp_p
     metrics_dir = tmp_path / "metrics"
     # a shadow on every answer: its panels need data too (the same weights under another version)
     env = {"BNN_WORKERS": "2", "BNN_THREADS": "1", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-           "BNN_SHADOW_CHECKPOINT": str(candidates.good(tmp_path)), "BNN_SHADOW_FRACTION": "1.0"}
+           "BNN_SHADOW_CHECKPOINT": str(candidates.good(tmp_path)), "BNN_MODELS_DIR": str(tmp_path),
+           "BNN_SHADOW_FRACTION": "1.0"}
     with running_service(env) as (url, _):
         target = url.removeprefix("http://")
         with running_prometheus(repo_config_for(target)) as prometheus:

@@ -115,7 +115,10 @@ def test_images_as_uploaded_and_as_seen(client: TestClient) -> None:
     stored(client, 1)
     item = client.get(f"/review/items/{answer['review_id']}", headers=bearer()).json()
     file = client.get(item["links"]["file"], headers=bearer())
-    assert file.content == data and file.headers["content-type"] == "image/png"
+    # the service's re-encoding of the decoded upload (never the client's bytes): the same pixels
+    assert file.headers["content-type"] == "image/png"
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(file.content)).convert("RGBA")),
+                          np.asarray(Image.open(io.BytesIO(data)).convert("RGBA")))
     assert file.headers["x-content-type-options"] == "nosniff"
     seen = client.get(item["links"]["input"], headers=bearer())
     assert seen.headers["content-type"] == "image/png"
@@ -136,12 +139,12 @@ def test_an_array_sent_through_oip_has_no_file_and_a_review_id(client: TestClien
 
 
 def test_access_needs_a_reviewer_token_and_nothing_else_grants_it(tmp_path: Path) -> None:
-    settings = review_settings(tmp_path, api_key=SecretStr("client-key-123"))
+    settings = review_settings(tmp_path, api_key=SecretStr("client-key-0123456789"))
     with TestClient(create_app(settings)) as client:
         routes = ["/review/items/next", "/review/stats", "/review/export", "/review/items/x", "/review/items/x/file",
                   "/review/items/x/input.png"]
         for route in routes:
-            for headers in ({}, {"X-API-Key": "client-key-123"}, {"Authorization": "Bearer client-key-123"},
+            for headers in ({}, {"X-API-Key": "client-key-0123456789"}, {"Authorization": "Bearer client-key-0123456789"},
                             {"Authorization": f"Basic {TOKEN}"}, {"Authorization": "Bearer wrong-token-0123456789"}):
                 response = client.get(route, headers=headers)
                 assert response.status_code == 401, (route, headers)
@@ -152,7 +155,15 @@ def test_access_needs_a_reviewer_token_and_nothing_else_grants_it(tmp_path: Path
         assert client.get("/review").status_code == 200  # the page itself holds nothing: it asks for the token
 
 
-def test_stats_and_gauges_follow_the_labels_against_a_hand_count(client: TestClient) -> None:
+@pytest.fixture
+def gauged(tmp_path: Path) -> Iterator[TestClient]:
+    """Every answer audited, and the gauges read from the store every 50 ms (15 s by default)."""
+    with TestClient(create_app(review_settings(tmp_path, audit_fraction=1.0, review_stats_interval_s=0.05))) as client:
+        yield client
+
+
+def test_stats_and_gauges_follow_the_labels_against_a_hand_count(gauged: TestClient) -> None:
+    client = gauged
     digits = digit_pngs()[:4]
     answers = [predict(client, data) for data, _ in digits]  # every answer is audited (fraction 1)
     referred = [predict(client, noise_png(seed)) for seed in range(2)]  # audits too, but referred: not in the error
@@ -183,6 +194,9 @@ def test_stats_and_gauges_follow_the_labels_against_a_hand_count(client: TestCli
     assert stats["referrals"]["unfamiliar"] == {"right": 0, "wrong": 0, "not_a_digit": 1, "unreadable": 1}
     assert stats["done_today"] == {"ana": 5, "ben": 2}
     assert stats["agreement"] == pytest.approx(2 / 6)
+    # the gauges follow in the background: once they count every label, each value is from after the last one
+    wait_for(lambda: metric(client, "bnn_audited_accepted_labels") == 4
+             and metric(client, "bnn_drawn_audited_accepted_labels") == 1, what="the gauges refreshed")
     assert metric(client, "bnn_audited_accepted_error_ratio") == 0.5
     assert metric(client, "bnn_audited_accepted_error_ratio_lower") == pytest.approx(lower, abs=1e-9)
     assert metric(client, "bnn_audited_accepted_error_ratio_upper") == pytest.approx(upper, abs=1e-9)
@@ -200,6 +214,28 @@ def test_stats_and_gauges_follow_the_labels_against_a_hand_count(client: TestCli
     assert metric(client, "bnn_review_labels_total", reason="audit", outcome="not_a_digit") == 3  # referred, drawn
     assert metric(client, "bnn_review_enqueued_total", reason="audit") == 7
     assert metric(client, "bnn_review_waiting", reason="referred") == 0
+
+
+def test_a_scrape_of_metrics_never_queries_the_store(tmp_path: Path) -> None:
+    """Before: every scrape of the open /metrics ran the stats aggregate (on SQLite under the write lock): 20
+    scrapes, 20 aggregates. Now the gauges are read every BNN_REVIEW_STATS_INTERVAL_S (15 s) in the
+    background: after a read, 20 scrapes run no aggregate (the writer's own statements may run meanwhile)."""
+    from sqlalchemy import event
+
+    app = create_app(review_settings(tmp_path))
+    statements: list[str] = []
+    with TestClient(app) as client:
+        event.listen(app.state.reviews.store.engine.sync_engine, "before_cursor_execute",
+                     lambda *args: statements.append(args[2]))
+        predict(client, noise_png(0))
+        wait_for(lambda: metric(client, "bnn_review_enqueued_total", reason="referred") == 1, what="the item written")
+        assert metric(client, "bnn_review_waiting", reason="referred") == 0  # read at start: not yet refreshed
+        client.portal.call(app.state.reviews.publish_stats)  # what the background task runs every 15 s
+        before = len(statements)
+        for _ in range(20):
+            assert metric(client, "bnn_review_waiting", reason="referred") == 1
+        assert [statement for statement in statements[before:] if "GROUP BY" in statement] == []
+        assert any("GROUP BY" in statement for statement in statements[:before])  # the listener sees a read
 
 
 def test_export_is_ndjson_of_the_labelled_items_since(client: TestClient) -> None:
@@ -220,11 +256,14 @@ def test_export_is_ndjson_of_the_labelled_items_since(client: TestClient) -> Non
     later = client.get("/review/export", params={"since": records[-1]["labelled_at"] + 1}, headers=bearer())
     assert later.status_code == 200 and later.text == ""
     assert client.get("/review/export", params={"since": "yesterday"}, headers=bearer()).status_code == 422
+    year_one = client.get("/review/export", params={"since": "0001-01-01T00:00:00"}, headers=bearer())
+    assert year_one.status_code == 422 and year_one.json()["detail"].startswith("query.since: the date is out of range")
 
 
 def test_a_store_down_at_start_never_fails_a_prediction(tmp_path: Path) -> None:
     (tmp_path / "not-a-dir").write_text("a file where the store's directory should be")
-    settings = review_settings(tmp_path, review_db=f"sqlite:///{tmp_path}/not-a-dir/sub/review.db", review_buffer=2)
+    settings = review_settings(tmp_path, review_db=f"sqlite:///{tmp_path}/not-a-dir/sub/review.db", review_buffer=2,
+                               review_source_share=1.0)  # one client: the whole buffer is its share
     with TestClient(create_app(settings)) as client:
         answers = [predict(client, noise_png(seed)) for seed in range(3)]
         assert [answer["refer"] for answer in answers] == [True] * 3
@@ -244,7 +283,7 @@ def test_the_review_queue_can_be_turned_off(tmp_path: Path) -> None:
 
 
 def test_the_queue_at_its_cap_drops_the_oldest_and_counts_them(tmp_path: Path) -> None:
-    app = create_app(review_settings(tmp_path, review_max_items=2))
+    app = create_app(review_settings(tmp_path, review_max_items=2, review_source_share=1.0))  # one client: no share
     with TestClient(app) as client:
         answers = [predict(client, noise_png(seed)) for seed in range(4)]
         wait_for(lambda: metric(client, "bnn_review_enqueued_total", reason="referred") == 4, what="4 items written")
@@ -272,13 +311,41 @@ def test_review_settings_are_checked_at_start(key: str, value: str, message: str
 
 
 def test_an_empty_token_setting_means_unset(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Before: the generated token was logged at WARNING with the page's address (into container logs).
+    Now it is written beside the store, readable by its owner alone; the log names the file and 4 characters."""
     settings = Settings(review_tokens="", review_db=f"sqlite:///{tmp_path}/r.db")  # type: ignore[arg-type]
     assert settings.review_tokens is None
     with caplog.at_level("WARNING", logger="service"):
         app = create_app(settings)
     (name, token), = app.state.reviewers.tokens
     assert name == "reviewer" and len(token) >= 16
-    assert f"/review#token={token}" in caplog.text  # logged once, with the page's address
+    assert token not in caplog.text and token[4:12] not in caplog.text
+    path = tmp_path / "review-token"
+    assert path.read_text() == token + "\n" and path.stat().st_mode & 0o777 == 0o600
+    assert "http://127.0.0.1:8000/review (reviewer 'reviewer'" in caplog.text
+    assert f"{token[:4]}..., is in {path}" in caplog.text
+
+
+def test_the_address_with_the_token_goes_to_a_terminal_only(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    from service.review.access import Reviewers, show_review_address
+
+    reviewers = Reviewers.generated()
+    token = reviewers.tokens[0][1]
+    (tmp_path / "review-token").write_text("an earlier start's token\n")
+    (tmp_path / "review-token").chmod(0o644)
+    with caplog.at_level("WARNING", logger="service"):
+        show_review_address("0.0.0.0", 8123, reviewers, tmp_path, terminal=False)
+        assert capsys.readouterr().err == ""
+        show_review_address("0.0.0.0", 8123, reviewers, tmp_path, terminal=True)
+        assert capsys.readouterr().err == f"review page: http://127.0.0.1:8123/review#token={token}\n"
+    assert token not in caplog.text
+    assert (tmp_path / "review-token").read_text() == token + "\n"
+    assert (tmp_path / "review-token").stat().st_mode & 0o777 == 0o600  # an old file's wider mode is narrowed
+    (tmp_path / "blocked").write_text("a file where the directory should be")
+    elsewhere = show_review_address("127.0.0.1", 8123, reviewers, tmp_path / "blocked", terminal=False)
+    assert elsewhere.read_text() == token + "\n" and elsewhere.stat().st_mode & 0o777 == 0o600
+    elsewhere.unlink()
 
 
 def test_a_reviewer_who_vanishes_gives_the_item_back_when_the_lease_ends(tmp_path: Path) -> None:
@@ -296,8 +363,9 @@ def test_a_reviewer_who_vanishes_gives_the_item_back_when_the_lease_ends(tmp_pat
 
 
 def label_two_then_lower_the_row_cap(app: FastAPI, client: TestClient) -> list[dict]:
-    """Three referred items, the oldest two labelled, then a row cap of 1: retention must drop (and so
-    export) the two labelled ones. The cap is lowered only after the labels, so no pass drops them first."""
+    """Three referred items, the oldest two labelled, then a row cap of 1: retention drops the unlabelled one
+    first, then the older label (the labelled alone exceed the cap), and that one only into the export. The
+    cap is lowered only after the labels, so no pass drops anything first."""
     answers = [predict(client, noise_png(seed)) for seed in range(3)]
     stored(client, 3)
     for answer in answers[:2]:
@@ -308,40 +376,86 @@ def label_two_then_lower_the_row_cap(app: FastAPI, client: TestClient) -> list[d
     return answers
 
 
-def test_retention_exports_the_labelled_items_it_drops(tmp_path: Path, store_url: str) -> None:
-    settings = review_settings(tmp_path, review_db=store_url, review_export_dir=tmp_path / "exports",
-                               review_retention_interval_s=0.05)
+@pytest.mark.parametrize("export_dir", ["set", "default"])
+def test_retention_exports_the_labelled_items_it_drops(tmp_path: Path, store_url: str, export_dir: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: with BNN_REVIEW_EXPORT_DIR unset (the default) a label dropped by retention was gone. Now it
+    goes to review-export beside the SQLite store (data/review-export for PostgreSQL) unless the setting
+    names another directory."""
+    model = Settings().model_path.resolve()
+    monkeypatch.chdir(tmp_path)  # PostgreSQL's default export directory is data/review-export, here
+    overrides: dict[str, object] = {"review_export_dir": tmp_path / "exports"} if export_dir == "set" else {}
+    overrides["model_path"] = model
+    settings = review_settings(tmp_path, review_db=store_url, review_retention_interval_s=0.05, **overrides)
+    expected = tmp_path / "exports" if export_dir == "set" else (
+        tmp_path / "review-export" if store_url.startswith("sqlite") else tmp_path / "data" / "review-export")
     app = create_app(settings)
     with TestClient(app) as client:
+        assert app.state.reviews.export_dir.resolve() == expected
         answers = label_two_then_lower_the_row_cap(app, client)
         wait_for(lambda: metric(client, "bnn_review_dropped_total", cause="rows") == 2, what="two items dropped")
-        assert client.get("/review/stats", headers=bearer()).json()["stored_items"] == 1
+        stats = client.get("/review/stats", headers=bearer()).json()
+        assert stats["stored_items"] == 1 and stats["labelled"]["referred"] == {"unreadable": 1}
         assert metric(client, "bnn_review_store_errors_total", operation="export") == 0
-    records = [json.loads(line) for path in (tmp_path / "exports").glob("review-*.ndjson")
-               for line in path.read_text().splitlines()]
-    assert sorted(record["id"] for record in records) == sorted(answer["review_id"] for answer in answers[:2])
+        kept = [json.loads(line) for line in client.get("/review/export", headers=bearer()).text.splitlines()]
+    records = [json.loads(line) for path in expected.glob("review-*.ndjson") for line in path.read_text().splitlines()]
+    assert [record["id"] for record in records] == [answers[0]["review_id"]]  # the unlabelled one is not exported
+    assert [record["id"] for record in kept] == [answers[1]["review_id"]]  # every label: in the store or the file
     assert all(record["label"] == "unreadable" and len(base64.b64decode(record["input"])) == 784
                for record in records)
 
 
 def test_a_failing_export_is_counted_and_leaves_the_queue_available(tmp_path: Path, store_url: str) -> None:
-    """The export directory is a file: every pass that must export fails (counted under "export", items
-    kept, retried each interval) while claims, labels, stats and new items go on, and
-    bnn_review_store_up stays 1."""
+    """The export directory is a file: every pass that must export a label fails (counted under "export",
+    the labels kept, retried each interval) while the unlabelled item is still dropped, stats and new items
+    go on, and bnn_review_store_up stays 1."""
     (tmp_path / "exports").write_text("a file where the export directory should be")
     settings = review_settings(tmp_path, review_db=store_url, review_export_dir=tmp_path / "exports" / "sub",
                                review_retention_interval_s=0.05)
     app = create_app(settings)
     with TestClient(app) as client:
         assert metric(client, "bnn_review_store_errors_total", operation="export") == 0
-        answers = label_two_then_lower_the_row_cap(app, client)
+        label_two_then_lower_the_row_cap(app, client)
         wait_for(lambda: metric(client, "bnn_review_store_errors_total", operation="export") >= 2,
                  what="two failed export passes")
-        assert client.get("/review/stats", headers=bearer()).json()["stored_items"] == 3  # nothing dropped unexported
-        claimed = client.get("/review/items/next", headers=bearer())
-        assert claimed.status_code == 200 and claimed.json()["id"] == answers[2]["review_id"]
+        stats = client.get("/review/stats", headers=bearer()).json()
+        assert stats["stored_items"] == 2 and stats["labelled"]["referred"] == {"unreadable": 2}  # none unexported
+        assert metric(client, "bnn_review_dropped_total", cause="rows") == 1  # the unlabelled one went regardless
         predict(client, noise_png(9))
-        stored(client, 4)
+        wait_for(lambda: metric(client, "bnn_review_enqueued_total", reason="referred") == 4, what="a new item written")
         assert metric(client, "bnn_review_store_up") == 1
         assert metric(client, "bnn_review_store_errors_total", operation="write") == 0
-        assert metric(client, "bnn_review_dropped_total", cause="rows") == 0
+        assert client.get("/review/stats", headers=bearer()).json()["labelled"]["referred"] == {"unreadable": 2}
+
+
+def test_an_export_whose_store_fails_mid_stream_is_visibly_broken(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: the store failing after the first page ended the export early with a clean 200, so a client
+    took part of the labels for all of them. Now the body ends with a line {"error": ...} and the transfer is
+    aborted (the server drops the connection without the final chunk), and the failure is counted."""
+    from service.routes import review as review_routes
+
+    monkeypatch.setattr(review_routes, "EXPORT_PAGE", 2)
+    app = create_app(review_settings(tmp_path))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        answers = [predict(client, noise_png(seed)) for seed in range(3)]
+        stored(client, 3)
+        for answer in answers:
+            client.post(f"/review/items/{answer['review_id']}/label", json={"label": 1}, headers=bearer())
+        store = app.state.reviews.store
+        pages = store.export_page
+
+        async def second_page_fails(since: float, after: object, limit: int) -> list[dict]:
+            if after is not None:
+                raise OSError("the store went away")
+            return await pages(since, after, limit)
+
+        monkeypatch.setattr(store, "export_page", second_page_fails)
+        with client.stream("GET", "/review/export", headers=bearer()) as response:  # in process: the body as sent
+            assert response.status_code == 200
+            lines = list(response.iter_lines())
+        assert metric(client, "bnn_review_export_aborted_total") == 1
+        # the transfer's abort on a real server and a real store: test_review_service.py
+    assert [json.loads(line)["id"] for line in lines[:2]] == [answer["review_id"] for answer in answers[:2]]
+    assert json.loads(lines[2]) == {"error": "the review store failed after 2 items (OSError); this export is "
+                                             "incomplete", "items": 2}

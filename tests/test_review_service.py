@@ -6,11 +6,13 @@ arrive when it is back); a restart keeps the queue and the labels."""
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
 import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from harness.inputs import noise_png
@@ -180,3 +182,148 @@ def test_postgresql_with_the_shipped_defaults_through_retention_passes_and_a_res
         assert sum(kept["waiting"].values()) == 5
         ana, ben = drain_with_two_reviewers(url)
         assert sorted(ana + ben) == sorted(a["review_id"] for a in answers[1:])
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_flood_of_padded_uploads_never_loses_a_label(backend: str, tmp_path: Path,
+                                                       request: pytest.FixtureRequest) -> None:
+    """The issue's flood, scaled to the smallest byte cap (1 MiB): a reviewer labels one item, then 56
+    uploads of a 384 x 384 noise PNG followed by 1 MB of random bytes (8 MB of images: 8 times the cap)
+    from the same client, with only documented variables set (no export directory). Before: the next
+    pass dropped the labelled item (the oldest) and its label was gone from /review/export. Now every
+    flood item is dropped (each over the client's share of the cap: by source), the label stays, and
+    predictions answer throughout."""
+    url_of_store = (f"sqlite:///{tmp_path}/review.db" if backend == "sqlite"
+                    else request.getfixturevalue("postgres").create_database(f"flood_{os.getpid()}_{id(tmp_path)}"))
+    env = {"BNN_REVIEW_DB": url_of_store, "BNN_REVIEW_TOKENS": TOKENS, "BNN_REVIEW_MAX_BYTES": str(2**20),
+           "BNN_REVIEW_RETENTION_INTERVAL_S": "0.5"}
+    with running_service(env) as (url, _):
+        first = predict_many(url, 1)[0]
+        stored(url, 1)
+        labelled = httpx.post(f"{url}/review/items/{first['review_id']}/label", json={"label": 7}, headers=bearer())
+        assert labelled.status_code == 200
+
+        def padded(seed: int) -> dict:
+            body = noise_png(seed, 384) + np.random.default_rng(seed).bytes(1_000_000)
+            response = httpx.post(url + "/predict", content=body, headers={"content-type": "image/png"}, timeout=30)
+            assert response.status_code == 200, response.text
+            return response.json()
+
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            flood = list(pool.map(padded, range(1000, 1056)))
+        queued = sum(bool(answer["review_id"]) for answer in flood)
+        assert queued == 56  # every flood answer was queued (the client's buffer share is 25.6 MiB)
+
+        def flood_dropped() -> bool:
+            samples = parse_samples(httpx.get(url + "/metrics", timeout=10).text)
+            return total(samples, "bnn_review_dropped_total") >= queued
+
+        wait_for(flood_dropped, timeout_s=30, what="the flood dropped by retention")
+        samples = parse_samples(httpx.get(url + "/metrics", timeout=10).text)
+        after = stats(url)
+        export = httpx.get(url + "/review/export", headers=bearer(), timeout=30)
+    # by source, but for what a cap caught first (on PostgreSQL a pass's later step sees rows that another
+    # worker committed after its source step)
+    assert total(samples, "bnn_review_dropped_total") == queued and total(samples, "bnn_review_dropped_total",
+                                                                         cause="source") >= queued // 2
+    assert after is not None and after["stored_items"] == 1 and after["labelled"]["referred"] == {"7": 1}
+    records = [json.loads(line) for line in export.text.splitlines()]
+    assert [(record["id"], record["label"]) for record in records] == [(first["review_id"], "7")]
+
+
+def labelled_items(url: str, count: int, file_bytes: int) -> None:
+    """``count`` labelled items written straight to the store at ``url`` (a real one), each with a file."""
+    import asyncio
+
+    from sqlalchemy import update
+
+    from service.review.schema import items
+    from service.review.store import NewItem, ReviewStore
+
+    now = time.time()  # within the retention's 30 days: the service's first pass must keep them
+
+    async def write() -> None:
+        store = ReviewStore.open(url)
+        try:
+            await store.migrate()
+            for start in range(0, count, 500):
+                await store.add([NewItem(id=f"{k:032x}", created=now - count + k, reason="referred",
+                                         refer_reason="unfamiliar",
+                                         predicted=3, entropy=2.0, answer={"class": 3}, model_version="test",
+                                         file=bytes(file_bytes), input=bytes(784), refer=True, audit_fraction=None)
+                                 for k in range(start, min(start + 500, count))])
+            async with store.engine.begin() as connection:
+                await connection.execute(update(items).values(label="3", labelled_by="ana",
+                                                              labelled_at=items.c.created))
+        finally:
+            await store.close()
+
+    asyncio.run(write())
+
+
+def test_an_export_cut_by_the_store_is_a_broken_transfer_not_a_clean_200() -> None:
+    """3,000 labelled items (80 MB of NDJSON: more than the sockets buffer, so the export is mid-stream
+    when the store goes); PostgreSQL is stopped after the first line. Before: the response ended there
+    with a clean 200 and a complete chunked body. Now the body's last line is {"error": ...} and the
+    client's read fails (no final chunk), and the failure is counted."""
+    from harness.postgres import postgres_server
+
+    with postgres_server() as server:
+        database = server.create_database("export_cut")
+        labelled_items(database, 3000, 20_000)
+        with running_service(service_env(database)) as (url, _):
+            wait_for(lambda: stats(url), what="the review store ready")
+            lines: list[str] = []
+            with pytest.raises(httpx.RemoteProtocolError), httpx.stream(
+                    "GET", url + "/review/export", headers=bearer(), timeout=30) as response:
+                assert response.status_code == 200
+                for line in response.iter_lines():
+                    if not lines:
+                        server.stop()
+                    lines.append(line)
+            server.start()
+            samples = parse_samples(httpx.get(url + "/metrics", timeout=10).text)
+    assert 0 < len(lines) - 1 < 3000
+    assert all(json.loads(line)["label"] == "3" for line in lines[:-1])
+    error = json.loads(lines[-1])
+    assert error["items"] == len(lines) - 1 and "this export is incomplete" in error["error"]
+    assert total(samples, "bnn_review_export_aborted_total") == 1
+
+
+def test_the_generated_token_is_in_a_file_and_never_in_the_output(tmp_path: Path) -> None:
+    """``python -m service`` with nothing set but its store: before, the generated reviewer token was logged at
+    WARNING with the page's address (so in every container log). Now it is in review-token beside the store,
+    mode 0600, and grants review; the output (not a terminal) names the file and 4 characters, no more."""
+    import subprocess
+    import sys
+
+    from harness.server import ROOT, free_port
+
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if key != "BNN_REVIEW_TOKENS"}
+    env.update(BNN_REVIEW_DB=f"sqlite:///{tmp_path}/review.db", BNN_PORT=str(port), BNN_HOST="127.0.0.1")
+    url = f"http://127.0.0.1:{port}"
+    with (tmp_path / "output.log").open("w") as output:
+        process = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=env, stdout=output,
+                                   stderr=subprocess.STDOUT)
+        try:
+            def ready() -> bool:
+                assert process.poll() is None, (tmp_path / "output.log").read_text()[-3000:]
+                try:
+                    return httpx.get(url + "/readyz", timeout=1).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            wait_for(ready, timeout_s=60, what="the service ready", interval_s=0.1)
+            path = tmp_path / "review-token"
+            token = path.read_text().strip()
+            review = wait_for(lambda: (r := httpx.get(url + "/review/stats", headers=bearer(token))).status_code == 200
+                              and r, what="review with the file's token")
+            assert review.json()["reviewer"] == "reviewer"
+        finally:
+            process.terminate()
+            process.wait(30)
+    logged = (tmp_path / "output.log").read_text()
+    assert len(token) >= 16 and path.stat().st_mode & 0o777 == 0o600
+    assert token not in logged and token[4:] not in logged
+    assert f"its token, {token[:4]}..., is in {path}" in logged

@@ -197,6 +197,41 @@ def test_bad_requests_get_clean_400s(server, payload, raw, status, message):
     assert message in response.json()["error"]
 
 
+DIGIT_INPUT = '{"name": "digits", "datatype": "UINT8", "shape": [1, 28, 28], "data": [' + ",".join(["0"] * 784) + "]"
+HOSTILE = [  # issue 42: the first three were 500s with a traceback
+    ("deeply nested", '{"inputs": ' + "[" * 100_000 + "]" * 100_000 + "}", {}, "deeper than 16 levels"),
+    ("nested 17 deep", '{"inputs": [' + DIGIT_INPUT + "}], \"id\": \"x\", \"parameters\": {\"a\": "
+     + "[" * 15 + "]" * 15 + "}}", {}, "deeper than 16 levels"),
+    ("a 5000-digit integer", '{"inputs": [' + DIGIT_INPUT + "}], \"parameters\": {\"samples\": " + "9" * 5000 + "}}",
+     {}, "a number too long to read"),
+    ("an input's parameters a string", '{"inputs": [' + DIGIT_INPUT + ', "parameters": "x"}]}', {},
+     "input 'digits': 'parameters' must be an object, got str"),
+    ("an output's parameters a list", '{"inputs": [' + DIGIT_INPUT + '}], "outputs": [{"name": "class", '
+     '"parameters": [1]}]}', {}, "output 'class': 'parameters' must be an object, got list"),
+    ("binary_data_output a string", '{"inputs": [' + DIGIT_INPUT + '}], "parameters": {"binary_data_output": "yes"}}',
+     {}, "parameter 'binary_data_output' must be true or false, got str"),
+    ("id an object", '{"inputs": [' + DIGIT_INPUT + '}], "id": {"a": 1}}', {}, "'id' must be a string, got dict"),
+    ("a shape past int64", '{"inputs": [{"name": "digits", "datatype": "UINT8", "shape": [' + str(2**64 * 3)
+     + ', 28, 28], "data": [0]}]}', {}, "shape must be a list of non-negative int64 integers"),
+    ("a shape of 4000 digits", '{"inputs": [{"name": "digits", "datatype": "UINT8", "shape": [' + "9" * 4000
+     + ', 28, 28], "data": [0]}]}', {}, "shape must be a list of non-negative int64 integers"),
+    ("a long unknown name", '{"inputs": [{"name": "' + "n" * 100_000 + '"}]}', {}, "unknown input 'nnnnnnnn"),
+    ("a superscript header length", '{"inputs": []}', {"Inference-Header-Content-Length": b"\xb2"},  # "²" in latin-1
+
+     "must be a byte count"),
+    ("a 30-digit header length", '{"inputs": []}', {"Inference-Header-Content-Length": "9" * 30}, "must be a byte count"),
+]
+
+
+@pytest.mark.parametrize(("body", "headers", "message"), [case[1:] for case in HOSTILE], ids=[c[0] for c in HOSTILE])
+def test_hostile_bodies_get_a_400_in_the_protocols_shape_never_a_500(server, body, headers, message):
+    response = httpx.post(f"http://{server}/v2/models/{MODEL}/infer", content=body.encode(),
+                          headers={"Content-Type": "application/json", **headers})
+    assert response.status_code == 400, response.text[:300]
+    error = response.json()["error"]
+    assert message in error and len(error) < 400  # a client's megabytes are never echoed back
+
+
 def test_a_bad_element_fails_the_request_naming_its_index(client, server):
     files = [FILES[0], b"not an image at all", FILES[1]]
     with pytest.raises(InferenceServerException, match=r"input 'image' element 1: not a decodable image"):
@@ -235,19 +270,19 @@ def test_the_api_key_and_shedding_apply_to_inference(monkeypatch):
 
     from service.batcher import QueueFull
 
-    settings = Settings(model_path=SHIPPED, api_key="s3cret")
+    settings = Settings(model_path=SHIPPED, api_key="s3cret-0123456789")
     body = {"inputs": [{"name": "digits", "datatype": "UINT8", "shape": [1, 28, 28], "data": [0] * 784}]}
     with TestClient(create_app(settings, registry=CollectorRegistry())) as local:
         refused = local.post(f"/v2/models/{MODEL}/infer", json=body)
         assert refused.status_code == 401 and refused.json() == {"error": "missing or wrong X-API-Key header"}
         assert local.get(f"/v2/models/{MODEL}").status_code == 200  # metadata and health stay open
-        assert local.post(f"/v2/models/{MODEL}/infer", json=body, headers={"X-API-Key": "s3cret"}).status_code == 200
+        assert local.post(f"/v2/models/{MODEL}/infer", json=body, headers={"X-API-Key": "s3cret-0123456789"}).status_code == 200
 
         async def full(*args, **kwargs):
             raise QueueFull("256 requests already waiting")
 
         monkeypatch.setattr(local.app.state.inference.batcher, "submit", full)
-        shed = local.post(f"/v2/models/{MODEL}/infer", json=body, headers={"X-API-Key": "s3cret"})
+        shed = local.post(f"/v2/models/{MODEL}/infer", json=body, headers={"X-API-Key": "s3cret-0123456789"})
         assert shed.status_code == 503 and shed.headers["Retry-After"] == "1"
         assert shed.json() == {"error": "overloaded: 256 requests already waiting; retry shortly"}
 

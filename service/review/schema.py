@@ -43,6 +43,10 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from model.checkpoint import MAX_VERSION_LENGTH
+from service.review.access import MAX_NAME_LENGTH as NAME_LENGTH  # access.Reviewers.parse refuses longer names
+
+SOURCE_LENGTH = 16  # hex digits of a source's hash (queue.source_key)
 metadata = MetaData()
 
 items = Table(
@@ -54,14 +58,14 @@ items = Table(
     Column("predicted", Integer, nullable=False),  # the answer's class
     Column("entropy", Float, nullable=False),  # nats: the claim order of referred items
     Column("answer", Text, nullable=False),  # the full answer, JSON
-    Column("model_version", String(64), nullable=False),
+    Column("model_version", String(MAX_VERSION_LENGTH), nullable=False),  # checkpoint.py refuses longer
     Column("has_file", Boolean, nullable=False),  # false when sent as a 28 x 28 array (OIP 'digits')
     Column("file_bytes", Integer, nullable=False),  # len(file) + len(input): what the byte cap counts
     Column("skips", Integer, nullable=False, default=0),  # times a reviewer skipped it: skipped items wait behind
-    Column("claimed_by", String(64)),
+    Column("claimed_by", String(NAME_LENGTH)),
     Column("lease_expires", Float),  # Unix seconds; a claim past it is free again
     Column("label", String(16)),  # "0".."9", "not_a_digit", "unreadable"; null until labelled
-    Column("labelled_by", String(64)),
+    Column("labelled_by", String(NAME_LENGTH)),
     Column("labelled_at", Float),
     # schema 2: the answer said refer (an audit may be referred too), and an audit's draw fraction (its
     # weight is 1 / fraction; null for a referred item not drawn, and for audits stored before schema 2)
@@ -73,6 +77,10 @@ items = Table(
     # schema 4: the answer's channel ("file", or "drawn": the page's pad, promised another alpha); null for
     # items stored before channels, which were all judged by the one rule files keep
     Column("channel", String(8)),
+    # schema 5: who sent it (a hash of the API key's identity or the client's address; null for items stored
+    # before, and "anonymous"'s hash when the service could not tell): retention bounds each source's unlabelled
+    # items, so that one client's flood cannot evict what others sent
+    Column("source", String(SOURCE_LENGTH)),
     # the claim's walk: unlabelled items in claim order (a partial index: labelled ones never slow it)
     Index("review_items_queue", "reason", "skips", text("entropy DESC"), "created",
           sqlite_where=text("label IS NULL"), postgresql_where=text("label IS NULL")),
@@ -120,8 +128,15 @@ def _channels_v4(connection: Connection) -> None:
         connection.exec_driver_sql("ALTER TABLE review_items ADD COLUMN channel VARCHAR(8)")
 
 
+def _sources_v5(connection: Connection) -> None:
+    """Who sent each item (null for items stored before sources: retention counts them as one source)."""
+    present = {column["name"] for column in inspect(connection).get_columns("review_items")}
+    if "source" not in present:
+        connection.exec_driver_sql(f"ALTER TABLE review_items ADD COLUMN source VARCHAR({SOURCE_LENGTH})")
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1, _audits_of_all_traffic_v2, _shadow_answers_v3,
-                                                  _channels_v4]
+                                                  _channels_v4, _sources_v5]
 ADVISORY_LOCK = 7_319_019  # any fixed number: the key of PostgreSQL's migration lock
 SQLITE_BUSY_TIMEOUT_MS = 5000
 CONNECT_TIMEOUT_S, COMMAND_TIMEOUT_S = 5.0, 10.0  # PostgreSQL: a store that does not answer is down, not slow
@@ -136,6 +151,14 @@ def async_url(url: str) -> str:
     if parsed.get_backend_name() not in ("postgresql", "sqlite"):
         raise ValueError(f"BNN_REVIEW_DB: {parsed.get_backend_name()!r} is not supported (sqlite:/// or postgresql://)")
     return parsed.render_as_string(hide_password=False)
+
+
+def local_directory(url: str) -> Path:
+    """Where the service keeps the review queue's files on this host (the default export of labelled items
+    that retention drops, the generated reviewer token): beside an SQLite store, else ``data/``."""
+    parsed = make_url(url)
+    database = parsed.database if parsed.get_backend_name() == "sqlite" else None
+    return Path(database).parent if database and database != ":memory:" else Path("data")
 
 
 def engine_for(url: str) -> AsyncEngine:

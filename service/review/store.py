@@ -2,7 +2,8 @@
 
 One interface for SQLite (the default: one file in a data directory) and PostgreSQL (several
 workers or pods): ``add`` (a batch of new items), ``claim`` (the next item for a reviewer, held
-for a lease), ``label``, ``skip``, ``stats``, ``export_page`` and ``enforce_retention``.
+for a lease), ``label``, ``skip``, ``stats``, ``export_page`` and ``enforce_retention`` (unlabelled
+items first; a labelled one only into an export).
 
 Claims: one ``UPDATE ... WHERE id = (SELECT id ... LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING``,
 so that two reviewers (in two workers or pods) never get the same item: PostgreSQL skips the row
@@ -26,7 +27,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import BigInteger, and_, bindparam, delete, func, literal, or_, select, update
+from sqlalchemy import BigInteger, and_, bindparam, case, delete, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -56,6 +57,23 @@ class NewItem:
     refer: bool  # the answer said refer (an audit may be referred too)
     audit_fraction: float | None  # an audit: the fraction it was drawn with; None for a referred item not drawn
     channel: str = "file"  # whose refer rule judged it: "file", or "drawn" (the page's pad)
+    source: str | None = None  # who sent it, hashed (queue.source_key); None: stored as unknown
+
+
+class InvalidItem(ValueError):
+    """An item the store refuses before writing it (the same on both backends): the message says why."""
+
+
+def row_problem(item: NewItem) -> str | None:
+    """Why the store would refuse ``item``, or None: a text longer than its column (PostgreSQL would
+    refuse it and SQLite keep it; checked here so that both refuse it alike)."""
+    values = {"id": item.id, "reason": item.reason, "refer_reason": item.refer_reason,
+              "model_version": item.model_version, "channel": item.channel, "source": item.source}
+    for name, value in values.items():
+        length = getattr(items.c[name].type, "length", None)
+        if value is not None and length is not None and len(value) > length:
+            return f"{name} is {len(value)} characters, over {length}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -83,9 +101,18 @@ class Item:
 
 @dataclass(frozen=True)
 class RetentionPolicy:
+    """What retention keeps. The caps count every item; unlabelled items are dropped first (oldest first),
+    labelled ones only when they alone exceed a cap, and only into an export. ``source_max_*`` bound one
+    source's unlabelled items (None: no bound)."""
+
     max_age_s: float
     max_items: int
     max_bytes: int
+    source_max_items: int | None = None
+    source_max_bytes: int | None = None
+
+
+CAUSES = ("age", "source", "rows", "bytes")  # why retention drops an item, in the order each pass applies them
 
 
 @dataclass
@@ -173,14 +200,19 @@ class ReviewStore:
         await self.engine.dispose()
 
     async def add(self, new: Sequence[NewItem]) -> None:
-        """Insert a batch of items in one transaction."""
+        """Insert a batch of items in one transaction; InvalidItem (nothing written) if one breaks
+        ``row_problem``'s rules."""
         if not new:
             return
+        for item in new:
+            if (problem := row_problem(item)) is not None:
+                raise InvalidItem(f"review item {item.id}: {problem}")
         rows = [{"id": item.id, "created": item.created, "reason": item.reason, "refer_reason": item.refer_reason,
                  "predicted": item.predicted, "entropy": item.entropy, "answer": json.dumps(item.answer),
                  "model_version": item.model_version, "has_file": item.file is not None,
                  "file_bytes": len(item.input) + (len(item.file) if item.file is not None else 0), "skips": 0,
-                 "refer": item.refer, "audit_fraction": item.audit_fraction, "channel": item.channel}
+                 "refer": item.refer, "audit_fraction": item.audit_fraction, "channel": item.channel,
+                 "source": item.source}
                 for item in new]
         pictures = [{"id": item.id, "file": item.file, "input": item.input} for item in new]
         async with self.engine.begin() as connection:
@@ -364,42 +396,77 @@ class ReviewStore:
         return [export_record(row) for row in rows]
 
     async def enforce_retention(self, policy: RetentionPolicy, exporter: Exporter | None = None) -> dict[str, int]:
-        """Drop items older than the age limit, then the oldest beyond the row cap, then the oldest
-        beyond the byte cap; labelled ones go to ``exporter`` first (in the same transaction: an export
-        that fails keeps them). Returns how many each cause dropped.
+        """Drop unlabelled items first (``drop_unlabelled``), then, only with ``exporter``, labelled ones into
+        it (``drop_labelled``). Returns how many each cause dropped.
 
         The caps, the rank and the running sum are 64-bit on both backends: the default byte cap
         (2 GiB) is 2**31, one past PostgreSQL's ``integer``."""
-        now = self.clock()
-        dropped = {"age": 0, "rows": 0, "bytes": 0}
+        dropped = await self.drop_unlabelled(policy)
+        if exporter is not None:
+            for cause, count in (await self.drop_labelled(policy, exporter)).items():
+                dropped[cause] += count
+        return dropped
+
+    async def drop_unlabelled(self, policy: RetentionPolicy) -> dict[str, int]:
+        """Unlabelled items older than the age limit, beyond their source's share, beyond the row cap,
+        beyond the byte cap (oldest first; every labelled item counts as kept ahead of them), in one
+        transaction. Returns how many each cause dropped."""
+        dropped = dict.fromkeys(CAUSES, 0)
         async with self.engine.begin() as connection:
-            newest_first = (items.c.created.desc(), items.c.id.desc())
-            rank = func.row_number(type_=BigInteger).over(order_by=newest_first).label("rank")
-            running = func.sum(items.c.file_bytes, type_=BigInteger).over(order_by=newest_first).label("running")
-            ranked = select(items.c.id, rank, running).subquery()
-            causes = {
-                "age": select(items.c.id).where(items.c.created < now - policy.max_age_s),
-                "rows": select(ranked.c.id).where(ranked.c.rank > literal(policy.max_items, BigInteger)),
-                "bytes": select(ranked.c.id).where(ranked.c.running > literal(policy.max_bytes, BigInteger)),
-            }
-            for cause, chosen in causes.items():
-                gone = (await connection.execute(delete(items).where(items.c.id.in_(chosen))
-                                                 .returning(*items.c))).all()
-                dropped[cause] = len(gone)
-                labelled = [row for row in gone if row.label is not None] if exporter is not None else []
+            for cause, chosen in _over_limits(policy, self.clock()).items():
+                gone = list((await connection.execute(
+                    delete(items).where(items.c.id.in_(chosen), items.c.label.is_(None)).returning(items.c.id)))
+                    .scalars())
+                for chunk in _chunks(gone):  # a drop of 90,000 items must not exceed the drivers' 32,767 parameters
+                    await connection.execute(delete(images).where(images.c.id.in_(chunk)))
+                dropped[cause] += len(gone)
+        return dropped
+
+    async def drop_labelled(self, policy: RetentionPolicy, exporter: Exporter) -> dict[str, int]:
+        """Labelled items older than the age limit, or beyond a cap that the labelled alone exceed (the
+        oldest first), given to ``exporter`` in the transaction that deletes them: an export that fails
+        keeps them (and raises). Returns how many each cause dropped."""
+        dropped = dict.fromkeys(CAUSES, 0)
+        async with self.engine.begin() as connection:
+            for cause, chosen in _over_limits(policy, self.clock()).items():
+                labelled = (await connection.execute(delete(items).where(items.c.id.in_(chosen),
+                                                                         items.c.label.is_not(None))
+                                                     .returning(*items.c))).all()
                 pictures: dict[str, Any] = {}
-                # only the pictures of what is exported are read back (a large drop never loads the rest),
-                # and ids go in chunks: a drop of 90,000 items must not exceed the drivers' 32,767 parameters
                 for chunk in _chunks([row.id for row in labelled]):
                     pictures.update((row.id, row) for row in (await connection.execute(
                         delete(images).where(images.c.id.in_(chunk))
                         .returning(images.c.id, images.c.file, images.c.input))).all())
-                for chunk in _chunks([row.id for row in gone if row.id not in pictures]):
-                    await connection.execute(delete(images).where(images.c.id.in_(chunk)))
                 records = [export_record(row, pictures[row.id]) for row in labelled if row.id in pictures]
-                if records and exporter is not None:
+                if records:
                     await exporter(records)
+                dropped[cause] += len(labelled)
         return dropped
+
+
+def _over_limits(policy: RetentionPolicy, now: float) -> dict[str, Any]:
+    """For each cause, the ids it would drop (callers pick the labelled or the unlabelled among them).
+    The caps keep items in one order: labelled first, then newest first; so the unlabelled go first,
+    oldest first, and a labelled item goes only when the labelled alone exceed a cap."""
+    kept_first = (case((items.c.label.is_(None), 1), else_=0), items.c.created.desc(), items.c.id.desc())
+    rank = func.row_number(type_=BigInteger).over(order_by=kept_first).label("rank")
+    running = func.sum(items.c.file_bytes, type_=BigInteger).over(order_by=kept_first).label("running")
+    ranked = select(items.c.id, rank, running).subquery()
+    newest_first = (items.c.created.desc(), items.c.id.desc())
+    source_rank = func.row_number(type_=BigInteger).over(partition_by=items.c.source,
+                                                         order_by=newest_first).label("rank")
+    source_running = func.sum(items.c.file_bytes, type_=BigInteger).over(partition_by=items.c.source,
+                                                                         order_by=newest_first).label("running")
+    by_source = select(items.c.id, source_rank, source_running).where(items.c.label.is_(None)).subquery()
+    huge = 2**62  # no per-source bound
+    return {
+        "age": select(items.c.id).where(items.c.created < now - policy.max_age_s),
+        "source": select(by_source.c.id).where(or_(
+            by_source.c.rank > literal(policy.source_max_items or huge, BigInteger),
+            by_source.c.running > literal(policy.source_max_bytes or huge, BigInteger))),
+        "rows": select(ranked.c.id).where(ranked.c.rank > literal(policy.max_items, BigInteger)),
+        "bytes": select(ranked.c.id).where(ranked.c.running > literal(policy.max_bytes, BigInteger)),
+    }
 
 
 def _chunks(ids: list[str]) -> Iterator[list[str]]:

@@ -5,8 +5,12 @@ shadow on live traffic, promotion and rollback, each applied by every worker or 
 Included only when ``BNN_ADMIN_TOKENS`` is set (otherwise every ``/admin`` path is a 404). Every
 route needs an admin token (``Authorization: Bearer <token>``); reviewer tokens and the client
 API key never grant these routes. A refused candidate answers 422 with the check that failed
-(``file``, ``architecture``, ``calibration``, ``weights`` or ``fixtures``) and its reason; the
-live model stays.
+(``path``, ``file``, ``architecture``, ``calibration``, ``weights``, ``fixtures``, or ``timeout`` and
+``crash`` for a check that hung or failed) and its reason; the live model stays. A path is refused
+before anything is read unless it is a regular file inside ``BNN_MODELS_DIR`` under
+``BNN_MAX_CHECKPOINT_BYTES`` (``rule`` says which: ``nul``, ``models_dir``, ``regular_file``, ``size``).
+Bodies are JSON objects: FastAPI answers 400 to one it cannot parse (too deep, a number past
+Python's digit limit) and 422 to a wrong field.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from service.errors import (
     ServiceUnavailable,
 )
 from service.model_control import ModelControl
-from service.models import HeldModel
+from service.models import CandidateRefused, HeldModel
 from service.review.live import AcceptedError
 from service.review.queue import ReviewQueue
 from service.routes.page import STATIC
@@ -40,18 +44,29 @@ BEARER = HTTPBearer(auto_error=False, scheme_name="admin token", description="an
 ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorOut, "description": text} for status, text in {
     401: "no valid admin token (Authorization: Bearer)",
     409: "another change is in progress, or there is nothing to promote or roll back to",
-    422: "a worker's check refused the candidate (check, reason, workers); the live model stays",
+    422: "the path, or a worker's check, refused the candidate (check, rule, reason, workers); the live model stays",
     503: "the model is not loaded yet",
     504: "a worker did not answer in time (the detail says whether anything was committed)",
 }.items()}
 
 
+MAX_PATH_CHARS = 4096  # PATH_MAX on Linux
+
+
 class CheckpointIn(BaseModel):
-    path: str = Field(description="the checkpoint's weights file on the server (its .json beside it)")
+    path: str = Field(description="the checkpoint's weights file on the server (its .json beside it), inside "
+                                  "BNN_MODELS_DIR", max_length=MAX_PATH_CHARS)
 
 
 class PromoteIn(BaseModel):
-    path: str | None = Field(None, description="a checkpoint to promote; omitted: the shadow")
+    path: str | None = Field(None, description="a checkpoint to promote, inside BNN_MODELS_DIR; omitted: the shadow",
+                             max_length=MAX_PATH_CHARS)
+
+
+def refused(check: str, reason: str, rule: str | None, workers: list[dict[str, Any]]) -> JSONResponse:
+    named = f"{check}, {rule}" if rule else check
+    return JSONResponse({"detail": f"refused ({named}): {reason}; the live model stays", "check": check,
+                         "rule": rule, "reason": reason, "workers": workers}, status_code=422)
 
 
 async def admin(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]) -> str:
@@ -100,9 +115,11 @@ async def changed(control: ModelControl, action: str, path: str | None = None) -
         result = await control.change(action, path)
     except ModelChangeConflict as error:
         return JSONResponse({"detail": str(error)}, status_code=409)
+    except CandidateRefused as error:  # the path, refused by the coordinator before any worker read it
+        return refused(error.check, error.reason, error.rule, [])
     except ModelChangeRefused as error:
-        return JSONResponse({"detail": f"refused ({error.check}): {error.reason}; the live model stays",
-                             "check": error.check, "reason": error.reason, "workers": error.workers}, status_code=422)
+        rule = next((worker.get("rule") for worker in error.workers if worker.get("rule")), None)
+        return refused(error.check, error.reason, rule if isinstance(rule, str) else None, error.workers)
     except ModelChangeTimeout as error:
         return JSONResponse({"detail": str(error), "workers": error.workers}, status_code=504)
     return JSONResponse(result)

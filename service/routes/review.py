@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from PIL import Image
@@ -31,6 +33,7 @@ from service.review.store import Item, ItemConflict, ItemNotFound
 from service.routes.page import STATIC
 from service.schemas import AcceptedErrorOut, ErrorOut, ItemLinks, LabelIn, ReviewItemOut, ReviewStatsOut
 
+log = logging.getLogger("service")
 BEARER = HTTPBearer(auto_error=False, scheme_name="reviewer token",
                     description="a reviewer's token from BNN_REVIEW_TOKENS (or the one logged at start)")
 EXPORT_PAGE = 200
@@ -76,6 +79,11 @@ def store_errors() -> Iterator[None]:
         raise
     except Exception as error:  # any driver's error
         raise ReviewUnavailable(f"review store unavailable ({type(error).__name__}: {error}); retry shortly") from None
+
+
+class ExportAborted(RuntimeError):
+    """The export's store failed mid-stream: raised out of the response body, so that the transfer ends
+    without its final chunk and no client takes the part for the whole."""
 
 
 def _time(seconds: float | None) -> datetime | None:
@@ -141,7 +149,7 @@ SAFE_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": 
 
 
 @router.get("/items/{item_id}/file", response_class=Response, responses={
-    200: {"content": {"image/png": {}}, "description": "the upload as sent"},
+    200: {"content": {"image/png": {}}, "description": "the image as decoded, re-encoded as PNG (at most 384 px a side)"},
     404: {"model": ErrorOut, "description": "unknown item, or sent as a 28 x 28 array (no file)"}})
 async def item_file(item_id: str, queue: Queue, who: Reviewer) -> Response:
     with store_errors():
@@ -191,24 +199,39 @@ def accepted_error_out(error: AcceptedError, target: float | None) -> AcceptedEr
     "content": {"application/x-ndjson": {}},
     "description": "one labelled item a line: id, reason, refer_reason, label, labelled_by, labelled_at, created, "
                    "predicted, entropy, model_version, refer, audit_fraction, channel, answer, shadow, input (base64 "
-                   "of the 784-byte 28 x 28, row-major), file (base64 of the upload, or null)"}})
-async def export(queue: Queue, who: Reviewer, since: Annotated[datetime | None, Query(
+                   "of the 784-byte 28 x 28, row-major), file (base64 of the upload, or null). A store that fails "
+                   "mid-stream ends it with a line {\"error\": ...} and an aborted transfer (no final chunk): an "
+                   "export that ends cleanly is complete"}})
+async def export(request: Request, queue: Queue, who: Reviewer, since: Annotated[datetime | None, Query(
         description="labelled at or after this (ISO 8601, or Unix seconds); default: everything")] = None,
                  ) -> StreamingResponse:
     """Labelled items as NDJSON, oldest label first: ready for ``python -m model.evaluate --reviewed FILE``."""
-    start = since.timestamp() if since is not None else 0.0
+    try:
+        start = since.timestamp() if since is not None else 0.0
+    except (ValueError, OverflowError, OSError):  # a naive date near year 1 or 9999 shifted out of range
+        raise RequestValidationError([{"type": "value_error", "loc": ("query", "since"), "input": str(since),
+                                       "msg": "the date is out of range: give one between 1970 and 9999"}]) from None
+    metrics: Metrics = request.app.state.metrics
     with store_errors():
         first = await queue.store.export_page(start, None, EXPORT_PAGE)  # a store that is down fails here, as a 503
 
     async def lines() -> AsyncIterator[bytes]:
-        page = first
+        page, sent = first, 0
         while page:
             for record in page:
                 yield (json.dumps(record) + "\n").encode()
+            sent += len(page)
             if len(page) < EXPORT_PAGE:
                 return
             last = page[-1]
-            page = await queue.store.export_page(start, (last["labelled_at"], last["id"]), EXPORT_PAGE)
+            try:
+                page = await queue.store.export_page(start, (last["labelled_at"], last["id"]), EXPORT_PAGE)
+            except Exception as error:  # any driver's error: the status line (200) is gone, so say it in the body
+                metrics.review_export_aborted.inc()
+                message = f"the review store failed after {sent} items ({type(error).__name__}); this export is incomplete"
+                log.error("review export by %s aborted: %s: %s", who, message, error)
+                yield (json.dumps({"error": message, "items": sent}) + "\n").encode()
+                raise ExportAborted(message) from None  # the server then drops the connection: no final chunk
 
     return StreamingResponse(lines(), media_type="application/x-ndjson",
                              headers={"Content-Disposition": 'attachment; filename="review-labels.ndjson"'})

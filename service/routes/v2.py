@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
-from service.deps import InferenceDep, SettingsDep, require_api_key
+from service.deps import InferenceDep, SettingsDep, client_source, require_api_key
 from service.error_handlers import OIP_ERROR_RESPONSES
 from service.errors import ImageRejected, ModelNotFound, RejectedElement
 from service.inference import Inference
@@ -36,6 +36,7 @@ from service.settings import Settings
 router = APIRouter(prefix="/v2", tags=["open inference protocol v2"], responses=OIP_ERROR_RESPONSES)
 HEALTH: dict[int | str, dict[str, Any]] = {200: {"description": "true: {\"live\" or \"ready\": true}"},
                                            400: {"description": "false: {\"ready\": false}"}}
+MAX_LENGTH_DIGITS = 18  # an Inference-Header-Content-Length of more digits cannot be a body's
 MODEL = "/models/{model_name}"
 VERSION = "/models/{model_name}/versions/{model_version}"
 INFER_DOC = {"requestBody": {"required": True, "content": {
@@ -141,12 +142,14 @@ async def run_inference(request: Request, inference: Inference, settings: Settin
                         model_version: str | None) -> Response:
     check_model(model_name, model_version, inference)
     header = request.headers.get(HEADER_LENGTH)
-    if header is not None and not header.isdigit():
-        raise ProtocolError(f"{HEADER_LENGTH} must be a byte count, got {header!r}")
+    # ASCII digits only ("²".isdigit() is true, and int() refuses it), and few of them
+    if header is not None and not (header.isascii() and header.isdigit() and len(header) <= MAX_LENGTH_DIGITS):
+        raise ProtocolError(f"{HEADER_LENGTH} must be a byte count, got {header[:40]!r}")
     parsed = parse_infer_request(await request.body(), int(header) if header is not None else None,
                                  settings.max_batch_files, settings.max_samples)
     try:
-        answers = await inference.answer_all(parsed.items, parsed.samples, channel=parsed.channel)
+        answers = await inference.answer_all(parsed.items, parsed.samples, channel=parsed.channel,
+                                             source=await client_source(request))
     except RejectedElement as rejected:
         raise reject_element(parsed.input_name, rejected.index, rejected.error) from None
     first = answers[0].prediction

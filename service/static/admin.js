@@ -1,18 +1,16 @@
 // The models page: what every worker holds and serves, the shadow's comparison, and the changes.
-// Plain JavaScript over the admin API; the admin token lives in this tab only (sessionStorage).
+// Plain JavaScript over the admin API; the admin token lives in this page's memory only (token.js).
 "use strict";
 
-const TOKEN_KEY = "bnn-admin-token";
 const POLL_MS = 2000;
 const $ = (id) => document.getElementById(id);
-const state = { token: tokenFromAddress(TOKEN_KEY), busy: false };
+const state = { token: tokenFromAddress(), busy: false };
 
 function percent(value, digits = 2) {
   return value === null || value === undefined ? "–" : `${(100 * value).toFixed(digits)} %`;
 }
 
 function showLogin(text) {
-  sessionStorage.removeItem(TOKEN_KEY);
   state.token = null;
   for (const id of ["models", "shadow", "actions"]) { $(id).hidden = true; }
   $("login").hidden = false;
@@ -177,7 +175,7 @@ function pathOrWarn() {
 $("login").addEventListener("submit", (event) => {
   event.preventDefault();
   state.token = $("token").value;
-  sessionStorage.setItem(TOKEN_KEY, state.token);
+  $("token").value = "";
   say("");
   refresh();
 });

@@ -1,12 +1,11 @@
 // The review page: claim the next item, show it, take a label by key or click, show progress.
-// Plain JavaScript over the review API; the reviewer token lives in this tab only (sessionStorage).
+// Plain JavaScript over the review API; the reviewer token lives in this page's memory only (token.js).
 "use strict";
 
-const TOKEN_KEY = "bnn-review-token";
 const ITEM_KEY = "bnn-review-item";  // the item on screen: a reload shows it again while the claim holds
 const POLL_MS = 4000;
 const $ = (id) => document.getElementById(id);
-const state = { token: tokenFromAddress(TOKEN_KEY), item: null, busy: false, urls: [], poll: null };
+const state = { token: tokenFromAddress(), item: null, busy: false, urls: [], poll: null };
 
 class Unauthorized extends Error {}
 
@@ -24,7 +23,6 @@ async function detail(response) {
 }
 
 function showLogin(text) {
-  sessionStorage.removeItem(TOKEN_KEY);
   state.token = null;
   $("item").hidden = true;
   $("empty").hidden = true;
@@ -177,7 +175,7 @@ document.querySelectorAll("#item button[data-label]").forEach((button) => {
 $("login").addEventListener("submit", (event) => {
   event.preventDefault();
   state.token = $("token").value.trim();
-  sessionStorage.setItem(TOKEN_KEY, state.token);
+  $("token").value = "";
   $("login").hidden = true;
   run(start);
 });
