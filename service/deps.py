@@ -108,14 +108,13 @@ def document_samples_limit(app: FastAPI, limit: int) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-async def client_source(request: Request) -> str | None:
+def client_source(request: Request) -> str | None:
     """Who sent a request, as far as its connection tells (uvicorn takes X-Forwarded-For only from
     its trusted proxies): what bounds one sender's share of the review queue."""
     return request.client.host if request.client is not None else None
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-SourceDep = Annotated[str | None, Depends(client_source)]
 InferenceDep = Annotated[Inference, Depends(get_inference)]
 SamplesParam = Annotated[int | None, Depends(samples_param)]
 IncludeParam = Annotated[Include, Depends(include_param)]

@@ -1,5 +1,5 @@
-"""service/security_headers.py: every page, the API docs and the API's answers carry the policy and
-the headers; no page of service/static/ needs inline script or style to work. (That Chromium
+"""service/security_headers.py: every page and the API docs carry the policy and the headers, the
+API's answers nosniff; no page of service/static/ needs inline script or style to work. (That Chromium
 enforces the policy with no violation on any page: tests/test_browser.py.)"""
 
 from __future__ import annotations
@@ -43,9 +43,16 @@ def test_every_page_and_the_swagger_docs_send_the_policy_and_headers(client, pat
 @pytest.mark.parametrize(("method", "path", "status"), [
     ("GET", "/healthz", 200), ("GET", "/openapi.json", 200), ("GET", "/static/page.js", 200),
     ("GET", "/no-such-page", 404), ("GET", "/readyz", 503), ("DELETE", "/predict", 405)])
-def test_the_api_and_its_refusals_send_them_too(client, method, path, status):
+def test_the_api_and_its_refusals_send_nosniff_alone(client, method, path, status):
+    """A policy governs a document: on JSON, scripts and styles only nosniff means anything."""
     response = client.request(method, path)
     assert response.status_code == status
+    assert security_headers(response) == {**dict.fromkeys(HEADERS), "x-content-type-options": "nosniff"}
+
+
+def test_an_svg_is_a_document_and_gets_them_all(client):
+    response = client.get("/static/favicon.svg")
+    assert response.headers["content-type"].startswith("image/svg+xml")
     assert security_headers(response) == HEADERS
 
 

@@ -20,7 +20,7 @@ from service.deps import (
     InferenceDep,
     SamplesParam,
     SettingsDep,
-    SourceDep,
+    client_source,
     require_api_key,
 )
 from service.error_handlers import ERROR_RESPONSES, status_for
@@ -78,7 +78,7 @@ async def read_upload(request: Request, file: UploadFile | None, max_bytes: int)
 @router.post("/predict", response_model=PredictionOut, response_model_by_alias=True, response_model_exclude={"filename"},
              openapi_extra=RAW_BODY_DOC)
 async def predict(request: Request, inference: InferenceDep, settings: SettingsDep, include: IncludeParam,
-                  source: SourceDep, samples: SamplesParam = None, channel: ChannelParam = "file",
+                  samples: SamplesParam = None, channel: ChannelParam = "file",
                   file: Annotated[UploadFile | None, File(description="the digit image (or send it as the raw body)")]
                   = None) -> Response:
     """Classify one image: the class, its uncertainty, and whether a human should look instead. Send it
@@ -86,7 +86,7 @@ async def predict(request: Request, inference: InferenceDep, settings: SettingsD
     (`image/jpeg`, ... or `application/octet-stream`)."""
     data = await read_upload(request, file, settings.max_upload_bytes)
     try:
-        answer = (await inference.answer_all([data], samples, include.spread, channel, source))[0]
+        answer = (await inference.answer_all([data], samples, include.spread, channel, client_source(request)))[0]
     except RejectedElement as rejected:
         raise rejected.error from None
     shaped = prediction_out(answer, include)
@@ -94,16 +94,16 @@ async def predict(request: Request, inference: InferenceDep, settings: SettingsD
 
 
 @router.post("/predict/batch", response_model=list[PredictionOut | BatchErrorOut], response_model_by_alias=True)
-async def predict_batch(files: Annotated[list[UploadFile], File(description="digit images, in order")],
-                        inference: InferenceDep, settings: SettingsDep, include: IncludeParam, source: SourceDep,
+async def predict_batch(request: Request, files: Annotated[list[UploadFile], File(description="digit images, in order")],
+                        inference: InferenceDep, settings: SettingsDep, include: IncludeParam,
                         samples: SamplesParam = None, channel: ChannelParam = "file") -> Response:
     """Classify several images in one pass; a bad image gets its own error entry in its place."""
     if len(files) > settings.max_batch_files:
         raise TooManyFiles(f"{len(files)} files sent; at most {settings.max_batch_files} per request")
     uploads = [await upload.read(settings.max_upload_bytes + 1) for upload in files]
+    results = await inference.answer_each(uploads, samples, include.spread, channel, client_source(request))
     answers = [BatchErrorOut(filename=upload.filename, status=status_for(result), reason=result.reason, detail=str(result))
                if isinstance(result, ImageRejected) else
                prediction_out(result, include, upload.filename)
-               for upload, result in zip(files, await inference.answer_each(uploads, samples, include.spread, channel, source),
-                                          strict=True)]
+               for upload, result in zip(files, results, strict=True)]
     return json_answer(BATCH_ANSWER.dump_json(answers, by_alias=True, exclude={"__all__": include.excluded()}))

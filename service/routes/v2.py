@@ -149,7 +149,7 @@ async def run_inference(request: Request, inference: Inference, settings: Settin
                                  settings.max_batch_files, settings.max_samples)
     try:
         answers = await inference.answer_all(parsed.items, parsed.samples, channel=parsed.channel,
-                                             source=await client_source(request))
+                                             source=client_source(request))
     except RejectedElement as rejected:
         raise reject_element(parsed.input_name, rejected.index, rejected.error) from None
     first = answers[0].prediction
