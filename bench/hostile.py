@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import json
 import socket
 import tempfile
@@ -29,22 +28,15 @@ from typing import Any
 
 import httpx
 import numpy as np
-from PIL import Image
 
 from harness.images import gif_declaring
+from harness.inputs import noise_png
 from harness.server import ROOT, children, running_service
 
 MIB = 1024 * 1024
 REVIEWER, ADMIN = "reviewer-token-0123456789", "admin-token-0123456789ab"
 PAGES = ("/", "/review", "/admin", "/docs")
 SECURITY_HEADERS = ("content-security-policy", "x-frame-options", "x-content-type-options", "referrer-policy")
-
-
-def noise_png(seed: int, size: int = 64) -> bytes:
-    pixels = np.random.default_rng(seed).integers(0, 256, (size, size), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 def peak_rss_mib(pid: int) -> float:

@@ -2,13 +2,14 @@
 the heavy work off the event loop, each image within a deadline.
 
 What an image costs to decode is known from its header (``preprocess.decode_cost``: the canvas,
-a GIF's logical screen included, x bytes per pixel), and decoding time follows it (about 2-4 ns
-a byte here). Before this module, decoding ran on the event loop: one ``/predict/batch`` of 32
-GIFs of 37 bytes each, declaring a 6324 x 6324 screen, held its worker, ``/healthz`` included,
-for 16-18 s. Now:
+a GIF's logical screen included, x bytes per pixel), and decoding time follows it (1-2 ns a byte
+on this project's 2-core EPYC). Decoded on the event loop without bounds, one ``/predict/batch``
+of 32 GIFs of 43 bytes each, declaring a 6324 x 6324 screen, would hold its worker, ``/healthz``
+included, for 10-18 s (``python -m bench.hostile``). So:
 
 1. **a budget per request**: a request's images may together allocate at most ``budget_bytes``
-   (BNN_MAX_REQUEST_DECODE_BYTES); the images past it are refused (413) without being decoded;
+   (BNN_MAX_REQUEST_DECODE_BYTES); an image that would take it past is refused (413) without
+   being decoded (a smaller one after it may still fit);
 2. **small work stays where it was**: up to ``inline_bytes`` of a request's work (a 28 x 28 PNG
    costs 1.6 KB, a 280 x 280 canvas export 0.9 MB) is left opened for the micro-batcher's pass to
    decode on the event loop, a pass's worth at once: decoded per request instead, on the loop or
@@ -77,15 +78,16 @@ class Decoder:
         spent = inline = 0
         for index, item in enumerate(self.open(data) for data in uploads):
             if isinstance(item, Opened):
-                spent += item.cost
-                if spent > self.limits.budget_bytes:
+                if spent + item.cost > self.limits.budget_bytes:  # a smaller image after it may still fit
                     item = ImageTooLarge(
                         f"decoding this request's images would take more than {self.limits.budget_bytes} bytes; this "
                         f"image alone {item.cost} (width x height x bytes per pixel): send fewer or smaller images")
-                elif inline + item.cost <= self.inline_bytes:
-                    inline += item.cost
                 else:
-                    pooled[index] = self._pool.submit(prepare, item)
+                    spent += item.cost
+                    if inline + item.cost <= self.inline_bytes:
+                        inline += item.cost
+                    else:
+                        pooled[index] = self._pool.submit(prepare, item)
             results.append(item)
         if pooled:
             decoded = await asyncio.gather(*(self._within_deadline(future) for future in pooled.values()))

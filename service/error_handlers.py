@@ -24,6 +24,7 @@ from service.errors import (
     BlankImage,
     DecoderBusy,
     DecodeTimeout,
+    ExportAborted,
     ImageRejected,
     ImageTooLarge,
     ItemConflict,
@@ -62,6 +63,7 @@ OIP_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
                                                       "decodable image (the message names it)"},
      404: {"model": ProtocolErrorOut, "description": "unknown model or version"}}
 RETRY = {"Retry-After": "1"}
+NOSNIFF = {"X-Content-Type-Options": "nosniff"}
 UNMATCHED = "unmatched"  # the route label of a failure outside any route (a raw path would mint series)
 log = logging.getLogger("service")
 
@@ -144,10 +146,11 @@ def install_handlers(app: FastAPI, metrics: Metrics) -> None:
 
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
         template = getattr(request.scope.get("route"), "path", None) or UNMATCHED  # set by the router
-        metrics.record_http_error(template, 500)
-        log.error("500 on %s %s: %s: %s", request.method, template, type(error).__name__, error)
+        if not isinstance(error, ExportAborted):  # a store that failed mid-export: counted as that, not a bug
+            metrics.record_http_error(template, 500)
+            log.error("500 on %s %s: %s: %s", request.method, template, type(error).__name__, error)
         return JSONResponse(error_body(request.url.path, "internal error (logged and counted); please report it"),
-                            status_code=500)
+                            status_code=500, headers=NOSNIFF)  # outside the security headers' middleware
 
     for kind, refusal in REFUSALS.items():
         app.add_exception_handler(kind, handler(refusal))

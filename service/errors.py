@@ -80,6 +80,12 @@ class ReviewUnavailable(Exception):
     """The review queue is off, or its store does not answer: 503 (predictions go on regardless)."""
 
 
+class ExportAborted(RuntimeError):
+    """The review export's store failed mid-stream: raised out of the response body (after its 200),
+    so that the transfer ends without its final chunk and no client takes the part for the whole.
+    Counted in ``bnn_review_export_aborted_total``, not as a bug."""
+
+
 class ReviewUnauthorized(Exception):
     """A review route without a valid reviewer token (Authorization: Bearer): 401."""
 

@@ -228,7 +228,9 @@ class Inference:
                                        prediction.samples, audit, prediction.model_version, prediction.channel)
         review_id = None
         if self.reviews is not None and (prediction.refer or audit):
-            picture = review_png(prepared.picture) if prepared.picture is not None else prepared.digit
+            # the PNG is made only for an item the queue would take (refused, the item is counted as such)
+            shown = prepared.picture if self.reviews.admits(source) else None
+            picture = review_png(shown) if shown is not None else prepared.digit
             review_id = self.reviews.submit(prediction, picture, audit, prediction.model_version,
                                            self.auditor.fraction, source=source)
         return Answer(prediction, audit, review_id)

@@ -5,8 +5,8 @@ Each route has its own limit (:class:`BodyLimits`): a raw ``/predict`` body is o
 file limit; a multipart ``/predict`` that plus its form's framing; ``/predict/batch`` and the OIP
 infer routes the request limit; the review and admin JSON bodies, and anything else, 64 KiB.
 A declared Content-Length over the route's limit is refused at once, without reading the body
-(before, a raw ``/predict`` announcing 20 MiB with an 8 MiB file limit was read until the
-client gave up). A chunked or
+(a raw ``/predict`` announcing 20 MiB with an 8 MiB file limit gets its 413 before the client
+has sent more than its first packets). A chunked or
 lying body is counted as it arrives; past the limit the client gets 413 and the app below sees a
 disconnect (anything it then tries to send is dropped, since the answer has gone). A client that
 trickles its body so slowly that the whole of it has not arrived within the deadline gets 408

@@ -49,7 +49,15 @@ from typing import Any, TypeVar
 
 from service.background import cancel
 from service.errors import ModelChangeConflict, ModelChangeRefused, ModelChangeTimeout
-from service.models import CandidateRefused, HeldModel, ModelSet, checkpoint_digest, confined, load_verified
+from service.models import (
+    CandidateRefused,
+    HeldModel,
+    ModelSet,
+    checkpoint_digest,
+    confined,
+    load_verified,
+    size_cap,
+)
 from service.settings import Settings
 
 log = logging.getLogger("service")
@@ -262,7 +270,7 @@ class ModelControl:
                 loaded[role] = None
                 continue
             path = confined(entry["path"], self.settings)
-            digest = checkpoint_digest(path, self.settings.max_checkpoint_bytes)
+            digest = checkpoint_digest(path, size_cap(path, self.settings))
             if entry.get("sha256") not in (None, digest):
                 raise CandidateRefused("file", f"{path}: changed on disk since the other workers verified it")
             loaded[role] = models.find(digest) or load_verified(path, precision, self.settings)

@@ -140,7 +140,8 @@ def confined(path: str | Path, settings: Settings) -> Path:
         raise refuse_path(repr(text), "nul", "a path must not hold a NUL byte")
     resolved = Path(os.path.realpath(text))
     root = Path(os.path.realpath(settings.models_dir))
-    live = resolved == Path(os.path.realpath(settings.model_path))
+    cap = size_cap(resolved, settings)
+    live = cap is None
     for part in (resolved, Path(os.path.realpath(metadata_path(resolved)))):
         if not live and not part.is_relative_to(root):
             raise refuse_path(text if part == resolved else part, "models_dir",
@@ -150,8 +151,14 @@ def confined(path: str | Path, settings: Settings) -> Path:
             info = os.stat(part)
         except OSError as error:
             raise refuse_path(part, "regular_file", f"no regular file there ({error.strerror or error})") from None
-        check_file(part, info, settings.max_checkpoint_bytes)
+        check_file(part, info, cap)
     return resolved
+
+
+def size_cap(resolved: Path, settings: Settings) -> int | None:
+    """BNN_MAX_CHECKPOINT_BYTES for a candidate; None (any size) for the operator's own live
+    checkpoint, BNN_MODEL_PATH, which a rollback or a restarted worker must always be able to load."""
+    return None if resolved == Path(os.path.realpath(settings.model_path)) else settings.max_checkpoint_bytes
 
 
 def provenance(meta: dict[str, Any], predictor: Predictor) -> dict[str, Any]:
@@ -183,7 +190,7 @@ def load_verified(path: Path, precision: str, settings: Settings) -> HeldModel:
     """Load ``path`` to run in ``precision`` (the live model's: a candidate never changes it) with
     the settings' overrides, after every check; :class:`CandidateRefused` on the first that fails."""
     path = confined(path, settings)
-    digest = checkpoint_digest(path, settings.max_checkpoint_bytes)
+    digest = checkpoint_digest(path, size_cap(path, settings))
     try:
         net, meta = load_checkpoint(path)
     except CheckpointError as error:

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr, ValidationError
 
 from harness.inputs import ROOT, SHIPPED, mnist_fixtures
+from harness.server import free_port
 from service.app import create_app
 from service.deps import same_secret
 from service.settings import MIN_API_KEY_CHARS, Settings
@@ -41,7 +42,7 @@ def test_unset_means_no_key_and_sixteen_characters_are_enough(monkeypatch):
 
 def test_the_service_does_not_start_with_an_empty_key():
     """``BNN_API_KEY= python -m service``: exit 2 with the message, before a model is loaded."""
-    env = {**os.environ, "BNN_API_KEY": "", "BNN_PORT": "1"}  # never binds: it stops at the settings
+    env = {**os.environ, "BNN_API_KEY": "", "BNN_PORT": str(free_port())}  # it stops at the settings, before binding
     result = subprocess.run([sys.executable, "-m", "service"], cwd=ROOT, env=env, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 2

@@ -61,6 +61,17 @@ def test_images_past_the_request_budget_are_refused_undecoded(decoder):
                                       f"this image alone {6324 * 6324 * 9}")
 
 
+def test_an_image_past_the_budget_leaves_room_for_a_smaller_one_after_it():
+    made = Decoder(UploadLimits(8 * MIB, 40_000_000, budget_bytes=3_000_000), inline_bytes=0)
+    big, middle = gif_declaring(1000, 1000, transparent=False), gif_declaring(1000, 600, transparent=False)
+    try:
+        results = asyncio.run(made.admit([big, middle, encode(Image.fromarray(DIGIT))]))
+    finally:
+        made.close()
+    # 2 MB fits; 1.2 MB more would pass 3 MB; the digit's 1.6 KB still fits
+    assert [type(result) for result in results] == [BlankImage, ImageTooLarge, Prepared]
+
+
 def test_small_work_is_left_to_the_pass_and_large_work_decoded_in_the_pool(decoder, monkeypatch):
     threads: list[str] = []
     real_prepare = decoding.prepare

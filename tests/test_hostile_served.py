@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from harness.images import gif_declaring
+from harness.inputs import noise_png
 from harness.server import running_service, wait_for
 from tests.review_client import TOKEN, TOKENS, bearer
 
@@ -35,16 +36,11 @@ def service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         yield url
 
 
-def noise_png(seed: int, size: int = 64) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size, size), dtype=np.uint8)).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
 def test_a_batch_of_canvas_declaring_gifs_is_decoded_within_the_request_budget(service):
     """32 GIFs of 43 bytes each declaring a 6324 x 6324 screen (360 MB each to decode): the first is
-    decoded (blank: 422), the other 31 refused undecoded with the budget named; /healthz answers
-    while the batch is in flight."""
+    decoded (blank: 422), the other 31 refused undecoded with the budget named, and the worker goes
+    on answering /healthz. (That the event loop runs while the pool decodes: test_decoding.py;
+    how long the batch and the probes take: python -m bench.hostile.)"""
     files = [("files", (f"g{index}.gif", gif_declaring(6324, 6324), "image/gif")) for index in range(32)]
     answer: dict[str, httpx.Response] = {}
     posting = threading.Thread(target=lambda: answer.update(batch=httpx.post(service + "/predict/batch", files=files,

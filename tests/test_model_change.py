@@ -346,6 +346,8 @@ def test_the_size_cap_is_checked_before_reading_and_the_shipped_checkpoint_fits_
         assert response.status_code == 422
         assert (response.json()["check"], response.json()["rule"]) == ("path", "size")
         assert f"{made['good'].stat().st_size} bytes, over BNN_MAX_CHECKPOINT_BYTES=1024" in response.json()["reason"]
+        live = small.post("/admin/models/promote", json={"path": str(SHIPPED)}, headers=ADMIN)
+        assert live.status_code == 409 and "live already" in live.json()["detail"]  # the live checkpoint has no cap
 
 
 def test_the_live_checkpoint_is_exempt_from_the_directory_rule_only(client):

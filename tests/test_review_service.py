@@ -288,6 +288,7 @@ def test_an_export_cut_by_the_store_is_a_broken_transfer_not_a_clean_200() -> No
     error = json.loads(lines[-1])
     assert error["items"] == len(lines) - 1 and "this export is incomplete" in error["error"]
     assert total(samples, "bnn_review_export_aborted_total") == 1
+    assert total(samples, "bnn_http_errors_total") == 0  # a store's failure, not a bug: BnnServerErrors stays quiet
 
 
 def test_the_generated_token_is_in_a_file_and_never_in_the_output(tmp_path: Path) -> None:

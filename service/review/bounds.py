@@ -5,7 +5,7 @@ The buffer holds answers while the store is slow or down (``queue.py``). Without
 flood fills the buffer and every other client's answers are refused. An item's size is what it
 holds in memory of the images: the stored upload plus the 784-byte 28 x 28.
 
-A source is who sent the answer (the API key's identity or the client's address, given by the
+A source is who sent the answer (the client's address as its connection gives it, passed by the
 service; None when it cannot tell: one anonymous source). It is kept only as a 16-hex-digit hash
 (``source_key``): enough to bound a source, not an address in the store.
 """

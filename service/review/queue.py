@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
@@ -46,6 +45,7 @@ from service.review.bounds import (
     item_size,
     source_key,
 )
+from service.review.export import ExportFailed, append_records, day_file, writable
 from service.review.schema import local_directory
 from service.review.store import (
     SECONDS_PER_DAY,
@@ -70,10 +70,6 @@ STATS_TIMEOUT_S = 10.0  # a stats read that takes longer leaves the gauges at th
 RETENTION_MIN_GAP_S = 1.0  # the soonest a pass follows the last one when a source's share of bytes was written
 ESSENTIAL = ("migrate", "write")  # what the queue needs to take answers: bnn_review_store_up follows these
 MAINTENANCE = ("retention", "export")  # what it runs besides; a failure here is counted and retried, no more
-
-
-class ExportFailed(Exception):
-    """Writing labelled items to the export directory failed (the retention pass then keeps them)."""
 
 
 def refused_row(error: BaseException) -> bool:
@@ -235,6 +231,11 @@ class ReviewQueue:
         self._wake.set()
         return pending.id
 
+    def admits(self, source: str | None) -> bool:
+        """Whether an item from ``source`` would be queued now (its image aside): the service makes the
+        image's PNG only then, so a flood past its share costs no encoding."""
+        return not self._stopping and self.budget.refusal(source_key(source), 0) is None
+
     def _refuse(self, why: str) -> None:
         """Count an answer not queued: a full buffer (or a shutdown) is a loss; a source over its share, a refusal."""
         if why == "source_share":
@@ -263,6 +264,9 @@ class ReviewQueue:
 
     # -- the writer task -------------------------------------------------------------------------
     def start(self) -> None:
+        if self.export_dir is not None and not writable(self.export_dir):
+            log.warning("review export directory %s cannot be written: labelled items stay in the store until it can "
+                        "(set BNN_REVIEW_EXPORT_DIR to a persistent, writable directory)", self.export_dir)
         self._task = asyncio.create_task(self._run(), name="review-writer")
         self._stats_task = asyncio.create_task(self._refresh_stats(), name="review-stats")
 
@@ -451,17 +455,6 @@ class ReviewQueue:
                          cause, f", exported to {self.export_dir}" if labelled else "")
 
     async def _export(self, records: list[dict[str, Any]]) -> None:
-        """Append labelled items about to be dropped to ``export_dir/review-YYYY-MM-DD.ndjson``."""
+        """Append labelled items about to be dropped to the day's file in ``export_dir``."""
         assert self.export_dir is not None
-        path = self.export_dir / time.strftime("review-%Y-%m-%d.ndjson", time.gmtime(self.clock()))
-        lines = "".join(json.dumps(record) + "\n" for record in records)
-
-        def write() -> None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("a") as handle:
-                handle.write(lines)
-
-        try:
-            await asyncio.to_thread(write)
-        except OSError as error:
-            raise ExportFailed(f"{path}: {error}") from error
+        await asyncio.to_thread(append_records, day_file(self.export_dir, self.clock()), records)

@@ -77,7 +77,7 @@ items = Table(
     # schema 4: the answer's channel ("file", or "drawn": the page's pad, promised another alpha); null for
     # items stored before channels, which were all judged by the one rule files keep
     Column("channel", String(8)),
-    # schema 5: who sent it (a hash of the API key's identity or the client's address; null for items stored
+    # schema 5: who sent it (a hash of the client's address; null for items stored
     # before, and "anonymous"'s hash when the service could not tell): retention bounds each source's unlabelled
     # items, so that one client's flood cannot evict what others sent
     Column("source", String(SOURCE_LENGTH)),

@@ -25,7 +25,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from PIL import Image
 
 from service.deps import token_holder
-from service.errors import ReviewUnauthorized, ReviewUnavailable
+from service.errors import ExportAborted, ReviewUnauthorized, ReviewUnavailable
 from service.metrics import Metrics
 from service.review.live import AcceptedError, outcome
 from service.review.queue import ReviewQueue
@@ -79,11 +79,6 @@ def store_errors() -> Iterator[None]:
         raise
     except Exception as error:  # any driver's error
         raise ReviewUnavailable(f"review store unavailable ({type(error).__name__}: {error}); retry shortly") from None
-
-
-class ExportAborted(RuntimeError):
-    """The export's store failed mid-stream: raised out of the response body, so that the transfer ends
-    without its final chunk and no client takes the part for the whole."""
 
 
 def _time(seconds: float | None) -> datetime | None:
