@@ -193,7 +193,7 @@ def run_catalogue(cwd: Path) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.hostile", description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline", type=Path, help="another checkout to run first, for a before/after table")
     args = parser.parse_args(argv)
     runs = {}

@@ -11,6 +11,7 @@ Start-up order matters: the metrics directory is set before anything imports pro
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import shutil
@@ -93,7 +94,23 @@ def serve_in_process(settings: Settings) -> int:
     return 0 if server.started else 1
 
 
-def main() -> int:
+def settings_help() -> str:
+    """Every setting as its variable, default and description (what ``--help`` prints)."""
+    lines = []
+    for name, field in Settings.model_fields.items():
+        default = "unset" if field.default is None else field.default
+        lines.append(f"  BNN_{name.upper()} (default: {default})\n      {field.description or ''}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve; ``--help`` prints the settings and starts nothing. Settings come only from BNN_* variables."""
+    parser = argparse.ArgumentParser(
+        prog="python -m service", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Serve the digit recognizer (the shipped model, SQLite review queue) on BNN_HOST:BNN_PORT. "
+                    "Every setting is an environment variable:",
+        epilog=settings_help() + "\n\nExample: BNN_PORT=9000 BNN_WORKERS=1 python -m service")
+    parser.parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings()
