@@ -11,7 +11,8 @@ included, for 10-18 s (``python -m bench.hostile``). So:
    (BNN_MAX_REQUEST_DECODE_BYTES); an image that would take it past is refused (413) without
    being decoded (a smaller one after it may still fit);
 2. **small work stays where it was**: up to ``inline_bytes`` of a request's work (a 28 x 28 PNG
-   costs 1.6 KB, a 280 x 280 canvas export 0.9 MB) is left opened for the micro-batcher's pass to
+   costs 1.6 KB, a 280 x 280 canvas export 0.9 MB), from files of at most ``INLINE_FILE_BYTES``,
+   is left opened for the micro-batcher's pass to
    decode on the event loop, a pass's worth at once: decoded per request instead, on the loop or
    in the pool, passes grew smaller and ``/predict`` cost 1.27-1.60 ms of CPU a request instead of
    1.10-1.17 (measured side by side with wrk);
@@ -35,6 +36,9 @@ from service.preprocess import Opened, Prepared, open_image, prepare
 
 Upload = bytes | np.ndarray  # an encoded image file, or a prepared uint8 [28, 28] digit
 INLINE_BYTES = 1024 * 1024  # a request's work left to the pass on the event loop: at most ~2 ms
+# ...and only from files this small: reading a file costs besides its pixels (a 64 x 64 PNG whose
+# 8 MiB are thousands of IDAT chunks took 0.4 s, Pillow walking them in Python)
+INLINE_FILE_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,7 @@ class Decoder:
         results: list[Opened | Prepared | ImageRejected] = []
         pooled: dict[int, Future[Prepared | ImageRejected]] = {}
         spent = inline = 0
-        for index, item in enumerate(self.open(data) for data in uploads):
+        for index, (data, item) in enumerate(zip(uploads, map(self.open, uploads), strict=True)):
             if isinstance(item, Opened):
                 if spent + item.cost > self.limits.budget_bytes:  # a smaller image after it may still fit
                     item = ImageTooLarge(
@@ -84,7 +88,7 @@ class Decoder:
                         f"image alone {item.cost} (width x height x bytes per pixel): send fewer or smaller images")
                 else:
                     spent += item.cost
-                    if inline + item.cost <= self.inline_bytes:
+                    if len(data) <= INLINE_FILE_BYTES and inline + item.cost <= self.inline_bytes:
                         inline += item.cost
                     else:
                         pooled[index] = self._pool.submit(prepare, item)

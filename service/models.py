@@ -142,6 +142,8 @@ def confined(path: str | Path, settings: Settings) -> Path:
     root = Path(os.path.realpath(settings.models_dir))
     cap = size_cap(resolved, settings)
     live = cap is None
+    if not resolved.name:  # "/" and "/..": no file, and no metadata path beside it
+        raise refuse_path(text, "models_dir", f"outside the models directory BNN_MODELS_DIR={settings.models_dir}")
     for part in (resolved, Path(os.path.realpath(metadata_path(resolved)))):
         if not live and not part.is_relative_to(root):
             raise refuse_path(text if part == resolved else part, "models_dir",

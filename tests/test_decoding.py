@@ -136,9 +136,7 @@ def test_a_decode_past_its_deadline_is_refused_and_the_next_is_withdrawn(monkeyp
 def test_the_reviewers_copy_is_the_decoded_image_bounded_not_the_bytes_sent():
     noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8))
     padded = encode(noise) + np.random.default_rng(1).bytes(2 * MIB)  # bytes after the PNG's end
-    opened = asyncio.run(Decoder(LIMITS).admit([padded]))[0]
-    assert isinstance(opened, Opened)
-    prepared = prepare(opened)
+    prepared = asyncio.run(Decoder(LIMITS).admit([padded]))[0]  # a 2 MiB file: decoded in the pool
     assert isinstance(prepared, Prepared) and prepared.picture is not None
     stored = review_png(prepared.picture)
     assert len(stored) < 10_000  # the 2 MiB tail is gone

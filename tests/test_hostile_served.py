@@ -88,3 +88,14 @@ def test_the_store_keeps_the_decoded_image_not_the_bytes_appended_to_it(service)
     assert len(stored.content) < 10_000
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(stored.content))),
                           np.asarray(Image.open(io.BytesIO(png))))
+
+
+@pytest.mark.parametrize("item", ["%00", "a%00b", "x" * 200, "%E2%80%AE", "0" * 31])
+def test_an_id_the_queue_never_made_is_a_404_that_never_reaches_the_store(service, item):
+    """A NUL byte in an item id made PostgreSQL's driver fail: a 503 whose detail quoted the SQL."""
+    for route in ("", "/file", "/input.png"):
+        response = httpx.get(f"{service}/review/items/{item}{route}", headers=bearer(TOKEN), timeout=10)
+        assert response.status_code == 404, response.text
+        assert response.json()["detail"].startswith("no review item ") and "SELECT" not in response.text
+    labelled = httpx.post(f"{service}/review/items/{item}/label", json={"label": 3}, headers=bearer(TOKEN), timeout=10)
+    assert labelled.status_code == 404

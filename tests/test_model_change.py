@@ -319,7 +319,9 @@ def hostile(tmp_path: Path, models: Path, made: dict[str, Path]) -> dict[str, tu
             "symlink out": (str(models / "link.safetensors"), "models_dir"),
             "metadata symlinked out": (str(meta_out), "models_dir"),
             "a directory": (str(models / "dir.safetensors"), "regular_file"),
-            "a FIFO": (str(fifo), "regular_file"), "missing": (str(models / "absent.safetensors"), "regular_file")}
+            "a FIFO": (str(fifo), "regular_file"), "missing": (str(models / "absent.safetensors"), "regular_file"),
+            "the root": ("/", "models_dir"), "above the root": ("/..", "models_dir"),
+            "the models directory": (str(models), "regular_file"), "empty": ("", "models_dir")}
 
 
 def test_every_path_outside_the_rules_is_a_422_naming_its_rule_and_nothing_changes(client, hostile, made):

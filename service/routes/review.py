@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -77,8 +78,23 @@ def store_errors() -> Iterator[None]:
         yield
     except (ItemNotFound, ItemConflict, ValueError):
         raise
-    except Exception as error:  # any driver's error
-        raise ReviewUnavailable(f"review store unavailable ({type(error).__name__}: {error}); retry shortly") from None
+    except Exception as error:  # any driver's error: its text (SQL, parameters) goes to the log, not the client
+        log.warning("review store error: %s: %s", type(error).__name__, error)
+        raise ReviewUnavailable(f"review store unavailable ({type(error).__name__}); retry shortly") from None
+
+
+ITEM_ID = re.compile(r"[0-9a-f]{32}")  # the queue's ids: uuid4().hex
+
+
+async def item_id_param(item_id: str) -> str:
+    """An item's id as the queue makes them; anything else names no item (404) and never reaches the
+    store (a NUL byte in it made PostgreSQL's driver fail: a 503 that quoted the SQL)."""
+    if ITEM_ID.fullmatch(item_id) is None:
+        raise ItemNotFound(f"no review item {item_id[:64]!r}")
+    return item_id
+
+
+ItemId = Annotated[str, Depends(item_id_param)]
 
 
 def _time(seconds: float | None) -> datetime | None:
@@ -113,13 +129,13 @@ async def next_item(request: Request, queue: Queue, who: Reviewer) -> Any:
 
 
 @router.get("/items/{item_id}", response_model=ReviewItemOut, responses={404: NOT_FOUND})
-async def get_item(item_id: str, queue: Queue, who: Reviewer) -> ReviewItemOut:
+async def get_item(queue: Queue, who: Reviewer, item_id: ItemId) -> ReviewItemOut:
     with store_errors():
         return item_out(await queue.store.item(item_id))
 
 
 @router.post("/items/{item_id}/label", response_model=ReviewItemOut, responses={404: NOT_FOUND, 409: CONFLICT})
-async def label_item(request: Request, item_id: str, body: LabelIn, queue: Queue, who: Reviewer) -> ReviewItemOut:
+async def label_item(request: Request, body: LabelIn, queue: Queue, who: Reviewer, item_id: ItemId) -> ReviewItemOut:
     """Label an item you hold (or a free one): 0-9, 'not_a_digit' or 'unreadable'."""
     with store_errors():
         item = await queue.store.label(item_id, who, str(body.label))
@@ -129,7 +145,7 @@ async def label_item(request: Request, item_id: str, body: LabelIn, queue: Queue
 
 
 @router.post("/items/{item_id}/skip", response_model=ReviewItemOut, responses={404: NOT_FOUND, 409: CONFLICT})
-async def skip_item(item_id: str, queue: Queue, who: Reviewer) -> ReviewItemOut:
+async def skip_item(queue: Queue, who: Reviewer, item_id: ItemId) -> ReviewItemOut:
     """Give an item back unlabelled; it waits behind the items nobody skipped."""
     with store_errors():
         return item_out(await queue.store.skip(item_id, who))
@@ -146,7 +162,7 @@ SAFE_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": 
 @router.get("/items/{item_id}/file", response_class=Response, responses={
     200: {"content": {"image/png": {}}, "description": "the image as decoded, re-encoded as PNG (at most 384 px a side)"},
     404: {"model": ErrorOut, "description": "unknown item, or sent as a 28 x 28 array (no file)"}})
-async def item_file(item_id: str, queue: Queue, who: Reviewer) -> Response:
+async def item_file(queue: Queue, who: Reviewer, item_id: ItemId) -> Response:
     with store_errors():
         file, _ = await queue.store.images(item_id)
     if file is None:
@@ -157,7 +173,7 @@ async def item_file(item_id: str, queue: Queue, who: Reviewer) -> Response:
 @router.get("/items/{item_id}/input.png", response_class=Response, responses={
     200: {"content": {"image/png": {}}, "description": "the 28 x 28 the network saw (ink white on black, as MNIST)"},
     404: NOT_FOUND})
-async def item_input(item_id: str, queue: Queue, who: Reviewer) -> Response:
+async def item_input(queue: Queue, who: Reviewer, item_id: ItemId) -> Response:
     with store_errors():
         _, seen = await queue.store.images(item_id)
     buffer = io.BytesIO()
