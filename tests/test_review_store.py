@@ -270,6 +270,18 @@ def test_one_sources_flood_cannot_evict_what_others_sent(store_url: str) -> None
     assert left == [*(f"item{k:04d}" for k in range(5)), "item0100", *(f"item{k:04d}" for k in range(115, 120))]
 
 
+def test_one_source_alone_keeps_the_whole_store(store_url: str) -> None:
+    """Behind a proxy every client is one source: under the caps nothing goes, and over them the oldest
+    beyond the cap go, as without a source bound (not everything past a tenth)."""
+    async def scenario(store: ReviewStore, cap: int) -> tuple[dict[str, int], int]:
+        await store.add([replace(new_item(k), source="a" * 16) for k in range(20)])
+        dropped = await store.enforce_retention(RetentionPolicy(30 * 86_400.0, cap, 10**9, source_max_items=2))
+        return dropped, len(await stored_ids(store))
+
+    assert run(lambda store: scenario(store, 100), store_url) == ({"age": 0, "source": 0, "rows": 0, "bytes": 0}, 20)
+    assert run(lambda store: scenario(store, 15), store_url) == ({"age": 0, "source": 0, "rows": 5, "bytes": 0}, 15)
+
+
 def test_a_text_longer_than_its_column_is_refused_alike_on_both_backends(store_url: str) -> None:
     """PostgreSQL refuses a 65-character model version (String(64)) and SQLite would keep it: the store
     refuses it itself, before writing, on both; nothing of the batch is written."""
@@ -426,18 +438,21 @@ def test_retention_by_bytes_deletes_past_a_cap_above_2_to_the_31(store_url: str)
 
 
 def test_the_default_source_bound_past_2_to_the_31(store_url: str) -> None:
-    """The per-source byte bound at its default share of a 32 GiB cap (3.2 GiB: past 2**31 too) with items
-    of 1 GiB: the one source's running sum crosses it at its fourth newest item, which goes by source."""
+    """A per-source byte bound past 2**31 (a 32 GiB cap, two sources: each may keep half, 16 GiB) with
+    items of 1 GiB, the store over its cap: the flooding source's running sum crosses its bound at its
+    17th newest item, and its 14 oldest go by source; the other source's 4 stay."""
     policy = ReviewQueue.retention_policy(Settings(review_max_bytes=32 * 2**30))
 
-    async def scenario(store: ReviewStore) -> dict[str, int]:
-        await store.add([new_item(k) for k in range(4)])
+    async def scenario(store: ReviewStore) -> tuple[dict[str, int], int]:
+        await store.add([replace(new_item(k), source="b" * 16) for k in range(4)]
+                        + [replace(new_item(100 + k), source="a" * 16) for k in range(30)])
         async with store.engine.begin() as connection:
             await connection.execute(update(items).values(file_bytes=2**30))
-        return await store.enforce_retention(policy)
+        dropped = await store.enforce_retention(policy)
+        return dropped, sum(item.startswith("item000") for item in await stored_ids(store))
 
     assert policy.source_max_bytes == int(0.1 * 32 * 2**30) > 2**31 and policy.source_max_items == 10_000
-    assert run(scenario, store_url) == {"age": 0, "source": 1, "rows": 0, "bytes": 0}
+    assert run(scenario, store_url) == ({"age": 0, "source": 14, "rows": 0, "bytes": 0}, 4)
 
 
 def test_retention_row_cap_above_2_to_the_31(store_url: str) -> None:

@@ -24,7 +24,7 @@ import json
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import BigInteger, and_, bindparam, case, delete, func, literal, or_, select, update
@@ -413,6 +413,7 @@ class ReviewStore:
         transaction. Returns how many each cause dropped."""
         dropped = dict.fromkeys(CAUSES, 0)
         async with self.engine.begin() as connection:
+            policy = await _source_bound_now(connection, policy)
             for cause, chosen in _over_limits(policy, self.clock()).items():
                 gone = list((await connection.execute(
                     delete(items).where(items.c.id.in_(chosen), items.c.label.is_(None)).returning(items.c.id)))
@@ -442,6 +443,22 @@ class ReviewStore:
                     await exporter(records)
                 dropped[cause] += len(labelled)
         return dropped
+
+
+async def _source_bound_now(connection: Any, policy: RetentionPolicy) -> RetentionPolicy:
+    """The per-source bound as it applies in this pass. It protects others' items from one source's
+    flood, so it applies only when the store is over a cap (else nothing needs to go), and never
+    below an equal part of each cap for each source holding unlabelled items: behind a proxy every
+    client is one source, which then keeps the whole store (a fixed share would cut it to a tenth)."""
+    if policy.source_max_items is None and policy.source_max_bytes is None:
+        return policy
+    stored, size, sources = (await connection.execute(select(
+        func.count(), func.coalesce(func.sum(items.c.file_bytes), 0),
+        func.count(items.c.source.distinct()).filter(items.c.label.is_(None))))).one()
+    if sources <= 1 or (stored <= policy.max_items and size <= policy.max_bytes):
+        return replace(policy, source_max_items=None, source_max_bytes=None)  # the caps alone decide
+    return replace(policy, source_max_items=max(policy.source_max_items or 0, policy.max_items // sources),
+                   source_max_bytes=max(policy.source_max_bytes or 0, policy.max_bytes // sources))
 
 
 def _over_limits(policy: RetentionPolicy, now: float) -> dict[str, Any]:
