@@ -31,6 +31,14 @@ digit limit (4300), a shape dimension outside int64, and ``parameters`` (the req
 an output's) that are not an object or hold a value of the wrong type. The depth check walks
 the parsed containers once: 0.5 to 1 ms for 32 digits ([32, 28, 28], flat or nested), beside
 0.75 to 1.5 ms for ``json.loads`` itself (measured here).
+
+No per-element work before the element count is known to be within the batch limit: a body of
+the request limit (32 MiB) can hold 11 million ``""`` or 16 million ``0`` elements, and parsing
+them took 2.5 to 3 s of the event loop. So the JSON is refused unread when it has more commas
+than the largest valid request needs (every value after the first in an array or object follows
+one: ``max_batch`` digits of 28 x 28 values, plus ``MAX_FRAMING_COMMAS``; counting them in 32 MiB
+takes 10 ms), a shape over the batch limit is refused before its data is read, and binary BYTES
+data is split only up to ``max_batch`` elements.
 """
 
 from __future__ import annotations
@@ -57,6 +65,7 @@ BINARY_EXTENSION = "binary_tensor_data"
 HEADER_LENGTH = "Inference-Header-Content-Length"
 MAX_DEPTH = 16  # nested arrays and objects; a valid request needs 6
 MAX_DIMENSION = 2**63 - 1  # shapes are int64 in the protocol
+MAX_FRAMING_COMMAS = 1024  # commas a valid request needs besides its data: outputs, parameters, keys (~50)
 NUMPY = {"BOOL": np.dtype(bool), "UINT8": np.dtype(np.uint8), "INT64": np.dtype("<i8"), "FP32": np.dtype("<f4")}
 
 
@@ -163,11 +172,14 @@ def _shape(value: Any, name: str) -> tuple[int, ...]:
     return tuple(value)
 
 
-def _split_bytes_tensor(raw: bytes, name: str) -> list[bytes]:
-    """BYTES in binary form: each element a 4-byte little-endian length, then its bytes."""
+def _split_bytes_tensor(raw: bytes, name: str, count: int) -> list[bytes]:
+    """BYTES in binary form: each element a 4-byte little-endian length, then its bytes; exactly
+    ``count`` of them (the shape's), split no further than that."""
     items: list[bytes] = []
     offset = 0
     while offset < len(raw):
+        if len(items) == count:
+            raise ProtocolError(f"input '{name}': shape says {count} elements, the data holds more")
         if offset + 4 > len(raw):
             raise ProtocolError(f"input '{name}': binary BYTES data ends inside an element's length")
         (length,) = struct.unpack_from("<I", raw, offset)
@@ -183,10 +195,13 @@ def _image_items(tensor: dict[str, Any], shape: tuple[int, ...], raw: bytes | No
     if len(shape) != 1:
         raise ProtocolError(f"input 'image': shape must be [B], got {list(shape)}")
     if raw is not None:
-        items = _split_bytes_tensor(raw, "image")
+        items = _split_bytes_tensor(raw, "image", shape[0])
     else:
+        elements = _flatten(tensor.get("data"))
+        if len(elements) != shape[0]:  # before decoding any of them
+            raise ProtocolError(f"input 'image': shape says {shape[0]} elements, the data holds {len(elements)}")
         items = []
-        for index, element in enumerate(_flatten(tensor.get("data"))):
+        for index, element in enumerate(elements):
             if not isinstance(element, str):
                 raise ProtocolError(f"input 'image': element {index} must be a base64 string in JSON "
                                     "(or send raw bytes with the binary tensor data extension)")
@@ -255,14 +270,12 @@ def _requested_outputs(document: dict[str, Any], binary_by_default: bool) -> tup
     return tuple(outputs)
 
 
-def parse_infer_request(body: bytes, header_length: int | None, max_batch: int, max_samples: int) -> InferRequest:
-    """An inference request's body (JSON, or JSON + binary data when ``header_length`` is given)."""
-    if header_length is not None:
-        if not 0 < header_length <= len(body):
-            raise ProtocolError(f"{HEADER_LENGTH} is {header_length} but the body has {len(body)} bytes")
-        text, binary = body[:header_length], body[header_length:]
-    else:
-        text, binary = body, b""
+def _read_document(text: bytes, max_batch: int) -> dict[str, Any]:
+    """The request's JSON object, bounded before it is parsed (values) and after (depth)."""
+    max_commas = max_batch * IMAGE_SIZE * IMAGE_SIZE + MAX_FRAMING_COMMAS
+    if text.count(b",") > max_commas:  # ~10 ms for 32 MiB; parsing that many values takes seconds
+        raise ProtocolError(f"the request's JSON holds more than {max_commas} values; it takes 1 to {max_batch} "
+                            f"images ({IMAGE_SIZE * IMAGE_SIZE} values each as digits) per request")
     try:
         document = json.loads(text)
     except RecursionError:
@@ -275,6 +288,18 @@ def parse_infer_request(body: bytes, header_length: int | None, max_batch: int, 
         raise ProtocolError("the request must be a JSON object")
     if _depth_over(document, MAX_DEPTH):
         raise ProtocolError(f"the request nests arrays or objects deeper than {MAX_DEPTH} levels")
+    return document
+
+
+def parse_infer_request(body: bytes, header_length: int | None, max_batch: int, max_samples: int) -> InferRequest:
+    """An inference request's body (JSON, or JSON + binary data when ``header_length`` is given)."""
+    if header_length is not None:
+        if not 0 < header_length <= len(body):
+            raise ProtocolError(f"{HEADER_LENGTH} is {header_length} but the body has {len(body)} bytes")
+        text, binary = body[:header_length], body[header_length:]
+    else:
+        text, binary = body, b""
+    document = _read_document(text, max_batch)
     inputs = document.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
         raise ProtocolError("'inputs' must hold exactly one input: 'image' (BYTES [B]) or 'digits' (UINT8 [B, 28, 28])")
@@ -287,6 +312,8 @@ def parse_infer_request(body: bytes, header_length: int | None, max_batch: int, 
     if tensor.get("datatype") != spec.datatype:
         raise ProtocolError(f"input '{name}' must have datatype {spec.datatype}, got {_shown(tensor.get('datatype'))}")
     shape = _shape(tensor.get("shape"), name)
+    if shape and not 1 <= shape[0] <= max_batch:  # before any of its data is read
+        raise ProtocolError(f"input '{name}': {shape[0]} images; send 1 to {max_batch} per request")
     size = _object(tensor.get("parameters"), f"input '{name}': 'parameters'").get("binary_data_size")
     raw = None
     if size is not None:

@@ -64,8 +64,12 @@ class Settings(BaseSettings):
     body_timeout_s: float = Field(30.0, gt=0.0, description="whole request body must arrive within this (else 408)")
     header_timeout_s: float = Field(10.0, gt=0.0, description="a request's header lines must arrive within this "
                                                                "from its first byte (else 408 and the connection closed)")
-    max_connections: int = Field(1024, ge=1, description="open connections per worker; a connection beyond it gets "
-                                                          "503 with Retry-After and is closed")
+    max_connections: int = Field(1024, ge=1, description="open connections per worker; at the bound a new one takes "
+                                                          "the place of one idle or unread for 1 s, else gets 503 with "
+                                                          "Retry-After and is closed")
+    write_timeout_s: float = Field(10.0, gt=0.0, description="an answer the client does not read: a connection whose "
+                                                              "writes stay paused (64 KiB unsent) or whose close waits "
+                                                              "on unsent bytes this long is closed")
     access_log: bool = Field(False, description="log one line per request (uvicorn access log)")
     api_key: SecretStr | None = Field(None, description="if set (at least 16 characters), prediction routes need "
                                                         "header X-API-Key")

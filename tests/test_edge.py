@@ -1,6 +1,8 @@
 """The HTTP edge against the real server, with clients that behave like urllib (they write the
 whole request before reading): a refused body still gets its answer, trickled headers get 408,
-and connections over the per-worker bound get 503 + Retry-After while the others are served."""
+an oversized head gets 431, an answer nobody reads is cut after the write timeout, and at the
+per-worker connection bound a new connection takes the place of an idle or unread one, else gets
+503 + Retry-After while the others are served."""
 
 from __future__ import annotations
 
@@ -10,12 +12,17 @@ import socket
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import closing
 from email.message import Message
 
+import httpx
 import pytest
 
 from harness.inputs import mnist_fixtures
-from harness.server import running_service
+from harness.server import running_service, wait_for
+from service.server import MAX_HEAD_BYTES
+from tests.metrics_text import parse_samples, total
 
 PNG = mnist_fixtures()[0][0].read_bytes()
 LIMIT = 1024 * 1024
@@ -24,7 +31,7 @@ LIMIT = 1024 * 1024
 @pytest.fixture(scope="module")
 def service():
     env = {"BNN_WORKERS": "1", "BNN_MAX_REQUEST_BYTES": str(LIMIT), "BNN_MAX_UPLOAD_BYTES": str(LIMIT),
-           "BNN_HEADER_TIMEOUT_S": "1"}
+           "BNN_HEADER_TIMEOUT_S": "1", "BNN_WRITE_TIMEOUT_S": "1"}
     with running_service(env) as (url, _):
         yield url
 
@@ -112,24 +119,136 @@ def test_headers_in_time_then_a_slow_body_are_not_cut_by_the_header_deadline(ser
     assert head.startswith(b"HTTP/1.1 200")
 
 
-def test_connections_over_the_bound_get_503_and_the_others_are_served():
-    with running_service({"BNN_WORKERS": "1", "BNN_MAX_CONNECTIONS": "2"}) as (url, _):
-        port = int(url.rsplit(":", 1)[1])
-        held = [http.client.HTTPConnection("127.0.0.1", port, timeout=30) for _ in range(2)]
-        try:
-            for connection in held:  # two keep-alive connections, open
-                connection.request("GET", "/healthz")
-                assert connection.getresponse().read()
-            status, headers, body = urllib_post(url + "/predict", PNG)  # a third
+def port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+@pytest.mark.parametrize("mib", [1, 16])
+def test_a_head_over_the_bound_gets_431_at_once(service, mib):
+    """One header value of ``mib`` MiB (a 100 MiB one was read whole: 7.7 s, and a 200): 431 and
+    the connection closed, the client's sending not cut short by a reset."""
+    with socket.create_connection(("127.0.0.1", port_of(service))) as sock:
+        started = time.monotonic()
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: ")
+        for _ in range(mib):
+            sock.sendall(b"a" * (1 << 20))
+        sock.sendall(b"\r\n\r\n")
+        answer = read_answer(sock)
+    assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+    assert answer.endswith(b'{"detail": "request line and headers exceed %d bytes"}' % MAX_HEAD_BYTES)
+    assert time.monotonic() - started < 3.0  # closed 0.5 s after the client stops sending
+    assert urllib.request.urlopen(service + "/healthz", timeout=5).status == 200
+
+
+def test_heads_within_the_bound_and_many_pipelined_requests_are_answered(service):
+    """A 48 KiB header is read; 2,000 small requests pipelined in one write (80 KB, several
+    reads) are each counted as their own head, never as one."""
+    with socket.create_connection(("127.0.0.1", port_of(service))) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: " + b"a" * (48 * 1024) + b"\r\nConnection: close\r\n\r\n")
+        assert read_answer(sock).startswith(b"HTTP/1.1 200 OK")
+    with socket.create_connection(("127.0.0.1", port_of(service))) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 1999
+                     + b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = read_answer(sock)
+    assert answer.count(b"HTTP/1.1 200 OK") == 2000 and b"431" not in answer
+
+
+def stalled_reader(port: int) -> socket.socket:
+    """A connection that pipelines 100 requests for /openapi.json (60 KB each) and never reads."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n" * 100)
+    return sock
+
+
+def reset(sock: socket.socket) -> bool:
+    """Whether the server has reset ``sock`` (its TCP state CLOSE; unread bytes stay readable)."""
+    tcp_close = 7  # linux/tcp.h; tcp_info begins with the state
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] == tcp_close
+
+
+def test_an_answer_nobody_reads_is_cut_after_the_write_timeout(service):
+    """2,300 such connections held every slot of both workers for as long as they stayed open."""
+    with stalled_reader(port_of(service)) as sock:
+        started = time.monotonic()
+        wait_for(lambda: reset(sock), timeout_s=15, what="the server to reset the connection")
+        assert 1.0 <= time.monotonic() - started < 8.0  # BNN_WRITE_TIMEOUT_S=1, swept each second
+    with closing(http.client.HTTPConnection("127.0.0.1", port_of(service), timeout=30)) as reader:  # one that reads
+        for _ in range(20):
+            reader.request("GET", "/openapi.json")
+            assert len(reader.getresponse().read()) > 50_000
+    # the request being answered when the reset came stops writing (uvicorn woke it to write to the
+    # closed connection: a 500 and a traceback each, 2,000 of them after the flood)
+    errors = parse_samples(httpx.get(service + "/metrics").text)
+    assert total(errors, "bnn_http_errors_total", status="500") == 0
+
+
+@pytest.fixture
+def bounded() -> Iterator[int]:
+    """A worker with room for two connections, and a write timeout that never comes into it."""
+    with running_service({"BNN_WORKERS": "1", "BNN_MAX_CONNECTIONS": "2", "BNN_WRITE_TIMEOUT_S": "300"}) as (url, _):
+        yield port_of(url)
+
+
+def healthz(port: int) -> int:
+    """GET /healthz on a fresh connection: its status."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request("GET", "/healthz")
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_connections_busy_with_requests_keep_their_places_and_a_new_one_gets_503(bounded):
+    held = [http.client.HTTPConnection("127.0.0.1", bounded, timeout=30) for _ in range(2)]
+    try:
+        for connection in held:  # two requests under way: headers sent, the body not yet
+            connection.putrequest("POST", "/predict")
+            connection.putheader("Content-Type", "image/png")
+            connection.putheader("Content-Length", str(len(PNG)))
+            connection.endheaders(PNG[:100])
+        started = time.monotonic()
+        while time.monotonic() - started < 1.5:  # past the grace an idle connection gets: still refused
+            status, headers, body = urllib_post(f"http://127.0.0.1:{bounded}/predict", PNG)
             assert status == 503 and headers["Retry-After"] == "1" and headers["Connection"] == "close"
             assert body == {"detail": "too many open connections to this worker; retry shortly"}
-            for connection in held:  # the open ones are still served
-                connection.request("POST", "/predict", body=PNG, headers={"Content-Type": "image/png"})
-                assert connection.getresponse().status == 200
-        finally:
-            for connection in held:
-                connection.close()
-        deadline = time.monotonic() + 5
-        while (status := urllib_post(url + "/predict", PNG)[0]) != 200 and time.monotonic() < deadline:
-            time.sleep(0.05)  # the server notices the closes
-        assert status == 200
+        for connection in held:  # the busy ones are still served
+            connection.send(PNG[100:])
+            assert connection.getresponse().status == 200
+    finally:
+        for connection in held:
+            connection.close()
+
+
+def test_an_idle_connection_gives_its_place_to_a_new_one(bounded):
+    """At the bound, the connection idle longest (1 s or more) is closed for the new one."""
+    held = [http.client.HTTPConnection("127.0.0.1", bounded, timeout=30) for _ in range(2)]
+    try:
+        for connection in held:  # two keep-alive connections, idle after an answer
+            connection.request("GET", "/healthz")
+            assert connection.getresponse().read() == b'{"status":"ok"}'
+        started = time.monotonic()
+        assert healthz(bounded) == 503  # idle for less than 1 s: not yet
+        # and well before uvicorn's keep-alive timeout (5 s) would have closed it anyway
+        wait_for(lambda: healthz(bounded) == 200, timeout_s=3.5, what="a place for a new connection", interval_s=0.1)
+        assert 0.9 <= time.monotonic() - started < 4.0
+        with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):  # the oldest was closed
+            held[0].request("GET", "/healthz")
+            held[0].getresponse()
+    finally:
+        for connection in held:
+            connection.close()
+
+
+def test_connections_nobody_reads_give_their_places_to_new_ones(bounded):
+    """The slots held by unread answers (the write timeout far off) are taken by new connections
+    once they have been unread for 1 s; the unread ones are reset."""
+    readers = [stalled_reader(bounded) for _ in range(2)]
+    try:
+        wait_for(lambda: healthz(bounded) == 200, timeout_s=10, what="a place for a new connection", interval_s=0.1)
+        assert reset(readers[0])
+    finally:
+        for sock in readers:
+            sock.close()

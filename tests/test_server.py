@@ -1,7 +1,9 @@
-"""Faults against the real server process: slow clients, SIGTERM with requests in flight, API key."""
+"""Faults against the real server process: slow clients, SIGTERM with requests in flight, API key;
+and the connection guards' log, which a flood must not turn into one line per connection."""
 
 from __future__ import annotations
 
+import logging
 import signal
 import socket
 import threading
@@ -13,6 +15,7 @@ import pytest
 
 from harness.inputs import mnist_fixtures
 from harness.server import post_image, running_service
+from service.server import Throttled
 
 PNG = mnist_fixtures()[0][0].read_bytes()
 
@@ -92,3 +95,15 @@ def test_api_key_is_required_when_configured():
         right = httpx.post(url + "/predict", files={"file": ("d.png", PNG)}, headers={"X-API-Key": "s3cret-0123456789abcdef"})
         assert right.status_code == 200 and right.json()["class"] == 7
         assert httpx.get(url + "/readyz").status_code == 200  # probes stay open
+
+
+def test_a_repeated_event_is_logged_once_per_interval_with_its_count(caplog):
+    """2,300 refused connections wrote 2,300 warnings; now one line per 10 s says how many."""
+    refused = Throttled(logging.WARNING, "connections refused: %d open")
+    with caplog.at_level(logging.INFO, logger="service"):
+        for _ in range(2300):
+            refused(1024)
+        assert caplog.messages == ["connections refused: 1024 open (1 since the last such line)"]
+        refused.last -= refused.every_s  # the interval has passed
+        refused(1025)
+    assert caplog.messages[1:] == ["connections refused: 1025 open (2300 since the last such line)"]

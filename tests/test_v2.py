@@ -23,7 +23,8 @@ from tritonclient.utils import InferenceServerException
 from harness.inputs import SHIPPED, expected_precision, mnist_fixtures, shipped_calibration
 from harness.server import free_port
 from service.app import create_app
-from service.oip import OUTPUT_NAMES
+from service.errors import ProtocolError
+from service.oip import MAX_FRAMING_COMMAS, OUTPUT_NAMES, parse_infer_request
 from service.preprocess import preprocess
 from service.server import server_config
 from service.settings import Settings
@@ -230,6 +231,54 @@ def test_hostile_bodies_get_a_400_in_the_protocols_shape_never_a_500(server, bod
     assert response.status_code == 400, response.text[:300]
     error = response.json()["error"]
     assert message in error and len(error) < 400  # a client's megabytes are never echoed back
+
+
+MANY = 999_000  # elements in a body near the module server's 4,000,000-byte limit
+MAX_VALUES = 8 * 784 + MAX_FRAMING_COMMAS  # its max_batch_files is 8
+FLOOD = [  # each was parsed element by element before its count was checked: 2.5 to 3 s at 32 MiB
+    ("binary: a million elements, as the shape says", {"name": "image", "datatype": "BYTES", "shape": [MANY]},
+     b"\x00" * 4 * MANY + b"\x00\x00", f"input 'image': {MANY} images; send 1 to 8 per request"),
+    ("binary: a million elements, the shape says 2", {"name": "image", "datatype": "BYTES", "shape": [2]},
+     b"\x00" * 4 * MANY, "input 'image': shape says 2 elements, the data holds more"),
+    ("JSON: 1.9 million zeros as digits", {"name": "digits", "datatype": "UINT8", "shape": [8, 28, 28],
+                                           "data": [0] * 1_900_000}, None,
+     f"the request's JSON holds more than {MAX_VALUES} values"),
+    ("JSON: 1.3 million empty strings as images", {"name": "image", "datatype": "BYTES", "shape": [8],
+                                                   "data": [""] * 1_300_000}, None,
+     f"the request's JSON holds more than {MAX_VALUES} values"),
+    ("JSON: a shape of 100,000 digits", {"name": "digits", "datatype": "UINT8", "shape": [100_000, 28, 28],
+                                         "data": [0]}, None, "input 'digits': 100000 images; send 1 to 8 per request"),
+]
+
+
+@pytest.mark.parametrize(("tensor", "raw", "message"), [case[1:] for case in FLOOD], ids=[c[0] for c in FLOOD])
+def test_a_body_of_many_elements_is_refused_before_they_are_parsed(server, tensor, raw, message):
+    if raw is None:
+        content, headers = json.dumps({"inputs": [tensor]}, separators=(",", ":")).encode(), {}
+    else:
+        content, headers = binary_request({"inputs": [{**tensor, "parameters": {"binary_data_size": len(raw)}}]}, raw)
+    assert len(content) < 4_000_000
+    response = httpx.post(f"http://{server}/v2/models/{MODEL}/infer", content=content,
+                          headers={"Content-Type": "application/json", **headers})
+    assert response.status_code == 400 and response.json()["error"].startswith(message)
+
+
+def test_the_value_bound_admits_the_largest_valid_request_and_refuses_a_flood_at_once():
+    """At the defaults (32 images, 32 MiB): 32 digits as nested lists, every output named with its
+    parameters, parse; a 32 MiB body of 11 million "" is refused in milliseconds, not 2.5 s."""
+    digits = np.arange(32 * 784, dtype=np.uint8).reshape(32, 28, 28)
+    largest = {"id": "a,b", "inputs": [{"name": "digits", "datatype": "UINT8", "shape": [32, 28, 28],
+                                        "data": digits.tolist(), "parameters": {}}],
+               "outputs": [{"name": name, "parameters": {"binary_data": False}} for name in OUTPUT_NAMES],
+               "parameters": {"samples": 100, "channel": "drawn", "binary_data_output": False}}
+    parsed = parse_infer_request(json.dumps(largest).encode(), None, max_batch=32, max_samples=1000)
+    assert len(parsed.items) == 32 and np.array_equal(np.stack(parsed.items), digits)
+    count = (32 * 1024 * 1024 - 100) // 3
+    flood = b'{"inputs":[{"name":"image","datatype":"BYTES","shape":[32],"data":[' + b",".join([b'""'] * count) + b"]}]}"
+    started = time.monotonic()
+    with pytest.raises(ProtocolError, match=f"holds more than {32 * 784 + MAX_FRAMING_COMMAS} values"):
+        parse_infer_request(flood, None, max_batch=32, max_samples=1000)
+    assert time.monotonic() - started < 0.5
 
 
 def test_a_bad_element_fails_the_request_naming_its_index(client, server):
