@@ -12,10 +12,9 @@ included, for 10-18 s (``python -m bench.hostile``). So:
    being decoded (a smaller one after it may still fit);
 2. **small work stays where it was**: up to ``inline_bytes`` of a request's work (a 28 x 28 PNG
    costs 1.6 KB, a 280 x 280 canvas export 0.9 MB), from files of at most ``INLINE_FILE_BYTES``,
-   is left opened for the micro-batcher's pass to
-   decode on the event loop, a pass's worth at once: decoded per request instead, on the loop or
-   in the pool, passes grew smaller and ``/predict`` cost 1.27-1.60 ms of CPU a request instead of
-   1.10-1.17 (measured side by side with wrk);
+   is left opened for the micro-batcher's pass to decode on the event loop, a pass's worth at
+   once: decoded per request instead, on the loop or in the pool, passes grew smaller and
+   ``/predict`` cost 1.27-1.60 ms of CPU a request instead of 1.10-1.17 (side by side with wrk);
 3. **the rest in a bounded pool** (BNN_DECODE_THREADS), each image answered within
    ``timeout_s`` of its submission (BNN_DECODE_TIMEOUT_S): one not started by then is withdrawn
    (503, the decoder is busy), one still decoding is refused (422) while its thread finishes.

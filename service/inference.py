@@ -1,13 +1,13 @@
 """Uploads -> predictions: the one inference path every predicting route calls. No HTTP types.
 
 :meth:`Inference.classify` has the request's uploads checked, decoded and preprocessed
-within the request's limits (``decoding.py``: small ones on the event loop, large ones in a
-bounded pool, each within a deadline), then hands the digits to the micro-batcher, whose pass
-(on the event loop, or in the inference thread: see ``batcher.py``) runs every digit of the pass
-through the network at once; the results come back in the uploads' order, a rejected upload
+within the request's limits (``decoding.py``: large ones decoded in a bounded pool, each
+within a deadline; small ones left to the pass), then hands them to the micro-batcher, whose
+pass (on the event loop, or in the inference thread: see ``batcher.py``) decodes the small ones
+and runs every digit of the pass through the network at once; the results come back in the uploads' order, a rejected upload
 keeping its place as its :class:`ImageRejected`. An item may also be an already-prepared
-``[28, 28]`` uint8 digit, which skips decoding. Routes call :meth:`Inference.answer_each` (a refused upload keeps its place)
-or :meth:`Inference.answer_all` (all or nothing): both return finished answers, each with its
+``[28, 28]`` uint8 digit, which skips decoding. Routes call :meth:`Inference.answer_each` (a
+refused upload keeps its place) or :meth:`Inference.answer_all` (all or nothing): both return finished answers, each with its
 audit flag drawn, counted in the metrics and queued for review when referred or audited, and a
 sample offered to the shadow, if one is held (``shadow.py``).
 
@@ -42,10 +42,6 @@ from service.settings import Settings
 from service.shadow import Shadow
 
 log = logging.getLogger("service")
-
-
-
-
 Outcome = tuple[Prediction, Prepared] | ImageRejected  # an upload's prediction and what it was made from, or its refusal
 
 

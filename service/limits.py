@@ -38,8 +38,14 @@ LINGER_S = 5.0  # longest time spent reading a refused body
 LINGER_BYTES = 256 * 1024 * 1024  # most bytes of a refused body read before closing anyway
 API_BODY_BYTES = 64 * 1024  # a review label, an admin command: JSON of a few hundred bytes
 FORM_FRAMING_BYTES = 64 * 1024  # a multipart form's boundaries, headers and small fields around one file
-RAW_IMAGE_TYPES = (b"image/", b"application/octet-stream")
 IMAGE_ROUTES = ("/predict/batch", "/v2/")  # several images in one body: the request limit
+
+
+def is_raw_image(content_type: str) -> bool:
+    """Whether a ``/predict`` body of this Content-Type is the image itself (any ``image/*``, or
+    ``application/octet-stream``), not a multipart form: its route and its body limit both ask."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media.startswith("image/") or media == "application/octet-stream"
 
 
 @dataclass(frozen=True)
@@ -56,8 +62,8 @@ class BodyLimits:
         if path.startswith(IMAGE_ROUTES):
             return self.request, f"request body exceeds the limit of {self.request} bytes"
         if path == "/predict":
-            media = dict(scope.get("headers") or []).get(b"content-type", b"").lower().lstrip()
-            framing = 0 if media.startswith(RAW_IMAGE_TYPES) else FORM_FRAMING_BYTES
+            content_type = dict(scope.get("headers") or []).get(b"content-type", b"").decode("latin-1")
+            framing = 0 if is_raw_image(content_type) else FORM_FRAMING_BYTES
             limit = self.upload + framing
             return limit, (f"request body exceeds the limit of {limit} bytes (the file exceeds the limit of "
                            f"{self.upload} bytes)")

@@ -15,7 +15,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-INPUT_BYTES = 28 * 28  # the network's input, stored with every item
+from model.data import IMAGE_SIZE
+
+INPUT_BYTES = IMAGE_SIZE * IMAGE_SIZE  # the network's input, stored with every item
 # the defaults of BNN_REVIEW_BUFFER_BYTES, BNN_REVIEW_MAX_ITEM_BYTES, BNN_REVIEW_SOURCE_SHARE (settings.py), and
 # of BNN_REVIEW_STATS_INTERVAL_S (how often the gauges are read from the store)
 DEFAULT_BUFFER_BYTES = 256 * 2**20
@@ -27,6 +29,11 @@ DEFAULT_STATS_INTERVAL_S = 15.0
 def source_key(source: str | None) -> str:
     """A source as stored: 16 hex digits of its BLAKE2b hash (None, the unknown source, hashes as "")."""
     return hashlib.blake2b((source or "").encode(), digest_size=8).hexdigest()
+
+
+def share_of(share: float, bound: int) -> int:
+    """One source's part of ``bound`` (at least 1): of the buffer's bounds here, of the store's caps in retention."""
+    return max(1, int(share * bound))
 
 
 def item_size(file: bytes | None) -> int:
@@ -47,11 +54,11 @@ class BufferBudget:
 
     @property
     def source_max_items(self) -> int:
-        return max(1, int(self.source_share * self.max_items))
+        return share_of(self.source_share, self.max_items)
 
     @property
     def source_max_bytes(self) -> int:
-        return max(1, int(self.source_share * self.max_bytes))
+        return share_of(self.source_share, self.max_bytes)
 
     def refusal(self, source: str, size: int) -> str | None:
         """None when an item of ``size`` bytes from ``source`` fits; else "buffer_full" (every source's

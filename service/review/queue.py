@@ -43,6 +43,7 @@ from service.review.bounds import (
     DEFAULT_STATS_INTERVAL_S,
     BufferBudget,
     item_size,
+    share_of,
     source_key,
 )
 from service.review.export import ExportFailed, append_records, day_file, writable
@@ -162,8 +163,8 @@ class ReviewQueue:
         share = settings.review_source_share  # 1: one source may hold every cap, no bound of its own
         return RetentionPolicy(settings.review_retention_days * SECONDS_PER_DAY, settings.review_max_items,
                                settings.review_max_bytes,
-                               source_max_items=max(1, int(share * settings.review_max_items)) if share < 1 else None,
-                               source_max_bytes=max(1, int(share * settings.review_max_bytes)) if share < 1 else None)
+                               source_max_items=share_of(share, settings.review_max_items) if share < 1 else None,
+                               source_max_bytes=share_of(share, settings.review_max_bytes) if share < 1 else None)
 
     @staticmethod
     def export_directory(settings: Settings) -> Path:

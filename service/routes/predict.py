@@ -26,6 +26,7 @@ from service.deps import (
 from service.error_handlers import ERROR_RESPONSES, status_for
 from service.errors import ImageRejected, RejectedElement, TooManyFiles
 from service.inference import Answer
+from service.limits import is_raw_image
 from service.schemas import BatchErrorOut, Include, PredictionOut
 
 router = APIRouter(tags=["predict"], dependencies=[Depends(require_api_key)], responses=ERROR_RESPONSES)
@@ -57,11 +58,6 @@ MISSING_FILE = ("Field required: send the image as multipart/form-data field 'fi
                 "Content-Type image/* or application/octet-stream")
 
 
-def is_raw_image(request: Request) -> bool:
-    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    return media.startswith("image/") or media == "application/octet-stream"
-
-
 async def read_upload(request: Request, file: UploadFile | None, max_bytes: int) -> bytes:
     """The one image of a /predict request, multipart or raw body; at most ``max_bytes`` + 1 bytes
     of a multipart file are read (one byte over is enough to refuse)."""
@@ -70,7 +66,7 @@ async def read_upload(request: Request, file: UploadFile | None, max_bytes: int)
         if sent > 1:
             raise TooManyFiles(f"{sent} files sent in field 'file'; send one, or use /predict/batch for several")
         return await file.read(max_bytes + 1)
-    if is_raw_image(request):
+    if is_raw_image(request.headers.get("content-type", "")):
         return await request.body()  # bounded by the request body limit (BodyLimitMiddleware)
     raise RequestValidationError([{"type": "missing", "loc": ("body", "file"), "msg": MISSING_FILE, "input": None}])
 
