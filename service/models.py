@@ -143,7 +143,7 @@ def confined(path: str | Path, settings: Settings) -> Path:
     cap = size_cap(resolved, settings)
     live = cap is None
     if not resolved.name:  # "/" and "/..": no file, and no metadata path beside it
-        raise refuse_path(text, "models_dir", f"outside the models directory BNN_MODELS_DIR={settings.models_dir}")
+        raise refuse_path(text, "models_dir", f"outside the models directory BNN_MODELS_DIR={root}")
     for part in (resolved, Path(os.path.realpath(metadata_path(resolved)))):
         if not live and not part.is_relative_to(root):
             raise refuse_path(text if part == resolved else part, "models_dir",
