@@ -103,8 +103,8 @@ def run_step(command: list[str], log: Path) -> tuple[int, float]:
 def style_scores(checkpoint: Path, count: int, seed: int) -> dict[str, float] | None:
     """On a fresh stream of the style, through the service's preprocessing and refer rule."""
     from model.checkpoint import CheckpointError
-    from service.predictor import Predictor
-    from service.preprocess import preprocess
+    from service.inference.predictor import Predictor
+    from service.inference.preprocess import preprocess
 
     try:
         predictor = Predictor.from_checkpoint(checkpoint, precision="float32")

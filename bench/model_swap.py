@@ -5,7 +5,7 @@ token, and drives ``POST /predict`` with ``wrk`` (16 connections, one MNIST digi
 body), counting the answers by ``model_version``:
 
 1. **steady**: no change, ``--seconds`` long;
-2. **swaps**: the same load while ``python -m service.admin``'s client alternates ``--swaps``
+2. **swaps**: the same load while ``python -m service.lifecycle.admin``'s client alternates ``--swaps``
    promotions of the candidate and rollbacks, with the five broken candidates of
    ``harness/candidates.py`` tried in between (each must be refused with its check); each call's
    time until every worker serves the new version is printed;
@@ -35,7 +35,7 @@ from bench.wrk import Request, WrkResult, run_wrk
 from harness import candidates
 from harness.inputs import expected_precision, mnist_fixtures
 from harness.server import running_service, wait_for
-from service.admin import call
+from service.lifecycle.admin import call
 
 TOKEN = "bench-admin-token-0123456789"
 BROKEN = {"file": candidates.truncated, "architecture": candidates.wrong_architecture,

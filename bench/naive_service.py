@@ -18,7 +18,7 @@ from bench.predictive_pass import loop_predictive
 from model.checkpoint import load_checkpoint
 from model.data import to_input
 from model.predictive import summarize
-from service.preprocess import preprocess
+from service.inference.preprocess import preprocess
 
 
 def build(checkpoint: Path, samples: int) -> FastAPI:

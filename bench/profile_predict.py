@@ -9,8 +9,8 @@ looking from the innermost frame out:
 
 * **pass**: the network (``model/network.py``, ``model/predictive.py``, ``model/layers.py``, torch);
 * **transform**: ``model/transform.py`` (crop, fit, centre) and ``model/data.py``;
-* **decode**: ``service/preprocess.py`` and Pillow;
-* **answer**: the answer's shaping and encoding (``service/predictor.py``'s Prediction,
+* **decode**: ``service/inference/preprocess.py`` and Pillow;
+* **answer**: the answer's shaping and encoding (``service/inference/predictor.py``'s Prediction,
   ``service/schemas.py``, pydantic, JSON, the audit and the metrics);
 * **multipart**: reading the form (python-multipart, Starlette's form parser);
 * **HTTP**: uvicorn, httptools, Starlette and FastAPI's routing, the middleware;
@@ -41,11 +41,11 @@ from harness.server import running_service
 STAGES: dict[str, tuple[str, ...]] = {
     "pass": ("model/network.py", "model/predictive.py", "model/layers.py", "torch/"),
     "transform": ("model/transform.py", "model/data.py"),
-    "decode": ("service/preprocess.py", "PIL/"),
-    "answer": ("service/predictor.py", "service/schemas.py", "service/audit.py", "service/metrics.py",
+    "decode": ("service/inference/preprocess.py", "PIL/"),
+    "answer": ("service/inference/predictor.py", "service/schemas.py", "service/inference/audit.py", "service/metrics.py",
                "pydantic", "json/", "fastapi/encoders.py", "prometheus_client", "service/review/"),
     "multipart": ("multipart/", "starlette/formparsers.py", "service/routes/predict.py"),
-    "HTTP": ("uvicorn/", "httptools", "starlette/", "fastapi/", "service/limits.py", "service/latency.py",
+    "HTTP": ("uvicorn/", "httptools", "starlette/", "fastapi/", "service/edge/limits.py", "service/edge/latency.py",
              "h11"),
 }
 

@@ -29,8 +29,8 @@ from prometheus_client import CollectorRegistry
 from bench.common import header
 from harness.inputs import noise_png
 from harness.postgres import binaries, postgres_server
+from service.inference.predictor import Prediction
 from service.metrics import Metrics
-from service.predictor import Prediction
 from service.review.queue import Pending, ReviewQueue
 from service.review.store import RetentionPolicy, ReviewStore
 

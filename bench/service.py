@@ -55,8 +55,8 @@ from harness.postgres import binaries as postgres_binaries
 from harness.postgres import postgres_server
 from harness.server import ROOT, free_port, post_image, running_process, running_service
 from model.precision import choose_precision
-from service.predictor import Predictor
-from service.preprocess import preprocess
+from service.inference.predictor import Predictor
+from service.inference.preprocess import preprocess
 
 P99_BOUND_MS = 50.0
 BATCH = 32

@@ -12,7 +12,7 @@ from PIL import Image
 from harness.images import canvas_export, encode, enlarged_dark_on_light
 from harness.inputs import load_digit, mnist_fixtures
 from service.errors import ImageRejected
-from service.preprocess import preprocess
+from service.inference.preprocess import preprocess
 
 MAX_PIXELS = 5_000_000
 

@@ -3,7 +3,7 @@
 This is the one image-to-network transform: the service runs it on every upload, and training,
 calibration and evaluation run it on simulated uploads (``model/synth/upload_simulator.py``), so the network is
 trained and calibrated on exactly what it is served. Decoding bytes and the HTTP limits stay in
-``service/preprocess.py``. The steps mirror how MNIST itself was made:
+``service/inference/preprocess.py``. The steps mirror how MNIST itself was made:
 
 1. any mode (1-bit, palette, 16-bit, CMYK, RGBA, ...) -> luminance; a transparent background is
    composited onto paper that contrasts with the strokes (canvas exports);
@@ -47,7 +47,7 @@ class NoInk(ValueError):
 def load_upright(image: Image.Image) -> Image.Image:
     """An opened upload, loaded (its first frame, for animations) and turned upright by its EXIF
     orientation (malformed EXIF: the pixels as stored). The one way an upload file is read, by the
-    service (``service/preprocess.py``, after its format and size checks) and by the upload
+    service (``service/inference/preprocess.py``, after its format and size checks) and by the upload
     simulator; decoder errors propagate for the caller to name."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Pillow warns on odd-but-harmless metadata

@@ -83,7 +83,7 @@ def serve_in_process(settings: Settings) -> int:
     import uvicorn
 
     from service.app import create_app
-    from service.server import server_config
+    from service.edge.server import server_config
 
     if not port_is_free(settings):
         return 1

@@ -25,7 +25,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 
 from model.calibration import Channel
 from service.errors import ServiceUnavailable, Unauthorized
-from service.inference import Inference
+from service.pipeline import Inference
 from service.review.access import Reviewers
 from service.schemas import INCLUDE_VALUES, Include
 from service.settings import Settings

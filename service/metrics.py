@@ -150,7 +150,7 @@ class Metrics:
                                                "upper bound of the drawn channel's live accepted error",
                                                registry=registry, multiprocess_mode="mostrecent")
     def _shadow(self, registry: CollectorRegistry) -> None:
-        """The shadow (``service/shadow.py``): the candidate's answers to a sample of live traffic, compared."""
+        """The shadow (``service/lifecycle/shadow.py``): the candidate's answers to a sample of live traffic, compared."""
         self.shadow_compared = Counter(
             "bnn_shadow_compared", "Live answers the shadow also answered, by version pair and whether the class "
             "and the refer decision agree", ["live_version", "shadow_version", "class_agree", "refer_agree"],

@@ -57,7 +57,7 @@ from model.calibration import CHANNELS, Channel, channel_of
 from model.data import IMAGE_SIZE
 from model.refer_rule import MAX_CANDIDATES
 from service.errors import ProtocolError
-from service.inference import Answer
+from service.pipeline import Answer
 
 MODEL_NAME = "bnn-digits"
 PLATFORM = "pytorch"

@@ -11,18 +11,18 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from model.precision import PrecisionRequest
-from service.audit import DEFAULT_FRACTION
+from service.inference.audit import DEFAULT_FRACTION
 from service.review.access import Reviewers
 from service.review.bounds import DEFAULT_BUFFER_BYTES, DEFAULT_ITEM_BYTES, DEFAULT_SOURCE_SHARE, DEFAULT_STATS_INTERVAL_S
 from service.review.schema import async_url
 
 MIB = 1024 * 1024
-MAX_DECODE_BYTES_PER_PIXEL = 12  # an RGBA canvas and its two working copies (service/preprocess.py decode_cost)
+MAX_DECODE_BYTES_PER_PIXEL = 12  # an RGBA canvas and its two working copies (service/inference/preprocess.py decode_cost)
 # prometheus_client's variable: the directory where several workers keep their metric values.
 # It must be set before prometheus_client is first imported (it picks its value class then).
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 MIN_API_KEY_CHARS = 16  # a shorter BNN_API_KEY (an empty one included) stops the start
-CONTROL_DIR_ENV = "BNN_CONTROL_DIR"  # where several workers agree on model changes (service/model_control.py)
+CONTROL_DIR_ENV = "BNN_CONTROL_DIR"  # where several workers agree on model changes (service/lifecycle/control.py)
 
 
 class Settings(BaseSettings):
@@ -40,7 +40,8 @@ class Settings(BaseSettings):
         None, ge=0.0, le=1.0, description="referral rate to expect (default: the calibration split's; unknown when "
                                           "BNN_THRESHOLD overrides the threshold)")
     audit_fraction: float = Field(DEFAULT_FRACTION, ge=0.0, le=1.0, description="fraction of all answers (accepted and "
-                                  "referred) drawn at random for a spot check, audit=true (service/audit.py says why 2 %)")
+                                  "referred) drawn at random for a spot check, audit=true "
+                                  "(service/inference/audit.py says why 2 %)")
     max_upload_bytes: int = Field(8 * MIB, ge=1024, description="largest single image file")
     max_request_bytes: int = Field(32 * MIB, ge=1024, description="largest request body")
     max_pixels: int = Field(40_000_000, ge=784, description="largest width x height, checked from the header")
@@ -49,7 +50,7 @@ class Settings(BaseSettings):
         512 * MIB, ge=MIB, description="most bytes one request's images may allocate to decode, together (width x "
                                        "height x bytes per pixel, read from their headers); images past it get 413")
     decode_threads: int = Field(1, ge=1, le=64, description="threads per worker decoding large images off the event "
-                                                             "loop (service/decoding.py)")
+                                                             "loop (service/inference/decoding.py)")
     decode_timeout_s: float = Field(2.0, gt=0.0, description="an image sent to the decoding pool is answered within "
                                                               "this: not started, 503; still decoding, 422")
     threads: int = Field(1, ge=1, le=256, description="torch intra-op threads per worker (workers x threads = cores)")
@@ -58,7 +59,7 @@ class Settings(BaseSettings):
     batch_max_images: int = Field(64, ge=1, le=4096, description="most images in one micro-batched pass")
     batch_max_wait_ms: float = Field(2.0, ge=0.0, le=1000.0, description="longest wait for more requests to join")
     inference_thread: bool = Field(False, description="run each micro-batched pass in a thread rather than on the "
-                                                       "event loop (see service/batcher.py: slower on one core per "
+                                                       "event loop (see service/inference/batcher.py: slower on one core per "
                                                        "worker; for one worker with several torch threads)")
     queue_max: int = Field(256, ge=1, description="most requests waiting for inference before 503")
     body_timeout_s: float = Field(30.0, gt=0.0, description="whole request body must arrive within this (else 408)")
@@ -106,7 +107,7 @@ class Settings(BaseSettings):
                                                              "the admin routes do not exist")
     models_dir: Path = Field(Path("checkpoints"), description="the only directory candidates (admin paths, "
                                                               "BNN_SHADOW_CHECKPOINT) load from: regular files "
-                                                              "inside it, symlinks resolved (service/models.py)")
+                                                              "inside it, symlinks resolved (service/lifecycle/held.py)")
     max_checkpoint_bytes: int = Field(64 * MIB, ge=1024, description="largest candidate weights or metadata file, "
                                                                      "checked before it is read")
     shadow_checkpoint: Path | None = Field(None, description="a candidate loaded at start beside the live model, "

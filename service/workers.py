@@ -42,7 +42,7 @@ from types import FrameType
 
 import uvicorn
 
-from service.server import GRACEFUL_SHUTDOWN_S, server_config
+from service.edge.server import GRACEFUL_SHUTDOWN_S, server_config
 from service.settings import Settings
 
 log = logging.getLogger("service")

@@ -34,7 +34,7 @@ from harness.inputs import (
 from harness.server import free_port, post_image
 from model.checkpoint import CheckpointError
 from service.app import create_app
-from service.predictor import Predictor
+from service.inference.predictor import Predictor
 from service.settings import Settings
 from tests.metrics_text import parse_samples, value
 
@@ -302,7 +302,7 @@ def test_two_files_in_the_single_file_field_are_422(client):
 
 
 def test_a_full_inference_queue_sheds_with_503(client, monkeypatch):
-    from service.batcher import QueueFull
+    from service.inference.batcher import QueueFull
 
     async def full(digits, samples):
         raise QueueFull("256 requests already waiting")
@@ -324,7 +324,7 @@ def test_the_service_imports_without_the_dev_packages():
 
 
 def test_the_opt_in_fields_are_absent_by_default_and_right_when_asked(client):
-    from service.preprocess import preprocess
+    from service.inference.preprocess import preprocess
 
     data = DIGITS[3][0].read_bytes()
     torch.manual_seed(5)

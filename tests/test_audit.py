@@ -7,7 +7,7 @@ import random
 import pytest
 from scipy.stats import binom, chi2_contingency
 
-from service.audit import DEFAULT_FRACTION, AuditSampler
+from service.inference.audit import DEFAULT_FRACTION, AuditSampler
 from service.settings import Settings
 
 

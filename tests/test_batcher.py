@@ -4,8 +4,8 @@ import threading
 import numpy as np
 import pytest
 
-from service.batcher import MicroBatcher, QueueFull
-from service.predictor import Prediction
+from service.inference.batcher import MicroBatcher, QueueFull
+from service.inference.predictor import Prediction
 
 
 def fake_prediction(digit: np.ndarray, samples: int | None) -> Prediction:

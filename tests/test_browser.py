@@ -3,7 +3,7 @@ headless, against the real service (``python -m service``, as ``make serve`` run
 
 Every test checks that no request leaves the service's origin (the page and the docs must work
 behind a firewall) and that the page logs no errors, Content-Security-Policy violations included
-(``service/security_headers.py``: each is reported as a console error); each saves a screenshot to
+(``service/edge/security_headers.py``: each is reported as a console error); each saves a screenshot to
 ``BNN_TEST_ARTIFACTS`` (default ``tests/artifacts/``, not committed).
 """
 

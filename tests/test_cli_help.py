@@ -8,7 +8,7 @@ COMMANDS = ["model.calibrate", "model.evaluate", "model.train", "model.synth.upl
             "bench.compare_designs", "bench.drawn_digits", "bench.fuzz", "bench.interleaved", "bench.precision_agreement",
             "bench.predictive_pass", "bench.profile_predict", "bench.review", "bench.review_defaults", "bench.service",
             "bench.soak", "bench.train_speed", "bench.model_swap", "bench.capacity", "bench.printed_glyphs",
-            "bench.beyond_entropy", "bench.hostile", "service.admin", "service.__main__"]
+            "bench.beyond_entropy", "bench.hostile", "service.lifecycle.admin", "service.__main__"]
 
 
 @pytest.mark.parametrize("module", COMMANDS)

@@ -28,8 +28,8 @@ import pytest
 
 from harness.inputs import SHIPPED, mnist_fixtures, noise_png
 from harness.server import ROOT, free_port, wait_for
-from service.predictor import Predictor
-from service.preprocess import preprocess
+from service.inference.predictor import Predictor
+from service.inference.preprocess import preprocess
 from tests.podman import IMAGE, base_images, build_image, containers_conf, environment, require_tools, run
 
 GRACE_S = 25  # docker-compose.yml's stop_grace_period

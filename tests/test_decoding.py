@@ -14,10 +14,10 @@ from PIL import Image
 
 from harness.images import encode, enlarged_dark_on_light, gif_declaring
 from harness.inputs import load_digit, mnist_fixtures
-from service import decoding
-from service.decoding import Decoder, UploadLimits
 from service.errors import BlankImage, DecoderBusy, DecodeTimeout, ImageTooLarge
-from service.preprocess import Opened, Prepared, decode_cost, open_image, prepare, review_copy, review_png
+from service.inference import decoding
+from service.inference.decoding import Decoder, UploadLimits
+from service.inference.preprocess import Opened, Prepared, decode_cost, open_image, prepare, review_copy, review_png
 
 MIB = 1024 * 1024
 DIGIT = load_digit(mnist_fixtures()[0][0])

@@ -21,7 +21,7 @@ import pytest
 
 from harness.inputs import mnist_fixtures
 from harness.server import running_service, wait_for
-from service.server import MAX_HEAD_BYTES
+from service.edge.server import MAX_HEAD_BYTES
 from tests.metrics_text import parse_samples, total
 
 PNG = mnist_fixtures()[0][0].read_bytes()

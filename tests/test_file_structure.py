@@ -1,4 +1,4 @@
-"""service/file_structure.py and the costs preprocess counts from a header: files whose structure costs
+"""service/inference/file_structure.py and the costs preprocess counts from a header: files whose structure costs
 more to read than their pixels (segment floods, scan floods) are refused before Pillow parses
 them, and real files pass."""
 
@@ -14,8 +14,8 @@ from PIL import Image
 from harness.images import encode, enlarged_dark_on_light, png_chunk
 from harness.inputs import load_digit, mnist_fixtures
 from service.errors import ImageTooLarge
-from service.file_structure import MAX_JPEG_SCANS, MAX_SEGMENTS, excess
-from service.preprocess import PYTHON_DECODED, decode_cost, open_image, preprocess
+from service.inference.file_structure import MAX_JPEG_SCANS, MAX_SEGMENTS, excess
+from service.inference.preprocess import PYTHON_DECODED, decode_cost, open_image, preprocess
 
 DIGIT = load_digit(mnist_fixtures()[0][0])
 SCAN = enlarged_dark_on_light(DIGIT, 300)

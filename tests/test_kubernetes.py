@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from harness.inputs import ROOT, SHIPPED
 from service.app import create_app
-from service.server import GRACEFUL_SHUTDOWN_S
+from service.edge.server import GRACEFUL_SHUTDOWN_S
 from service.settings import Settings
 from service.workers import KILL_AFTER_S
 

@@ -121,3 +121,43 @@ def test_no_import_circle_in_model_or_service():
     graph = module_graph(("model", "service"))
     assert "model.synth.canvas" in graph["model.synth.sketches"]  # the graph sees real imports
     assert import_cycles(graph) == []
+
+
+# The service's floors, lowest first: a module imports only its own floor and those below (and, on its
+# floor, no circle: the test above). A room is a folder of service/; the top level's modules sit by name.
+SERVICE_FLOORS = (
+    {"errors", "schemas", "background", "inference"},  # what every answer is made of
+    {"settings", "metrics", "review", "lifecycle", "edge"},  # configuration, counters, the review queue, the
+    # models held, the HTTP edge (the server and its guards)
+    {"pipeline", "oip", "deps", "error_handlers"},  # uploads -> answers; what routes depend on
+    {"routes"},  # the HTTP routes
+    {"app", "runtime", "workers", "__main__"},  # composition: the app, a worker's runtime, the processes
+)
+
+
+def service_room(module: str) -> str:
+    """``service.inference.batcher`` -> ``inference``; ``service.app`` -> ``app``."""
+    return module.split(".")[1]
+
+
+def floor_of(room: str) -> int:
+    return next(index for index, rooms in enumerate(SERVICE_FLOORS) if room in rooms)
+
+
+def test_every_room_of_the_service_has_a_floor():
+    rooms = {path.stem if path.is_file() else path.name for path in (ROOT / "service").iterdir()
+             if (path.suffix == ".py" and path.stem != "__init__") or (path.is_dir() and (path / "__init__.py").exists())}
+    assert rooms == set().union(*SERVICE_FLOORS)
+
+
+def test_no_import_runs_up_a_floor_of_the_service():
+    upward = {}
+    for path, names in imported_modules("service").items():
+        parts = Path(path).with_suffix("").parts
+        if parts[1] == "__init__":
+            continue
+        here = floor_of(parts[1])
+        above = sorted(name for name in names if name.startswith("service.") and floor_of(service_room(name)) > here)
+        if above:
+            upward[path] = above
+    assert upward == {}

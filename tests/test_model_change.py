@@ -1,5 +1,5 @@
 """Shipping a model without a restart: the admin routes, the candidate checks, the shadow, and
-promotion and rollback on every worker or none (service/models.py, model_control.py, shadow.py)."""
+promotion and rollback on every worker or none (service/lifecycle/held.py, model_control.py, shadow.py)."""
 
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ from pydantic import SecretStr, ValidationError
 from harness import candidates
 from harness.inputs import SHIPPED, expected_precision, mnist_fixtures
 from harness.server import post_image, running_service, wait_for
-from service import admin as admin_command
 from service.app import create_app
-from service.model_control import ModelControl
-from service.models import HeldModel, ModelSet, load_verified
+from service.lifecycle import admin as admin_command
+from service.lifecycle.control import ModelControl
+from service.lifecycle.held import HeldModel, ModelSet, load_verified
 from service.settings import Settings
 from tests.metrics_text import parse_samples, value
 
@@ -390,7 +390,7 @@ def two_workers(tmp_path: Path, models: Path, second_pid: int) -> tuple[dict[int
 
 def test_a_check_that_crashes_or_hangs_is_a_refusal_and_the_workers_take_the_next_change(tmp_path, models, made,
                                                                                         monkeypatch):
-    from service import model_control
+    from service.lifecycle import control as model_control
 
     release = threading.Event()
     real = model_control.load_verified
@@ -438,8 +438,8 @@ def test_a_worker_dying_in_a_check_aborts_the_change_and_its_replacement_never_r
     """The worker checking a candidate dies (as if the candidate crashed it): the change is refused
     at once, nothing is swapped, and the worker started in its place (the supervisor's restart) does
     not check the pending candidate again, so a deadly candidate cannot start a restart loop."""
-    from service import model_control
     from service.background import cancel
+    from service.lifecycle import control as model_control
 
     deadly = candidates.good(models, "head-deadly")
     checking, release = threading.Event(), threading.Event()

@@ -16,7 +16,7 @@ from harness.images import encode
 from harness.inputs import SHIPPED, expected_precision, mnist_fixtures, shipped_calibration
 from harness.server import post_image
 from service.app import create_app
-from service.audit import AuditSampler
+from service.inference.audit import AuditSampler
 from service.metrics import REJECTION_REASONS
 from service.settings import Settings
 from tests.metrics_text import parse_samples, total, value

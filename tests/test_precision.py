@@ -20,7 +20,7 @@ from model.checkpoint import CheckpointError, load_checkpoint
 from model.data import to_input
 from model.precision import bf16_units, choose_precision, cpu_flags, trunk_precision
 from model.predictive import predictive
-from service.predictor import Predictor
+from service.inference.predictor import Predictor
 
 
 def test_auto_picks_bfloat16_only_where_the_cpu_has_units() -> None:

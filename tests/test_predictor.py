@@ -11,7 +11,7 @@ import torch
 from harness.inputs import SHIPPED, blended_digits, load_digit, mnist_fixtures, shipped_calibration
 from model.checkpoint import CheckpointError
 from model.refer_rule import ReferRule, candidates, top_two_mass
-from service.predictor import Predictor
+from service.inference.predictor import Predictor
 
 
 @pytest.fixture(scope="module")

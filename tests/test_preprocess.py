@@ -14,7 +14,7 @@ from harness.images import (
 from harness.inputs import load_digit, mnist_fixtures
 from model.data import CENTRE_OF_MASS
 from service.errors import BlankImage, ImageTooLarge, UndecodableImage, UnsupportedFormat
-from service.preprocess import decode, preprocess
+from service.inference.preprocess import decode, preprocess
 
 LIMIT = 40_000_000
 

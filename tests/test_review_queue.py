@@ -19,8 +19,8 @@ from sqlalchemy import select
 from harness.postgres import PostgresServer
 from harness.server import free_port
 from model.checkpoint import CheckpointError, read_metadata
+from service.inference.predictor import Prediction
 from service.metrics import Metrics
-from service.predictor import Prediction
 from service.review.bounds import item_size, source_key
 from service.review.queue import ReviewQueue
 from service.review.schema import images, items

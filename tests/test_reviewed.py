@@ -169,7 +169,7 @@ def test_recalibration_refuses_saying_how_many_more_audits_it_needs(tmp_path: Pa
 
 
 def test_recalibration_on_audits_is_recorded_with_provenance_and_served(tmp_path: Path) -> None:
-    from service.predictor import Predictor
+    from service.inference.predictor import Predictor
 
     checkpoint = shipped_copy(tmp_path)
     export = audits_export(tmp_path / "audits.ndjson", 1600)
@@ -193,7 +193,7 @@ def test_recalibration_on_audits_is_recorded_with_provenance_and_served(tmp_path
 def test_each_channel_is_recalibrated_on_its_own_audits_at_its_own_alpha(tmp_path: Path, capsys) -> None:
     """1,600 file audits and 800 drawn ones (enough for the drawn channel's 0.4 %, not for 0.2 %):
     each channel's record is fitted on its audits alone, and served to that channel."""
-    from service.predictor import Predictor
+    from service.inference.predictor import Predictor
 
     checkpoint = shipped_copy(tmp_path)
     export = audits_export(tmp_path / "audits.ndjson", 1600, drawn=800)

@@ -1,4 +1,4 @@
-"""service/security_headers.py: every page and the API docs carry the policy and the headers, the
+"""service/edge/security_headers.py: every page and the API docs carry the policy and the headers, the
 API's answers nosniff; no page of service/static/ needs inline script or style to work. (That Chromium
 enforces the policy with no violation on any page: tests/test_browser.py.)"""
 
@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from service.app import create_app
+from service.edge.security_headers import content_security_policy
 from service.routes.page import STATIC
-from service.security_headers import content_security_policy
 from service.settings import Settings
 
 POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; font-src 'self'; "

@@ -15,7 +15,7 @@ import pytest
 
 from harness.inputs import mnist_fixtures
 from harness.server import post_image, running_service
-from service.server import Throttled
+from service.edge.server import Throttled
 
 PNG = mnist_fixtures()[0][0].read_bytes()
 

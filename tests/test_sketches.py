@@ -9,7 +9,7 @@ import numpy as np
 from harness.inputs import SHIPPED
 from model.synth.sketches import SKELETONS
 from model.synth.upload_simulator import simulate
-from service.predictor import Predictor
+from service.inference.predictor import Predictor
 from tests.sketched_digits import sketch
 
 

@@ -23,10 +23,10 @@ from tritonclient.utils import InferenceServerException
 from harness.inputs import SHIPPED, expected_precision, mnist_fixtures, shipped_calibration
 from harness.server import free_port
 from service.app import create_app
+from service.edge.server import server_config
 from service.errors import ProtocolError
+from service.inference.preprocess import preprocess
 from service.oip import MAX_FRAMING_COMMAS, OUTPUT_NAMES, parse_infer_request
-from service.preprocess import preprocess
-from service.server import server_config
 from service.settings import Settings
 from tests.metrics_text import parse_samples, value
 
@@ -317,7 +317,7 @@ def test_predictions_are_counted_in_the_same_metrics(client, server):
 def test_the_api_key_and_shedding_apply_to_inference(monkeypatch):
     from fastapi.testclient import TestClient
 
-    from service.batcher import QueueFull
+    from service.inference.batcher import QueueFull
 
     settings = Settings(model_path=SHIPPED, api_key="s3cret-0123456789")
     body = {"inputs": [{"name": "digits", "datatype": "UINT8", "shape": [1, 28, 28], "data": [0] * 784}]}

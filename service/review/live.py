@@ -1,7 +1,7 @@
 """What the labels say: the live accepted error with its Clopper-Pearson interval
 (``model/binomial.py``, no scipy on the serving path), and what the referrals cost.
 
-Audited items are a uniform random sample of *every* answer (``service/audit.py``), so the
+Audited items are a uniform random sample of *every* answer (``service/inference/audit.py``), so the
 accepted ones among them are a uniform sample of the accepted answers: k wrong of n labelled
 estimates the live error of accepted answers without bias. Each audit weighs 1 / the fraction it
 was drawn with, so that a change of ``BNN_AUDIT_FRACTION`` does not tilt the estimate towards the

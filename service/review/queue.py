@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 
+from service.inference.predictor import Prediction
 from service.metrics import Metrics
-from service.predictor import Prediction
 from service.review.bounds import (
     DEFAULT_BUFFER_BYTES,
     DEFAULT_ITEM_BYTES,

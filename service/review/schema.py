@@ -72,7 +72,7 @@ items = Table(
     Column("refer", Boolean),
     Column("audit_fraction", Float),
     # schema 3: a shadow's answer to the same image (JSON: model_version, class, refer, refer_reason), when
-    # one answered it (service/shadow.py: every audit while a shadow is held)
+    # one answered it (service/lifecycle/shadow.py: every audit while a shadow is held)
     Column("shadow", Text),
     # schema 4: the answer's channel ("file", or "drawn": the page's pad, promised another alpha); null for
     # items stored before channels, which were all judged by the one rule files keep

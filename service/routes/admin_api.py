@@ -1,6 +1,6 @@
-"""The admin API (``/admin``; ``python -m service.admin`` calls it): the models the service holds, a
+"""The admin API (``/admin``; ``python -m service.lifecycle.admin`` calls it): the models the service holds, a
 shadow on live traffic, promotion and rollback, each applied by every worker or by none
-(``service/model_control.py``).
+(``service/lifecycle/control.py``).
 
 Included only when ``BNN_ADMIN_TOKENS`` is set (otherwise every ``/admin`` path is a 404). Every
 route needs an admin token (``Authorization: Bearer <token>``); reviewer tokens and the client
@@ -32,8 +32,8 @@ from service.errors import (
     ModelChangeTimeout,
     ServiceUnavailable,
 )
-from service.model_control import ModelControl
-from service.models import CandidateRefused, HeldModel
+from service.lifecycle.control import ModelControl
+from service.lifecycle.held import CandidateRefused, HeldModel
 from service.review.live import AcceptedError
 from service.review.queue import ReviewQueue
 from service.routes.page import STATIC

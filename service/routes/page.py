@@ -5,7 +5,7 @@ ReDoc are vendored, pinned, with their licences (``service/static/vendor/README.
 
 The docs pages are written here rather than by FastAPI's helpers, whose pages start Swagger UI
 with an inline script and style ReDoc inline: under the service's Content-Security-Policy
-(``service/security_headers.py``: ``script-src 'self'``) both are started by files
+(``service/edge/security_headers.py``: ``script-src 'self'``) both are started by files
 (``static/docs.js``, ``static/redoc.js``) that read the spec's address from the page.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse
 
-from service.security_headers import content_security_policy
+from service.edge.security_headers import content_security_policy
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 SWAGGER = "/static/vendor/swagger-ui-5.35.0"

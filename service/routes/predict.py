@@ -1,5 +1,5 @@
 """``POST /predict`` (one image) and ``POST /predict/batch`` (several, answered in order with
-per-image errors). Both call :class:`service.inference.Inference`; this module only reads the
+per-image errors). Both call :class:`service.pipeline.Inference`; this module only reads the
 uploads within their byte limit and shapes the answers.
 
 ``/predict`` takes the image as the multipart field ``file`` or, for programmatic clients, as
@@ -23,10 +23,10 @@ from service.deps import (
     client_source,
     require_api_key,
 )
+from service.edge.limits import is_raw_image
 from service.error_handlers import ERROR_RESPONSES, status_for
 from service.errors import ImageRejected, RejectedElement, TooManyFiles
-from service.inference import Answer
-from service.limits import is_raw_image
+from service.pipeline import Answer
 from service.schemas import BatchErrorOut, Include, PredictionOut
 
 router = APIRouter(tags=["predict"], dependencies=[Depends(require_api_key)], responses=ERROR_RESPONSES)

@@ -2,7 +2,7 @@
 
 Health, server and model metadata, readiness and inference for the model ``bnn-digits``
 (``service/oip.py`` parses and encodes; this module only reads the body and headers and shapes
-the HTTP answer). Inference goes through the same :class:`service.inference.Inference` as
+the HTTP answer). Inference goes through the same :class:`service.pipeline.Inference` as
 ``/predict/batch``: the same micro-batching, limits, API key, shedding, audit and metrics. An
 element the service would refuse fails the whole request with that image's status and its index
 in the message. Errors are ``{"error": ...}`` (the protocol's shape). Health and readiness are
@@ -20,7 +20,6 @@ from fastapi.responses import JSONResponse
 from service.deps import InferenceDep, SettingsDep, client_source, require_api_key
 from service.error_handlers import OIP_ERROR_RESPONSES
 from service.errors import ImageRejected, ModelNotFound, RejectedElement
-from service.inference import Inference
 from service.oip import (
     HEADER_LENGTH,
     MODEL_NAME,
@@ -31,6 +30,7 @@ from service.oip import (
     parse_infer_request,
     server_metadata,
 )
+from service.pipeline import Inference
 from service.settings import Settings
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol v2"], responses=OIP_ERROR_RESPONSES)

@@ -11,7 +11,7 @@ refused upload keeps its place) or :meth:`Inference.answer_all` (all or nothing)
 audit flag drawn, counted in the metrics and queued for review when referred or audited, and a
 sample offered to the shadow, if one is held (``shadow.py``).
 
-The models are a :class:`service.models.ModelSet` that :meth:`Inference.swap` replaces whole
+The models are a :class:`service.lifecycle.held.ModelSet` that :meth:`Inference.swap` replaces whole
 (``model_control.py`` decides when); each pass reads the live model once, so every answer names
 the version that produced it.
 """
@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.concurrency import run_in_threadpool
 
@@ -29,20 +29,30 @@ from model.calibration import Calibration, Channel
 from model.checkpoint import CheckpointError, load_checkpoint
 from model.precision import RUNTIME
 from model.refer_rule import ReferRule
-from service.audit import AuditSampler
-from service.batcher import MicroBatcher
-from service.decoding import Decoder, Upload, UploadLimits
 from service.errors import ImageRejected, RejectedElement
+from service.inference.audit import AuditSampler
+from service.inference.batcher import MicroBatcher
+from service.inference.decoding import Decoder, Upload, UploadLimits
+from service.inference.predictor import Prediction, Predictor
+from service.inference.preprocess import Opened, Prepared, prepare, review_png
+from service.lifecycle.held import HeldModel, ModelSet, checkpoint_digest, provenance
+from service.lifecycle.shadow import Shadow
 from service.metrics import Metrics
-from service.models import HeldModel, ModelSet, checkpoint_digest, provenance
-from service.predictor import Prediction, Predictor
-from service.preprocess import Opened, Prepared, prepare, review_png
 from service.review.queue import ReviewQueue
 from service.settings import Settings
-from service.shadow import Shadow
 
 log = logging.getLogger("service")
 Outcome = tuple[Prediction, Prepared] | ImageRejected  # an upload's prediction and what it was made from, or its refusal
+
+
+@dataclass(frozen=True)
+class Batching:
+    """The micro-batcher's bounds (``batcher.py``)."""
+
+    max_images: int
+    max_wait_s: float
+    max_queue: int
+    threaded: bool  # the pass in the inference thread, off the event loop
 
 
 @dataclass(frozen=True)
@@ -69,10 +79,15 @@ class Inference:
     decoder: Decoder
     metrics: Metrics
     auditor: AuditSampler
-    # None: every call runs its own pass (BNN_MICRO_BATCHING=false)
-    batcher: MicroBatcher[Opened | Prepared, Outcome, PassOptions] | None = None
+    shadow: Shadow  # compares the shadow model, when one is held, on a sample of traffic
+    batching: Batching | None = None  # None: every call runs its own pass (BNN_MICRO_BATCHING=false)
     reviews: ReviewQueue | None = None  # None: nothing is queued for review (BNN_REVIEW=false)
-    shadow: Shadow | None = None  # None: no shadow is ever run (an app without model control)
+    batcher: MicroBatcher[Opened | Prepared, Outcome, PassOptions] | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.batching is not None:
+            self.batcher = MicroBatcher(self.run_pass, self.batching.max_images, self.batching.max_wait_s,
+                                        self.batching.max_queue, threaded=self.batching.threaded)
 
     @classmethod
     def load(cls, settings: Settings, metrics: Metrics, auditor: AuditSampler,
@@ -95,14 +110,18 @@ class Inference:
         models = ModelSet(HeldModel(predictor, path, digest, time.time(), provenance(meta, predictor)))
         limits = UploadLimits(settings.max_upload_bytes, settings.max_pixels, settings.max_request_decode_bytes)
         decoder = Decoder(limits, settings.decode_threads, settings.decode_timeout_s)
-        inference = cls(models, decoder, metrics, auditor, reviews=reviews)
+        shadow = Shadow(settings.shadow_fraction, metrics, reviews.attach_shadow if reviews is not None else None)
+        batching = Batching(settings.batch_max_images, settings.batch_max_wait_ms / 1000.0, settings.queue_max,
+                            settings.inference_thread) if settings.micro_batching else None
+        inference = cls(models, decoder, metrics, auditor, shadow, batching, reviews)
         inference.publish()
-        if settings.micro_batching:
-            inference.batcher = MicroBatcher(inference.run_pass, settings.batch_max_images,
-                                             settings.batch_max_wait_ms / 1000.0, settings.queue_max,
-                                             threaded=settings.inference_thread)
-            inference.batcher.start()
         return inference
+
+    def start(self) -> None:
+        """Start the micro-batcher and the shadow's runner (on the running event loop)."""
+        if self.batcher is not None:
+            self.batcher.start()
+        self.shadow.start()
 
     def publish(self) -> None:
         """The live model's facts as gauges, and a line in the log."""
@@ -132,6 +151,7 @@ class Inference:
             self.publish()
 
     async def close(self) -> None:
+        await self.shadow.stop()
         if self.batcher is not None:
             await self.batcher.stop()
         self.decoder.close()
@@ -197,9 +217,8 @@ class Inference:
                 self.metrics.record_rejection(result.reason)
         answers = [result if isinstance(result, ImageRejected) else self._account(*result, source)
                    for result in results]
-        if self.shadow is not None:
-            self.shadow.offer([(answer.prediction, answer.review_id if answer.audit else None)
-                               for answer in answers if isinstance(answer, Answer)])
+        self.shadow.offer([(answer.prediction, answer.review_id if answer.audit else None)
+                           for answer in answers if isinstance(answer, Answer)], self.models.shadow)
         return answers
 
     async def answer_all(self, uploads: Sequence[Upload], samples: int | None, spread: bool = False,
@@ -211,8 +230,8 @@ class Inference:
             if isinstance(result, ImageRejected):
                 raise RejectedElement(index, result)
         answers = [self._account(*result, source) for result in results if not isinstance(result, ImageRejected)]
-        if self.shadow is not None:
-            self.shadow.offer([(answer.prediction, answer.review_id if answer.audit else None) for answer in answers])
+        self.shadow.offer([(answer.prediction, answer.review_id if answer.audit else None) for answer in answers],
+                          self.models.shadow)
         return answers
 
     def _account(self, prediction: Prediction, prepared: Prepared, source: str | None) -> Answer:

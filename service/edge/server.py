@@ -52,7 +52,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn._types import ASGI3Application
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-from service.limits import LINGER_BYTES, LINGER_S, send_refusal
+from service.edge.limits import LINGER_BYTES, LINGER_S, send_refusal
 from service.settings import Settings
 
 log = logging.getLogger("service")

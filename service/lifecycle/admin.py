@@ -1,10 +1,10 @@
-"""``python -m service.admin``: the model change from a shell, through the admin API (standard library HTTP).
+"""``python -m service.lifecycle.admin``: the model change from a shell, through the admin API (standard library HTTP).
 
-    python -m service.admin status   --url http://127.0.0.1:8000 --token $TOKEN
-    python -m service.admin shadow   checkpoints/candidate.safetensors
-    python -m service.admin promote  [PATH]      # the shadow, or PATH
-    python -m service.admin rollback
-    python -m service.admin unshadow
+    python -m service.lifecycle.admin status   --url http://127.0.0.1:8000 --token $TOKEN
+    python -m service.lifecycle.admin shadow   checkpoints/candidate.safetensors
+    python -m service.lifecycle.admin promote  [PATH]      # the shadow, or PATH
+    python -m service.lifecycle.admin rollback
+    python -m service.lifecycle.admin unshadow
 
 The token is ``--token`` or ``$BNN_ADMIN_TOKEN`` (one from BNN_ADMIN_TOKENS); the URL ``--url`` or
 ``$BNN_URL``. Paths are the server's, inside its ``BNN_MODELS_DIR`` (default ``checkpoints/``). Exit
@@ -77,7 +77,7 @@ def describe_change(status: int, answer: dict[str, Any]) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    parse = argparse.ArgumentParser(prog="python -m service.admin", description=__doc__,
+    parse = argparse.ArgumentParser(prog="python -m service.lifecycle.admin", description=__doc__,
                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parse.add_argument("action", choices=("status", "shadow", "unshadow", "promote", "rollback"))
     parse.add_argument("path", nargs="?", help="a checkpoint on the server (shadow: required; promote: optional)")

@@ -12,7 +12,7 @@ labels (``fixtures``). A failed check raises :class:`CandidateRefused` naming th
 (and, for ``path``, the rule: one of :data:`PATH_RULES`).
 
 A :class:`ModelSet` is immutable: a swap builds a new one and the inference path replaces its
-reference between passes (``service/inference.py``), so a pass never sees half of a change.
+reference between passes (``service/pipeline.py``), so a pass never sees half of a change.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from model.checkpoint import CheckpointError, load_checkpoint, metadata_path
-from service.predictor import Predictor
+from service.inference.predictor import Predictor
 from service.settings import Settings
 
 KNOWN_DIGITS = Path(__file__).resolve().parent / "known_digits.npz"

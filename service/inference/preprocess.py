@@ -5,7 +5,7 @@ The HTTP-facing half lives here:
 1. identify the format from the bytes (allow-list: PNG, JPEG, WebP, BMP, GIF; the declared
    Content-Type is ignored), check width x height from the header *before* decoding;
 2. estimate what decoding will allocate (:func:`decode_cost`: the canvas x bytes per pixel), so
-   ``service/decoding.py`` can bound a request's work and choose where it runs;
+   ``service/inference/decoding.py`` can bound a request's work and choose where it runs;
 3. decode the first frame only (animated GIF/WebP/APNG: frame 0), apply EXIF orientation;
 4. keep a bounded copy of the decoded image for the review queue (:func:`review_copy`,
    :func:`review_png`): what is stored is re-encoded here, never the client's bytes.
@@ -29,8 +29,8 @@ from PIL import ExifTags, Image, UnidentifiedImageError
 
 from model import transform
 from model.transform import WORKING_SIDE
-from service import file_structure
 from service.errors import BlankImage, ImageRejected, ImageTooLarge, UndecodableImage, UnsupportedFormat
+from service.inference import file_structure
 
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
 
@@ -106,7 +106,7 @@ def decode_cost(image: Image.Image, declared: tuple[int, int] | None = None) -> 
     6324 screen with transparency: 360 MB, 0.27 s; a 40 MP RGBA PNG: 480 MB, 0.66 s), except where
     Pillow decodes in Python (RLE BMP: about 100 ns a pixel, so counted as :data:`PYTHON_DECODED`
     bytes a pixel). Measured peaks (``ru_maxrss``) of 6324 x 6324 canvases are within 3 % of it, or
-    under it, for every format and mode (``service/decoding.py`` says how it is used)."""
+    under it, for every format and mode (``service/inference/decoding.py`` says how it is used)."""
     stored = _STORED_BYTES.get(image.mode, 4)
     working = 8 if transform.has_alpha(image) else 4 if image.mode in _WIDE_MODES else 1
     per_pixel = stored + working
@@ -219,7 +219,7 @@ def review_copy(image: Image.Image) -> Image.Image:
 
 def prepare(opened: Opened) -> Prepared | ImageRejected:
     """Decode an opened upload and run the transform: the digit and the reviewer's copy, or why not.
-    Never raises: it runs on the event loop or in the decoding pool (``service/decoding.py``)."""
+    Never raises: it runs on the event loop or in the decoding pool (``service/inference/decoding.py``)."""
     try:
         image = load(opened)
         return Prepared(to_network(image), review_copy(image))

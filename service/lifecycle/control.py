@@ -12,10 +12,10 @@ unless it is set; an app built in process makes its own). In it:
 * ``lock``: held (``flock``) by the one worker coordinating a change.
 
 The worker that receives an admin call coordinates (:meth:`ModelControl.change`): it refuses a
-path outside the models directory at once (``service/models.py``'s ``path`` check, a 4xx naming the
+path outside the models directory at once (``service/lifecycle/held.py``'s ``path`` check, a 4xx naming the
 rule), takes the lock, writes the proposal, and waits until every worker registered at that moment
 (the voters) has voted. Each worker, in its own poll task, loads and verifies every model the
-proposal names that it does not hold yet (``service/models.py``: in a thread of its own, so it keeps
+proposal names that it does not hold yet (``service/lifecycle/held.py``: in a thread of its own, so it keeps
 serving) and votes with the sha256 it read, or with the check that failed. A check that raises
 anything votes ``crash``; one that takes over ``CHECK_TIMEOUT_S`` votes ``timeout`` (its thread is
 abandoned, the poll task goes on, so the next change still reaches the worker). Any refusal,
@@ -24,7 +24,7 @@ crashed it) aborts the change: nothing is swapped anywhere. A worker started aft
 (the supervisor's replacement for one that died) never checks it: it loads what is committed, so
 a candidate that kills its checker cannot put the workers in a restart loop. Otherwise the
 coordinator commits ``state.json`` and each worker swaps its prepared models in between two passes
-(``service/inference.py``), then reports its generation; the call returns when every worker serves
+(``service/pipeline.py``), then reports its generation; the call returns when every worker serves
 the new generation. A worker that starts later (a restart) loads the committed state before it
 serves.
 """
@@ -49,7 +49,7 @@ from typing import Any, TypeVar
 
 from service.background import cancel
 from service.errors import ModelChangeConflict, ModelChangeRefused, ModelChangeTimeout
-from service.models import (
+from service.lifecycle.held import (
     CandidateRefused,
     HeldModel,
     ModelSet,

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from service.errors import DecoderBusy, DecodeTimeout, ImageRejected, ImageTooLarge
-from service.preprocess import Opened, Prepared, open_image, prepare
+from service.inference.preprocess import Opened, Prepared, open_image, prepare
 
 Upload = bytes | np.ndarray  # an encoded image file, or a prepared uint8 [28, 28] digit
 INLINE_BYTES = 1024 * 1024  # a request's work left to the pass on the event loop: at most ~2 ms

@@ -26,9 +26,9 @@ from typing import Any
 
 from model.calibration import Channel
 from service.background import cancel
+from service.inference.predictor import Prediction
+from service.lifecycle.held import HeldModel
 from service.metrics import Metrics
-from service.models import HeldModel
-from service.predictor import Prediction
 
 log = logging.getLogger("service")
 MAX_WAITING = 1024
@@ -46,7 +46,6 @@ def reason_of(prediction: Prediction) -> str:
 class Shadow:
     fraction: float
     metrics: Metrics
-    current: Callable[[], HeldModel | None]  # the shadow held now (None: off)
     attach: Callable[[str, dict[str, Any]], None] | None = None  # store its answer to a review item (the queue's)
     rng: random.Random = field(default_factory=random.Random)
     _waiting: deque[tuple[Prediction, str | None, HeldModel]] = field(
@@ -56,10 +55,10 @@ class Shadow:
     tallies: Counter[str] = field(default_factory=Counter)
     tallied_version: str | None = None
 
-    def offer(self, answered: list[tuple[Prediction, str | None]]) -> None:
+    def offer(self, answered: list[tuple[Prediction, str | None]], shadow: HeldModel | None) -> None:
         """Called after the live answers are final, with each answer's review id when it is an audit
-        (audits are always shadowed: their labels compare the two models); cheap (a random draw each)."""
-        shadow = self.current()
+        (audits are always shadowed: their labels compare the two models); cheap (a random draw each).
+        ``shadow``: the shadow held now (None: off)."""
         if shadow is None:
             return
         for prediction, audit_id in answered:
