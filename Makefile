@@ -5,7 +5,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 BIN := $(VENV)/bin
 
-.PHONY: serve test lint train calibrate evaluate clean
+.PHONY: serve tools test lint train calibrate evaluate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,10 @@ $(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
 serve: $(VENV)/.runtime  ## serve the shipped model on $(HOST):$(PORT)
 	BNN_HOST=$(HOST) BNN_PORT=$(PORT) $(BIN)/python -m service
 
+tools: $(VENV)/.dev  ## what the pipeline, benchmark and tool commands need beyond serving (make test runs it too)
+
 lint: $(VENV)/.dev
-	$(BIN)/ruff check model service tests bench harness deploy
+	$(BIN)/ruff check model service tests bench harness deploy tools examples
 	$(BIN)/mypy
 
 test: lint  ## lint, type-check and run the test suite

@@ -102,55 +102,72 @@ def ensure_port_free(host: str, port: int) -> None:
     tcp_listener(host, port, reuse_port=False).close()
 
 
+class Supervisor:
+    """The worker processes: started, restarted when one dies (within bounds), stopped together."""
+
+    def __init__(self, host: str, port: int):
+        self.context = multiprocessing.get_context("fork")
+        self.host, self.port = host, port
+        self.restarts: deque[float] = deque(maxlen=MAX_RESTARTS)
+
+    def start(self) -> BaseProcess:
+        process = self.context.Process(target=_worker, args=(self.host, self.port, os.getpid()), daemon=False)
+        process.start()
+        return process
+
+    def replace_dead(self, processes: list[BaseProcess]) -> bool:
+        """Start a new worker for each that died; False when the group must stop instead (a worker
+        could not start, or workers die too often)."""
+        for index, process in enumerate(processes):
+            if process.is_alive():
+                continue
+            if process.exitcode == STARTUP_FAILURE:
+                log.error("worker %s could not start; stopping", process.pid)
+                return False
+            now = time.monotonic()
+            if len(self.restarts) == MAX_RESTARTS and now - self.restarts[0] < RESTART_WINDOW_S:
+                log.error("workers died %d times within %.0f s; stopping", MAX_RESTARTS + 1, RESTART_WINDOW_S)
+                return False
+            self.restarts.append(now)
+            log.warning("worker %s died (exit %s); starting another", process.pid, process.exitcode)
+            processes[index] = self.start()
+        return True
+
+
+def stop_all(processes: list[BaseProcess]) -> None:
+    """SIGTERM to each (uvicorn stops accepting and finishes in-flight requests), SIGKILL after KILL_AFTER_S."""
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(KILL_AFTER_S)
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
 def serve(host: str, port: int, workers: int) -> int:
     """Run ``workers`` worker processes on (host, port) until SIGTERM or SIGINT; the exit status.
     Call :func:`ensure_port_free` first."""
     import service.app  # noqa: F401 -- once here, not in every worker: the workers fork from this
 
-    context = multiprocessing.get_context("fork")
     stopping = threading.Event()
-
-    def start() -> BaseProcess:
-        process = context.Process(target=_worker, args=(host, port, os.getpid()), daemon=False)
-        process.start()
-        return process
 
     def stop(signum: int, frame: FrameType | None) -> None:
         stopping.set()
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    processes = [start() for _ in range(workers)]
+    supervisor = Supervisor(host, port)
+    processes = [supervisor.start() for _ in range(workers)]
     log.info("%d workers on http://%s:%d (pids %s)", workers, host, port, ", ".join(str(p.pid) for p in processes))
     status = 0
-    restarts: deque[float] = deque(maxlen=MAX_RESTARTS)
     try:
         while not stopping.wait(0.25):
-            for index, process in enumerate(processes):
-                if process.is_alive():
-                    continue
-                if process.exitcode == STARTUP_FAILURE:
-                    log.error("worker %s could not start; stopping", process.pid)
-                    status = 1
-                    stopping.set()
-                    break
-                now = time.monotonic()
-                if len(restarts) == MAX_RESTARTS and now - restarts[0] < RESTART_WINDOW_S:
-                    log.error("workers died %d times within %.0f s; stopping", MAX_RESTARTS + 1, RESTART_WINDOW_S)
-                    status = 1
-                    stopping.set()
-                    break
-                restarts.append(now)
-                log.warning("worker %s died (exit %s); starting another", process.pid, process.exitcode)
-                processes[index] = start()
+            if not supervisor.replace_dead(processes):
+                status = 1
+                break
     finally:
-        for process in processes:
-            if process.is_alive():
-                process.terminate()  # SIGTERM: uvicorn stops accepting and finishes in-flight requests
-        for process in processes:
-            process.join(KILL_AFTER_S)
-            if process.is_alive():
-                process.kill()
-                process.join()
+        stop_all(processes)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     log.info("all workers stopped")

@@ -28,7 +28,6 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -112,6 +111,51 @@ async def send_refusal(scope: Scope, receive: Receive, send: Send, status: int, 
         await send({"type": "http.response.body", "body": b"", "more_body": False})  # the server closes now
 
 
+class GuardedBody:
+    """One request's body under its limit and deadline: ``receive`` counts what arrives and turns an
+    excess or a stall into a disconnect for the app below; the refusal is answered once the app returns."""
+
+    def __init__(self, receive: Receive, send: Send, max_bytes: int, too_large: str, timeout_s: float,
+                 on_reject: Callable[[str], None]):
+        self._receive, self._send = receive, send
+        self.max_bytes, self.too_large, self.timeout_s = max_bytes, too_large, timeout_s
+        self.on_reject = on_reject
+        self.deadline = time.monotonic() + timeout_s
+        self.received = 0
+        self.rejected = self.started = self.complete = False
+        self.refusal: tuple[int, str] | None = None  # (status, detail) to answer with
+
+    def reject(self, status: int, reason: str, detail: str) -> Message:
+        self.rejected = True
+        self.on_reject(reason)
+        if not self.started:  # answered once the app below has returned
+            self.refusal = (status, detail)
+        return {"type": "http.disconnect"}
+
+    async def receive(self) -> Message:
+        if self.rejected:
+            return {"type": "http.disconnect"}
+        if self.complete:
+            return await self._receive()  # after the body: only a disconnect can come
+        try:
+            message = await asyncio.wait_for(self._receive(), max(0.0, self.deadline - time.monotonic()))
+        except TimeoutError:
+            return self.reject(408, "body_timeout", f"request body not received within {self.timeout_s:g} s")
+        if message["type"] == "http.request":
+            self.received += len(message.get("body", b""))
+            if self.received > self.max_bytes:
+                return self.reject(413, "too_large", self.too_large)
+            self.complete = not message.get("more_body", False)
+        return message
+
+    async def send(self, message: Message) -> None:
+        if self.rejected:
+            return
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self._send(message)
+
+
 class BodyLimitMiddleware:
     def __init__(self, app: ASGIApp, limits: BodyLimits, timeout_s: float = 30.0,
                  on_reject: Callable[[str], None] | None = None):
@@ -130,47 +174,14 @@ class BodyLimitMiddleware:
             self._rejected("too_large")
             await send_refusal(scope, receive, send, 413, too_large)
             return
-        state: dict[str, Any] = {"received": 0, "rejected": False, "refusal": None, "started": False,
-                                 "complete": False}
-        deadline = time.monotonic() + self.timeout_s
-
-        async def reject(status: int, reason: str, detail: str) -> Message:
-            state["rejected"] = True
-            self._rejected(reason)
-            if not state["started"]:  # answered once the app below has returned
-                state["refusal"] = (status, detail)
-            return {"type": "http.disconnect"}
-
-        async def guarded_receive() -> Message:
-            if state["rejected"]:
-                return {"type": "http.disconnect"}
-            if state["complete"]:
-                return await receive()  # after the body: only a disconnect can come
-            try:
-                message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
-            except TimeoutError:
-                return await reject(408, "body_timeout", f"request body not received within {self.timeout_s:g} s")
-            if message["type"] == "http.request":
-                state["received"] += len(message.get("body", b""))
-                if state["received"] > max_bytes:
-                    return await reject(413, "too_large", too_large)
-                state["complete"] = not message.get("more_body", False)
-            return message
-
-        async def guarded_send(message: Message) -> None:
-            if state["rejected"]:
-                return
-            if message["type"] == "http.response.start":
-                state["started"] = True
-            await send(message)
-
+        body = GuardedBody(receive, send, max_bytes, too_large, self.timeout_s, self._rejected)
         try:
-            await self.app(scope, guarded_receive, guarded_send)
+            await self.app(scope, body.receive, body.send)
         except Exception:
-            if not state["rejected"]:
+            if not body.rejected:
                 raise
-        if state["refusal"] is not None:
-            status, detail = state["refusal"]
+        if body.refusal is not None:
+            status, detail = body.refusal
             # a timed-out body will not come: no point lingering for it
             await send_refusal(scope, receive, send, status, detail, body_pending=status == 413)
 
