@@ -14,10 +14,12 @@ import json
 import math
 import os
 import shutil
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import httpx
@@ -164,7 +166,7 @@ def test_a_drawn_digit_gets_the_apis_answer(visit, name, strokes, digit):
     rows = visit.page.locator("#bars li")
     assert rows.count() == 10
     top = rows.nth(digit).inner_text()
-    assert f"{100 * answer['probabilities'][digit]:.1f}%" in top and f"{answer['votes'][digit]} votes" in top
+    assert f"{100 * answer['probabilities'][digit]:.1f}%" in top and votes_text(answer["votes"][digit]) in top
     seen_ink = visit.page.evaluate("() => { const d = document.getElementById('seen').getContext('2d')"
                                    ".getImageData(0, 0, 28, 28).data; let s = 0; for (let i = 0; i < d.length; i += 4)"
                                    " s += d[i]; return s / 255; }")
@@ -205,7 +207,7 @@ def test_noise_is_referred_on_the_page(visit):
     payload = {"name": "noise.png", "mimeType": "image/png", "buffer": png(noise)}
     answer = visit.answer_to(lambda: visit.page.set_input_files("#file", files=[payload]))
     assert answer["refer"] is True and answer["refer_reason"] == "unfamiliar"
-    visit.shows("#decision", "Refer to a human: probably not a digit")
+    visit.shows("#decision", "Probably not a digit: refer to a human")
     visit.shows("#queued", f"Sent to a reviewer: item {answer['review_id'][:8]}")
     reason = visit.page.inner_text("#reason")
     assert f"over the threshold calibrated for files {answer['threshold']:.3f}" in reason
@@ -218,18 +220,30 @@ def listed(digits: list[int]) -> str:
     return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
 
 
+def votes_text(votes: int) -> str:
+    """How the page words a digit's votes: "1 vote", "37 votes"."""
+    return f"{votes} vote" if votes == 1 else f"{votes} votes"
+
+
+def fake_answer(**fields) -> dict:
+    """An answer as the API words it (here unsure between a 3 and a 5), with ``fields`` replaced."""
+    probabilities = [0.0, 0.0, 0.0, 0.55, 0.0, 0.4, 0.0, 0.0, 0.05, 0.0]
+    return {"class": 3, "probabilities": probabilities, "entropy": 0.9, "mutual_information": 0.1,
+            "expected_entropy": 0.8, "refer": True, "refer_reason": "uncertain", "candidates": [3, 5], "threshold": 0.2,
+            "samples": 100, "audit": False, "model_version": "test", "spread": [0.0] * 10,
+            "votes": [0, 0, 0, 60, 0, 40, 0, 0, 0, 0], "input": [[0] * 28 for _ in range(28)], **fields}
+
+
 def test_an_uncertain_answer_names_its_candidates(visit):
     """The page words whatever the API says: here an answer unsure between a 3 and a 5."""
-    probabilities = [0.0, 0.0, 0.0, 0.55, 0.0, 0.4, 0.0, 0.0, 0.05, 0.0]
-    fake = {"class": 3, "probabilities": probabilities, "entropy": 0.9, "mutual_information": 0.1,
-            "expected_entropy": 0.8, "refer": True, "refer_reason": "uncertain", "candidates": [3, 5], "threshold": 0.2,
-            "samples": 100, "audit": False, "model_version": "test", "spread": [0.0] * 10, "votes": [0, 0, 0, 60, 0, 40,
-                                                                                                    0, 0, 0, 0],
-            "input": [[0] * 28 for _ in range(28)]}
+    fake = fake_answer()
     visit.page.route("**/predict*", lambda route: route.fulfill(json=fake))
     draw(visit.page, ONE)
     visit.shows("#decision", "Refer to a human: unsure: 3 or 5?")
     assert "Its best guess is 3." in visit.page.inner_text("#reason")
+    # unsure between digits: the big digit stays, as for an accepted answer
+    assert visit.page.locator("#class").is_visible() and visit.page.inner_text("#class") == "3"
+    assert visit.page.locator("#guess").is_hidden()
 
 
 def test_the_pen_control_sets_the_stroke_width(visit):
@@ -259,6 +273,132 @@ def test_the_samples_control_sets_n(visit):
     answer = visit.answer_to(lambda: draw(visit.page, ONE))
     assert answer["samples"] == 37
     visit.shows("#n", "37")
+
+
+def until(page: Page, predicate, what: str, timeout_s: float = 10) -> None:
+    """Let the page run (and Playwright call its route handlers) until ``predicate()`` holds."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        page.wait_for_timeout(20)
+
+
+def test_the_page_is_busy_while_a_request_runs(visit):
+    """Held /predict requests: from the moment one leaves until its answer (or error) arrives the page
+    says "Classifying…", the answer region is aria-busy and Classify is marked disabled; then it is gone."""
+    page = visit.page
+    visit.expected_errors = ("Failed to load resource: the server responded with a status of 503",)
+    held: list[Route] = []
+    page.route("**/predict*", lambda route: held.append(route))  # answered below, when the test says
+    busy = page.locator("#busy")
+    assert busy.is_hidden() and page.locator("#empty").is_visible()
+
+    draw(page, ONE)
+    until(page, lambda: len(held) == 1, "the request to leave")
+    assert busy.is_visible() and busy.inner_text() == "Classifying…"
+    assert page.locator("#empty").is_hidden()  # no longer "Nothing classified yet"
+    assert page.locator("#classify").is_disabled()  # aria-disabled: the focus stays on it
+    page.click("#classify", force=True)  # clicked anyway: it sends nothing more
+    assert busy.is_visible() and len(held) == 1
+    held[0].fallback()  # on to the service
+    page.wait_for_function("() => document.body.dataset.state === 'idle'", timeout=15_000)
+    assert busy.is_hidden() and page.locator("#classify").is_enabled()
+    assert page.locator("#answer").is_visible() and page.get_attribute("#answer", "aria-busy") == "false"
+    assert page.inner_text("#class") == str(visit.answers[-1]["class"])
+
+    page.click("#classify")  # again: the answer shown is marked stale until the new one (here an error) arrives
+    until(page, lambda: len(held) == 2, "the second request to leave")
+    assert busy.is_visible() and page.get_attribute("#answer", "aria-busy") == "true"
+    held[1].fulfill(status=503, json={"detail": "overloaded: try again"})
+    visit.shows("#error", "503: overloaded: try again")
+    assert busy.is_hidden() and page.locator("#classify").is_enabled()
+
+
+def test_classify_on_an_empty_pad_says_so(visit):
+    page = visit.page
+    sent: list[str] = []
+    page.on("request", lambda request: sent.append(request.url) if "/predict" in request.url else None)
+    note = page.locator("#pad-note")
+    assert note.is_hidden()
+    page.click("#classify")
+    visit.shows("#pad-note", "The pad is empty: draw a digit first")
+    assert note.is_visible() and page.locator("#empty").is_visible()
+    assert page.evaluate("() => document.body.dataset.state") == "idle"  # never busy: nothing was sent
+    visit.answer_to(lambda: draw(page, ONE))  # drawing takes the note away
+    assert note.is_hidden() and len(sent) == 1
+    page.click("#clear")
+    page.click("#classify")
+    visit.shows("#pad-note", "The pad is empty")
+    assert len(sent) == 1
+
+
+def test_probably_not_a_digit_leads_the_answer(visit):
+    """An image referred as unfamiliar shows no big digit (which would read as an answer): it leads with
+    "Probably not a digit", the model's best guess small below; an accepted digit has its big digit back."""
+    page = visit.page
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8)
+    payload = {"name": "noise.png", "mimeType": "image/png", "buffer": png(noise)}
+    answer = visit.answer_to(lambda: page.set_input_files("#file", files=[payload]))
+    assert answer["refer_reason"] == "unfamiliar"
+    assert page.inner_text("#verdict").startswith("Probably not a digit")
+    assert page.locator("#class").is_hidden()
+    guess = page.locator("#guess")
+    assert guess.is_visible() and guess.inner_text().startswith(f"The model's best guess: {answer['class']} (")
+    size = "(s) => parseFloat(getComputedStyle(document.querySelector(s)).fontSize)"
+    assert page.evaluate(size, "#guess") < page.evaluate(size, "#decision")
+
+    path, label = mnist_fixtures()[0]
+    accepted = visit.answer_to(lambda: page.set_input_files("#file", str(path)))
+    assert not accepted["refer"] and page.locator("#class").is_visible() and page.inner_text("#class") == str(label)
+    assert guess.is_hidden() and page.evaluate(size, "#class") > 2 * page.evaluate(size, "#decision")
+
+
+@pytest.mark.parametrize("width", [320, 1100])
+def test_votes_and_scale_labels_read_cleanly(browser, service, width):
+    """At a phone's width and a desktop's: each votes cell is one line ("1 vote", "996 votes"), and the
+    entropy axis's labels do not run into each other."""
+    fake = fake_answer(samples=1000, votes=[1, 0, 0, 996, 0, 2, 0, 0, 1, 0])
+    with visiting(browser, service, "/", f"votes-{width}", viewport={"width": width, "height": 900}) as visit:
+        page = visit.page
+        page.route("**/predict*", lambda route: route.fulfill(json=fake))
+        draw(page, ONE)
+        visit.shows("#decision", "Refer to a human: unsure: 3 or 5?")
+        cells = page.eval_on_selector_all("#bars .votes, #bars .value", """(cells) => cells.map((c) => [c.className,
+            c.textContent, c.getBoundingClientRect().height, parseFloat(getComputedStyle(c).lineHeight)])""")
+        assert [text for kind, text, _, _ in cells if kind == "votes"] == [votes_text(v) for v in fake["votes"]]
+        for _, text, height, line in cells:
+            assert height < 1.5 * line, f"{text!r} wraps: {height} px high, lines of {line} px"
+        ticks = page.eval_on_selector_all("#entropy-axis span", """(spans) => spans.map((s) => {
+            const r = s.getBoundingClientRect(); return [s.textContent, r.left, r.right]; })""")
+        assert [text for text, _, _ in ticks] == ["0.001", "0.01", "0.1", "1"]
+        assert all(before[2] + 4 < after[1] for before, after in pairwise(ticks)), ticks
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= width
+
+
+def test_the_threshold_mark_lies_inside_the_bar(visit):
+    """The entropy bar is on a log scale from 0.001 nats to ln 10: the threshold mark lies well inside it,
+    where the scale puts it, left of the fill's end for a referred answer and right of it for an accepted one."""
+    page = visit.page
+    noise = {"name": "noise.png", "mimeType": "image/png",
+             "buffer": png(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8))}
+    for act, referred in ((lambda: draw(page, ONE), False),
+                          (lambda: page.set_input_files("#file", files=[noise]), True)):
+        answer = visit.answer_to(act)
+        assert answer["refer"] is referred
+        bar = page.eval_on_selector("#entropy-scale", "(e) => { const r = e.getBoundingClientRect();"
+                                    " return [r.left + e.clientLeft, e.clientWidth]; }")
+        mark, fill = (page.locator(s).bounding_box() for s in ("#threshold-mark", "#entropy-fill"))
+        assert mark is not None and fill is not None
+        left, inner = bar
+        centre = mark["x"] + mark["width"] / 2
+        assert left + 0.1 * inner < centre < left + 0.9 * inner  # strictly inside, off both edges
+        at = math.log(answer["threshold"] / 0.001) / math.log(math.log(10) / 0.001)
+        assert centre == pytest.approx(left + at * inner, abs=2)
+        end = fill["x"] + fill["width"]
+        assert (end > centre) if referred else (end < centre)
+        assert f"threshold {answer['threshold']:.3f}" in page.inner_text("#threshold-label")
+    assert "log scale" in page.get_attribute("#entropy-scale", "aria-label")
+    assert page.inner_text("#entropy-scale-note").startswith("Log scale, in nats")
 
 
 def test_keyboard_and_screen_reader_labels(visit):

@@ -6,6 +6,12 @@
 "use strict";
 
 const MAX_ENTROPY = Math.log(10);
+// The entropy bar is on a log scale from SCALE_LOW to ln 10 nats: the calibrated thresholds (about 0.06
+// for drawings, 0.3 for files) sit near the middle, where a linear scale put them at its left edge.
+const SCALE_LOW = 0.001;
+// labelled ticks, evenly spaced; the right end (ln 10, 0.11 of the width past 1) is named in the note above the
+// bar, since a label there would run into the "1" on a phone
+const SCALE_TICKS = [0.001, 0.01, 0.1, 1];
 const pad = document.getElementById("pad");
 const ink = pad.getContext("2d");
 const $ = (id) => document.getElementById(id);
@@ -17,11 +23,21 @@ let pending = null;        // debounce timer for classify-after-drawing
 let inFlight = null;       // AbortController of the request in flight
 
 // body[data-state]: "idle" (the answer shown is for the current image), "waiting" (classify
-// scheduled), "busy" (a request in flight): for assistive tech (aria-busy) and for tests
+// scheduled), "busy" (a request in flight, from the moment it leaves until its answer or error
+// arrives): "Classifying…" in a status line, the answer region aria-busy (a screen reader waits for
+// the new answer; the status line is outside it, so it is announced), and Classify marked disabled
+// (aria-disabled, not disabled: a keyboard user's focus stays on the button)
 function setState(state) {
   document.body.dataset.state = state;
-  if (state === "busy") document.body.setAttribute("aria-busy", "true"); else document.body.removeAttribute("aria-busy");
+  const busy = state === "busy";
+  $("busy").textContent = busy ? "Classifying…" : "";
+  $("answer").setAttribute("aria-busy", String(busy));
+  $("classify").setAttribute("aria-disabled", String(busy));
+  if (busy) $("empty").hidden = true;
 }
+
+// a word under the buttons about what the pad holds ("" hides it)
+const padNote = (text) => { $("pad-note").textContent = text; };
 
 function blank() {
   ink.fillStyle = "#fff";
@@ -64,6 +80,7 @@ pad.addEventListener("pointerdown", (event) => {
   clearTimeout(pending);  // still drawing: classify when the hand pauses
   if (source && source.kind === "file") { strokes = []; blank(); }
   source = {kind: "drawing"};
+  padNote("");
   pad.setPointerCapture(event.pointerId);
   current = {points: [position(event)], width: penWidth()};
   drawStroke(current);
@@ -107,10 +124,15 @@ $("clear").addEventListener("click", () => {
   source = null;
   blank();
   $("drop-hint").hidden = false;
+  padNote("");
   showNothing();
 });
 
-$("classify").addEventListener("click", classify);
+$("classify").addEventListener("click", () => {
+  if (document.body.dataset.state === "busy") return;  // marked disabled: the answer is on its way
+  if (!source) { padNote("The pad is empty: draw a digit first, or choose an image."); return; }
+  classify();
+});
 $("samples").addEventListener("change", () => { if (source) classify(); });
 
 function useFile(blob) {
@@ -119,6 +141,7 @@ function useFile(blob) {
   strokes = [];
   blank();
   $("drop-hint").hidden = true;
+  padNote("");
   const url = URL.createObjectURL(blob);
   const picture = new Image();
   picture.onload = () => {  // show it, fitted into the pad; the API gets the file itself
@@ -199,6 +222,22 @@ function showError(status, detail) {
 
 const fixed = (value, digits = 3) => Number(value).toFixed(digits);
 
+// where `nats` lies on the entropy bar, as a CSS percentage: log scale, clamped to [SCALE_LOW, ln 10]
+const share = (nats) => {
+  const at = Math.log(Math.max(nats, SCALE_LOW) / SCALE_LOW) / Math.log(MAX_ENTROPY / SCALE_LOW);
+  return `${100 * Math.min(1, Math.max(0, at))}%`;
+};
+
+// the entropy bar's axis: a label under each tick
+function drawAxis() {
+  $("entropy-axis").replaceChildren(...SCALE_TICKS.map((nats) => {
+    const tick = document.createElement("span");
+    tick.textContent = String(nats);
+    tick.style.left = share(nats);
+    return tick;
+  }));
+}
+
 // each channel is calibrated on its own: drawings on the pad, or files
 const thresholdName = (answer) =>
   answer.channel === "drawn" ? "threshold calibrated for drawings" : "threshold calibrated for files";
@@ -217,13 +256,18 @@ function showAnswer(answer) {
   const reason = answer.refer_reason || (answer.refer ? "uncertain" : null);
   verdict.className = "verdict " + (reason || "accepted");
   $("class").textContent = String(answer.class);
+  // probably not a digit: no big digit, which would read as an answer; the best guess goes small, below
+  $("class").hidden = reason === "unfamiliar";
+  $("guess").hidden = reason !== "unfamiliar";
+  $("guess").textContent = reason === "unfamiliar"
+    ? `The model's best guess: ${answer.class} (${Math.round(100 * answer.probabilities[answer.class])} %).` : "";
   if (!answer.refer) {
     $("decision").textContent = `Accepted: it is a ${answer.class}`;
     $("reason").textContent = `The entropy ${fixed(answer.entropy)} nats is below the ${thresholdName(answer)} ` +
       `${fixed(answer.threshold)}: no human needed.`;
   } else if (reason === "unfamiliar") {
     const top = [...answer.probabilities].sort((a, b) => b - a);
-    $("decision").textContent = "Refer to a human: probably not a digit";
+    $("decision").textContent = "Probably not a digit: refer to a human";
     $("reason").textContent = `The entropy ${fixed(answer.entropy)} nats is over the ${thresholdName(answer)} ` +
       `${fixed(answer.threshold)}, and the probability is spread: the two likeliest digits hold only ` +
       `${Math.round(100 * (top[0] + top[1]))} %. If it is a digit at all: ${listed(answer.candidates, "or")}.`;
@@ -238,12 +282,13 @@ function showAnswer(answer) {
     ? `${answer.refer ? "Sent" : "Also sent, as a spot check,"} to a reviewer: item ${answer.review_id.slice(0, 8)}… on the review page (/review).`
     : "";
 
-  const share = (value) => `${Math.min(100, Math.max(0, (100 * value) / MAX_ENTROPY))}%`;
   $("entropy-fill").style.width = share(answer.entropy);
   $("entropy-fill").classList.toggle("over", answer.entropy > answer.threshold);
   $("threshold-mark").style.left = share(answer.threshold);
-  $("entropy-scale").setAttribute("aria-label",
-    `entropy ${fixed(answer.entropy)} nats, threshold ${fixed(answer.threshold)} nats, on a scale to 2.30`);
+  $("threshold-label").style.left = share(answer.threshold);
+  $("threshold-label").textContent = `threshold ${fixed(answer.threshold)}`;
+  $("entropy-scale").setAttribute("aria-label", `entropy ${fixed(answer.entropy)} nats, threshold ` +
+    `${fixed(answer.threshold)} nats, on a log scale from ${SCALE_LOW} to 2.30 nats`);
   $("entropy-text").textContent = `Entropy ${fixed(answer.entropy)} nats; threshold ${fixed(answer.threshold)} ` +
     `(${answer.entropy > answer.threshold ? "over: refer" : "under: accept"}).`;
   $("mi").textContent = `${fixed(answer.mutual_information, 4)} nats`;
@@ -276,10 +321,13 @@ function showAnswer(answer) {
     track.append(fill, whisker);
     const value = document.createElement("span");
     value.className = "value";
-    value.textContent = `${(100 * p).toFixed(1)}%` + (votes === null ? "" : ` · ${votes} votes`);
+    value.textContent = `${(100 * p).toFixed(1)}%`;
+    const voted = document.createElement("span");
+    voted.className = "votes";
+    voted.textContent = votes === null ? "" : `${votes} ${votes === 1 ? "vote" : "votes"}`;
     row.setAttribute("aria-label", `digit ${digit}: ${(100 * p).toFixed(1)} percent, spread ` +
       `${(100 * sd).toFixed(1)} points` + (votes === null ? "" : `, ${votes} of ${answer.samples} samples`));
-    row.append(label, track, value);
+    row.append(label, track, value, voted);
     bars.append(row);
   });
 
@@ -294,4 +342,5 @@ function showAnswer(answer) {
 }
 
 blank();
+drawAxis();
 setState("idle");
