@@ -5,6 +5,8 @@ no batching.
     python -m bench.naive_service --port 8100
 """
 
+from __future__ import annotations
+
 import argparse
 import os
 from pathlib import Path
@@ -40,13 +42,13 @@ def build(checkpoint: Path, samples: int) -> FastAPI:
     return app
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.naive_service", description=__doc__.split("\n")[0])
     parser.add_argument("--port", type=int, default=int(os.environ.get("BNN_PORT", "8100")))
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--checkpoint", type=Path, default=Path("checkpoints/bnn.safetensors"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     uvicorn.run(build(args.checkpoint, args.samples), host="127.0.0.1", port=args.port, log_level="warning")
 

@@ -1,5 +1,5 @@
 """The fuzzing corpus and mutator, shared by the short CI run and the long on-demand run
-(``python -m bench.fuzz``). Seeds are valid uploads of every accepted format and mode;
+(``python -m tools.fuzz``). Seeds are valid uploads of every accepted format and mode;
 mutations flip, overwrite, insert, delete, truncate and splice bytes."""
 
 from __future__ import annotations

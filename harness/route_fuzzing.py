@@ -1,6 +1,6 @@
 """Every route of the app driven with generated requests (hypothesis strategies), sent in process
 and checked: no 5xx, within a time and memory budget per request. A short run in
-tests/test_fuzz_routes.py; a long one: ``python -m bench.fuzz --routes --examples 2000``.
+tests/test_fuzz_routes.py; a long one: ``python -m tools.fuzz --routes --examples 2000``.
 
 Each route gets its own kind of body most of the time (multipart images, OIP documents valid or
 not, admin paths, review labels) and anything else sometimes; JSON gets hostile texts spliced in
@@ -57,7 +57,7 @@ def route_table(app: FastAPI) -> list[tuple[str, str]]:
                 found.extend(walk(route.original_router.routes))
         return found
 
-    table = {(method, route.path) for route in walk(app.routes) for method in route.methods if method != "HEAD"}
+    table = {(method, route.path) for route in walk(app.routes) for method in route.methods or () if method != "HEAD"}
     return sorted(table | {("GET", "/openapi.json"), ("GET", "/static/{path}")}, key=lambda item: (item[1], item[0]))
 
 
@@ -147,7 +147,7 @@ def valid_oip_document(draw: st.DrawFn) -> dict[str, Any]:
     count = draw(st.integers(1, 3))
     if draw(st.booleans()):
         data: list[Any] = [draw(st.integers(0, 255))] * (count * 784)
-        tensor = {"name": "digits", "datatype": "UINT8", "shape": [count, 28, 28], "data": data}
+        tensor: dict[str, Any] = {"name": "digits", "datatype": "UINT8", "shape": [count, 28, 28], "data": data}
     else:
         files = [base64.b64encode(draw(st.sampled_from(seeds()))).decode() for _ in range(count)]
         tensor = {"name": "image", "datatype": "BYTES", "shape": [count], "data": files}

@@ -12,7 +12,7 @@ digits, generated non-digits), rendered for ``replay`` training digits (cached l
 so the network keeps what it knew. The KL stays spread over the parent run's training set. After
 the last step the temperature and the refer rules are fitted again on the validation mix, as
 after a full run; recalibrate the candidate on the held-out audits with
-``python -m model.calibrate --reviewed`` before comparing (``python -m bench.promote``).
+``python -m model.calibrate --reviewed`` before comparing (``python -m model.promote``).
 
 The candidate's metadata records its parent, the export (source, sha256) and the split: how
 many items trained it, how many were held out, and a sha256 of each side's sorted ids.

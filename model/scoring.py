@@ -4,7 +4,6 @@ whole split, and the measures the report computes from it. Not on the serving pa
 from __future__ import annotations
 
 import numpy as np
-from tqdm import tqdm
 
 from model.data import to_input
 from model.network import BayesianNet
@@ -18,6 +17,8 @@ def predict_images(net: BayesianNet, images: np.ndarray, samples: int, chunk: in
     """uint8 ``[n, 28, 28]`` -> the predictive of every image (on the CPU), ``chunk`` images at a time
     (None: all at once), on the net's device; with ``progress``, a bar of that name. The chunk size
     decides the posterior draws each image gets, so a caller keeps its own to reproduce its numbers."""
+    from tqdm import tqdm  # a dev dependency: importing this module (a command's --help) must not need it
+
     device = next(net.parameters()).device
     step = len(images) if chunk is None else chunk
     starts = range(0, len(images), max(1, step))

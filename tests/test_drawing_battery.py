@@ -79,19 +79,3 @@ def test_one_skeleton_is_drawn_as_the_battery_draws_its_sketches():
             assert points.min() >= drawing.pen - 1e-6 and points.max() <= CANVAS - drawing.pen + 1e-6
     again = sketched(1, 1, np.random.default_rng(3)), sketched(1, 1, np.random.default_rng(3))
     assert again[0].strokes == again[1].strokes and again[0].pen in PENS
-
-
-def test_the_sketch_variants_bench_prints_a_cell_per_skeleton(capsys):
-    from bench.sketch_variants import DIGITS, main
-    from harness.inputs import SHIPPED
-    from model.synth.sketches import SKELETONS
-
-    assert main(["--checkpoint", str(SHIPPED), "--drawings", "1", "--seed", "2"]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
-    header, row = lines[-3], lines[-1]
-    names = [f"{d}/{v}" for d in DIGITS for v in range(len(SKELETONS[d]))]
-    assert header == "| checkpoint | " + " | ".join(names) + " |"
-    cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[0].startswith("head-") and len(cells) == 1 + len(names)
-    assert all(c in {"0", "100", "0 (100)"} for c in cells[1:])  # one drawing: right, referred or wrong
-    assert sum(c == "100" for c in cells[1:]) >= len(names) // 2  # the plain skeletons are read right

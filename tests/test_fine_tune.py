@@ -68,9 +68,9 @@ def test_no_held_out_item_reaches_a_training_batch() -> None:
 
 
 def test_the_loop_end_to_end_on_tiny_data(tmp_path: Path) -> None:
-    """bench.flywheel --tiny: a real service, the scripted reviewer through the review API, the
+    """examples.flywheel --tiny: a real service, the scripted reviewer through the review API, the
     export, a dry-run fine-tune that records its split, and the comparison on a fresh stream."""
-    from bench import flywheel
+    from examples import flywheel
 
     assert flywheel.main(["--out", str(tmp_path), "--tiny"]) == 0
     summary = json.loads((tmp_path / "flywheel.json").read_text())

@@ -1,5 +1,5 @@
 """A short, bounded fuzz of decode-and-preprocess for CI: only documented rejections may escape.
-The long run is ``python -m bench.fuzz --inputs 100000``."""
+The long run is ``python -m tools.fuzz --inputs 100000``."""
 
 import random
 import warnings

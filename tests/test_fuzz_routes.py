@@ -4,7 +4,7 @@ never a 5xx, each answer within ``REQUEST_BUDGET_S`` and ``MEMORY_BUDGET_BYTES``
 
 A short run here (``EXAMPLES`` per route, about 20 s on two shared cores). The long run is a command:
 
-    python -m bench.fuzz --routes --examples 2000
+    python -m tools.fuzz --routes --examples 2000
 """
 
 from __future__ import annotations

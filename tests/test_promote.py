@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from bench.promote import report_families, verdict
+from model.promote import report_families, verdict
 
 
 def side(held: float, families: dict[str, float], guarantee: bool = True) -> dict[str, Any]:

@@ -139,7 +139,7 @@ def test_postgresql_with_the_shipped_defaults_through_retention_passes_and_a_res
     that several passes run within the test: every other setting is its default (2 GiB byte cap, 100,000
     rows, 30 days, a 300 s lease, a 10,000-answer buffer, two workers, no export). Stats answer 200 at
     every poll through three intervals and six passes, none of them failing; a referred upload becomes
-    claimable (how soon: bench.review_defaults); two reviewers drain the queue; a restart keeps labels and
+    claimable (how soon: docs/review.md, measured once); two reviewers drain the queue; a restart keeps labels and
     waiting items."""
     env = {"BNN_REVIEW_DB": postgres_url, "BNN_REVIEW_TOKENS": TOKENS, "BNN_REVIEW_RETENTION_INTERVAL_S": "0.5"}
     assert not {key for key in os.environ if key.startswith("BNN_")} - {"BNN_REVIEW_DB", *REQUIRE_FLAGS}
@@ -169,7 +169,7 @@ def test_postgresql_with_the_shipped_defaults_through_retention_passes_and_a_res
         samples = parse_samples(httpx.get(url + "/metrics", timeout=10).text)
         labelled = httpx.post(f"{url}/review/items/{first['id']}/label", json={"label": 7}, headers=bearer())
         assert labelled.status_code == 200
-    assert first["id"] == answer["review_id"]  # how soon: python -m bench.review_defaults (no timed assertion)
+    assert first["id"] == answer["review_id"]  # how soon: docs/review.md (no timed assertion)
     # polled across three intervals (a poll about every 0.25 s when the machine is idle, fewer when loaded)
     assert set(statuses) == {200} and polled_s >= 1.5 and len(statuses) >= 3
     for operation in ("migrate", "write", "retention", "export"):

@@ -12,7 +12,6 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import numpy as np
-from tqdm import tqdm
 
 from model.data import IMAGE_SIZE
 
@@ -25,6 +24,8 @@ def render_all(job: Callable[[Job], np.ndarray], jobs: Sequence[Job], workers: i
                progress: bool) -> np.ndarray:
     """``job`` of every item of ``jobs``, in order, in ``workers`` forked processes (in this one for
     one worker or a few jobs) -> uint8 ``[len(jobs), 28, 28]``."""
+    from tqdm import tqdm  # a dev dependency: importing this module (a command's --help) must not need it
+
     bar = dict(total=len(jobs), desc=desc, disable=not progress, dynamic_ncols=True, mininterval=1.0)
     if workers <= 1 or len(jobs) < SERIAL_BELOW:
         out = [job(item) for item in tqdm(jobs, **bar)]

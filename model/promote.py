@@ -2,7 +2,7 @@
 held-out labelled items, no report family is worse by more than one point, and the guarantee
 held on the test split.
 
-    python -m bench.promote --live checkpoints/bnn.safetensors --live-report reports/evaluation.json \
+    python -m model.promote --live checkpoints/bnn.safetensors --live-report reports/evaluation.json \
         --candidate candidate/bnn.safetensors --candidate-report candidate/reports/evaluation.json \
         --reviewed review-labels.ndjson
 
@@ -18,7 +18,7 @@ held on the test split.
    split's service view in the candidate's report.
 
 Prints the table and the verdict; exits 0 to promote, 1 not to. Each checkpoint is scored under
-the refer rule it would be served with (``served_calibrations``).
+the file channel's refer rule it would be served with in float32 (``model.calibration.served``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from model.calibration import served_calibrations
+from model.calibration import served
 from model.checkpoint import as_served, load_checkpoint
 from model.refer_rule import ReferRule
 from model.reviewed import Reviewed, read_source, split
@@ -63,7 +63,7 @@ def report_families(report: dict[str, Any]) -> dict[str, float]:
 def held_out_scores(checkpoint: Path, held: Reviewed, samples: int, seed: int = 0) -> dict[str, float | None]:
     """On the held-out labelled items: digits accepted and read right, non-digits referred."""
     net, meta = load_checkpoint(checkpoint)
-    record = served_calibrations(meta)["float32"]
+    record = served(meta, "float32")["file"]
     torch.manual_seed(seed)
     result = predict_images(as_served(net, record, "float32"), held.inputs, samples)
     classes = result.mean_probs.argmax(-1).numpy()
@@ -119,7 +119,7 @@ def markdown(live: dict[str, Any], candidate: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.promote", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m model.promote", description=__doc__.split("\n")[0])
     parser.add_argument("--live", type=Path, required=True)
     parser.add_argument("--live-report", type=Path, required=True, help="model.evaluate's evaluation.json of --live")
     parser.add_argument("--candidate", type=Path, required=True)

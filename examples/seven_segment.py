@@ -6,8 +6,8 @@ the style's gaps between segments, slanted as most displays are, light-on-dark (
 or dark-on-light (reflective LCD, with the unlit segments faintly visible as "ghosts"), at a
 random size and place in the frame, slightly blurred, with sensor noise. Nothing under
 ``model/`` draws segments (its fonts are STIX, Computer Modern and DejaVu Sans Mono; its
-simulator re-renders MNIST strokes): this module lives in ``bench/`` so training cannot import
-it, and is used only by ``bench.flywheel`` as the traffic whose labels teach the model.
+simulator re-renders MNIST strokes): this module lives in ``examples/`` so training cannot import
+it, and is used only by ``examples.flywheel`` as the traffic whose labels teach the model.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Long fuzz of decode-and-preprocess: mutated uploads of every accepted format, on all cores; or
 (``--routes``) of every route of the app, with generated requests.
 
-    python -m bench.fuzz --inputs 100000 [--workers 2] [--seed 0] [--crashes bench/crashes]
-    python -m bench.fuzz --routes --examples 2000 [--only /v2]
+    python -m tools.fuzz --inputs 100000 [--workers 2] [--seed 0] [--crashes fuzz-crashes]
+    python -m tools.fuzz --routes --examples 2000 [--only /v2]
 
 Decoding: any exception other than the documented rejections is a crash: its input is written to
 the crashes folder (to become a catalogue case) and the command exits 1. Routes: the app built in
@@ -114,45 +114,50 @@ def fuzz_routes(examples: int, only: str | None) -> int:
     return 1 if failures else 0
 
 
+def fuzz_inputs(inputs: int, workers: int, seed: int, crashes_to: Path) -> int:
+    """``inputs`` mutated uploads decoded and preprocessed on ``workers`` processes; a table of outcomes;
+    each crashing input written to ``crashes_to`` (exit 1)."""
+    chunk = 1000
+    jobs = [(start, min(chunk, inputs - start), seed) for start in range(0, inputs, chunk)]
+    totals: collections.Counter[str] = collections.Counter()
+    crashes: list[tuple[bytes, str]] = []
+    started = time.perf_counter()
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        for outcomes, found in pool.imap_unordered(_work, jobs):
+            totals.update(outcomes)
+            crashes.extend(found)
+            print(f"\r{sum(totals.values()):>8} inputs, {totals['CRASH']} crashes", end="", file=sys.stderr, flush=True)
+    seconds = time.perf_counter() - started
+    print(file=sys.stderr)
+    print(f"# fuzz: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, {workers} workers, seed {seed}")
+    print(f"{sum(totals.values())} inputs in {seconds:.0f} s ({sum(totals.values()) / seconds:.0f}/s)")
+    print("| outcome | count |\n|---|---|")
+    for outcome, count in totals.most_common():
+        print(f"| {outcome} | {count} |")
+    if not crashes:
+        return 0
+    crashes_to.mkdir(parents=True, exist_ok=True)
+    for index, (data, trace) in enumerate(crashes):
+        (crashes_to / f"crash-{index}.bin").write_bytes(data)
+        (crashes_to / f"crash-{index}.txt").write_text(trace)
+    print(f"{len(crashes)} crashing inputs written to {crashes_to}/")
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.fuzz", description=__doc__.split("\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m tools.fuzz", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--inputs", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=multiprocessing.cpu_count())
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--crashes", type=Path, default=Path("bench/crashes"))
+    parser.add_argument("--crashes", type=Path, default=Path("fuzz-crashes"), help="where crashing inputs are written")
     parser.add_argument("--routes", action="store_true", help="fuzz every route of the app instead of decoding")
     parser.add_argument("--examples", type=int, default=2000, help="with --routes: generated requests per route")
     parser.add_argument("--only", help="with --routes: only the routes whose template contains this")
     args = parser.parse_args(argv)
     if args.routes:
         return fuzz_routes(args.examples, args.only)
-
-    chunk = 1000
-    jobs = [(start, min(chunk, args.inputs - start), args.seed) for start in range(0, args.inputs, chunk)]
-    totals: collections.Counter[str] = collections.Counter()
-    crashes: list[tuple[bytes, str]] = []
-    started = time.perf_counter()
-    with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
-        for _done, (outcomes, found) in enumerate(pool.imap_unordered(_work, jobs), 1):
-            totals.update(outcomes)
-            crashes.extend(found)
-            print(f"\r{sum(totals.values()):>8} inputs, {totals['CRASH']} crashes", end="", file=sys.stderr, flush=True)
-    seconds = time.perf_counter() - started
-    print(file=sys.stderr)
-    print(f"# fuzz: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, {args.workers} workers, seed {args.seed}")
-    print(f"{sum(totals.values())} inputs in {seconds:.0f} s ({sum(totals.values()) / seconds:.0f}/s)")
-    print("| outcome | count |\n|---|---|")
-    for outcome, count in totals.most_common():
-        print(f"| {outcome} | {count} |")
-    if crashes:
-        args.crashes.mkdir(parents=True, exist_ok=True)
-        for index, (data, trace) in enumerate(crashes):
-            (args.crashes / f"crash-{index}.bin").write_bytes(data)
-            (args.crashes / f"crash-{index}.txt").write_text(trace)
-        print(f"{len(crashes)} crashing inputs written to {args.crashes}/")
-        return 1
-    return 0
+    return fuzz_inputs(args.inputs, args.workers, args.seed, args.crashes)
 
 
 if __name__ == "__main__":

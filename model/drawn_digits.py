@@ -1,14 +1,14 @@
 """The drawing battery through the real page: digits, letters and doodles drawn with the mouse on
 the try-it page in headless Chromium (Playwright), as a person draws them.
 
-    python -m bench.drawn_digits [--digits 1000] [--repeats 4] [--seed 51] [--checkpoint PATH] [--out reports]
+    python -m model.drawn_digits [--digits 1000] [--repeats 4] [--seed 51] [--checkpoint PATH] [--out reports]
 
 Starts the service (``python -m service``) on a free port with ``--checkpoint``, opens the page,
 and for each drawing of ``model.synth.drawing_battery.battery`` (seeded: MNIST *test* digits re-inked as
 strokes and the sketched skeletons, three pens, a hand's size, slant and wobble; letters no
 reader takes for a digit; doodles): clears the pad, picks the pen, draws every stroke with
 pointer events (down, moves, up), waits for the page's own ``/predict`` answer, and checks that
-the page shows it (the digit, and "Accepted", "unsure: 3 or 5?" or "probably not a digit").
+the page shows it (the digit, and "Accepted", "unsure: 3 or 5?" or "Probably not a digit").
 Prints the tally (per digit, per source, per pen; letters and doodles) and, with ``--compare``,
 the same drawings answered in process (``model.synth.pen.draw`` instead of Chrome's canvas). Writes
 ``OUT/drawn_digits.json`` and ``OUT/drawn_gallery.png`` (the page's own canvas exports with
@@ -27,9 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
-from model.calibration import served_channels
+from model.calibration import served
 from model.checkpoint import load_checkpoint
 from model.mnist import load_mnist
 from model.report.drawings import Answer, gallery, in_process, markdown, tally
@@ -53,7 +52,7 @@ def expected_decision(answer: dict[str, Any]) -> str:
     if not answer["refer"]:
         return f"Accepted: it is a {answer['class']}"
     if answer["refer_reason"] == "unfamiliar":
-        return "Refer to a human: probably not a digit"
+        return "Probably not a digit: refer to a human"
     return "Refer to a human: unsure: "
 
 
@@ -61,6 +60,7 @@ def through_the_page(url: str, drawings: list[Drawing], gallery_count: int) -> t
     """Each drawing drawn on the page: its answers, the first ``gallery_count`` canvas exports, and
     how many times the page showed something other than its API answer."""
     from playwright.sync_api import sync_playwright
+    from tqdm import tqdm
 
     answers: list[Answer] = []
     canvases: list[bytes] = []
@@ -101,9 +101,7 @@ def through_the_page(url: str, drawings: list[Drawing], gallery_count: int) -> t
 
 
 def main(argv: list[str] | None = None) -> int:
-    from harness.server import running_service
-
-    parser = argparse.ArgumentParser(prog="python -m bench.drawn_digits", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m model.drawn_digits", description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", type=Path, default=Path("checkpoints/bnn.safetensors"))
     parser.add_argument("--digits", type=int, default=1000, help="digit drawings (digit index %% 10)")
     parser.add_argument("--repeats", type=int, default=4, help="drawings of each letter and doodle")
@@ -112,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gallery", type=int, default=60, help="digit drawings in the gallery (then 20 non-digits)")
     parser.add_argument("--compare", action="store_true", help="also answer the drawings in process")
     args = parser.parse_args(argv)
+    from harness.server import running_service  # httpx: a dev dependency, not needed for --help
 
     drawings = battery(load_mnist().test, args.digits, args.repeats, args.seed)
     # the gallery: the first digits, then every 5th non-digit
@@ -129,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                               "page_mismatches": mismatches}
     if args.compare:
         torch.manual_seed(0)
-        calibration = served_channels(meta, "float32")["drawn"]  # the page's drawings: the drawn channel's rule
+        calibration = served(meta, "float32")["drawn"]  # the page's drawings: the drawn channel's rule
         report["in_process"] = tally(ordered, in_process(net, ordered, calibration, calibration.samples))
         print("\n# the same drawings in process (model.synth.pen.draw)\n")
         print(markdown(report["in_process"]))
