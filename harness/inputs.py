@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from harness.images import encode
-from model.calibration import DRAWN
+from model.calibration import Channel, served
 from model.precision import choose_precision
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,12 +24,11 @@ def expected_precision() -> str:
     return choose_precision(os.environ.get("BNN_PRECISION", "auto")).precision
 
 
-def shipped_calibration(precision: str | None = None, channel: str = "file") -> dict[str, Any]:
-    """The shipped checkpoint's calibration record for ``precision`` (None: the one a service here
-    serves) and ``channel`` (``file``, or ``drawn``: the page's drawings)."""
+def shipped_calibration(precision: str | None = None, channel: Channel = "file") -> dict[str, Any]:
+    """The shipped checkpoint's calibration record, as a service serves it, for ``precision`` (None:
+    the one a service here serves) and ``channel`` (``file``, or ``drawn``: the page's drawings)."""
     meta = json.loads(SHIPPED.with_suffix(".json").read_text())
-    key = DRAWN if channel == "drawn" else "calibrations"
-    return dict(meta[key][precision or expected_precision()])
+    return served(meta, precision or expected_precision())[channel].to_dict()
 
 
 def mnist_fixtures() -> list[tuple[Path, int]]:

@@ -2,16 +2,18 @@
 
 * **What the service loads** (this folder's top level; ``SERVED_CORE``): ``layers`` (variational
   Linear/Conv2d), ``network`` (config + net), ``predictive`` (the N-sample predictive),
-  ``checkpoint`` (safetensors + JSON metadata), ``calibration`` (the refer rule's records, one per
-  precision), ``refer_rule`` (the rule applied: referred or not, why, the candidates),
+  ``checkpoint`` (safetensors + JSON metadata), ``calibration`` (the refer rule's records: one map by where they were
+  fitted, channel and precision), ``refer_rule`` (the rule applied: referred or not, why, the candidates),
   ``precision`` (float32 or bfloat16 for the conv trunk, chosen by the CPU), ``transform``
   (image -> the network's 28x28), ``data`` (the input constants and splits), ``binomial`` (exact
   intervals for the review statistics).
 * **The pipeline commands** (top level too, each ``python -m model.<name>``), reading MNIST through
   ``mnist``: ``train`` (its recipe in ``train_config``, its data in ``batch_mix``, fine-tuning in
-  ``fine_tune``), ``calibrate``, ``evaluate`` (with its sections in ``model.report``);
-  ``reviewed`` is the library all three read the reviewers' labels with (``--reviewed SOURCE``),
-  not a command.
+  ``fine_tune``), ``calibrate`` (the fitting in ``model.fitting``), ``evaluate`` (with its sections in
+  ``model.report``), ``drawn_digits`` (the drawing battery through the real page), ``promote`` (the
+  rule that decides whether a candidate ships), ``migrate_records`` (older checkpoint metadata to the
+  one map of calibration records); ``reviewed`` is the library they read the reviewers' labels with
+  (``--reviewed SOURCE``), ``scoring`` what they share to score a net, not commands.
 * **Synthesis of training and report data** (``model.synth``): simulated uploads, pen drawings,
   sketches, outliers (all drawn with ``synth.canvas``), marks of other scripts, fonts, the cached
   pools.

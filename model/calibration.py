@@ -1,14 +1,21 @@
-"""The refer rule as a checkpoint stores it: one record per precision the trunk can run in
-(``model/precision.py``) and per channel, written by ``model.calibrate`` into the checkpoint's
-metadata and read by the service (:func:`served_channels`), which serves a precision only with its
-own record.
+"""The refer rule as a checkpoint stores it: one record per place it was fitted on, channel and
+precision, in one map, read by one reader (:func:`read_records`) and written by one writer
+(:func:`with_records`); the service serves each precision's channels with :func:`served` and
+refuses a precision that lacks a record for any channel (what is served is what was calibrated).
 
-A channel is how an image reached the service, each held to its own promise on its own data:
-``file``, anything a client posts (the default; ``calibrations``, fitted on the validation mix's
-uploads and PNG files) and ``drawn``, a drawing on the try-it page's pad (``drawn_calibrations``,
-fitted on its pen drawings). A record fitted on a channel's reviewed audits (what was really
-sent: ``reviewed_calibrations``, ``reviewed_drawn_calibrations``) serves that channel of its
-precision in place of the validation mix's.
+The metadata's ``calibrations`` is ``{fitted_on: {channel: {precision: record}}}``:
+
+* ``fitted_on``: ``validation`` (the validation mix, ``python -m model.calibrate``) or
+  ``reviewed`` (a channel's labelled audits, ``python -m model.calibrate --reviewed``: what was
+  really sent). A reviewed record serves its channel and precision in place of the validation one.
+* ``channel`` (:data:`CHANNELS`): how an image reached the service, each held to its own promise on
+  its own data: ``file``, anything a client posts (fitted on the mix's uploads and PNG files), and
+  ``drawn``, a drawing on the try-it page's pad (fitted on its pen drawings).
+* ``precision``: the trunk's (``model/precision.py``) the scores were computed in.
+
+Each record also names its channel and precision, and the reader checks that they are its place's.
+Metadata written before this map (format 1, five keys) is rewritten by ``python -m
+model.migrate_records``, the only code that reads the old keys.
 
 Refer when the predictive entropy over the ten digits exceeds ``threshold`` (nats). Why: a
 referred image whose two most probable classes hold at least ``familiar_mass`` of the mass is
@@ -22,13 +29,11 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-# a second signal, removed (docs/experiments.md); kept readable, unset, because the checkpoints the docs
-# compare with this checkout's report (head-752d929f3e4f, head-6eb5d47885b8) carry them as null
-RETIRED_KEYS = ("unfamiliar_threshold", "unfamiliar_budget")
-
-
 Channel = Literal["file", "drawn"]
 CHANNELS: tuple[Channel, ...] = ("file", "drawn")
+FittedOn = Literal["validation", "reviewed"]
+FITTED_ON: tuple[FittedOn, ...] = ("validation", "reviewed")
+KEY = "calibrations"  # the metadata key of the map
 
 
 def channel_of(raw: object) -> Channel:
@@ -57,120 +62,115 @@ class Calibration:
     # why a referral is made: below this top-two mass a referral is "unfamiliar". None: always "uncertain".
     familiar_mass: float | None = None
     reason_fit: dict[str, Any] | None = None  # what familiar_mass was chosen on and what it gave there
-    precision: str = "float32"  # the trunk's precision the scores were computed in (older records: float32)
+    precision: str = "float32"  # the trunk's precision the scores were computed in
     temperature: float | None = None  # the logits' temperature the rule was fitted at; None: the config's
     # where the labels came from when fitted on reviewed audits (source, items, dates, export hash); None: the
     # validation mix named in ``data``
     provenance: dict[str, Any] | None = None
-    channel: Channel = "file"  # the images it holds for (older records, fitted on the whole mix: "file")
+    channel: Channel = "file"  # the images it holds for
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Calibration:
-        """The record from metadata; keys a later version added may be absent, unknown keys are
-        errors. A record of a second "unfamiliar" signal is refused: the service has none."""
-        if any(raw.get(key) is not None for key in RETIRED_KEYS):
-            raise ValueError("calibrated with a second 'unfamiliar' signal, which this version does not have; "
-                             "recalibrate (python -m model.calibrate)")
-        values = {k: v for k, v in raw.items() if k not in RETIRED_KEYS}
-        unknown = set(values) - set(cls.__dataclass_fields__)
+        """The record from metadata; unknown keys are errors (a key this version does not know is a
+        promise it cannot keep), and so are missing ones that have no default."""
+        unknown = set(raw) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown calibration keys: {sorted(unknown)}")
-        return cls(**values)
+        try:
+            return cls(**raw)
+        except TypeError as error:  # a key it cannot do without is missing
+            raise ValueError(f"incomplete calibration record: {error}") from None
 
 
-REVIEWED = "reviewed_calibrations"  # the metadata key of the file channel's records fitted on reviewed audits
-DRAWN = "drawn_calibrations"  # the metadata key of the drawn channel's records
-REVIEWED_DRAWN = "reviewed_drawn_calibrations"  # the drawn channel's, fitted on its reviewed audits
-REVIEWED_KEYS: dict[Channel, str] = {"file": REVIEWED, "drawn": REVIEWED_DRAWN}
+ByChannel = dict[Channel, dict[str, Calibration]]  # {channel: {precision: record}}
+Records = dict[FittedOn, ByChannel]  # {fitted_on: {channel: {precision: record}}}: every key present
 
 
-def calibrations(meta: dict[str, Any]) -> dict[str, Calibration]:
-    """Every precision's record fitted on the validation mix: ``calibrations`` {precision: record},
-    or an older checkpoint's one ``calibration`` as the float32 record. ValueError when one is
-    malformed or filed under another precision than its own."""
-    raw = meta.get("calibrations")
-    if raw is None:
-        legacy = meta.get("calibration")
-        raw = {} if legacy is None else {"float32": legacy}
-    return _records(raw, "calibrations")
+def empty_records() -> Records:
+    """The map with every place and channel present and no record."""
+    return {fitted_on: {channel: {} for channel in CHANNELS} for fitted_on in FITTED_ON}
 
 
-def reviewed_calibrations(meta: dict[str, Any], channel: Channel = "file") -> dict[str, Calibration]:
-    """The records ``python -m model.calibrate --reviewed`` fitted on ``channel``'s labelled audits, by
-    precision. (A file record written before channels was fitted on every audit: it is the file channel's.)"""
-    key = REVIEWED_KEYS[channel]
-    return _records(meta.get(key, {}), key, channel)
-
-
-def drawn_calibrations(meta: dict[str, Any]) -> dict[str, Calibration]:
-    """The drawn channel's records by precision (none in a checkpoint calibrated before channels)."""
-    return _records(meta.get(DRAWN, {}), DRAWN, "drawn")
-
-
-def served_calibrations(meta: dict[str, Any]) -> dict[str, Calibration]:
-    """What the service serves each precision's file channel with: the record fitted on reviewed
-    audits where there is one (what was really sent), else the validation mix's."""
-    return {**calibrations(meta), **reviewed_calibrations(meta)}
-
-
-def served_channels(meta: dict[str, Any], precision: str) -> dict[Channel, Calibration]:
-    """Each channel's record for ``precision`` as the service serves it: the one fitted on that
-    channel's reviewed audits where there is one, else the validation mix's; a checkpoint without
-    drawn records (older) serves drawings with the file channel's. Empty when the precision has no
-    file record."""
-    file = served_calibrations(meta).get(precision)
-    if file is None:
-        return {}
-    drawn = drawn_calibrations(meta).get(precision, file)
-    return {"file": file, "drawn": reviewed_calibrations(meta, "drawn").get(precision, drawn)}
-
-
-def _records(raw: Any, key: str, channel: Channel | None = None) -> dict[str, Calibration]:
-    """The records under ``key`` by precision; each must be its precision's (and ``channel``'s, when given)."""
-    if not isinstance(raw, dict):
-        raise ValueError(f"{key!r} is not a mapping of precision to record")
-    records = {}
-    for precision, record in raw.items():
-        if not isinstance(record, dict):
-            raise ValueError(f"the {precision} record is not a mapping")
-        calibration = Calibration.from_dict({"precision": precision, **record})
-        if calibration.precision != precision:
-            raise ValueError(f"a {calibration.precision} record is filed under {precision}")
-        if channel is not None and calibration.channel != channel:
-            raise ValueError(f"a record of the {calibration.channel} channel is filed under {key}")
-        records[precision] = calibration
+def read_records(meta: Mapping[str, Any]) -> Records:
+    """Every record of ``meta``'s ``calibrations`` in its place (absent: none). ValueError when the
+    map has a key that is not a place, channel or mapping, or a record is malformed or filed under
+    another channel, precision or place than its own."""
+    raw = meta.get(KEY, {})
+    records = empty_records()
+    for fitted_on, by_channel in _mapping(raw, KEY, FITTED_ON).items():
+        for channel, by_precision in _mapping(by_channel, f"{KEY}.{fitted_on}", CHANNELS).items():
+            for precision, record in _mapping(by_precision, f"{KEY}.{fitted_on}.{channel}").items():
+                if not isinstance(record, dict):
+                    raise ValueError(f"{KEY}.{fitted_on}.{channel}.{precision} is not a mapping")
+                calibration = Calibration.from_dict(record)
+                _check_place(calibration, fitted_on, channel, precision)
+                records[fitted_on][channel][precision] = calibration
     return records
 
 
-def with_calibrations(meta: dict[str, Any], records: Mapping[str, Calibration]) -> dict[str, Any]:
-    """``meta`` with these records added (replacing those of the same precisions; an older single
-    ``calibration`` becomes the float32 record first)."""
-    if any(record.channel != "file" for record in records.values()):
-        raise ValueError("a record of another channel filed as the file channel's")
-    merged = {**calibrations(meta), **records}
-    updated = {key: value for key, value in meta.items() if key != "calibration"}
-    updated["calibrations"] = {precision: record.to_dict() for precision, record in sorted(merged.items())}
-    return updated
+def with_records(meta: Mapping[str, Any], fitted_on: FittedOn,
+                 records: Mapping[Channel, Mapping[str, Calibration]]) -> dict[str, Any]:
+    """``meta`` with ``records`` (``{channel: {precision: record}}``) filed under ``fitted_on``,
+    replacing those of the same channel and precision; every other record kept. ValueError, nothing
+    written, when a record is not its place's."""
+    merged = read_records(meta)
+    for channel, by_precision in records.items():
+        for precision, record in by_precision.items():
+            _check_place(record, fitted_on, channel, precision)
+            merged[fitted_on][channel][precision] = record
+    return {**meta, KEY: {place: {channel: {precision: record.to_dict()
+                                            for precision, record in sorted(by_precision.items())}
+                                  for channel, by_precision in by_channel.items()}
+                          for place, by_channel in merged.items()}}
 
 
-def with_drawn_calibrations(meta: dict[str, Any], records: Mapping[str, Calibration]) -> dict[str, Any]:
-    """``meta`` with these drawn-channel records (replacing those of the same precisions)."""
-    return _with_records(meta, DRAWN, "drawn", records)
+def serve(records: Records, precision: str) -> dict[Channel, Calibration]:
+    """Each channel's record for ``precision`` as the service serves it: the one fitted on that
+    channel's reviewed audits where there is one, else the validation mix's. Empty when any channel
+    lacks a validation record for ``precision``: a reviewed record starts from its validation one
+    (temperature, reason rule), and a channel without a record has no promise to serve."""
+    validation, reviewed = records["validation"], records["reviewed"]
+    if any(precision not in validation[channel] for channel in CHANNELS):
+        return {}
+    return {channel: reviewed[channel].get(precision, validation[channel][precision]) for channel in CHANNELS}
 
 
-def with_reviewed_calibrations(meta: dict[str, Any], records: Mapping[str, Calibration],
-                               channel: Channel = "file") -> dict[str, Any]:
-    """``meta`` with these records fitted on ``channel``'s reviewed audits beside the validation mix's
-    (replacing those of the same precisions)."""
-    return _with_records(meta, REVIEWED_KEYS[channel], channel, records)
+def served(meta: Mapping[str, Any], precision: str) -> dict[Channel, Calibration]:
+    """:func:`serve` on ``meta``'s records."""
+    return serve(read_records(meta), precision)
 
 
-def _with_records(meta: dict[str, Any], key: str, channel: Channel, records: Mapping[str, Calibration]) -> dict[str, Any]:
-    """``meta`` with ``channel``'s ``records`` merged into those under ``key`` (by precision)."""
-    if any(record.channel != channel for record in records.values()):
-        raise ValueError(f"a record of another channel filed under {key}")
-    merged = {**_records(meta.get(key, {}), key, channel), **records}
-    return {**meta, key: {precision: record.to_dict() for precision, record in sorted(merged.items())}}
+def served_precisions(meta: Mapping[str, Any]) -> dict[str, dict[Channel, Calibration]]:
+    """Every precision the service may run ``meta``'s checkpoint in, with each channel's record."""
+    records = read_records(meta)
+    precisions = sorted({precision for by_precision in records["validation"].values() for precision in by_precision})
+    return {precision: channels for precision in precisions if (channels := serve(records, precision))}
+
+
+def _mapping(raw: Any, where: str, allowed: tuple[str, ...] | None = None) -> dict[Any, Any]:
+    """``raw`` as a mapping whose keys are all in ``allowed`` (any, when None); ValueError naming ``where``."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where} is not a mapping")
+    unknown = [key for key in raw if allowed is not None and key not in allowed]
+    if unknown:
+        raise ValueError(f"{where} has unknown keys {sorted(map(str, unknown))} (one of {', '.join(allowed or ())})")
+    return raw
+
+
+def _check_place(record: Calibration, fitted_on: str, channel: str, precision: str) -> None:
+    """A record filed under ``fitted_on``/``channel``/``precision`` must be that place's: its own
+    channel and precision, and labels from reviewed audits (``provenance``) exactly when filed as
+    ``reviewed``."""
+    where = f"{KEY}.{fitted_on}.{channel}.{precision}"
+    if fitted_on not in FITTED_ON or channel not in CHANNELS:
+        raise ValueError(f"{where}: no such place (fitted on {' or '.join(FITTED_ON)}; channel {' or '.join(CHANNELS)})")
+    if record.channel != channel:
+        raise ValueError(f"{where}: a record of the {record.channel} channel is filed under {channel}")
+    if record.precision != precision:
+        raise ValueError(f"{where}: a {record.precision} record is filed under {precision}")
+    if (record.provenance is not None) != (fitted_on == "reviewed"):
+        fitted = "reviewed audits" if record.provenance is not None else "the validation mix"
+        raise ValueError(f"{where}: a record fitted on {fitted} is filed under {fitted_on}")

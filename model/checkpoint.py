@@ -2,8 +2,9 @@
 
 ``bnn.safetensors`` holds the tensors; ``bnn.json`` beside it holds the architecture config,
 the sha256 of the weights file (so a truncated, corrupted or swapped weights file is caught
-before it is parsed), provenance, metrics and the calibrated threshold. Recalibration rewrites
-the JSON only.
+before it is parsed), provenance, metrics and the calibration records (``model/calibration.py``).
+Recalibration rewrites the JSON only. ``format_version`` 2 holds the records in one map; format 1
+(five keys) is refused here and rewritten by ``python -m model.migrate_records``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from model.data import sha256_file
 from model.network import BayesianNet, NetConfig
 from model.precision import Precision
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the calibration records in one map (model/calibration.py); 1: python -m model.migrate_records
 MAX_VERSION_LENGTH = 64  # what the review store keeps of a version (service/review/schema.py: String(64))
 
 
@@ -59,6 +60,9 @@ def read_metadata(weights: Path) -> dict[str, Any]:
         meta = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CheckpointError(f"{path}: metadata is not valid JSON ({error})") from error
+    if isinstance(meta, dict) and meta.get("format_version") == 1:
+        raise CheckpointError(f"{path}: format-1 metadata (its calibration records under the old keys): rewrite it "
+                              f"with python -m model.migrate_records {path}")
     if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: not a format-{FORMAT_VERSION} checkpoint metadata file")
     for key in ("config", "weights_sha256"):

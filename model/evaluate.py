@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from model.calibration import Calibration, Channel, served_calibrations, served_channels
+from model.calibration import Calibration, Channel, served
 from model.checkpoint import as_served, load_checkpoint, read_metadata, write_metadata
 from model.data import DEFAULT_CACHE, Mnist, Split
 from model.mnist import load_fashion_test, load_mnist
@@ -258,14 +258,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     torch.manual_seed(args.seed)
     loaded, meta = load_checkpoint(args.checkpoint)
-    record = served_calibrations(meta).get(args.precision)  # the one the service would use
-    if record is None and args.precision != "float32":
-        print(f"the checkpoint has no {args.precision} calibration record: run python -m model.calibrate first")
+    channels = served(meta, args.precision)  # each channel's rule, as the service would serve them; {}: none
+    if not channels and args.precision != "float32":
+        print(f"the checkpoint has no {args.precision} calibration record for every channel: run python -m "
+              "model.calibrate first")
         return 2
+    record = channels.get("file")  # the arrays and the test split are files
     net = as_served(loaded, record, args.precision).to(args.device)  # the trunk's precision, its temperature
     calibration = record.to_dict() if record is not None else None
     samples = args.samples or (calibration["samples"] if calibration else DEFAULT_SAMPLES)
-    channels = served_channels(meta, record.precision) if record is not None else {}  # each channel's rule
     if args.reviewed is not None:
         return reviewed_main(net, channels, args.reviewed, samples, args.out)
     mnist = load_mnist(args.data_dir, args.cache_dir)

@@ -48,6 +48,8 @@ from model.scoring import predict_images
 
 HELD_OUT_SHARE = 0.3  # of the items that are not audits, by a hash of their id (audits are all held out)
 TOKEN_ENV = "BNN_REVIEW_TOKEN"  # a reviewer's token, to read the export from a running service
+# each channel's audits in the report: its key (the file channel's the first, before channels) and what they are
+AUDIT_SECTIONS: dict[Channel, tuple[str, str]] = {"file": ("audits", "files"), "drawn": ("drawn_audits", "drawings")}
 
 
 @dataclass(frozen=True)
@@ -208,7 +210,7 @@ def reviewed_report(net: BayesianNet, rules: Mapping[Channel, Calibration], revi
     return {
         "items": len(reviewed), "unreadable": reviewed.labels.count("unreadable"),
         "served_models": sorted(set(reviewed.model_versions)), "samples": samples, "alpha": rules["file"].alpha,
-        "audits": audits("file"), "drawn_audits": audits("drawn"),
+        **{key: audits(channel) for channel, (key, _) in AUDIT_SECTIONS.items()},
         "referred_digits": {"n": len(digits), "checkpoint_accepts": len(kept) / len(digits) if digits else None,
                             "accuracy_of_accepted": (sum(label == str(mine) for label, mine in kept) / len(kept)
                                                      if kept else None),
@@ -236,8 +238,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "| what | n | value | 95 % interval |",
         "|---|---:|---:|---|",
-        *audit_rows("audits", "files"),
-        *audit_rows("drawn_audits", "drawings"),
+        *(row for key, what in AUDIT_SECTIONS.values() for row in audit_rows(key, what)),
         f"| referred digits this checkpoint accepts | {report['referred_digits']['n']} | "
         f"{share(report['referred_digits']['checkpoint_accepts'])} | |",
         f"| … accuracy of those | | {share(report['referred_digits']['accuracy_of_accepted'])} | |",

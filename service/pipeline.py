@@ -127,15 +127,13 @@ class Inference:
         """The live model's facts as gauges, and a line in the log."""
         predictor = self.predictor
         self.metrics.publish_model(predictor.model_version, predictor.rule.threshold, predictor.expected_referral_rate,
-                                   self.auditor.fraction, predictor.calibration.alpha if predictor.calibration else None,
-                                   precision=predictor.precision.precision, runtime=RUNTIME,
-                                   drawn_accepted_error_target=predictor.drawn_calibration.alpha
-                                   if predictor.drawn_calibration else None)
-        drawn = predictor.rules["drawn"]
-        log.info("model %s live, threshold %.4g nats for files and %.4g for drawings (calibrated on %s), familiar "
-                 "mass %s and %s, N=%d, precision %s (runtime %s; %s)", predictor.model_version,
-                 predictor.rule.threshold, drawn.threshold, self.calibrated_on, predictor.rule.familiar_mass,
-                 drawn.familiar_mass, predictor.default_samples, predictor.precision.precision, RUNTIME,
+                                   self.auditor.fraction,
+                                   {channel: record.alpha for channel, record in predictor.calibrations.items()},
+                                   precision=predictor.precision.precision, runtime=RUNTIME)
+        rules = "; ".join(f"{channel}: threshold {rule.threshold:.4g} nats, familiar mass {rule.familiar_mass}"
+                          for channel, rule in predictor.rules.items())
+        log.info("model %s live (%s; calibrated on %s), N=%d, precision %s (runtime %s; %s)", predictor.model_version,
+                 rules, self.calibrated_on, predictor.default_samples, predictor.precision.precision, RUNTIME,
                  predictor.precision.note)
 
     def swap(self, models: ModelSet) -> None:
@@ -177,9 +175,11 @@ class Inference:
         """What the refer rules in force were fitted on: ``reviewed audits`` (with how many) or the
         validation mix; each channel's when they differ."""
         predictor = self.predictor
-        files = _fitted_on(predictor.calibration, predictor.rule)
-        drawings = _fitted_on(predictor.drawn_calibration, predictor.rules["drawn"])
-        return files if drawings == files else f"files: {files}; drawings: {drawings}"
+        fitted = {channel: _fitted_on(predictor.calibrations.get(channel), rule)
+                  for channel, rule in predictor.rules.items()}
+        if len(set(fitted.values())) == 1:
+            return next(iter(fitted.values()))
+        return "; ".join(f"{channel}: {on}" for channel, on in fitted.items())
 
     def run_pass(self, items: list[Opened | Prepared], options: PassOptions) -> list[Outcome]:
         """One pass: decode what was left to it (small images: decoded here, a pass's worth at once),

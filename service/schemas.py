@@ -156,6 +156,11 @@ class AcceptedErrorOut(BaseModel):
                                              "most this often; broken with confidence when lower > target")
 
 
+# each channel's live accepted error in ReviewStatsOut, under its public field (the file channel's: the one
+# from before channels)
+ACCEPTED_ERROR_FIELDS: dict[Channel, str] = {"file": "accepted_error", "drawn": "drawn_accepted_error"}
+
+
 class ReviewStatsOut(BaseModel):
     reviewer: str = Field(description="who is asking")
     waiting: dict[str, int] = Field(description="items free to claim, by reason")

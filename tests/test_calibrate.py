@@ -3,13 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from model.calibrate import (
-    CalibrationError,
-    clopper_pearson_upper,
-    draws_seed,
-    guarantee_threshold,
-    referral_rate_threshold,
-)
+from model.calibrate import draws_seed
+from model.fitting.guarantee import CalibrationError, clopper_pearson_upper, guarantee_threshold, referral_rate_threshold
 
 
 def test_clopper_pearson_zero_errors_matches_closed_form():
@@ -81,16 +76,15 @@ def test_the_calibration_record_round_trips_and_rejects_unknown_keys():
     assert Calibration.from_dict(record.to_dict()) == record
     old = {k: v for k, v in record.to_dict().items() if k not in ("familiar_mass", "reason_fit")}
     assert Calibration.from_dict(old).familiar_mass is None  # metadata written before the reason rule
-    retired = {**record.to_dict(), "unfamiliar_threshold": None, "unfamiliar_budget": None}
-    assert Calibration.from_dict(retired) == record  # metadata that named the retired signal, unused
-    with pytest.raises(ValueError, match="second 'unfamiliar' signal"):
-        Calibration.from_dict({**record.to_dict(), "unfamiliar_threshold": 3.0, "unfamiliar_budget": 0.01})
     with pytest.raises(ValueError, match="unknown calibration keys"):
         Calibration.from_dict({**record.to_dict(), "surprise": 1})
+    # the retired second signal is read by the migration only (tests/test_migrate_records.py)
+    with pytest.raises(ValueError, match=r"unknown calibration keys: \['unfamiliar_budget', 'unfamiliar_threshold'\]"):
+        Calibration.from_dict({**record.to_dict(), "unfamiliar_threshold": None, "unfamiliar_budget": None})
 
 
 def test_familiar_mass_separates_referred_digits_from_referred_non_digits():
-    from model.calibrate import MASS_GRID, familiar_mass
+    from model.fitting.guarantee import MASS_GRID, familiar_mass
     from model.refer_rule import top_two_mass
 
     rng = np.random.default_rng(0)
@@ -119,10 +113,10 @@ def test_each_channel_is_fitted_on_its_own_part_of_the_mix_at_its_alpha():
     """The validation mix splits into the file channel (uploads, PNG files) and the drawn channel (pen
     drawings); each record is fitted on its part alone, at its channel's alpha, and says so."""
     from harness.inputs import SHIPPED, load_digit, mnist_fixtures
-    from model.calibrate import CalibrationRequest, fit_refer_rules, mix_channels, with_channel_records
-    from model.calibration import drawn_calibrations, served_channels
+    from model.calibration import empty_records, read_records, served
     from model.checkpoint import load_checkpoint
     from model.data import Split
+    from model.fitting.validation import CalibrationRequest, fit_refer_rules, mix_channels, with_fits
 
     digits = [(load_digit(path), label) for path, label in mnist_fixtures()]
     n = len(digits)
@@ -146,42 +140,12 @@ def test_each_channel_is_fitted_on_its_own_part_of_the_mix_at_its_alpha():
         assert record.validation_size == len(channels[channel].split.labels)
     assert fit.records["file"].validation_accepted_accuracy == 1.0  # the fixtures are read right
     assert fit.records["drawn"].validation_accepted_accuracy == 0.0  # ... and every "drawing" wrong
-    meta = with_channel_records({}, {"float32": fit})
-    assert served_channels(meta, "float32") == fit.records and set(drawn_calibrations(meta)) == {"float32"}
+    meta = with_fits({}, {"float32": fit})
+    assert served(meta, "float32") == fit.records
+    assert read_records(meta) == {"validation": {channel: {"float32": fit.records[channel]} for channel in fit.records},
+                                  "reviewed": {"file": {}, "drawn": {}}}
 
     refused = fit_refer_rules(net, Split(images, labels), CalibrationRequest(samples=8), channels, None, "",
                               ("float32",), seed=0, temperature=False)["float32"]  # 2 * n files certify nothing
     assert refused.records == {} and refused.refused is not None and refused.refused.startswith("file channel")
-    assert with_channel_records({}, {"float32": refused}) == {"calibrations": {}, "drawn_calibrations": {}}
-
-
-def test_each_channel_is_served_its_own_record_and_its_own_reviewed_one():
-    from dataclasses import replace
-
-    from model.calibration import (
-        served_channels,
-        with_calibrations,
-        with_drawn_calibrations,
-        with_reviewed_calibrations,
-    )
-
-    file = guarantee_threshold(np.linspace(0, 1, 5000), np.ones(5000, bool), alpha=0.01, grid=np.linspace(0.01, 1, 10))
-    drawn = replace(file, threshold=0.05, alpha=0.004, channel="drawn")
-    meta = with_drawn_calibrations(with_calibrations({}, {"float32": file}), {"float32": drawn})
-    assert served_channels(meta, "float32") == {"file": file, "drawn": drawn}
-    assert served_channels(meta, "bfloat16") == {}
-    assert served_channels(with_calibrations({}, {"float32": file}), "float32") == {"file": file, "drawn": file}  # older
-    reviewed = replace(file, threshold=0.2, provenance={"source": "export"})
-    meta = with_reviewed_calibrations(meta, {"float32": reviewed})
-    assert served_channels(meta, "float32") == {"file": reviewed, "drawn": drawn}  # files' audits judge files only
-    reviewed_drawn = replace(drawn, threshold=0.07, provenance={"source": "export"})
-    meta = with_reviewed_calibrations(meta, {"float32": reviewed_drawn}, "drawn")
-    assert served_channels(meta, "float32") == {"file": reviewed, "drawn": reviewed_drawn}
-    with pytest.raises(ValueError, match="another channel"):
-        with_reviewed_calibrations(meta, {"float32": reviewed}, "drawn")
-    with pytest.raises(ValueError, match="another channel"):
-        with_drawn_calibrations({}, {"float32": file})
-    with pytest.raises(ValueError, match="another channel"):
-        with_calibrations({}, {"float32": drawn})
-    with pytest.raises(ValueError, match="record of the file channel is filed under drawn_calibrations"):
-        served_channels({**meta, "drawn_calibrations": {"float32": file.to_dict()}}, "float32")
+    assert read_records(with_fits({}, {"float32": refused})) == empty_records()  # a refused fit adds nothing

@@ -14,7 +14,7 @@ def saved(tmp_path):
     torch.manual_seed(0)
     net = BayesianNet(SMALL)
     path = tmp_path / "bnn.safetensors"
-    save_checkpoint(net, path, {"name": "tiny", "calibration": None})
+    save_checkpoint(net, path, {"name": "tiny"})
     return net, path
 
 
@@ -65,6 +65,18 @@ def test_garbage_metadata_is_refused(saved):
     _, path = saved
     metadata_path(path).write_text("{not json")
     with pytest.raises(CheckpointError, match="not valid JSON"):
+        load_checkpoint(path)
+
+
+def test_format_1_metadata_is_refused_naming_the_migration(saved):
+    _, path = saved
+    meta = json.loads(metadata_path(path).read_text())
+    assert meta["format_version"] == 2
+    metadata_path(path).write_text(json.dumps({**meta, "format_version": 1}))
+    with pytest.raises(CheckpointError, match=r"format-1 metadata .* python -m model\.migrate_records "):
+        load_checkpoint(path)
+    metadata_path(path).write_text(json.dumps({**meta, "format_version": 3}))
+    with pytest.raises(CheckpointError, match="not a format-2 checkpoint metadata file"):
         load_checkpoint(path)
 
 

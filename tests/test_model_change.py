@@ -139,8 +139,8 @@ def test_promote_then_rollback_and_the_answers_and_metrics_name_each_version(cli
 def test_shadow_answers_never_reach_the_client(tmp_path, made):
     """A shadow that refers everything (threshold 0), on every answer: clients still get the live answers."""
     def refer_all(meta: dict[str, object]) -> None:
-        for key in ("calibrations", "drawn_calibrations"):  # every channel
-            for record in meta[key].values():  # type: ignore[attr-defined]
+        for by_precision in meta["calibrations"]["validation"].values():  # type: ignore[index]  # every channel
+            for record in by_precision.values():
                 record["threshold"] = 0.0
 
     referring = candidates.variant(tmp_path / "refers.safetensors", "head-refers-all", edit_meta=refer_all)
@@ -263,8 +263,8 @@ def test_a_shadow_from_the_environment_is_verified_and_confined_at_start(models,
 def test_the_labelled_audits_judge_both_models_on_the_same_images(tmp_path):
     """Every audit is shadowed and its shadow answer stored; labels then give both accepted errors."""
     def refer_all(meta: dict[str, object]) -> None:
-        for key in ("calibrations", "drawn_calibrations"):  # every channel
-            for record in meta[key].values():  # type: ignore[attr-defined]
+        for by_precision in meta["calibrations"]["validation"].values():  # type: ignore[index]  # every channel
+            for record in by_precision.values():
                 record["threshold"] = 0.0
 
     referring = candidates.variant(tmp_path / "refers.safetensors", "head-refers-all", edit_meta=refer_all)

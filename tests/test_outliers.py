@@ -64,9 +64,9 @@ def test_metadata_of_the_shipped_checkpoint_says_what_training_saw():
     mix = seen["selection_and_calibration"]  # what the temperature and the threshold were fitted on
     assert mix["uploads"] > 9_000 and mix["pen drawings"] > 9_000 and mix["plain PNG files"] > 9_000
     # each channel's record on its own part of that mix: files (uploads, PNG files) and drawings (pen drawings)
-    for key, alpha, size in (("calibrations", 0.002, mix["uploads"] + mix["plain PNG files"]),
-                             ("drawn_calibrations", 0.004, mix["pen drawings"])):
-        calibration = meta[key]["float32"]
+    for channel, alpha, size in (("file", 0.002, mix["uploads"] + mix["plain PNG files"]),
+                                 ("drawn", 0.004, mix["pen drawings"])):
+        calibration = meta["calibrations"]["validation"][channel]["float32"]
         assert mix["data"] in calibration["data"] and calibration["alpha"] == alpha
         assert calibration["validation_size"] == size
         assert 0.3 <= calibration["familiar_mass"] <= 1.0

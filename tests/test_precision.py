@@ -15,7 +15,7 @@ import torch
 from bench.predictive_pass import agreement
 from harness.inputs import SHIPPED, load_digit, mnist_fixtures
 from model import precision as precision_module
-from model.calibration import Calibration, calibrations, with_calibrations
+from model.calibration import CHANNELS, read_records, with_records
 from model.checkpoint import CheckpointError, load_checkpoint
 from model.data import to_input
 from model.precision import bf16_units, choose_precision, cpu_flags, trunk_precision
@@ -87,28 +87,34 @@ def test_the_vectorized_predictive_is_the_loop_of_n_in_bfloat16() -> None:
     assert z_max < 5 and z_share < 0.02 and entropy_gap < 0.1
 
 
-def copy_shipped(tmp_path: Path, keep: tuple[str, ...]) -> Path:
-    """The shipped checkpoint with only the calibration records of ``keep``."""
+def copy_shipped(tmp_path: Path, keep: tuple[str, ...], channels: tuple[str, ...] = CHANNELS) -> Path:
+    """The shipped checkpoint with only the calibration records of the precisions ``keep`` (of ``channels``)."""
     weights = tmp_path / "bnn.safetensors"
     shutil.copy(SHIPPED, weights)
     meta = json.loads(SHIPPED.with_suffix(".json").read_text())
-    meta["calibrations"] = {name: record for name, record in meta["calibrations"].items() if name in keep}
-    weights.with_suffix(".json").write_text(json.dumps(meta))
+    validation = read_records(meta)["validation"]
+    kept = {channel: {name: record for name, record in validation[channel].items()
+                      if name in keep or channel not in channels} for channel in CHANNELS}
+    weights.with_suffix(".json").write_text(json.dumps(with_records({**meta, "calibrations": {}}, "validation", kept)))
     return weights
 
 
 def test_the_shipped_checkpoint_serves_each_precision_with_its_own_record() -> None:
     meta = json.loads(SHIPPED.with_suffix(".json").read_text())
-    assert set(meta["calibrations"]) == {"float32", "bfloat16"} and "calibration" not in meta
-    # one temperature, fitted in float32 (make calibrate); the thresholds fitted in each precision
-    assert {record["temperature"] for record in meta["calibrations"].values()} == {meta["config"]["temperature"]}
+    validation = meta["calibrations"]["validation"]
+    assert {channel: set(by_precision) for channel, by_precision in validation.items()} == \
+        {channel: {"float32", "bfloat16"} for channel in CHANNELS}
+    # one temperature, fitted in float32 (make calibrate); the thresholds fitted in each precision and channel
+    assert {record["temperature"] for by_precision in validation.values() for record in by_precision.values()} == \
+        {meta["config"]["temperature"]}
     for name in ("float32", "bfloat16"):
-        record = meta["calibrations"][name]
         predictor = Predictor.from_checkpoint(SHIPPED, precision=name)
-        assert predictor.precision.precision == predictor.net.precision == name == record["precision"]
-        assert predictor.rule.threshold == record["threshold"]
-        assert predictor.rule.familiar_mass == record["familiar_mass"]
-        assert predictor.net.config.temperature == record["temperature"]
+        for channel in CHANNELS:
+            record = validation[channel][name]
+            assert predictor.precision.precision == predictor.net.precision == name == record["precision"]
+            assert predictor.rules[channel].threshold == record["threshold"]
+            assert predictor.rules[channel].familiar_mass == record["familiar_mass"]
+            assert predictor.net.config.temperature == record["temperature"]
 
 
 def test_a_precision_without_its_record_is_refused_or_falls_back(tmp_path: Path,
@@ -124,20 +130,10 @@ def test_a_precision_without_its_record_is_refused_or_falls_back(tmp_path: Path,
     only_bfloat16 = copy_shipped(tmp_path, ("bfloat16",))
     with pytest.raises(CheckpointError, match=r"no calibration record for float32 .*\(has: bfloat16\)"):
         Predictor.from_checkpoint(only_bfloat16, precision="float32")
-
-
-def test_an_older_single_record_is_the_float32_one() -> None:
-    record = {"mode": "guarantee", "threshold": 0.1, "samples": 100, "alpha": 0.002, "delta": 0.05,
-              "target_referral_rate": None, "validation_size": 10, "validation_coverage": 0.9,
-              "validation_accepted_accuracy": 1.0, "accepted_error_upper_bound": 0.001, "data": "mix"}
-    old = {"calibration": record}
-    assert list(calibrations(old)) == ["float32"] and calibrations(old)["float32"].threshold == 0.1
-    low = Calibration.from_dict({**record, "precision": "bfloat16", "threshold": 0.2})
-    merged = with_calibrations(old, {"bfloat16": low})
-    assert "calibration" not in merged and set(merged["calibrations"]) == {"float32", "bfloat16"}
-    assert calibrations(merged)["bfloat16"].threshold == 0.2
-    with pytest.raises(ValueError, match="a bfloat16 record is filed under float32"):
-        calibrations({"calibrations": {"float32": {**record, "precision": "bfloat16"}}})
+    # a precision lacking one channel's record is not served either: its drawings were promised nothing
+    no_drawn_bfloat16 = copy_shipped(tmp_path, ("float32",), channels=("drawn",))
+    with pytest.raises(CheckpointError, match=r"no calibration record for bfloat16 .*\(has: float32\)"):
+        Predictor.from_checkpoint(no_drawn_bfloat16, precision="bfloat16")
 
 
 def test_the_service_says_what_it_runs_and_refuses_what_it_cannot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

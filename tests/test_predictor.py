@@ -65,9 +65,15 @@ def test_a_checkpoint_without_calibration_needs_a_threshold(tmp_path):
     with pytest.raises(CheckpointError, match="no calibrated threshold"):
         Predictor.from_checkpoint(weights)
     assert Predictor.from_checkpoint(weights, threshold=0.7).rule == ReferRule(0.7, None)
-    meta["calibrations"] = {"float32": {"threshold": 1.0, "bogus": True}}
+    meta["calibrations"] = {"validation": {"file": {"float32": {"threshold": 1.0, "bogus": True}}}}
     weights.with_suffix(".json").write_text(json.dumps(meta))
-    with pytest.raises(CheckpointError, match="calibration record"):
+    with pytest.raises(CheckpointError, match=r"calibration record in its metadata is malformed \(unknown calibration "
+                                              r"keys: \['bogus'\]\)"):
+        Predictor.from_checkpoint(weights)
+    shipped = json.loads(SHIPPED.with_suffix(".json").read_text())["calibrations"]
+    meta["calibrations"] = {"validation": {"file": shipped["validation"]["file"]}}  # no drawn record: not served
+    weights.with_suffix(".json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=r"no calibrated threshold in its metadata for every channel \(file, drawn\)"):
         Predictor.from_checkpoint(weights)
 
 
@@ -92,3 +98,16 @@ def test_each_channel_is_judged_by_its_own_calibrated_rule(shipped):
     assert sum(d.refer for d in as_drawn) > sum(f.refer for f in as_files)  # some between the two thresholds
     overridden = Predictor.from_checkpoint(SHIPPED, threshold=0.123)
     assert overridden.rules["drawn"].threshold == overridden.rules["file"].threshold == 0.123
+
+
+def test_records_of_one_precision_fitted_at_different_temperatures_are_refused(tmp_path):
+    """One pass serves every channel, at one temperature: a drawn record fitted at another is a promise
+    the served net cannot keep."""
+    weights = tmp_path / "bnn.safetensors"
+    shutil.copy(SHIPPED, weights)
+    meta = json.loads(SHIPPED.with_suffix(".json").read_text())
+    meta["calibrations"]["validation"]["drawn"]["float32"]["temperature"] = 0.5
+    weights.with_suffix(".json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=r"the float32 records were fitted at different temperatures"):
+        Predictor.from_checkpoint(weights, precision="float32")
+    assert Predictor.from_checkpoint(weights, precision="bfloat16").net.config.temperature == 0.351293

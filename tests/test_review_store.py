@@ -137,7 +137,7 @@ def test_stats_against_a_hand_count(store_url: str) -> None:
 
     stats = run(scenario, store_url, clock)
     # audits: item1 right, item2 wrong (8 for 3), item3 wrong (not a digit, accepted), item4 unreadable (left out)
-    error = stats.accepted_error
+    error = stats.accepted_errors["file"]
     assert (error.audited, error.wrong, error.unreadable) == (3, 2, 1)
     assert error.ratio == pytest.approx(2 / 3)
     from scipy.stats import beta
@@ -167,9 +167,11 @@ def test_the_live_error_is_the_files_and_accepted_drawings_are_counted_apart(sto
         return await store.stats()
 
     stats = run(scenario, store_url)
-    error = stats.accepted_error
+    error = stats.accepted_errors["file"]
     assert (error.audited, error.wrong, error.drawn) == (2, 1, 2)  # both drawings wrong, neither counted
     assert error.ratio == pytest.approx(1 / 2)
+    drawn = stats.accepted_errors["drawn"]  # the drawings' own estimate, against their own promise
+    assert (drawn.audited, drawn.wrong, drawn.drawn, drawn.ratio) == (2, 2, 0, 1.0)
     assert stats.labelled["audit"] == {"3": 1, "8": 1, "9": 2}  # every label is still counted as a label
 
 
@@ -348,8 +350,8 @@ def test_a_schema_1_store_migrates_to_audits_of_all_traffic_keeping_its_items(st
         first, second, third = [await store.item(f"item000{n}") for n in (1, 2, 3)]
         stats = await store.stats()
         return ((first.refer, first.audit_fraction), (second.refer, second.audit_fraction),
-                (third.reason, third.refer, third.audit_fraction), stats.accepted_error.legacy,
-                stats.accepted_error.audited, stats.referrals["all"]["right"])
+                (third.reason, third.refer, third.audit_fraction), stats.accepted_errors["file"].legacy,
+                stats.accepted_errors["file"].audited, stats.referrals["all"]["right"])
 
     old, audit, new, legacy, audited, referred_right = run(scenario, store_url)
     assert old == (True, None) and audit == (False, None) and new == ("audit", True, 0.1)

@@ -16,7 +16,7 @@ import torch
 from harness.inputs import SHIPPED, load_digit, mnist_fixtures
 from model import calibrate, evaluate
 from model.binomial import clopper_pearson
-from model.calibration import REVIEWED, REVIEWED_DRAWN, drawn_calibrations, reviewed_calibrations, served_channels
+from model.calibration import read_records, served
 from model.checkpoint import as_served, load_checkpoint, read_metadata
 from model.reviewed import HELD_OUT_SHARE, parse_export, read_export, reviewed_report, split, uniform_audits
 from model.scoring import predict_images
@@ -59,19 +59,19 @@ def test_each_audit_is_judged_by_its_channels_rule(tmp_path: Path) -> None:
     """The same digit as a file and as a drawing: with the file threshold at its entropy and the drawn
     one below, the checkpoint accepts the file and refers the drawing."""
     net, meta = load_checkpoint(SHIPPED)
-    rules = served_channels(meta, "float32")
-    served = as_served(net, rules["file"], "float32")
+    rules = served(meta, "float32")
+    served_net = as_served(net, rules["file"], "float32")
     fixture, label = mnist_fixtures()[0]
     pixels = np.array(load_digit(fixture))
     torch.manual_seed(0)  # the draws the report makes below: both copies in one pass
-    as_file, as_drawing = predict_images(served, np.stack([pixels, pixels]), 50).entropy.tolist()
+    as_file, as_drawing = predict_images(served_net, np.stack([pixels, pixels]), 50).entropy.tolist()
     assert as_drawing > 0
     rules = {"file": replace(rules["file"], threshold=as_file), "drawn": replace(rules["drawn"], threshold=as_drawing / 2)}
     export = tmp_path / "two.ndjson"
     export.write_text(record(pixels, str(label), "audit", label, "a") + "\n"
                       + record(pixels, str(label), "audit", label, "b", channel="drawn") + "\n")
     torch.manual_seed(0)
-    report = reviewed_report(served, rules, read_export(export), 50)
+    report = reviewed_report(served_net, rules, read_export(export), 50)
     assert report["audits"]["checkpoint"]["n"] == 1 and report["audits"]["checkpoint_refers"] == 0
     assert report["drawn_audits"]["checkpoint"]["n"] == 0 and report["drawn_audits"]["checkpoint_refers"] == 1
     assert report["drawn_audits"]["served"]["n"] == 1  # its served answer was accepted: it counts
@@ -165,7 +165,7 @@ def test_recalibration_refuses_saying_how_many_more_audits_it_needs(tmp_path: Pa
     assert "100 audits with their fraction" in said.out
     assert "file channel: 100 labelled audits" in said.err and "at least 1497" in said.err and "1397 more" in said.err
     assert "drawn channel: 0 labelled audits" in said.err and "at least 748" in said.err  # its alpha: 0.4 %
-    assert REVIEWED not in read_metadata(checkpoint) and REVIEWED_DRAWN not in read_metadata(checkpoint)
+    assert read_records(read_metadata(checkpoint))["reviewed"] == {"file": {}, "drawn": {}}  # nothing written
 
 
 def test_recalibration_on_audits_is_recorded_with_provenance_and_served(tmp_path: Path) -> None:
@@ -175,18 +175,19 @@ def test_recalibration_on_audits_is_recorded_with_provenance_and_served(tmp_path
     export = audits_export(tmp_path / "audits.ndjson", 1600)
     assert calibrate.main(["--checkpoint", str(checkpoint), "--reviewed", str(export), "--precision", "float32",
                            "--samples", "20"]) == 0
-    record_ = reviewed_calibrations(read_metadata(checkpoint))["float32"]
+    record_ = read_records(read_metadata(checkpoint))["reviewed"]["file"]["float32"]
     provenance = record_.provenance or {}
     assert provenance["audits_used"] == 1600 == record_.validation_size and provenance["source"] == str(export)
     assert provenance["export_sha256"] == hashlib.sha256(export.read_bytes()).hexdigest()
     assert provenance["labelled_from"] == provenance["labelled_to"] == 1.8e9
-    shipped = read_metadata(SHIPPED)["calibrations"]["float32"]
+    shipped = read_metadata(SHIPPED)["calibrations"]["validation"]["file"]["float32"]
     assert record_.temperature == shipped["temperature"] and record_.familiar_mass == shipped["familiar_mass"]
     assert record_.accepted_error_upper_bound is not None and record_.accepted_error_upper_bound < 0.002
     served = Predictor.from_checkpoint(checkpoint, precision="float32")
-    assert served.calibration == record_ and served.threshold == record_.threshold
+    assert served.calibrations["file"] == record_ and served.threshold == record_.threshold
     # no drawn audits: the page's drawings keep the rule fitted on the validation mix's pen drawings
-    drawn = drawn_calibrations(read_metadata(checkpoint))["float32"]
+    drawn = read_records(read_metadata(checkpoint))["validation"]["drawn"]["float32"]
+    assert served.calibrations["drawn"] == drawn
     assert served.rules["drawn"].threshold == drawn.threshold != record_.threshold
 
 
@@ -200,11 +201,14 @@ def test_each_channel_is_recalibrated_on_its_own_audits_at_its_own_alpha(tmp_pat
     assert calibrate.main(["--checkpoint", str(checkpoint), "--reviewed", str(export), "--precision", "float32",
                            "--samples", "20"]) == 0
     meta = read_metadata(checkpoint)
-    file, drawn = reviewed_calibrations(meta)["float32"], reviewed_calibrations(meta, "drawn")["float32"]
+    reviewed = read_records(meta)["reviewed"]
+    file, drawn = reviewed["file"]["float32"], reviewed["drawn"]["float32"]
     assert (file.channel, file.validation_size, file.alpha) == ("file", 1600, 0.002)
     assert (drawn.channel, drawn.validation_size, drawn.alpha) == ("drawn", 800, 0.004)
     assert (drawn.provenance or {})["audits_used"] == 800
-    assert drawn.familiar_mass == drawn_calibrations(meta)["float32"].familiar_mass  # the drawn reason rule kept
+    validation = read_records(meta)["validation"]
+    assert drawn.familiar_mass == validation["drawn"]["float32"].familiar_mass  # the drawn reason rule kept
+    assert (drawn.temperature, file.temperature) == (validation["drawn"]["float32"].temperature,) * 2
     served = Predictor.from_checkpoint(checkpoint, precision="float32")
     assert served.rules["file"].threshold == file.threshold and served.rules["drawn"].threshold == drawn.threshold
     said = capsys.readouterr().out

@@ -9,7 +9,8 @@ import torch
 
 import model.train as train_module
 from harness.server import ROOT
-from model.checkpoint import load_checkpoint
+from model.calibration import Calibration, read_records, with_records
+from model.checkpoint import load_checkpoint, write_metadata
 from model.data import to_input
 from model.mnist import load_idx_mnist
 from model.network import BayesianNet, NetConfig
@@ -119,7 +120,7 @@ def test_temperature_scaling_never_raises_the_validation_ece(trained_tiny):
     from model.scoring import expected_calibration_error
 
     net, data = trained_tiny
-    from model.calibrate import with_temperature
+    from model.fitting.temperature import with_temperature
 
     tuned = with_temperature(net, data.validation, samples=8)
     assert tuned.config.temperature != 1.0
@@ -191,11 +192,18 @@ def test_refit_keeps_the_weights_and_the_training_record(tiny_idx_dir, capsys):
     assert not {"written_variants", "closing_shapes", "angular_pen", "mnist_train_angular_drawings"} & set(seen)
     assert not {"variants-train", "closing-train", "pen-closing-train", "angular-train"} & set(seen["seeds"])
     weights = {k: v.clone() for k, v in net.state_dict().items()}
+    reviewed = Calibration("guarantee", 0.2, 10, 0.002, 0.05, None, 1600, 0.9, 0.999, 0.001, "reviewed audits: x",
+                           provenance={"source": "x"})  # a rule fitted on audits: it states its own temperature
+    write_metadata(path, with_records(before, "reviewed", {"file": {"float32": reviewed}}))
     assert main([*common[:-2], "--refit", "--out", str(path)]) == 0  # its own architecture, not the CLI's default
     refitted, after = load_checkpoint(path)
     assert all(torch.equal(weights[k], v) for k, v in refitted.state_dict().items())
     assert after["training_data"] == before["training_data"] and after["metrics"]["history"] == before["metrics"]["history"]
     assert after["config"]["hidden"] == [16]
+    assert read_records(after)["reviewed"] == {"file": {"float32": reviewed}, "drawn": {}}  # kept by the refit
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["thresholds"] == {channel: {precision: record.threshold for precision, record in records.items()}
+                                     for channel, records in read_records(after)["validation"].items()}
 
 
 def test_the_trunk_can_be_set_from_the_command_line():

@@ -16,9 +16,9 @@ import torch
 from model.calibration import Calibration, Channel
 from model.checkpoint import as_served
 from model.fitting.guarantee import CalibrationError, guarantee_threshold, min_trials
+from model.fitting.validation import CalibrationRequest
 from model.network import BayesianNet
 from model.precision import Precision
-from model.fitting.validation import CalibrationRequest
 from model.reviewed import Reviewed
 from model.scoring import predict_images
 

@@ -24,12 +24,12 @@ from model.fitting.guarantee import (
     guarantee_threshold,
     referral_rate_threshold,
 )
+from model.fitting.temperature import with_temperature
 from model.network import BayesianNet
 from model.precision import Precision
 from model.predictive import DEFAULT_SAMPLES
 from model.refer_rule import ReferRule, top_two_mass
 from model.scoring import predict_images
-from model.fitting.temperature import with_temperature
 
 MIX_PARTS: dict[Channel, str] = {"file": "uploads and PNG files", "drawn": "pen drawings"}  # as records name them
 

@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from model.calibrate import Calibration, CalibrationError, guarantee_threshold
+from model.calibration import Calibration
 from model.data import Mnist, Split
+from model.fitting.guarantee import CalibrationError, guarantee_threshold
 from model.network import BayesianNet
 from model.refer_rule import ReferRule, top_two_mass
 from model.scoring import auroc, predict_images

@@ -9,6 +9,7 @@ and its candidates): ``file`` for what clients post, ``drawn`` for the page's pa
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -16,7 +17,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from model.calibration import Calibration, Channel, served_calibrations, served_channels
+from model.calibration import CHANNELS, Calibration, Channel, served_precisions
 from model.checkpoint import CheckpointError, as_served, load_checkpoint
 from model.data import to_input
 from model.network import BayesianNet
@@ -48,10 +49,10 @@ class Prediction:
 FLOAT32 = PrecisionChoice("float32", "float32 (not chosen: the default of a Predictor built directly)")
 
 
-def served_precision(choice: PrecisionChoice, requested: str, records: dict[str, Calibration],
+def served_precision(choice: PrecisionChoice, requested: str, records: Mapping[str, object],
                      overridden: bool) -> PrecisionChoice:
-    """The precision to serve: the choice, when the checkpoint has its calibration record (or the
-    threshold is overridden); else, when chosen automatically and float32 has one, float32 with the
+    """The precision to serve: the choice, when the checkpoint has its calibration records (or the
+    threshold is overridden); else, when chosen automatically and float32 has them, float32 with the
     reason. A precision asked for by name is never swapped: CheckpointError, naming what exists."""
     if overridden or choice.precision in records:
         return choice
@@ -63,23 +64,51 @@ def served_precision(choice: PrecisionChoice, requested: str, records: dict[str,
                           f"run make calibrate, or set BNN_PRECISION to one it has", "calibration")
 
 
+def served_records(meta: dict[str, Any], path: Path, precision: str,
+                   overridden: bool) -> tuple[PrecisionChoice, dict[Channel, Calibration]]:
+    """The precision to serve (``served_precision``) and each channel's record for it (a precision
+    without a record for every channel is not served; with an overridden threshold and no record
+    for the precision, float32's, for its temperature; none at all: empty). CheckpointError, check
+    ``calibration``, when the records are malformed, missing or not fitted at one temperature."""
+    try:
+        by_precision = served_precisions(meta)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: the calibration record in its metadata is malformed ({error})",
+                              "calibration") from None
+    if not overridden and not by_precision:
+        raise CheckpointError(f"{path}: no calibrated threshold in its metadata for every channel "
+                              f"({', '.join(CHANNELS)}); run python -m model.calibrate or set BNN_THRESHOLD",
+                              "calibration")
+    try:
+        choice = served_precision(choose_precision(precision), precision, by_precision, overridden)
+    except CheckpointError as error:
+        raise CheckpointError(f"{path}: {error}", "calibration") from None
+    calibrations = by_precision.get(choice.precision, by_precision.get("float32", {}))
+    temperatures = {record.temperature for record in calibrations.values()}
+    if len(temperatures) > 1:  # one pass serves every channel: at one temperature
+        raise CheckpointError(f"{path}: the {choice.precision} records were fitted at different temperatures "
+                              f"({', '.join(map(str, sorted(temperatures, key=str)))}); recalibrate", "calibration")
+    return choice, calibrations
+
+
 class Predictor:
-    def __init__(self, net: BayesianNet, rule: ReferRule, default_samples: int, model_version: str,
-                 calibration: Calibration | None = None, expected_referral_rate: float | None = None,
-                 precision: PrecisionChoice = FLOAT32, drawn_rule: ReferRule | None = None,
-                 drawn_calibration: Calibration | None = None):
+    def __init__(self, net: BayesianNet, rules: Mapping[Channel, ReferRule], default_samples: int, model_version: str,
+                 calibrations: Mapping[Channel, Calibration] | None = None,
+                 expected_referral_rate: float | None = None, precision: PrecisionChoice = FLOAT32):
         if net.precision != precision.precision:
             raise ValueError(f"the net runs its trunk in {net.precision}, not {precision.precision}")
+        if set(rules) != set(CHANNELS):
+            raise ValueError(f"a rule for each channel ({', '.join(CHANNELS)}), not for {', '.join(rules)}")
         self.net = net.eval()
-        # each channel's rule; without a drawn one, drawings are judged as files
-        self.rules: dict[Channel, ReferRule] = {"file": rule, "drawn": drawn_rule or rule}
+        self.rules: dict[Channel, ReferRule] = dict(rules)  # each channel's: what its answers are judged by
         self.default_samples = default_samples
         self.model_version = model_version
-        self.calibration = calibration  # the file channel's record
-        self.drawn_calibration = drawn_calibration or calibration  # the drawn channel's (what /readyz names)
+        # each channel's record (what /readyz and the review stats name); empty when the threshold is overridden
+        # on a checkpoint without records
+        self.calibrations: dict[Channel, Calibration] = dict(calibrations or {})
         self.precision = precision  # the conv trunk's, and why it was chosen
-        # the referral rate this rule gave on its calibration split: what monitoring compares the
-        # live rate with (None when unknown, e.g. an overridden threshold)
+        # the referral rate the file channel's rule gave on its calibration split: what monitoring compares the
+        # live rate of files with (None when unknown, e.g. an overridden threshold)
         self.expected_referral_rate = expected_referral_rate
 
     @property
@@ -95,9 +124,9 @@ class Predictor:
     def from_checkpoint(cls, path: Path, threshold: float | None = None, default_samples: int | None = None,
                         expected_referral_rate: float | None = None, precision: str = "float32") -> Predictor:
         """Load a checkpoint to run in ``precision`` (``auto``, ``float32`` or ``bfloat16``) with that
-        precision's calibration record: its temperature and refer rule, unless the threshold is
-        overridden. The expected referral rate is the record's unless given, and unknown when a
-        threshold is overridden."""
+        precision's calibration records: its temperature and each channel's refer rule, unless the
+        threshold is overridden. The expected referral rate is the file record's unless given, and
+        unknown when a threshold is overridden."""
         net, meta = load_checkpoint(path)
         return cls.from_loaded(net, meta, path, threshold, default_samples, expected_referral_rate, precision)
 
@@ -107,32 +136,17 @@ class Predictor:
                     precision: str = "float32") -> Predictor:
         """:meth:`from_checkpoint` for a checkpoint already loaded from ``path`` (named in errors,
         whose ``check`` is ``calibration``)."""
-        try:
-            records = served_calibrations(meta)
-            channels = {name: served_channels(meta, name) for name in records}
-        except (TypeError, ValueError) as error:
-            raise CheckpointError(f"{path}: the calibration record in its metadata is malformed ({error})",
-                                  "calibration") from None
-        if threshold is None and not records:
-            raise CheckpointError(f"{path}: no calibrated threshold in its metadata; run python -m model.calibrate "
-                                  "or set BNN_THRESHOLD", "calibration")
-        overridden = threshold is not None
-        try:
-            choice = served_precision(choose_precision(precision), precision, records, overridden)
-        except CheckpointError as error:
-            raise CheckpointError(f"{path}: {error}", "calibration") from None
-        calibration = records.get(choice.precision, records.get("float32"))
-        drawn = None if calibration is None else channels[calibration.precision]["drawn"]
-        net = as_served(net, calibration, choice.precision)
-        # no record: only an overridden threshold gets here (refused above otherwise); an overridden
-        # threshold holds for every channel
-        rule = ReferRule(cast(float, threshold)) if calibration is None else ReferRule.of(calibration, threshold)
-        drawn_rule = None if drawn is None else ReferRule.of(drawn, threshold)
-        if expected_referral_rate is None and not overridden and calibration is not None:
-            expected_referral_rate = round(1.0 - calibration.validation_coverage, 12)
-        samples = default_samples or (calibration.samples if calibration else DEFAULT_SAMPLES)
-        return cls(net, rule, samples, str(meta["model_version"]), calibration, expected_referral_rate, choice,
-                   drawn_rule, drawn)
+        choice, calibrations = served_records(meta, path, precision, threshold is not None)
+        file = calibrations.get("file")
+        net = as_served(net, file, choice.precision)
+        # no record: only an overridden threshold gets here (refused otherwise); an overridden threshold holds
+        # for every channel
+        rules = {channel: ReferRule(cast(float, threshold)) if channel not in calibrations
+                 else ReferRule.of(calibrations[channel], threshold) for channel in CHANNELS}
+        if expected_referral_rate is None and threshold is None and file is not None:
+            expected_referral_rate = round(1.0 - file.validation_coverage, 12)
+        samples = default_samples or (file.samples if file else DEFAULT_SAMPLES)
+        return cls(net, rules, samples, str(meta["model_version"]), calibrations, expected_referral_rate, choice)
 
     def predict(self, digits: list[np.ndarray], samples: int | None = None, spread: bool = False,
                 channel: Channel = "file") -> list[Prediction]:
@@ -164,3 +178,4 @@ class Predictor:
                 votes=votes, seen=seen,
             ))
         return predictions
+

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from model.calibration import Calibration, Channel
 from model.checkpoint import CheckpointError, load_checkpoint, metadata_path
 from service.inference.predictor import Predictor
 from service.settings import Settings
@@ -38,6 +39,8 @@ CHECKS = ("path", "file", "architecture", "calibration", "weights", "fixtures")
 # symlinks); not a regular file (a directory, a device such as /dev/zero that reads without end, a FIFO
 # that blocks, missing); over BNN_MAX_CHECKPOINT_BYTES
 PATH_RULES = ("nul", "models_dir", "regular_file", "size")
+# each channel's threshold in describe(), under the names the models page reads (the file channel's: "threshold")
+THRESHOLD_KEYS: dict[Channel, str] = {"file": "threshold", "drawn": "drawn_threshold"}
 
 
 class CandidateRefused(Exception):
@@ -67,7 +70,7 @@ class HeldModel:
         predictor = self.predictor
         return {"model_version": self.version, "path": str(self.path), "sha256": self.digest,
                 "loaded_at": self.loaded_at, "precision": predictor.precision.precision,
-                "threshold": predictor.rule.threshold, "drawn_threshold": predictor.rules["drawn"].threshold,
+                **{THRESHOLD_KEYS[channel]: rule.threshold for channel, rule in predictor.rules.items()},
                 "samples": predictor.default_samples, **self.provenance}
 
 
@@ -164,15 +167,26 @@ def size_cap(resolved: Path, settings: Settings) -> int | None:
 
 
 def provenance(meta: dict[str, Any], predictor: Predictor) -> dict[str, Any]:
-    calibration = predictor.calibration
     return {
         "name": meta.get("name"), "git_commit": meta.get("git_commit"), "epochs": meta.get("epochs"),
         "fine_tune": {key: meta["fine_tune"].get(key) for key in ("parent", "epochs", "lr")}
         if isinstance(meta.get("fine_tune"), dict) else None,
-        "calibration": None if calibration is None else {
-            "data": calibration.data, "alpha": calibration.alpha, "source":
-                "reviewed audits" if calibration.provenance is not None else "validation mix"},
+        "calibration": calibration_summary(predictor.calibrations),
     }
+
+
+def calibration_summary(calibrations: dict[Channel, Calibration]) -> dict[str, Any] | None:
+    """What each channel's rule was fitted on and promises, and the source of them all (``source``: what
+    the models page shows; each channel's when they differ). None: no record (BNN_THRESHOLD alone)."""
+    if not calibrations:
+        return None
+    channels = {channel: {"data": record.data, "alpha": record.alpha,
+                          "source": "reviewed audits" if record.provenance is not None else "validation mix"}
+                for channel, record in calibrations.items()}
+    sources = {summary["source"] for summary in channels.values()}
+    source = sources.pop() if len(sources) == 1 else "; ".join(f"{channel}: {summary['source']}"
+                                                                for channel, summary in channels.items())
+    return {"source": source, "channels": channels}
 
 
 def known_digits(path: Path = KNOWN_DIGITS) -> tuple[list[np.ndarray], list[int]]:

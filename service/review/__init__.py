@@ -6,5 +6,6 @@ the same SQLAlchemy Core statements, the dialect's differences in ``schema.engin
 ``queue.py`` (the write-behind buffer that keeps the store off the prediction's path), ``bounds.py``
 (what that buffer admits: items, bytes, one source's share),
 ``access.py`` (reviewer tokens), ``live.py`` (the arithmetic of the labels: the accepted error
-and its Clopper-Pearson interval, what the referrals cost).
+and its Clopper-Pearson interval, what the referrals cost), ``stats.py`` (the store's counts added
+up: where the queue stands, each channel's live accepted error).
 """

@@ -194,17 +194,7 @@ class ReviewQueue:
         for reason, count in stats.waiting.items():
             m.review_waiting.labels(reason=reason).set(count)
         m.review_claimed.set(stats.claimed)
-        accepted = stats.accepted_error
-        m.audited.set(accepted.audited)
-        m.audited_wrong.set(accepted.wrong)
-        m.audited_error.set(float("nan") if accepted.ratio is None else accepted.ratio)
-        m.audited_error_lower.set(accepted.lower)
-        m.audited_error_upper.set(accepted.upper)
-        drawn = stats.drawn_accepted_error
-        m.drawn_audited.set(drawn.audited)
-        m.drawn_audited_error.set(float("nan") if drawn.ratio is None else drawn.ratio)
-        m.drawn_audited_error_lower.set(drawn.lower)
-        m.drawn_audited_error_upper.set(drawn.upper)
+        m.publish_accepted_errors(stats.accepted_errors)
         return stats
 
     # -- the prediction's side: no I/O --------------------------------------------------------

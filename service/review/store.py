@@ -24,7 +24,7 @@ import json
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import BigInteger, and_, bindparam, case, delete, func, literal, or_, select, update
@@ -33,8 +33,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.errors import ItemConflict, ItemNotFound
-from service.review.live import LABELS, OUTCOMES, REASONS, AcceptedError, ShadowOnAudits, accepted_strata, outcome
+from service.review.live import LABELS, REASONS, AcceptedError, ShadowOnAudits, accepted_strata
 from service.review.schema import engine_for, images, items, migrate
+from service.review.stats import Stats, tally
 
 SECONDS_PER_DAY = 86_400.0
 ID_CHUNK = 10_000  # ids in one IN (...): asyncpg and SQLite take at most 32,767 parameters in a statement
@@ -113,24 +114,6 @@ class RetentionPolicy:
 
 
 CAUSES = ("age", "source", "rows", "bytes")  # why retention drops an item, in the order each pass applies them
-
-
-@dataclass
-class Stats:
-    """Where the queue stands and what its labels say (``GET /review/stats``)."""
-
-    waiting: dict[str, int]  # by reason: free to claim (an audit that was referred too counts as an audit)
-    claimed: int  # held by a reviewer, lease running
-    labelled: dict[str, dict[str, int]]  # by reason, then label
-    done_today: dict[str, int]  # labels since 00:00 UTC, by reviewer
-    agreement: float | None  # share of labelled items (unreadable left out) whose label is the answer's class
-    accepted_error: AcceptedError  # from the audit labels of files (the file channel's promise)
-    referrals: dict[str, dict[str, int]]  # by refer_reason (and "all"): right / wrong / not_a_digit / unreadable
-    stored_items: int
-    stored_bytes: int
-    # from the audit labels of drawings on the page's pad (the drawn channel's promise)
-    drawn_accepted_error: AcceptedError = field(default_factory=lambda: AcceptedError.of(0, 0))
-    generated: float = field(default_factory=time.time)
 
 
 ITEM_COLUMNS = (items.c.id, items.c.reason, items.c.refer_reason, items.c.predicted, items.c.entropy, items.c.answer,
@@ -325,6 +308,7 @@ class ReviewStore:
         return _item(row)
 
     async def stats(self) -> Stats:
+        """The queue's state and what its labels say (``stats.py``), from one snapshot."""
         now = self.clock()
         day_start = now - now % SECONDS_PER_DAY
         held = and_(items.c.label.is_(None), items.c.lease_expires > now).label("held")
@@ -340,50 +324,7 @@ class ReviewStore:
             today: dict[str, int] = dict((await connection.execute(
                 select(items.c.labelled_by, func.count()).where(items.c.labelled_at >= day_start)
                 .group_by(items.c.labelled_by))).all())
-        waiting = dict.fromkeys(REASONS, 0)
-        claimed = stored_items = stored_bytes = 0
-        labelled_rows = []
-        for reason, refer, fraction, refer_reason, predicted, label, channel, is_held, count, size in groups:
-            stored_items += count
-            stored_bytes += int(size)
-            if label is not None:
-                labelled_rows.append((reason, bool(refer), fraction, refer_reason, predicted, label, channel, count))
-            elif is_held:
-                claimed += count
-            else:
-                waiting[reason] = waiting.get(reason, 0) + count
-        labelled: dict[str, dict[str, int]] = {reason: {} for reason in REASONS}
-        referrals: dict[str, dict[str, int]] = {}
-        # accepted audits by channel, then draw fraction: (wrong, audited); each channel has its own promise
-        strata: dict[str, dict[float, tuple[int, int]]] = {"file": {}, "drawn": {}}
-        unreadable = {"file": 0, "drawn": 0}
-        legacy = agreed = judged = 0
-        for reason, refer, fraction, refer_reason, predicted, label, channel, count in labelled_rows:
-            labelled.setdefault(reason, {})[label] = labelled[reason].get(label, 0) + count
-            result = outcome(label, predicted)
-            if result != "unreadable":
-                judged += count
-                agreed += count if result == "right" else 0
-            if reason == "audit" and not refer:  # the live accepted error, each channel's apart
-                at = "drawn" if channel == "drawn" else "file"  # items stored before channels: files
-                if result == "unreadable":
-                    unreadable[at] += count
-                elif fraction is None:
-                    legacy += count  # only files were stored before audits kept their fraction
-                else:
-                    wrong, audited = strata[at].get(fraction, (0, 0))
-                    strata[at][fraction] = (wrong + (0 if result == "right" else count), audited + count)
-            if refer:  # what referrals were: every referred item, audited or not
-                for key in (refer_reason or "uncertain", "all"):
-                    bucket = referrals.setdefault(key, dict.fromkeys(OUTCOMES, 0))
-                    bucket[result] += count
-        drawn_accepted = AcceptedError.weighted(strata["drawn"], unreadable["drawn"])
-        return Stats(waiting=waiting, claimed=claimed, labelled=labelled, done_today=today,
-                     agreement=agreed / judged if judged else None,
-                     accepted_error=AcceptedError.weighted(strata["file"], unreadable["file"], legacy,
-                                                           drawn_accepted.audited + drawn_accepted.unreadable),
-                     drawn_accepted_error=drawn_accepted, referrals=referrals,
-                     stored_items=stored_items, stored_bytes=stored_bytes, generated=now)
+        return tally(groups, today, now)
 
     async def export_page(self, since: float, after: tuple[float, str] | None, limit: int) -> list[dict[str, Any]]:
         """Labelled items with ``labelled_at >= since``, in (labelled_at, id) order, after the key ``after``."""

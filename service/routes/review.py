@@ -32,7 +32,15 @@ from service.review.live import AcceptedError, outcome
 from service.review.queue import ReviewQueue
 from service.review.store import Item, ItemConflict, ItemNotFound
 from service.routes.page import STATIC
-from service.schemas import AcceptedErrorOut, ErrorOut, ItemLinks, LabelIn, ReviewItemOut, ReviewStatsOut
+from service.schemas import (
+    ACCEPTED_ERROR_FIELDS,
+    AcceptedErrorOut,
+    ErrorOut,
+    ItemLinks,
+    LabelIn,
+    ReviewItemOut,
+    ReviewStatsOut,
+)
 
 log = logging.getLogger("service")
 BEARER = HTTPBearer(auto_error=False, scheme_name="reviewer token",
@@ -188,15 +196,13 @@ async def review_stats(request: Request, queue: Queue, who: Reviewer) -> ReviewS
     with store_errors():
         stats = await queue.store.stats()
     inference = request.app.state.inference
-    predictor = inference.predictor if inference is not None else None
-    files = predictor.calibration if predictor is not None else None
-    drawings = predictor.drawn_calibration if predictor is not None else None
+    calibrations = inference.predictor.calibrations if inference is not None else {}
+    errors = {ACCEPTED_ERROR_FIELDS[channel]: accepted_error_out(error, calibrations[channel].alpha
+                                                                if channel in calibrations else None)
+              for channel, error in stats.accepted_errors.items()}
     return ReviewStatsOut(
         reviewer=who, waiting=stats.waiting, claimed=stats.claimed, labelled=stats.labelled,
-        done_today=stats.done_today, agreement=stats.agreement, referrals=stats.referrals,
-        accepted_error=accepted_error_out(stats.accepted_error, files.alpha if files is not None else None),
-        drawn_accepted_error=accepted_error_out(stats.drawn_accepted_error,
-                                                drawings.alpha if drawings is not None else None),
+        done_today=stats.done_today, agreement=stats.agreement, referrals=stats.referrals, **errors,
         stored_items=stats.stored_items, stored_bytes=stats.stored_bytes, buffered=queue.backlog)
 
 
