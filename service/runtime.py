@@ -23,8 +23,10 @@ from service.lifecycle.held import CandidateRefused, ModelSet, load_verified
 from service.metrics import Metrics
 from service.pipeline import Inference
 from service.review.access import Reviewers, show_review_address
+from service.review.bounds import share_of
 from service.review.queue import ReviewQueue
 from service.review.schema import local_directory
+from service.review.store import SECONDS_PER_DAY, RetentionPolicy, ReviewStore
 from service.settings import Settings
 
 log = logging.getLogger("service")
@@ -39,6 +41,29 @@ def reviewers_for(settings: Settings) -> Reviewers:
     if settings.review:
         show_review_address(settings.host, settings.port, reviewers, local_directory(settings.review_db))
     return reviewers
+
+
+def retention_policy(settings: Settings) -> RetentionPolicy:
+    """What retention keeps: BNN_REVIEW_RETENTION_DAYS, BNN_REVIEW_MAX_ITEMS and _BYTES, and one source's
+    share of each (BNN_REVIEW_SOURCE_SHARE; 1: one source may hold every cap, no bound of its own)."""
+    share = settings.review_source_share
+    return RetentionPolicy(settings.review_retention_days * SECONDS_PER_DAY, settings.review_max_items,
+                           settings.review_max_bytes,
+                           source_max_items=share_of(share, settings.review_max_items) if share < 1 else None,
+                           source_max_bytes=share_of(share, settings.review_max_bytes) if share < 1 else None)
+
+
+def export_directory(settings: Settings) -> Path:
+    """BNN_REVIEW_EXPORT_DIR, else ``review-export`` beside the SQLite store (``data/`` for PostgreSQL)."""
+    return settings.review_export_dir or local_directory(settings.review_db) / "review-export"
+
+
+def review_queue(settings: Settings, metrics: Metrics) -> ReviewQueue:
+    """The review queue over BNN_REVIEW_DB, bounded as the settings say."""
+    return ReviewQueue(ReviewStore.open(settings.review_db), metrics, settings.review_buffer,
+                       retention_policy(settings), export_directory(settings), settings.review_retention_interval_s,
+                       buffer_bytes=settings.review_buffer_bytes, max_item_bytes=settings.review_max_item_bytes,
+                       source_share=settings.review_source_share, stats_interval_s=settings.review_stats_interval_s)
 
 
 def admins_for(settings: Settings) -> Reviewers | None:
@@ -99,7 +124,7 @@ def serving(settings: Settings, metrics: Metrics,
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         limit_threads(settings)
-        reviews = ReviewQueue.from_settings(settings, metrics) if settings.review else None
+        reviews = review_queue(settings, metrics) if settings.review else None
         inference = load_inference(settings, metrics, auditor, reviews)
         control = None
         with ExitStack() as cleanup:

@@ -17,10 +17,10 @@ import pytest
 from sqlalchemy import Column, Integer, MetaData, Table, select, update
 
 from service.review import store as store_module
-from service.review.queue import ReviewQueue
 from service.review.schema import MIGRATIONS, images, items
 from service.review.schema import metadata as schema_metadata
 from service.review.store import InvalidItem, ItemConflict, ItemNotFound, NewItem, RetentionPolicy, ReviewStore
+from service.runtime import retention_policy
 from service.settings import Settings
 
 T = TypeVar("T")
@@ -404,7 +404,7 @@ def test_a_batch_written_again_keeps_one_copy(store_url: str) -> None:
 
 def default_policy() -> RetentionPolicy:
     """The retention limits of a service started with no setting changed (``Settings()``)."""
-    return ReviewQueue.retention_policy(Settings())
+    return retention_policy(Settings())
 
 
 def test_retention_at_the_shipped_defaults_runs_and_keeps_everything(store_url: str) -> None:
@@ -443,7 +443,7 @@ def test_the_default_source_bound_past_2_to_the_31(store_url: str) -> None:
     """A per-source byte bound past 2**31 (a 32 GiB cap, two sources: each may keep half, 16 GiB) with
     items of 1 GiB, the store over its cap: the flooding source's running sum crosses its bound at its
     17th newest item, and its 14 oldest go by source; the other source's 4 stay."""
-    policy = ReviewQueue.retention_policy(Settings(review_max_bytes=32 * 2**30))
+    policy = retention_policy(Settings(review_max_bytes=32 * 2**30))
 
     async def scenario(store: ReviewStore) -> tuple[dict[str, int], int]:
         await store.add([replace(new_item(k), source="b" * 16) for k in range(4)]

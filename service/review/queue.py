@@ -26,16 +26,17 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
+from prometheus_client import Counter, Gauge
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 
+from model.calibration import Channel
 from service.inference.predictor import Prediction
-from service.metrics import Metrics
 from service.review.bounds import (
     DEFAULT_BUFFER_BYTES,
     DEFAULT_ITEM_BYTES,
@@ -43,13 +44,11 @@ from service.review.bounds import (
     DEFAULT_STATS_INTERVAL_S,
     BufferBudget,
     item_size,
-    share_of,
     source_key,
 )
 from service.review.export import ExportFailed, append_records, day_file, writable
-from service.review.schema import local_directory
+from service.review.live import AcceptedError
 from service.review.store import (
-    SECONDS_PER_DAY,
     InvalidItem,
     NewItem,
     RetentionPolicy,
@@ -57,7 +56,6 @@ from service.review.store import (
     Stats,
     row_problem,
 )
-from service.settings import Settings
 
 log = logging.getLogger("service")
 BATCH = 256  # most items in one insert
@@ -120,11 +118,28 @@ class Pending:
                        source=self.source)
 
 
+class QueueMetrics(Protocol):
+    """What the queue counts and publishes (``service/metrics.py``'s Metrics has each): named here, so that
+    the review queue needs nothing of the service above it."""
+
+    review_store_errors: Counter
+    review_store_up: Gauge
+    review_refused: Counter
+    review_enqueued: Counter
+    review_enqueue_failures: Counter
+    review_retention_passes: Counter
+    review_dropped: Counter
+    review_waiting: Gauge
+    review_claimed: Gauge
+
+    def publish_accepted_errors(self, errors: Mapping[Channel, AcceptedError]) -> None: ...
+
+
 class ReviewQueue:
     """The buffer and its writer. ``export_dir``: where labelled items go before retention drops them
     (None: labelled items are never dropped)."""
 
-    def __init__(self, store: ReviewStore, metrics: Metrics, buffer_max: int, retention: RetentionPolicy,
+    def __init__(self, store: ReviewStore, metrics: QueueMetrics, buffer_max: int, retention: RetentionPolicy,
                  export_dir: Path | None = None, retention_interval_s: float = 60.0,
                  clock: Callable[[], float] = time.time, *, buffer_bytes: int = DEFAULT_BUFFER_BYTES,
                  max_item_bytes: int = DEFAULT_ITEM_BYTES, source_share: float = DEFAULT_SOURCE_SHARE,
@@ -157,26 +172,6 @@ class ReviewQueue:
     @property
     def buffer_max(self) -> int:
         return self.budget.max_items
-
-    @staticmethod
-    def retention_policy(settings: Settings) -> RetentionPolicy:
-        share = settings.review_source_share  # 1: one source may hold every cap, no bound of its own
-        return RetentionPolicy(settings.review_retention_days * SECONDS_PER_DAY, settings.review_max_items,
-                               settings.review_max_bytes,
-                               source_max_items=share_of(share, settings.review_max_items) if share < 1 else None,
-                               source_max_bytes=share_of(share, settings.review_max_bytes) if share < 1 else None)
-
-    @staticmethod
-    def export_directory(settings: Settings) -> Path:
-        """BNN_REVIEW_EXPORT_DIR, else ``review-export`` beside the SQLite store (``data/`` for PostgreSQL)."""
-        return settings.review_export_dir or local_directory(settings.review_db) / "review-export"
-
-    @classmethod
-    def from_settings(cls, settings: Settings, metrics: Metrics) -> ReviewQueue:
-        return cls(ReviewStore.open(settings.review_db), metrics, settings.review_buffer,
-                   cls.retention_policy(settings), cls.export_directory(settings), settings.review_retention_interval_s,
-                   buffer_bytes=settings.review_buffer_bytes, max_item_bytes=settings.review_max_item_bytes,
-                   source_share=settings.review_source_share, stats_interval_s=settings.review_stats_interval_s)
 
     async def publish_stats(self, timeout_s: float = STATS_TIMEOUT_S) -> Stats | None:
         """Read the store's stats into the gauges (every ``stats_interval_s``, never on a scrape); None if the
