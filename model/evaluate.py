@@ -7,7 +7,7 @@ and referral rate (and whether its guarantee held), and out-of-distribution AURO
 Fashion-MNIST test by predictive entropy and by mutual information. Then what the service sees:
 the test digits as plain PNG files and as the calibration's mix (``model.report.served``), the
 upload families (``model.report.uploads``) and the drawing battery answered in process
-(``model.report.drawings``; ``python -m bench.drawn_digits`` draws the same on the real page).
+(``model.report.drawings``; ``python -m tools.drawn_digits`` draws the same on the real page).
 Never used for tuning. With ``--reviewed FILE``, only the review queue's labels instead
 (``model/reviewed.py``).
 """

@@ -1,7 +1,7 @@
 """The drawing battery's section of the report: digits, letters and doodles drawn on the page.
 
 :func:`tally` turns answers (what was drawn, the class, refer, the reason) into the tables the
-report and ``python -m model.drawn_digits`` (the same drawings through the real page in Chromium)
+report and ``python -m tools.drawn_digits`` (the same drawings through the real page in Chromium)
 print: per digit, accepted-and-right, read right, referred; accuracy of the accepted; per source;
 letters and doodles referred and said "unfamiliar". :func:`in_process` answers the drawings
 without a browser (drawn with ``model.synth.pen.draw``, as the canvas draws them) for ``model.evaluate``;

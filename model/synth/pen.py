@@ -14,7 +14,7 @@ of the second. This module turns any digit image into the strokes a hand would d
    joins, anti-aliased, on white) -> PNG bytes.
 
 Training draws MNIST *train* digits this way (``model.synth.pools``, seed 14); calibration MNIST
-*validation* (seed 15); the drawing battery (``model/drawn_digits.py``) draws MNIST *test*
+*validation* (seed 15); the drawing battery (``tools/drawn_digits.py``) draws MNIST *test*
 digits through the real page in Chromium, with its own seeds. Sources are split by MNIST split:
 no stroke path used for training is drawn in a report.
 """

@@ -1,7 +1,7 @@
 """The drawing battery through the real page: digits, letters and doodles drawn with the mouse on
 the try-it page in headless Chromium (Playwright), as a person draws them.
 
-    python -m model.drawn_digits [--digits 1000] [--repeats 4] [--seed 51] [--checkpoint PATH] [--out reports]
+    python -m tools.drawn_digits [--digits 1000] [--repeats 4] [--seed 51] [--checkpoint PATH] [--out reports]
 
 Starts the service (``python -m service``) on a free port with ``--checkpoint``, opens the page,
 and for each drawing of ``model.synth.drawing_battery.battery`` (seeded: MNIST *test* digits re-inked as
@@ -101,7 +101,7 @@ def through_the_page(url: str, drawings: list[Drawing], gallery_count: int) -> t
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m model.drawn_digits", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.drawn_digits", description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", type=Path, default=Path("checkpoints/bnn.safetensors"))
     parser.add_argument("--digits", type=int, default=1000, help="digit drawings (digit index %% 10)")
     parser.add_argument("--repeats", type=int, default=4, help="drawings of each letter and doodle")
