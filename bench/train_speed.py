@@ -8,7 +8,7 @@ Prints seconds per epoch and validation accuracy after the same number of epochs
 
     python -m bench.train_speed --steps 20
 
-instead times the shipped recipe's training step (``model.train.train_step``: 320 images, the
+instead times the shipped recipe's training step (``model.train_loop.train_step``: 320 images, the
 labelled digits and the outliers of one batch, forward, backward and Adam) with the conv trunk in
 float32 and under bfloat16 autocast, side by side (``model/precision.py``; on a CPU without
 bfloat16 units bfloat16 is emulated and slower).
@@ -31,8 +31,8 @@ from model.data import Mnist, to_input
 from model.mnist import load_mnist
 from model.network import PRESETS, BayesianNet, NetConfig
 from model.precision import PRECISIONS, Precision, bf16_units
-from model.train import evaluate_split, lr_at, train_step
 from model.train_config import TrainConfig
+from model.train_loop import evaluate_split, lr_at, train_step
 
 
 def train(net: BayesianNet, data: Mnist, config: TrainConfig, weight_sampling: bool) -> float:

@@ -1,21 +1,17 @@
-"""Train the variational network on MNIST by maximising the ELBO, then calibrate its threshold.
-
-Loss per batch = mean NLL + kl_weight * KL / N_train. This is the one place the KL is scaled:
-each layer returns its full KL, the network sums them, and dividing by the training-set size
-makes the batch loss an unbiased estimate of -ELBO / N_train. kl_weight ramps linearly from 0 to
-1 over the warm-up epochs and stays at 1.
+"""``python -m model.train``: train the variational network on MNIST (the loop: ``model/train_loop.py``),
+then fit its temperature and refer rules, and write the checkpoint with its metadata.
 
     python -m model.train --out checkpoints/bnn.safetensors   # the shipped recipe (make train)
     python -m model.train --dry-run        # a few batches on a small subset, for tests
     python -m model.train --resume ...     # continue from the last finished epoch
     python -m model.train --refit          # no training: the temperature and the refer rule again
+    python -m model.train --fine-tune CKPT --reviewed SOURCE   # a candidate from reviewers' labels
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import tempfile
 import time
@@ -24,15 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
-from torch import Tensor
 
-from model.batch_mix import DRY_RUN_CLOSING, DRY_RUN_SIZES, Batch, BatchMix, PoolSizes, TrainingData, build_training_data
+from model.batch_mix import DRY_RUN_CLOSING, DRY_RUN_SIZES, PoolSizes, TrainingData, build_training_data
 from model.calibration import KEY as CALIBRATIONS
 from model.calibration import read_records, with_records
 from model.checkpoint import load_checkpoint, provenance, save_checkpoint
-from model.data import DEFAULT_CACHE, Mnist, Split
+from model.data import DEFAULT_CACHE, Mnist
 from model.fine_tune import (
     FINE_TUNE_EPOCHS,
     FINE_TUNE_LR,
@@ -48,7 +41,6 @@ from model.network import PRESETS, BayesianNet, NetConfig
 from model.precision import PRECISIONS, REQUESTS, Precision, choose_precision
 from model.predictive import DEFAULT_SAMPLES
 from model.reviewed import read_source
-from model.scoring import predict_images
 from model.synth.angular_pen import ANGULAR_VERSION
 from model.synth.angular_pen import TOLERANCE as ANGULAR_TOLERANCE
 from model.synth.closing_shapes import CLOSING_VERSION
@@ -61,131 +53,7 @@ from model.synth.pools import SEEDS, validation_mix, validation_non_digits
 from model.synth.upload_simulator import SIMULATOR_VERSION
 from model.synth.written_variants import VARIANT_DIGITS, VARIANTS_VERSION
 from model.train_config import TrainConfig
-
-
-def lr_at(step: int, total_steps: int, config: TrainConfig) -> float:
-    progress = min(1.0, step / max(1, total_steps))
-    floor = config.final_lr_fraction
-    return config.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def evaluate_split(net: BayesianNet, split: Split, samples: int) -> dict[str, float]:
-    result = predict_images(net, split.images, samples)
-    labels = torch.as_tensor(split.labels)
-    nll = -torch.log(result.mean_probs.gather(1, labels[:, None]).clamp_min(1e-12)).mean()
-    accuracy = (result.mean_probs.argmax(-1) == labels).float().mean()
-    return {"accuracy": accuracy.item(), "nll": nll.item(), "mean_entropy": result.entropy.mean().item()}
-
-
-def _state_path(out: Path) -> Path:
-    return out.with_name(out.stem + ".train-state.safetensors")
-
-
-def save_train_state(out: Path, net: BayesianNet, optimizer: torch.optim.Optimizer, epoch: int,
-                     history: list[dict[str, Any]]) -> None:
-    """Model, optimizer and progress, for --resume: safetensors + JSON, no pickle. Every tensor of
-    the two state dicts is stored under ``model.<name>`` / ``optim.<param index>.<name>``; the
-    optimizer's param groups (plain numbers) and the progress go to the JSON metadata."""
-    optim_state = optimizer.state_dict()
-    tensors = {f"model.{k}": v for k, v in net.state_dict().items()}
-    tensors |= {f"optim.{index}.{key}": value for index, state in optim_state["state"].items()
-                for key, value in state.items()}
-    path = _state_path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path), metadata={
-        "progress": json.dumps({"epoch": epoch, "history": history}),
-        "param_groups": json.dumps(optim_state["param_groups"]),
-    })
-
-
-def load_train_state(out: Path, net: BayesianNet, optimizer: torch.optim.Optimizer) -> tuple[int, list[dict[str, Any]]]:
-    from safetensors import safe_open
-
-    path = _state_path(out)
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata()
-    tensors = load_file(str(path))
-    net.load_state_dict({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
-    state: dict[int, dict[str, Tensor]] = {}
-    for name, value in tensors.items():
-        if name.startswith("optim."):
-            _, index, key = name.split(".", 2)
-            state.setdefault(int(index), {})[key] = value
-    optimizer.load_state_dict({"state": state, "param_groups": json.loads(metadata["param_groups"])})
-    progress = json.loads(metadata["progress"])
-    return int(progress["epoch"]), list(progress["history"])
-
-
-def outlier_exposure_loss(logits: Tensor) -> Tensor:
-    """Cross-entropy from the uniform distribution to the prediction, averaged over the outliers:
-    at its minimum, ln 10 nats, when every class gets probability 1/10."""
-    return -(logits.log_softmax(-1).mean(-1)).mean()
-
-
-def train_step(net: BayesianNet, optimizer: torch.optim.Optimizer, batch: Batch, kl_weight: float, labelled_total: int,
-               config: TrainConfig) -> dict[str, float]:
-    """One ELBO step on ``batch``; returns its sums (weighted by the labelled count) for the epoch's means."""
-    logits = net(batch.images)[0]  # [B_all, 10], one posterior sample; the trunk in net.precision
-    labelled = len(batch.labels)
-    nll = F.cross_entropy(logits[:labelled], batch.labels)
-    oe = outlier_exposure_loss(logits[labelled:]) if labelled < len(logits) else nll.new_zeros(())
-    kl = net.kl() / labelled_total
-    loss = nll + config.outlier_weight * oe + kl_weight * kl
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    count = float(labelled)
-    return {"loss": loss.item() * count, "nll": nll.item() * count, "kl": kl.item() * count, "oe": oe.item() * count,
-            "correct": float((logits[:labelled].argmax(-1) == batch.labels).sum().item()), "seen": count}
-
-
-def run_epoch(net: BayesianNet, optimizer: torch.optim.Optimizer, mix: BatchMix, epoch: int, config: TrainConfig,
-              progress: bool) -> dict[str, Any]:
-    """One epoch over ``mix`` with the learning-rate schedule and the KL warm-up; the epoch's means."""
-    from tqdm import tqdm  # a dev dependency: importing this module (a command's --help) must not need it
-
-    steps = mix.steps_per_epoch
-    sums = dict.fromkeys(("loss", "nll", "kl", "oe", "correct", "seen"), 0.0)
-    started = time.perf_counter()
-    bar = tqdm(mix.epoch(epoch), total=steps, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress,
-               leave=True, dynamic_ncols=True)
-    for step, batch in enumerate(bar):
-        global_step = epoch * steps + step
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(global_step, steps * config.epochs, config)
-        kl_weight = min(1.0, (global_step + 1) / max(1.0, config.kl_warmup_epochs * steps))
-        for key, value in train_step(net, optimizer, batch, kl_weight, mix.labelled, config).items():
-            sums[key] += value
-        bar.set_postfix(loss=f"{sums['loss'] / sums['seen']:.4f}", kl=f"{sums['kl'] / sums['seen']:.4f}",
-                        acc=f"{sums['correct'] / sums['seen']:.4f}")
-    seen = sums.pop("seen")
-    return {"epoch": epoch + 1, "steps": steps, "seconds": time.perf_counter() - started,
-            **{k: v / seen for k, v in sums.items() if k != "correct"}, "train_accuracy": sums["correct"] / seen}
-
-
-def fit(net: BayesianNet, data: Mnist, config: TrainConfig, out: Path | None = None,
-        resume: bool = False, progress: bool = True, extra: TrainingData | None = None) -> dict[str, Any]:
-    """Train ``net`` in place on ``extra`` (default: the arrays of ``data`` alone); returns the
-    per-epoch history and the final validation metrics. With ``out``, the state after every epoch
-    is saved for ``resume``."""
-    net.to(config.device)
-    net.precision = config.precision  # the trunk's, under autocast; parameters, optimizer state and loss stay float32
-    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
-    start_epoch, history = 0, list[dict[str, Any]]()
-    if resume and out is not None and _state_path(out).exists():
-        start_epoch, history = load_train_state(out, net, optimizer)
-    mix = BatchMix(extra if extra is not None else TrainingData(data.train), config)
-    for epoch in range(start_epoch, config.epochs):
-        torch.manual_seed(config.seed * 100_003 + epoch)  # the posterior draws of the epoch: resumable
-        net.train()
-        record = run_epoch(net, optimizer, mix, epoch, config, progress)
-        validation = evaluate_split(net, data.validation, config.eval_samples)
-        record.update({f"validation_{k}": v for k, v in validation.items()})
-        history.append(record)
-        print(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in record.items()}))
-        if out is not None:
-            save_train_state(out, net, optimizer, epoch + 1, history)
-    return {"history": history, "validation": history[-1] if history else {}}
+from model.train_loop import fit
 
 
 def conv_block(text: str) -> tuple[int, ...]:
@@ -347,9 +215,9 @@ def after_training(net: BayesianNet, data: Mnist, sizes: PoolSizes, temperature:
     request = CalibrationRequest(samples=sizes.calibration_samples)
     fits = fit_refer_rules(net, validation, request, mix_channels(validation, composition), non_digits, described,
                            PRECISIONS, seed, temperature)
-    for precision, fit in fits.items():
-        if fit.refused is not None:
-            print(f"calibration refused ({precision}): {fit.refused}")
+    for precision, fitted in fits.items():
+        if fitted.refused is not None:
+            print(f"calibration refused ({precision}): {fitted.refused}")
     return fits["float32"].net, fits, composition
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import model.train as train_module
+import model.train_loop as loop_module
 from harness.server import ROOT
 from model.calibration import Calibration, read_records, with_records
 from model.checkpoint import load_checkpoint, write_metadata
@@ -16,8 +17,9 @@ from model.mnist import load_idx_mnist
 from model.network import BayesianNet, NetConfig
 from model.precision import choose_precision
 from model.predictive import predictive
-from model.train import fit, main
+from model.train import main
 from model.train_config import TrainConfig
+from model.train_loop import fit
 
 TINY = NetConfig(conv_blocks=((8,),), hidden=(32,))
 
@@ -52,16 +54,16 @@ def test_training_is_deterministic_and_resumable(tiny_idx_dir, tmp_path, monkeyp
     for (name, a), (_, b) in zip(straight.state_dict().items(), again.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
 
-    original = train_module.save_train_state
+    original = loop_module.save_train_state
 
     def save_then_stop(out, net, optimizer, epoch, history):
         original(out, net, optimizer, epoch, history)
         raise _Interrupted  # the process dies after the first epoch's state is on disk
 
-    monkeypatch.setattr(train_module, "save_train_state", save_then_stop)
+    monkeypatch.setattr(loop_module, "save_train_state", save_then_stop)
     with pytest.raises(_Interrupted):
         run(tmp_path / "b" / "bnn.safetensors")
-    monkeypatch.setattr(train_module, "save_train_state", original)
+    monkeypatch.setattr(loop_module, "save_train_state", original)
     resumed = run(tmp_path / "b" / "bnn.safetensors", resume=True)
     for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items(), strict=True):
         assert torch.allclose(a, b, atol=1e-6), name
@@ -100,9 +102,9 @@ def test_dry_run_fails_when_the_loss_does_not_fall(tiny_idx_dir, monkeypatch, ca
 
 def test_outlier_losses_have_their_known_minimum():
     uniform = torch.zeros(5, 10)
-    assert torch.isclose(train_module.outlier_exposure_loss(uniform), torch.tensor(math.log(10.0)))
+    assert torch.isclose(loop_module.outlier_exposure_loss(uniform), torch.tensor(math.log(10.0)))
     confident = torch.tensor([[10.0] + [0.0] * 9])
-    assert train_module.outlier_exposure_loss(confident) > math.log(10.0) + 1  # a confident outlier costs more
+    assert loop_module.outlier_exposure_loss(confident) > math.log(10.0) + 1  # a confident outlier costs more
 
 
 @pytest.fixture
