@@ -52,6 +52,7 @@ class Migration:
     meta: dict[str, Any]
     moves: list[str] = field(default_factory=list)  # "old.key.precision -> calibrations.fitted_on.channel.precision"
     notes: list[str] = field(default_factory=list)
+    rewritten: bool = False  # format 1 made format 2 (even with no record to move)
 
 
 def migrate(meta: dict[str, Any]) -> Migration:
@@ -79,7 +80,7 @@ def migrate(meta: dict[str, Any]) -> Migration:
             migrated = with_records(migrated, fitted_on, records)
         except ValueError as error:
             raise MigrationError(str(error)) from None
-    migration.meta = migrated
+    migration.meta, migration.rewritten = migrated, True
     migration.notes += _unserved(migrated)
     return migration
 
@@ -143,7 +144,7 @@ def migrate_file(checkpoint: Path, dry_run: bool) -> Migration:
     if not isinstance(meta, dict):
         raise MigrationError(f"{path} is not a JSON object")
     migration = migrate(meta)
-    if migration.moves and not dry_run:
+    if migration.rewritten and not dry_run:  # format 1, with or without records to move
         write_metadata(path, migration.meta)
     return migration
 
@@ -168,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{checkpoint}: not migrated: {error}", file=sys.stderr)
             failed += 1
             continue
-        if migration.moves:
+        if migration.rewritten:
             verb = "would move" if args.dry_run else "moved"
             print(f"{metadata_path(checkpoint)}: {verb} {len(migration.moves)} record(s) into format {FORMAT_VERSION}"
                   f"{' (dry run: nothing written)' if args.dry_run else ''}")

@@ -54,7 +54,7 @@ def port_is_free(settings: Settings) -> bool:
 
 
 def shared_control_dir(settings: Settings) -> Path | None:
-    """With admins, the directory where every worker agrees on model changes (``model_control.py``):
+    """With admins, the directory where every worker agrees on model changes (``lifecycle/control.py``):
     BNN_CONTROL_DIR, kept (a promotion then outlives a restart), or a fresh one removed at exit
     (a restart serves BNN_MODEL_PATH again). Returns the one to remove, if any."""
     if settings.admin_tokens is None or settings.control_dir is not None:

@@ -1,18 +1,18 @@
 """Uploads -> predictions: the one inference path every predicting route calls. No HTTP types.
 
 :meth:`Inference.classify` has the request's uploads checked, decoded and preprocessed
-within the request's limits (``decoding.py``: large ones decoded in a bounded pool, each
+within the request's limits (``inference/decoding.py``: large ones decoded in a bounded pool, each
 within a deadline; small ones left to the pass), then hands them to the micro-batcher, whose
-pass (on the event loop, or in the inference thread: see ``batcher.py``) decodes the small ones
+pass (on the event loop, or in the inference thread: see ``inference/batcher.py``) decodes the small ones
 and runs every digit of the pass through the network at once; the results come back in the uploads' order, a rejected upload
 keeping its place as its :class:`ImageRejected`. An item may also be an already-prepared
 ``[28, 28]`` uint8 digit, which skips decoding. Routes call :meth:`Inference.answer_each` (a
 refused upload keeps its place) or :meth:`Inference.answer_all` (all or nothing): both return finished answers, each with its
 audit flag drawn, counted in the metrics and queued for review when referred or audited, and a
-sample offered to the shadow, if one is held (``shadow.py``).
+sample offered to the shadow, if one is held (``lifecycle/shadow.py``).
 
 The models are a :class:`service.lifecycle.held.ModelSet` that :meth:`Inference.swap` replaces whole
-(``model_control.py`` decides when); each pass reads the live model once, so every answer names
+(``lifecycle/control.py`` decides when); each pass reads the live model once, so every answer names
 the version that produced it.
 """
 
@@ -25,17 +25,16 @@ from dataclasses import dataclass, field
 
 from starlette.concurrency import run_in_threadpool
 
-from model.calibration import Calibration, Channel
+from model.calibration import Channel
 from model.checkpoint import CheckpointError, load_checkpoint
 from model.precision import RUNTIME
-from model.refer_rule import ReferRule
 from service.errors import ImageRejected, RejectedElement
 from service.inference.audit import AuditSampler
 from service.inference.batcher import MicroBatcher
 from service.inference.decoding import Decoder, Upload, UploadLimits
 from service.inference.predictor import Prediction, Predictor
 from service.inference.preprocess import Opened, Prepared, prepare, review_png
-from service.lifecycle.held import HeldModel, ModelSet, checkpoint_digest, provenance
+from service.lifecycle.held import HeldModel, ModelSet, calibrated_on, checkpoint_digest, provenance
 from service.lifecycle.shadow import Shadow
 from service.metrics import Metrics
 from service.review.queue import ReviewQueue
@@ -172,14 +171,8 @@ class Inference:
 
     @property
     def calibrated_on(self) -> str:
-        """What the refer rules in force were fitted on: ``reviewed audits`` (with how many) or the
-        validation mix; each channel's when they differ."""
-        predictor = self.predictor
-        fitted = {channel: _fitted_on(predictor.calibrations.get(channel), rule)
-                  for channel, rule in predictor.rules.items()}
-        if len(set(fitted.values())) == 1:
-            return next(iter(fitted.values()))
-        return "; ".join(f"{channel}: {on}" for channel, on in fitted.items())
+        """What the refer rules in force were fitted on (``held.calibrated_on``)."""
+        return calibrated_on(self.predictor)
 
     def run_pass(self, items: list[Opened | Prepared], options: PassOptions) -> list[Outcome]:
         """One pass: decode what was left to it (small images: decoded here, a pass's worth at once),
@@ -217,8 +210,7 @@ class Inference:
                 self.metrics.record_rejection(result.reason)
         answers = [result if isinstance(result, ImageRejected) else self._account(*result, source)
                    for result in results]
-        self.shadow.offer([(answer.prediction, answer.review_id if answer.audit else None)
-                           for answer in answers if isinstance(answer, Answer)], self.models.shadow)
+        self._offer_to_shadow([answer for answer in answers if isinstance(answer, Answer)])
         return answers
 
     async def answer_all(self, uploads: Sequence[Upload], samples: int | None, spread: bool = False,
@@ -230,9 +222,13 @@ class Inference:
             if isinstance(result, ImageRejected):
                 raise RejectedElement(index, result)
         answers = [self._account(*result, source) for result in results if not isinstance(result, ImageRejected)]
+        self._offer_to_shadow(answers)
+        return answers
+
+    def _offer_to_shadow(self, answers: list[Answer]) -> None:
+        """A sample of the answers (every audit) for the shadow, if one is held, to answer off the response path."""
         self.shadow.offer([(answer.prediction, answer.review_id if answer.audit else None) for answer in answers],
                           self.models.shadow)
-        return answers
 
     def _account(self, prediction: Prediction, prepared: Prepared, source: str | None) -> Answer:
         """Draw the audit flag of an answer (any answer, referred or not), count the answer, and queue
@@ -249,12 +245,3 @@ class Inference:
             review_id = self.reviews.submit(prediction, picture, audit, prediction.model_version,
                                            self.auditor.fraction, source=source)
         return Answer(prediction, audit, review_id)
-
-
-def _fitted_on(calibration: Calibration | None, rule: ReferRule) -> str:
-    """What one channel's rule was fitted on."""
-    if calibration is None or rule.threshold != calibration.threshold:
-        return "threshold set by BNN_THRESHOLD"
-    if calibration.provenance is not None:
-        return f"reviewed audits ({calibration.provenance.get('audits_used')} labelled, {calibration.data})"
-    return "validation mix"

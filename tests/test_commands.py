@@ -79,8 +79,9 @@ print(json.dumps(results))
 
 
 def test_the_commands_are_found():
-    modules = command_modules()
-    assert {"service.__main__", "model.train", "model.calibrate", "model.evaluate", "service.lifecycle.admin"} <= set(modules)
+    assert {"service.__main__", "model.train", "model.calibrate", "model.evaluate", "model.promote",
+            "model.migrate_records", "service.lifecycle.admin", "tools.fuzz", "tools.drawn_digits", "examples.flywheel",
+            "bench.hostile"} <= set(command_modules())
 
 
 def test_every_command_answers_help_and_does_nothing_else(tmp_path):
@@ -95,4 +96,5 @@ def test_every_command_answers_help_and_does_nothing_else(tmp_path):
     failed = {module: (result["code"], result["out"][-300:]) for module, result in results.items()
               if result["code"] != 0 or f"python -m {module.removesuffix('.__main__')}" not in result["out"]}
     assert failed == {}
+    assert "BNN_MAX_REQUEST_DECODE_BYTES (default: 536870912)" in results["service.__main__"]["out"]  # the settings
     assert sorted(path.name for path in tmp_path.iterdir()) == []  # nothing written where it ran

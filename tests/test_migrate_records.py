@@ -112,3 +112,16 @@ def test_help_prints(capsys) -> None:
     assert exit_.value.code == 0
     printed = capsys.readouterr().out
     assert "python -m model.migrate_records" in printed and "--dry-run" in printed and "CHECKPOINT" in printed
+
+
+def test_a_format_1_file_without_records_is_rewritten_all_the_same(tmp_path, capsys):
+    """A training run whose fits were all refused left ``calibrations: {}``: the file must still become
+    format 2, or the service keeps sending its user back to this command."""
+    path = tmp_path / "bnn.json"
+    path.write_text(json.dumps({"format_version": 1, "name": "refused", "calibrations": {}}))
+    assert main([str(path)]) == 0
+    after = json.loads(path.read_text())
+    assert after["format_version"] == 2
+    assert read_records(after)["validation"] == {"file": {}, "drawn": {}}
+    printed = capsys.readouterr().out
+    assert "moved 0 record(s) into format 2" in printed and "no calibration record" in printed

@@ -1,5 +1,5 @@
 """Shipping a model without a restart: the admin routes, the candidate checks, the shadow, and
-promotion and rollback on every worker or none (service/lifecycle/held.py, model_control.py, shadow.py)."""
+promotion and rollback on every worker or none (service/lifecycle: held.py, control.py, shadow.py)."""
 
 from __future__ import annotations
 

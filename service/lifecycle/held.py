@@ -5,10 +5,10 @@ one candidate (the shadow), and the checks a checkpoint passes before it may hol
 ``BNN_MODELS_DIR`` once symlinks are resolved, a regular file under ``BNN_MAX_CHECKPOINT_BYTES``,
 its metadata too, no NUL byte; the live checkpoint ``BNN_MODEL_PATH`` is the operator's and exempt
 from the directory rule only), the file reads and is its metadata's (``file``), the
-architecture builds and takes the weights (``architecture``), a calibration record exists for the
-precision the service runs (``calibration``), every weight is finite (``weights``), and the known
-digits (``service/known_digits.npz``: 20 MNIST test digits, the first 20 of the test split) are read as their
-labels (``fixtures``). A failed check raises :class:`CandidateRefused` naming the check and why
+architecture builds and takes the weights (``architecture``), every channel has a calibration record
+for the precision the service runs (``calibration``), every weight is finite (``weights``), and the
+known digits (``known_digits.npz`` beside this module: 20 MNIST test digits, the first 20 of the test
+split) are read as their labels (``fixtures``). A failed check raises :class:`CandidateRefused` naming the check and why
 (and, for ``path``, the rule: one of :data:`PATH_RULES`).
 
 A :class:`ModelSet` is immutable: a swap builds a new one and the inference path replaces its
@@ -30,6 +30,7 @@ import torch
 
 from model.calibration import Calibration, Channel
 from model.checkpoint import CheckpointError, load_checkpoint, metadata_path
+from model.refer_rule import ReferRule
 from service.inference.predictor import Predictor
 from service.settings import Settings
 
@@ -171,22 +172,37 @@ def provenance(meta: dict[str, Any], predictor: Predictor) -> dict[str, Any]:
         "name": meta.get("name"), "git_commit": meta.get("git_commit"), "epochs": meta.get("epochs"),
         "fine_tune": {key: meta["fine_tune"].get(key) for key in ("parent", "epochs", "lr")}
         if isinstance(meta.get("fine_tune"), dict) else None,
-        "calibration": calibration_summary(predictor.calibrations),
+        "calibration": calibration_summary(predictor),
     }
 
 
-def calibration_summary(calibrations: dict[Channel, Calibration]) -> dict[str, Any] | None:
-    """What each channel's rule was fitted on and promises, and the source of them all (``source``: what
-    the models page shows; each channel's when they differ). None: no record (BNN_THRESHOLD alone)."""
-    if not calibrations:
+def fitted_on(calibration: Calibration | None, rule: ReferRule) -> str:
+    """What one channel's rule in force was fitted on: its reviewed audits (how many), the validation mix,
+    or neither (BNN_THRESHOLD set the threshold)."""
+    if calibration is None or rule.threshold != calibration.threshold:
+        return "threshold set by BNN_THRESHOLD"
+    if calibration.provenance is not None:
+        return f"reviewed audits ({calibration.provenance.get('audits_used')} labelled, {calibration.data})"
+    return "validation mix"
+
+
+def calibrated_on(predictor: Predictor) -> str:
+    """What the rules in force were fitted on: one phrase when every channel's is the same, else each channel's."""
+    by_channel = {channel: fitted_on(predictor.calibrations.get(channel), rule) for channel, rule in predictor.rules.items()}
+    if len(set(by_channel.values())) == 1:
+        return next(iter(by_channel.values()))
+    return "; ".join(f"{channel}: {on}" for channel, on in by_channel.items())
+
+
+def calibration_summary(predictor: Predictor) -> dict[str, Any] | None:
+    """What each channel's rule was fitted on and promises, and :func:`calibrated_on` as ``source`` (what the
+    models page shows). None: no record (BNN_THRESHOLD alone)."""
+    if not predictor.calibrations:
         return None
     channels = {channel: {"data": record.data, "alpha": record.alpha,
-                          "source": "reviewed audits" if record.provenance is not None else "validation mix"}
-                for channel, record in calibrations.items()}
-    sources = {summary["source"] for summary in channels.values()}
-    source = sources.pop() if len(sources) == 1 else "; ".join(f"{channel}: {summary['source']}"
-                                                                for channel, summary in channels.items())
-    return {"source": source, "channels": channels}
+                          "source": fitted_on(record, predictor.rules[channel])}
+                for channel, record in predictor.calibrations.items()}
+    return {"source": calibrated_on(predictor), "channels": channels}
 
 
 def known_digits(path: Path = KNOWN_DIGITS) -> tuple[list[np.ndarray], list[int]]:
