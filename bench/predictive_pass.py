@@ -19,7 +19,9 @@ and slower: the header says which CPU it is.
 from __future__ import annotations
 
 import argparse
+from functools import partial
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -28,10 +30,15 @@ from torch import Tensor, nn
 from bench.common import best_ms, header
 from model.checkpoint import load_checkpoint
 from model.data import IMAGE_SIZE
-from model.layers import VariationalConv2d
+from model.layers import VariationalConv2d, VariationalLinear
 from model.network import BayesianNet
 from model.precision import PRECISIONS, bf16_units, trunk_precision
 from model.predictive import predictive, summarize
+
+
+def head_layers(net: BayesianNet) -> list[VariationalLinear]:
+    """The head's variational layers, in order."""
+    return [cast(VariationalLinear, layer) for layer in net.head.children()]
 
 
 def sampled_forward(net: BayesianNet, x: Tensor) -> Tensor:
@@ -46,7 +53,7 @@ def sampled_forward(net: BayesianNet, x: Tensor) -> Tensor:
             else:
                 h = layer(h)
     h = h.float().flatten(1)
-    for index, linear in enumerate(net.head):
+    for index, linear in enumerate(head_layers(net)):
         if index:
             h = F.relu(h)
         weight, bias = linear.sample_weights()
@@ -73,7 +80,7 @@ def forward_flops(net: BayesianNet, batch: int, samples: int) -> tuple[float, fl
             size //= 2
     conv_copies = 1 if net.shares_features else samples
     matmul = 0.0
-    for index, linear in enumerate(net.head):
+    for index, linear in enumerate(head_layers(net)):
         out_features, in_features = linear.weight_mu.shape
         copies = 1 if (index == 0 and net.shares_features) else samples
         matmul += 2 * 2.0 * in_features * out_features * copies  # mean and variance
@@ -88,7 +95,7 @@ def throughput() -> tuple[float, float]:
     for layout in (torch.contiguous_format, torch.channels_last):
         x = torch.rand(256, 64, 14, 14).contiguous(memory_format=layout)
         w = torch.rand(64, 64, 3, 3).contiguous(memory_format=layout)
-        conv_ms = min(conv_ms, best_ms(lambda x=x, w=w: F.conv2d(x, w, padding=1), repeat=10))
+        conv_ms = min(conv_ms, best_ms(partial(F.conv2d, x, w, padding=1), repeat=10))
     a, b = torch.rand(1024, 1024), torch.rand(1024, 1024)
     matmul_ms = best_ms(lambda: a @ b, repeat=10)
     return conv_flops / (conv_ms / 1000), 2.0 * 1024**3 / (matmul_ms / 1000)
@@ -117,8 +124,8 @@ def kernel_table(net: BayesianNet, conv_rate: float, matmul_rate: float) -> None
     for batch, samples in ((1, 1), (1, 10), (1, 100), (1, 1000), (64, 1), (64, 100), (256, 100)):
         x = torch.rand(batch, 1, IMAGE_SIZE, IMAGE_SIZE)
         repeat = 3 if batch * samples >= 25_600 else 10
-        loop_ms = best_ms(lambda x=x, s=samples: loop_predictive(net, x, s), repeat=repeat, warmup=1)
-        ours_ms = best_ms(lambda x=x, s=samples: predictive(net, x, s), repeat=max(repeat, 10))
+        loop_ms = best_ms(partial(loop_predictive, net, x, samples), repeat=repeat, warmup=1)
+        ours_ms = best_ms(partial(predictive, net, x, samples), repeat=max(repeat, 10))
         conv_flops, matmul_flops = forward_flops(net, batch, samples)
         floor_ms = 1000 * (conv_flops / conv_rate + matmul_flops / matmul_rate)
         print(f"| {batch} | {samples} | {loop_ms:.2f} | {ours_ms:.2f} | {floor_ms:.3f} | {loop_ms / ours_ms:.1f} | "

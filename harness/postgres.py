@@ -44,10 +44,10 @@ def require_binaries() -> Path:
     return where
 
 
-def as_owner() -> dict[str, str]:
-    """Popen's arguments to run as ``postgres`` when we are root (the process itself, so that a signal
-    to it reaches the server, not a wrapper such as runuser)."""
-    return {"user": "postgres", "group": "postgres"} if os.geteuid() == 0 else {}
+def owner() -> str | None:
+    """The user and group to run as: ``postgres`` when we are root (the process itself, so that a signal
+    to it reaches the server, not a wrapper such as runuser); None (ourselves) otherwise."""
+    return "postgres" if os.geteuid() == 0 else None
 
 
 @dataclass
@@ -68,7 +68,7 @@ class PostgresServer:
         self.process = subprocess.Popen([
             str(self.bin / "postgres"), "-D", str(self.data), "-p", str(self.port), "-k", str(self.data),
             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=60"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **as_owner())
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, user=owner(), group=owner())
         deadline = time.monotonic() + timeout_s
         while subprocess.run([str(self.bin / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)],
                              check=False).returncode != 0:
@@ -109,10 +109,11 @@ def postgres_server() -> Iterator[PostgresServer]:
     data = root / "data"
     try:
         if os.geteuid() == 0:
-            owner = pwd.getpwnam("postgres")
-            os.chown(root, owner.pw_uid, owner.pw_gid)
+            account = pwd.getpwnam("postgres")
+            os.chown(root, account.pw_uid, account.pw_gid)
         subprocess.run([str(where / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync",
-                        "-E", "UTF8"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **as_owner())
+                        "-E", "UTF8"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       user=owner(), group=owner())
         server = PostgresServer(where, data, free_port())
         server.start()
         try:
