@@ -260,7 +260,7 @@ function showAnswer(answer) {
   $("class").hidden = reason === "unfamiliar";
   $("guess").hidden = reason !== "unfamiliar";
   $("guess").textContent = reason === "unfamiliar"
-    ? `The model's best guess: ${answer.class} (${Math.round(100 * answer.probabilities[answer.class])} %).` : "";
+    ? `The model's best guess: ${answer.class} (${(100 * answer.probabilities[answer.class]).toFixed(1)} %).` : "";
   if (!answer.refer) {
     $("decision").textContent = `Accepted: it is a ${answer.class}`;
     $("reason").textContent = `The entropy ${fixed(answer.entropy)} nats is below the ${thresholdName(answer)} ` +
