@@ -1,5 +1,5 @@
 """Candidate checkpoints made from the shipped one: a good one under a new version, and one broken
-in each way a model change must refuse (``service/lifecycle/held.py``'s checks)."""
+in each way a model change must refuse (``service/lifecycle/checks.py``'s checks)."""
 
 from __future__ import annotations
 

@@ -34,7 +34,8 @@ from service.inference.batcher import MicroBatcher
 from service.inference.decoding import Decoder, Upload, UploadLimits
 from service.inference.predictor import Prediction, Predictor
 from service.inference.preprocess import Opened, Prepared, prepare, review_png
-from service.lifecycle.held import HeldModel, ModelSet, calibrated_on, checkpoint_digest, provenance
+from service.lifecycle.checks import checkpoint_digest
+from service.lifecycle.held import HeldModel, ModelSet, calibrated_on, provenance
 from service.lifecycle.shadow import Shadow
 from service.metrics import Metrics
 from service.review.queue import ReviewQueue

@@ -18,8 +18,9 @@ from threadpoolctl import threadpool_limits
 
 from model.checkpoint import CheckpointError
 from service.inference.audit import AuditSampler
+from service.lifecycle.checks import CandidateRefused, load_verified
 from service.lifecycle.control import ModelControl
-from service.lifecycle.held import CandidateRefused, ModelSet, load_verified
+from service.lifecycle.held import ModelSet
 from service.metrics import Metrics
 from service.pipeline import Inference
 from service.review.access import Reviewers, show_review_address

@@ -107,7 +107,7 @@ class Settings(BaseSettings):
                                                              "the admin routes do not exist")
     models_dir: Path = Field(Path("checkpoints"), description="the only directory candidates (admin paths, "
                                                               "BNN_SHADOW_CHECKPOINT) load from: regular files "
-                                                              "inside it, symlinks resolved (service/lifecycle/held.py)")
+                                                              "inside it, symlinks resolved (service/lifecycle/checks.py)")
     max_checkpoint_bytes: int = Field(64 * MIB, ge=1024, description="largest candidate weights or metadata file, "
                                                                      "checked before it is read")
     shadow_checkpoint: Path | None = Field(None, description="a candidate loaded at start beside the live model, "

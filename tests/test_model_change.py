@@ -22,8 +22,9 @@ from harness.inputs import SHIPPED, expected_precision, mnist_fixtures
 from harness.server import post_image, running_service, wait_for
 from service.app import create_app
 from service.lifecycle import admin as admin_command
+from service.lifecycle.checks import load_verified
 from service.lifecycle.control import ModelControl
-from service.lifecycle.held import HeldModel, ModelSet, load_verified
+from service.lifecycle.held import HeldModel, ModelSet
 from service.settings import Settings
 from tests.metrics_text import parse_samples, value
 

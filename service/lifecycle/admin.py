@@ -50,7 +50,7 @@ def describe_status(answer: dict[str, Any]) -> str:
         calibration = model.get("calibration") or {}
         lines.append(f"{role:9s} {model['model_version']}  {model['path']}  sha256 {model['sha256'][:12]}  "
                      f"{model['precision']}, threshold {model['threshold']:.4g} nats (drawings "
-                     f"{model.get('drawn_threshold', model['threshold']):.4g}), calibrated on "
+                     f"{model['drawn_threshold']:.4g}), calibrated on "
                      f"{calibration.get('source', '?')}")
     lines.append(f"workers   {len(answer['workers'])} at generation "
                  f"{', '.join(str(w['generation']) for w in answer['workers'])}; live "

@@ -12,10 +12,10 @@ unless it is set; an app built in process makes its own). In it:
 * ``lock``: held (``flock``) by the one worker coordinating a change.
 
 The worker that receives an admin call coordinates (:meth:`ModelControl.change`): it refuses a
-path outside the models directory at once (``service/lifecycle/held.py``'s ``path`` check, a 4xx naming the
+path outside the models directory at once (``service/lifecycle/checks.py``'s ``path`` check, a 4xx naming the
 rule), takes the lock, writes the proposal, and waits until every worker registered at that moment
 (the voters) has voted. Each worker, in its own poll task, loads and verifies every model the
-proposal names that it does not hold yet (``service/lifecycle/held.py``: in a thread of its own, so it keeps
+proposal names that it does not hold yet (``service/lifecycle/checks.py``: in a thread of its own, so it keeps
 serving) and votes with the sha256 it read, or with the check that failed. A check that raises
 anything votes ``crash``; one that takes over ``CHECK_TIMEOUT_S`` votes ``timeout`` (its thread is
 abandoned, the poll task goes on, so the next change still reaches the worker). Any refusal,
@@ -49,15 +49,8 @@ from typing import Any, TypeVar
 
 from service.background import cancel
 from service.errors import ModelChangeConflict, ModelChangeRefused, ModelChangeTimeout
-from service.lifecycle.held import (
-    CandidateRefused,
-    HeldModel,
-    ModelSet,
-    checkpoint_digest,
-    confined,
-    load_verified,
-    size_cap,
-)
+from service.lifecycle.checks import CandidateRefused, checkpoint_digest, confined, load_verified, size_cap
+from service.lifecycle.held import HeldModel, ModelSet
 from service.settings import Settings
 
 log = logging.getLogger("service")

@@ -32,8 +32,9 @@ from service.errors import (
     ModelChangeTimeout,
     ServiceUnavailable,
 )
+from service.lifecycle.checks import CandidateRefused
 from service.lifecycle.control import ModelControl
-from service.lifecycle.held import CandidateRefused, HeldModel
+from service.lifecycle.held import HeldModel
 from service.review.live import AcceptedError
 from service.review.queue import ReviewQueue
 from service.routes.page import STATIC
