@@ -16,14 +16,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from model.calibration import CHANNELS, ByChannel, read_records, with_records
+from model.calibration import CHANNELS, ByChannel, Channel, read_records, with_records
 from model.fitting.audits import TooFewAudits, audit_provenance, reviewed_records
-from model.fitting.guarantee import DEFAULT_ALPHA, DEFAULT_DELTA, DEFAULT_DRAWN_ALPHA, CalibrationError
-from model.fitting.validation import CalibrationRequest, ReferRuleFit, fit_refer_rules, mix_channels, with_fits
+from model.fitting.guarantee import DEFAULT_ALPHAS, DEFAULT_DELTA, CalibrationError
+from model.fitting.validation import CalibrationRequest, fit_on_validation_mix, with_fits
 from model.network import BayesianNet
 from model.precision import PRECISIONS, Precision
 from model.predictive import DEFAULT_SAMPLES
 from model.reviewed import Reviewed
+
+# each channel's alpha flag (the file channel's the one from before channels) and the answers it is allowed among
+ALPHA_FLAGS: dict[Channel, tuple[str, str]] = {"file": ("--alpha", "files"),
+                                               "drawn": ("--drawn-alpha", "drawings on the page's pad")}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,9 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add = parser.add_argument
     add("--checkpoint", type=Path, default=Path("checkpoints/bnn.safetensors"))
-    add("--alpha", type=float, default=DEFAULT_ALPHA, help="allowed error among accepted files (the file channel)")
-    add("--drawn-alpha", type=float, default=DEFAULT_DRAWN_ALPHA,
-        help="allowed error among accepted drawings on the page's pad (the drawn channel)")
+    for channel, (flag, answers) in ALPHA_FLAGS.items():
+        add(flag, type=float, default=DEFAULT_ALPHAS[channel],
+            help=f"allowed error among accepted {answers} (the {channel} channel)")
     add("--delta", type=float, default=DEFAULT_DELTA, help="allowed chance the guarantee fails")
     add("--referral-rate", type=float, default=None, help="target this rate instead (no guarantee)")
     add("--samples", type=int, default=DEFAULT_SAMPLES, help="N posterior samples per image")
@@ -55,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    request = CalibrationRequest(args.alpha, args.delta, args.referral_rate, args.samples, args.drawn_alpha)
+    alphas = {channel: getattr(args, flag[2:].replace("-", "_")) for channel, (flag, _) in ALPHA_FLAGS.items()}
+    request = CalibrationRequest(alphas, args.delta, args.referral_rate, args.samples)
     if args.reviewed is not None:
         return reviewed_main(args.checkpoint, args.reviewed, args.token, request, tuple(args.precision), args.seed,
                              args.device)
@@ -68,9 +73,11 @@ def validation_main(checkpoint: Path, data_dir: Path | None, request: Calibratio
     """Every channel's rule for every precision asked, fitted on the validation mix and written together;
     exit 2, nothing written, when any is refused."""
     from model.checkpoint import load_checkpoint, read_metadata, write_metadata
+    from model.mnist import load_mnist
 
     net, meta = load_checkpoint(checkpoint)
-    fits = fit_on_mix(net.to(device), data_dir, request, precisions, draws_seed(seed, meta), temperature)
+    fits, _ = fit_on_validation_mix(net.to(device), load_mnist(data_dir), request, precisions, draws_seed(seed, meta),
+                                    temperature)
     refused = {precision: fit.refused for precision, fit in fits.items() if fit.refused is not None}
     for precision, why in refused.items():
         print(f"calibration refused ({precision}): {why}", file=sys.stderr)
@@ -81,19 +88,6 @@ def validation_main(checkpoint: Path, data_dir: Path | None, request: Calibratio
         for calibration in fit.records.values():
             print(calibration)
     return 0
-
-
-def fit_on_mix(net: BayesianNet, data_dir: Path | None, request: CalibrationRequest,
-               precisions: tuple[Precision, ...], seed: int, temperature: bool) -> dict[Precision, ReferRuleFit]:
-    """The validation mix (and its generated non-digits, for the reason rule) read, and every rule fitted on it."""
-    from model.mnist import load_mnist
-    from model.synth.pools import validation_mix, validation_non_digits
-
-    mnist = load_mnist(data_dir)
-    validation, composition = validation_mix(mnist.validation, mnist.source_sha256)
-    non_digits, non_digits_data = validation_non_digits(mnist.validation, mnist.source_sha256)
-    return fit_refer_rules(net, validation, request, mix_channels(validation, composition), non_digits,
-                           non_digits_data, precisions, seed, temperature=temperature)
 
 
 def draws_seed(requested: int | None, meta: dict[str, Any]) -> int:
@@ -155,7 +149,7 @@ def fit_on_audits(net: BayesianNet, bases: ByChannel, reviewed: Reviewed, audits
     for channel in CHANNELS:
         channel_audits = audits.take([item == channel for item in audits.channels])
         try:
-            fitted[channel] = reviewed_records(net, channel, bases[channel], channel_audits, request,
+            fitted[channel] = reviewed_records(net, bases[channel], channel_audits, request,
                                                audit_provenance(reviewed, channel_audits), seed, device)
         except TooFewAudits as error:
             print(f"{channel} channel: {error}; it keeps its validation record", file=sys.stderr)

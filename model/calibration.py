@@ -26,7 +26,7 @@ probably not a digit).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, Literal
 
 Channel = Literal["file", "drawn"]
@@ -62,12 +62,12 @@ class Calibration:
     # why a referral is made: below this top-two mass a referral is "unfamiliar". None: always "uncertain".
     familiar_mass: float | None = None
     reason_fit: dict[str, Any] | None = None  # what familiar_mass was chosen on and what it gave there
-    precision: str = "float32"  # the trunk's precision the scores were computed in
+    precision: str = field(kw_only=True)  # the trunk's precision the scores were computed in
     temperature: float | None = None  # the logits' temperature the rule was fitted at; None: the config's
     # where the labels came from when fitted on reviewed audits (source, items, dates, export hash); None: the
     # validation mix named in ``data``
     provenance: dict[str, Any] | None = None
-    channel: Channel = "file"  # the images it holds for
+    channel: Channel = field(kw_only=True)  # the images it holds for
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,14 +75,16 @@ class Calibration:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Calibration:
         """The record from metadata; unknown keys are errors (a key this version does not know is a
-        promise it cannot keep), and so are missing ones that have no default."""
+        promise it cannot keep), and so are missing ones that have no default: a record names its
+        channel and precision (metadata older than that: ``python -m model.migrate_records``)."""
         unknown = set(raw) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown calibration keys: {sorted(unknown)}")
-        try:
-            return cls(**raw)
-        except TypeError as error:  # a key it cannot do without is missing
-            raise ValueError(f"incomplete calibration record: {error}") from None
+        missing = [f.name for f in fields(cls)
+                   if f.default is MISSING and f.default_factory is MISSING and f.name not in raw]
+        if missing:
+            raise ValueError(f"incomplete calibration record: missing {', '.join(map(repr, missing))}")
+        return cls(**raw)
 
 
 ByChannel = dict[Channel, dict[str, Calibration]]  # {channel: {precision: record}}

@@ -17,8 +17,9 @@ held on the test split.
 3. **The guarantee** (accepted error <= alpha, Clopper-Pearson at 1 - delta) held on the test
    split's service view in the candidate's report.
 
-Prints the table and the verdict; exits 0 to promote, 1 not to. Each checkpoint is scored under
-the file channel's refer rule it would be served with in float32 (``model.calibration.served``).
+Prints the table and the verdict; exits 0 to promote, 1 not to. Each checkpoint is scored as it would be
+served in float32 (``model.calibration.served``): each held-out item under its own channel's refer rule
+(``model.reviewed.channel_refers``, as ``model.evaluate --reviewed`` judges them).
 """
 
 from __future__ import annotations
@@ -33,8 +34,7 @@ import torch
 
 from model.calibration import served
 from model.checkpoint import as_served, load_checkpoint
-from model.refer_rule import ReferRule
-from model.reviewed import Reviewed, read_source, split
+from model.reviewed import Reviewed, channel_refers, read_source, split
 from model.scoring import predict_images
 
 TOLERANCE = 0.01  # one point
@@ -61,13 +61,17 @@ def report_families(report: dict[str, Any]) -> dict[str, float]:
 
 
 def held_out_scores(checkpoint: Path, held: Reviewed, samples: int, seed: int = 0) -> dict[str, float | None]:
-    """On the held-out labelled items: digits accepted and read right, non-digits referred."""
+    """On the held-out labelled items, each judged by its channel's rule: digits accepted and read right,
+    non-digits referred."""
     net, meta = load_checkpoint(checkpoint)
-    record = served(meta, "float32")["file"]
+    rules = served(meta, "float32")
+    if not rules:
+        raise ValueError(f"{checkpoint} has no float32 calibration record for every channel: run python -m model.calibrate")
     torch.manual_seed(seed)
-    result = predict_images(as_served(net, record, "float32"), held.inputs, samples)
+    # the net at its served temperature: the file record's, as the service takes it (every channel's record shares it)
+    result = predict_images(as_served(net, rules["file"], "float32"), held.inputs, samples)
     classes = result.mean_probs.argmax(-1).numpy()
-    refer = ReferRule.of(record).refers(result.entropy.numpy())
+    refer = channel_refers(result.entropy.numpy(), held.channels, rules)
     labels = np.array(held.labels)
     digits, non_digits = np.char.isdigit(labels.astype(str)), labels == "not_a_digit"
     right = np.array([label == str(mine) for label, mine in zip(labels, classes, strict=True)])

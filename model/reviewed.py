@@ -173,6 +173,17 @@ def _rate(errors: int, trials: int) -> dict[str, Any]:
     return {"n": trials, "wrong": errors, "ratio": errors / trials if trials else None, "lower": lower, "upper": upper}
 
 
+def channel_refers(entropy: np.ndarray, channels: Sequence[Channel],
+                   rules: Mapping[Channel, Calibration]) -> np.ndarray:
+    """bool ``[n]``: which of ``n`` inputs (predictive entropy ``[n]`` in nats, each input's channel ``[n]``)
+    are referred, each under its own channel's rule in ``rules``."""
+    at = np.array(channels)
+    refer = np.zeros(len(at), bool)
+    for channel, rule in rules.items():
+        refer[at == channel] = ReferRule.of(rule).refers(entropy[at == channel])
+    return refer
+
+
 def reviewed_report(net: BayesianNet, rules: Mapping[Channel, Calibration], reviewed: Reviewed, samples: int,
                     batch: int = 500) -> dict[str, Any]:
     """The checkpoint's answers on the labelled inputs, each under its channel's refer rule (see the
@@ -183,11 +194,7 @@ def reviewed_report(net: BayesianNet, rules: Mapping[Channel, Calibration], revi
     if len(reviewed):
         result = predict_images(net, reviewed.inputs, samples, batch)
         classes = result.mean_probs.argmax(-1).tolist()
-        entropy, at = result.entropy.numpy(), np.array(reviewed.channels)
-        refer = np.zeros(len(reviewed), bool)
-        for channel, rule in rules.items():
-            refer[at == channel] = ReferRule.of(rule).refers(entropy[at == channel])
-        referred = refer.tolist()
+        referred = channel_refers(result.entropy.numpy(), reviewed.channels, rules).tolist()
     rows = list(zip(reviewed.labels, reviewed.reasons, reviewed.served, classes, referred, reviewed.referred,
                     reviewed.channels, strict=True))
 
@@ -209,7 +216,8 @@ def reviewed_report(net: BayesianNet, rules: Mapping[Channel, Calibration], revi
     non_digits = [refer for label, _, _, _, refer, _, _ in rows if label == "not_a_digit"]
     return {
         "items": len(reviewed), "unreadable": reviewed.labels.count("unreadable"),
-        "served_models": sorted(set(reviewed.model_versions)), "samples": samples, "alpha": rules["file"].alpha,
+        "served_models": sorted(set(reviewed.model_versions)), "samples": samples,
+        "alpha": {channel: rule.alpha for channel, rule in rules.items()},
         **{key: audits(channel) for channel, (key, _) in AUDIT_SECTIONS.items()},
         "referred_digits": {"n": len(digits), "checkpoint_accepts": len(kept) / len(digits) if digits else None,
                             "accuracy_of_accepted": (sum(label == str(mine) for label, mine in kept) / len(kept)

@@ -35,7 +35,7 @@ from model.fine_tune import (
     replay_data,
     reviewed_training,
 )
-from model.fitting.validation import CalibrationRequest, ReferRuleFit, fit_refer_rules, mix_channels, with_fits
+from model.fitting.validation import CalibrationRequest, ReferRuleFit, fit_on_validation_mix, with_fits
 from model.mnist import load_mnist
 from model.network import PRESETS, BayesianNet, NetConfig
 from model.precision import PRECISIONS, REQUESTS, Precision, choose_precision
@@ -49,7 +49,7 @@ from model.synth.families import TRAIN_FONTS
 from model.synth.other_scripts import MARKS
 from model.synth.outliers import FAMILIES, OUTLIER_VERSION
 from model.synth.pen import PEN_VERSION
-from model.synth.pools import SEEDS, validation_mix, validation_non_digits
+from model.synth.pools import SEEDS
 from model.synth.upload_simulator import SIMULATOR_VERSION
 from model.synth.written_variants import VARIANT_DIGITS, VARIANTS_VERSION
 from model.train_config import TrainConfig
@@ -209,12 +209,10 @@ def after_training(net: BayesianNet, data: Mnist, sizes: PoolSizes, temperature:
     precision the trunk may be served in and each channel, fitted on the validation mix: the net at
     that temperature, the fits by precision (a refused one said why; :func:`model.fitting.validation.with_fits`
     leaves it out) and the mix's composition."""
-    validation, composition = validation_mix(data.validation, data.source_sha256, workers, cache_dir, progress)
-    non_digits, described = validation_non_digits(data.validation, data.source_sha256, workers, cache_dir,
-                                                  progress, sizes.validation_non_digits)
     request = CalibrationRequest(samples=sizes.calibration_samples)
-    fits = fit_refer_rules(net, validation, request, mix_channels(validation, composition), non_digits, described,
-                           PRECISIONS, seed, temperature)
+    fits, composition = fit_on_validation_mix(net, data, request, PRECISIONS, seed, temperature, workers=workers,
+                                              cache_dir=cache_dir, progress=progress,
+                                              non_digits=sizes.validation_non_digits)
     for precision, fitted in fits.items():
         if fitted.refused is not None:
             print(f"calibration refused ({precision}): {fitted.refused}")

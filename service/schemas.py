@@ -149,9 +149,10 @@ class AcceptedErrorOut(BaseModel):
     confidence: float
     legacy: int = Field(description="labelled accepted audits stored before audits carried their draw fraction: "
                                     "left out")
-    drawn: int = Field(0, description="in the files' estimate: labelled accepted audits of drawings on the page's "
-                                      "pad (channel 'drawn', promised another alpha), left out of it (0 in the "
-                                      "drawn channel's)")
+    drawn: int = Field(0, description="in the files' estimate: labelled accepted audits of the other channels, "
+                                      "left out of it: drawings on the page's pad (channel 'drawn', promised "
+                                      "another alpha); 0 in the drawn channel's. Named 'drawn' since the drawn "
+                                      "channel was the only other one")
     target: float | None = Field(description="the channel's calibrated promise (alpha): its accepted answers wrong at "
                                              "most this often; broken with confidence when lower > target")
 

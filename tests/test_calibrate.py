@@ -49,9 +49,11 @@ def test_fixed_sequence_stops_at_first_failure():
 
 def test_referral_rate_mode_refers_that_fraction():
     entropy = np.arange(1000) / 1000
-    result = referral_rate_threshold(entropy, np.ones(1000, dtype=bool), rate=0.05)
+    result = referral_rate_threshold(entropy, np.ones(1000, dtype=bool), rate=0.05, channel="drawn",
+                                     precision="bfloat16")
     assert math.isclose(1 - result.validation_coverage, 0.05, abs_tol=0.002)
     assert result.mode == "referral_rate" and result.alpha is None
+    assert (result.channel, result.precision) == ("drawn", "bfloat16")  # the place it was asked for
 
 
 def test_a_stricter_alpha_refers_more_and_a_budget_is_met():
@@ -127,8 +129,8 @@ def test_each_channel_is_fitted_on_its_own_part_of_the_mix_at_its_alpha():
     channels = mix_channels(Split(images, labels), composition)
     assert channels["drawn"].split.labels.tolist() == labels[n:2 * n].tolist()
     assert channels["file"].split.labels.tolist() == labels[:n].tolist() + labels[2 * n:].tolist()
-    assert f"{2 * n} uploads and PNG files" in channels["file"].data and f"{n} pen drawings" in channels["drawn"].data
-    assert CalibrationRequest().for_channel("drawn").alpha == 0.004 and CalibrationRequest().for_channel("file").alpha == 0.002
+    assert f"{2 * n} uploads and plain PNG files" in channels["file"].data and f"{n} pen drawings" in channels["drawn"].data
+    assert CalibrationRequest().alphas == {"file": 0.002, "drawn": 0.004}
 
     net, _ = load_checkpoint(SHIPPED)
     rate = CalibrationRequest(referral_rate=0.25, samples=8)

@@ -122,3 +122,8 @@ def test_a_record_missing_what_it_cannot_do_without_is_refused():
     record = {k: v for k, v in FILE.to_dict().items() if k != "threshold"}
     with pytest.raises(ValueError, match=r"incomplete calibration record: .*'threshold'"):
         read_records({"calibrations": {"validation": {"file": {"float32": record}}}})
+    # every record names its channel and precision (python -m model.migrate_records fills them in older metadata)
+    for place in ("channel", "precision"):
+        record = {k: v for k, v in FILE.to_dict().items() if k != place}
+        with pytest.raises(ValueError, match=f"incomplete calibration record: missing '{place}'"):
+            Calibration.from_dict(record)

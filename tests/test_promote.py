@@ -40,3 +40,33 @@ def test_every_family_of_the_report_is_compared() -> None:
             "plain PNG files: accepted and right", "drawn digits: accepted and right", "printed digits: accepted and right",
             "clothing (Fashion-MNIST test): referred", "drawn doodles: referred"} <= set(families)
     assert len(families) == 19 and all(0.0 <= value <= 1.0 for value in families.values())
+
+
+def test_each_held_out_item_is_judged_by_its_channels_rule(monkeypatch) -> None:
+    """The same digit as a file and as a drawing: with the file threshold at its entropy and the drawn one
+    below, the file is accepted and read right and the drawing referred (under the file rule alone: both)."""
+    from dataclasses import replace
+
+    import numpy as np
+    import torch
+
+    from harness.inputs import SHIPPED, load_digit, mnist_fixtures
+    from model import promote
+    from model.calibration import served
+    from model.checkpoint import as_served, load_checkpoint
+    from model.reviewed import Reviewed
+    from model.scoring import predict_images
+
+    net, meta = load_checkpoint(SHIPPED)
+    rules = served(meta, "float32")
+    fixture, label = mnist_fixtures()[0]
+    pixels = np.stack([load_digit(fixture)] * 2)
+    torch.manual_seed(0)  # the draws held_out_scores makes with its default seed
+    as_file, as_drawing = predict_images(as_served(net, rules["file"], "float32"), pixels, 50).entropy.tolist()
+    assert as_drawing > 0
+    rules = {"file": replace(rules["file"], threshold=as_file), "drawn": replace(rules["drawn"], threshold=as_drawing / 2)}
+    monkeypatch.setattr(promote, "served", lambda _meta, _precision: rules)
+    held = Reviewed(pixels, [str(label)] * 2, ["audit"] * 2, [label] * 2, ["served"] * 2, ["a", "b"], [False] * 2,
+                    [0.02] * 2, [1.8e9] * 2, ["file", "drawn"])
+    scores = promote.held_out_scores(SHIPPED, held, 50)
+    assert scores == {"digits": 2, "non_digits": 0, "digits accepted and right": 0.5, "non-digits referred": None}

@@ -10,7 +10,8 @@ from model.report.uploads import Family, Scores, decisions, family_row, operatin
 
 
 def _calibration(threshold: float, familiar_mass: float | None = None) -> Calibration:
-    return Calibration("guarantee", threshold, 100, 0.01, 0.05, None, 100, 0.9, 0.99, 0.009, "test", familiar_mass)
+    return Calibration("guarantee", threshold, 100, 0.01, 0.05, None, 100, 0.9, 0.99, 0.009, "test", familiar_mass,
+                       precision="float32", channel="file")
 
 
 def test_decisions_and_rows_follow_the_thresholds():

@@ -168,10 +168,10 @@ def test_the_live_error_is_the_files_and_accepted_drawings_are_counted_apart(sto
 
     stats = run(scenario, store_url)
     error = stats.accepted_errors["file"]
-    assert (error.audited, error.wrong, error.drawn) == (2, 1, 2)  # both drawings wrong, neither counted
+    assert (error.audited, error.wrong, error.other_channels) == (2, 1, 2)  # both drawings wrong, neither counted
     assert error.ratio == pytest.approx(1 / 2)
     drawn = stats.accepted_errors["drawn"]  # the drawings' own estimate, against their own promise
-    assert (drawn.audited, drawn.wrong, drawn.drawn, drawn.ratio) == (2, 2, 0, 1.0)
+    assert (drawn.audited, drawn.wrong, drawn.other_channels, drawn.ratio) == (2, 2, 0, 1.0)
     assert stats.labelled["audit"] == {"3": 1, "8": 1, "9": 2}  # every label is still counted as a label
 
 

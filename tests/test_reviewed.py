@@ -53,6 +53,7 @@ def test_the_export_scores_audits_referred_digits_and_non_digits(tmp_path: Path)
     assert report["referred_digits"]["n"] == 1 and report["referred_digits"]["checkpoint_accepts"] == 1.0
     assert report["referred_digits"]["accuracy_of_accepted"] == 1.0
     assert report["drawn_audits"]["served"]["n"] == 0 and report["drawn_audits"]["alpha"] == 0.004
+    assert report["alpha"] == {"file": 0.002, "drawn": 0.004}  # each channel's
 
 
 def test_each_audit_is_judged_by_its_channels_rule(tmp_path: Path) -> None:

@@ -194,8 +194,9 @@ def test_refit_keeps_the_weights_and_the_training_record(tiny_idx_dir, capsys):
     assert not {"written_variants", "closing_shapes", "angular_pen", "mnist_train_angular_drawings"} & set(seen)
     assert not {"variants-train", "closing-train", "pen-closing-train", "angular-train"} & set(seen["seeds"])
     weights = {k: v.clone() for k, v in net.state_dict().items()}
+    # a rule fitted on audits: it states its own temperature
     reviewed = Calibration("guarantee", 0.2, 10, 0.002, 0.05, None, 1600, 0.9, 0.999, 0.001, "reviewed audits: x",
-                           provenance={"source": "x"})  # a rule fitted on audits: it states its own temperature
+                           provenance={"source": "x"}, precision="float32", channel="file")
     write_metadata(path, with_records(before, "reviewed", {"file": {"float32": reviewed}}))
     assert main([*common[:-2], "--refit", "--out", str(path)]) == 0  # its own architecture, not the CLI's default
     refitted, after = load_checkpoint(path)

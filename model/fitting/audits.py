@@ -13,7 +13,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from model.calibration import Calibration, Channel
+from model.calibration import Calibration
 from model.checkpoint import as_served
 from model.fitting.guarantee import CalibrationError, guarantee_threshold, min_trials
 from model.fitting.validation import CalibrationRequest
@@ -38,20 +38,21 @@ def reviewed_calibration(served: BayesianNet, base: Calibration, audits: Reviewe
     """The refer threshold from labelled audits (a uniform sample of the traffic: ``uniform_audits``),
     by the same fixed-sequence test as on validation, with scores recomputed by ``served`` (the
     checkpoint at ``base``'s precision and temperature). An answer is right only when the label is
-    its class: an accepted ``not_a_digit`` or ``unreadable`` is an error. The reason rule
-    (familiar mass) is ``base``'s. Raises TooFewAudits, or CalibrationError when no threshold
+    its class: an accepted ``not_a_digit`` or ``unreadable`` is an error. The channel, its alpha and the
+    reason rule (familiar mass) are ``base``'s. Raises TooFewAudits, or CalibrationError when no threshold
     certifies on them."""
-    need = min_trials(request.alpha, request.delta)
+    alpha = request.alphas[base.channel]
+    need = min_trials(alpha, request.delta)
     if len(audits) < need:
-        raise TooFewAudits(len(audits), need, request.alpha, request.delta)
+        raise TooFewAudits(len(audits), need, alpha, request.delta)
     result = predict_images(served, audits.inputs, request.samples)
     classes = result.mean_probs.argmax(-1).numpy()
     correct = np.array([label == str(int(mine)) for label, mine in zip(audits.labels, classes, strict=True)])
     data = f"reviewed audits: {audits.source}"
-    calibration = guarantee_threshold(result.entropy.numpy(), correct, request.alpha, request.delta,
-                                      request.samples, data=data)
-    return replace(calibration, precision=base.precision, temperature=base.temperature,
-                   familiar_mass=base.familiar_mass, reason_fit=base.reason_fit, provenance=provenance)
+    calibration = guarantee_threshold(result.entropy.numpy(), correct, alpha, request.delta, request.samples,
+                                      data=data, channel=base.channel, precision=base.precision)
+    return replace(calibration, temperature=base.temperature, familiar_mass=base.familiar_mass,
+                   reason_fit=base.reason_fit, provenance=provenance)
 
 
 def audit_provenance(reviewed: Reviewed, audits: Reviewed) -> dict[str, Any]:
@@ -65,15 +66,14 @@ def audit_provenance(reviewed: Reviewed, audits: Reviewed) -> dict[str, Any]:
             "fitted": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
-def reviewed_records(net: BayesianNet, channel: Channel, bases: dict[str, Calibration], audits: Reviewed,
+def reviewed_records(net: BayesianNet, bases: dict[str, Calibration], audits: Reviewed,
                      request: CalibrationRequest, provenance: dict[str, Any], seed: int,
                      device: str) -> dict[str, Calibration]:
     """One channel's reviewed-audit record for each precision of ``bases`` (that channel's validation
-    records: the temperature and reason rule it keeps), each scored from ``seed``."""
+    records: the channel, temperature and reason rule it keeps), each scored from ``seed``."""
     records = {}
     for precision, base in bases.items():
         torch.manual_seed(seed)
         served = as_served(net, base, cast(Precision, precision)).to(device).eval()
-        record = reviewed_calibration(served, base, audits, request.for_channel(channel), provenance)
-        records[precision] = replace(record, channel=channel)
+        records[precision] = reviewed_calibration(served, base, audits, request, provenance)
     return records

@@ -36,11 +36,12 @@ from typing import Any
 
 import numpy as np
 
-from model.calibration import Calibration
+from model.calibration import Calibration, Channel
 from model.predictive import DEFAULT_SAMPLES
 
-DEFAULT_ALPHA = 0.002
-DEFAULT_DRAWN_ALPHA = 0.004  # the page's drawings: the issue's >= 99.5 % accepted accuracy, with a margin
+# each channel's allowed error among accepted answers: files 0.2 %; the page's drawings 0.4 % (the issue's
+# >= 99.5 % accepted accuracy, with a margin)
+DEFAULT_ALPHAS: dict[Channel, float] = {"file": 0.002, "drawn": 0.004}
 DEFAULT_DELTA = 0.05
 MAX_ENTROPY = math.log(10.0)
 
@@ -70,11 +71,14 @@ def _summary(entropy: np.ndarray, correct: np.ndarray, threshold: float) -> tupl
     return coverage, accuracy
 
 
-def guarantee_threshold(entropy: np.ndarray, correct: np.ndarray, alpha: float = DEFAULT_ALPHA,
+def guarantee_threshold(entropy: np.ndarray, correct: np.ndarray, alpha: float,
                         delta: float = DEFAULT_DELTA, samples: int = DEFAULT_SAMPLES,
-                        grid: np.ndarray | None = None, data: str = "unnamed") -> Calibration:
+                        grid: np.ndarray | None = None, data: str = "unnamed", *, channel: Channel = "file",
+                        precision: str = "float32") -> Calibration:
     """Fixed-sequence test over ``grid`` (ascending). ``entropy`` [n] in nats, ``correct`` [n] bool;
-    ``data`` names what they were measured on (recorded)."""
+    ``data`` names what they were measured on, ``channel`` and ``precision`` whose images and scores
+    they are (all recorded). The record's place defaults to a file channel's in float32 only for the
+    report's operating points (``model/report/uploads.py``); every record that is filed names its own."""
     grid = default_grid() if grid is None else np.asarray(grid)
     if np.any(np.diff(grid) <= 0):
         raise ValueError("grid must be strictly ascending (strict to loose)")
@@ -97,7 +101,7 @@ def guarantee_threshold(entropy: np.ndarray, correct: np.ndarray, alpha: float =
         )
     coverage, accuracy = _summary(entropy, correct, chosen[0])
     return Calibration("guarantee", chosen[0], samples, alpha, delta, None, len(entropy), coverage, accuracy, chosen[1],
-                       data)
+                       data, precision=precision, channel=channel)
 
 
 MASS_GRID = np.round(np.arange(0.30, 0.996, 0.005), 3)  # candidate top-two masses, fixed in advance
@@ -126,13 +130,16 @@ def familiar_mass(digits: np.ndarray, outliers: np.ndarray,
 
 
 def referral_rate_threshold(entropy: np.ndarray, correct: np.ndarray, rate: float,
-                            samples: int = DEFAULT_SAMPLES, data: str = "unnamed") -> Calibration:
+                            samples: int = DEFAULT_SAMPLES, data: str = "unnamed", *, channel: Channel,
+                            precision: str) -> Calibration:
+    """The (1 - ``rate``) quantile of ``entropy`` [n] as the threshold (no guarantee), recorded for
+    ``channel``'s images scored in ``precision``."""
     if not 0.0 <= rate < 1.0:
         raise ValueError("referral rate must be in [0, 1)")
     threshold = float(np.quantile(entropy, 1.0 - rate, method="higher")) if rate > 0 else MAX_ENTROPY
     coverage, accuracy = _summary(entropy, correct, threshold)
     return Calibration("referral_rate", threshold, samples, None, None, rate, len(entropy), coverage, accuracy, None,
-                       data)
+                       data, precision=precision, channel=channel)
 
 
 def min_trials(alpha: float, delta: float) -> int:

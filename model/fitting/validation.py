@@ -2,23 +2,24 @@
 served in and each channel (``model.calibration.CHANNELS``), a threshold with its guarantee
 (``model/fitting/guarantee.py``) on that channel's part of the mix, and the top-two mass that says why
 it refers. What training runs after its last epoch and ``python -m model.calibrate`` runs on a
-checkpoint; the records are filed through the one writer (:func:`with_fits`).
+checkpoint (both through :func:`fit_on_validation_mix`); the records are filed through the one writer
+(:func:`with_fits`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from model.calibration import CHANNELS, ByChannel, Calibration, Channel, with_records
-from model.data import Split
+from model.data import DEFAULT_CACHE, Mnist, Split
 from model.fitting.guarantee import (
-    DEFAULT_ALPHA,
+    DEFAULT_ALPHAS,
     DEFAULT_DELTA,
-    DEFAULT_DRAWN_ALPHA,
     CalibrationError,
     familiar_mass,
     guarantee_threshold,
@@ -31,22 +32,15 @@ from model.predictive import DEFAULT_SAMPLES
 from model.refer_rule import ReferRule, top_two_mass
 from model.scoring import predict_images
 
-MIX_PARTS: dict[Channel, str] = {"file": "uploads and PNG files", "drawn": "pen drawings"}  # as records name them
-
 
 @dataclass(frozen=True)
 class CalibrationRequest:
-    """How to calibrate: guarantee (alpha, delta) or a target referral rate, at N samples."""
+    """How to calibrate: guarantee (each channel's alpha, one delta) or a target referral rate, at N samples."""
 
-    alpha: float = DEFAULT_ALPHA  # the file channel's
+    alphas: dict[Channel, float] = field(default_factory=lambda: dict(DEFAULT_ALPHAS))  # {channel: alpha}
     delta: float = DEFAULT_DELTA
     referral_rate: float | None = None
     samples: int = DEFAULT_SAMPLES
-    drawn_alpha: float = DEFAULT_DRAWN_ALPHA  # the drawn channel's
-
-    def for_channel(self, channel: Channel) -> CalibrationRequest:
-        """This request as one channel's: its alpha in ``alpha``."""
-        return replace(self, alpha=self.drawn_alpha) if channel == "drawn" else self
 
 
 @dataclass(frozen=True)
@@ -81,13 +75,14 @@ def calibrate(net: BayesianNet, validation: Split, request: CalibrationRequest,
     """``channel``'s refer rule for ``net`` from ``validation`` (that channel's digits as the service
     sees them), at that channel's alpha, scored in the net's precision (recorded); with
     ``non_digits`` (uint8 ``[m, 28, 28]``, generated, after the transform), also why it refers."""
-    request = request.for_channel(channel)
     entropy, correct, mass = validation_scores(net, validation, request.samples)
     if request.referral_rate is not None:
-        calibration = referral_rate_threshold(entropy, correct, request.referral_rate, request.samples, data)
+        calibration = referral_rate_threshold(entropy, correct, request.referral_rate, request.samples, data,
+                                              channel=channel, precision=net.precision)
     else:
-        calibration = guarantee_threshold(entropy, correct, request.alpha, request.delta, request.samples, data=data)
-    calibration = replace(calibration, precision=net.precision, temperature=net.config.temperature, channel=channel)
+        calibration = guarantee_threshold(entropy, correct, request.alphas[channel], request.delta, request.samples,
+                                          data=data, channel=channel, precision=net.precision)
+    calibration = replace(calibration, temperature=net.config.temperature)
     if non_digits is None:
         return calibration
     outlier_entropy, _, outlier_mass = validation_scores(net, Split(non_digits, np.full(len(non_digits), -1)),
@@ -125,10 +120,28 @@ def fit_refer_rules(net: BayesianNet, validation: Split, request: CalibrationReq
     return fits
 
 
+def fit_on_validation_mix(net: BayesianNet, mnist: Mnist, request: CalibrationRequest,
+                          precisions: tuple[Precision, ...], seed: int, temperature: bool = True, *, workers: int = 2,
+                          cache_dir: Path = DEFAULT_CACHE, progress: bool = True,
+                          non_digits: int | None = None) -> tuple[dict[Precision, ReferRuleFit], dict[str, object]]:
+    """:func:`fit_refer_rules` on ``mnist``'s validation mix, each channel on its part, with the mix's
+    generated non-digits for the reason rule (``non_digits`` of them; None: the pools' default), both
+    read from ``cache_dir`` or built with ``workers``; the fits and the mix's composition (the metadata's)."""
+    from model.synth.pools import VALIDATION_NON_DIGITS, validation_mix, validation_non_digits
+
+    split, sha256 = mnist.validation, mnist.source_sha256
+    validation, composition = validation_mix(split, sha256, workers, cache_dir, progress)
+    outliers, described = validation_non_digits(split, sha256, workers, cache_dir, progress,
+                                                VALIDATION_NON_DIGITS if non_digits is None else non_digits)
+    fits = fit_refer_rules(net, validation, request, mix_channels(validation, composition), outliers, described,
+                           precisions, seed, temperature)
+    return fits, composition
+
+
 def mix_channels(validation: Split, composition: dict[str, object]) -> dict[Channel, ChannelData]:
     """The validation mix split by channel (``model.synth.pools.PART_CHANNELS``: its uploads and PNG
     files are files a client posts, its pen drawings drawings on the page's pad)."""
-    from model.synth.pools import PART_CHANNELS, VALIDATION_MIX, mix_parts
+    from model.synth.pools import PART_CHANNELS, VALIDATION_MIX, channel_parts, mix_parts
 
     image_channels = np.array([PART_CHANNELS[name] for name in VALIDATION_MIX])[mix_parts(composition)]  # [N]
     whole = str(composition["data"])
@@ -137,7 +150,7 @@ def mix_channels(validation: Split, composition: dict[str, object]) -> dict[Chan
         mine = image_channels == channel
         channels[channel] = ChannelData(Split(validation.images[mine], validation.labels[mine]),
                                         f"the {channel} channel's part of {whole}: {int(mine.sum())} "
-                                        f"{MIX_PARTS[channel]}")
+                                        f"{' and '.join(channel_parts(channel))}")
     return channels
 
 

@@ -256,6 +256,11 @@ VALIDATION_MIX = ("uploads", "pen drawings", "plain PNG files")
 PART_CHANNELS: dict[str, Channel] = {"uploads": "file", "pen drawings": "drawn", "plain PNG files": "file"}
 
 
+def channel_parts(channel: Channel) -> tuple[str, ...]:
+    """The parts of :data:`VALIDATION_MIX` served as ``channel`` (:data:`PART_CHANNELS`), in the mix's order."""
+    return tuple(name for name in VALIDATION_MIX if PART_CHANNELS[name] == channel)
+
+
 def validation_mix(split: Split, source_sha256: str, workers: int = 2, cache_dir: Path = DEFAULT_CACHE,
                    progress: bool = True) -> tuple[Split, dict[str, object]]:
     """The MNIST validation digits as the service sees them, each digit three ways: a simulated

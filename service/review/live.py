@@ -12,8 +12,8 @@ apart (``legacy``) and left out. An audited answer is wrong when the reviewer's 
 from the answer's class, ``not_a_digit`` included (the service accepted something that is not a
 digit); ``unreadable`` ones are left out of n (nobody can say) and counted apart. Each channel
 has its own estimate, held to its own promise: files (``bnn_accepted_error_target``) and the
-audits of drawings on the page's pad (``drawn``, ``bnn_drawn_accepted_error_target``), which the
-files' estimate leaves out and counts.
+audits of drawings on the page's pad (``bnn_drawn_accepted_error_target``). The file channel's
+estimate (the one from before channels) counts the other channels' audits it leaves out (``other_channels``).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class AcceptedError:
     upper: float
     confidence: float = CONFIDENCE
     legacy: int = 0  # labelled accepted audits stored before schema 2 (no fraction kept): left out
-    drawn: int = 0  # labelled accepted audits of the drawn channel: another promise, left out
+    other_channels: int = 0  # the file channel's: labelled accepted audits of the other channels (other promises), left out
 
     @classmethod
     def of(cls, wrong: int, audited: int, unreadable: int = 0) -> AcceptedError:
@@ -49,19 +49,19 @@ class AcceptedError:
 
     @classmethod
     def weighted(cls, strata: dict[float, tuple[int, int]], unreadable: int = 0, legacy: int = 0,
-                 drawn: int = 0) -> AcceptedError:
+                 other_channels: int = 0) -> AcceptedError:
         """From ``{fraction: (wrong, audited)}``: each audit weighs 1 / fraction; the interval is
         Clopper-Pearson at Kish's effective size (exactly :meth:`of` for one fraction)."""
         strata = {fraction: counts for fraction, counts in strata.items() if counts[1] > 0 and fraction > 0}
         audited = sum(n for _, n in strata.values())
         wrong = sum(k for k, _ in strata.values())
         if len(strata) <= 1:
-            return replace(cls.of(wrong, audited, unreadable), legacy=legacy, drawn=drawn)
+            return replace(cls.of(wrong, audited, unreadable), legacy=legacy, other_channels=other_channels)
         weight = sum(n / f for f, (_, n) in strata.items())
         ratio = sum(k / f for f, (k, _) in strata.items()) / weight
         effective = round(weight**2 / sum(n / f**2 for f, (_, n) in strata.items()))
         lower, upper = clopper_pearson(min(effective, round(ratio * effective)), effective)
-        return cls(audited, wrong, unreadable, ratio, lower, upper, legacy=legacy, drawn=drawn)
+        return cls(audited, wrong, unreadable, ratio, lower, upper, legacy=legacy, other_channels=other_channels)
 
 
 @dataclass(frozen=True)

@@ -109,7 +109,7 @@ def accepted_errors(rows: list[Labelled]) -> dict[Channel, AcceptedError]:
             strata[row.channel][row.fraction] = (wrong + (0 if result == "right" else row.count), audited + row.count)
     errors = {channel: AcceptedError.weighted(strata[channel], unreadable[channel]) for channel in CHANNELS}
     others = sum(error.audited + error.unreadable for channel, error in errors.items() if channel != "file")
-    errors["file"] = replace(errors["file"], legacy=legacy, drawn=others)
+    errors["file"] = replace(errors["file"], legacy=legacy, other_channels=others)
     return errors
 
 

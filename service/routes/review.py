@@ -209,7 +209,7 @@ async def review_stats(request: Request, queue: Queue, who: Reviewer) -> ReviewS
 def accepted_error_out(error: AcceptedError, target: float | None) -> AcceptedErrorOut:
     return AcceptedErrorOut(audited=error.audited, wrong=error.wrong, unreadable=error.unreadable, ratio=error.ratio,
                             lower=error.lower, upper=error.upper, confidence=error.confidence, legacy=error.legacy,
-                            drawn=error.drawn, target=target)
+                            drawn=error.other_channels, target=target)
 
 
 @router.get("/export", response_class=StreamingResponse, responses={200: {
