@@ -74,8 +74,8 @@ def gif_batch(url: str, pid: int) -> str:
             start = time.perf_counter()
             response = httpx.post(url + "/predict/batch", files=files, timeout=120)
             times.append(time.perf_counter() - start)
-            statuses = sorted({str(item.get("status", 200)) for item in response.json()}) if response.status_code == 200 \
-                else [str(response.status_code)]
+            statuses = sorted({str(item.get("status", 200)) for item in response.json()}) \
+                if response.status_code == 200 else [str(response.status_code)]
     finally:
         done.set()
         prober.join()
@@ -133,7 +133,8 @@ def admin_paths(url: str, pid: int) -> str:
     for path in ("/dev/zero", "a\u0000b", "/tmp", "/etc/passwd"):
         start = time.perf_counter()
         try:
-            status: Any = httpx.post(url + "/admin/models/shadow", json={"path": path}, headers=admin, timeout=20).status_code
+            status: Any = httpx.post(url + "/admin/models/shadow", json={"path": path}, headers=admin,
+                                     timeout=20).status_code
         except httpx.TimeoutException:
             status = "no answer in 20 s"
         out.append(f"{path!r}: {status} ({time.perf_counter() - start:.1f} s)")
@@ -145,8 +146,8 @@ def announced_oversize(url: str, pid: int) -> str:
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=15) as sock:
         start = time.perf_counter()
-        sock.sendall(f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: {20 * MIB}\r\n\r\n"
-                     .encode() + b"\x00" * 65536)
+        sock.sendall(f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                     f"Content-Length: {20 * MIB}\r\n\r\n".encode() + b"\x00" * 65536)
         try:
             head = sock.recv(4096)
         except TimeoutError:

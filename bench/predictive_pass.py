@@ -162,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", nargs="+", choices=PRECISIONS, default=list(PRECISIONS),
                         help="the trunk precisions to measure (and check against the loop)")
     parser.add_argument("--tables", nargs="+", choices=TABLES, default=list(TABLES),
-                        help="which parts to run (the loop of the kernel table takes minutes where bfloat16 is emulated)")
+                        help="which parts to run (the loop of the kernel table takes minutes where bfloat16 "
+                             "is emulated)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

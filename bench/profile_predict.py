@@ -42,8 +42,9 @@ STAGES: dict[str, tuple[str, ...]] = {
     "pass": ("model/network.py", "model/predictive.py", "model/layers.py", "torch/"),
     "transform": ("model/transform.py", "model/data.py"),
     "decode": ("service/inference/preprocess.py", "PIL/"),
-    "answer": ("service/inference/predictor.py", "service/schemas.py", "service/inference/audit.py", "service/metrics.py",
-               "pydantic", "json/", "fastapi/encoders.py", "prometheus_client", "service/review/"),
+    "answer": ("service/inference/predictor.py", "service/schemas.py", "service/inference/audit.py",
+               "service/metrics.py", "pydantic", "json/", "fastapi/encoders.py", "prometheus_client",
+               "service/review/"),
     "multipart": ("multipart/", "starlette/formparsers.py", "service/routes/predict.py"),
     "HTTP": ("uvicorn/", "httptools", "starlette/", "fastapi/", "service/edge/limits.py", "service/edge/latency.py",
              "h11"),
@@ -72,7 +73,8 @@ def tally(collapsed: Path) -> Counter[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile_predict", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=20.0, help="how long wrk drives the service (and py-spy samples)")
+    parser.add_argument("--seconds", type=float, default=20.0,
+                        help="how long wrk drives the service (and py-spy samples)")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     parser.add_argument("--precision", default=None, help="BNN_PRECISION for the service (default: its own, auto)")

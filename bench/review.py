@@ -31,8 +31,10 @@ from harness.inputs import noise_png
 from harness.postgres import binaries, postgres_server
 from service.inference.predictor import Prediction
 from service.metrics import Metrics
-from service.review.queue import Pending, ReviewQueue
-from service.review.store import RetentionPolicy, ReviewStore
+from service.review.buffer import Pending
+from service.review.queue import ReviewQueue
+from service.review.retention_policy import RetentionPolicy
+from service.review.store import ReviewStore
 
 BATCHES = (1, 16, 256)
 
@@ -64,7 +66,8 @@ async def store_costs(url: str, items: int) -> dict[str, float]:
     costs: dict[str, float] = {}
     try:
         for batch in BATCHES:
-            pending = [Pending(f"{batch}-{k}", time.time(), prediction, upload, False, "bench", 0.02) for k in range(items)]
+            pending = [Pending(f"{batch}-{k}", time.time(), prediction, upload, False, "bench", 0.02)
+                       for k in range(items)]
             start = time.perf_counter()
             for first in range(0, items, batch):
                 await store.add([p.item() for p in pending[first:first + batch]])

@@ -118,7 +118,8 @@ def agreement(url: str, images: list[bytes], samples: int, repeats: int = 30) ->
     predictor = Predictor.from_checkpoint(SHIPPED)
     digits = [preprocess(image, 40_000_000) for image in images]
     reference = np.array([[p.entropy for p in predictor.predict(digits, samples)] for _ in range(repeats)])
-    served = np.array([[post_image(url, image, samples=samples).json()["entropy"] for image in images] for _ in range(repeats)])
+    served = np.array([[post_image(url, image, samples=samples).json()["entropy"] for image in images]
+                       for _ in range(repeats)])
     smallest = min(float(ks_2samp(reference[:, i], served[:, i]).pvalue) for i in range(len(images)))
     return min(1.0, smallest * len(images))
 
@@ -199,8 +200,8 @@ def measure(variants: list[Variant], levels: list[int], seconds: float,
                     results[(variant.name, route, connections)] = result
                     digits = 0 if result.images_per_s >= 100 else 1
                     print(f"| {variant.name} | {route} | {connections} | {result.images_per_s:.{digits}f} | "
-                          f"{result.requests_per_s:.0f} | {result.p50_ms:.1f} | {result.p99_ms:.1f} | {result.errors} |",
-                          flush=True)
+                          f"{result.requests_per_s:.0f} | {result.p50_ms:.1f} | {result.p99_ms:.1f} | "
+                          f"{result.errors} |", flush=True)
             if variant.name == "ours":
                 check = agreement(url, agreement_images, 1000)
     return results, start_to_ready, check

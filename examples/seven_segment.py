@@ -26,18 +26,21 @@ SEGMENTS: dict[int, tuple[str, ...]] = {
 }
 
 
-def _segment_polygons(width: float, height: float, thickness: float, gap: float) -> dict[str, list[tuple[float, float]]]:
+def _segment_polygons(width: float, height: float, thickness: float,
+                      gap: float) -> dict[str, list[tuple[float, float]]]:
     """Hexagonal bars of a digit cell ``width`` x ``height`` (origin top left, unslanted)."""
     g, half = gap, thickness / 2
     middle = height / 2
 
     def horizontal(y: float) -> list[tuple[float, float]]:
         x0, x1 = g + half, width - g - half
-        return [(x0, y), (x0 + half, y - half), (x1 - half, y - half), (x1, y), (x1 - half, y + half), (x0 + half, y + half)]
+        return [(x0, y), (x0 + half, y - half), (x1 - half, y - half),
+                (x1, y), (x1 - half, y + half), (x0 + half, y + half)]
 
     def vertical(x: float, y0: float, y1: float) -> list[tuple[float, float]]:
         y0, y1 = y0 + g + half, y1 - g - half
-        return [(x, y0), (x + half, y0 + half), (x + half, y1 - half), (x, y1), (x - half, y1 - half), (x - half, y0 + half)]
+        return [(x, y0), (x + half, y0 + half), (x + half, y1 - half),
+                (x, y1), (x - half, y1 - half), (x - half, y0 + half)]
 
     return {"a": horizontal(half), "d": horizontal(height - half), "g": horizontal(middle),
             "f": vertical(half, 0, middle), "b": vertical(width - half, 0, middle),

@@ -21,7 +21,8 @@ def enlarged_dark_on_light(digit: np.ndarray, size: int = 280) -> Image.Image:
     return Image.fromarray(255 - digit).resize((size, size), Image.Resampling.BICUBIC)
 
 
-def off_centre_on_canvas(digit: np.ndarray, canvas: tuple[int, int] = (400, 300), at: tuple[int, int] = (20, 150)) -> Image.Image:
+def off_centre_on_canvas(digit: np.ndarray, canvas: tuple[int, int] = (400, 300),
+                         at: tuple[int, int] = (20, 150)) -> Image.Image:
     """Light ink on a dark canvas, digit small and far from the centre."""
     big = Image.fromarray(digit).resize((84, 84), Image.Resampling.BICUBIC)
     background = Image.new("L", canvas, 0)

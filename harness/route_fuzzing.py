@@ -97,7 +97,8 @@ HEADER_TEXT = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, excl
 PART_TEXT = st.text(st.characters(codec="utf-8", min_codepoint=0x20, exclude_characters="\x7f"),
                     max_size=40)  # what httpx can put in a part's header
 SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | TEXT
-JSON_VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4),
+JSON_VALUES = st.recursive(SCALARS,
+                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4),
                            max_leaves=20)
 HOSTILE_JSON = st.one_of(  # texts, spliced where a JSON value goes
     st.integers(10, 20_000).map(lambda depth: "[" * depth + "]" * depth),

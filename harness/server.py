@@ -106,8 +106,8 @@ def running_process(command: list[str], ready_url: str, name: str, env: dict[str
 
 @contextmanager
 def running_service(
-    env: dict[str, str] | None = None, ready_timeout: float = 60.0, module: str = "service", ready_path: str = "/readyz",
-    cwd: Path = ROOT,
+    env: dict[str, str] | None = None, ready_timeout: float = 60.0, module: str = "service",
+    ready_path: str = "/readyz", cwd: Path = ROOT,
 ) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """Runs ``python -m module`` (in ``cwd``: another checkout runs its own code) with BNN_PORT set
     to a free port; yields (base URL, process) once ``ready_path`` answers 200; stops it (SIGTERM,

@@ -8,8 +8,8 @@
   (image -> the network's 28x28), ``data`` (the input constants and splits), ``binomial`` (exact
   intervals for the review statistics).
 * **The pipeline commands** (top level too, each ``python -m model.<name>``), reading MNIST through
-  ``mnist``: ``train`` (its loop in ``train_loop``, its recipe in ``train_config``, its data in ``batch_mix``, fine-tuning in
-  ``fine_tune``), ``calibrate`` (the fitting in ``model.fitting``), ``evaluate`` (with its sections in
+  ``mnist``: ``train`` (its loop in ``train_loop``, its recipe in ``train_config``, its data in ``batch_mix``,
+  fine-tuning in ``fine_tune``), ``calibrate`` (the fitting in ``model.fitting``), ``evaluate`` (with its sections in
   ``model.report``; ``python -m tools.drawn_digits`` draws the same on the real page), ``promote`` (the
   rule that decides whether a candidate ships), ``migrate_records`` (older checkpoint metadata to the
   one map of calibration records); ``reviewed`` is the library they read the reviewers' labels with

@@ -94,12 +94,14 @@ def build_training_data(data: Mnist, config: TrainConfig, sizes: PoolSizes, work
     """Render (or read from the cache) every pool ``config`` asks for."""
     train, sha = data.train, data.source_sha256
     uploads, positives = _joined({
-        "mnist_train_uploads": digit_uploads(train, "train", sha, workers, cache_dir, progress) if config.uploads else None,
+        "mnist_train_uploads": digit_uploads(train, "train", sha, workers, cache_dir, progress)
+        if config.uploads else None,
         "mnist_train_pen_drawings": pen_drawings(train, "pen-train", sha, workers, cache_dir, progress)
         if config.uploads and config.pen else None,
         "printed_digits_training_fonts": printed_digits(workers, cache_dir, progress, sizes.printed_renders)
         if config.uploads and config.printed else None,
-        **({"mnist_train_written_variants": written_variants(train, config.written_variants, sha, workers, cache_dir, progress)}
+        **({"mnist_train_written_variants": written_variants(train, config.written_variants, sha, workers, cache_dir,
+                                                             progress)}
            if config.uploads and config.written_variants else {}),  # named only when asked for
         **({"mnist_train_angular_drawings": angular_drawings(train, sha, workers, cache_dir, progress)}
            if config.uploads and config.angular_pen else {}),
@@ -116,8 +118,8 @@ def build_training_data(data: Mnist, config: TrainConfig, sizes: PoolSizes, work
     as_files = arrays_as_files(train, "train", sha, cache_dir) if config.arrays_as_files > 0 else None
     if as_files is not None and len(as_files.images) != len(train):
         raise ValueError("a training array has no visible ink as a file; --arrays-as-files needs every one")
-    return TrainingData(train, None if uploads is None else uploads.split(), None if outliers is None else outliers.images,
-                        None if as_files is None else as_files.images,
+    return TrainingData(train, None if uploads is None else uploads.split(),
+                        None if outliers is None else outliers.images, None if as_files is None else as_files.images,
                         positives, negatives["other_script_marks"], closing=negatives.get("closing_shapes", 0))
 
 
@@ -159,7 +161,8 @@ class BatchMix:
         uploads = data.uploads if config.uploads else None
         self.uploads = None if uploads is None else \
             (to_input(uploads.images).to(device), torch.as_tensor(uploads.labels, device=device))
-        self.outliers = None if data.outliers is None or config.outlier_batch <= 0 else to_input(data.outliers).to(device)
+        self.outliers = None if data.outliers is None or config.outlier_batch <= 0 else \
+            to_input(data.outliers).to(device)
         self.reviewed = None if data.reviewed is None or not len(data.reviewed) else \
             (to_input(data.reviewed.images).to(device), torch.as_tensor(data.reviewed.labels, device=device))
         self.reviewed_outliers = None if data.reviewed_outliers is None or not len(data.reviewed_outliers) else \

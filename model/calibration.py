@@ -168,7 +168,8 @@ def _check_place(record: Calibration, fitted_on: str, channel: str, precision: s
     ``reviewed``."""
     where = f"{KEY}.{fitted_on}.{channel}.{precision}"
     if fitted_on not in FITTED_ON or channel not in CHANNELS:
-        raise ValueError(f"{where}: no such place (fitted on {' or '.join(FITTED_ON)}; channel {' or '.join(CHANNELS)})")
+        raise ValueError(f"{where}: no such place (fitted on {' or '.join(FITTED_ON)}; "
+                         f"channel {' or '.join(CHANNELS)})")
     if record.channel != channel:
         raise ValueError(f"{where}: a record of the {record.channel} channel is filed under {channel}")
     if record.precision != precision:

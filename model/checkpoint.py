@@ -136,7 +136,8 @@ def as_served(net: BayesianNet, calibration: Calibration | None, precision: Prec
 def provenance() -> dict[str, Any]:
     """Git commit and package versions, recorded with every checkpoint."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False).stdout.strip()
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                check=False).stdout.strip()
     except OSError:
         commit = ""
     versions = {}

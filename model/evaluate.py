@@ -109,7 +109,8 @@ def _save(fig: Any, out: Path, name: str, dpi: int = 110) -> str:
 def _referral_curve(plt: Any, report: dict[str, Any], out: Path) -> str:
     curve = report["referral_curve"]
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([100 * p["referred"] for p in curve], [100 * p["accuracy"] for p in curve], label="refer most uncertain (entropy)")
+    ax.plot([100 * p["referred"] for p in curve], [100 * p["accuracy"] for p in curve],
+            label="refer most uncertain (entropy)")
     ax.axhline(100 * report["accuracy"], color="grey", linestyle="--", label="refer at random")
     if "calibrated" in report:
         c = report["calibrated"]
@@ -159,7 +160,8 @@ def _most_uncertain(plt: Any, result: PredictiveResult, split: Split, out: Path)
     for ax, index in zip(axes.flat, order, strict=False):
         ax.imshow(split.images[index], cmap="gray_r")
         colour = "green" if predicted[index] == split.labels[index] else "red"
-        ax.set_title(f"p{predicted[index]} t{split.labels[index]} H{result.entropy[index]:.2f}", fontsize=8, color=colour)
+        ax.set_title(f"p{predicted[index]} t{split.labels[index]} H{result.entropy[index]:.2f}", fontsize=8,
+                     color=colour)
         ax.axis("off")
     fig.suptitle("The 40 most uncertain MNIST test digits (p = predicted, t = true, H = entropy in nats)")
     return _save(fig, out, "most_uncertain.png", dpi=100)
@@ -276,8 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_ood:
         fashion = load_fashion_test(args.fashion_dir) if args.fashion_dir else load_fashion_test()
         ood = predict_images(net, fashion.images, samples, 500, "Fashion-MNIST test")
-    report = {"model_version": meta["model_version"], "samples": samples, "seed": args.seed, "precision": args.precision,
-              **quality_report(result, test.labels, ood, calibration)}
+    report = {"model_version": meta["model_version"], "samples": samples, "seed": args.seed,
+              "precision": args.precision, **quality_report(result, test.labels, ood, calibration)}
     args.out.mkdir(parents=True, exist_ok=True)
     report["plots"] = [] if args.no_plots else write_plots(report, result, test, ood, args.out)
     if not args.no_uploads:

@@ -62,10 +62,12 @@ def migrate(meta: dict[str, Any]) -> Migration:
         try:
             read_records(meta)
         except ValueError as error:
-            raise MigrationError(f"format {FORMAT_VERSION} already, but its records are not readable: {error}") from None
+            raise MigrationError(f"format {FORMAT_VERSION} already, but its records are not readable: "
+                                 f"{error}") from None
         return Migration(meta, [], [f"format {FORMAT_VERSION} already: nothing to do"])
     if meta.get("format_version") != OLD_FORMAT:
-        raise MigrationError(f"format_version is {meta.get('format_version')!r}: neither {OLD_FORMAT} nor {FORMAT_VERSION}")
+        raise MigrationError(f"format_version is {meta.get('format_version')!r}: "
+                             f"neither {OLD_FORMAT} nor {FORMAT_VERSION}")
     migration = Migration({})
     placed: dict[tuple[FittedOn, Channel], dict[str, Calibration]] = {}
     for key, precision, raw in _old_records(meta, migration.notes):

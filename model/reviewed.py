@@ -105,7 +105,8 @@ def split(reviewed: Reviewed, share: float = HELD_OUT_SHARE) -> tuple[Reviewed, 
 def parse_export(data: bytes, source: str) -> Reviewed:
     """NDJSON export bytes; a malformed line raises ValueError naming its number."""
     rows: dict[str, list[Any]] = {name: [] for name in ("inputs", "labels", "reasons", "served", "model_versions",
-                                                        "ids", "referred", "audit_fractions", "labelled_at", "channels")}
+                                                        "ids", "referred", "audit_fractions", "labelled_at",
+                                                        "channels")}
     for number, line in enumerate(data.decode().splitlines(), start=1):
         if not line.strip():
             continue
@@ -237,8 +238,8 @@ def markdown(report: dict[str, Any]) -> str:
         served, mine = report[key]["served"], report[key]["checkpoint"]
         return [f"| audits of {what} (alpha {share(report[key]['alpha'])}): served answers wrong | {served['n']} | "
                 f"{share(served['ratio'])} | {share(served['lower'])} – {share(served['upper'])} |",
-                f"| audits of {what}: this checkpoint's accepted answers wrong | {mine['n']} | {share(mine['ratio'])} | "
-                f"{share(mine['lower'])} – {share(mine['upper'])} |"]
+                f"| audits of {what}: this checkpoint's accepted answers wrong | {mine['n']} | "
+                f"{share(mine['ratio'])} | {share(mine['lower'])} – {share(mine['upper'])} |"]
 
     return "\n".join([
         f"Reviewed items: {report['items']} ({report['unreadable']} unreadable), served by "

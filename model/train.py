@@ -156,7 +156,8 @@ def _fine_tune_arguments(group: argparse._ArgumentGroup) -> None:
 def net_config(args: argparse.Namespace) -> NetConfig:
     overrides = {"hidden": args.hidden, "conv_blocks": args.conv_blocks, "prior_sigma": args.prior_sigma,
                  "init_rho": args.init_rho}
-    return NetConfig.from_dict({**PRESETS[args.preset].to_dict(), **{k: v for k, v in overrides.items() if v is not None}})
+    return NetConfig.from_dict({**PRESETS[args.preset].to_dict(),
+                                **{k: v for k, v in overrides.items() if v is not None}})
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
@@ -171,7 +172,8 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
                          precision=choose_precision(args.precision).precision)
     if args.dry_run:
         config = replace(config, epochs=2, batch_size=64, max_batches=4, eval_samples=2, kl_warmup_epochs=0.0,
-                         outlier_batch=min(config.outlier_batch, 32), closing_shapes=min(config.closing_shapes, DRY_RUN_CLOSING))
+                         outlier_batch=min(config.outlier_batch, 32),
+                         closing_shapes=min(config.closing_shapes, DRY_RUN_CLOSING))
     return config
 
 
@@ -204,7 +206,8 @@ def training_record(config: TrainConfig, data: TrainingData, composition: dict[s
 
 
 def after_training(net: BayesianNet, data: Mnist, sizes: PoolSizes, temperature: bool, seed: int, workers: int,
-                   cache_dir: Path, progress: bool) -> tuple[BayesianNet, dict[Precision, ReferRuleFit], dict[str, Any]]:
+                   cache_dir: Path, progress: bool,
+                   ) -> tuple[BayesianNet, dict[Precision, ReferRuleFit], dict[str, Any]]:
     """Temperature (unless ``temperature`` is off; fitted in float32, shared) and refer rule for each
     precision the trunk may be served in and each channel, fitted on the validation mix: the net at
     that temperature, the fits by precision (a refused one said why; :func:`model.fitting.validation.with_fits`

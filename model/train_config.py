@@ -21,17 +21,21 @@ class TrainConfig:
     max_scale: float = 0.1
     seed: int = 0
     eval_samples: int = 10
-    uploads: bool = True  # add a batch of training digits rendered as uploads (model/synth/upload_simulator.py) per step
+    uploads: bool = True  # add a batch of training digits rendered as uploads
+    # (model/synth/upload_simulator.py) per step
     outlier_weight: float = 0.5  # outlier exposure: weight of the uniform-prediction loss on generated non-digits
     outlier_batch: int = 64  # generated non-digits per step (0: no outlier exposure)
     arrays_as_files: float = 0.5  # share of the arrays batch replaced by the same digits as 28-px PNGs, transformed
     pen: bool = True  # training digits re-inked as pen strokes on the page's pad (model/synth/pen.py) join the uploads
     printed: bool = True  # digits printed in the training fonts (model/synth/families.py) join the uploads
-    marks: bool = True  # marks of other scripts, printed and pen-drawn (model/synth/other_scripts.py), join the outliers
-    written_variants: tuple[int, ...] = ()  # of these digits (1: a flag or a foot, 7: a bar; model/synth/written_variants.py)
-    # MNIST train's re-inked with the stroke added join the uploads
-    angular_pen: bool = False  # MNIST train's digits re-inked in straight segments (model/synth/angular_pen.py) join the uploads
-    closing_shapes: int = 0  # generated non-digits that close and branch (model/synth/closing_shapes.py) join the outliers
+    marks: bool = True  # marks of other scripts, printed and pen-drawn
+    # (model/synth/other_scripts.py), join the outliers
+    written_variants: tuple[int, ...] = ()  # of these digits (1: a flag or a foot, 7: a bar;
+    # model/synth/written_variants.py) MNIST train's re-inked with the stroke added join the uploads
+    angular_pen: bool = False  # MNIST train's digits re-inked in straight segments
+    # (model/synth/angular_pen.py) join the uploads
+    closing_shapes: int = 0  # generated non-digits that close and branch
+    # (model/synth/closing_shapes.py) join the outliers
     max_batches: int | None = None  # per epoch; dry runs
     reviewed_batch: int = 32  # fine-tuning: reviewers' labelled digits per step (model/fine_tune.py)
     device: str = "cpu"

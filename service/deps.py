@@ -44,7 +44,8 @@ async def get_inference(request: Request) -> Inference:
 
 
 async def require_api_key(request: Request,
-                          x_api_key: Annotated[str | None, Header(description="needed when BNN_API_KEY is set")] = None) -> None:
+                          x_api_key: Annotated[str | None,
+                                               Header(description="needed when BNN_API_KEY is set")] = None) -> None:
     expected = (await get_settings(request)).api_key
     if expected is None:
         return

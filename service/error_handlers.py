@@ -52,7 +52,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorOut, "description": "request, file or pixel count over the configured limits"},
     415: {"model": ErrorOut, "description": "a recognised format that is not accepted (e.g. TIFF, SVG, PDF)"},
     422: {"model": ErrorOut, "description": "invalid parameters, missing file, or no ink found in the image"},
-    503: {"model": ErrorOut, "description": "the model is not loaded yet, or the inference queue is full (Retry-After)"},
+    503: {"model": ErrorOut,
+          "description": "the model is not loaded yet, or the inference queue is full (Retry-After)"},
 }
 # the same statuses on the /v2 routes, in the protocol's shape; 400 also for a malformed request
 # and 404 for an unknown model or version

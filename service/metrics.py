@@ -28,7 +28,7 @@ from model.calibration import CHANNELS, Channel
 from model.refer_rule import REFER_REASONS
 from service.review.live import OUTCOMES, AcceptedError
 from service.review.live import REASONS as REVIEW_REASONS
-from service.review.store import CAUSES as RETENTION_CAUSES
+from service.review.retention_policy import CAUSES as RETENTION_CAUSES
 from service.settings import METRICS_DIR_ENV
 
 ENTROPY_BUCKETS = (1e-5, 1e-4, 1e-3, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 2.31)
@@ -103,8 +103,8 @@ class Metrics:
         self.referrals = Counter("bnn_referrals", "Referred images, by reason (uncertain: entropy over its threshold; "
                                  "unfamiliar: probably not a digit) and model version", ["reason", "model_version"],
                                  registry=registry)
-        self.audits = Counter("bnn_audits", "Answers (accepted or referred) marked audit=true for a human spot check, by class",
-                              ["class"], registry=registry)
+        self.audits = Counter("bnn_audits", "Answers (accepted or referred) marked audit=true for a human spot "
+                              "check, by class", ["class"], registry=registry)
         self.entropy = Histogram("bnn_prediction_entropy_nats", "Predictive entropy of answered images (nats)",
                                  buckets=ENTROPY_BUCKETS, registry=registry)
         self.samples = Histogram("bnn_samples_per_image", "Posterior samples N used per answered image",
@@ -175,7 +175,8 @@ class Metrics:
                                      "min)", registry=registry, multiprocess_mode="min")
 
     def _shadow(self, registry: CollectorRegistry) -> None:
-        """The shadow (``service/lifecycle/shadow.py``): the candidate's answers to a sample of live traffic, compared."""
+        """The shadow (``service/lifecycle/shadow.py``): the candidate's answers to a sample of live
+        traffic, compared."""
         self.shadow_compared = Counter(
             "bnn_shadow_compared", "Live answers the shadow also answered, by version pair and whether the class "
             "and the refer decision agree", ["live_version", "shadow_version", "class_agree", "refer_agree"],

@@ -247,7 +247,8 @@ def _channel(parameters: dict[str, Any]) -> Channel:
     try:
         return channel_of(channel)
     except ValueError:
-        raise ProtocolError(f"parameter 'channel' must be one of {', '.join(CHANNELS)}, got {_shown(channel)}") from None
+        raise ProtocolError(f"parameter 'channel' must be one of {', '.join(CHANNELS)}, "
+                            f"got {_shown(channel)}") from None
 
 
 def _requested_outputs(document: dict[str, Any], binary_by_default: bool) -> tuple[RequestedOutput, ...]:
@@ -320,7 +321,8 @@ def parse_infer_request(body: bytes, header_length: int | None, max_batch: int, 
         if header_length is None:
             raise ProtocolError(f"input '{name}' has binary_data_size but the request has no {HEADER_LENGTH} header")
         if not isinstance(size, int) or isinstance(size, bool) or size != len(binary):
-            raise ProtocolError(f"input '{name}': binary_data_size {_shown(size)}, but {len(binary)} bytes follow the JSON")
+            raise ProtocolError(f"input '{name}': binary_data_size {_shown(size)}, "
+                                f"but {len(binary)} bytes follow the JSON")
         raw = binary
     elif binary:
         raise ProtocolError(f"{len(binary)} bytes follow the JSON but no input declares binary_data_size")

@@ -4,11 +4,11 @@
 within the request's limits (``inference/decoding.py``: large ones decoded in a bounded pool, each
 within a deadline; small ones left to the pass), then hands them to the micro-batcher, whose
 pass (on the event loop, or in the inference thread: see ``inference/batcher.py``) decodes the small ones
-and runs every digit of the pass through the network at once; the results come back in the uploads' order, a rejected upload
-keeping its place as its :class:`ImageRejected`. An item may also be an already-prepared
+and runs every digit of the pass through the network at once; the results come back in the uploads' order,
+a rejected upload keeping its place as its :class:`ImageRejected`. An item may also be an already-prepared
 ``[28, 28]`` uint8 digit, which skips decoding. Routes call :meth:`Inference.answer_each` (a
-refused upload keeps its place) or :meth:`Inference.answer_all` (all or nothing): both return finished answers, each with its
-audit flag drawn, counted in the metrics and queued for review when referred or audited, and a
+refused upload keeps its place) or :meth:`Inference.answer_all` (all or nothing): both return finished
+answers, each with its audit flag drawn, counted in the metrics and queued for review when referred or audited, and a
 sample offered to the shadow, if one is held (``lifecycle/shadow.py``).
 
 The models are a :class:`service.lifecycle.held.ModelSet` that :meth:`Inference.swap` replaces whole
@@ -42,7 +42,8 @@ from service.review.queue import ReviewQueue
 from service.settings import Settings
 
 log = logging.getLogger("service")
-Outcome = tuple[Prediction, Prepared] | ImageRejected  # an upload's prediction and what it was made from, or its refusal
+# an upload's prediction and what it was made from, or its refusal
+Outcome = tuple[Prediction, Prepared] | ImageRejected
 
 
 @dataclass(frozen=True)

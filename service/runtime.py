@@ -26,8 +26,9 @@ from service.pipeline import Inference
 from service.review.access import Reviewers, show_review_address
 from service.review.bounds import share_of
 from service.review.queue import ReviewQueue
+from service.review.retention_policy import RetentionPolicy
 from service.review.schema import local_directory
-from service.review.store import SECONDS_PER_DAY, RetentionPolicy, ReviewStore
+from service.review.store import SECONDS_PER_DAY, ReviewStore
 from service.settings import Settings
 
 log = logging.getLogger("service")

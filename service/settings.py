@@ -13,11 +13,17 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from model.precision import PrecisionRequest
 from service.inference.audit import DEFAULT_FRACTION
 from service.review.access import Reviewers
-from service.review.bounds import DEFAULT_BUFFER_BYTES, DEFAULT_ITEM_BYTES, DEFAULT_SOURCE_SHARE, DEFAULT_STATS_INTERVAL_S
+from service.review.bounds import (
+    DEFAULT_BUFFER_BYTES,
+    DEFAULT_ITEM_BYTES,
+    DEFAULT_SOURCE_SHARE,
+    DEFAULT_STATS_INTERVAL_S,
+)
 from service.review.schema import async_url
 
 MIB = 1024 * 1024
-MAX_DECODE_BYTES_PER_PIXEL = 12  # an RGBA canvas and its two working copies (service/inference/preprocess.py decode_cost)
+# an RGBA canvas and its two working copies (service/inference/preprocess.py decode_cost)
+MAX_DECODE_BYTES_PER_PIXEL = 12
 # prometheus_client's variable: the directory where several workers keep their metric values.
 # It must be set before prometheus_client is first imported (it picks its value class then).
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -33,7 +39,8 @@ class Settings(BaseSettings):
     precision: PrecisionRequest = Field(
         "auto", description="the conv trunk's precision: auto (bfloat16 where the CPU has bfloat16 units, else "
                             "float32), float32, or bfloat16; the checkpoint needs a calibration record for it")
-    default_samples: int | None = Field(None, ge=1, description="N when a request names none (default: calibration's N)")
+    default_samples: int | None = Field(None, ge=1,
+                                        description="N when a request names none (default: calibration's N)")
     max_samples: int = Field(1000, ge=1, le=100_000, description="largest N a request may ask for")
     threshold: float | None = Field(None, ge=0.0, description="override the calibrated entropy threshold (nats)")
     expected_referral_rate: float | None = Field(
@@ -59,12 +66,13 @@ class Settings(BaseSettings):
     batch_max_images: int = Field(64, ge=1, le=4096, description="most images in one micro-batched pass")
     batch_max_wait_ms: float = Field(2.0, ge=0.0, le=1000.0, description="longest wait for more requests to join")
     inference_thread: bool = Field(False, description="run each micro-batched pass in a thread rather than on the "
-                                                       "event loop (see service/inference/batcher.py: slower on one core per "
-                                                       "worker; for one worker with several torch threads)")
+                                                       "event loop (see service/inference/batcher.py: slower on one "
+                                                       "core per worker; for one worker with several torch threads)")
     queue_max: int = Field(256, ge=1, description="most requests waiting for inference before 503")
     body_timeout_s: float = Field(30.0, gt=0.0, description="whole request body must arrive within this (else 408)")
     header_timeout_s: float = Field(10.0, gt=0.0, description="a request's header lines must arrive within this "
-                                                               "from its first byte (else 408 and the connection closed)")
+                                                               "from its first byte (else 408 and the connection "
+                                                               "closed)")
     max_connections: int = Field(1024, ge=1, description="open connections per worker; at the bound a new one takes "
                                                           "the place of one idle or unread for 1 s, else gets 503 with "
                                                           "Retry-After and is closed")
@@ -107,7 +115,8 @@ class Settings(BaseSettings):
                                                              "the admin routes do not exist")
     models_dir: Path = Field(Path("checkpoints"), description="the only directory candidates (admin paths, "
                                                               "BNN_SHADOW_CHECKPOINT) load from: regular files "
-                                                              "inside it, symlinks resolved (service/lifecycle/checks.py)")
+                                                              "inside it, symlinks resolved "
+                                                              "(service/lifecycle/checks.py)")
     max_checkpoint_bytes: int = Field(64 * MIB, ge=1024, description="largest candidate weights or metadata file, "
                                                                      "checked before it is read")
     shadow_checkpoint: Path | None = Field(None, description="a candidate loaded at start beside the live model, "
@@ -120,7 +129,8 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="bind address (python -m service)")
     port: int = Field(8000, ge=1, le=65535, description="bind port (python -m service)")
 
-    @field_validator("review_tokens", "admin_tokens", "shadow_checkpoint", "control_dir", "review_export_dir", mode="before")
+    @field_validator("review_tokens", "admin_tokens", "shadow_checkpoint", "control_dir", "review_export_dir",
+                     mode="before")
     @classmethod
     def _unset_when_empty(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value  # compose passes "" for unset

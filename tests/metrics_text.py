@@ -22,7 +22,8 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     if key in samples:
         return samples[key]
     wanted = set(labels.items())
-    matching = [v for (sample_name, sample_labels), v in samples.items() if sample_name == name and wanted <= sample_labels]
+    matching = [v for (sample_name, sample_labels), v in samples.items()
+                if sample_name == name and wanted <= sample_labels]
     if not matching:
         raise KeyError(f"no sample {name}{labels}")
     return sum(matching)
@@ -31,7 +32,8 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 def total(samples: Samples, name: str, **labels: str) -> float:
     """Sum over every sample of ``name`` whose labels include ``labels``."""
     wanted = set(labels.items())
-    return sum(v for (sample_name, sample_labels), v in samples.items() if sample_name == name and wanted <= sample_labels)
+    return sum(v for (sample_name, sample_labels), v in samples.items()
+               if sample_name == name and wanted <= sample_labels)
 
 
 def predictions_by_worker(directory: Path) -> dict[int, float]:

@@ -45,7 +45,8 @@ DIGITS = mnist_fixtures()
 def client():
     # no audit draw: answers are compared field by field (audits have their own tests: test_audit, test_review_api)
     app = create_app(Settings(model_path=SHIPPED, max_upload_bytes=2_000_000, max_request_bytes=4_000_000,
-                              max_pixels=5_000_000, max_batch_files=8, audit_fraction=0.0), registry=CollectorRegistry())
+                              max_pixels=5_000_000, max_batch_files=8, audit_fraction=0.0),
+                     registry=CollectorRegistry())
     with TestClient(app) as test_client:
         yield test_client
 
@@ -157,7 +158,8 @@ def test_raw_body_errors_are_the_multipart_ones(client):
         "request body exceeds the limit of 2000000 bytes (the file exceeds the limit of 2000000 bytes)")
     empty = client.post("/predict", content=b"", headers={"content-type": "image/png"})
     assert empty.status_code == 400 and empty.json()["detail"] == "the file is empty"
-    tiff = client.post("/predict", content=b"II*\x00" + b"\x00" * 64, headers={"content-type": "application/octet-stream"})
+    tiff = client.post("/predict", content=b"II*\x00" + b"\x00" * 64,
+                       headers={"content-type": "application/octet-stream"})
     assert tiff.status_code == 415 and tiff.json()["detail"].startswith("TIFF is not accepted")
     text = client.post("/predict", content=b"hello", headers={"content-type": "text/plain"})
     assert text.status_code == 422 and text.json()["detail"].startswith("body.file: Field required")
@@ -170,7 +172,8 @@ def test_file_over_the_byte_limit_is_413(client):
 
 
 def test_body_over_the_route_limit_is_413_without_reading_it(client):
-    """Each route's own limit: the request's for a batch, one file and its form for /predict, 64 KiB for JSON commands."""
+    """Each route's own limit: the request's for a batch, one file and its form for /predict, 64 KiB
+    for JSON commands."""
     batch = client.post("/predict/batch", files=[("files", ("a.png", b"\x00" * 4_100_000, "image/png"))])
     assert batch.status_code == 413
     assert batch.json()["detail"] == "request body exceeds the limit of 4000000 bytes"
@@ -214,7 +217,8 @@ def test_batch_over_the_file_count_is_422(client):
 def test_metrics_count_exactly_what_requests_did(client):
     accepted = {"class": "7", "referred": "false"}
     before_accepted = metric(client, "bnn_predictions_total", **accepted)
-    before_referred = sum(metric(client, "bnn_predictions_total", **{"class": str(c)}, referred="true") for c in range(10))
+    before_referred = sum(metric(client, "bnn_predictions_total", **{"class": str(c)}, referred="true")
+                          for c in range(10))
     before_rejected = metric(client, "bnn_rejected_requests_total", reason="unsupported_format")
     before_latency = metric(client, "bnn_request_latency_seconds_count", route="/predict")
     seven = DIGITS[0][0].read_bytes()
@@ -225,7 +229,8 @@ def test_metrics_count_exactly_what_requests_did(client):
     post_image(client, encode(Image.new("L", (40, 40), 200), "TIFF"))
     noise_accepted_as_7 = noisy["class"] == 7 and not noisy["refer"]
     assert metric(client, "bnn_predictions_total", **accepted) == before_accepted + 3 + noise_accepted_as_7
-    after_referred = sum(metric(client, "bnn_predictions_total", **{"class": str(c)}, referred="true") for c in range(10))
+    after_referred = sum(metric(client, "bnn_predictions_total", **{"class": str(c)}, referred="true")
+                         for c in range(10))
     assert after_referred == before_referred + noisy["refer"]
     assert metric(client, "bnn_rejected_requests_total", reason="unsupported_format") == before_rejected + 1
     assert metric(client, "bnn_request_latency_seconds_count", route="/predict") == before_latency + 5
@@ -296,7 +301,8 @@ def test_server_process_exits_non_zero_naming_the_file(tmp_path):
 
 def test_two_files_in_the_single_file_field_are_422(client):
     png = DIGITS[0][0].read_bytes()
-    response = client.post("/predict", files=[("file", ("a.png", png, "image/png")), ("file", ("b.png", png, "image/png"))])
+    response = client.post("/predict", files=[("file", ("a.png", png, "image/png")),
+                                              ("file", ("b.png", png, "image/png"))])
     assert response.status_code == 422
     assert response.json()["detail"] == "2 files sent in field 'file'; send one, or use /predict/batch for several"
 

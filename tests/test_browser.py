@@ -59,8 +59,8 @@ class Visit:
         return self.answers[-1]
 
     def shows(self, selector: str, text: str) -> None:
-        self.page.wait_for_function("([s, t]) => document.querySelector(s)?.textContent.includes(t)", arg=[selector, text],
-                                    timeout=10_000)
+        self.page.wait_for_function("([s, t]) => document.querySelector(s)?.textContent.includes(t)",
+                                    arg=[selector, text], timeout=10_000)
 
 
 @pytest.fixture(scope="module")
@@ -438,8 +438,8 @@ def test_swagger_ui_renders_offline_with_the_routes(browser, service):
         page.click("#operations-probes-healthz_healthz_get .opblock-summary")
         page.click("#operations-probes-healthz_healthz_get .try-out__btn")
         page.click("#operations-probes-healthz_healthz_get .execute")
-        page.wait_for_selector("#operations-probes-healthz_healthz_get .live-responses-table tbody .response-col_status",
-                               timeout=10_000)
+        page.wait_for_selector("#operations-probes-healthz_healthz_get .live-responses-table tbody "
+                               ".response-col_status", timeout=10_000)
         status = page.locator("#operations-probes-healthz_healthz_get .live-responses-table tbody .response-col_status")
         assert status.first.inner_text().strip() == "200"
     assert {"/predict", "/predict/batch", "/v2/models/{model_name}/infer"} <= {p.replace("\u200b", "") for p in paths}

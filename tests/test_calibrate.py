@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 
 from model.calibrate import draws_seed
-from model.fitting.guarantee import CalibrationError, clopper_pearson_upper, guarantee_threshold, referral_rate_threshold
+from model.fitting.guarantee import (
+    CalibrationError,
+    clopper_pearson_upper,
+    guarantee_threshold,
+    referral_rate_threshold,
+)
 
 
 def test_clopper_pearson_zero_errors_matches_closed_form():
@@ -129,7 +134,8 @@ def test_each_channel_is_fitted_on_its_own_part_of_the_mix_at_its_alpha():
     channels = mix_channels(Split(images, labels), composition)
     assert channels["drawn"].split.labels.tolist() == labels[n:2 * n].tolist()
     assert channels["file"].split.labels.tolist() == labels[:n].tolist() + labels[2 * n:].tolist()
-    assert f"{2 * n} uploads and plain PNG files" in channels["file"].data and f"{n} pen drawings" in channels["drawn"].data
+    assert (f"{2 * n} uploads and plain PNG files" in channels["file"].data
+            and f"{n} pen drawings" in channels["drawn"].data)
     assert CalibrationRequest().alphas == {"file": 0.002, "drawn": 0.004}
 
     net, _ = load_checkpoint(SHIPPED)

@@ -44,7 +44,8 @@ def test_the_writer_files_each_record_in_its_place_and_the_reader_reads_them_bac
     # a second write merges by channel and precision: the bfloat16 file record joins, the float32 ones stay
     low = replace(FILE, precision="bfloat16", threshold=0.3)
     merged = with_records(meta, "validation", {"file": {"bfloat16": low}})
-    assert read_records(merged)["validation"] == {"file": {"float32": FILE, "bfloat16": low}, "drawn": {"float32": DRAWN}}
+    assert read_records(merged)["validation"] == {"file": {"float32": FILE, "bfloat16": low},
+                                                  "drawn": {"float32": DRAWN}}
     assert list(merged["calibrations"]["validation"]["file"]) == ["bfloat16", "float32"]  # sorted: stable JSON
     replaced = with_records(merged, "validation", {"file": {"float32": replace(FILE, threshold=0.9)}})
     assert read_records(replaced)["validation"]["file"]["float32"].threshold == 0.9

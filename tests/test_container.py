@@ -173,7 +173,8 @@ def test_compose_brings_up_the_service_and_prometheus(engine: dict[str, str], im
         url, prometheus = f"http://127.0.0.1:{bnn_port}", f"http://127.0.0.1:{prometheus_port}"
         wait_for(lambda: ready(url), timeout_s=90, what="the service in compose")
         answers = [httpx.post(url + "/predict", content=data, headers={"content-type": "image/png"}).json()
-                   for data in [noise_png(seed) for seed in range(3)] + [p.read_bytes() for p, _ in mnist_fixtures()[:5]]]
+                   for data in [noise_png(seed) for seed in range(3)]
+                   + [p.read_bytes() for p, _ in mnist_fixtures()[:5]]]
         referred = sum(answer["refer"] for answer in answers)
 
         def scraped() -> bool:

@@ -17,7 +17,8 @@ COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 
 
 def host_paths(service: str) -> list[str]:
-    return [volume.split(":")[0] for volume in COMPOSE["services"][service].get("volumes", []) if volume.startswith("./")]
+    return [volume.split(":")[0] for volume in COMPOSE["services"][service].get("volumes", [])
+            if volume.startswith("./")]
 
 
 def test_compose_runs_the_service_prometheus_and_grafana_from_repo_files():
@@ -35,14 +36,15 @@ def test_grafana_provisioning_points_at_the_dashboard_and_its_datasource():
     (datasource,) = datasources
     assert datasource["url"] == "http://prometheus:9090" and datasource["type"] == "prometheus"
     provider = yaml.safe_load((provisioning / "dashboards" / "bnn.yml").read_text())["providers"][0]
-    mounts = dict(volume.split(":")[:2] for volume in COMPOSE["services"]["grafana"]["volumes"] if volume.startswith("./"))
+    mounts = dict(volume.split(":")[:2] for volume in COMPOSE["services"]["grafana"]["volumes"]
+                  if volume.startswith("./"))
     assert mounts["./deploy/grafana/dashboards"] == provider["options"]["path"]
     dashboard = json.loads(DASHBOARD.read_text())
     uids = {target["datasource"]["uid"] for panel in dashboard["panels"] for target in panel["targets"]}
     assert uids == {datasource["uid"]}
     titles = {panel["title"] for panel in dashboard["panels"]}
-    assert {"Referral rate of files: live vs expected", "Requests by outcome", "Answered images by class", "Entropy distribution",
-            "Latency percentiles", "Rejections by reason", "Samples per image"} <= titles
+    assert {"Referral rate of files: live vs expected", "Requests by outcome", "Answered images by class",
+            "Entropy distribution", "Latency percentiles", "Rejections by reason", "Samples per image"} <= titles
     ids = [panel["id"] for panel in dashboard["panels"]]
     assert len(ids) == len(set(ids))
 
@@ -87,7 +89,8 @@ def test_compose_publishes_on_loopback_unless_told_otherwise():
     assert published() == {"bnn": ["127.0.0.1:8000:8000/tcp"], "prometheus": ["127.0.0.1:9090:9090/tcp"],
                            "grafana": ["127.0.0.1:3000:3000/tcp"]}
     assert published(BNN_PUBLISH_ADDRESS="0.0.0.0", BNN_HOST_PORT="8080") == {
-        "bnn": ["0.0.0.0:8080:8000/tcp"], "prometheus": ["127.0.0.1:9090:9090/tcp"], "grafana": ["127.0.0.1:3000:3000/tcp"]}
+        "bnn": ["0.0.0.0:8080:8000/tcp"], "prometheus": ["127.0.0.1:9090:9090/tcp"],
+        "grafana": ["127.0.0.1:3000:3000/tcp"]}
     assert published(MONITORING_PUBLISH_ADDRESS="192.0.2.7")["grafana"] == ["192.0.2.7:3000:3000/tcp"]
 
 

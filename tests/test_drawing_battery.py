@@ -26,7 +26,8 @@ def tiny_test() -> Split:
 
 def test_the_battery_is_seeded_and_covers_every_digit_from_both_sources():
     first, again = battery(tiny_test(), 200, 1, seed=5), battery(tiny_test(), 200, 1, seed=5)
-    assert [(d.label, d.source, d.pen, d.strokes) for d in first] == [(d.label, d.source, d.pen, d.strokes) for d in again]
+    assert [(d.label, d.source, d.pen, d.strokes) for d in first] \
+        == [(d.label, d.source, d.pen, d.strokes) for d in again]
     assert [d.strokes for d in battery(tiny_test(), 200, 1, seed=6)] != [d.strokes for d in first]
     digits = [d for d in first if d.kind == "digit"]
     assert [d.label for d in digits] == [str(i % 10) for i in range(200)]

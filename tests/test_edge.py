@@ -144,7 +144,8 @@ def test_heads_within_the_bound_and_many_pipelined_requests_are_answered(service
     """A 48 KiB header is read; 2,000 small requests pipelined in one write (80 KB, several
     reads) are each counted as their own head, never as one."""
     with socket.create_connection(("127.0.0.1", port_of(service))) as sock:
-        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: " + b"a" * (48 * 1024) + b"\r\nConnection: close\r\n\r\n")
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: " + b"a" * (48 * 1024)
+                     + b"\r\nConnection: close\r\n\r\n")
         assert read_answer(sock).startswith(b"HTTP/1.1 200 OK")
     with socket.create_connection(("127.0.0.1", port_of(service))) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 1999

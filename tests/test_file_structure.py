@@ -52,7 +52,8 @@ def gif_with_comments(count: int) -> bytes:
 
 
 @pytest.mark.parametrize(("build", "what"), [(jpeg_with_markers, "JPEG marker segments"),
-                                             (png_with_chunks, "PNG chunks"), (gif_with_comments, "GIF extension blocks")])
+                                             (png_with_chunks, "PNG chunks"),
+                                             (gif_with_comments, "GIF extension blocks")])
 def test_a_segment_flood_is_refused_before_pillow_reads_it(build, what):
     assert excess(build(MAX_SEGMENTS - 16)) is None  # near the limit (the file has its own few): read as any file
     assert preprocess(build(MAX_SEGMENTS - 16), 40_000_000).shape == (28, 28)
@@ -70,7 +71,8 @@ def test_a_jpeg_of_more_scans_than_any_real_one_is_refused():
     second = data.index(b"\xff\xda", first + 2)
     repeated = data[:end] + data[first:second] * (MAX_JPEG_SCANS - scans + 1) + data[end:]
     assert repeated.count(b"\xff\xda") == MAX_JPEG_SCANS + 1
-    assert excess(repeated) == f"{MAX_JPEG_SCANS + 1} JPEG scans; the limit is {MAX_JPEG_SCANS} (a progressive JPEG has about 10)"
+    assert excess(repeated) == (f"{MAX_JPEG_SCANS + 1} JPEG scans; the limit is {MAX_JPEG_SCANS} "
+                                "(a progressive JPEG has about 10)")
 
 
 def test_costs_count_what_each_decoder_allocates_besides_the_canvas():

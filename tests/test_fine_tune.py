@@ -45,7 +45,8 @@ def test_only_the_training_split_trains_and_non_digits_never_become_positives() 
     assert len(training.negatives) == sum(label in ("not_a_digit", "unreadable") for label in train.labels)
     assert (training.positives.images == TRAINED).all() and (training.negatives == TRAINED).all()
     record = training.record
-    assert record["trained_ids_sha256"] == ids_digest(train.ids) and record["held_out_ids_sha256"] == ids_digest(held.ids)
+    assert (record["trained_ids_sha256"] == ids_digest(train.ids)
+            and record["held_out_ids_sha256"] == ids_digest(held.ids))
     assert record["trained_items"] + record["held_out_items"] == len(reviewed) == 600
     assert "not_a_digit" in record["trained_labels"] and record["trained_positives"] == sum(digits)
 

@@ -62,8 +62,8 @@ def test_an_announced_oversized_raw_body_gets_its_413_before_it_is_sent(service)
     already there to read, with the rest never sent."""
     host, port = service.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(f"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Type: image/png\r\nContent-Length: {20 * MIB}\r\n\r\n"
-                     .encode() + b"\x00" * 65536)
+        sock.sendall(f"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Type: image/png\r\n"
+                     f"Content-Length: {20 * MIB}\r\n\r\n".encode() + b"\x00" * 65536)
         answer = sock.makefile("rb")
         status_line = answer.readline().decode().strip()
         headers = dict(line.decode().strip().lower().split(": ", 1) for line in iter(answer.readline, b"\r\n"))

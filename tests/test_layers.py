@@ -52,7 +52,8 @@ def test_predictive_draws_are_exact_per_image_and_shared_across_images():
         mean, variance = layer.moments(x)
     standardized = (draws - mean) / variance.sqrt()  # [S, 4, 3]
     for image in range(4):  # every image: S independent draws of its own N(mean, variance)
-        assert torch.allclose(draws[:, image].mean(0), mean[image], atol=5 * (variance[image] / samples).sqrt().max().item())
+        assert torch.allclose(draws[:, image].mean(0), mean[image],
+                              atol=5 * (variance[image] / samples).sqrt().max().item())
         assert torch.allclose(draws[:, image].var(0), variance[image], rtol=0.03)
         lag_correlation = (standardized[1:, image] * standardized[:-1, image]).mean().item()
         assert abs(lag_correlation) < 5 / math.sqrt(samples)
@@ -129,7 +130,8 @@ def test_variances_are_cached_in_eval_and_fresh_in_training():
     assert torch.allclose(fresh, torch.nn.functional.softplus(torch.tensor(-1.0)) ** 2 * torch.ones(2, 3))
     layer.eval()
     layer.load_state_dict({**layer.state_dict(), "weight_rho": torch.full((2, 3), -2.0)})
-    assert torch.allclose(layer.variances()[0], torch.nn.functional.softplus(torch.tensor(-2.0)) ** 2 * torch.ones(2, 3))
+    assert torch.allclose(layer.variances()[0],
+                          torch.nn.functional.softplus(torch.tensor(-2.0)) ** 2 * torch.ones(2, 3))
 
 
 def test_repeated_eval_calls_keep_the_cache():

@@ -158,7 +158,8 @@ def floor_of(room: str) -> int:
 
 def test_every_room_of_the_service_has_a_floor():
     rooms = {path.stem if path.is_file() else path.name for path in (ROOT / "service").iterdir()
-             if (path.suffix == ".py" and path.stem != "__init__") or (path.is_dir() and (path / "__init__.py").exists())}
+             if (path.suffix == ".py" and path.stem != "__init__")
+             or (path.is_dir() and (path / "__init__.py").exists())}
     assert rooms == set().union(*SERVICE_FLOORS)
 
 

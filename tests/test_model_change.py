@@ -104,8 +104,8 @@ def test_an_admin_token_that_is_also_a_reviewers_is_refused():
 
 
 @pytest.mark.parametrize(("kind", "check"), [("truncated", "file"), ("wrong architecture", "architecture"),
-                                             ("no record for the served precision", "calibration"), ("a NaN weight", "weights"),
-                                             ("fixtures misread", "fixtures")])
+                                             ("no record for the served precision", "calibration"),
+                                             ("a NaN weight", "weights"), ("fixtures misread", "fixtures")])
 def test_each_broken_candidate_is_refused_with_its_reason_and_the_live_model_stays(client, made, kind, check):
     response = client.post("/admin/models/promote", json={"path": str(made[kind])}, headers=ADMIN)
     assert response.status_code == 422, response.text

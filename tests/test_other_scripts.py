@@ -19,7 +19,8 @@ def test_no_mark_is_a_reported_letter_or_symbol_a_digit_or_an_excluded_look_alik
 
 def test_marks_are_printed_in_the_training_fonts_only():
     tree = ast.parse(Path(other_scripts.__file__).read_text())
-    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "printed"]
+    calls = [node for node in ast.walk(tree)
+             if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "printed"]
     assert len(calls) == 1 and ast.literal_eval(calls[0].args[1]) == "train"
     glyphs = printed_marks()
     assert len(glyphs) > 5 * len(MARKS)  # most marks exist in several training fonts

@@ -27,7 +27,8 @@ def test_thresholds_come_from_the_calibration_unless_overridden(shipped):
     overridden = Predictor.from_checkpoint(SHIPPED, threshold=0.123)
     assert overridden.rule == ReferRule(0.123, record["familiar_mass"])
     assert overridden.expected_referral_rate is None  # unknown for a rule nobody calibrated
-    assert Predictor.from_checkpoint(SHIPPED, threshold=0.123, expected_referral_rate=0.04).expected_referral_rate == 0.04
+    assert Predictor.from_checkpoint(SHIPPED, threshold=0.123,
+                                     expected_referral_rate=0.04).expected_referral_rate == 0.04
 
 
 def test_answers_are_consistent_with_their_scores(shipped):
@@ -35,7 +36,8 @@ def test_answers_are_consistent_with_their_scores(shipped):
     rng = np.random.default_rng(0)
     noise = [rng.integers(0, 256, (28, 28), dtype=np.uint8) for _ in range(8)]
     for prediction in shipped.predict(digits + noise, samples=50):
-        assert prediction.refer_reason == shipped.rule.reason(prediction.entropy, top_two_mass(prediction.probabilities))
+        assert prediction.refer_reason == shipped.rule.reason(prediction.entropy,
+                                                              top_two_mass(prediction.probabilities))
         assert prediction.refer == (prediction.refer_reason is not None)
         assert prediction.candidates == candidates(prediction.probabilities)
         assert prediction.candidates[0] == prediction.digit
@@ -73,7 +75,8 @@ def test_a_checkpoint_without_calibration_needs_a_threshold(tmp_path):
     shipped = json.loads(SHIPPED.with_suffix(".json").read_text())["calibrations"]
     meta["calibrations"] = {"validation": {"file": shipped["validation"]["file"]}}  # no drawn record: not served
     weights.with_suffix(".json").write_text(json.dumps(meta))
-    with pytest.raises(CheckpointError, match=r"no calibrated threshold in its metadata for every channel \(file, drawn\)"):
+    with pytest.raises(CheckpointError,
+                       match=r"no calibrated threshold in its metadata for every channel \(file, drawn\)"):
         Predictor.from_checkpoint(weights)
 
 

@@ -136,7 +136,8 @@ def test_animated_gif_uses_the_first_frame(digit):
 
 
 @pytest.mark.parametrize("image", [Image.new("L", (100, 100), 255), Image.new("L", (64, 64), 0),
-                                   Image.new("RGBA", (50, 50), (0, 0, 0, 0)), Image.new("RGB", (80, 80), (128, 128, 128))])
+                                   Image.new("RGBA", (50, 50), (0, 0, 0, 0)),
+                                   Image.new("RGB", (80, 80), (128, 128, 128))])
 def test_blank_images_have_no_ink(image):
     with pytest.raises(BlankImage, match="no ink found"):
         preprocess(encode(image), LIMIT)

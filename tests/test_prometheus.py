@@ -76,7 +76,8 @@ def test_prometheus_sees_exact_counts_and_the_referral_rate_of_the_answers(tmp_p
             assert prometheus.scalar("sum(bnn_predictions_total)") == len(answers)
             # the rule is evaluated every second: wait for an evaluation on the final counts (the ratio is
             # exact only once every answer has been scraped; earlier ones differ from it)
-            wait_for(lambda: prometheus.scalar("job:bnn_referral_rate:ratio_rate5m") == pytest.approx(fraction, rel=1e-9),
+            wait_for(lambda: prometheus.scalar("job:bnn_referral_rate:ratio_rate5m")
+                     == pytest.approx(fraction, rel=1e-9),
                      timeout_s=15, what="the recording rule to evaluate on the final counts", interval_s=0.25)
             now = time.time()
             assert prometheus.scalar(REFERRAL_RATE, now) == pytest.approx(fraction, rel=1e-9)

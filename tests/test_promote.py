@@ -37,8 +37,9 @@ def test_every_family_of_the_report_is_compared() -> None:
 
     families = report_families(json.loads(Path("reports/evaluation.json").read_text()))
     assert {"MNIST arrays: accuracy", "uploads: accepted and right", "pen drawings: accepted and right",
-            "plain PNG files: accepted and right", "drawn digits: accepted and right", "printed digits: accepted and right",
-            "clothing (Fashion-MNIST test): referred", "drawn doodles: referred"} <= set(families)
+            "plain PNG files: accepted and right", "drawn digits: accepted and right",
+            "printed digits: accepted and right", "clothing (Fashion-MNIST test): referred",
+            "drawn doodles: referred"} <= set(families)
     assert len(families) == 19 and all(0.0 <= value <= 1.0 for value in families.values())
 
 
@@ -64,7 +65,8 @@ def test_each_held_out_item_is_judged_by_its_channels_rule(monkeypatch) -> None:
     torch.manual_seed(0)  # the draws held_out_scores makes with its default seed
     as_file, as_drawing = predict_images(as_served(net, rules["file"], "float32"), pixels, 50).entropy.tolist()
     assert as_drawing > 0
-    rules = {"file": replace(rules["file"], threshold=as_file), "drawn": replace(rules["drawn"], threshold=as_drawing / 2)}
+    rules = {"file": replace(rules["file"], threshold=as_file),
+             "drawn": replace(rules["drawn"], threshold=as_drawing / 2)}
     monkeypatch.setattr(promote, "served", lambda _meta, _precision: rules)
     held = Reviewed(pixels, [str(label)] * 2, ["audit"] * 2, [label] * 2, ["served"] * 2, ["a", "b"], [False] * 2,
                     [0.02] * 2, [1.8e9] * 2, ["file", "drawn"])

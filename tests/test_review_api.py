@@ -88,7 +88,8 @@ def test_referred_answers_not_audited_are_claimed_most_doubtful_first(tmp_path: 
         assert digit["review_id"] is None and not digit["audit"]  # accepted, not drawn: not queued
         assert stored(client, 3)["waiting"] == {"referred": 3, "audit": 0}
         claimed = [client.get("/review/items/next", headers=bearer()).json() for _ in noise]
-    assert [(item["reason"], item["refer"], item["audit_fraction"]) for item in claimed] == [("referred", True, None)] * 3
+    assert [(item["reason"], item["refer"], item["audit_fraction"]) for item in claimed] \
+        == [("referred", True, None)] * 3
     assert [item["answer"]["entropy"] for item in claimed] == sorted((a["entropy"] for a in noise), reverse=True)
 
 
@@ -144,8 +145,9 @@ def test_access_needs_a_reviewer_token_and_nothing_else_grants_it(tmp_path: Path
         routes = ["/review/items/next", "/review/stats", "/review/export", "/review/items/x", "/review/items/x/file",
                   "/review/items/x/input.png"]
         for route in routes:
-            for headers in ({}, {"X-API-Key": "client-key-0123456789"}, {"Authorization": "Bearer client-key-0123456789"},
-                            {"Authorization": f"Basic {TOKEN}"}, {"Authorization": "Bearer wrong-token-0123456789"}):
+            for headers in ({}, {"X-API-Key": "client-key-0123456789"},
+                            {"Authorization": "Bearer client-key-0123456789"}, {"Authorization": f"Basic {TOKEN}"},
+                            {"Authorization": "Bearer wrong-token-0123456789"}):
                 response = client.get(route, headers=headers)
                 assert response.status_code == 401, (route, headers)
                 assert response.headers["www-authenticate"] == "Bearer"

@@ -23,8 +23,9 @@ from service.inference.predictor import Prediction
 from service.metrics import Metrics
 from service.review.bounds import item_size, source_key
 from service.review.queue import ReviewQueue
+from service.review.retention_policy import RetentionPolicy
 from service.review.schema import images, items
-from service.review.store import RetentionPolicy, ReviewStore
+from service.review.store import ReviewStore
 from service.settings import Settings
 from tests.metrics_text import parse_samples, value
 from tests.review_client import TOKEN
@@ -107,7 +108,8 @@ REFUSE_NINE = {
     "postgresql": ["CREATE FUNCTION refuse_nine() RETURNS trigger AS $$ BEGIN IF NEW.predicted = 9 THEN RAISE "
                    "EXCEPTION 'refused: predicted 9' USING ERRCODE = 'check_violation'; END IF; RETURN NEW; END $$ "
                    "LANGUAGE plpgsql",
-                   "CREATE TRIGGER refuse_nine BEFORE INSERT ON review_items FOR EACH ROW EXECUTE FUNCTION refuse_nine()"],
+                   "CREATE TRIGGER refuse_nine BEFORE INSERT ON review_items FOR EACH ROW "
+                   "EXECUTE FUNCTION refuse_nine()"],
 }
 
 
@@ -186,8 +188,8 @@ def test_the_writer_tells_a_refused_value_from_a_store_that_is_down(postgres: Po
     refused row; a connection refused is not (its batch waits and is retried)."""
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    from service.review.queue import refused_row
     from service.review.schema import async_url
+    from service.review.writes import refused_row
 
     url = postgres.create_database("refusals")
 

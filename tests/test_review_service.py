@@ -237,8 +237,9 @@ def labelled_items(url: str, count: int, file_bytes: int) -> None:
 
     from sqlalchemy import update
 
+    from service.review.rows import NewItem
     from service.review.schema import items
-    from service.review.store import NewItem, ReviewStore
+    from service.review.store import ReviewStore
 
     now = time.time()  # within the retention's 30 days: the service's first pass must keep them
 

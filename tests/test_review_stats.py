@@ -27,7 +27,8 @@ def test_tally_adds_up_the_groups_each_channel_apart():
     files, drawings = stats.accepted_errors["file"], stats.accepted_errors["drawn"]
     assert (files.audited, files.wrong, files.legacy, files.other_channels) == (4, 1, 2, 5)  # 4 drawings + 1 unreadable
     assert files.ratio == pytest.approx(1 / 4)
-    assert (drawings.audited, drawings.wrong, drawings.unreadable, drawings.legacy, drawings.other_channels) == (4, 4, 1, 0, 0)
+    assert (drawings.audited, drawings.wrong, drawings.unreadable, drawings.legacy,
+            drawings.other_channels) == (4, 4, 1, 0, 0)
     assert stats.waiting == {"referred": 5, "audit": 0} and stats.claimed == 1 and stats.done_today == {"ana": 7}
     assert stats.labelled == {"audit": {"3": 6, "8": 1, "unreadable": 1, "5": 4}, "referred": {"not_a_digit": 2}}
     assert stats.referrals["all"] == {"right": 1, "wrong": 0, "not_a_digit": 2, "unreadable": 0}

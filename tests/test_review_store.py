@@ -17,9 +17,11 @@ import pytest
 from sqlalchemy import Column, Integer, MetaData, Table, select, update
 
 from service.review import store as store_module
+from service.review.retention_policy import RetentionPolicy
+from service.review.rows import InvalidItem, NewItem
 from service.review.schema import MIGRATIONS, images, items
 from service.review.schema import metadata as schema_metadata
-from service.review.store import InvalidItem, ItemConflict, ItemNotFound, NewItem, RetentionPolicy, ReviewStore
+from service.review.store import ItemConflict, ItemNotFound, ReviewStore
 from service.runtime import retention_policy
 from service.settings import Settings
 

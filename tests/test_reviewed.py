@@ -67,7 +67,8 @@ def test_each_audit_is_judged_by_its_channels_rule(tmp_path: Path) -> None:
     torch.manual_seed(0)  # the draws the report makes below: both copies in one pass
     as_file, as_drawing = predict_images(served_net, np.stack([pixels, pixels]), 50).entropy.tolist()
     assert as_drawing > 0
-    rules = {"file": replace(rules["file"], threshold=as_file), "drawn": replace(rules["drawn"], threshold=as_drawing / 2)}
+    rules = {"file": replace(rules["file"], threshold=as_file),
+             "drawn": replace(rules["drawn"], threshold=as_drawing / 2)}
     export = tmp_path / "two.ndjson"
     export.write_text(record(pixels, str(label), "audit", label, "a") + "\n"
                       + record(pixels, str(label), "audit", label, "b", channel="drawn") + "\n")

@@ -34,7 +34,8 @@ def test_rules_pass_their_unit_tests():
 
 def alert_exprs() -> dict[str, str]:
     groups = yaml.safe_load((DEPLOY / "rules.yml").read_text())["groups"]
-    return {rule["alert"]: " ".join(rule["expr"].split()) for group in groups for rule in group["rules"] if "alert" in rule}
+    return {rule["alert"]: " ".join(rule["expr"].split())
+            for group in groups for rule in group["rules"] if "alert" in rule}
 
 
 def test_the_band_in_the_rules_is_the_one_analysed_here():
@@ -42,7 +43,8 @@ def test_the_band_in_the_rules_is_the_one_analysed_here():
     # the file channel's answers only: the page's drawings have their own rule and referral rate
     assert expr.startswith("( abs(job:bnn_file_referral_rate:ratio_rate1h - job:bnn_expected_referral_rate:max)")
     assert (f"> ({Z} * sqrt(3600 * job:bnn_file_predictions:rate1h * job:bnn_expected_referral_rate:max "
-            f"* (1 - job:bnn_expected_referral_rate:max)) + {SLACK}) / (3600 * job:bnn_file_predictions:rate1h)") in expr
+            f"* (1 - job:bnn_expected_referral_rate:max)) + {SLACK}) "
+            "/ (3600 * job:bnn_file_predictions:rate1h)") in expr
     assert f"(3600 * job:bnn_file_predictions:rate1h >= {MIN_IMAGES})" in expr
     shift = alert_exprs()["BnnReferralRateShift"]
     assert shift == expr.replace("3600", "300").replace("rate1h", "rate5m")

@@ -86,7 +86,8 @@ class InlineCode(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         names = dict(attrs)
         self.found += [f"{tag} {name}" for name in names if name.startswith("on") or name == "style"]
-        self.found += [f"{tag} href={names['href']}" for _ in [0] if (names.get("href") or "").startswith("javascript:")]
+        self.found += [f"{tag} href={names['href']}" for _ in [0]
+                       if (names.get("href") or "").startswith("javascript:")]
         if tag == "style":
             self.found.append("style element")
         if tag == "script":

@@ -90,9 +90,11 @@ def test_api_key_is_required_when_configured():
     with running_service({"BNN_API_KEY": "s3cret-0123456789abcdef"}) as (url, _):
         assert post_image(url, PNG).status_code == 401
         assert post_image(url, PNG).json() == {"detail": "missing or wrong X-API-Key header"}
-        wrong = httpx.post(url + "/predict", files={"file": ("d.png", PNG)}, headers={"X-API-Key": "s3creT-0123456789abcdef"})
+        wrong = httpx.post(url + "/predict", files={"file": ("d.png", PNG)},
+                           headers={"X-API-Key": "s3creT-0123456789abcdef"})
         assert wrong.status_code == 401
-        right = httpx.post(url + "/predict", files={"file": ("d.png", PNG)}, headers={"X-API-Key": "s3cret-0123456789abcdef"})
+        right = httpx.post(url + "/predict", files={"file": ("d.png", PNG)},
+                           headers={"X-API-Key": "s3cret-0123456789abcdef"})
         assert right.status_code == 200 and right.json()["class"] == 7
         assert httpx.get(url + "/readyz").status_code == 200  # probes stay open
 

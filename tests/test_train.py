@@ -130,7 +130,8 @@ def test_temperature_scaling_never_raises_the_validation_ece(trained_tiny):
     def ece(model):
         torch.manual_seed(0)  # the draws with_temperature made
         probs = predictive(model, to_input(data.validation.images), 8).mean_probs.double()
-        return expected_calibration_error(probs.max(1).values.numpy(), (probs.argmax(1).numpy() == data.validation.labels))[0]
+        return expected_calibration_error(probs.max(1).values.numpy(),
+                                          (probs.argmax(1).numpy() == data.validation.labels))[0]
 
     assert ece(tuned) <= 1.05 * ece(net) + 1e-9  # the rule: within 5 % of the lowest ECE on its grid (T = 1 is on it)
     for (name, a), (_, b) in zip(net.state_dict().items(), tuned.state_dict().items(), strict=True):
@@ -155,7 +156,8 @@ def test_arrays_can_also_be_seen_as_plain_28px_uploads(tiny_idx_dir, tmp_path, c
 
 
 def make_train_arguments() -> list[str]:
-    """The flags ``make train`` passes to ``python -m model.train`` (the Makefile's recipe, continuation lines joined)."""
+    """The flags ``make train`` passes to ``python -m model.train`` (the Makefile's recipe,
+    continuation lines joined)."""
     recipe = (ROOT / "Makefile").read_text().split("\ntrain:")[1].split("\n\n")[0]
     words = shlex.split(recipe.split("\n", 1)[1].replace("\\\n", " "))
     return words[words.index("model.train") + 1:]
@@ -201,7 +203,8 @@ def test_refit_keeps_the_weights_and_the_training_record(tiny_idx_dir, capsys):
     assert main([*common[:-2], "--refit", "--out", str(path)]) == 0  # its own architecture, not the CLI's default
     refitted, after = load_checkpoint(path)
     assert all(torch.equal(weights[k], v) for k, v in refitted.state_dict().items())
-    assert after["training_data"] == before["training_data"] and after["metrics"]["history"] == before["metrics"]["history"]
+    assert (after["training_data"] == before["training_data"]
+            and after["metrics"]["history"] == before["metrics"]["history"])
     assert after["config"]["hidden"] == [16]
     assert read_records(after)["reviewed"] == {"file": {"float32": reviewed}, "drawn": {}}  # kept by the refit
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -233,7 +236,8 @@ def test_the_sweeps_data_joins_training_and_is_recorded(tiny_idx_dir, capsys):
     assert meta["train_config"]["angular_pen"] is True
     assert seen["angular_pen"] == {"count": seen["mnist_train_angular_drawings"], "tolerance": list(TOLERANCE),
                                    "version": ANGULAR_VERSION}
-    assert seen["mnist_train_angular_drawings"] == seen["mnist_train_pen_drawings"] > 0  # every digit re-inked once more
+    # every digit re-inked once more
+    assert seen["mnist_train_angular_drawings"] == seen["mnist_train_pen_drawings"] > 0
     variants = seen["written_variants"]
     assert variants["digits"] == [1, 7] and variants["version"] == VARIANTS_VERSION
     assert 0 < variants["count"] == seen["mnist_train_written_variants"]

@@ -101,7 +101,8 @@ def test_image_input_agrees_with_predict(client, server, binary):
     expected = predict_answers(server, FILES, 300)
     torch.manual_seed(7)
     result = client.infer(MODEL, [image_input(FILES, binary)], parameters={"samples": 300},
-                          outputs=[tritonclient.InferRequestedOutput(name, binary_data=binary) for name in OUTPUT_NAMES])
+                          outputs=[tritonclient.InferRequestedOutput(name, binary_data=binary)
+                                   for name in OUTPUT_NAMES])
     assert list(result.as_numpy("class")) == [a["class"] for a in expected] == LABELS
     assert result.as_numpy("class").dtype == np.int64 and result.as_numpy("probabilities").shape == (6, 10)
     np.testing.assert_allclose(result.as_numpy("probabilities"), [a["probabilities"] for a in expected], atol=1e-6)
@@ -141,7 +142,8 @@ def test_digits_input_is_the_preprocessed_image(client, server):
 
 
 def test_outputs_are_selected_and_default_to_binary(server):
-    body = {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": [base64.b64encode(FILES[0]).decode()]}],
+    body = {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1],
+                        "data": [base64.b64encode(FILES[0]).decode()]}],
             "outputs": [{"name": "refer"}, {"name": "class"}], "id": "abc"}
     response = httpx.post(f"http://{server}/v2/models/{MODEL}/infer", json=body)
     assert response.status_code == 200 and "inference-header-content-length" not in response.headers
@@ -162,7 +164,8 @@ def element(data: bytes) -> bytes:
 
 @pytest.mark.parametrize(("payload", "raw", "status", "message"), [
     ({"inputs": []}, b"", 400, "exactly one input"),
-    ({"inputs": [{"name": "pixels", "datatype": "FP32", "shape": [1], "data": [0.0]}]}, b"", 400, "unknown input 'pixels'"),
+    ({"inputs": [{"name": "pixels", "datatype": "FP32", "shape": [1], "data": [0.0]}]}, b"", 400,
+     "unknown input 'pixels'"),
     ({"inputs": [{"name": "image", "datatype": "UINT8", "shape": [1], "data": [1]}]}, b"", 400, "datatype BYTES"),
     ({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [2], "data": ["aGk="]}]}, b"", 400,
      "shape says 2 elements, the data holds 1"),
@@ -220,7 +223,8 @@ HOSTILE = [  # issue 42: the first three were 500s with a traceback
     ("a superscript header length", '{"inputs": []}', {"Inference-Header-Content-Length": b"\xb2"},  # "²" in latin-1
 
      "must be a byte count"),
-    ("a 30-digit header length", '{"inputs": []}', {"Inference-Header-Content-Length": "9" * 30}, "must be a byte count"),
+    ("a 30-digit header length", '{"inputs": []}', {"Inference-Header-Content-Length": "9" * 30},
+     "must be a byte count"),
 ]
 
 
@@ -274,7 +278,8 @@ def test_the_value_bound_admits_the_largest_valid_request_and_refuses_a_flood_at
     parsed = parse_infer_request(json.dumps(largest).encode(), None, max_batch=32, max_samples=1000)
     assert len(parsed.items) == 32 and np.array_equal(np.stack(parsed.items), digits)
     count = (32 * 1024 * 1024 - 100) // 3
-    flood = b'{"inputs":[{"name":"image","datatype":"BYTES","shape":[32],"data":[' + b",".join([b'""'] * count) + b"]}]}"
+    flood = (b'{"inputs":[{"name":"image","datatype":"BYTES","shape":[32],"data":['
+             + b",".join([b'""'] * count) + b"]}]}")
     started = time.monotonic()
     with pytest.raises(ProtocolError, match=f"holds more than {32 * 784 + MAX_FRAMING_COMMAS} values"):
         parse_infer_request(flood, None, max_batch=32, max_samples=1000)
@@ -325,7 +330,8 @@ def test_the_api_key_and_shedding_apply_to_inference(monkeypatch):
         refused = local.post(f"/v2/models/{MODEL}/infer", json=body)
         assert refused.status_code == 401 and refused.json() == {"error": "missing or wrong X-API-Key header"}
         assert local.get(f"/v2/models/{MODEL}").status_code == 200  # metadata and health stay open
-        assert local.post(f"/v2/models/{MODEL}/infer", json=body, headers={"X-API-Key": "s3cret-0123456789"}).status_code == 200
+        assert local.post(f"/v2/models/{MODEL}/infer", json=body,
+                          headers={"X-API-Key": "s3cret-0123456789"}).status_code == 200
 
         async def full(*args, **kwargs):
             raise QueueFull("256 requests already waiting")

@@ -91,8 +91,10 @@ def through_the_page(url: str, drawings: list[Drawing], gallery_count: int) -> t
                 page.wait_for_timeout(10)
             reply = replies[-1]
             shown = page.inner_text("#decision")
-            mismatches += not (shown.startswith(expected_decision(reply)) and page.inner_text("#class") == str(reply["class"]))
-            answers.append(Answer(int(reply["class"]), bool(reply["refer"]), reply["refer_reason"], float(reply["entropy"])))
+            mismatches += not (shown.startswith(expected_decision(reply))
+                               and page.inner_text("#class") == str(reply["class"]))
+            answers.append(Answer(int(reply["class"]), bool(reply["refer"]), reply["refer_reason"],
+                                  float(reply["entropy"])))
             if index < gallery_count:
                 data_url = page.evaluate("() => document.getElementById('pad').toDataURL('image/png')")
                 canvases.append(base64.b64decode(data_url.split(",", 1)[1]))

@@ -126,7 +126,8 @@ def familiar_mass(digits: np.ndarray, outliers: np.ndarray,
     mass = max(allowed)
     return mass, {"rule": f"largest mass keeping >= {floor:.0%} of referred validation digits uncertain",
                   "referred_digits": len(digits), "referred_digits_uncertain": float((digits >= mass).mean()),
-                  "referred_non_digits": len(outliers), "referred_non_digits_unfamiliar": float((outliers < mass).mean())}
+                  "referred_non_digits": len(outliers),
+                  "referred_non_digits_unfamiliar": float((outliers < mass).mean())}
 
 
 def referral_rate_threshold(entropy: np.ndarray, correct: np.ndarray, rate: float,

@@ -94,7 +94,8 @@ def calibrate(net: BayesianNet, validation: Split, request: CalibrationRequest,
 
 def fit_refer_rules(net: BayesianNet, validation: Split, request: CalibrationRequest,
                     channels: dict[Channel, ChannelData], non_digits: np.ndarray | None, non_digits_data: str,
-                    precisions: tuple[Precision, ...], seed: int, temperature: bool = True) -> dict[Precision, ReferRuleFit]:
+                    precisions: tuple[Precision, ...], seed: int,
+                    temperature: bool = True) -> dict[Precision, ReferRuleFit]:
     """For each precision the trunk may be served in, each channel's refer rule (threshold and
     reason) scored in that precision on that channel's digits, each from ``seed`` (so the float32
     fit is the one a training run makes, whatever else is fitted). The temperature (unless

@@ -104,7 +104,8 @@ def markdown(report: dict[str, Any]) -> str:
         for name, row in report[key].items():
             lines.append(f"| {name} | {row['count']} | {pct(row['accepted_and_right'])} | {pct(row['read_right'])} | "
                          f"{pct(row['referred'])} |")
-    lines += ["", "| non-digits | drawings | referred | of those, \"unfamiliar\" | accepted (as) |", "|---|---|---|---|---|"]
+    lines += ["", "| non-digits | drawings | referred | of those, \"unfamiliar\" | accepted (as) |",
+              "|---|---|---|---|---|"]
     for name, row in report["non_digits"].items():
         lines.append(f"| {name} | {row['count']} | {pct(row['referred'])} | {pct(row['referred_unfamiliar'])} | "
                      f"{', '.join(row['accepted']) or '-'} |")

@@ -98,8 +98,8 @@ def build_families(mnist: Mnist, fashion: Split | None, workers: int, cache_dir:
                        "same writers' population as training, new digits, new render draws")]
     glyphs, chars = printed(DIGITS, "held-out")
     digits_labels = np.array([int(c) for c in chars] * 2)
-    pool = _rendered("printed digits held-out fonts", cycling(glyphs), count(2 * len(glyphs)), REPORT_SEED, digits_labels,
-                     workers, cache_dir, key)
+    pool = _rendered("printed digits held-out fonts", cycling(glyphs), count(2 * len(glyphs)), REPORT_SEED,
+                     digits_labels, workers, cache_dir, key)
     families.append(Family("printed digits", "digits", pool.images, pool.labels,
                            f"{len(glyphs)} glyphs in the fonts training never printed in (DejaVu Sans, DejaVu Serif), "
                            "2 renders each"))
@@ -108,7 +108,8 @@ def build_families(mnist: Mnist, fashion: Split | None, workers: int, cache_dir:
         pool = _rendered("clothing", cycling(list(fashion.images[:n])), n, REPORT_SEED + 1, np.full(n, -1), workers,
                          cache_dir, key)
         families.append(Family("clothing (Fashion-MNIST test)", "ood", pool.images, pool.labels, "never seen"))
-    for name, chars_set, seed in (("printed letters", LETTERS, REPORT_SEED + 2), ("printed symbols", SYMBOLS, REPORT_SEED + 3),
+    for name, chars_set, seed in (("printed letters", LETTERS, REPORT_SEED + 2),
+                                  ("printed symbols", SYMBOLS, REPORT_SEED + 3),
                                   ("printed letters unlike digits", UNLIKE_DIGITS, REPORT_SEED + 5)):
         glyphs, _ = printed(chars_set)
         n = count(len(glyphs))
@@ -195,7 +196,8 @@ def plot_scores(families: list[Family], scores: list[Scores], calibration: Calib
                 linestyle="-" if family.kind == "digits" else "--", label=family.name)
     if calibration is not None:
         ax.axvline(calibration.threshold, color="red", linewidth=2, label="entropy threshold")
-    ax.set(xscale="log", yscale="log", ylim=(1e-3, 1.5), xlabel="predictive entropy (nats; the first bin holds all below 1e-6)",
+    ax.set(xscale="log", yscale="log", ylim=(1e-3, 1.5),
+           xlabel="predictive entropy (nats; the first bin holds all below 1e-6)",
            ylabel="share of the family's images", title="Uncertain: predictive entropy")
     ax.legend(fontsize=7, loc="center left")
     ax = axes[-1]

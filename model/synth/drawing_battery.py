@@ -75,7 +75,8 @@ LETTERS: dict[str, list[Stroke]] = {
     "Y": [_l((0.15, 0.05), (0.5, 0.5), (0.85, 0.05)), _l((0.5, 0.5), (0.5, 0.95))],
     "a": [[*_arc(0.45, 0.7, 0.28, 0.25, -30, 330), (0.73, 0.95)]],
     "e": [_l((0.2, 0.65), (0.78, 0.65)) + _arc(0.5, 0.68, 0.3, 0.27, 0, -300)[1:]],
-    "h": [_l((0.25, 0.05), (0.25, 0.95)), _l((0.25, 0.65)) + _arc(0.5, 0.68, 0.25, 0.22, 200, 360)[1:] + [(0.75, 0.95)]],
+    "h": [_l((0.25, 0.05), (0.25, 0.95)),
+          _l((0.25, 0.65)) + _arc(0.5, 0.68, 0.25, 0.22, 200, 360)[1:] + [(0.75, 0.95)]],
     "k": [_l((0.25, 0.05), (0.25, 0.95)), _l((0.75, 0.45), (0.25, 0.75), (0.75, 0.95))],
     "m": [_l((0.1, 0.95), (0.1, 0.45)) + _arc(0.3, 0.55, 0.2, 0.15, 180, 360)[1:] + [(0.5, 0.95)],
           _l((0.5, 0.55)) + _arc(0.7, 0.55, 0.2, 0.15, 180, 360)[1:] + [(0.9, 0.95)]],
@@ -150,7 +151,8 @@ def _on_the_pad(strokes: list[Stroke], pen: float) -> list[Stroke]:
     scale = min(1.0, room / max(float((high - low).max()), 1e-6))
     middle = (low + high) / 2
     shift = np.clip(middle, pen + (high - low) * scale / 2, CANVAS - pen - (high - low) * scale / 2) - middle * 1.0
-    return [[(float(middle[0] + (x - middle[0]) * scale + shift[0]), float(middle[1] + (y - middle[1]) * scale + shift[1]))
+    return [[(float(middle[0] + (x - middle[0]) * scale + shift[0]),
+              float(middle[1] + (y - middle[1]) * scale + shift[1]))
              for x, y in s] for s in strokes]
 
 

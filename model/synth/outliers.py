@@ -163,7 +163,8 @@ def _outline(kind: str, a: float, b: float, rng: np.random.Generator) -> Points:
         return [corners[0], (corners[1][0], corners[0][1]), (corners[1][0], 1 - corners[0][1]),
                 (corners[0][0], 1 - corners[0][1])]
     if kind in ("star", "polygon"):
-        return _regular(int(rng.integers(5, 8)), rng, star=True) if kind == "star" else _regular(int(rng.integers(5, 9)), rng)
+        return _regular(int(rng.integers(5, 8)), rng, star=True) if kind == "star" \
+            else _regular(int(rng.integers(5, 9)), rng)
     if kind == "heart":
         t = np.linspace(0, 2 * math.pi, 80)
         x, y = 16 * np.sin(t) ** 3, 13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t)
@@ -267,8 +268,8 @@ def outlier_source(digits: np.ndarray | None = None, families: tuple[str, ...] =
     weights = np.array([FAMILY_WEIGHTS[FAMILIES.index(f)] for f in families])
     weights = weights / weights.sum()
     makers: dict[str, Callable[[np.random.Generator], np.ndarray]] = {
-        "scribble": scribble, "glyph": glyph, "shape": shape, "texture": texture, "noise": noise, "silhouette": silhouette,
-        "pair": lambda rng: pair(rng, digits),
+        "scribble": scribble, "glyph": glyph, "shape": shape, "texture": texture, "noise": noise,
+        "silhouette": silhouette, "pair": lambda rng: pair(rng, digits),
     }
 
     def source(index: int, rng: np.random.Generator) -> tuple[np.ndarray, bool]:

@@ -45,8 +45,8 @@ from model.synth.pen import PEN_VERSION, draw_many
 from model.synth.upload_simulator import SIMULATOR_VERSION, decode, digit_source, encode, simulate_many
 from model.transform import NoInk, to_digit
 
-SEEDS = {"train": 11, "validation": 12, "test": 13, "pen-train": 14, "pen-validation": 15, "printed-train": 16, "pen-test": 17,
-         "outliers-train": 21, "outliers-validation": 22, "marks-train": 23, "pen-marks-train": 24,
+SEEDS = {"train": 11, "validation": 12, "test": 13, "pen-train": 14, "pen-validation": 15, "printed-train": 16,
+         "pen-test": 17, "outliers-train": 21, "outliers-validation": 22, "marks-train": 23, "pen-marks-train": 24,
          "variants-train": 25, "closing-train": 26, "pen-closing-train": 27, "angular-train": 28}
 PRINTED_RENDERS = 30  # each training-font digit glyph rendered this many times
 MARK_RENDERS = 6  # each training-font mark of another script printed, and pen-drawn, this many times
@@ -174,7 +174,8 @@ def other_script_marks(workers: int = 2, cache_dir: Path = DEFAULT_CACHE, progre
     glyphs = printed_marks()[:limit]
     count = renders * len(glyphs)
     key = {"role": "marks-train", "size": count, "seeds": [SEEDS["marks-train"], SEEDS["pen-marks-train"]],
-           "simulator": SIMULATOR_VERSION, "pen": PEN_VERSION, "marks": MARKS, "glyphs": len(glyphs), "near": NEAR_DIGIT}
+           "simulator": SIMULATOR_VERSION, "pen": PEN_VERSION, "marks": MARKS, "glyphs": len(glyphs),
+           "near": NEAR_DIGIT}
 
     def build() -> Pool:
         printed = simulate_many(cycling(glyphs), count, SEEDS["marks-train"], workers, "marks-train", progress)
@@ -194,7 +195,8 @@ def written_variants(split: Split, digits: tuple[int, ...], source_sha256: str, 
     from model.synth.written_variants import VARIANT_DIGITS, VARIANTS_VERSION, draw_variants
 
     if not set(digits) <= set(VARIANT_DIGITS):
-        raise ValueError(f"written variants exist for {VARIANT_DIGITS} only, not {sorted(set(digits) - set(VARIANT_DIGITS))}")
+        raise ValueError(f"written variants exist for {VARIANT_DIGITS} only, "
+                         f"not {sorted(set(digits) - set(VARIANT_DIGITS))}")
     chosen = np.flatnonzero(np.isin(split.labels, digits))
     seed = SEEDS["variants-train"]
     key = {"role": "variants-train", "size": len(chosen), "seed": seed, "data": source_sha256, "pen": PEN_VERSION,

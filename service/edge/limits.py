@@ -95,9 +95,9 @@ async def drain(receive: Receive, max_s: float = LINGER_S, max_bytes: int = LING
 
 async def send_refusal(scope: Scope, receive: Receive, send: Send, status: int, detail: str,
                        retry_after_s: int | None = None, body_pending: bool = True) -> None:
-    """Answer ``status`` with ``{"detail": ...}`` (``{"error": ...}`` on /v2) and ``Connection: close``; then, when the client may
-    still be sending its body, drain it (bounded) before the response completes and the server
-    closes the connection."""
+    """Answer ``status`` with ``{"detail": ...}`` (``{"error": ...}`` on /v2) and ``Connection: close``;
+    then, when the client may still be sending its body, drain it (bounded) before the response
+    completes and the server closes the connection."""
     body = json.dumps(error_body(scope.get("path", ""), detail)).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                (b"connection", b"close")]

@@ -164,8 +164,8 @@ class Predictor:
         columns = zip(probabilities.argmax(-1).tolist(), probabilities.tolist(), result.entropy.tolist(),
                       result.expected_entropy.tolist(), result.mutual_information.tolist(),
                       none if result.spread is None else result.spread.tolist(),
-                      none if result.votes is None else result.votes.tolist(), top_two_mass(probabilities.numpy()).tolist(),
-                      digits, strict=True)
+                      none if result.votes is None else result.votes.tolist(),
+                      top_two_mass(probabilities.numpy()).tolist(), digits, strict=True)
         rule = self.rules[channel]
         predictions = []
         for digit, probs, entropy, expected_entropy, mutual_information, deviation, votes, top_two, seen in columns:

@@ -154,7 +154,8 @@ def open_image(data: bytes, max_pixels: int) -> Opened:
             ) from None
         claimed = _claimed_format(data)
         if claimed:
-            raise UndecodableImage(f"corrupt {claimed} header: the file starts like {claimed} but cannot be read") from None
+            raise UndecodableImage(f"corrupt {claimed} header: the file starts like {claimed} "
+                                   "but cannot be read") from None
         raise UndecodableImage("not a decodable image (expected PNG, JPEG, WebP, BMP or GIF)") from None
     except Image.DecompressionBombError:
         raise ImageTooLarge(f"the image header claims too many pixels; the limit is {max_pixels}") from None
@@ -164,7 +165,8 @@ def open_image(data: bytes, max_pixels: int) -> Opened:
     if width < 1 or height < 1:
         raise UndecodableImage(f"image has zero width or height ({width}x{height})")
     if width * height > max_pixels:
-        raise ImageTooLarge(f"image is {width}x{height} = {width * height} pixels, too many pixels; the limit is {max_pixels}")
+        raise ImageTooLarge(f"image is {width}x{height} = {width * height} pixels, too many pixels; "
+                            f"the limit is {max_pixels}")
     declared = image.size
     try:
         if image.format == "JPEG":

@@ -59,8 +59,10 @@ def describe_status(answer: dict[str, Any]) -> str:
     if shadow is not None and shadow["compared"]:
         lines.append(f"shadow    {shadow['shadow_version']} on {shadow['compared']} live answers "
                      f"({100 * answer['shadow_fraction']:.0f} % drawn, {shadow['dropped']} dropped): class agreement "
-                     f"{100 * shadow['class_agreement']:.2f} %, refer agreement {100 * shadow['refer_agreement']:.2f} %, "
-                     f"referred live {100 * shadow['live_referred']:.2f} % vs shadow {100 * shadow['shadow_referred']:.2f} %")
+                     f"{100 * shadow['class_agreement']:.2f} %, "
+                     f"refer agreement {100 * shadow['refer_agreement']:.2f} %, "
+                     f"referred live {100 * shadow['live_referred']:.2f} % "
+                     f"vs shadow {100 * shadow['shadow_referred']:.2f} %")
     audits = answer.get("shadow_on_audits")
     if audits is not None and audits["labelled_audits"]:
         live, theirs = audits["live"], audits["shadow"]

@@ -1,15 +1,9 @@
 """One model change for every worker, or for none: a two-phase change through a shared directory.
 
 Every worker of one service shares ``BNN_CONTROL_DIR`` (``python -m service`` makes a fresh one
-unless it is set; an app built in process makes its own). In it:
-
-* ``state.json``: the committed models by role (``live``, ``previous``, ``shadow``), each a path
-  and the sha256 the workers verified, and its ``generation`` (none yet: generation 0, the
-  checkpoint in ``BNN_MODEL_PATH``);
-* ``proposal.json``: the change under way (generation, action, the roles it would commit, status
-  ``pending``, ``committed`` or ``aborted``);
-* ``workers/<pid>.json``: what each worker holds and serves, and its vote on the proposal;
-* ``lock``: held (``flock``) by the one worker coordinating a change.
+unless it is set; an app built in process makes its own): the committed state, the proposal under
+way, one file per worker with its vote, and the coordinator's lock (``proposals.py``: the files
+and what each holds). This module is what each worker does with them.
 
 The worker that receives an admin call coordinates (:meth:`ModelControl.change`): it refuses a
 path outside the models directory at once (``service/lifecycle/checks.py``'s ``path`` check, a 4xx naming the
@@ -33,59 +27,44 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import fcntl
 import functools
-import json
 import logging
 import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from service.background import cancel
-from service.errors import ModelChangeConflict, ModelChangeRefused, ModelChangeTimeout
+from service.errors import ModelChangeRefused, ModelChangeTimeout
 from service.lifecycle.checks import CandidateRefused, checkpoint_digest, confined, load_verified, size_cap
 from service.lifecycle.held import HeldModel, ModelSet
+from service.lifecycle.proposals import (
+    ROLES,
+    Changes,
+    Roles,
+    agreed,
+    approval,
+    by_role,
+    change_lock,
+    proposed_roles,
+    read_json,
+    refusal,
+    worker_files,
+    write_json,
+)
 from service.settings import Settings
 
 log = logging.getLogger("service")
 POLL_S = 0.05  # how often each worker looks for a proposal or a commit
 HEARTBEAT_S = 1.0  # how often it rewrites its file with its shadow's tallies
-STALE_S = 30.0  # a worker file not rewritten for this long is a dead worker's (its pid may be reused)
-CHECK_TIMEOUT_S = 20.0  # one worker's checks of a proposal; under STALE_S (no heartbeat meanwhile)
+CHECK_TIMEOUT_S = 20.0  # one worker's checks of a proposal; under proposals.STALE_S (no heartbeat meanwhile)
 VOTE_TIMEOUT_S = 60.0  # every worker must have loaded and verified the candidate within this
 APPLY_TIMEOUT_S = 10.0  # ... and swapped it in within this of the commit
-ROLES = ("live", "previous", "shadow")
-ACTIONS = ("promote", "rollback", "shadow", "unshadow")
-Roles = dict[str, str | None]  # role -> checkpoint path (None: the role is empty)
 T = TypeVar("T")
-
-
-def write_json(path: Path, document: dict[str, Any]) -> None:
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    partial.write_text(json.dumps(document))
-    os.replace(partial, path)  # readers see the old file or the new one, never half
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        document = json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    return document if isinstance(document, dict) else None
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError as error:
-        return error.errno == errno.EPERM
-    return True
 
 
 async def in_own_thread(function: Callable[[], T], timeout_s: float) -> T:
@@ -111,42 +90,6 @@ async def in_own_thread(function: Callable[[], T], timeout_s: float) -> T:
     return await asyncio.wait_for(future, timeout_s)
 
 
-def refusal(proposal: dict[str, Any], error: BaseException) -> dict[str, Any]:
-    """This worker's vote against ``proposal``: the check that failed (``timeout``, ``crash`` for any
-    other exception), the rule for a refused path, and why."""
-    if isinstance(error, CandidateRefused):
-        check, rule, reason = error.check, error.rule, error.reason
-    elif isinstance(error, TimeoutError):
-        check, rule, reason = "timeout", None, f"the checks took over {CHECK_TIMEOUT_S:.0f} s"
-    else:
-        check, rule, reason = "crash", None, f"the checks failed: {type(error).__name__}: {error}"
-    return {"proposal": proposal["id"], "generation": int(proposal["generation"]), "ok": False, "check": check,
-            "rule": rule, "reason": reason}
-
-
-def proposed_roles(action: str, current: Roles, path: str | None) -> Roles:
-    """The roles ``action`` commits from ``current``, or ModelChangeConflict when it cannot apply."""
-    live, previous, shadow = current["live"], current["previous"], current["shadow"]
-    if action == "promote":
-        target = path or shadow
-        if target is None:
-            raise ModelChangeConflict("nothing to promote: give a checkpoint path, or load a shadow first")
-        if target == live:
-            raise ModelChangeConflict(f"{target} is live already")
-        return {"live": target, "previous": live, "shadow": None if target == shadow else shadow}
-    if action == "rollback":
-        if previous is None:
-            raise ModelChangeConflict("nothing to roll back to: no model was live before this one")
-        return {"live": previous, "previous": live, "shadow": shadow}
-    if action == "shadow":
-        if path is None:
-            raise ModelChangeConflict("a shadow needs a checkpoint path")
-        return {"live": live, "previous": previous, "shadow": path}
-    if action == "unshadow":
-        return {"live": live, "previous": previous, "shadow": None}
-    raise ValueError(f"unknown action {action!r}; expected one of {', '.join(ACTIONS)}")
-
-
 @dataclass
 class Prepared:
     generation: int
@@ -168,7 +111,7 @@ class ModelControl:
     _prepared: Prepared | None = None
     _voted: dict[str, Any] | None = None
     _task: asyncio.Task[None] | None = None
-    _seen: dict[str, tuple[int, int]] = field(default_factory=dict)
+    _changes: Changes = field(default_factory=Changes)
 
     # -- files ------------------------------------------------------------------------------------
     @property
@@ -180,31 +123,18 @@ class ModelControl:
         committed = read_json(self.directory / "state.json")
         if committed is not None:
             return committed
-        models = self.current()
         return {"generation": 0, "roles": {role: None if held is None else {"path": str(held.path),
                                                                            "sha256": held.digest}
-                                           for role, held in zip(ROLES, (models.live, models.previous, models.shadow),
-                                                                 strict=True)}}
+                                           for role, held in by_role(self.current()).items()}}
 
     def worker_files(self) -> list[dict[str, Any]]:
         """Every live worker's file (a dead worker's is removed)."""
-        found = []
-        for path in sorted(self.workers_dir.glob("*.json")):
-            document = read_json(path)
-            if document is None:
-                continue
-            if not alive(int(document.get("pid", 0))) or time.time() - float(document.get("updated", 0)) > STALE_S:
-                path.unlink(missing_ok=True)
-                continue
-            found.append(document)
-        return found
+        return worker_files(self.workers_dir)
 
     def _publish(self) -> None:
-        models = self.current()
         write_json(self.workers_dir / f"{self.pid}.json", {
             "pid": self.pid, "generation": self.generation, "updated": time.time(), "vote": self._voted,
-            **{role: None if held is None else held.version
-               for role, held in zip(ROLES, (models.live, models.previous, models.shadow), strict=True)},
+            **{role: None if held is None else held.version for role, held in by_role(self.current()).items()},
             "shadow_tallies": self.shadow_tallies(),
         })
 
@@ -226,25 +156,14 @@ class ModelControl:
         await cancel(self._task)
         (self.workers_dir / f"{self.pid}.json").unlink(missing_ok=True)
 
-    def _changed(self, name: str) -> bool:
-        try:
-            info = os.stat(self.directory / name)
-        except FileNotFoundError:
-            return False
-        stamp = (info.st_mtime_ns, info.st_ino)
-        if self._seen.get(name) == stamp:
-            return False
-        self._seen[name] = stamp
-        return True
-
     async def _poll(self) -> None:
         last_beat = time.monotonic()
         while True:
             await asyncio.sleep(POLL_S)
             try:
-                if self._changed("proposal.json"):
+                if self._changes.changed(self.directory / "proposal.json"):
                     await self._consider(read_json(self.directory / "proposal.json"))
-                if self._changed("state.json"):
+                if self._changes.changed(self.directory / "state.json"):
                     await self._apply(read_json(self.directory / "state.json"))
                 if time.monotonic() - last_beat >= HEARTBEAT_S:
                     self._publish()
@@ -286,13 +205,10 @@ class ModelControl:
             if not isinstance(error, CandidateRefused):
                 log.exception("candidate check of proposal %s", proposal["id"])
             self._prepared = Prepared(generation, None)
-            self._voted = refusal(proposal, error)
+            self._voted = refusal(proposal, error, CHECK_TIMEOUT_S)
         else:
             self._prepared = Prepared(generation, models)
-            self._voted = {"proposal": proposal["id"], "generation": generation, "ok": True,
-                           "sha256": {role: None if held is None else held.digest
-                                      for role, held in zip(ROLES, (models.live, models.previous, models.shadow),
-                                                            strict=True)}}
+            self._voted = approval(proposal, models)
         self._publish()
 
     async def _apply(self, committed: dict[str, Any] | None) -> None:
@@ -314,7 +230,7 @@ class ModelControl:
     async def change(self, action: str, path: str | None = None) -> dict[str, Any]:
         """Make ``action`` on every worker or on none; what every worker serves after it.
         ModelChangeConflict, ModelChangeRefused or ModelChangeTimeout otherwise."""
-        with self._lock():
+        with change_lock(self.directory):
             started = time.monotonic()
             state = self.state()
             current: Roles = {role: None if entry is None else entry["path"] for role, entry in state["roles"].items()}
@@ -340,18 +256,6 @@ class ModelControl:
             return {"action": action, "generation": generation, "elapsed_s": round(time.monotonic() - started, 3),
                     "live": workers[0]["live"], "workers": workers}
 
-    @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
-        handle = open(self.directory / "lock", "a+")  # noqa: SIM115 -- held for the whole change
-        try:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise ModelChangeConflict("another model change is in progress; retry when it ends") from None
-            yield
-        finally:
-            handle.close()  # releases the lock
-
     async def _votes(self, proposal: str, voters: list[int]) -> list[dict[str, Any]]:
         """The vote of every worker in ``voters`` on ``proposal`` (its id), once all have voted; refusals,
         disagreements and a voter that stopped meanwhile raise."""
@@ -372,16 +276,7 @@ class ModelControl:
                 raise ModelChangeTimeout(f"worker(s) {silent} did not verify the candidate within "
                                          f"{VOTE_TIMEOUT_S:.0f} s; nothing was changed", workers)
             await asyncio.sleep(POLL_S)
-        refused = [vote for vote in votes if not vote.get("ok")]
-        if refused:
-            raise ModelChangeRefused(refused[0]["check"], refused[0]["reason"],
-                                     [{"pid": w["pid"], "check": v.get("check"), "rule": v.get("rule"),
-                                       "reason": v.get("reason")} for w, v in zip(workers, votes, strict=True)])
-        if len({json.dumps(vote["sha256"], sort_keys=True) for vote in votes}) > 1:
-            raise ModelChangeRefused("file", "the workers read different files at the same path (it changed while "
-                                             "they loaded it); nothing was changed",
-                                     [{"pid": w["pid"], "sha256": v["sha256"]} for w, v in zip(workers, votes,
-                                                                                                 strict=True)])
+        agreed(workers, votes)
         return votes
 
     async def _applied(self, generation: int) -> list[dict[str, Any]]:

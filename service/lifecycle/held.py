@@ -81,7 +81,8 @@ def fitted_on(calibration: Calibration | None, rule: ReferRule) -> str:
 
 def calibrated_on(predictor: Predictor) -> str:
     """What the rules in force were fitted on: one phrase when every channel's is the same, else each channel's."""
-    by_channel = {channel: fitted_on(predictor.calibrations.get(channel), rule) for channel, rule in predictor.rules.items()}
+    by_channel = {channel: fitted_on(predictor.calibrations.get(channel), rule)
+                  for channel, rule in predictor.rules.items()}
     if len(set(by_channel.values())) == 1:
         return next(iter(by_channel.values()))
     return "; ".join(f"{channel}: {on}" for channel, on in by_channel.items())

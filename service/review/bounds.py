@@ -1,6 +1,6 @@
 """What a worker's write-behind buffer admits: bounds in items and in bytes, and one source's share.
 
-The buffer holds answers while the store is slow or down (``queue.py``). Without a byte bound,
+The buffer holds answers while the store is slow or down (``buffer.py``). Without a byte bound,
 10,000 items of 8 MiB uploads are 80 GiB in one worker; without a share per source, one client's
 flood fills the buffer and every other client's answers are refused. An item's size is what it
 holds in memory of the images: the stored upload plus the 784-byte 28 x 28.

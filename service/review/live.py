@@ -40,7 +40,8 @@ class AcceptedError:
     upper: float
     confidence: float = CONFIDENCE
     legacy: int = 0  # labelled accepted audits stored before schema 2 (no fraction kept): left out
-    other_channels: int = 0  # the file channel's: labelled accepted audits of the other channels (other promises), left out
+    other_channels: int = 0  # the file channel's: labelled accepted audits of the other channels
+    # (other promises), left out
 
     @classmethod
     def of(cls, wrong: int, audited: int, unreadable: int = 0) -> AcceptedError:

@@ -15,16 +15,17 @@ Order: each claim first draws which kind of item to give, an audit with probabil
 audits' share of the waiting items (so audits are interleaved at their share, and the live error
 estimate keeps up with the traffic), else a referred one; referred items go most doubtful first
 (highest entropy), audits oldest first; items someone skipped wait behind the others.
+
+What the rows are outside the store (``NewItem``, ``Item``, the export record) is ``rows.py``; what
+retention keeps, ``retention_policy.py``: this module holds the statements, and only them.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import BigInteger, and_, bindparam, case, delete, func, literal, or_, select, update
@@ -34,118 +35,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.errors import ItemConflict, ItemNotFound
 from service.review.live import LABELS, REASONS, AcceptedError, ShadowOnAudits, accepted_strata
+from service.review.retention_policy import CAUSES, RetentionPolicy
+from service.review.rows import InvalidItem, Item, NewItem, export_record, row_problem
 from service.review.schema import engine_for, images, items, migrate
 from service.review.stats import Stats, tally
 
 SECONDS_PER_DAY = 86_400.0
 ID_CHUNK = 10_000  # ids in one IN (...): asyncpg and SQLite take at most 32,767 parameters in a statement
 
-
-@dataclass(frozen=True)
-class NewItem:
-    """What the service queues: an answer to review and what it was given."""
-
-    id: str  # uuid4 hex: the answer's review_id
-    created: float  # Unix seconds
-    reason: str  # "referred" or "audit"
-    refer_reason: str | None
-    predicted: int
-    entropy: float
-    answer: dict[str, Any]  # the full answer as the client got it
-    model_version: str
-    file: bytes | None  # the upload as sent; None for a 28 x 28 array
-    input: bytes  # the 28 x 28 uint8 the network saw, row-major
-    refer: bool  # the answer said refer (an audit may be referred too)
-    audit_fraction: float | None  # an audit: the fraction it was drawn with; None for a referred item not drawn
-    channel: str = "file"  # whose refer rule judged it: "file", or "drawn" (the page's pad)
-    source: str | None = None  # who sent it, hashed (queue.source_key); None: stored as unknown
-
-
-class InvalidItem(ValueError):
-    """An item the store refuses before writing it (the same on both backends): the message says why."""
-
-
-def row_problem(item: NewItem) -> str | None:
-    """Why the store would refuse ``item``, or None: a text longer than its column (PostgreSQL would
-    refuse it and SQLite keep it; checked here so that both refuse it alike)."""
-    values = {"id": item.id, "reason": item.reason, "refer_reason": item.refer_reason,
-              "model_version": item.model_version, "channel": item.channel, "source": item.source}
-    for name, value in values.items():
-        length = getattr(items.c[name].type, "length", None)
-        if value is not None and length is not None and len(value) > length:
-            return f"{name} is {len(value)} characters, over {length}"
-    return None
-
-
-@dataclass(frozen=True)
-class Item:
-    """A queued item as a reviewer sees it (no image bytes: they have their own routes)."""
-
-    id: str
-    reason: str
-    refer_reason: str | None
-    predicted: int
-    entropy: float
-    answer: dict[str, Any]
-    model_version: str
-    created: float
-    has_file: bool
-    skips: int
-    claimed_by: str | None
-    lease_expires: float | None
-    label: str | None
-    labelled_by: str | None
-    labelled_at: float | None
-    refer: bool
-    audit_fraction: float | None
-
-
-@dataclass(frozen=True)
-class RetentionPolicy:
-    """What retention keeps. The caps count every item; unlabelled items are dropped first (oldest first),
-    labelled ones only when they alone exceed a cap, and only into an export. ``source_max_*`` bound one
-    source's unlabelled items (None: no bound)."""
-
-    max_age_s: float
-    max_items: int
-    max_bytes: int
-    source_max_items: int | None = None
-    source_max_bytes: int | None = None
-
-
-CAUSES = ("age", "source", "rows", "bytes")  # why retention drops an item, in the order each pass applies them
-
-
 ITEM_COLUMNS = (items.c.id, items.c.reason, items.c.refer_reason, items.c.predicted, items.c.entropy, items.c.answer,
                 items.c.model_version, items.c.created, items.c.has_file, items.c.skips,
                 items.c.claimed_by, items.c.lease_expires, items.c.label, items.c.labelled_by, items.c.labelled_at,
                 items.c.refer, items.c.audit_fraction)
 EXPORT_COLUMNS = (*(column for column in items.c if column.name != "has_file"), images.c.file, images.c.input)
-
-
-def _item(row: Any) -> Item:
-    values = row._asdict()
-    values["answer"] = json.loads(values["answer"])
-    values["has_file"] = bool(values["has_file"])
-    values["refer"] = bool(values["refer"])
-    return Item(**values)
-
-
-def export_record(row: Any, pictures: Any = None) -> dict[str, Any]:
-    """One labelled item as an NDJSON record: ready to retrain or recalibrate from (``model/reviewed.py``
-    reads it). ``input`` is the 28 x 28 uint8 the network saw, base64 of 784 bytes, row-major. The
-    images come from ``pictures`` when given, else from ``row`` itself (a join)."""
-    pictures = pictures if pictures is not None else row
-    return {
-        "id": row.id, "reason": row.reason, "refer_reason": row.refer_reason, "label": row.label,
-        "labelled_by": row.labelled_by, "labelled_at": row.labelled_at, "created": row.created,
-        "predicted": row.predicted, "entropy": row.entropy, "model_version": row.model_version,
-        "refer": bool(row.refer), "audit_fraction": row.audit_fraction, "channel": row.channel or "file",
-        "answer": json.loads(row.answer), "shadow": json.loads(row.shadow) if row.shadow else None,
-        "input_shape": [28, 28],
-        "input": base64.b64encode(pictures.input).decode(),
-        "file": None if pictures.file is None else base64.b64encode(pictures.file).decode(),
-    }
 
 
 def insert_new(dialect: str, table: Any) -> Any:
@@ -190,19 +92,11 @@ class ReviewStore:
         for item in new:
             if (problem := row_problem(item)) is not None:
                 raise InvalidItem(f"review item {item.id}: {problem}")
-        rows = [{"id": item.id, "created": item.created, "reason": item.reason, "refer_reason": item.refer_reason,
-                 "predicted": item.predicted, "entropy": item.entropy, "answer": json.dumps(item.answer),
-                 "model_version": item.model_version, "has_file": item.file is not None,
-                 "file_bytes": len(item.input) + (len(item.file) if item.file is not None else 0), "skips": 0,
-                 "refer": item.refer, "audit_fraction": item.audit_fraction, "channel": item.channel,
-                 "source": item.source}
-                for item in new]
-        pictures = [{"id": item.id, "file": item.file, "input": item.input} for item in new]
         async with self.engine.begin() as connection:
             # ids already there are skipped: a batch the writer retries after a commit whose answer was
             # lost (the store went down mid-write) must not fail forever on its own rows
-            await connection.execute(insert_new(connection.dialect.name, items), rows)
-            await connection.execute(insert_new(connection.dialect.name, images), pictures)
+            await connection.execute(insert_new(connection.dialect.name, items), [item.row() for item in new])
+            await connection.execute(insert_new(connection.dialect.name, images), [item.picture() for item in new])
 
     async def attach_shadow(self, answers: Sequence[tuple[str, dict[str, Any]]]) -> None:
         """Store a shadow's answer beside each item's (an id no longer stored is left alone)."""
@@ -251,7 +145,7 @@ class ReviewStore:
                     update(items).where(items.c.id == chosen, _free(now))
                     .values(claimed_by=reviewer, lease_expires=now + lease_s).returning(*ITEM_COLUMNS))).first()
                 if row is not None:
-                    return _item(row)
+                    return Item.from_row(row)
         return None
 
     async def item(self, item_id: str) -> Item:
@@ -259,12 +153,13 @@ class ReviewStore:
             row = (await connection.execute(select(*ITEM_COLUMNS).where(items.c.id == item_id))).first()
         if row is None:
             raise ItemNotFound(f"no review item {item_id}")
-        return _item(row)
+        return Item.from_row(row)
 
     async def images(self, item_id: str) -> tuple[bytes | None, bytes]:
         """The upload as sent (None for an array) and the 28 x 28 the network saw."""
         async with self.engine.connect() as connection:
-            row = (await connection.execute(select(images.c.file, images.c.input).where(images.c.id == item_id))).first()
+            row = (await connection.execute(select(images.c.file, images.c.input)
+                                            .where(images.c.id == item_id))).first()
         if row is None:
             raise ItemNotFound(f"no review item {item_id}")
         return row.file, row.input
@@ -294,7 +189,7 @@ class ReviewStore:
                 .returning(*ITEM_COLUMNS))).first()
             if row is None:
                 raise await self._why_not(connection, item_id)
-        return _item(row)
+        return Item.from_row(row)
 
     async def skip(self, item_id: str, reviewer: str) -> Item:
         """Give an item back unlabelled; it then waits behind the items nobody skipped."""
@@ -305,7 +200,7 @@ class ReviewStore:
                 .values(claimed_by=None, lease_expires=None, skips=items.c.skips + 1).returning(*ITEM_COLUMNS))).first()
             if row is None:
                 raise await self._why_not(connection, item_id)
-        return _item(row)
+        return Item.from_row(row)
 
     async def stats(self) -> Stats:
         """The queue's state and what its labels say (``stats.py``), from one snapshot."""
@@ -330,10 +225,12 @@ class ReviewStore:
         """Labelled items with ``labelled_at >= since``, in (labelled_at, id) order, after the key ``after``."""
         where = [items.c.label.is_not(None), items.c.labelled_at >= since]
         if after is not None:
-            where.append(or_(items.c.labelled_at > after[0], and_(items.c.labelled_at == after[0], items.c.id > after[1])))
+            where.append(or_(items.c.labelled_at > after[0],
+                             and_(items.c.labelled_at == after[0], items.c.id > after[1])))
         async with self.engine.connect() as connection:
-            rows = (await connection.execute(select(*EXPORT_COLUMNS).join(images, images.c.id == items.c.id)
-                                             .where(*where).order_by(items.c.labelled_at, items.c.id).limit(limit))).all()
+            page = (select(*EXPORT_COLUMNS).join(images, images.c.id == items.c.id).where(*where)
+                    .order_by(items.c.labelled_at, items.c.id).limit(limit))
+            rows = (await connection.execute(page)).all()
         return [export_record(row) for row in rows]
 
     async def enforce_retention(self, policy: RetentionPolicy, exporter: Exporter | None = None) -> dict[str, int]:
@@ -387,19 +284,14 @@ class ReviewStore:
 
 
 async def _source_bound_now(connection: Any, policy: RetentionPolicy) -> RetentionPolicy:
-    """The per-source bound as it applies in this pass. It protects others' items from one source's
-    flood, so it applies only when the store is over a cap (else nothing needs to go), and never
-    below an equal part of each cap for each source holding unlabelled items: behind a proxy every
-    client is one source, which then keeps the whole store (a fixed share would cut it to a tenth)."""
-    if policy.source_max_items is None and policy.source_max_bytes is None:
+    """The per-source bound as it applies in this pass (``RetentionPolicy.in_pass``), from the store's
+    counts: items, bytes, and the sources holding unlabelled items."""
+    if not policy.bounds_sources:
         return policy
     stored, size, sources = (await connection.execute(select(
         func.count(), func.coalesce(func.sum(items.c.file_bytes), 0),
         func.count(items.c.source.distinct()).filter(items.c.label.is_(None))))).one()
-    if sources <= 1 or (stored <= policy.max_items and size <= policy.max_bytes):
-        return replace(policy, source_max_items=None, source_max_bytes=None)  # the caps alone decide
-    return replace(policy, source_max_items=max(policy.source_max_items or 0, policy.max_items // sources),
-                   source_max_bytes=max(policy.source_max_bytes or 0, policy.max_bytes // sources))
+    return policy.in_pass(stored, size, sources)
 
 
 def _over_limits(policy: RetentionPolicy, now: float) -> dict[str, Any]:

@@ -71,8 +71,8 @@ async def read_upload(request: Request, file: UploadFile | None, max_bytes: int)
     raise RequestValidationError([{"type": "missing", "loc": ("body", "file"), "msg": MISSING_FILE, "input": None}])
 
 
-@router.post("/predict", response_model=PredictionOut, response_model_by_alias=True, response_model_exclude={"filename"},
-             openapi_extra=RAW_BODY_DOC)
+@router.post("/predict", response_model=PredictionOut, response_model_by_alias=True,
+             response_model_exclude={"filename"}, openapi_extra=RAW_BODY_DOC)
 async def predict(request: Request, inference: InferenceDep, settings: SettingsDep, include: IncludeParam,
                   samples: SamplesParam = None, channel: ChannelParam = "file",
                   file: Annotated[UploadFile | None, File(description="the digit image (or send it as the raw body)")]
@@ -90,7 +90,8 @@ async def predict(request: Request, inference: InferenceDep, settings: SettingsD
 
 
 @router.post("/predict/batch", response_model=list[PredictionOut | BatchErrorOut], response_model_by_alias=True)
-async def predict_batch(request: Request, files: Annotated[list[UploadFile], File(description="digit images, in order")],
+async def predict_batch(request: Request,
+                        files: Annotated[list[UploadFile], File(description="digit images, in order")],
                         inference: InferenceDep, settings: SettingsDep, include: IncludeParam,
                         samples: SamplesParam = None, channel: ChannelParam = "file") -> Response:
     """Classify several images in one pass; a bad image gets its own error entry in its place."""
@@ -98,7 +99,8 @@ async def predict_batch(request: Request, files: Annotated[list[UploadFile], Fil
         raise TooManyFiles(f"{len(files)} files sent; at most {settings.max_batch_files} per request")
     uploads = [await upload.read(settings.max_upload_bytes + 1) for upload in files]
     results = await inference.answer_each(uploads, samples, include.spread, channel, client_source(request))
-    answers = [BatchErrorOut(filename=upload.filename, status=status_for(result), reason=result.reason, detail=str(result))
+    answers = [BatchErrorOut(filename=upload.filename, status=status_for(result), reason=result.reason,
+                             detail=str(result))
                if isinstance(result, ImageRejected) else
                prediction_out(result, include, upload.filename)
                for upload, result in zip(files, results, strict=True)]

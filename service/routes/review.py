@@ -30,7 +30,8 @@ from service.errors import ExportAborted, ReviewUnauthorized, ReviewUnavailable
 from service.metrics import Metrics
 from service.review.live import AcceptedError, outcome
 from service.review.queue import ReviewQueue
-from service.review.store import Item, ItemConflict, ItemNotFound
+from service.review.rows import Item
+from service.review.store import ItemConflict, ItemNotFound
 from service.routes.page import STATIC
 from service.schemas import (
     ACCEPTED_ERROR_FIELDS,
@@ -55,7 +56,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorOut, "descript
     503: "the review queue is off (BNN_REVIEW=false) or its store does not answer",
 }.items()}
 NOT_FOUND = {"model": ErrorOut, "description": "unknown item (never queued, or dropped by retention)"}
-CONFLICT = {"model": ErrorOut, "description": "another reviewer holds it (who, until when), or it is labelled already (by whom)"}
+CONFLICT = {"model": ErrorOut,
+            "description": "another reviewer holds it (who, until when), or it is labelled already (by whom)"}
 
 
 async def reviewer(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None,
@@ -168,7 +170,8 @@ SAFE_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": 
 
 
 @router.get("/items/{item_id}/file", response_class=Response, responses={
-    200: {"content": {"image/png": {}}, "description": "the image as decoded, re-encoded as PNG (at most 384 px a side)"},
+    200: {"content": {"image/png": {}},
+          "description": "the image as decoded, re-encoded as PNG (at most 384 px a side)"},
     404: {"model": ErrorOut, "description": "unknown item, or sent as a 28 x 28 array (no file)"}})
 async def item_file(queue: Queue, who: Reviewer, item_id: ItemId) -> Response:
     with store_errors():
@@ -245,7 +248,8 @@ async def export(request: Request, queue: Queue, who: Reviewer, since: Annotated
                 page = await queue.store.export_page(start, (last["labelled_at"], last["id"]), EXPORT_PAGE)
             except Exception as error:  # any driver's error: the status line (200) is gone, so say it in the body
                 metrics.review_export_aborted.inc()
-                message = f"the review store failed after {sent} items ({type(error).__name__}); this export is incomplete"
+                message = (f"the review store failed after {sent} items ({type(error).__name__}); "
+                           "this export is incomplete")
                 log.error("review export by %s aborted: %s: %s", who, message, error)
                 yield (json.dumps({"error": message, "items": sent}) + "\n").encode()
                 raise ExportAborted(message) from None  # the server then drops the connection: no final chunk
