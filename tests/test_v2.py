@@ -26,7 +26,8 @@ from service.app import create_app
 from service.edge.server import server_config
 from service.errors import ProtocolError
 from service.inference.preprocess import preprocess
-from service.oip import MAX_FRAMING_COMMAS, OUTPUT_NAMES, parse_infer_request
+from service.oip.request import parse_infer_request
+from service.oip.spec import MAX_FRAMING_COMMAS, OUTPUT_NAMES
 from service.settings import Settings
 from tests.metrics_text import parse_samples, value
 

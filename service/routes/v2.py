@@ -1,7 +1,7 @@
 """The Open Inference Protocol v2 REST routes (``/v2``), for Triton's and KServe's clients.
 
 Health, server and model metadata, readiness and inference for the model ``bnn-digits``
-(``service/oip.py`` parses and encodes; this module only reads the body and headers and shapes
+(``service/oip/`` parses and encodes; this module only reads the body and headers and shapes
 the HTTP answer). Inference goes through the same :class:`service.pipeline.Inference` as
 ``/predict/batch``: the same micro-batching, limits, API key, shedding, audit and metrics. An
 element the service would refuse fails the whole request with that image's status and its index
@@ -19,17 +19,10 @@ from fastapi.responses import JSONResponse
 
 from service.deps import InferenceDep, SettingsDep, client_source, require_api_key
 from service.error_handlers import OIP_ERROR_RESPONSES
-from service.errors import ImageRejected, ModelNotFound, RejectedElement
-from service.oip import (
-    HEADER_LENGTH,
-    MODEL_NAME,
-    OUTPUT_NAMES,
-    ProtocolError,
-    encode_infer_response,
-    model_metadata,
-    parse_infer_request,
-    server_metadata,
-)
+from service.errors import ImageRejected, ModelNotFound, ProtocolError, RejectedElement
+from service.oip.request import parse_infer_request
+from service.oip.response import encode_infer_response
+from service.oip.spec import HEADER_LENGTH, MODEL_NAME, OUTPUT_NAMES, model_metadata, server_metadata
 from service.pipeline import Inference
 from service.settings import Settings
 

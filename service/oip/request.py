@@ -1,45 +1,5 @@
-"""The Open Inference Protocol (OIP, "KServe v2") for this model: request parsing, response
-encoding and metadata. No HTTP types (``routes/v2.py`` serves it) and no network code.
-
-The model ``bnn-digits`` takes one input per request:
-
-* ``image``: BYTES ``[B]``, each element an encoded image file (PNG, JPEG, WebP, BMP, GIF),
-  preprocessed as ``/predict`` does. In the JSON body an element is the file in **base64** (a
-  JSON string cannot carry raw bytes); with the binary tensor data extension it is the raw file.
-* ``digits``: UINT8 ``[B, 28, 28]``, already MNIST-style (light ink on black, centred as MNIST
-  is), row-major; not preprocessed.
-
-and answers ``class`` INT64 ``[B]``, ``probabilities`` FP32 ``[B, 10]``, ``entropy`` FP32 ``[B]``,
-``mutual_information`` FP32 ``[B]``, ``refer`` BOOL ``[B]``, ``refer_reason`` BYTES ``[B]``
-(``uncertain``, ``unfamiliar`` or empty), ``candidates`` INT64 ``[B, 3]`` (the digits worth a
-reviewer's look, most likely first, -1 padded), ``audit`` BOOL ``[B]`` and ``review_id`` BYTES
-``[B]`` (the review item, empty when not queued); the threshold, N and the model version are
-response parameters (with the channel). ``outputs`` in the request selects outputs;
-``parameters.samples`` sets N; ``parameters.channel`` ("file", the default, or "drawn": a drawing
-on a pad) whose calibrated refer rule judges the images.
-
-Binary tensor data extension, both directions: with an ``Inference-Header-Content-Length``
-header the body is that many bytes of JSON followed by the inputs' raw data, in order, each
-input's size given by its ``parameters.binary_data_size`` (BYTES elements: a 4-byte
-little-endian length, then the bytes). An output is returned binary when the request asks
-(``parameters.binary_data_output`` for all, or an output's ``parameters.binary_data``); the
-response then carries the JSON length in the same header.
-
-Hostile bodies are a 400 naming the problem, never a 500: JSON nested deeper than ``MAX_DEPTH``
-(the deepest valid request, digits as ``[B][28][28]`` lists, is 6), a number past Python's integer
-digit limit (4300), a shape dimension outside int64, and ``parameters`` (the request's, an input's,
-an output's) that are not an object or hold a value of the wrong type. The depth check walks
-the parsed containers once: 0.5 to 1 ms for 32 digits ([32, 28, 28], flat or nested), beside
-0.75 to 1.5 ms for ``json.loads`` itself (measured here).
-
-No per-element work before the element count is known to be within the batch limit: a body of
-the request limit (32 MiB) can hold 11 million ``""`` or 16 million ``0`` elements, and parsing
-them took 2.5 to 3 s of the event loop. So the JSON is refused unread when it has more commas
-than the largest valid request needs (every value after the first in an array or object follows
-one: ``max_batch`` digits of 28 x 28 values, plus ``MAX_FRAMING_COMMAS``; counting them in 32 MiB
-takes 10 ms), a shape over the batch limit is refused before its data is read, and binary BYTES
-data is split only up to ``max_batch`` elements.
-"""
+"""An OIP infer request's body -> :class:`InferRequest`, refusing hostile bodies with a 400 (the package's
+docstring says which, and why nothing is parsed per element before the batch limit is known)."""
 
 from __future__ import annotations
 
@@ -47,75 +7,23 @@ import base64
 import binascii
 import json
 import struct
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from model.calibration import CHANNELS, Channel, channel_of
 from model.data import IMAGE_SIZE
-from model.refer_rule import MAX_CANDIDATES
 from service.errors import ProtocolError
-from service.pipeline import Answer
-
-MODEL_NAME = "bnn-digits"
-PLATFORM = "pytorch"
-BINARY_EXTENSION = "binary_tensor_data"
-HEADER_LENGTH = "Inference-Header-Content-Length"
-MAX_DEPTH = 16  # nested arrays and objects; a valid request needs 6
-MAX_DIMENSION = 2**63 - 1  # shapes are int64 in the protocol
-MAX_FRAMING_COMMAS = 1024  # commas a valid request needs besides its data: outputs, parameters, keys (~50)
-NUMPY = {"BOOL": np.dtype(bool), "UINT8": np.dtype(np.uint8), "INT64": np.dtype("<i8"), "FP32": np.dtype("<f4")}
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    name: str
-    datatype: str
-    shape: tuple[int, ...]  # -1: any size
-
-    def metadata(self) -> dict[str, Any]:
-        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
-
-
-INPUTS = (TensorSpec("image", "BYTES", (-1,)), TensorSpec("digits", "UINT8", (-1, IMAGE_SIZE, IMAGE_SIZE)))
-OUTPUTS = (
-    TensorSpec("class", "INT64", (-1,)), TensorSpec("probabilities", "FP32", (-1, 10)),
-    TensorSpec("entropy", "FP32", (-1,)), TensorSpec("mutual_information", "FP32", (-1,)),
-    TensorSpec("refer", "BOOL", (-1,)), TensorSpec("refer_reason", "BYTES", (-1,)),
-    TensorSpec("candidates", "INT64", (-1, MAX_CANDIDATES)), TensorSpec("audit", "BOOL", (-1,)),
-    TensorSpec("review_id", "BYTES", (-1,)),
+from service.oip.spec import (
+    HEADER_LENGTH,
+    INPUTS,
+    MAX_DEPTH,
+    MAX_DIMENSION,
+    MAX_FRAMING_COMMAS,
+    OUTPUT_NAMES,
+    InferRequest,
+    RequestedOutput,
 )
-OUTPUT_NAMES = tuple(spec.name for spec in OUTPUTS)
-
-
-@dataclass(frozen=True)
-class RequestedOutput:
-    name: str
-    binary: bool
-
-
-@dataclass(frozen=True)
-class InferRequest:
-    id: str | None
-    input_name: str  # "image" or "digits"
-    items: list[bytes] | list[np.ndarray]  # encoded files, or uint8 [28, 28] digits
-    samples: int | None
-    outputs: tuple[RequestedOutput, ...]  # in the order to answer them
-    channel: Channel = "file"
-
-
-def server_metadata(version: str) -> dict[str, Any]:
-    return {"name": "bnn-digits-service", "version": version, "extensions": [BINARY_EXTENSION]}
-
-
-def model_metadata(model_version: str, precision: str, runtime: str) -> dict[str, Any]:
-    """The model's metadata; ``parameters`` (an extension the protocol allows) says the precision
-    its conv trunk runs in and the runtime."""
-    return {"name": MODEL_NAME, "versions": [model_version], "platform": PLATFORM,
-            "inputs": [spec.metadata() for spec in INPUTS], "outputs": [spec.metadata() for spec in OUTPUTS],
-            "parameters": {"precision": precision, "runtime": runtime}}
 
 
 def _depth_over(document: Any, limit: int) -> bool:
@@ -339,55 +247,3 @@ def parse_infer_request(body: bytes, header_length: int | None, max_batch: int, 
     return InferRequest(request_id, name, items, _samples(parameters, max_samples),
                         _requested_outputs(document, _flag(parameters, "binary_data_output", "parameter", False)),
                         _channel(parameters))
-
-
-def _columns(answers: Sequence[Answer]) -> dict[str, np.ndarray]:
-    predictions = [answer.prediction for answer in answers]
-    return {
-        "class": np.array([p.digit for p in predictions], dtype=NUMPY["INT64"]),
-        "probabilities": np.array([p.probabilities for p in predictions], dtype=NUMPY["FP32"]).reshape(-1, 10),
-        "entropy": np.array([p.entropy for p in predictions], dtype=NUMPY["FP32"]),
-        "mutual_information": np.array([p.mutual_information for p in predictions], dtype=NUMPY["FP32"]),
-        "refer": np.array([p.refer for p in predictions], dtype=bool),
-        "refer_reason": np.array([(p.refer_reason or "").encode() for p in predictions], dtype=object),
-        "candidates": np.array([p.candidates + [-1] * (MAX_CANDIDATES - len(p.candidates)) for p in predictions],
-                               dtype=NUMPY["INT64"]).reshape(-1, MAX_CANDIDATES),
-        "audit": np.array([a.audit for a in answers], dtype=bool),
-        "review_id": np.array([(a.review_id or "").encode() for a in answers], dtype=object),
-    }
-
-
-def _binary(values: np.ndarray) -> bytes:
-    if values.dtype == object:
-        return b"".join(struct.pack("<I", len(item)) + item for item in values.tolist())
-    return values.tobytes()
-
-
-def encode_infer_response(request: InferRequest, answers: Sequence[Answer],
-                          model_version: str, parameters: dict[str, Any]) -> tuple[bytes, int | None]:
-    """The response body, and the JSON part's length when outputs follow it in binary (the
-    ``Inference-Header-Content-Length`` to send), else None."""
-    columns = _columns(answers)
-    specs = {spec.name: spec for spec in OUTPUTS}
-    outputs, chunks = [], []
-    for requested in request.outputs:
-        values = columns[requested.name]
-        tensor: dict[str, Any] = {"name": requested.name, "datatype": specs[requested.name].datatype,
-                                  "shape": list(values.shape)}
-        if requested.binary:
-            chunk = _binary(values)
-            tensor["parameters"] = {"binary_data_size": len(chunk)}
-            chunks.append(chunk)
-        elif values.dtype == object:
-            tensor["data"] = [item.decode() for item in values.tolist()]
-        else:
-            tensor["data"] = values.reshape(-1).tolist()
-        outputs.append(tensor)
-    document: dict[str, Any] = {"model_name": MODEL_NAME, "model_version": model_version, "outputs": outputs,
-                                "parameters": parameters}
-    if request.id is not None:
-        document["id"] = request.id
-    text = json.dumps(document).encode()
-    if not chunks:
-        return text, None
-    return text + b"".join(chunks), len(text)
