@@ -36,7 +36,7 @@ COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY --chown=root:root model/ model/
 COPY --chown=root:root service/ service/
-COPY --chown=root:root checkpoints/bnn.safetensors checkpoints/bnn.json checkpoints/
+COPY --chown=root:root checkpoints/bnn.safetensors checkpoints/bnn.json checkpoints/bnn.int8.onnx checkpoints/
 RUN chmod -R a+rX /app
 USER 10001
 EXPOSE 8000

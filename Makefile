@@ -35,8 +35,10 @@ train: $(VENV)/.dev  ## retrain the shipped checkpoint: simulated uploads, outli
 	$(BIN)/python -m model.train --preset head --conv-blocks 32,32 64,64 128,128 --written-variants 1 \
 		--closing-shapes 8000 --epochs 16 --seed 1 --threads 2 --workers 2 --precision auto \
 		--out checkpoints/bnn.safetensors
+	$(MAKE) calibrate
 
-calibrate: $(VENV)/.dev
+calibrate: $(VENV)/.dev  ## the int8 trunk from the weights, then every served precision's refer rules
+	$(BIN)/python -m model.quantize --checkpoint checkpoints/bnn.safetensors
 	$(BIN)/python -m model.calibrate --checkpoint checkpoints/bnn.safetensors
 
 evaluate: $(VENV)/.dev  ## needs Fashion-MNIST: apt-get install dataset-fashion-mnist

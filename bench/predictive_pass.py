@@ -4,16 +4,17 @@
 (b) our vectorized predictive (``model.predictive.predictive``),
 (c) the floor: the FLOPs that (b) needs divided by the conv/matmul throughput measured now;
 
-then (b) in bfloat16 against (b) in float32, the same run: the trunk alone at 1, 32 and 128
-images, and the whole predictive (the ratio column, float32 time / bfloat16 time).
+then (b) in each precision against (b) in float32, the same run: the trunk alone at 1, 32 and 128
+images, and the whole predictive (the ratio column, float32 time / each precision's): float32 and
+bfloat16 in PyTorch, int8 in ONNX Runtime (the checkpoint's int8 trunk, ``python -m model.quantize``).
 
     python -m bench.predictive_pass [--checkpoint checkpoints/bnn.safetensors] [--threads 2]
-                               [--precision float32 bfloat16] [--tables kernel ratios agreement]
+                               [--precision float32 int8 bfloat16] [--tables kernel ratios agreement]
 
 It also checks, for each precision, that (a) and (b) give the same predictive distribution
 (z-scores of the mean probabilities and the entropy over many samples), so no speed is bought
-with other answers. On a CPU without bfloat16 units (``model/precision.py``) bfloat16 is emulated
-and slower: the header says which CPU it is.
+with other answers. On a CPU without a precision's units (``model/precision.py``) that precision
+is emulated or runs on slower kernels: the header says which units the CPU has.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from model.checkpoint import load_checkpoint
 from model.data import IMAGE_SIZE
 from model.layers import VariationalConv2d, VariationalLinear
 from model.network import BayesianNet
-from model.precision import PRECISIONS, bf16_units, trunk_precision
+from model.precision import KINDS, PRECISIONS, trunk_precision, units
 from model.predictive import predictive, summarize
 
 
@@ -44,15 +45,18 @@ def head_layers(net: BayesianNet) -> list[VariationalLinear]:
 def sampled_forward(net: BayesianNet, x: Tensor) -> Tensor:
     """One forward pass with one plain weight draw for every Gaussian layer: [B, C] (divided by the
     config's temperature, as the network's own forward does)."""
-    h = x
-    with trunk_precision(net.precision):  # the trunk as the net runs it; the head in float32
-        for layer in net.trunk:
-            if isinstance(layer, VariationalConv2d):
-                weight, bias = layer.sample_weights()
-                h = F.conv2d(h, weight, bias, padding=layer.padding)
-            else:
-                h = layer(h)
-    h = h.float().flatten(1)
+    if net.shares_features:
+        h = net.features(x)  # the trunk as the net runs it; the head in float32
+    else:
+        h = x
+        with trunk_precision(net.precision):
+            for layer in net.trunk:
+                if isinstance(layer, VariationalConv2d):
+                    weight, bias = layer.sample_weights()
+                    h = F.conv2d(h, weight, bias, padding=layer.padding)
+                else:
+                    h = layer(h)
+        h = h.float().flatten(1)
     for index, linear in enumerate(head_layers(net)):
         if index:
             h = F.relu(h)
@@ -145,8 +149,8 @@ def precision_table(nets: dict[str, BayesianNet]) -> None:
         for name, net in nets.items():
             if label == "trunk":
                 def run(net: BayesianNet = net, x: Tensor = x) -> Tensor:
-                    with torch.inference_mode(), trunk_precision(net.precision):
-                        return net.trunk(x)
+                    with torch.inference_mode():
+                        return net.features(x)
             else:
                 def run(net: BayesianNet = net, x: Tensor = x) -> Tensor:
                     return predictive(net, x, 100).entropy
@@ -160,19 +164,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", type=Path, default=Path("checkpoints/bnn.safetensors"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--precision", nargs="+", choices=PRECISIONS, default=list(PRECISIONS),
-                        help="the trunk precisions to measure (and check against the loop)")
+                        help="the trunk precisions to measure (and check against the loop); int8 where the "
+                             "checkpoint has its int8 trunk")
     parser.add_argument("--tables", nargs="+", choices=TABLES, default=list(TABLES),
-                        help="which parts to run (the loop of the kernel table takes minutes where bfloat16 "
+                        help="which parts to run (the loop of the kernel table takes minutes where a precision "
                              "is emulated)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     loaded, meta = load_checkpoint(args.checkpoint)
     print(header(f"predictive kernel: {meta['model_version']}"))
-    print(f"bfloat16 units on this CPU: {', '.join(bf16_units()) or 'none (bfloat16 is emulated)'}")
+    for precision in args.precision:
+        if KINDS[precision].units:
+            print(f"{precision} units on this CPU: {', '.join(units(precision)) or 'none'}")
     conv_rate, matmul_rate = throughput()
     print(f"measured throughput (float32): conv {conv_rate / 1e9:.1f} GFLOP/s, matmul {matmul_rate / 1e9:.1f} GFLOP/s")
-    nets = {precision: loaded.in_precision(precision).eval() for precision in args.precision}
+    nets = {precision: loaded.in_precision(precision).eval() for precision in args.precision
+            if loaded.runs_in(precision)}
     if "kernel" in args.tables:
         for net in nets.values():
             kernel_table(net, conv_rate, matmul_rate)

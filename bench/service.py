@@ -10,8 +10,8 @@ with 200), p50/p99 and errors (non-2xx answers, socket errors, timeouts):
   as multipart and as the raw body, and ``/predict/batch`` with 32 digits a request;
 * **ours, inference thread**: the same with ``BNN_INFERENCE_THREAD=true`` (the pass in a thread);
 * **ours, the other precision**: ``/predict`` and ``/predict/batch`` with ``BNN_PRECISION`` set to the
-  precision ``auto`` did not pick (``model/precision.py``): float32 where this CPU has bfloat16
-  units, else bfloat16 (emulated); the ratio to ours is printed;
+  precision ``auto`` did not pick (``model/precision.py``): float32 where this CPU has int8
+  units, else int8 (on slower kernels); the ratio to ours is printed;
 * **naive reference**: ``bench/naive_service.py``, a loop of N sampled forward passes per request;
 * **the review queue off and on** (``BNN_REVIEW=false``; on: SQLite, and PostgreSQL when its binaries
   are installed, on the same cores): ``/predict`` with a digit and 5 % of the answers audited
@@ -24,6 +24,13 @@ predictive's distribution (per image, Kolmogorov-Smirnov on 30 entropies each wa
 variant's start-to-ready time.
 
     python -m bench.service [--seconds 10] [--connections 1 16 64] [--samples 100] [--baseline DIR]
+    python -m bench.service --precisions [--rounds 3] [--seconds 8]
+
+``--precisions`` measures only the served precisions side by side: the service in each (``auto``'s
+and every other served one), started in turn for each of ``--rounds`` alternating rounds, on
+``/predict`` (multipart and raw body) and ``/predict/batch`` at 16 connections and ``/predict`` at one
+connection (the latency of one image at N); the median of the rounds and each precision's ratio to
+float32.
 
 ``--baseline DIR`` adds a variant: the service of another checkout (``git worktree add DIR
 COMMIT``), its own code and checkpoint, measured in the same run for a side-by-side ratio.
@@ -54,14 +61,14 @@ from harness.inputs import SHIPPED, mnist_fixtures, noise_png
 from harness.postgres import binaries as postgres_binaries
 from harness.postgres import postgres_server
 from harness.server import ROOT, free_port, post_image, running_process, running_service
-from model.precision import choose_precision
+from model.precision import KINDS, SERVED, choose_precision
 from service.inference.predictor import Predictor
 from service.inference.preprocess import preprocess
 
 P99_BOUND_MS = 50.0
 BATCH = 32
 AUTO_PRECISION = choose_precision("auto").precision
-OTHER_PRECISION = "float32" if AUTO_PRECISION == "bfloat16" else "bfloat16"
+OTHER_PRECISION = "float32" if AUTO_PRECISION == "int8" else "int8"
 AUDITED = 0.05  # the queue variants' audit fraction: about the shipped referral rate (4.4 %) of digits queued
 QUEUE_TYPICAL = f"/predict, digit, {100 * AUDITED:g} % audited"
 QUEUE_WORST = "/predict, noise (all referred)"
@@ -244,17 +251,53 @@ def print_ratios(results: Results, at: int, databases: list[tuple[str, dict[str,
                   f"{off.images_per_s:.0f} images/s; p99 {on.p99_ms:.1f} vs {off.p99_ms:.1f} ms)")
 
 
+def precisions_side_by_side(requests: Requests, rounds: int, seconds: float) -> int:
+    """``--precisions``: each served precision's service in turn, ``rounds`` times, the medians and ratios."""
+    routes = (("/predict, multipart", requests.one_form, 16), ("/predict, raw body", requests.one_raw, 16),
+              (f"/predict/batch, {BATCH} a request", requests.many, 16), ("/predict, multipart", requests.one_form, 1))
+    names = [AUTO_PRECISION, *(precision for precision in SERVED if precision != AUTO_PRECISION)]
+    measured: dict[tuple[str, str, int], list[WrkResult]] = {}
+    for round_ in range(rounds):
+        for name in names:
+            with running_service({"BNN_PRECISION": name, "BNN_REVIEW": "false"}) as (url, _):
+                for route, request, connections in routes:
+                    run_wrk(url, request, connections, 2.0, timeout_s=30)  # warm-up
+                    result = run_wrk(url, request, connections, seconds, threads=min(2, connections), timeout_s=30)
+                    measured.setdefault((name, route, connections), []).append(result)
+                    print(f"round {round_ + 1} {name}: {route} at {connections}: {result.images_per_s:.0f} images/s, "
+                          f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, errors {result.errors}", flush=True)
+    print("\n| precision (runtime) | route | connections | images/s | p50 ms | p99 ms | images/s vs float32 | "
+          "p50 vs float32 |\n|---|---|---:|---:|---:|---:|---:|---:|")
+    def median(name: str, route: str, connections: int, field: str) -> float:
+        return float(np.median([getattr(r, field) for r in measured[(name, route, connections)]]))
+
+    for route, _, connections in routes:
+        for name in names:
+            rate, p50 = (median(name, route, connections, field) for field in ("images_per_s", "p50_ms"))
+            print(f"| {name} ({KINDS[name].runtime}) | {route} | {connections} | {rate:.0f} | {p50:.2f} | "
+                  f"{median(name, route, connections, 'p99_ms'):.2f} | "
+                  f"{rate / median('float32', route, connections, 'images_per_s'):.2f}x | "
+                  f"{median('float32', route, connections, 'p50_ms') / p50:.2f}x faster |")
+    return 1 if any(r.errors for results in measured.values() for r in results) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.service", description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="per level")
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--baseline", type=Path, default=None, help="another checkout's service, side by side")
+    parser.add_argument("--precisions", action="store_true", help="only the served precisions, side by side")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of --precisions")
     args = parser.parse_args(argv)
     ensure_wrk()
     torch.set_num_threads(2)
     fixtures = mnist_fixtures()
     requests = Requests.of(fixtures[0][0].read_bytes(), args.samples)
+    if args.precisions:
+        print(header(f"the served precisions under wrk, N = {args.samples}, {args.seconds:g} s a route, "
+                     f"{args.rounds} alternating rounds"))
+        return precisions_side_by_side(requests, args.rounds, args.seconds)
     with ExitStack() as stack:
         databases = review_databases(stack)
         print(header(f"service under wrk load, N = {args.samples}, {args.seconds:g} s per level"))

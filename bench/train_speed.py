@@ -30,7 +30,7 @@ from model.batch_mix import Batch, augment
 from model.data import Mnist, to_input
 from model.mnist import load_mnist
 from model.network import PRESETS, BayesianNet, NetConfig
-from model.precision import PRECISIONS, Precision, bf16_units
+from model.precision import TRAINED, Precision, units
 from model.train_config import TrainConfig
 from model.train_loop import evaluate_split, lr_at, train_step
 
@@ -81,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     if args.steps:
         print(header(f"training step of the shipped recipe, {args.threads} threads"))
-        print(f"bfloat16 units on this CPU: {', '.join(bf16_units()) or 'none (bfloat16 is emulated)'}\n")
-        times = {precision: step_ms(precision, args.steps) for precision in PRECISIONS}
+        print(f"bfloat16 units on this CPU: {', '.join(units('bfloat16')) or 'none (bfloat16 is emulated)'}\n")
+        times = {precision: step_ms(precision, args.steps) for precision in TRAINED}
         print("| trunk precision | ms / step | speed-up over float32 |\n|---|---:|---:|")
         for precision, ms in times.items():
             print(f"| {precision} | {ms:.1f} | {times['float32'] / ms:.2f}x |")

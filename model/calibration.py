@@ -29,6 +29,8 @@ from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, Literal
 
+from model.precision import SERVED
+
 Channel = Literal["file", "drawn"]
 CHANNELS: tuple[Channel, ...] = ("file", "drawn")
 FittedOn = Literal["validation", "reviewed"]
@@ -146,9 +148,12 @@ def served(meta: Mapping[str, Any], precision: str) -> dict[Channel, Calibration
 
 
 def served_precisions(meta: Mapping[str, Any]) -> dict[str, dict[Channel, Calibration]]:
-    """Every precision the service may run ``meta``'s checkpoint in, with each channel's record."""
+    """Every precision the service may run ``meta``'s checkpoint in, with each channel's record (a
+    record of a precision the service does not serve, such as bfloat16 from older checkpoints, is kept
+    in the metadata and not served)."""
     records = read_records(meta)
-    precisions = sorted({precision for by_precision in records["validation"].values() for precision in by_precision})
+    precisions = sorted({precision for by_precision in records["validation"].values() for precision in by_precision
+                         if precision in SERVED})
     return {precision: channels for precision in precisions if (channels := serve(records, precision))}
 
 

@@ -3,7 +3,9 @@
 ``bnn.safetensors`` holds the tensors; ``bnn.json`` beside it holds the architecture config,
 the sha256 of the weights file (so a truncated, corrupted or swapped weights file is caught
 before it is parsed), provenance, metrics and the calibration records (``model/calibration.py``).
-Recalibration rewrites the JSON only. ``format_version`` 2 holds the records in one map; format 1
+``bnn.int8.onnx`` beside them, when the metadata's ``trunks`` names it, is the trunk quantized from
+those weights (``model/int8_trunk.py``, ``python -m model.quantize``). Recalibration rewrites the
+JSON only. ``format_version`` 2 holds the records in one map; format 1
 (five keys) is refused here and rewritten by ``python -m model.migrate_records``.
 """
 
@@ -22,6 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from model.calibration import Calibration
 from model.data import sha256_file
+from model.int8_trunk import Int8Trunk, read_trunk
 from model.network import BayesianNet, NetConfig
 from model.precision import Precision
 
@@ -120,8 +123,26 @@ def load_checkpoint(weights: Path) -> tuple[BayesianNet, dict[str, Any]]:
     except RuntimeError as error:
         raise CheckpointError(f"{weights}: weights do not fit the architecture in its metadata ({error})",
                               "architecture") from error
+    net.int8_trunk = _int8_trunk(weights, meta)
     net.eval()
     return net, meta
+
+
+def _int8_trunk(weights: Path, meta: dict[str, Any]) -> Int8Trunk | None:
+    """The checkpoint's int8 trunk when its metadata names one made from these weights; CheckpointError
+    when the named file is not the metadata's or not a model ONNX Runtime can run."""
+    try:
+        model, _ = read_trunk(weights, meta)
+    except ValueError as error:
+        raise CheckpointError(str(error)) from None
+    if model is None:
+        return None
+    try:
+        return Int8Trunk(model)
+    except ImportError:  # int8 is then not served (model/precision.py); float32 still is
+        return None
+    except Exception as error:  # onnxruntime's own errors (a model it cannot load) have no common base
+        raise CheckpointError(f"{weights}: ONNX Runtime cannot load its int8 trunk ({error})", "architecture") from None
 
 
 def as_served(net: BayesianNet, calibration: Calibration | None, precision: Precision) -> BayesianNet:

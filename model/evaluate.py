@@ -27,7 +27,7 @@ from model.checkpoint import as_served, load_checkpoint, read_metadata, write_me
 from model.data import DEFAULT_CACHE, Mnist, Split
 from model.mnist import load_fashion_test, load_mnist
 from model.network import BayesianNet
-from model.precision import PRECISIONS
+from model.precision import SERVED
 from model.predictive import DEFAULT_SAMPLES, PredictiveResult
 from model.report.drawings import in_process, markdown, tally
 from model.report.served import served_report
@@ -200,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--scale", type=float, default=1.0, help="shrink every uploads family (tests)")
     add("--write-metadata", action="store_true", help="record the test metrics in the checkpoint's JSON")
     add("--seed", type=int, default=0)
-    add("--precision", choices=PRECISIONS, default="float32", help="the conv trunk's, with that precision's "
+    add("--precision", choices=SERVED, default="float32", help="the conv trunk's, with that precision's "
         "calibration record (as the service runs it)")
     add("--device", default="cpu", help="cpu, or cuda for exploration")
     add("--reviewed", type=Path, default=None, help="score the checkpoint on a review export (GET /review/export, "

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from model.data import IMAGE_SIZE
+from model.int8_trunk import Int8Trunk
 from model.layers import GaussianParameters, VariationalConv2d, VariationalLinear
 from model.precision import Precision, trunk_precision
 
@@ -91,9 +92,14 @@ def _build_trunk(config: NetConfig) -> _Trunk:
 
 
 class BayesianNet(nn.Module):
-    def __init__(self, config: NetConfig, precision: Precision = "float32"):
+    def __init__(self, config: NetConfig, precision: Precision = "float32", int8_trunk: Int8Trunk | None = None):
         super().__init__()
         self.config = config
+        # the trunk quantized from these weights (model/int8_trunk.py), when the checkpoint has one: what runs
+        # the trunk in int8
+        self.int8_trunk = int8_trunk
+        if precision == "int8" and (int8_trunk is None or config.variational_conv):  # (runs_in, before construction)
+            raise ValueError("int8 needs a deterministic trunk quantized from these weights (python -m model.quantize)")
         # what the conv trunk runs in (model/precision.py): a property of this loaded net, not of the
         # weights, so never saved; the head always runs in float32
         self.precision: Precision = precision
@@ -119,12 +125,16 @@ class BayesianNet(nn.Module):
         (this one is unchanged)."""
         return self._copy(replace(self.config, temperature=temperature), self.precision)
 
+    def runs_in(self, precision: Precision) -> bool:
+        """Whether this net can run its trunk in ``precision`` (int8: with a trunk quantized from its weights)."""
+        return precision != "int8" or (self.int8_trunk is not None and self.shares_features)
+
     def in_precision(self, precision: Precision) -> BayesianNet:
         """A new net with these weights whose trunk runs in ``precision`` (this one is unchanged)."""
         return self._copy(self.config, precision)
 
     def _copy(self, config: NetConfig, precision: Precision) -> BayesianNet:
-        other = BayesianNet(config, precision)
+        other = BayesianNet(config, precision, self.int8_trunk)
         other.load_state_dict(self.state_dict())
         parameter = next(self.parameters(), None)
         return other.to(parameter.device if parameter is not None else "cpu").train(self.training)
@@ -133,9 +143,7 @@ class BayesianNet(nn.Module):
         """``x [B, 1, 28, 28]`` -> logits ``[S, B, 10]``, S = ``samples`` draws from the posterior,
         divided by the temperature; the trunk in ``self.precision``, the head in float32."""
         if self.shares_features:
-            with trunk_precision(self.precision, x.device.type):
-                features = self.trunk(x).flatten(1)  # [B, F], once per image
-            features = features.float()
+            features = self.features(x)  # [B, F], once per image
             first: VariationalLinear = self.head[0]  # type: ignore[assignment]
             mean, variance = first.moments(features)  # [B, H] each
             h = first.sample_from_moments(mean, variance, samples)  # [S, B, H]
@@ -148,6 +156,13 @@ class BayesianNet(nn.Module):
         if self.config.temperature != 1.0:
             h = h / self.config.temperature
         return h  # [S, B, 10]
+
+    def features(self, x: Tensor) -> Tensor:
+        """The deterministic trunk's features ``[B, F]`` in float32, computed in ``self.precision``."""
+        if self.precision == "int8":
+            return self.int8_trunk(x)  # type: ignore[misc]  # (checked in construction)
+        with trunk_precision(self.precision, x.device.type):
+            return self.trunk(x).flatten(1).float()
 
     def _sampled_trunk(self, x: Tensor, samples: int) -> Tensor:
         """Variational convolutions: Flipout over the folded batch in training (decorrelated noise,

@@ -1,16 +1,19 @@
-"""The precision the conv trunk runs in: bfloat16 on CPUs with matrix units for it, else float32.
+"""The precision the conv trunk runs in, one map (:data:`KINDS`): what each is for, what runs it, and
+the CPU units that make it pay.
 
-Only the trunk (the convolutions: most of a pass's arithmetic) runs under
-``torch.autocast("cpu", torch.bfloat16)``; its features come back as float32, and the Gaussian
-head (the N-sample draw, its moments and the softmax) always runs in float32. So the sampling is
-the same in both precisions; what moves is each image's features, by a few hundredths on a scale
-of about 6, enough to move an answer that sits at the referral threshold. That is why every
-precision has its own calibration record (``model/calibration.py``) and the service refuses a
-precision it has no record for.
+* ``float32``: PyTorch's own kernels (oneDNN), everywhere; training and serving.
+* ``int8``: served where the CPU has int8 dot-product units (``avx512_vnni``, ``avx_vnni``,
+  ``amx_int8``): the trunk quantized statically from the trained weights (``python -m
+  model.quantize``), run by ONNX Runtime (``model/int8_trunk.py``). Serving only.
+* ``bfloat16``: ``torch.autocast`` in training steps where the CPU has bfloat16 units
+  (``avx512_bf16``, ``amx_bf16``); not served (on these CPUs it gave ``/predict`` 1.03x float32,
+  int8 more than that at every batch size: docs/model.md).
 
-``auto`` picks bfloat16 when the CPU has bfloat16 instructions (``avx512_bf16`` or ``amx_bf16`` in
-``/proc/cpuinfo``) and oneDNN can use them, else float32. Forcing bfloat16 elsewhere works (oneDNN
-or PyTorch then emulate it) but is slower than float32: ``choose_precision`` says so.
+Only the trunk changes precision: its features come back as float32, and the Gaussian head (the
+N-sample draw, its moments and the softmax) always runs in float32. A trunk in another precision
+moves each image's features a little, enough to move an answer that sits at the referral
+threshold: that is why every served precision has its own calibration record
+(``model/calibration.py``) and the service refuses a precision it has no record for.
 """
 
 from __future__ import annotations
@@ -22,14 +25,33 @@ from typing import Literal, cast, get_args
 
 import torch
 
-Precision = Literal["float32", "bfloat16"]
-PrecisionRequest = Literal["auto", "float32", "bfloat16"]  # what BNN_PRECISION and --precision accept
+Precision = Literal["float32", "bfloat16", "int8"]
 PRECISIONS: tuple[Precision, ...] = get_args(Precision)
-REQUESTS: tuple[PrecisionRequest, ...] = get_args(PrecisionRequest)
-BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # AVX512-BF16 (dot products), AMX-BF16 (tile matrix multiply)
-# what runs the pass: PyTorch's own eager kernels (oneDNN convolutions), bfloat16 by autocast; no other
-# runtime is a dependency (bench/README.md: what was measured, and what was not)
-RUNTIME = "pytorch"
+ServingRequest = Literal["auto", "float32", "int8"]  # what BNN_PRECISION accepts
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What a precision is for and what it needs."""
+
+    runtime: str  # what runs the trunk in it (reported in the start-up log, /readyz, OIP metadata, bnn_model_info)
+    units: tuple[str, ...]  # the CPU flags of the units that make it pay (none: it pays everywhere)
+    served: bool  # the service runs it (with its own calibration record)
+    trained: bool  # training steps run in it
+
+
+KINDS: dict[Precision, Kind] = {
+    "float32": Kind("pytorch", (), served=True, trained=True),
+    "int8": Kind("onnxruntime", ("amx_int8", "avx512_vnni", "avx_vnni"), served=True, trained=False),
+    "bfloat16": Kind("pytorch", ("amx_bf16", "avx512_bf16"), served=False, trained=True),
+}
+SERVED: tuple[Precision, ...] = tuple(p for p, kind in KINDS.items() if kind.served)
+TRAINED: tuple[Precision, ...] = tuple(p for p, kind in KINDS.items() if kind.trained)
+assert get_args(ServingRequest)[1:] == SERVED, "ServingRequest names auto and every served precision"
+# what BNN_PRECISION and the service's commands accept; what model.train --precision accepts
+SERVING_REQUESTS: tuple[str, ...] = get_args(ServingRequest)
+TRAINING_REQUESTS: tuple[str, ...] = ("auto", *TRAINED)
+FAST = {"serving": "int8", "training": "bfloat16"}  # what auto picks where the CPU has its units
 
 
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
@@ -44,38 +66,50 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
     return set()
 
 
-def bf16_units(flags: set[str] | None = None) -> list[str]:
-    """The bfloat16 matrix units of this CPU that oneDNN can use (e.g. ``["amx_bf16", "avx512_bf16"]``);
-    empty where there are none."""
-    found = sorted(set(BF16_FLAGS) & (cpu_flags() if flags is None else flags))
-    return found if found and torch.backends.mkldnn.is_available() else []
+def units(precision: Precision, flags: set[str] | None = None) -> list[str]:
+    """The units of this CPU that make ``precision`` pay (e.g. ``["avx512_vnni"]`` for int8); empty
+    where there are none (bfloat16 also needs oneDNN)."""
+    found = sorted(set(KINDS[precision].units) & (cpu_flags() if flags is None else flags))
+    if precision == "bfloat16" and not torch.backends.mkldnn.is_available():
+        return []
+    return found
 
 
 @dataclass(frozen=True)
 class PrecisionChoice:
     precision: Precision
     note: str  # why, for the start-up log
-    warn: bool = False  # the note is a warning: bfloat16 emulated, or not the precision auto picked
+    warn: bool = False  # the note is a warning: emulated, or not the precision auto picked
+
+    @property
+    def runtime(self) -> str:
+        return KINDS[self.precision].runtime
 
 
-def choose_precision(requested: str, units: list[str] | None = None) -> PrecisionChoice:
-    """``auto``, ``float32`` or ``bfloat16`` -> the precision to run and why. ``units``: the CPU's
-    bfloat16 units (None: read them). An unknown request is a ValueError naming the choices."""
-    if requested not in REQUESTS:
-        raise ValueError(f"precision {requested!r} is not supported: one of {', '.join(REQUESTS)}")
-    units = bf16_units() if units is None else units
-    have = f"this CPU has {' and '.join(units)}" if units else "this CPU has no bfloat16 units (avx512_bf16, amx_bf16)"
+def choose_precision(requested: str, found: list[str] | None = None, purpose: str = "serving") -> PrecisionChoice:
+    """``auto`` or a precision -> the precision to run and why, for ``purpose`` (``serving``: auto
+    is int8 where the CPU has int8 units, else float32; ``training``: bfloat16 where it has bfloat16
+    units). ``found``: the CPU's units for that fast precision (None: read them). A request the
+    purpose does not accept is a ValueError naming the choices."""
+    accepted = SERVING_REQUESTS if purpose == "serving" else TRAINING_REQUESTS
+    if requested not in accepted:
+        raise ValueError(f"precision {requested!r} is not supported for {purpose}: one of {', '.join(accepted)}")
+    fast = cast(Precision, FAST[purpose])
+    found = units(fast) if found is None else found
+    have = (f"this CPU has {' and '.join(found)}" if found
+            else f"this CPU has no {fast} units ({', '.join(KINDS[fast].units)})")
     if requested == "auto":
-        return PrecisionChoice("bfloat16" if units else "float32", f"auto: {have}")
-    if requested == "bfloat16" and not units:
-        return PrecisionChoice("bfloat16", f"bfloat16 as asked, but {have}: emulated, slower than float32", True)
+        return PrecisionChoice(fast if found else "float32", f"auto: {have}")
+    if requested == fast and not found:
+        return PrecisionChoice(fast, f"{fast} as asked, but {have}: without them it may be slower than float32", True)
     return PrecisionChoice(cast(Precision, requested), f"{requested} as asked ({have})")
 
 
 def trunk_precision(precision: Precision, device_type: str = "cpu") -> contextlib.AbstractContextManager[object]:
-    """The context the trunk runs in: bfloat16 autocast, or nothing at all for float32."""
+    """The context PyTorch runs the trunk in: bfloat16 autocast, or nothing at all for float32 (int8
+    is not PyTorch's: ``BayesianNet`` hands it to its int8 trunk)."""
     if precision == "bfloat16":
         return torch.autocast(device_type, dtype=torch.bfloat16)
     if precision != "float32":
-        raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+        raise ValueError(f"precision {precision!r} is not one PyTorch runs the trunk in: float32 or bfloat16")
     return contextlib.nullcontext()

@@ -38,7 +38,7 @@ from model.fine_tune import (
 from model.fitting.validation import CalibrationRequest, ReferRuleFit, fit_on_validation_mix, with_fits
 from model.mnist import load_mnist
 from model.network import PRESETS, BayesianNet, NetConfig
-from model.precision import PRECISIONS, REQUESTS, Precision, choose_precision
+from model.precision import SERVED, TRAINING_REQUESTS, Precision, choose_precision
 from model.predictive import DEFAULT_SAMPLES
 from model.reviewed import read_source
 from model.synth.angular_pen import ANGULAR_VERSION
@@ -102,9 +102,10 @@ def _recipe_arguments(group: argparse._ArgumentGroup, defaults: TrainConfig) -> 
     add("--outlier-weight", type=float, default=defaults.outlier_weight, help="outlier exposure weight (0: none)")
     add("--outlier-batch", type=int, default=defaults.outlier_batch, help="generated non-digits per step")
     add("--no-temperature", action="store_true", help="no temperature scaling after training")
-    add("--precision", choices=REQUESTS, default="auto", help="the conv trunk's precision in training steps (auto: "
-        "bfloat16 autocast where the CPU has bfloat16 units, as the shipped checkpoint was trained; float32 "
-        "elsewhere, where bfloat16 would be emulated and several times slower)")
+    add("--precision", choices=TRAINING_REQUESTS, default="auto",
+        help="the conv trunk's precision in training steps (auto: bfloat16 autocast where the CPU has bfloat16 "
+             "units, as the shipped checkpoint was trained; float32 elsewhere, where bfloat16 would be emulated and "
+             "several times slower)")
 
 
 def _stream_arguments(group: argparse._ArgumentGroup, defaults: TrainConfig) -> None:
@@ -169,7 +170,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
                          arrays_as_files=args.arrays_as_files, pen=not args.no_pen, printed=not args.no_printed,
                          marks=not args.no_marks, written_variants=tuple(args.written_variants),
                          angular_pen=args.angular_pen, closing_shapes=args.closing_shapes,
-                         precision=choose_precision(args.precision).precision)
+                         precision=choose_precision(args.precision, purpose="training").precision)
     if args.dry_run:
         config = replace(config, epochs=2, batch_size=64, max_batches=4, eval_samples=2, kl_warmup_epochs=0.0,
                          outlier_batch=min(config.outlier_batch, 32),
@@ -213,7 +214,8 @@ def after_training(net: BayesianNet, data: Mnist, sizes: PoolSizes, temperature:
     that temperature, the fits by precision (a refused one said why; :func:`model.fitting.validation.with_fits`
     leaves it out) and the mix's composition."""
     request = CalibrationRequest(samples=sizes.calibration_samples)
-    fits, composition = fit_on_validation_mix(net, data, request, PRECISIONS, seed, temperature, workers=workers,
+    precisions = tuple(precision for precision in SERVED if net.runs_in(precision))  # int8: after model.quantize
+    fits, composition = fit_on_validation_mix(net, data, request, precisions, seed, temperature, workers=workers,
                                               cache_dir=cache_dir, progress=progress,
                                               non_digits=sizes.validation_non_digits)
     for precision, fitted in fits.items():
@@ -276,7 +278,7 @@ def prepare(args: argparse.Namespace) -> Run:
     if args.device == "cpu":
         torch.use_deterministic_algorithms(True)
     data, config = load_mnist(args.data_dir, args.cache_dir), train_config(args)
-    choice = choose_precision(args.precision)
+    choice = choose_precision(args.precision, purpose="training")
     print(f"training steps run the trunk in {choice.precision} ({choice.note})", file=sys.stderr)
     sizes = PoolSizes(outliers=args.outliers, calibration_samples=args.calibration_samples)
     if not args.dry_run:

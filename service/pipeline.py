@@ -27,7 +27,6 @@ from starlette.concurrency import run_in_threadpool
 
 from model.calibration import Channel
 from model.checkpoint import CheckpointError, load_checkpoint
-from model.precision import RUNTIME
 from service.errors import ImageRejected, RejectedElement
 from service.inference.audit import AuditSampler
 from service.inference.batcher import MicroBatcher
@@ -130,12 +129,12 @@ class Inference:
         self.metrics.publish_model(predictor.model_version, predictor.rule.threshold, predictor.expected_referral_rate,
                                    self.auditor.fraction,
                                    {channel: record.alpha for channel, record in predictor.calibrations.items()},
-                                   precision=predictor.precision.precision, runtime=RUNTIME)
+                                   precision=predictor.precision.precision, runtime=predictor.precision.runtime)
         rules = "; ".join(f"{channel}: threshold {rule.threshold:.4g} nats, familiar mass {rule.familiar_mass}"
                           for channel, rule in predictor.rules.items())
+        choice = predictor.precision
         log.info("model %s live (%s; calibrated on %s), N=%d, precision %s (runtime %s; %s)", predictor.model_version,
-                 rules, self.calibrated_on, predictor.default_samples, predictor.precision.precision, RUNTIME,
-                 predictor.precision.note)
+                 rules, self.calibrated_on, predictor.default_samples, choice.precision, choice.runtime, choice.note)
 
     def swap(self, models: ModelSet) -> None:
         """Serve ``models`` from the next pass on. Called on the event loop: a pass that runs there
@@ -146,7 +145,8 @@ class Inference:
             self.metrics.version_at_zero(models.shadow.version)
         if models.live.digest != before.digest:
             if models.live.version != before.version:
-                self.metrics.retire_version(before.version, before.predictor.precision.precision, RUNTIME)
+                self.metrics.retire_version(before.version, before.predictor.precision.precision,
+                                             before.predictor.precision.runtime)
             self.publish()
 
     async def close(self) -> None:
@@ -169,7 +169,7 @@ class Inference:
 
     @property
     def runtime(self) -> str:
-        return RUNTIME
+        return self.predictor.precision.runtime
 
     @property
     def calibrated_on(self) -> str:

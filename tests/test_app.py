@@ -33,6 +33,7 @@ from harness.inputs import (
 )
 from harness.server import free_port, post_image
 from model.checkpoint import CheckpointError
+from model.precision import KINDS
 from service.app import create_app
 from service.inference.predictor import Predictor
 from service.settings import Settings
@@ -264,7 +265,7 @@ def test_probes_and_openapi(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz").json()
     assert ready["status"] == "ready" and ready["model_version"].startswith("head-")
-    assert ready["precision"] == expected_precision() and ready["runtime"] == "pytorch"
+    assert ready["precision"] == expected_precision() and ready["runtime"] == KINDS[expected_precision()].runtime
     schema = client.get("/openapi.json").json()
     responses = schema["paths"]["/predict"]["post"]["responses"]
     assert {"200", "400", "413", "415", "422", "503"} <= set(responses)

@@ -41,12 +41,12 @@ def test_the_writer_files_each_record_in_its_place_and_the_reader_reads_them_bac
                                     "reviewed": {"file": {}, "drawn": {}}}
     assert read_records(meta) == {"validation": {"file": {"float32": FILE}, "drawn": {"float32": DRAWN}},
                                   "reviewed": {"file": {}, "drawn": {}}}
-    # a second write merges by channel and precision: the bfloat16 file record joins, the float32 ones stay
-    low = replace(FILE, precision="bfloat16", threshold=0.3)
-    merged = with_records(meta, "validation", {"file": {"bfloat16": low}})
-    assert read_records(merged)["validation"] == {"file": {"float32": FILE, "bfloat16": low},
+    # a second write merges by channel and precision: the int8 file record joins, the float32 ones stay
+    low = replace(FILE, precision="int8", threshold=0.3)
+    merged = with_records(meta, "validation", {"file": {"int8": low}})
+    assert read_records(merged)["validation"] == {"file": {"float32": FILE, "int8": low},
                                                   "drawn": {"float32": DRAWN}}
-    assert list(merged["calibrations"]["validation"]["file"]) == ["bfloat16", "float32"]  # sorted: stable JSON
+    assert list(merged["calibrations"]["validation"]["file"]) == ["float32", "int8"]  # sorted: stable JSON
     replaced = with_records(merged, "validation", {"file": {"float32": replace(FILE, threshold=0.9)}})
     assert read_records(replaced)["validation"]["file"]["float32"].threshold == 0.9
     assert read_records({}) == empty_records() == {place: {channel: {} for channel in CHANNELS} for place in FITTED_ON}
@@ -54,7 +54,7 @@ def test_the_writer_files_each_record_in_its_place_and_the_reader_reads_them_bac
 
 @pytest.mark.parametrize(("place", "records", "why"), [
     ("validation", {"drawn": {"float32": FILE}}, "a record of the file channel is filed under drawn"),
-    ("validation", {"file": {"bfloat16": FILE}}, "a float32 record is filed under bfloat16"),
+    ("validation", {"file": {"int8": FILE}}, "a float32 record is filed under int8"),
     ("validation", {"file": {"float32": REVIEWED}}, "a record fitted on reviewed audits is filed under validation"),
     ("reviewed", {"file": {"float32": FILE}}, "a record fitted on the validation mix is filed under reviewed"),
 ])
@@ -73,8 +73,8 @@ def test_a_record_out_of_its_place_is_refused_by_the_writer_and_the_reader(place
     ({"calibrations": {"validation": {"pen": {}}}}, r"calibrations.validation has unknown keys \['pen'\]"),
     ({"calibrations": {"validation": {"file": {"float32": {**FILE.to_dict(), "extra": 1}}}}},
      r"unknown calibration keys: \['extra'\]"),
-    ({"calibrations": {"validation": {"file": {"float32": FILE.to_dict(), "bfloat16": 0.3}}}},
-     "calibrations.validation.file.bfloat16 is not a mapping"),
+    ({"calibrations": {"validation": {"file": {"float32": FILE.to_dict(), "int8": 0.3}}}},
+     "calibrations.validation.file.int8 is not a mapping"),
     ({"calibrations": []}, "calibrations is not a mapping"),
 ])
 def test_the_reader_refuses_what_is_not_the_map(raw, why):
@@ -85,7 +85,7 @@ def test_the_reader_refuses_what_is_not_the_map(raw, why):
 def test_each_channel_is_served_its_reviewed_record_over_its_validation_one():
     meta = validation("float32")
     assert served(meta, "float32") == {"file": FILE, "drawn": DRAWN}
-    assert served(meta, "bfloat16") == {}  # no record for it: not served
+    assert served(meta, "int8") == {}  # no record for it: not served
     meta = with_records(meta, "reviewed", {"file": {"float32": REVIEWED}})
     assert served(meta, "float32") == {"file": REVIEWED, "drawn": DRAWN}  # files' audits judge files only
     meta = with_records(meta, "reviewed", {"drawn": {"float32": REVIEWED_DRAWN}})
@@ -99,18 +99,22 @@ def test_a_precision_lacking_any_channels_validation_record_is_not_served():
     # a reviewed record alone serves nothing: it starts from its channel's validation record
     reviewed_only = with_records(files_only, "reviewed", {"drawn": {"float32": REVIEWED_DRAWN}})
     assert served(reviewed_only, "float32") == {}
-    both = validation("float32", "bfloat16")
-    without_drawn_bf16 = with_records({}, "validation", {"file": read_records(both)["validation"]["file"],
+    both = validation("float32", "int8")
+    without_drawn_int8 = with_records({}, "validation", {"file": read_records(both)["validation"]["file"],
                                                          "drawn": {"float32": DRAWN}})
-    assert list(served_precisions(both)) == ["bfloat16", "float32"]
-    assert list(served_precisions(without_drawn_bf16)) == ["float32"]
+    assert list(served_precisions(both)) == ["float32", "int8"]
+    assert list(served_precisions(without_drawn_int8)) == ["float32"]
+    # an older checkpoint's bfloat16 records are read and kept, and not served (no longer a served precision)
+    older = validation("float32", "bfloat16")
+    assert set(read_records(older)["validation"]["file"]) == {"float32", "bfloat16"}
+    assert list(served_precisions(older)) == ["float32"]
 
 
 def test_the_shipped_checkpoint_serves_both_precisions_with_its_validation_records():
     meta = read_metadata(SHIPPED)
     records = read_records(meta)
     assert records["reviewed"] == {"file": {}, "drawn": {}}
-    for precision in ("float32", "bfloat16"):
+    for precision in ("float32", "int8"):
         channels = served(meta, precision)
         assert set(channels) == set(CHANNELS)
         for channel, record in channels.items():

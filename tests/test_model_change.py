@@ -173,11 +173,11 @@ def test_a_restarted_worker_serves_the_committed_models(tmp_path, models, made):
 
 
 def test_one_worker_refusing_means_no_worker_swaps(tmp_path, models, made):
-    """Two workers' controls on one directory; one runs bfloat16, and the candidate has no bfloat16 record."""
+    """Two workers' controls on one directory; one runs int8, and the candidate has no int8 record."""
     settings = admin_settings(models, review=False)
-    no_bf16 = candidates.without_record(models, "bfloat16")
+    no_int8 = candidates.without_record(models, "int8")
     float32 = ModelSet(load_verified(SHIPPED, "float32", settings))
-    bfloat16 = ModelSet(load_verified(SHIPPED, "bfloat16", settings))
+    int8 = ModelSet(load_verified(SHIPPED, "int8", settings))
     served: dict[int, ModelSet] = {}
 
     def worker(pid: int, models: ModelSet) -> ModelControl:
@@ -186,12 +186,12 @@ def test_one_worker_refusing_means_no_worker_swaps(tmp_path, models, made):
                             lambda new: served.__setitem__(pid, new), pid=pid)
 
     async def scenario() -> tuple[str, list[str]]:
-        first, second = worker(os.getpid(), float32), worker(os.getppid(), bfloat16)
+        first, second = worker(os.getpid(), float32), worker(os.getppid(), int8)
         await first.start()
         await second.start()
         try:
             with pytest.raises(Exception) as refused:
-                await first.change("promote", str(no_bf16))
+                await first.change("promote", str(no_int8))
             after = [served[pid].live.version for pid in served]
             promoted = await second.change("promote", str(made["good"]))
             return f"{type(refused.value).__name__}:{refused.value}", after + [w["live"] for w in promoted["workers"]]
@@ -200,7 +200,7 @@ def test_one_worker_refusing_means_no_worker_swaps(tmp_path, models, made):
             await second.stop()
 
     refusal, versions = asyncio.run(scenario())
-    assert refusal.startswith("ModelChangeRefused") and "bfloat16" in refusal
+    assert refusal.startswith("ModelChangeRefused") and "int8" in refusal
     assert versions == [SHIPPED_VERSION, SHIPPED_VERSION, "head-candidate", "head-candidate"]
 
 

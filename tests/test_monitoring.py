@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from harness.images import encode
 from harness.inputs import SHIPPED, expected_precision, mnist_fixtures, shipped_calibration
 from harness.server import post_image
+from model.precision import KINDS
 from service.app import create_app
 from service.inference.audit import AuditSampler
 from service.metrics import REJECTION_REASONS
@@ -79,7 +80,7 @@ def test_expected_referral_rate_is_the_calibration_splits(app_with):
     assert value(samples, "bnn_referral_threshold_nats") == pytest.approx(CALIBRATION["threshold"])
     version = json.loads(SHIPPED.with_suffix(".json").read_text())["model_version"]
     assert value(samples, "bnn_model_info", model_version=version, precision=expected_precision(),
-                 runtime="pytorch") == 1
+                 runtime=KINDS[expected_precision()].runtime) == 1
 
 
 def test_an_overridden_threshold_has_no_expected_rate_unless_given(app_with):

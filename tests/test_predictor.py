@@ -10,6 +10,7 @@ import torch
 
 from harness.inputs import SHIPPED, blended_digits, load_digit, mnist_fixtures, shipped_calibration
 from model.checkpoint import CheckpointError
+from model.int8_trunk import trunk_path
 from model.refer_rule import ReferRule, candidates, top_two_mass
 from service.inference.predictor import Predictor
 
@@ -108,9 +109,10 @@ def test_records_of_one_precision_fitted_at_different_temperatures_are_refused(t
     the served net cannot keep."""
     weights = tmp_path / "bnn.safetensors"
     shutil.copy(SHIPPED, weights)
+    shutil.copy(trunk_path(SHIPPED), trunk_path(weights))
     meta = json.loads(SHIPPED.with_suffix(".json").read_text())
     meta["calibrations"]["validation"]["drawn"]["float32"]["temperature"] = 0.5
     weights.with_suffix(".json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match=r"the float32 records were fitted at different temperatures"):
         Predictor.from_checkpoint(weights, precision="float32")
-    assert Predictor.from_checkpoint(weights, precision="bfloat16").net.config.temperature == 0.351293
+    assert Predictor.from_checkpoint(weights, precision="int8").net.config.temperature == 0.351293

@@ -178,13 +178,14 @@ def test_make_train_is_the_recipe_of_the_shipped_checkpoint():
     assert meta["train_config"]["precision"] == "bfloat16" and args.precision == "auto"
     # a field added to TrainConfig after the checkpoint was trained is off in it: its default
     later = {k: v for k, v in json.loads(json.dumps(asdict(TrainConfig()))).items() if k not in meta["train_config"]}
-    recipe = {**later, **meta["train_config"], "precision": choose_precision("auto").precision}
+    recipe = {**later, **meta["train_config"], "precision": choose_precision("auto", purpose="training").precision}
     assert json.loads(json.dumps(asdict(train_module.train_config(args)))) == recipe
     assert train_module.net_config(args) == replace(NetConfig.from_dict(meta["config"]), temperature=1.0)
     assert meta["seed"] == args.seed and meta["epochs"] == args.epochs and meta["torch_threads"] == args.threads
     # `python -m model.train` with no flags keeps TrainConfig's defaults, the trunk's precision auto
     bare = train_module.build_parser().parse_args([])
-    assert train_module.train_config(bare) == replace(TrainConfig(), precision=choose_precision("auto").precision)
+    trained_in = choose_precision("auto", purpose="training").precision
+    assert train_module.train_config(bare) == replace(TrainConfig(), precision=trained_in)
 
 
 def test_refit_keeps_the_weights_and_the_training_record(tiny_idx_dir, capsys):

@@ -22,6 +22,7 @@ from tritonclient.utils import InferenceServerException
 
 from harness.inputs import SHIPPED, expected_precision, mnist_fixtures, shipped_calibration
 from harness.server import free_port
+from model.precision import KINDS
 from service.app import create_app
 from service.edge.server import server_config
 from service.errors import ProtocolError
@@ -88,7 +89,7 @@ def test_health_and_metadata(client, server):
     assert {(t["name"], t["datatype"], tuple(t["shape"])) for t in metadata["inputs"]} == {
         ("image", "BYTES", (-1,)), ("digits", "UINT8", (-1, 28, 28))}
     assert [t["name"] for t in metadata["outputs"]] == list(OUTPUT_NAMES)
-    assert metadata["parameters"] == {"precision": expected_precision(), "runtime": "pytorch"}
+    assert metadata["parameters"] == {"precision": expected_precision(), "runtime": KINDS[expected_precision()].runtime}
     assert client.is_model_ready(MODEL, version) and not client.is_model_ready("other")
     for bad in ("other", "/".join((MODEL, "versions", "nope"))):
         response = httpx.get(f"http://{server}/v2/models/{bad}")

@@ -9,7 +9,7 @@ and its candidates): ``file`` for what clients post, ``drawn`` for the page's pa
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -21,7 +21,7 @@ from model.calibration import CHANNELS, Calibration, Channel, served_precisions
 from model.checkpoint import CheckpointError, as_served, load_checkpoint
 from model.data import to_input
 from model.network import BayesianNet
-from model.precision import PrecisionChoice, choose_precision
+from model.precision import Precision, PrecisionChoice, choose_precision
 from model.predictive import DEFAULT_SAMPLES, predictive
 from model.refer_rule import ReferReason, ReferRule, candidates, top_two_mass
 
@@ -50,22 +50,26 @@ FLOAT32 = PrecisionChoice("float32", "float32 (not chosen: the default of a Pred
 
 
 def served_precision(choice: PrecisionChoice, requested: str, records: Mapping[str, object],
-                     overridden: bool) -> PrecisionChoice:
-    """The precision to serve: the choice, when the checkpoint has its calibration records (or the
-    threshold is overridden); else, when chosen automatically and float32 has them, float32 with the
-    reason. A precision asked for by name is never swapped: CheckpointError, naming what exists."""
-    if overridden or choice.precision in records:
+                     overridden: bool, runs_in: Callable[[Precision], bool] = lambda _: True) -> PrecisionChoice:
+    """The precision to serve: the choice, when the net can run it (``runs_in``: int8 needs the trunk
+    quantized from its weights) and the checkpoint has its calibration records (or the threshold is
+    overridden); else, when chosen automatically and float32 has them, float32 with the reason. A
+    precision asked for by name is never swapped: CheckpointError, naming what exists."""
+    runnable = runs_in(choice.precision)
+    if runnable and (overridden or choice.precision in records):
         return choice
     have = ", ".join(sorted(records)) or "none"
+    lacks = (f"no {choice.precision} calibration record (has: {have})" if runnable else
+             f"no {choice.precision} trunk made from its weights (python -m model.quantize)")
     if requested == "auto" and "float32" in records:
-        return PrecisionChoice("float32", f"{choice.note}; the checkpoint has no {choice.precision} calibration "
-                                          f"record (has: {have}; make calibrate makes both), so float32", True)
-    raise CheckpointError(f"no calibration record for {choice.precision} in the checkpoint's metadata (has: {have}): "
-                          f"run make calibrate, or set BNN_PRECISION to one it has", "calibration")
+        return PrecisionChoice("float32", f"{choice.note}; the checkpoint has {lacks}: make calibrate makes "
+                                          f"them; so float32", True)
+    raise CheckpointError(f"the checkpoint has {lacks}: run make calibrate, or set BNN_PRECISION to one it has",
+                          "calibration")
 
 
-def served_records(meta: dict[str, Any], path: Path, precision: str,
-                   overridden: bool) -> tuple[PrecisionChoice, dict[Channel, Calibration]]:
+def served_records(meta: dict[str, Any], path: Path, precision: str, overridden: bool,
+                   net: BayesianNet) -> tuple[PrecisionChoice, dict[Channel, Calibration]]:
     """The precision to serve (``served_precision``) and each channel's record for it (a precision
     without a record for every channel is not served; with an overridden threshold and no record
     for the precision, float32's, for its temperature; none at all: empty). CheckpointError, check
@@ -80,7 +84,7 @@ def served_records(meta: dict[str, Any], path: Path, precision: str,
                               f"({', '.join(CHANNELS)}); run python -m model.calibrate or set BNN_THRESHOLD",
                               "calibration")
     try:
-        choice = served_precision(choose_precision(precision), precision, by_precision, overridden)
+        choice = served_precision(choose_precision(precision), precision, by_precision, overridden, net.runs_in)
     except CheckpointError as error:
         raise CheckpointError(f"{path}: {error}", "calibration") from None
     calibrations = by_precision.get(choice.precision, by_precision.get("float32", {}))
@@ -123,7 +127,7 @@ class Predictor:
     @classmethod
     def from_checkpoint(cls, path: Path, threshold: float | None = None, default_samples: int | None = None,
                         expected_referral_rate: float | None = None, precision: str = "float32") -> Predictor:
-        """Load a checkpoint to run in ``precision`` (``auto``, ``float32`` or ``bfloat16``) with that
+        """Load a checkpoint to run in ``precision`` (``auto``, ``float32`` or ``int8``) with that
         precision's calibration records: its temperature and each channel's refer rule, unless the
         threshold is overridden. The expected referral rate is the file record's unless given, and
         unknown when a threshold is overridden."""
@@ -136,7 +140,7 @@ class Predictor:
                     precision: str = "float32") -> Predictor:
         """:meth:`from_checkpoint` for a checkpoint already loaded from ``path`` (named in errors,
         whose ``check`` is ``calibration``)."""
-        choice, calibrations = served_records(meta, path, precision, threshold is not None)
+        choice, calibrations = served_records(meta, path, precision, threshold is not None, net)
         file = calibrations.get("file")
         net = as_served(net, file, choice.precision)
         # no record: only an overridden threshold gets here (refused otherwise); an overridden threshold holds
