@@ -10,7 +10,8 @@
   intervals for the review statistics).
 * **The pipeline commands** (top level too, each ``python -m model.<name>``), reading MNIST through
   ``mnist``: ``train`` (its loop in ``train_loop``, its recipe in ``train_config``, its data in ``batch_mix``,
-  fine-tuning in ``fine_tune``), ``quantize`` (the int8 trunk from the weights), ``calibrate`` (the fitting in ``model.fitting``), ``evaluate`` (with its sections in
+  fine-tuning in ``fine_tune``), ``quantize`` (the int8 trunk from the weights), ``calibrate`` (the fitting
+  in ``model.fitting``), ``evaluate`` (with its sections in
   ``model.report``; ``python -m tools.drawn_digits`` draws the same on the real page), ``promote`` (the
   rule that decides whether a candidate ships), ``migrate_records`` (older checkpoint metadata to the
   one map of calibration records); ``reviewed`` is the library they read the reviewers' labels with
