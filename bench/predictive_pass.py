@@ -9,12 +9,16 @@ images, and the whole predictive (the ratio column, float32 time / each precisio
 bfloat16 in PyTorch, int8 in ONNX Runtime (the checkpoint's int8 trunk, ``python -m model.quantize``).
 
     python -m bench.predictive_pass [--checkpoint checkpoints/bnn.safetensors] [--threads 2]
-                               [--precision float32 int8 bfloat16] [--tables kernel ratios agreement]
+                               [--precision float32 int8 bfloat16] [--tables kernel ratios agreement served]
 
 It also checks, for each precision, that (a) and (b) give the same predictive distribution
 (z-scores of the mean probabilities and the entropy over many samples), so no speed is bought
-with other answers. On a CPU without a precision's units (``model/precision.py``) that precision
-is emulated or runs on slower kernels: the header says which units the CPU has.
+with other answers; and (``served`` table) how each served precision's answers compare with
+float32's on the MNIST test digits posted as PNG files, each judged by its own precision's refer
+rule as the service serves it: the class and refer decisions that differ, beside the Monte Carlo
+floor (float32 against itself under other posterior draws). On a CPU without a precision's units
+(``model/precision.py``) that precision is emulated or runs on slower kernels: the header says
+which units the CPU has.
 """
 
 from __future__ import annotations
@@ -118,7 +122,39 @@ def agreement(net: BayesianNet, images: Tensor, samples: int) -> tuple[float, fl
     return z[considered].abs().max().item(), (z[considered].abs() > 3).float().mean().item(), relative
 
 
-TABLES = ("kernel", "ratios", "agreement")
+TABLES = ("kernel", "ratios", "agreement", "served")
+
+
+def served_agreement(checkpoint: Path, precisions: list[str], limit: int) -> None:
+    """Each served precision against float32 on the MNIST test digits as PNG files, through the
+    service's decode and transform and each precision's served file rule; float32 under other draws
+    is the floor (what differs by chance alone)."""
+    import numpy as np
+    from PIL import Image
+
+    from harness.images import encode
+    from model.mnist import load_mnist
+    from service.inference.predictor import Predictor
+    from service.inference.preprocess import preprocess
+
+    test = load_mnist().test
+    digits = [preprocess(encode(Image.fromarray(image)), 40_000_000) for image in test.images[:limit]]
+
+    def answers(precision: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        torch.manual_seed(seed)
+        predictions = Predictor.from_checkpoint(checkpoint, precision=precision).predict(digits)
+        return np.array([p.digit for p in predictions]), np.array([p.refer for p in predictions])
+
+    reference_class, reference_refer = answers("float32", 0)
+    print(f"\n## served answers against float32's, {len(digits)} MNIST test digits as PNG files (file rule)\n")
+    print("| precision, draws | class differs % | refer differs % | referred % | accuracy % | accepted accuracy % |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for precision, seed in (("float32", 1), *((p, 0) for p in precisions if p != "float32")):
+        classes, refers = answers(precision, seed)
+        right = classes == test.labels[:limit]
+        print(f"| {precision}, seed {seed}{' (the floor)' if precision == 'float32' else ''} | "
+              f"{100 * np.mean(classes != reference_class):.2f} | {100 * np.mean(refers != reference_refer):.2f} | "
+              f"{100 * refers.mean():.2f} | {100 * right.mean():.2f} | {100 * right[~refers].mean():.2f} |")
 
 
 def kernel_table(net: BayesianNet, conv_rate: float, matmul_rate: float) -> None:
@@ -169,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tables", nargs="+", choices=TABLES, default=list(TABLES),
                         help="which parts to run (the loop of the kernel table takes minutes where a precision "
                              "is emulated)")
+    parser.add_argument("--served-digits", type=int, default=10_000, help="MNIST test digits of the served table")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -186,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
             kernel_table(net, conv_rate, matmul_rate)
     if "ratios" in args.tables:
         precision_table(nets)
+    if "served" in args.tables:
+        served_agreement(args.checkpoint, [p for p in nets if KINDS[p].served], args.served_digits)
     if "agreement" not in args.tables:
         return 0
     images = torch.rand(16, 1, IMAGE_SIZE, IMAGE_SIZE) * (torch.rand(16, 1, 1, 1) > 0.5)

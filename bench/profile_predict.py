@@ -7,7 +7,8 @@ record`` samples every worker (``--subprocesses``, native frames off, idle sampl
 writes collapsed stacks. Each sample is given to the first stage whose code is on its stack,
 looking from the innermost frame out:
 
-* **pass**: the network (``model/network.py``, ``model/predictive.py``, ``model/layers.py``, torch);
+* **pass**: the network (``model/network.py``, ``model/predictive.py``, ``model/layers.py``, torch;
+  ``model/int8_trunk.py`` and ONNX Runtime for the int8 trunk);
 * **transform**: ``model/transform.py`` (crop, fit, centre) and ``model/data.py``;
 * **decode**: ``service/inference/preprocess.py`` and Pillow;
 * **answer**: the answer's shaping and encoding (``service/inference/predictor.py``'s Prediction,
@@ -39,7 +40,8 @@ from harness.server import running_service
 
 # stage -> substrings of a frame ("function (file:line)") that belong to it; the innermost match wins
 STAGES: dict[str, tuple[str, ...]] = {
-    "pass": ("model/network.py", "model/predictive.py", "model/layers.py", "torch/"),
+    "pass": ("model/network.py", "model/predictive.py", "model/layers.py", "model/int8_trunk.py", "torch/",
+             "onnxruntime/"),
     "transform": ("model/transform.py", "model/data.py"),
     "decode": ("service/inference/preprocess.py", "PIL/"),
     "answer": ("service/inference/predictor.py", "service/schemas.py", "service/inference/audit.py",

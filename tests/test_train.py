@@ -157,9 +157,11 @@ def test_arrays_can_also_be_seen_as_plain_28px_uploads(tiny_idx_dir, tmp_path, c
 
 def make_train_arguments() -> list[str]:
     """The flags ``make train`` passes to ``python -m model.train`` (the Makefile's recipe,
-    continuation lines joined)."""
+    continuation lines joined; its first command: the second is ``$(MAKE) calibrate``)."""
     recipe = (ROOT / "Makefile").read_text().split("\ntrain:")[1].split("\n\n")[0]
-    words = shlex.split(recipe.split("\n", 1)[1].replace("\\\n", " "))
+    commands = recipe.split("\n", 1)[1].replace("\\\n", " ").splitlines()
+    assert commands[1].strip() == "$(MAKE) calibrate"
+    words = shlex.split(commands[0])
     return words[words.index("model.train") + 1:]
 
 
