@@ -87,8 +87,9 @@ def predictive(net: BayesianNet, images: Tensor, samples: int, spread: bool = Fa
     entropy and mutual information ``[B]`` (nats); with ``spread``, how the samples disagree."""
     if samples < 1:
         raise ValueError("samples must be >= 1")
-    net.eval()
+    if net.training:  # (eval() walks every module: 30 us, a tenth of a one-image pass in int8)
+        net.eval()
     step = _images_per_pass(net, samples)
     parts = [summarize(net(images[i : i + step], samples), spread=spread)
              for i in range(0, images.shape[0], step)]
-    return PredictiveResult.concat(parts)
+    return parts[0] if len(parts) == 1 else PredictiveResult.concat(parts)

@@ -138,7 +138,9 @@ class GuardedBody:
         if self.complete:
             return await self._receive()  # after the body: only a disconnect can come
         try:
-            message = await asyncio.wait_for(self._receive(), max(0.0, self.deadline - time.monotonic()))
+            # a deadline on the running task: wait_for would wrap every receive in a new task
+            async with asyncio.timeout(max(0.0, self.deadline - time.monotonic())):
+                message = await self._receive()
         except TimeoutError:
             return self.reject(408, "body_timeout", f"request body not received within {self.timeout_s:g} s")
         if message["type"] == "http.request":
