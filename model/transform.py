@@ -216,9 +216,12 @@ def remove_ruling(ink: np.ndarray) -> np.ndarray:
     """Erase the lines of lined or squared paper (horizontal and vertical) before cropping.
     When erasing would leave (almost) nothing, the lines were the content (stripes, a grid, a
     texture): the image is kept as it is."""
+    rows, cols = _ruled_bands(ink), _ruled_bands(ink.T)
+    if not rows.any() and not cols.any():  # no ruling (most uploads): nothing to erase
+        return ink
     cleaned = ink.copy()
-    cleaned[_ruled_bands(ink)] = 0.0
-    cleaned[:, _ruled_bands(ink.T)] = 0.0
+    cleaned[rows] = 0.0
+    cleaned[:, cols] = 0.0
     if float((cleaned > CROP_LEVEL).sum()) < MIN_CONTENT_AFTER_RULING * float((ink > CROP_LEVEL).sum()):
         return ink
     return cleaned
