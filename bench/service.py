@@ -26,8 +26,9 @@ variant's start-to-ready time.
     python -m bench.service [--seconds 10] [--connections 1 16 64] [--samples 100] [--baseline DIR]
     python -m bench.service --precisions [--rounds 3] [--seconds 8]
 
-``--precisions`` measures only the served precisions side by side: the service in each (``auto``'s
-and every other served one), started in turn for each of ``--rounds`` alternating rounds, on
+``--precisions`` measures only the served precisions side by side: the service with its defaults in each
+(``auto``'s and every other served one; the review queue on SQLite in a temporary directory), started in turn
+for each of ``--rounds`` alternating rounds, on
 ``/predict`` (multipart and raw body) and ``/predict/batch`` at 16 connections and ``/predict`` at one
 connection (the latency of one image at N); the median of the rounds and each precision's ratio to
 float32.
@@ -47,7 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -251,26 +252,24 @@ def print_ratios(results: Results, at: int, databases: list[tuple[str, dict[str,
                   f"{off.images_per_s:.0f} images/s; p99 {on.p99_ms:.1f} vs {off.p99_ms:.1f} ms)")
 
 
+Measured = dict[tuple[str, str, int], list[WrkResult]]  # (precision, route, connections) -> each round's result
+Route = tuple[str, Request, int]  # (name, request, connections)
+
+
 def precisions_side_by_side(requests: Requests, rounds: int, seconds: float) -> int:
     """``--precisions``: each served precision's service in turn, ``rounds`` times, the medians and ratios."""
-    routes = (("/predict, multipart", requests.one_form, 16), ("/predict, raw body", requests.one_raw, 16),
-              (f"/predict/batch, {BATCH} a request", requests.many, 16), ("/predict, multipart", requests.one_form, 1))
+    routes: tuple[Route, ...] = (
+        ("/predict, multipart", requests.one_form, 16), ("/predict, raw body", requests.one_raw, 16),
+        (f"/predict/batch, {BATCH} a request", requests.many, 16), ("/predict, multipart", requests.one_form, 1))
     names = [AUTO_PRECISION, *(precision for precision in SERVED if precision != AUTO_PRECISION)]
-    measured: dict[tuple[str, str, int], list[WrkResult]] = {}
-    for round_ in range(rounds):
-        for name in names:
-            with running_service({"BNN_PRECISION": name, "BNN_REVIEW": "false"}) as (url, _):
-                for route, request, connections in routes:
-                    run_wrk(url, request, connections, 2.0, timeout_s=30)  # warm-up
-                    result = run_wrk(url, request, connections, seconds, threads=min(2, connections), timeout_s=30)
-                    measured.setdefault((name, route, connections), []).append(result)
-                    print(f"round {round_ + 1} {name}: {route} at {connections}: {result.images_per_s:.0f} images/s, "
-                          f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, errors {result.errors}", flush=True)
-    print("\n| precision (runtime) | route | connections | images/s | p50 ms | p99 ms | images/s vs float32 | "
-          "p50 vs float32 |\n|---|---|---:|---:|---:|---:|---:|---:|")
+    with tempfile.TemporaryDirectory(prefix="bnn-bench-precisions-") as store:  # the review queue, out of the tree
+        measured = precision_rounds(routes, names, rounds, seconds, store)
+
     def median(name: str, route: str, connections: int, field: str) -> float:
         return float(np.median([getattr(r, field) for r in measured[(name, route, connections)]]))
 
+    print("\n| precision (runtime) | route | connections | images/s | p50 ms | p99 ms | images/s vs float32 | "
+          "p50 vs float32 |\n|---|---|---:|---:|---:|---:|---:|---:|")
     for route, _, connections in routes:
         for name in names:
             rate, p50 = (median(name, route, connections, field) for field in ("images_per_s", "p50_ms"))
@@ -279,6 +278,22 @@ def precisions_side_by_side(requests: Requests, rounds: int, seconds: float) -> 
                   f"{rate / median('float32', route, connections, 'images_per_s'):.2f}x | "
                   f"{median('float32', route, connections, 'p50_ms') / p50:.2f}x faster |")
     return 1 if any(r.errors for results in measured.values() for r in results) else 0
+
+
+def precision_rounds(routes: tuple[Route, ...], names: Sequence[str], rounds: int, seconds: float,
+                     store: str) -> Measured:
+    """Each precision's service (its review queue under ``store``) in turn, ``rounds`` times, every route."""
+    measured: Measured = {}
+    for round_ in range(rounds):
+        for name in names:
+            with running_service({"BNN_PRECISION": name, "BNN_REVIEW_DB": f"sqlite:///{store}/{name}.db"}) as (url, _):
+                for route, request, connections in routes:
+                    run_wrk(url, request, connections, 2.0, timeout_s=30)  # warm-up
+                    result = run_wrk(url, request, connections, seconds, threads=min(2, connections), timeout_s=30)
+                    measured.setdefault((name, route, connections), []).append(result)
+                    print(f"round {round_ + 1} {name}: {route} at {connections}: {result.images_per_s:.0f} images/s, "
+                          f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, errors {result.errors}", flush=True)
+    return measured
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -123,26 +123,26 @@ def load_checkpoint(weights: Path) -> tuple[BayesianNet, dict[str, Any]]:
     except RuntimeError as error:
         raise CheckpointError(f"{weights}: weights do not fit the architecture in its metadata ({error})",
                               "architecture") from error
-    net.int8_trunk = _int8_trunk(weights, meta)
+    net.int8_trunk, net.int8_note = _int8_trunk(weights, meta)
     net.eval()
     return net, meta
 
 
-def _int8_trunk(weights: Path, meta: dict[str, Any]) -> Int8Trunk | None:
-    """The checkpoint's int8 trunk when its metadata names one made from these weights; CheckpointError
-    when the named file is not the metadata's or not a model ONNX Runtime can run."""
+def _int8_trunk(weights: Path, meta: dict[str, Any]) -> tuple[Int8Trunk | None, str]:
+    """The checkpoint's int8 trunk when its metadata names one made from these weights that ONNX
+    Runtime loads, and a note; else None and why (int8 is then not served; float32 still is)."""
     try:
-        model, _ = read_trunk(weights, meta)
+        model, note = read_trunk(weights, meta)
     except ValueError as error:
-        raise CheckpointError(str(error)) from None
+        return None, str(error)
     if model is None:
-        return None
+        return None, note
     try:
-        return Int8Trunk(model)
-    except ImportError:  # int8 is then not served (model/precision.py); float32 still is
-        return None
+        return Int8Trunk(model), note
+    except ImportError:
+        return None, "onnxruntime is not installed (pip install -r requirements.txt)"
     except Exception as error:  # onnxruntime's own errors (a model it cannot load) have no common base
-        raise CheckpointError(f"{weights}: ONNX Runtime cannot load its int8 trunk ({error})", "architecture") from None
+        return None, f"{weights}: ONNX Runtime cannot load its int8 trunk ({type(error).__name__}: {error})"
 
 
 def as_served(net: BayesianNet, calibration: Calibration | None, precision: Precision) -> BayesianNet:

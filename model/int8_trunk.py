@@ -11,7 +11,9 @@ off, and the checkpoint serves float32 (``auto``) or is refused (``int8`` asked 
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,7 @@ class Int8Trunk:
         options.inter_op_num_threads = 1
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no busy wait beside the loop
+        # from bytes, never a path: ONNX Runtime then refuses external data, so a model cannot make it read files
         self.session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
         self.sha256 = hashlib.sha256(model).hexdigest()
         self.model = model
@@ -58,7 +61,10 @@ class TrunkFile:
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any], precision: str = "int8") -> TrunkFile | None:
-        raw = meta.get(KEY, {}).get(precision)
+        trunks = meta.get(KEY, {})
+        if not isinstance(trunks, dict):
+            raise ValueError(f"{KEY} is not a mapping of precision to trunk file")
+        raw = trunks.get(precision)
         if raw is None:
             return None
         if not isinstance(raw, dict) or not all(isinstance(raw.get(k), str) for k in ("file", "sha256", "made_from")):
@@ -73,6 +79,23 @@ def trunk_path(weights: Path, precision: str = "int8") -> Path:
     return weights.with_name(f"{weights.stem}.{precision}.onnx")
 
 
+def _read_regular(path: Path) -> bytes | None:
+    """The bytes of ``path`` when it is a regular file (not a link) of at most MAX_BYTES, else None;
+    checked on the opened file, so nothing swapped in between is read. ValueError when it cannot be read."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as error:
+        if error.errno == errno.ELOOP:  # a symbolic link
+            return None
+        raise ValueError(f"{path}: the int8 trunk its metadata names cannot be read ({error.strerror})") from None
+    with os.fdopen(descriptor, "rb") as opened:
+        found = os.fstat(opened.fileno())
+        if not stat.S_ISREG(found.st_mode) or found.st_size > MAX_BYTES:
+            return None
+        data = opened.read(MAX_BYTES + 1)
+    return data if len(data) <= MAX_BYTES else None
+
+
 def read_trunk(weights: Path, meta: dict[str, Any]) -> tuple[bytes | None, str]:
     """The int8 trunk's bytes for the checkpoint at ``weights`` and a note: None when the metadata
     names none, names one made from other weights (stale), or its file is not there. ValueError when
@@ -85,14 +108,10 @@ def read_trunk(weights: Path, meta: dict[str, Any]) -> tuple[bytes | None, str]:
     path = weights.with_name(entry.file)
     if not path.exists() and not path.is_symlink():
         return None, f"its int8 trunk {entry.file} is not beside the weights (copy it, or run python -m model.quantize)"
-    try:
-        found = path.lstat()
-        if not stat.S_ISREG(found.st_mode) or found.st_size > MAX_BYTES:
-            raise ValueError(f"{path}: the int8 trunk its metadata names is not a regular file of at most "
-                             f"{MAX_BYTES // 2**20} MiB")
-        model = path.read_bytes()
-    except OSError as error:
-        raise ValueError(f"{path}: the int8 trunk its metadata names cannot be read ({error.strerror})") from None
+    model = _read_regular(path)
+    if model is None:
+        raise ValueError(f"{path}: the int8 trunk its metadata names is not a regular file of at most "
+                         f"{MAX_BYTES // 2**20} MiB")
     digest = hashlib.sha256(model).hexdigest()
     if digest != entry.sha256:
         raise ValueError(f"{path}: sha256 {digest[:16]}... does not match its metadata ({entry.sha256[:16]}...)")

@@ -98,6 +98,7 @@ class BayesianNet(nn.Module):
         # the trunk quantized from these weights (model/int8_trunk.py), when the checkpoint has one: what runs
         # the trunk in int8
         self.int8_trunk = int8_trunk
+        self.int8_note = ""  # why there is no int8 trunk (set by load_checkpoint), for the messages that refuse int8
         if precision == "int8" and (int8_trunk is None or config.variational_conv):  # (runs_in, before construction)
             raise ValueError("int8 needs a deterministic trunk quantized from these weights (python -m model.quantize)")
         # what the conv trunk runs in (model/precision.py): a property of this loaded net, not of the
@@ -135,6 +136,7 @@ class BayesianNet(nn.Module):
 
     def _copy(self, config: NetConfig, precision: Precision) -> BayesianNet:
         other = BayesianNet(config, precision, self.int8_trunk)
+        other.int8_note = self.int8_note
         other.load_state_dict(self.state_dict())
         parameter = next(self.parameters(), None)
         return other.to(parameter.device if parameter is not None else "cpu").train(self.training)

@@ -134,6 +134,7 @@ def fit(net: BayesianNet, data: Mnist, config: TrainConfig, out: Path | None = N
     is saved for ``resume``."""
     net.to(config.device)
     net.precision = config.precision  # the trunk's, under autocast; parameters, optimizer state and loss stay float32
+    net.int8_trunk = None  # quantized from the weights before this training: python -m model.quantize makes a new one
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
     start_epoch, history = 0, list[dict[str, Any]]()
     if resume and out is not None and _state_path(out).exists():

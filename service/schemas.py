@@ -93,8 +93,8 @@ class HealthOut(BaseModel):
 
     status: str
     model_version: str | None = None
-    precision: str | None = None  # the conv trunk's: "bfloat16" or "float32"
-    runtime: str | None = None  # what runs the pass ("pytorch")
+    precision: str | None = None  # the conv trunk's: "int8" or "float32"
+    runtime: str | None = None  # what runs the trunk: "onnxruntime" (int8) or "pytorch" (float32)
     calibrated_on: str | None = None  # the refer rule's data: "validation mix", or "reviewed audits (...)"
 
 

@@ -112,9 +112,15 @@ def test_quantizing_is_reproducible_and_a_trunk_is_checked_against_its_weights(t
     with torch.inference_mode():
         close = (loaded.in_precision("int8").features(x) - loaded.features(x)).abs().max()
         assert close.item() < 0.05 * loaded.features(x).abs().max().item()
-    trunk_path(weights).write_bytes(model[:-1] + bytes([model[-1] ^ 1]))  # not its metadata's
-    with pytest.raises(CheckpointError, match="does not match its metadata"):
-        load_checkpoint(weights)
+    # a trunk that is not its metadata's, a link, or not a mapping: no int8, said why; float32 still loads
+    trunk_path(weights).write_bytes(model[:-1] + bytes([model[-1] ^ 1]))
+    tampered, _ = load_checkpoint(weights)
+    assert not tampered.runs_in("int8") and "does not match its metadata" in tampered.int8_note
+    trunk_path(weights).unlink()
+    (tmp_path / "elsewhere.onnx").write_bytes(model)
+    trunk_path(weights).symlink_to(tmp_path / "elsewhere.onnx")
+    assert "not a regular file" in load_checkpoint(weights)[0].int8_note
+    trunk_path(weights).unlink()
     trunk_path(weights).write_bytes(model)
     retrained = save_checkpoint(net, weights, json.loads((tmp_path / "tiny.json").read_text()))
     stale = {**retrained, KEY: {"int8": {**retrained[KEY]["int8"], "made_from": "0" * 64}}}
@@ -124,8 +130,9 @@ def test_quantizing_is_reproducible_and_a_trunk_is_checked_against_its_weights(t
         BayesianNet(net.config, "int8")
     escaping = {**retrained, KEY: {"int8": {**retrained[KEY]["int8"], "file": "../bnn.int8.onnx"}}}
     (tmp_path / "tiny.json").write_text(json.dumps(escaping))
-    with pytest.raises(CheckpointError, match="a file name beside the weights"):
-        load_checkpoint(weights)
+    assert "a file name beside the weights" in load_checkpoint(weights)[0].int8_note
+    (tmp_path / "tiny.json").write_text(json.dumps({**retrained, KEY: ["int8"]}))
+    assert "not a mapping" in load_checkpoint(weights)[0].int8_note
     assert isinstance(Int8Trunk(model, threads=1)(x), torch.Tensor)
 
 
@@ -218,3 +225,27 @@ def test_the_service_says_what_it_runs_and_refuses_what_it_cannot(tmp_path: Path
     for unserved in ("float16", "bfloat16"):
         with pytest.raises(ValidationError, match="precision"):
             Settings(precision=unserved)  # type: ignore[arg-type]
+
+
+def test_an_int8_trunk_that_reads_files_is_not_loaded(tmp_path: Path) -> None:
+    """A candidate's trunk whose weights are "external data" (a file the runtime would read) is not
+    run: ONNX Runtime refuses external data in a model loaded from bytes, as the service loads it."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.zeros(4, np.float32), "W")
+    weight.ClearField("raw_data")
+    weight.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", "requirements.txt"), ("offset", "0"), ("length", "16")):
+        entry = weight.external_data.add()
+        entry.key, entry.value = key, value
+    graph = helper.make_graph([helper.make_node("Add", ["images", "W"], ["features"])], "reads", [
+        helper.make_tensor_value_info("images", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, [4])], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    weights = copy_shipped(tmp_path, ("float32", "int8"))
+    trunk_path(weights).write_bytes(model)
+    meta = json.loads(weights.with_suffix(".json").read_text())
+    weights.with_suffix(".json").write_text(json.dumps(with_trunk(meta, trunk_path(weights).name, model, "files")))
+    net, _ = load_checkpoint(weights)
+    assert not net.runs_in("int8") and "ONNX Runtime cannot load its int8 trunk" in net.int8_note
+    assert Predictor.from_checkpoint(weights, precision="float32").precision.precision == "float32"

@@ -9,7 +9,7 @@ and its candidates): ``file`` for what clients post, ``drawn`` for the page's pa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -21,7 +21,7 @@ from model.calibration import CHANNELS, Calibration, Channel, served_precisions
 from model.checkpoint import CheckpointError, as_served, load_checkpoint
 from model.data import to_input
 from model.network import BayesianNet
-from model.precision import Precision, PrecisionChoice, choose_precision
+from model.precision import PrecisionChoice, choose_precision
 from model.predictive import DEFAULT_SAMPLES, predictive
 from model.refer_rule import ReferReason, ReferRule, candidates, top_two_mass
 
@@ -50,17 +50,16 @@ FLOAT32 = PrecisionChoice("float32", "float32 (not chosen: the default of a Pred
 
 
 def served_precision(choice: PrecisionChoice, requested: str, records: Mapping[str, object],
-                     overridden: bool, runs_in: Callable[[Precision], bool] = lambda _: True) -> PrecisionChoice:
-    """The precision to serve: the choice, when the net can run it (``runs_in``: int8 needs the trunk
-    quantized from its weights) and the checkpoint has its calibration records (or the threshold is
-    overridden); else, when chosen automatically and float32 has them, float32 with the reason. A
-    precision asked for by name is never swapped: CheckpointError, naming what exists."""
-    runnable = runs_in(choice.precision)
-    if runnable and (overridden or choice.precision in records):
+                     overridden: bool, cannot_run: str | None = None) -> PrecisionChoice:
+    """The precision to serve: the choice, when the net can run it (``cannot_run``: why not, e.g. int8
+    without a trunk quantized from its weights) and the checkpoint has its calibration records (or the
+    threshold is overridden); else, when chosen automatically and float32 has them, float32 with the
+    reason. A precision asked for by name is never swapped: CheckpointError, naming what exists."""
+    if cannot_run is None and (overridden or choice.precision in records):
         return choice
     have = ", ".join(sorted(records)) or "none"
-    lacks = (f"no {choice.precision} calibration record (has: {have})" if runnable else
-             f"no {choice.precision} trunk made from its weights (python -m model.quantize)")
+    lacks = (f"no {choice.precision} calibration record (has: {have})" if cannot_run is None else
+             f"no {choice.precision} trunk made from its weights that can run ({cannot_run})")
     if requested == "auto" and "float32" in records:
         return PrecisionChoice("float32", f"{choice.note}; the checkpoint has {lacks}: make calibrate makes "
                                           f"them; so float32", True)
@@ -84,7 +83,9 @@ def served_records(meta: dict[str, Any], path: Path, precision: str, overridden:
                               f"({', '.join(CHANNELS)}); run python -m model.calibrate or set BNN_THRESHOLD",
                               "calibration")
     try:
-        choice = served_precision(choose_precision(precision), precision, by_precision, overridden, net.runs_in)
+        chosen = choose_precision(precision)
+        cannot_run = None if net.runs_in(chosen.precision) else net.int8_note or "python -m model.quantize makes it"
+        choice = served_precision(chosen, precision, by_precision, overridden, cannot_run)
     except CheckpointError as error:
         raise CheckpointError(f"{path}: {error}", "calibration") from None
     calibrations = by_precision.get(choice.precision, by_precision.get("float32", {}))
