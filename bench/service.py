@@ -69,7 +69,7 @@ from service.inference.preprocess import preprocess
 P99_BOUND_MS = 50.0
 BATCH = 32
 AUTO_PRECISION = choose_precision("auto").precision
-OTHER_PRECISION = "float32" if AUTO_PRECISION == "int8" else "int8"
+OTHER_PRECISION = next(precision for precision in SERVED if precision != AUTO_PRECISION)  # of the two served
 AUDITED = 0.05  # the queue variants' audit fraction: about the shipped referral rate (4.4 %) of digits queued
 QUEUE_TYPICAL = f"/predict, digit, {100 * AUDITED:g} % audited"
 QUEUE_WORST = "/predict, noise (all referred)"

@@ -10,7 +10,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from model.precision import ServingRequest
+from model.precision import KINDS, ServingRequest
 from service.inference.audit import DEFAULT_FRACTION
 from service.review.access import Reviewers
 from service.review.bounds import (
@@ -37,9 +37,9 @@ class Settings(BaseSettings):
 
     model_path: Path = Field(Path("checkpoints/bnn.safetensors"), description="weights; metadata JSON beside it")
     precision: ServingRequest = Field(
-        "auto", description="the conv trunk's precision: auto (int8 where the CPU has int8 dot-product units: "
-                            "avx512_vnni, avx_vnni or amx_int8; else float32), float32, or int8; the checkpoint needs "
-                            "a calibration record for it (and for int8 its int8 trunk)")
+        "auto", description=f"the conv trunk's precision: auto (int8 where the CPU has int8 dot-product units: "
+                            f"{', '.join(KINDS['int8'].units)}; else float32), float32, or int8; the checkpoint "
+                            f"needs a calibration record for it (and for int8 its int8 trunk)")
     default_samples: int | None = Field(None, ge=1,
                                         description="N when a request names none (default: calibration's N)")
     max_samples: int = Field(1000, ge=1, le=100_000, description="largest N a request may ask for")
