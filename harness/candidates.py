@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from harness.inputs import SHIPPED
-from model.calibration import KEY, read_records, with_records
+from model.calibration import without_precision
 from model.data import sha256_file
 from model.int8_trunk import KEY as TRUNKS
 from model.int8_trunk import TrunkFile, trunk_path
@@ -70,13 +70,7 @@ def wrong_architecture(directory: Path) -> Path:
 def without_record(directory: Path, precision: str) -> Path:
     """The shipped checkpoint without any record for ``precision`` (every channel's, every place's)."""
     def drop(meta: dict[str, Any]) -> None:
-        records = read_records(meta)
-        for by_channel in records.values():
-            for by_precision in by_channel.values():
-                by_precision.pop(precision, None)
-        meta.pop(KEY)
-        for fitted_on, by_channel in records.items():
-            meta.update(with_records(meta, fitted_on, by_channel))
+        meta.update(without_precision(meta, precision))
 
     return variant(directory / f"head-no-{precision}.safetensors", f"head-no-{precision}", edit_meta=drop)
 

@@ -98,7 +98,7 @@ def runnable(net: BayesianNet, asked: tuple[Precision, ...] | None) -> tuple[Pre
     """The precisions to calibrate: those asked, or every served one ``net`` can run; empty, said why,
     when one asked for cannot run."""
     if asked is None:
-        return tuple(precision for precision in SERVED if net.runs_in(precision))
+        return net.served_precisions()
     missing = [precision for precision in asked if not net.runs_in(precision)]
     for precision in missing:
         print(f"error: the checkpoint cannot run its trunk in {precision}: run python -m model.quantize first",

@@ -125,10 +125,23 @@ def with_records(meta: Mapping[str, Any], fitted_on: FittedOn,
         for precision, record in by_precision.items():
             _check_place(record, fitted_on, channel, precision)
             merged[fitted_on][channel][precision] = record
-    return {**meta, KEY: {place: {channel: {precision: record.to_dict()
-                                            for precision, record in sorted(by_precision.items())}
-                                  for channel, by_precision in by_channel.items()}
-                          for place, by_channel in merged.items()}}
+    return {**meta, KEY: _as_metadata(merged)}
+
+
+def without_precision(meta: Mapping[str, Any], precision: str) -> dict[str, Any]:
+    """``meta`` with no record of ``precision`` (every place's and channel's); every other record kept."""
+    records = read_records(meta)
+    for by_channel in records.values():
+        for by_precision in by_channel.values():
+            by_precision.pop(precision, None)
+    return {**meta, KEY: _as_metadata(records)}
+
+
+def _as_metadata(records: Records) -> dict[str, Any]:
+    """The map as the metadata holds it (precisions sorted: stable JSON)."""
+    return {place: {channel: {precision: record.to_dict() for precision, record in sorted(by_precision.items())}
+                    for channel, by_precision in by_channel.items()}
+            for place, by_channel in records.items()}
 
 
 def serve(records: Records, precision: str) -> dict[Channel, Calibration]:

@@ -1,12 +1,13 @@
 """The conv trunk in int8, as it is served: a statically quantized ONNX model (``python -m
 model.quantize`` makes it from the trained weights) run by ONNX Runtime on the CPU's int8 dot-product
-units (VNNI, AMX-INT8), one thread per worker like the rest of the pass.
+units (VNNI, AMX-INT8), with the worker's threads like the rest of the pass.
 
 The model file sits beside the checkpoint's weights; the metadata's ``trunks`` map names it by
 precision with its sha256 and the sha256 of the weights it was made from. :func:`read_trunk`
-checks both: a file that is not its metadata's is refused (a CheckpointError on loading); one made
-from other weights (the checkpoint was retrained since) or not copied with the weights is left
-off, and the checkpoint serves float32 (``auto``) or is refused (``int8`` asked for by name).
+checks both. A trunk that is not its metadata's, not a regular file, made from other weights (the
+checkpoint was retrained since) or not copied with the weights is left off, and
+``model.checkpoint.load_checkpoint`` says why (``int8_note``): the checkpoint then serves float32
+(``auto``) or is refused (``int8`` asked for by name).
 """
 
 from __future__ import annotations
@@ -42,8 +43,6 @@ class Int8Trunk:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no busy wait beside the loop
         # from bytes, never a path: ONNX Runtime then refuses external data, so a model cannot make it read files
         self.session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-        self.sha256 = hashlib.sha256(model).hexdigest()
-        self.model = model
 
     def __call__(self, images: Tensor) -> Tensor:
         array = np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)

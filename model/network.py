@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from model.data import IMAGE_SIZE
 from model.int8_trunk import Int8Trunk
 from model.layers import GaussianParameters, VariationalConv2d, VariationalLinear
-from model.precision import Precision, trunk_precision
+from model.precision import SERVED, Precision, trunk_precision
 
 NUM_CLASSES = 10
 # the second signal, removed (docs/experiments.md); kept readable, off, because the checkpoints the docs
@@ -129,6 +129,10 @@ class BayesianNet(nn.Module):
     def runs_in(self, precision: Precision) -> bool:
         """Whether this net can run its trunk in ``precision`` (int8: with a trunk quantized from its weights)."""
         return precision != "int8" or (self.int8_trunk is not None and self.shares_features)
+
+    def served_precisions(self) -> tuple[Precision, ...]:
+        """The precisions the service serves that this net can run (int8 once its trunk is quantized)."""
+        return tuple(precision for precision in SERVED if self.runs_in(precision))
 
     def in_precision(self, precision: Precision) -> BayesianNet:
         """A new net with these weights whose trunk runs in ``precision`` (this one is unchanged)."""

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from model.calibration import without_precision
 from model.data import DEFAULT_CACHE, to_input
 from model.int8_trunk import INPUT, KEY, trunk_path
 from model.network import BayesianNet
@@ -88,8 +89,6 @@ def calibration_images(cache_dir: Path = DEFAULT_CACHE, workers: int = 2, data_d
 
 def with_trunk(meta: dict[str, Any], file: str, model: bytes, data: str) -> dict[str, Any]:
     """``meta`` naming ``model`` as its int8 trunk; the int8 calibration records go when the bytes changed."""
-    from model.calibration import KEY as RECORDS
-
     digest = hashlib.sha256(model).hexdigest()
     versions = {name: importlib_metadata.version(name) for name in VERSIONS}
     entry = {"file": file, "sha256": digest, "made_from": meta["weights_sha256"], "calibration_data": data,
@@ -97,10 +96,7 @@ def with_trunk(meta: dict[str, Any], file: str, model: bytes, data: str) -> dict
              "versions": versions}
     updated = {**meta, KEY: {**meta.get(KEY, {}), "int8": entry}}
     if meta.get(KEY, {}).get("int8", {}).get("sha256") != digest:
-        records = updated.get(RECORDS, {})
-        updated[RECORDS] = {fitted_on: {channel: {p: r for p, r in by_precision.items() if p != "int8"}
-                                        for channel, by_precision in by_channel.items()}
-                            for fitted_on, by_channel in records.items()}
+        return without_precision(updated, "int8")
     return updated
 
 

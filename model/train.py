@@ -38,7 +38,7 @@ from model.fine_tune import (
 from model.fitting.validation import CalibrationRequest, ReferRuleFit, fit_on_validation_mix, with_fits
 from model.mnist import load_mnist
 from model.network import PRESETS, BayesianNet, NetConfig
-from model.precision import SERVED, TRAINING_REQUESTS, Precision, choose_precision
+from model.precision import TRAINING_REQUESTS, Precision, choose_precision
 from model.predictive import DEFAULT_SAMPLES
 from model.reviewed import read_source
 from model.synth.angular_pen import ANGULAR_VERSION
@@ -214,9 +214,8 @@ def after_training(net: BayesianNet, data: Mnist, sizes: PoolSizes, temperature:
     that temperature, the fits by precision (a refused one said why; :func:`model.fitting.validation.with_fits`
     leaves it out) and the mix's composition."""
     request = CalibrationRequest(samples=sizes.calibration_samples)
-    precisions = tuple(precision for precision in SERVED if net.runs_in(precision))  # int8: after model.quantize
-    fits, composition = fit_on_validation_mix(net, data, request, precisions, seed, temperature, workers=workers,
-                                              cache_dir=cache_dir, progress=progress,
+    fits, composition = fit_on_validation_mix(net, data, request, net.served_precisions(), seed, temperature,
+                                              workers=workers, cache_dir=cache_dir, progress=progress,
                                               non_digits=sizes.validation_non_digits)
     for precision, fitted in fits.items():
         if fitted.refused is not None:
