@@ -1,25 +1,20 @@
-"""The whole loop, from uploads the model handles badly to a candidate that handles them:
+"""The whole loop on a real service, from a style the live model handles badly to a promoted model that
+reads it:
 
-    python -m examples.flywheel --out /tmp/flywheel            # 3,000 uploads, the real fine-tune (~15 min)
-    python -m examples.flywheel --out /tmp/flywheel --evaluate # and every report family, and the promotion rule
-    python -m examples.flywheel --out /tmp/flywheel --tiny     # a few hundred items, a dry-run fine-tune (the test)
+    python -m examples.flywheel --out /tmp/flywheel          # 2,500 + 2,500 uploads, the real loop (~20 min)
+    python -m examples.flywheel --out /tmp/flywheel --tiny   # a few hundred, a dry-run fine-tune (the test)
 
-1. **Traffic** the live model reads badly and training never saw: photographed seven-segment
-   display digits (``examples/seven_segment.py``; nothing under ``model/`` draws segments), posted
-   to a real ``python -m service`` as PNG files, with the audit sample at ``--audit-fraction``.
-2. **A scripted reviewer** claims every queued item through the public review API
-   (``/review/items/next``) and labels it with the digit it shows, up to ``--labels`` labels.
-3. **Export** (``GET /review/export``) to ``OUT/review-labels.ndjson``.
-4. **Fine-tune** the live checkpoint on the export's training split
-   (``python -m model.train --fine-tune``), to ``OUT/candidate/bnn.safetensors``.
-5. **Recalibrate** the candidate on the labelled audits (``python -m model.calibrate --reviewed``;
-   it refuses, saying how many more it needs, when there are too few: the candidate then keeps
-   its validation-mix record).
-6. **Compare** on a fresh stream of the same style (another seed): accepted and read right,
-   referred, accuracy of the accepted, for the live model and the candidate, through the
-   service's own preprocessing and refer rule. With ``--evaluate``, also ``model.evaluate`` of the
-   candidate and ``python -m model.promote`` (every report family, the guarantee, the held-out
-   labelled items).
+1. **A service** (``python -m service``, two workers) serving a copy of the live checkpoint from
+   ``OUT/models`` (its ``BNN_MODELS_DIR``), with reviewer and admin tokens and the audit sample at
+   ``--audit-fraction``.
+2. **Traffic**: photographed seven-segment display digits (``examples/seven_segment.py``; nothing
+   under ``model/`` draws segments), interleaved with as many MNIST training digits as PNG files.
+3. **A scripted reviewer** labels every queued item through the review API with its truth.
+4. **Before**: fresh uploads of the style (another seed) and MNIST test digits as PNG files, through
+   ``POST /predict``.
+5. **``python -m model.learn``** against the service while traffic keeps arriving (a thread posts
+   both kinds all along and counts failed requests).
+6. **After**: the same fresh uploads through ``POST /predict`` again, answered by whatever is live.
 
 Writes ``OUT/flywheel.json`` and prints the before/after table.
 """
@@ -27,9 +22,12 @@ Writes ``OUT/flywheel.json`` and prints the before/after table.
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -39,181 +37,180 @@ import numpy as np
 from examples.seven_segment import stream
 from harness.inputs import SHIPPED
 
-TOKEN = "flywheel-reviewer-token-0123456789"
-TRAFFIC_SEED, FRESH_SEED = 101, 202
+REVIEWER, ADMIN = "flywheel-reviewer-token-0123456789", "flywheel-admin-token-0123456789"
+TRAFFIC_SEED, FRESH_SEED, ONGOING_SEED = 101, 202, 303
+MNIST_TRAFFIC = 45_000  # the first MNIST training digit posted as traffic (the network trained on them)
 
 
-def post_traffic(url: str, count: int, seed: int) -> dict[str, int]:
-    """Post ``count`` uploads of the style; returns each queued answer's review id -> the true digit."""
+def png(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def mnist_files(images: np.ndarray, labels: np.ndarray) -> list[tuple[bytes, int]]:
+    return [(png(image), int(label)) for image, label in zip(images, labels, strict=True)]
+
+
+def interleave(*streams: list[tuple[bytes, int]]) -> list[tuple[bytes, int]]:
+    return [item for group in zip(*streams, strict=False) for item in group]
+
+
+def post(client: Any, data: bytes) -> dict[str, Any]:
+    response = client.post("/predict", files={"file": ("upload.png", data, "image/png")})
+    response.raise_for_status()
+    return dict(response.json())
+
+
+def post_traffic(url: str, items: list[tuple[bytes, int]]) -> dict[str, int]:
+    """Post every item; each queued answer's review id -> the true digit."""
     import httpx  # a dev dependency: --help must not need it
 
     truth: dict[str, int] = {}
     with httpx.Client(base_url=url, timeout=60) as client:
-        for data, digit in stream(count, seed):
-            answer = client.post("/predict", files={"file": ("display.png", data, "image/png")}).json()
+        for data, digit in items:
+            answer = post(client, data)
             if answer.get("review_id"):
                 truth[answer["review_id"]] = digit
     return truth
 
 
-def review_everything(url: str, truth: dict[str, int], labels: int) -> int:
-    """The scripted reviewer: claims and labels until nothing waits or ``labels`` are given."""
+def review_everything(url: str, truth: dict[str, int]) -> int:
+    """The scripted reviewer: claims and labels until nothing waits."""
     import httpx
 
     from harness.server import wait_for
 
-    headers = {"Authorization": f"Bearer {TOKEN}"}
     given = 0
-    with httpx.Client(base_url=url, timeout=60, headers=headers) as client:
+    with httpx.Client(base_url=url, timeout=60, headers={"Authorization": f"Bearer {REVIEWER}"}) as client:
         wait_for(lambda: client.get("/review/stats").json().get("stored_items", 0) >= len(truth),
                  timeout_s=120, what=f"{len(truth)} stored items")
-        while given < labels and (response := client.get("/review/items/next")).status_code == 200:
+        while (response := client.get("/review/items/next")).status_code == 200:
             item = response.json()
             client.post(f"/review/items/{item['id']}/label", json={"label": truth[item["id"]]}).raise_for_status()
             given += 1
     return given
 
 
-def collect_labels(live: Path, out: Path, count: int, labels: int, audit_fraction: float) -> dict[str, Any]:
-    """Steps 1-3: serve, post, review, export."""
+def scores(url: str, items: list[tuple[bytes, int]]) -> dict[str, Any]:
+    """Through ``POST /predict``: accepted and read right, referred, accuracy of the accepted, read right."""
     import httpx
 
-    from harness.server import running_service
-
-    env = {"BNN_MODEL_PATH": str(live), "BNN_REVIEW_DB": f"sqlite:///{out}/review.db",
-           "BNN_REVIEW_TOKENS": f"flywheel:{TOKEN}", "BNN_AUDIT_FRACTION": str(audit_fraction),
-           "BNN_WORKERS": "1", "BNN_PRECISION": "float32"}
-    with running_service(env) as (url, _):
-        truth = post_traffic(url, count, TRAFFIC_SEED)
-        given = review_everything(url, truth, labels)
-        export = out / "review-labels.ndjson"
-        response = httpx.get(url + "/review/export", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=600)
-        response.raise_for_status()
-        export.write_bytes(response.content)
-        stats = httpx.get(url + "/review/stats", headers={"Authorization": f"Bearer {TOKEN}"}).json()
-    return {"posted": count, "queued": len(truth), "labelled": given, "export": str(export),
-            "labelled_by_reason": stats["labelled"], "audit_fraction": audit_fraction}
-
-
-def run_step(command: list[str], log: Path) -> tuple[int, float]:
-    """A command of the loop, its output to ``log`` and the terminal; (exit code, seconds)."""
-    from harness.server import ROOT
-
-    started = time.perf_counter()
-    with log.open("w") as handle, subprocess.Popen([sys.executable, *command], cwd=ROOT, stdout=subprocess.PIPE,
-                                                   stderr=subprocess.STDOUT, text=True) as process:
-        assert process.stdout is not None
-        for line in process.stdout:
-            handle.write(line)
-            print(line, end="", flush=True)
-        code = process.wait()
-    return code, time.perf_counter() - started
-
-
-def style_scores(checkpoint: Path, count: int, seed: int) -> dict[str, float] | None:
-    """On a fresh stream of the style, through the service's preprocessing and refer rule."""
-    from model.checkpoint import CheckpointError
-    from service.inference.predictor import Predictor
-    from service.inference.preprocess import preprocess
-
-    try:
-        predictor = Predictor.from_checkpoint(checkpoint, precision="float32")
-    except CheckpointError as error:
-        print(f"{checkpoint}: not servable ({error})")
-        return None
-    items = stream(count, seed)
-    answers = predictor.predict([preprocess(data, 40_000_000) for data, _ in items])
+    with httpx.Client(base_url=url, timeout=60) as client:
+        answers = [post(client, data) for data, _ in items]
     truth = np.array([digit for _, digit in items])
-    classes = np.array([answer.digit for answer in answers])
-    refer = np.array([answer.refer for answer in answers])
-    right = classes == truth
+    right = np.array([answer["class"] for answer in answers]) == truth
+    refer = np.array([answer["refer"] for answer in answers])
     return {"accepted_and_right": float((right & ~refer).mean()), "referred": float(refer.mean()),
             "accuracy_of_accepted": float(right[~refer].mean()) if (~refer).any() else float("nan"),
-            "read_right": float(right.mean()), "count": count}
+            "read_right": float(right.mean()), "count": len(items),
+            "model_versions": sorted({str(answer["model_version"]) for answer in answers})}
 
 
-def table(scores: dict[str, dict[str, float] | None]) -> str:
-    lines = ["| checkpoint | accepted and right | referred | accuracy of the accepted | read right |",
-             "|---|---:|---:|---:|---:|"]
-    for name, row in scores.items():
-        if row is None:
-            lines.append(f"| {name} | not servable | | | |")
-            continue
-        lines.append(f"| {name} | {100 * row['accepted_and_right']:.1f} % | {100 * row['referred']:.1f} % | "
-                     f"{100 * row['accuracy_of_accepted']:.2f} % | {100 * row['read_right']:.1f} % |")
+class Ongoing(threading.Thread):
+    """Traffic that keeps arriving while the loop runs; counts the requests that failed."""
+
+    def __init__(self, url: str, items: list[tuple[bytes, int]]):
+        super().__init__(daemon=True)
+        self.url, self.items, self.sent, self.failed = url, items, 0, 0
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        import httpx
+
+        with httpx.Client(base_url=self.url, timeout=60) as client:
+            while not self.stopping.is_set():
+                data, _ = self.items[self.sent % len(self.items)]
+                try:
+                    response = client.post("/predict", files={"file": ("upload.png", data, "image/png")})
+                    failed = response.status_code != 200
+                except httpx.HTTPError:
+                    failed = True
+                self.sent += 1
+                self.failed += failed
+                self.stopping.wait(0.05)  # a steady trickle, not a load test
+
+
+def copy_live(live: Path, models: Path) -> Path:
+    """The live checkpoint (weights, metadata, int8 trunk) copied into the service's models directory."""
+    target = models / "live"
+    target.mkdir(parents=True, exist_ok=True)
+    for path in live.parent.glob(live.stem + ".*"):
+        if not path.name.endswith(".train-state.safetensors"):
+            shutil.copy2(path, target / path.name)
+    return target / live.name
+
+
+def table(rows: dict[str, dict[str, Any]]) -> str:
+    lines = ["| stream | model | accepted and right | referred | accuracy of the accepted | read right |",
+             "|---|---|---:|---:|---:|---:|"]
+    for name, row in rows.items():
+        lines.append(f"| {name} | {', '.join(row['model_versions'])} | {100 * row['accepted_and_right']:.1f} % | "
+                     f"{100 * row['referred']:.1f} % | {100 * row['accuracy_of_accepted']:.2f} % | "
+                     f"{100 * row['read_right']:.1f} % |")
     return "\n".join(lines)
-
-
-def make_candidate(live: Path, export: Path, out: Path, dry_run: bool) -> tuple[Path, dict[str, Any]]:
-    """Steps 4-5: fine-tune ``live`` on the export's training split, then recalibrate the candidate on
-    the labelled audits; the candidate's path and what each step did (no recalibration after a failed
-    fine-tune)."""
-    candidate = out / "candidate" / "bnn.safetensors"
-    tune = ["-m", "model.train", "--fine-tune", str(live), "--reviewed", str(export), "--out", str(candidate),
-            "--precision", "float32"] + (["--dry-run"] if dry_run else [])
-    code, seconds = run_step(tune, out / "fine-tune.log")
-    steps: dict[str, Any] = {"fine_tune": {"exit": code, "seconds": round(seconds, 1)}}
-    if code != 0:
-        return candidate, steps
-    code, seconds = run_step(["-m", "model.calibrate", "--checkpoint", str(candidate), "--reviewed", str(export),
-                              "--precision", "float32"], out / "recalibrate.log")
-    steps["recalibrate"] = {"exit": code, "seconds": round(seconds, 1),
-                            "said": (out / "recalibrate.log").read_text().strip().splitlines()[-1:]}
-    return candidate, steps
-
-
-def evaluate_and_promote(live: Path, live_report: Path, candidate: Path, export: Path, out: Path) -> bool:
-    """Step 6's ``--evaluate``: ``model.evaluate`` of the candidate, then ``model.promote``; whether it promotes."""
-    reports = out / "candidate" / "reports"
-    run_step(["-m", "model.evaluate", "--checkpoint", str(candidate), "--out", str(reports)], out / "evaluate.log")
-    code, _ = run_step(["-m", "model.promote", "--live", str(live), "--live-report", str(live_report),
-                        "--candidate", str(candidate), "--candidate-report", str(reports / "evaluation.json"),
-                        "--reviewed", str(export), "--out", str(out / "promote.json")], out / "promote.log")
-    return code == 0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m examples.flywheel", description=__doc__.split("\n")[0])
     parser.add_argument("--live", type=Path, default=SHIPPED)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--uploads", type=int, default=3000, help="uploads of the style posted")
-    parser.add_argument("--labels", type=int, default=3000, help="most labels the reviewer gives")
+    parser.add_argument("--uploads", type=int, default=2500, help="uploads of the style posted (and as many MNIST)")
     parser.add_argument("--audit-fraction", type=float, default=0.5,
                         help="the audit sample while the style streams in (the service's default is 2 %%: the "
                              "demo samples densely so that the loop fits in one sitting)")
-    parser.add_argument("--fresh", type=int, default=2000, help="fresh uploads of the style to compare on")
-    parser.add_argument("--tiny", action="store_true", help="300 uploads, a dry-run fine-tune: the CI test")
-    parser.add_argument("--evaluate", action="store_true", help="also model.evaluate the candidate and apply "
-                        "model.promote against --live-report")
-    parser.add_argument("--live-report", type=Path, default=Path("reports/evaluation.json"))
+    parser.add_argument("--fresh", type=int, default=2000, help="fresh uploads of the style (and MNIST test digits) "
+                        "to compare on")
+    parser.add_argument("--tiny", action="store_true", help="150 + 150 uploads, a dry-run fine-tune: the CI test")
     args = parser.parse_args(argv)
     if args.tiny:
-        args.uploads, args.labels, args.fresh = 300, 300, 200
+        args.uploads, args.fresh = 150, 100
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
+    from harness.server import ROOT, running_service
+    from model.mnist import load_mnist
+
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    summary: dict[str, Any] = {"style": "photographed seven-segment display digits (examples/seven_segment.py)",
-                               "collected": collect_labels(args.live, args.out, args.uploads, args.labels,
-                                                           args.audit_fraction)}
-    export = Path(summary["collected"]["export"])
-    candidate, steps = make_candidate(args.live, export, args.out, args.tiny)
-    summary.update(steps)
-    if steps["fine_tune"]["exit"] != 0:
-        print(json.dumps(summary, indent=2))
-        return int(steps["fine_tune"]["exit"])
-    scores = {"live": style_scores(args.live, args.fresh, FRESH_SEED),
-              "candidate": style_scores(candidate, args.fresh, FRESH_SEED)}
-    summary["fresh_stream"] = scores
-    if args.evaluate:
-        summary["promote"] = evaluate_and_promote(args.live, args.live_report, candidate, export, args.out)
+    models = args.out / "models"
+    mnist = load_mnist()
+    traffic = interleave(stream(args.uploads, TRAFFIC_SEED), mnist_files(
+        mnist.train.images[MNIST_TRAFFIC:MNIST_TRAFFIC + args.uploads],
+        mnist.train.labels[MNIST_TRAFFIC:MNIST_TRAFFIC + args.uploads]))
+    fresh = {"fresh style": stream(args.fresh, FRESH_SEED),
+             "MNIST test as PNG": mnist_files(mnist.test.images[:args.fresh], mnist.test.labels[:args.fresh])}
+    env = {"BNN_MODEL_PATH": str(copy_live(args.live, models)), "BNN_MODELS_DIR": str(models),
+           "BNN_REVIEW_DB": f"sqlite:///{args.out}/review.db", "BNN_REVIEW_TOKENS": f"reviewer:{REVIEWER}",
+           "BNN_ADMIN_TOKENS": f"owner:{ADMIN}", "BNN_AUDIT_FRACTION": str(args.audit_fraction),
+           "BNN_REVIEW_SOURCE_SHARE": "1", "BNN_SHADOW_FRACTION": "1"}
+    summary: dict[str, Any] = {"style": "photographed seven-segment display digits (examples/seven_segment.py)"}
+    with running_service(env, ready_timeout=120) as (url, _):
+        truth = post_traffic(url, traffic)
+        summary["collected"] = {"posted": len(traffic), "queued": len(truth), "labelled": review_everything(url, truth),
+                                "audit_fraction": args.audit_fraction}
+        before = {name: scores(url, items) for name, items in fresh.items()}
+        ongoing = Ongoing(url, interleave(stream(200, ONGOING_SEED), fresh["MNIST test as PNG"][-200:]))
+        ongoing.start()
+        command = [sys.executable, "-m", "model.learn", "--service", url, "--review-token", REVIEWER,
+                   "--admin-token", ADMIN, "--out", str(models / "candidate"),
+                   "--shadow-answers", "50" if args.tiny else "200"] + (["--dry-run"] if args.tiny else [])
+        started = time.perf_counter()
+        code = subprocess.run(command, cwd=ROOT).returncode
+        summary["learn"] = {"exit": code, "seconds": round(time.perf_counter() - started, 1)}
+        ongoing.stopping.set()
+        ongoing.join()
+        summary["during_the_loop"] = {"requests": ongoing.sent, "failed": ongoing.failed}
+        after = {name: scores(url, items) for name, items in fresh.items()}
+    summary["fresh"] = {"before": before, "after": after}
     (args.out / "flywheel.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps({key: value for key, value in summary.items() if key != "fresh_stream"}, indent=2))
-    print(f"\nfresh stream of the style ({args.fresh} uploads, seed {FRESH_SEED}):\n")
-    print(table(scores))
-    return 0
+    print(json.dumps({key: value for key, value in summary.items() if key != "fresh"}, indent=2))
+    print(table({f"{name}, before": row for name, row in before.items()} |
+                {f"{name}, after": row for name, row in after.items()}))
+    return code
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@
   fine-tuning in ``fine_tune``), ``quantize`` (the int8 trunk from the weights), ``calibrate`` (the fitting
   in ``model.fitting``), ``evaluate`` (with its sections in
   ``model.report``; ``python -m tools.drawn_digits`` draws the same on the real page), ``promote`` (the
-  rule that decides whether a candidate ships), ``migrate_records`` (older checkpoint metadata to the
+  rule that decides whether a candidate ships), ``learn`` (the loop from a running service's labels to a
+  promoted model, through the others), ``migrate_records`` (older checkpoint metadata to the
   one map of calibration records); ``reviewed`` is the library they read the reviewers' labels with
   (``--reviewed SOURCE``), ``scoring`` what they share to score a net, not commands.
 * **Synthesis of training and report data** (``model.synth``): simulated uploads, pen drawings,

@@ -9,7 +9,10 @@ on; of the training part, labelled digits join as positives, a batch of their ow
 and ``not_a_digit`` / ``unreadable`` items join the outlier-exposure negatives. Each step also
 sees the parent recipe's streams (MNIST train arrays, simulated uploads, pen drawings, printed
 digits, generated non-digits), rendered for ``replay`` training digits (cached like every pool),
-so the network keeps what it knew. The KL stays spread over the parent run's training set. After
+so the network keeps what it knew. Only the head learns (the trunk stays the parent's; ``--train-trunk``
+lets it learn), and its KL is to the parent's posterior weight by weight (``--anchor posterior``, as in
+variational continual learning; ``prior``: to N(0, prior_sigma^2)), spread over the parent run's
+training set. The variants measured: docs/experiments.md. After
 the last step the temperature and the refer rules are fitted again on the validation mix, as
 after a full run; recalibrate the candidate on the held-out audits with
 ``python -m model.calibrate --reviewed`` before comparing (``python -m model.promote``).
@@ -22,15 +25,17 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from model.data import Mnist, Split
 from model.reviewed import HELD_OUT_SHARE, Reviewed, split
 
-FINE_TUNE_LR = 5e-4
-FINE_TUNE_EPOCHS = 4  # over the replayed arrays: each reviewed digit is seen about 4 x replay / 128 / its count times
+FINE_TUNE_LR = 2e-3
+# the KL to the parent's posterior (variational continual learning); "prior": to N(0, prior_sigma^2)
+FINE_TUNE_ANCHOR: Literal["prior", "posterior"] = "posterior"
+FINE_TUNE_EPOCHS = 16  # over the replayed arrays: replay / 128 steps each, with 32 reviewed digits a step
 REPLAY = 4_000  # training digits whose simulated uploads, pen drawings and arrays are replayed (and as many outliers)
 FINE_TUNE_RENDERS = 2  # renders of each training-font digit and mark of another script (30 and 6 in a full run)
 NEGATIVE_LABELS = ("not_a_digit", "unreadable")
@@ -75,3 +80,4 @@ def parent_labelled_total(meta: dict[str, Any]) -> int:
     described = meta.get("training_data", {})
     total = int(described.get("mnist_train_arrays", 0)) + int(described.get("upload_stream_positives", 0))
     return total or int(meta.get("train_size", 60_000))
+

@@ -1,7 +1,10 @@
 """Variational Linear and Conv2d: a mean-field Gaussian posterior on every weight and bias.
 
 Each parameter has a mean ``mu`` and ``rho`` with sigma = softplus(rho) > 0. The prior is
-N(0, prior_sigma^2) on every weight (held as a buffer), so the KL is closed-form and summed.
+N(0, prior_sigma^2) on every weight (held as a buffer), so the KL is closed-form and summed. A
+fine-tune may anchor a layer to its own posterior before it (``anchor_to_posterior``): the prior is
+then that posterior, weight by weight, as in variational continual learning (Nguyen et al. 2018),
+so what the parent was sure of costs the most to move.
 
 How samples are drawn, and why:
 
@@ -30,10 +33,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-def gaussian_kl(mu: Tensor, sigma: Tensor, prior_sigma: Tensor) -> Tensor:
-    """KL( N(mu, sigma^2) || N(0, prior_sigma^2) ), summed over all elements, in nats."""
+def gaussian_kl(mu: Tensor, sigma: Tensor, prior_sigma: Tensor, prior_mu: Tensor | None = None) -> Tensor:
+    """KL( N(mu, sigma^2) || N(prior_mu, prior_sigma^2) ), summed over all elements, in nats (prior_mu: 0)."""
     variance_ratio = (sigma / prior_sigma) ** 2
-    return 0.5 * (variance_ratio + (mu / prior_sigma) ** 2 - 1.0 - torch.log(variance_ratio)).sum()
+    shift = mu if prior_mu is None else mu - prior_mu
+    return 0.5 * (variance_ratio + (shift / prior_sigma) ** 2 - 1.0 - torch.log(variance_ratio)).sum()
 
 
 class GaussianParameters(nn.Module):
@@ -49,6 +53,13 @@ class GaussianParameters(nn.Module):
         self.prior_sigma: Tensor
         self.register_buffer("prior_sigma", torch.tensor(float(prior_sigma)))
         self._variance_cache: tuple[Tensor, Tensor] | None = None
+        # (mu, sigma) of weight and bias of the posterior this layer is anchored to; None: N(0, prior_sigma^2)
+        self._anchor: tuple[Tensor, Tensor, Tensor, Tensor] | None = None
+
+    def anchor_to_posterior(self) -> None:
+        """From now on the prior is this layer's posterior as it is now (not saved with the weights)."""
+        self._anchor = tuple(t.detach().clone() for t in (self.weight_mu, self.weight_sigma,  # type: ignore[assignment]
+                                                            self.bias_mu, self.bias_sigma))
 
     @property
     def weight_sigma(self) -> Tensor:
@@ -75,6 +86,8 @@ class GaussianParameters(nn.Module):
 
     def _apply(self, fn: Any, recurse: bool = True) -> GaussianParameters:
         self._variance_cache = None  # .to(device) / .cpu() / .half(): the cache was of the old tensors
+        if self._anchor is not None:
+            self._anchor = tuple(fn(t) for t in self._anchor)
         return super()._apply(fn, recurse)
 
     def _load_from_state_dict(self, *args: object, **kwargs: object) -> None:
@@ -82,6 +95,11 @@ class GaussianParameters(nn.Module):
         super()._load_from_state_dict(*args, **kwargs)
 
     def kl(self) -> Tensor:
+        """KL(posterior || prior) of weight and bias: to N(0, prior_sigma^2), or to the anchored posterior."""
+        if self._anchor is not None:
+            weight_mu, weight_sigma, bias_mu, bias_sigma = self._anchor
+            return gaussian_kl(self.weight_mu, self.weight_sigma, weight_sigma, weight_mu) + gaussian_kl(
+                self.bias_mu, self.bias_sigma, bias_sigma, bias_mu)
         return gaussian_kl(self.weight_mu, self.weight_sigma, self.prior_sigma) + gaussian_kl(
             self.bias_mu, self.bias_sigma, self.prior_sigma
         )

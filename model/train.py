@@ -27,6 +27,7 @@ from model.calibration import read_records, with_records
 from model.checkpoint import load_checkpoint, provenance, save_checkpoint
 from model.data import DEFAULT_CACHE, Mnist
 from model.fine_tune import (
+    FINE_TUNE_ANCHOR,
     FINE_TUNE_EPOCHS,
     FINE_TUNE_LR,
     FINE_TUNE_RENDERS,
@@ -101,7 +102,8 @@ def _recipe_arguments(group: argparse._ArgumentGroup, defaults: TrainConfig) -> 
     add("--eval-samples", type=int, default=defaults.eval_samples, help="N for per-epoch validation")
     add("--outlier-weight", type=float, default=defaults.outlier_weight, help="outlier exposure weight (0: none)")
     add("--outlier-batch", type=int, default=defaults.outlier_batch, help="generated non-digits per step")
-    add("--no-temperature", action="store_true", help="no temperature scaling after training")
+    add("--no-temperature", action="store_true", help="no temperature scaling after training (a fine-tune learns "
+        "at its parent's temperature and keeps it)")
     add("--precision", choices=TRAINING_REQUESTS, default="auto",
         help="the conv trunk's precision in training steps (auto: bfloat16 autocast where the CPU has bfloat16 "
              "units, as the shipped checkpoint was trained; float32 elsewhere, where bfloat16 would be emulated and "
@@ -152,6 +154,9 @@ def _fine_tune_arguments(group: argparse._ArgumentGroup) -> None:
     add("--fine-tune-epochs", type=int, default=FINE_TUNE_EPOCHS, help="epochs over the replayed arrays")
     add("--fine-tune-lr", type=float, default=FINE_TUNE_LR, help="the fine-tune's peak learning rate (cosine decay)")
     add("--replay", type=int, default=REPLAY, help="training digits whose streams are replayed while fine-tuning")
+    add("--anchor", choices=("prior", "posterior"), default=FINE_TUNE_ANCHOR, help="the KL to the fixed prior, or to "
+        "the parent's posterior weight by weight (variational continual learning)")
+    add("--train-trunk", action="store_true", help="let the conv trunk learn too (default: only the head learns)")
 
 
 def net_config(args: argparse.Namespace) -> NetConfig:
@@ -344,6 +349,7 @@ def fine_tune(args: argparse.Namespace, data: Mnist, config: TrainConfig, sizes:
     fields = {k: v for k, v in parent_meta.get("train_config", {}).items() if k in TrainConfig.__dataclass_fields__}
     config = replace(TrainConfig(**fields), lr=args.fine_tune_lr, epochs=config.epochs if args.dry_run else
                      args.fine_tune_epochs, kl_warmup_epochs=0.0, seed=args.seed, device=config.device,
+                     anchor=args.anchor, frozen_trunk=not args.train_trunk,
                      precision=config.precision, max_batches=config.max_batches, eval_samples=config.eval_samples,
                      outlier_batch=min(config.outlier_batch, fields.get("outlier_batch", config.outlier_batch)),
                      # the parent's closing shapes at the replay's scale, like its generated non-digits
@@ -352,11 +358,11 @@ def fine_tune(args: argparse.Namespace, data: Mnist, config: TrainConfig, sizes:
     extra = replace(build_training_data(replayed, config, sizes, args.workers, cache_dir, not args.no_progress),
                     reviewed=reviewed.positives, reviewed_outliers=reviewed.negatives,
                     labelled_total=parent_labelled_total(parent_meta))
-    net = parent.at_temperature(1.0)
+    net = parent if args.no_temperature else parent.at_temperature(1.0)  # learns at the temperature it keeps
     started = time.perf_counter()
     result = fit(net, replayed, config, progress=not args.no_progress, extra=extra)
     record = {"parent": parent_meta["model_version"], "reviewed": reviewed.record, "epochs": config.epochs,
-              "lr": config.lr, "replay": replay,
+              "lr": config.lr, "replay": replay, "anchor": config.anchor, "frozen_trunk": config.frozen_trunk,
               "steps": sum(int(epoch.get("steps", 0)) for epoch in result["history"]),
               "train_seconds": round(time.perf_counter() - started, 1)}
     kept = {k: v for k, v in parent_meta.items()

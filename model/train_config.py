@@ -4,6 +4,7 @@ builds its data for. Saved with the weights (the checkpoint metadata's ``train_c
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from model.precision import Precision
 
@@ -38,5 +39,8 @@ class TrainConfig:
     # (model/synth/closing_shapes.py) join the outliers
     max_batches: int | None = None  # per epoch; dry runs
     reviewed_batch: int = 32  # fine-tuning: reviewers' labelled digits per step (model/fine_tune.py)
+    anchor: Literal["prior", "posterior"] = "prior"  # the KL's other side: N(0, prior_sigma^2), or (fine-tuning)
+    # the posterior the run starts from, weight by weight (model/layers.py)
+    frozen_trunk: bool = False  # fine-tuning: the conv trunk's weights stay the parent's; only the head learns
     device: str = "cpu"
     precision: Precision = "float32"  # the conv trunk's under autocast (weights, optimizer, KL and loss: float32)

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from model.batch_mix import Batch, BatchMix, TrainingData
 from model.data import Mnist, Split
+from model.layers import GaussianParameters
 from model.network import BayesianNet
 from model.scoring import predict_images
 from model.train_config import TrainConfig
@@ -135,7 +136,12 @@ def fit(net: BayesianNet, data: Mnist, config: TrainConfig, out: Path | None = N
     net.to(config.device)
     net.precision = config.precision  # the trunk's, under autocast; parameters, optimizer state and loss stay float32
     net.int8_trunk = None  # quantized from the weights before this training: python -m model.quantize makes a new one
-    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
+    if config.anchor == "posterior":
+        for layer in net.modules():
+            if isinstance(layer, GaussianParameters):
+                layer.anchor_to_posterior()
+    net.trunk.requires_grad_(not config.frozen_trunk)
+    optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=config.lr)
     start_epoch, history = 0, list[dict[str, Any]]()
     if resume and out is not None and _state_path(out).exists():
         start_epoch, history = load_train_state(out, net, optimizer)

@@ -79,7 +79,7 @@ print(json.dumps(results))
 
 
 def test_the_commands_are_found():
-    assert {"service.__main__", "model.train", "model.calibrate", "model.evaluate", "model.promote",
+    assert {"service.__main__", "model.train", "model.calibrate", "model.evaluate", "model.promote", "model.learn",
             "model.migrate_records", "service.lifecycle.admin", "tools.fuzz", "tools.drawn_digits", "examples.flywheel",
             "bench.hostile"} <= set(command_modules())
 

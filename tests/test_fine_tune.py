@@ -69,23 +69,34 @@ def test_no_held_out_item_reaches_a_training_batch() -> None:
 
 
 def test_the_loop_end_to_end_on_tiny_data(tmp_path: Path) -> None:
-    """examples.flywheel --tiny: a real service, the scripted reviewer through the review API, the
-    export, a dry-run fine-tune that records its split, and the comparison on a fresh stream."""
+    """examples.flywheel --tiny: a real two-worker service, the scripted reviewer through the review API, then
+    python -m model.learn while traffic keeps arriving: the export, a dry-run fine-tune that records its split,
+    the calibration, both evaluations and the promotion rule, whose verdict decides the exit status and what
+    every worker serves afterwards."""
     from examples import flywheel
 
-    assert flywheel.main(["--out", str(tmp_path), "--tiny"]) == 0
+    code = flywheel.main(["--out", str(tmp_path), "--tiny"])
     summary = json.loads((tmp_path / "flywheel.json").read_text())
     collected = summary["collected"]
     assert collected["posted"] == 300 and collected["labelled"] == collected["queued"] > 100  # most are referred
-    export = parse_export((tmp_path / "review-labels.ndjson").read_bytes(), "export")
+    candidate = tmp_path / "models" / "candidate"
+    export = parse_export((candidate / "review-labels.ndjson").read_bytes(), "export")
     assert len(export) == collected["labelled"]
     train, held = split(export)
-    meta = json.loads((tmp_path / "candidate" / "bnn.json").read_text())
+    meta = json.loads((candidate / "bnn.json").read_text())
     record = meta["fine_tune"]["reviewed"]
     assert record["trained_ids_sha256"] == ids_digest(train.ids) and record["held_out_items"] == len(held)
     parent = json.loads(Path("checkpoints/bnn.json").read_text())
     assert meta["fine_tune"]["parent"] == parent["model_version"]
+    assert meta["fine_tune"]["anchor"] == "posterior" and meta["fine_tune"]["frozen_trunk"] is True
     # the parent's closing shapes are replayed at the run's scale (a dry run's 64), not rendered in full
     assert parent["train_config"]["closing_shapes"] == 8000 and meta["train_config"]["closing_shapes"] == 64
-    assert summary["fine_tune"]["exit"] == 0
-    assert summary["fresh_stream"]["live"]["count"] == 200
+    report = json.loads((candidate / "learn-report.json").read_text())
+    assert set(report["seconds"]) >= {"inspect", "export", "fine-tune", "calibrate", "evaluate", "decide"}
+    assert code == summary["learn"]["exit"] and code in (0, 3), report
+    served_after = summary["fresh"]["after"]["fresh style"]["model_versions"]
+    if code == 3:  # kept: the reasons are given and the live model still answers
+        assert report["reasons"] and served_after == [parent["model_version"]]
+    else:
+        assert report["promoted"]["model_version"] == meta["model_version"] == served_after[0]
+    assert summary["during_the_loop"]["requests"] > 0 and summary["during_the_loop"]["failed"] == 0

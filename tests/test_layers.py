@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from model.layers import VariationalConv2d, VariationalLinear, gaussian_kl
@@ -139,3 +140,27 @@ def test_repeated_eval_calls_keep_the_cache():
     cached = layer.variances()[0]
     layer.eval()
     assert layer.variances()[0] is cached
+
+
+def test_a_layer_anchored_to_its_posterior_pays_for_leaving_it_most_where_it_was_sure():
+    """Variational continual learning's prior: the KL is zero at the anchor, and moving a weight the posterior
+    was sure of (small sigma) costs more than moving one it was unsure of, by (shift / sigma)^2 / 2."""
+    torch.manual_seed(0)
+    layer = VariationalLinear(2, 1, prior_sigma=0.1, init_rho=-3.0)
+    with torch.no_grad():
+        layer.weight_rho.copy_(torch.tensor([[-6.0, 0.0]]))  # sure of the first weight, unsure of the second
+    unanchored = layer.kl().item()
+    layer.anchor_to_posterior()
+    assert layer.kl().item() == 0.0 and unanchored > 0
+    costs = []
+    for index in (0, 1):
+        with torch.no_grad():
+            layer.weight_mu[0, index] += 0.05
+        costs.append(layer.kl().item())
+        with torch.no_grad():
+            layer.weight_mu[0, index] -= 0.05
+    sigmas = layer.weight_sigma[0].detach()
+    assert costs == [pytest.approx(0.5 * (0.05 / sigma.item()) ** 2, rel=1e-4) for sigma in sigmas]
+    assert costs[0] > 100 * costs[1]
+    assert torch.allclose(gaussian_kl(torch.ones(3), torch.full((3,), 0.2), torch.tensor(0.2), torch.ones(3)),
+                          torch.tensor(0.0))

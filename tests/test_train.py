@@ -35,6 +35,23 @@ def test_fit_reduces_the_loss_on_a_tiny_subset(tiny_idx_dir):
     assert result["history"][-1]["train_accuracy"] > result["history"][0]["train_accuracy"]
 
 
+def test_a_fine_tune_with_a_frozen_trunk_moves_only_the_head_and_starts_at_no_kl(tiny_idx_dir):
+    """The fine-tune's recipe (model/fine_tune.py): the trunk's weights stay the parent's bit for bit, the head
+    learns, and with the KL to the parent's posterior the first step pays no KL."""
+    torch.manual_seed(0)
+    data = load_idx_mnist(tiny_idx_dir)
+    net = BayesianNet(TINY)
+    trunk_before = {name: value.clone() for name, value in net.trunk.state_dict().items()}
+    head_before = {name: value.clone() for name, value in net.state_dict().items() if not name.startswith("trunk.")}
+    config = TrainConfig(epochs=1, batch_size=32, lr=3e-3, kl_warmup_epochs=0.0, augment=False, eval_samples=2,
+                         max_batches=1, anchor="posterior", frozen_trunk=True)
+    result = fit(net, data, config, progress=False)
+    assert result["history"][0]["kl"] == 0.0  # one step: the KL is measured before the step moves anything
+    assert all(torch.equal(value, trunk_before[name]) for name, value in net.trunk.state_dict().items())
+    assert any(not torch.equal(value, head_before[name]) for name, value in net.state_dict().items()
+               if name in head_before)
+
+
 class _Interrupted(Exception):
     pass
 

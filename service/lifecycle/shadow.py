@@ -119,6 +119,8 @@ class Shadow:
                                    reason_of(live), reason_of(shadow))
         self.tallies["compared"] += 1
         self.tallies["class_agree"] += class_agree
+        if not live.refer:  # the kinds of input the live model already reads: a candidate must keep them
+            self.tallies["live_accepted_class_agree"] += class_agree
         self.tallies["refer_agree"] += refer_agree
         self.tallies[f"live_{reason_of(live)}"] += 1
         self.tallies[f"shadow_{reason_of(shadow)}"] += 1

@@ -16,6 +16,8 @@ Python's digit limit) and 422 to a wrong field.
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from collections import Counter
 from typing import Annotated, Any
 
@@ -105,6 +107,9 @@ def shadow_summary(workers: list[dict[str, Any]]) -> dict[str, Any] | None:
 
     return {"shadow_version": version, "compared": compared, "dropped": total["dropped"],
             "class_agreement": share("class_agree"), "refer_agreement": share("refer_agree"),
+            # on the answers the live model accepted: the kinds it already reads
+            "class_agreement_live_accepted": round(total["live_accepted_class_agree"] / total["live_accepted"], 6)
+            if total["live_accepted"] else None,
             "live_referred": round(1 - share("live_accepted"), 6) if compared else None,  # type: ignore[operator]
             "shadow_referred": round(1 - share("shadow_accepted"), 6) if compared else None,  # type: ignore[operator]
             "reasons": {role: {reason: total[f"{role}_{reason}"] for reason in ("accepted", "uncertain", "unfamiliar")}
@@ -155,10 +160,14 @@ async def models(request: Request, control: Control) -> dict[str, Any]:
     shadow's comparison on live traffic so far, and both models' accepted error on the labelled audits."""
     workers = control.worker_files()
     held = control.current()
+    settings = request.app.state.settings
     return {"worker": control.pid, "generation": control.generation, "models": held.describe(),
+            "models_dir": os.path.realpath(settings.models_dir),
+            # in a Kubernetes pod this API reaches one pod's workers only (the Service picks the pod)
+            "pod": {"name": socket.gethostname(), "kubernetes": "KUBERNETES_SERVICE_HOST" in os.environ},
             "workers": [{key: worker.get(key) for key in ("pid", "generation", "live", "previous", "shadow")}
                         for worker in workers],
-            "shadow_fraction": request.app.state.settings.shadow_fraction, "shadow": shadow_summary(workers),
+            "shadow_fraction": settings.shadow_fraction, "shadow": shadow_summary(workers),
             "shadow_on_audits": await on_audits(request.app.state.reviews, held.shadow)}
 
 

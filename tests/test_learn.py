@@ -1,0 +1,97 @@
+"""``python -m model.learn``: its bad input, and its shadow and promotion stages against a real two-worker
+service (the whole loop on tiny data: ``test_fine_tune.py``'s flywheel test)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from harness import candidates
+from harness.inputs import SHIPPED, mnist_fixtures
+from harness.server import running_service
+from model import learn
+
+ADMIN, REVIEWER = "learn-admin-token-0123456789", "learn-review-token-0123456789"
+SHIPPED_VERSION = json.loads(SHIPPED.with_suffix(".json").read_text())["model_version"]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="module")
+def served(models: Path) -> Iterator[str]:
+    env = {"BNN_MODELS_DIR": str(models), "BNN_ADMIN_TOKENS": f"owner:{ADMIN}", "BNN_REVIEW_TOKENS": f"r:{REVIEWER}",
+           "BNN_REVIEW_DB": f"sqlite:///{models}/review.db", "BNN_WORKERS": "2", "BNN_SHADOW_FRACTION": "1"}
+    with running_service(env, ready_timeout=120) as (url, _):
+        yield url
+
+
+class Traffic(threading.Thread):
+    """Digits posted until stopped: what the shadow is compared on."""
+
+    def __init__(self, url: str):
+        super().__init__(daemon=True)
+        self.url, self.stopping, self.failed = url, threading.Event(), 0
+
+    def run(self) -> None:
+        digits = [path.read_bytes() for path, _ in mnist_fixtures()]
+        with httpx.Client(base_url=self.url, timeout=30) as client:
+            sent = 0
+            while not self.stopping.is_set():
+                response = client.post("/predict", content=digits[sent % len(digits)],
+                                       headers={"Content-Type": "image/png"})
+                self.failed += response.status_code != 200
+                sent += 1
+
+
+def test_without_tokens_or_with_a_wrong_one_it_stops_with_2_and_changes_nothing(served, capsys):
+    with pytest.raises(SystemExit) as usage:
+        learn.main(["--service", served, "--review-token", REVIEWER])
+    assert usage.value.code == learn.BAD_INPUT
+    assert learn.main(["--service", served, "--review-token", REVIEWER, "--admin-token", "not-an-admin"]) == 2
+    assert "admin token was refused" in capsys.readouterr().err
+    status, models = learn.Service(served, REVIEWER, ADMIN).admin("GET", "/models")
+    assert status == 200 and models["models"]["live"]["model_version"] == SHIPPED_VERSION
+
+
+def test_a_shadow_that_refers_what_the_live_model_reads_is_dropped_and_a_good_one_is_promoted_on_every_worker(
+        served, models):
+    service = learn.Service(served, REVIEWER, ADMIN)
+
+    def refer_all(meta: dict[str, object]) -> None:
+        for by_precision in meta["calibrations"]["validation"].values():  # type: ignore[index]  # every channel
+            for record in by_precision.values():
+                record["threshold"] = 0.0
+
+    referring = candidates.variant(models / "refers.safetensors", "head-refers-all", edit_meta=refer_all)
+    good = candidates.good(models)
+    traffic = Traffic(served)
+    traffic.start()
+    try:
+        refused = learn.Run()
+        assert not learn.shadow(service, referring, 20, 60.0, 0.99, refused)
+        assert refused.facts["shadow"]["compared"] >= 20 and refused.facts["shadow"]["shadow_referred"] == 1.0
+        assert any("the candidate referred 100.00% of live traffic" in reason for reason in refused.reasons)
+        assert service.admin("GET", "/models")[1]["models"]["shadow"] is None  # dropped again
+
+        kept = learn.Run()
+        assert learn.shadow(service, good, 20, 60.0, 0.99, kept), kept.reasons
+        assert kept.facts["shadow"]["class_agreement_live_accepted"] == 1.0  # the same weights
+        assert learn.promote(service, kept), kept.reasons
+    finally:
+        traffic.stopping.set()
+        traffic.join()
+    assert kept.facts["promoted"] == {"model_version": "head-candidate", "workers": ["head-candidate"]}
+    workers = service.admin("GET", "/models")[1]["workers"]
+    assert len(workers) == 2 and {worker["live"] for worker in workers} == {"head-candidate"}
+    assert traffic.failed == 0
+    learn.write_report(models, kept)
+    report = json.loads((models / "learn-report.json").read_text())
+    assert report["promoted"]["model_version"] == "head-candidate" and report["reasons"] == []
