@@ -14,7 +14,8 @@ reads it:
    ``POST /predict``.
 5. **``python -m model.learn``** against the service while traffic keeps arriving (a thread posts
    both kinds all along and counts failed requests).
-6. **After**: the same fresh uploads through ``POST /predict`` again, answered by whatever is live.
+6. **After**: the same fresh uploads through ``POST /predict`` again, answered by whatever is live, and by
+   the candidate in process (as the service would serve it), promoted or not.
 
 Writes ``OUT/flywheel.json`` and prints the before/after table.
 """
@@ -107,6 +108,27 @@ def scores(url: str, items: list[tuple[bytes, int]]) -> dict[str, Any]:
             "accuracy_of_accepted": float(right[~refer].mean()) if (~refer).any() else float("nan"),
             "read_right": float(right.mean()), "count": len(items),
             "model_versions": sorted({str(answer["model_version"]) for answer in answers})}
+
+
+def candidate_scores(checkpoint: Path, items: list[tuple[bytes, int]]) -> dict[str, Any] | None:
+    """The candidate as the service would serve it (``auto`` precision, its refer rules), in process: what it
+    would have answered whether or not it was promoted. None when it cannot be served."""
+    from model.checkpoint import CheckpointError
+    from service.inference.predictor import Predictor
+    from service.inference.preprocess import preprocess
+
+    try:
+        predictor = Predictor.from_checkpoint(checkpoint, precision="auto")
+    except (CheckpointError, ValueError, OSError):
+        return None
+    answers = predictor.predict([preprocess(data, 40_000_000) for data, _ in items])
+    truth = np.array([digit for _, digit in items])
+    right = np.array([answer.digit for answer in answers]) == truth
+    refer = np.array([answer.refer for answer in answers])
+    return {"accepted_and_right": float((right & ~refer).mean()), "referred": float(refer.mean()),
+            "accuracy_of_accepted": float(right[~refer].mean()) if (~refer).any() else float("nan"),
+            "read_right": float(right.mean()), "count": len(items),
+            "model_versions": [f"{answers[0].model_version} (candidate, in process)"] if answers else []}
 
 
 class Ongoing(threading.Thread):
@@ -205,10 +227,13 @@ def main(argv: list[str] | None = None) -> int:
         ongoing.join()
         summary["during_the_loop"] = {"requests": ongoing.sent, "failed": ongoing.failed}
         after = {name: scores(url, items) for name, items in fresh.items()}
-    summary["fresh"] = {"before": before, "after": after}
+    made = models / "candidate" / "bnn.safetensors"
+    candidate = {name: candidate_scores(made, items) for name, items in fresh.items()}
+    summary["fresh"] = {"before": before, "candidate": candidate, "after": after}
     (args.out / "flywheel.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps({key: value for key, value in summary.items() if key != "fresh"}, indent=2))
     print(table({f"{name}, before": row for name, row in before.items()} |
+                {f"{name}, candidate": row for name, row in candidate.items() if row is not None} |
                 {f"{name}, after": row for name, row in after.items()}))
     return code
 

@@ -146,6 +146,7 @@ def _index_batches(count: int, batch: int, steps: int, generator: torch.Generato
 class Batch:
     images: Tensor  # [B_all, 1, 28, 28]: the labelled digits first, then the outliers
     labels: Tensor  # [B_labelled]
+    replayed: Tensor | None = None  # fine-tuning: [B_all] bool, the rows of the parent's recipe (not reviewed items)
 
 
 class BatchMix:
@@ -196,17 +197,22 @@ class BatchMix:
                 x = torch.where(chosen[:, None, None, None], self.as_files[index], x)
             if config.augment:
                 x = augment(x, config, generator)
-            parts, targets = [x], [y]
+            parts, targets, reviewed_rows = [x], [y], []
             if self.uploads is not None and upload_order is not None:
                 parts.append(self.uploads[0][upload_order[step].to(device)])
                 targets.append(self.uploads[1][upload_order[step].to(device)])
             if self.reviewed is not None and reviewed_order is not None:
                 chosen_reviewed = reviewed_order[step].to(device)
                 reviewed = self.reviewed[0][chosen_reviewed]
+                reviewed_rows.append(len(parts))
                 parts.append(augment(reviewed, config, generator) if config.augment else reviewed)
                 targets.append(self.reviewed[1][chosen_reviewed])
             if self.outliers is not None and outlier_order is not None:
                 parts.append(self.outliers[outlier_order[step].to(device)])
             if self.reviewed_outliers is not None and negative_order is not None:
+                reviewed_rows.append(len(parts))
                 parts.append(self.reviewed_outliers[negative_order[step].to(device)])
-            yield Batch(torch.cat(parts), torch.cat(targets))
+            replayed = None if not reviewed_rows else torch.cat(
+                [torch.full((len(part),), index not in reviewed_rows, device=device)
+                 for index, part in enumerate(parts)])
+            yield Batch(torch.cat(parts), torch.cat(targets), replayed)

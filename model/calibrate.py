@@ -19,7 +19,7 @@ from typing import Any
 from model.calibration import CHANNELS, ByChannel, Channel, read_records, with_records
 from model.fitting.audits import TooFewAudits, audit_provenance, reviewed_records
 from model.fitting.guarantee import DEFAULT_ALPHAS, DEFAULT_DELTA, CalibrationError
-from model.fitting.validation import CalibrationRequest, fit_on_validation_mix, with_fits
+from model.fitting.validation import CalibrationRequest, ChannelData, fit_on_validation_mix, mix_channels, with_fits
 from model.network import BayesianNet
 from model.precision import SERVED, Precision
 from model.predictive import DEFAULT_SAMPLES
@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
              "http://HOST/review/export), at its alpha: recorded beside the validation mix's records, and served "
              "from the next start")
     add("--token", default=None, help="a reviewer's token for an export URL (or $BNN_REVIEW_TOKEN)")
+    add("--with-validation", action="store_true", help="with --reviewed: fit each channel that has audits on its "
+        "audits and its part of the validation mix together (the guarantee then holds on both)")
     return parser
 
 
@@ -64,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     request = CalibrationRequest(alphas, args.delta, args.referral_rate, args.samples)
     asked = None if args.precision is None else tuple(args.precision)
     if args.reviewed is not None:
-        return reviewed_main(args.checkpoint, args.reviewed, args.token, request, asked, args.seed, args.device)
+        alongside = validation_channels(args.data_dir) if args.with_validation else None
+        return reviewed_main(args.checkpoint, args.reviewed, args.token, request, asked, args.seed, args.device,
+                             alongside)
     return validation_main(args.checkpoint, args.data_dir, request, asked, args.seed,
                            not args.no_temperature, args.device)
 
@@ -112,8 +116,18 @@ def draws_seed(requested: int | None, meta: dict[str, Any]) -> int:
     return int(meta.get("seed", 0)) if requested is None else requested
 
 
+def validation_channels(data_dir: Path | None) -> dict[Channel, ChannelData]:
+    """The validation mix split by channel (read from the pool cache, or rendered)."""
+    from model.mnist import load_mnist
+    from model.synth.pools import validation_mix
+
+    mnist = load_mnist(data_dir)
+    return mix_channels(*validation_mix(mnist.validation, mnist.source_sha256))
+
+
 def reviewed_main(checkpoint: Path, source: str, token: str | None, request: CalibrationRequest,
-                  asked: tuple[Precision, ...] | None, seed: int | None, device: str) -> int:
+                  asked: tuple[Precision, ...] | None, seed: int | None, device: str,
+                  alongside: dict[Channel, ChannelData] | None = None) -> int:
     """``--reviewed``: each channel's threshold from its own labelled audits, at its own alpha, for every
     precision asked; a channel with too few audits keeps its validation record (and is told how many
     more it needs). Exit 2 when no channel could be fitted, or one with enough audits was refused."""
@@ -133,7 +147,7 @@ def reviewed_main(checkpoint: Path, source: str, token: str | None, request: Cal
     print(f"{source}: {len(reviewed)} labelled items, {sum(reviewed.audits)} audits with their fraction; "
           f"{len(audits)} used as one uniform sample of the traffic")
     try:
-        fitted = fit_on_audits(net, bases, reviewed, audits, request, draws_seed(seed, meta), device)
+        fitted = fit_on_audits(net, bases, reviewed, audits, request, draws_seed(seed, meta), device, alongside)
     except CalibrationError as error:
         print(error, file=sys.stderr)
         return 2
@@ -159,15 +173,18 @@ def validation_bases(meta: dict[str, Any], precisions: tuple[Precision, ...]) ->
 
 
 def fit_on_audits(net: BayesianNet, bases: ByChannel, reviewed: Reviewed, audits: Reviewed,
-                  request: CalibrationRequest, seed: int, device: str) -> ByChannel:
-    """Each channel's records fitted on its own audits; a channel with too few is left out (said how many
-    more it needs). Raises CalibrationError, naming the channel, when one with enough is refused."""
+                  request: CalibrationRequest, seed: int, device: str,
+                  alongside: dict[Channel, ChannelData] | None = None) -> ByChannel:
+    """Each channel's records fitted on its own audits (with ``alongside``: and its part of the validation
+    mix); a channel with too few is left out (said how many more it needs). Raises CalibrationError, naming
+    the channel, when one with enough is refused."""
     fitted: ByChannel = {}
     for channel in CHANNELS:
         channel_audits = audits.take([item == channel for item in audits.channels])
         try:
             fitted[channel] = reviewed_records(net, bases[channel], channel_audits, request,
-                                               audit_provenance(reviewed, channel_audits), seed, device)
+                                               audit_provenance(reviewed, channel_audits), seed, device,
+                                               None if alongside is None else alongside[channel])
         except TooFewAudits as error:
             print(f"{channel} channel: {error}; it keeps its validation record", file=sys.stderr)
         except CalibrationError as error:
@@ -180,8 +197,11 @@ def print_reviewed(fitted: ByChannel, bases: ByChannel) -> None:
     for channel, records in fitted.items():
         for precision, record in records.items():
             base = bases[channel][precision]
-            print(f"{channel} channel, {precision}: threshold {record.threshold:.4g} nats on {record.validation_size} "
-                  f"audits (validation mix: {base.threshold:.4g}); accepts {record.validation_coverage:.2%}, accepted "
+            audits = (record.provenance or {}).get("audits_used", record.validation_size)
+            alongside = (record.provenance or {}).get("validation_items")
+            print(f"{channel} channel, {precision}: threshold {record.threshold:.4g} nats on {audits} audits"
+                  f"{f' and {alongside} validation images' if alongside else ''} (validation mix alone: "
+                  f"{base.threshold:.4g}); accepts {record.validation_coverage:.2%}, accepted "
                   f"accuracy {record.validation_accepted_accuracy:.3%}, error bound "
                   f"{record.accepted_error_upper_bound:.3%} <= alpha {record.alpha:.3%}")
 

@@ -35,6 +35,8 @@ from model.reviewed import HELD_OUT_SHARE, Reviewed, split
 FINE_TUNE_LR = 2e-3
 # the KL to the parent's posterior (variational continual learning); "prior": to N(0, prior_sigma^2)
 FINE_TUNE_ANCHOR: Literal["prior", "posterior"] = "posterior"
+FINE_TUNE_LEARNS: Literal["all", "head", "last"] = "head"  # the trunk stays the parent's
+FINE_TUNE_DISTILL = 3.0  # weight of KL(parent || candidate) on the replayed images (learning without forgetting)
 FINE_TUNE_EPOCHS = 16  # over the replayed arrays: replay / 128 steps each, with 32 reviewed digits a step
 REPLAY = 4_000  # training digits whose simulated uploads, pen drawings and arrays are replayed (and as many outliers)
 FINE_TUNE_RENDERS = 2  # renders of each training-font digit and mark of another script (30 and 6 in a full run)

@@ -13,8 +13,9 @@ reads the live checkpoint the admin API names and writes the candidate inside th
    training split with the live posterior as its prior, the trunk stays the live one, the recipe's
    streams replayed; then the temperature and the refer rules are fitted on the validation mix;
 4. **calibrate**: the int8 trunk from the candidate's weights and every served precision's records
-   (``model.quantize``, ``model.calibrate``), then each channel's threshold certified on the held-out
-   labelled audits when there are enough of them (``model.calibrate --reviewed``);
+   (``model.quantize``, ``model.calibrate``), then the threshold of each channel with held-out labelled
+   audits certified on them and its part of the validation mix together (``model.calibrate --reviewed
+   --with-validation``);
 5. **evaluate** both models on every family of ``model.evaluate``;
 6. **decide** by the promotion rule (``model/promote.py``): better on the held-out labelled items, no
    family worse by more than a point, the guarantee held on the test split;
@@ -152,15 +153,17 @@ def export(service: Service, to: Path) -> None:
 
 def certify(candidate: Path, labels: Path, precision: str, out: Path, run: Run) -> None:
     """The candidate made servable in the live model's precision (the fine-tune fitted float32's records: int8
-    needs its trunk and records), then each channel's threshold certified on the held-out labelled audits."""
+    needs its trunk and records), then the threshold of each channel with held-out labelled audits certified on
+    them and its validation part together: the traffic's new kinds and every kind the validation mix holds (the
+    audits alone, a sample of what one service saw, would certify a threshold for that traffic only)."""
     if precision == "int8":
         if run_step(["-m", "model.quantize", "--checkpoint", str(candidate)], out / "quantize.log"):
             raise LearnError(f"model.quantize failed on the candidate: {out / 'quantize.log'}")
         if run_step(["-m", "model.calibrate", "--checkpoint", str(candidate), "--precision", "int8",
                      "--no-temperature"], out / "calibrate.log"):
             raise LearnError(f"model.calibrate failed on the candidate: {out / 'calibrate.log'}")
-    code = run_step(["-m", "model.calibrate", "--checkpoint", str(candidate), "--reviewed", str(labels)],
-                    out / "certify.log")
+    code = run_step(["-m", "model.calibrate", "--checkpoint", str(candidate), "--reviewed", str(labels),
+                     "--with-validation"], out / "certify.log")
     run.facts["certified_on_audits"] = code == 0
     run.facts["certificate"] = (out / "certify.log").read_text().strip().splitlines()[-3:]
 

@@ -28,7 +28,9 @@ from model.checkpoint import load_checkpoint, provenance, save_checkpoint
 from model.data import DEFAULT_CACHE, Mnist
 from model.fine_tune import (
     FINE_TUNE_ANCHOR,
+    FINE_TUNE_DISTILL,
     FINE_TUNE_EPOCHS,
+    FINE_TUNE_LEARNS,
     FINE_TUNE_LR,
     FINE_TUNE_RENDERS,
     REPLAY,
@@ -156,7 +158,10 @@ def _fine_tune_arguments(group: argparse._ArgumentGroup) -> None:
     add("--replay", type=int, default=REPLAY, help="training digits whose streams are replayed while fine-tuning")
     add("--anchor", choices=("prior", "posterior"), default=FINE_TUNE_ANCHOR, help="the KL to the fixed prior, or to "
         "the parent's posterior weight by weight (variational continual learning)")
-    add("--train-trunk", action="store_true", help="let the conv trunk learn too (default: only the head learns)")
+    add("--learns", choices=("all", "head", "last"), default=FINE_TUNE_LEARNS, help="which weights move: every one, "
+        "the head's (the trunk stays the parent's), or the last layer's")
+    add("--distill", type=float, default=FINE_TUNE_DISTILL, help="weight of KL(parent's answer || the candidate's) "
+        "on the replayed images: the parent's answers kept where nothing new was labelled (0: off)")
 
 
 def net_config(args: argparse.Namespace) -> NetConfig:
@@ -349,7 +354,7 @@ def fine_tune(args: argparse.Namespace, data: Mnist, config: TrainConfig, sizes:
     fields = {k: v for k, v in parent_meta.get("train_config", {}).items() if k in TrainConfig.__dataclass_fields__}
     config = replace(TrainConfig(**fields), lr=args.fine_tune_lr, epochs=config.epochs if args.dry_run else
                      args.fine_tune_epochs, kl_warmup_epochs=0.0, seed=args.seed, device=config.device,
-                     anchor=args.anchor, frozen_trunk=not args.train_trunk,
+                     anchor=args.anchor, learns=args.learns, distill=args.distill,
                      precision=config.precision, max_batches=config.max_batches, eval_samples=config.eval_samples,
                      outlier_batch=min(config.outlier_batch, fields.get("outlier_batch", config.outlier_batch)),
                      # the parent's closing shapes at the replay's scale, like its generated non-digits
@@ -359,10 +364,12 @@ def fine_tune(args: argparse.Namespace, data: Mnist, config: TrainConfig, sizes:
                     reviewed=reviewed.positives, reviewed_outliers=reviewed.negatives,
                     labelled_total=parent_labelled_total(parent_meta))
     net = parent if args.no_temperature else parent.at_temperature(1.0)  # learns at the temperature it keeps
+    teacher = net.at_temperature(net.config.temperature).eval() if config.distill > 0 else None  # a frozen copy
     started = time.perf_counter()
-    result = fit(net, replayed, config, progress=not args.no_progress, extra=extra)
+    result = fit(net, replayed, config, progress=not args.no_progress, extra=extra, teacher=teacher)
     record = {"parent": parent_meta["model_version"], "reviewed": reviewed.record, "epochs": config.epochs,
-              "lr": config.lr, "replay": replay, "anchor": config.anchor, "frozen_trunk": config.frozen_trunk,
+              "lr": config.lr, "replay": replay, "anchor": config.anchor, "learns": config.learns,
+              "distill": config.distill,
               "steps": sum(int(epoch.get("steps", 0)) for epoch in result["history"]),
               "train_seconds": round(time.perf_counter() - started, 1)}
     kept = {k: v for k, v in parent_meta.items()

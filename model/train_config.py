@@ -41,6 +41,8 @@ class TrainConfig:
     reviewed_batch: int = 32  # fine-tuning: reviewers' labelled digits per step (model/fine_tune.py)
     anchor: Literal["prior", "posterior"] = "prior"  # the KL's other side: N(0, prior_sigma^2), or (fine-tuning)
     # the posterior the run starts from, weight by weight (model/layers.py)
-    frozen_trunk: bool = False  # fine-tuning: the conv trunk's weights stay the parent's; only the head learns
+    learns: Literal["all", "head", "last"] = "all"  # which weights move: every one; the head's (fine-tuning: the
+    # conv trunk stays the parent's); the last layer's only
+    distill: float = 0.0  # fine-tuning: weight of KL(parent || net) on the replayed rows (the parent's answers kept)
     device: str = "cpu"
     precision: Precision = "float32"  # the conv trunk's under autocast (weights, optimizer, KL and loss: float32)

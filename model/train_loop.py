@@ -87,8 +87,16 @@ def outlier_exposure_loss(logits: Tensor) -> Tensor:
     return -(logits.log_softmax(-1).mean(-1)).mean()
 
 
+def distillation_loss(logits: Tensor, teacher: BayesianNet, images: Tensor) -> Tensor:
+    """KL(teacher's answer || the net's) averaged over ``images`` (one posterior sample of each): what keeps a
+    fine-tuned net answering the parent's recipe as the parent did."""
+    with torch.no_grad():
+        target = teacher(images)[0].log_softmax(-1)
+    return F.kl_div(logits.log_softmax(-1), target, log_target=True, reduction="batchmean")
+
+
 def train_step(net: BayesianNet, optimizer: torch.optim.Optimizer, batch: Batch, kl_weight: float, labelled_total: int,
-               config: TrainConfig) -> dict[str, float]:
+               config: TrainConfig, teacher: BayesianNet | None = None) -> dict[str, float]:
     """One ELBO step on ``batch``; returns its sums (weighted by the labelled count) for the epoch's means."""
     logits = net(batch.images)[0]  # [B_all, 10], one posterior sample; the trunk in net.precision
     labelled = len(batch.labels)
@@ -96,6 +104,8 @@ def train_step(net: BayesianNet, optimizer: torch.optim.Optimizer, batch: Batch,
     oe = outlier_exposure_loss(logits[labelled:]) if labelled < len(logits) else nll.new_zeros(())
     kl = net.kl() / labelled_total
     loss = nll + config.outlier_weight * oe + kl_weight * kl
+    if teacher is not None and config.distill > 0 and batch.replayed is not None:
+        loss = loss + config.distill * distillation_loss(logits[batch.replayed], teacher, batch.images[batch.replayed])
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -105,7 +115,7 @@ def train_step(net: BayesianNet, optimizer: torch.optim.Optimizer, batch: Batch,
 
 
 def run_epoch(net: BayesianNet, optimizer: torch.optim.Optimizer, mix: BatchMix, epoch: int, config: TrainConfig,
-              progress: bool) -> dict[str, Any]:
+              progress: bool, teacher: BayesianNet | None = None) -> dict[str, Any]:
     """One epoch over ``mix`` with the learning-rate schedule and the KL warm-up; the epoch's means."""
     from tqdm import tqdm  # a dev dependency: importing this module (a command's --help) must not need it
 
@@ -119,7 +129,7 @@ def run_epoch(net: BayesianNet, optimizer: torch.optim.Optimizer, mix: BatchMix,
         for group in optimizer.param_groups:
             group["lr"] = lr_at(global_step, steps * config.epochs, config)
         kl_weight = min(1.0, (global_step + 1) / max(1.0, config.kl_warmup_epochs * steps))
-        for key, value in train_step(net, optimizer, batch, kl_weight, mix.labelled, config).items():
+        for key, value in train_step(net, optimizer, batch, kl_weight, mix.labelled, config, teacher).items():
             sums[key] += value
         bar.set_postfix(loss=f"{sums['loss'] / sums['seen']:.4f}", kl=f"{sums['kl'] / sums['seen']:.4f}",
                         acc=f"{sums['correct'] / sums['seen']:.4f}")
@@ -129,10 +139,11 @@ def run_epoch(net: BayesianNet, optimizer: torch.optim.Optimizer, mix: BatchMix,
 
 
 def fit(net: BayesianNet, data: Mnist, config: TrainConfig, out: Path | None = None,
-        resume: bool = False, progress: bool = True, extra: TrainingData | None = None) -> dict[str, Any]:
+        resume: bool = False, progress: bool = True, extra: TrainingData | None = None,
+        teacher: BayesianNet | None = None) -> dict[str, Any]:
     """Train ``net`` in place on ``extra`` (default: the arrays of ``data`` alone); returns the
     per-epoch history and the final validation metrics. With ``out``, the state after every epoch
-    is saved for ``resume``."""
+    is saved for ``resume``. A fine-tune's ``teacher`` (its parent) is what ``config.distill`` keeps."""
     net.to(config.device)
     net.precision = config.precision  # the trunk's, under autocast; parameters, optimizer state and loss stay float32
     net.int8_trunk = None  # quantized from the weights before this training: python -m model.quantize makes a new one
@@ -140,7 +151,9 @@ def fit(net: BayesianNet, data: Mnist, config: TrainConfig, out: Path | None = N
         for layer in net.modules():
             if isinstance(layer, GaussianParameters):
                 layer.anchor_to_posterior()
-    net.trunk.requires_grad_(not config.frozen_trunk)
+    net.requires_grad_(config.learns == "all")
+    if config.learns != "all":
+        (net.head if config.learns == "head" else net.head[-1]).requires_grad_(True)
     optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=config.lr)
     start_epoch, history = 0, list[dict[str, Any]]()
     if resume and out is not None and _state_path(out).exists():
@@ -149,7 +162,7 @@ def fit(net: BayesianNet, data: Mnist, config: TrainConfig, out: Path | None = N
     for epoch in range(start_epoch, config.epochs):
         torch.manual_seed(config.seed * 100_003 + epoch)  # the posterior draws of the epoch: resumable
         net.train()
-        record = run_epoch(net, optimizer, mix, epoch, config, progress)
+        record = run_epoch(net, optimizer, mix, epoch, config, progress, teacher)
         validation = evaluate_split(net, data.validation, config.eval_samples)
         record.update({f"validation_{k}": v for k, v in validation.items()})
         history.append(record)

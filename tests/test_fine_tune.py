@@ -66,6 +66,8 @@ def test_no_held_out_item_reaches_a_training_batch() -> None:
             values = set(torch.unique((reviewed_part * 255).round()).tolist())  # to_input scales to [0, 1]
             assert values == {float(TRAINED)}, values
             assert len(batch.labels) == 64 + config.reviewed_batch  # non-digits are not labelled positives
+            # what distillation keeps the parent's answers on: the recipe's rows, never a reviewed one
+            assert batch.replayed is not None and batch.replayed[:64].all() and not batch.replayed[64:].any()
 
 
 def test_the_loop_end_to_end_on_tiny_data(tmp_path: Path) -> None:
@@ -88,7 +90,7 @@ def test_the_loop_end_to_end_on_tiny_data(tmp_path: Path) -> None:
     assert record["trained_ids_sha256"] == ids_digest(train.ids) and record["held_out_items"] == len(held)
     parent = json.loads(Path("checkpoints/bnn.json").read_text())
     assert meta["fine_tune"]["parent"] == parent["model_version"]
-    assert meta["fine_tune"]["anchor"] == "posterior" and meta["fine_tune"]["frozen_trunk"] is True
+    assert meta["fine_tune"]["anchor"] == "posterior" and meta["fine_tune"]["learns"] == "head"
     # the parent's closing shapes are replayed at the run's scale (a dry run's 64), not rendered in full
     assert parent["train_config"]["closing_shapes"] == 8000 and meta["train_config"]["closing_shapes"] == 64
     report = json.loads((candidate / "learn-report.json").read_text())

@@ -216,6 +216,30 @@ def test_each_channel_is_recalibrated_on_its_own_audits_at_its_own_alpha(tmp_pat
     said = capsys.readouterr().out
     assert "file channel, float32: threshold" in said and "on 1600 audits" in said and "on 800 audits" in said
 
+def test_audits_fitted_with_the_validation_part_need_no_minimum_and_their_errors_count(tmp_path: Path) -> None:
+    """model.learn's certificate: 100 file audits (too few alone) with 2,000 validation digits are one sample of
+    2,100, and it certifies; five of the audits labelled not_a_digit are errors the network is sure of, which no
+    threshold over 2,100 items can carry at 0.2 %, so the same fit is refused."""
+    from model.fitting.audits import reviewed_calibration
+    from model.fitting.guarantee import CalibrationError
+    from model.fitting.validation import CalibrationRequest, ChannelData
+    from model.mnist import load_mnist
+
+    net, meta = load_checkpoint(SHIPPED)
+    base = read_records(meta)["validation"]["file"]["float32"]
+    served_net = as_served(net, base, "float32").eval()
+    alongside = ChannelData(load_mnist().validation.subset(2000), "2000 MNIST validation arrays")
+    request = CalibrationRequest({"file": 0.002, "drawn": 0.004}, 0.05, None, 20)
+    right = uniform_audits(read_export(audits_export(tmp_path / "right.ndjson", 100)))
+    union = reviewed_calibration(served_net, base, right, request, {"audits_used": 100}, alongside)
+    assert union.validation_size == 2100 and (union.provenance or {})["validation_items"] == 2000
+    assert "with 2000 MNIST validation arrays" in (union.data or "")
+    assert union.accepted_error_upper_bound is not None and union.accepted_error_upper_bound < 0.002
+    wrong = uniform_audits(read_export(audits_export(tmp_path / "wrong.ndjson", 100, "not_a_digit", 5)))
+    with pytest.raises(CalibrationError, match="no threshold certifies"):
+        reviewed_calibration(served_net, base, wrong, request, {"audits_used": 100}, alongside)
+
+
 def test_an_accepted_not_a_digit_counts_as_an_error(tmp_path: Path, capsys) -> None:
     """20 of 1,600 confidently read digits labelled not_a_digit: 1.25 % errors the model is sure of;
     no threshold can certify 0.2 %, so the calibration refuses."""

@@ -44,7 +44,7 @@ def test_a_fine_tune_with_a_frozen_trunk_moves_only_the_head_and_starts_at_no_kl
     trunk_before = {name: value.clone() for name, value in net.trunk.state_dict().items()}
     head_before = {name: value.clone() for name, value in net.state_dict().items() if not name.startswith("trunk.")}
     config = TrainConfig(epochs=1, batch_size=32, lr=3e-3, kl_warmup_epochs=0.0, augment=False, eval_samples=2,
-                         max_batches=1, anchor="posterior", frozen_trunk=True)
+                         max_batches=1, anchor="posterior", learns="head")
     result = fit(net, data, config, progress=False)
     assert result["history"][0]["kl"] == 0.0  # one step: the KL is measured before the step moves anything
     assert all(torch.equal(value, trunk_before[name]) for name, value in net.trunk.state_dict().items())

@@ -16,7 +16,7 @@ import torch
 from model.calibration import Calibration
 from model.checkpoint import as_served
 from model.fitting.guarantee import CalibrationError, guarantee_threshold, min_trials
-from model.fitting.validation import CalibrationRequest
+from model.fitting.validation import CalibrationRequest, ChannelData
 from model.network import BayesianNet
 from model.precision import Precision
 from model.reviewed import Reviewed
@@ -28,28 +28,39 @@ class TooFewAudits(CalibrationError):
 
     def __init__(self, have: int, need: int, alpha: float, delta: float):
         self.have, self.need = have, need
+        if need == 1:  # fitted beside the validation mix: any audit would do
+            super().__init__("no labelled audits")
+            return
         super().__init__(f"{have} labelled audits cannot certify accepted error <= {alpha:.3%} at confidence "
                          f"{1 - delta:.0%}: it takes at least {need} (with no error among them), so {need - have} "
                          "more; keep BNN_AUDIT_FRACTION above 0 and label the audits at /review")
 
 
 def reviewed_calibration(served: BayesianNet, base: Calibration, audits: Reviewed, request: CalibrationRequest,
-                         provenance: dict[str, Any]) -> Calibration:
+                         provenance: dict[str, Any], alongside: ChannelData | None = None) -> Calibration:
     """The refer threshold from labelled audits (a uniform sample of the traffic: ``uniform_audits``),
     by the same fixed-sequence test as on validation, with scores recomputed by ``served`` (the
     checkpoint at ``base``'s precision and temperature). An answer is right only when the label is
     its class: an accepted ``not_a_digit`` or ``unreadable`` is an error. The channel, its alpha and the
-    reason rule (familiar mass) are ``base``'s. Raises TooFewAudits, or CalibrationError when no threshold
-    certifies on them."""
+    reason rule (familiar mass) are ``base``'s. With ``alongside`` (the channel's part of the validation
+    mix) the test runs on both together, so the guarantee holds for their union: the traffic's new kinds
+    and every kind the validation mix holds, and a channel needs only one audit. Raises TooFewAudits, or
+    CalibrationError when no threshold certifies."""
     alpha = request.alphas[base.channel]
-    need = min_trials(alpha, request.delta)
+    need = 1 if alongside is not None else min_trials(alpha, request.delta)
     if len(audits) < need:
         raise TooFewAudits(len(audits), need, alpha, request.delta)
     result = predict_images(served, audits.inputs, request.samples)
     classes = result.mean_probs.argmax(-1).numpy()
     correct = np.array([label == str(int(mine)) for label, mine in zip(audits.labels, classes, strict=True)])
-    data = f"reviewed audits: {audits.source}"
-    calibration = guarantee_threshold(result.entropy.numpy(), correct, alpha, request.delta, request.samples,
+    entropy, data = result.entropy.numpy(), f"reviewed audits: {audits.source}"
+    if alongside is not None:
+        mix = predict_images(served, alongside.split.images, request.samples)
+        entropy = np.concatenate([entropy, mix.entropy.numpy()])
+        correct = np.concatenate([correct, mix.mean_probs.argmax(-1).numpy() == alongside.split.labels])
+        data += f", with {alongside.data}"
+        provenance = {**provenance, "validation_items": len(alongside.split)}
+    calibration = guarantee_threshold(entropy, correct, alpha, request.delta, request.samples,
                                       data=data, channel=base.channel, precision=base.precision)
     return replace(calibration, temperature=base.temperature, familiar_mass=base.familiar_mass,
                    reason_fit=base.reason_fit, provenance=provenance)
@@ -68,12 +79,13 @@ def audit_provenance(reviewed: Reviewed, audits: Reviewed) -> dict[str, Any]:
 
 def reviewed_records(net: BayesianNet, bases: dict[str, Calibration], audits: Reviewed,
                      request: CalibrationRequest, provenance: dict[str, Any], seed: int,
-                     device: str) -> dict[str, Calibration]:
+                     device: str, alongside: ChannelData | None = None) -> dict[str, Calibration]:
     """One channel's reviewed-audit record for each precision of ``bases`` (that channel's validation
-    records: the channel, temperature and reason rule it keeps), each scored from ``seed``."""
+    records: the channel, temperature and reason rule it keeps), each scored from ``seed``; with
+    ``alongside``, fitted on the audits and that validation part together."""
     records = {}
     for precision, base in bases.items():
         torch.manual_seed(seed)
         served = as_served(net, base, cast(Precision, precision)).to(device).eval()
-        records[precision] = reviewed_calibration(served, base, audits, request, provenance)
+        records[precision] = reviewed_calibration(served, base, audits, request, provenance, alongside)
     return records
