@@ -9,13 +9,13 @@ on; of the training part, labelled digits join as positives, a batch of their ow
 and ``not_a_digit`` / ``unreadable`` items join the outlier-exposure negatives. Each step also
 sees the parent recipe's streams (MNIST train arrays, simulated uploads, pen drawings, printed
 digits, generated non-digits), rendered for ``replay`` training digits (cached like every pool),
-so the network keeps what it knew. Only the head learns (the trunk stays the parent's; ``--train-trunk``
-lets it learn), and its KL is to the parent's posterior weight by weight (``--anchor posterior``, as in
-variational continual learning; ``prior``: to N(0, prior_sigma^2)), spread over the parent run's
-training set. The variants measured: docs/experiments.md. After
-the last step the temperature and the refer rules are fitted again on the validation mix, as
-after a full run; recalibrate the candidate on the held-out audits with
-``python -m model.calibrate --reviewed`` before comparing (``python -m model.promote``).
+so the network keeps what it knew. Only the head learns (the trunk stays the parent's; ``--learns``),
+its KL is to the parent's posterior weight by weight (``--anchor posterior``, as in variational
+continual learning; ``prior``: to N(0, prior_sigma^2)), spread over the parent run's training set,
+and on the replayed images its answers are held to the parent's (``--distill``). After the last step
+the refer rules are fitted on the validation mix at the parent's temperature; ``python -m
+model.learn`` then certifies them on the held-out audits with the validation mix and applies the
+promotion rule (``model/promote.py``). The variants measured: docs/experiments.md.
 
 The candidate's metadata records its parent, the export (source, sha256) and the split: how
 many items trained it, how many were held out, and a sha256 of each side's sorted ids.

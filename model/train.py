@@ -104,8 +104,8 @@ def _recipe_arguments(group: argparse._ArgumentGroup, defaults: TrainConfig) -> 
     add("--eval-samples", type=int, default=defaults.eval_samples, help="N for per-epoch validation")
     add("--outlier-weight", type=float, default=defaults.outlier_weight, help="outlier exposure weight (0: none)")
     add("--outlier-batch", type=int, default=defaults.outlier_batch, help="generated non-digits per step")
-    add("--no-temperature", action="store_true", help="no temperature scaling after training (a fine-tune learns "
-        "at its parent's temperature and keeps it)")
+    add("--no-temperature", action="store_true", help="no temperature scaling after training (a fine-tune keeps "
+        "its parent's: see --refit-temperature)")
     add("--precision", choices=TRAINING_REQUESTS, default="auto",
         help="the conv trunk's precision in training steps (auto: bfloat16 autocast where the CPU has bfloat16 "
              "units, as the shipped checkpoint was trained; float32 elsewhere, where bfloat16 would be emulated and "
@@ -160,6 +160,8 @@ def _fine_tune_arguments(group: argparse._ArgumentGroup) -> None:
         "the parent's posterior weight by weight (variational continual learning)")
     add("--learns", choices=("all", "head", "last"), default=FINE_TUNE_LEARNS, help="which weights move: every one, "
         "the head's (the trunk stays the parent's), or the last layer's")
+    add("--refit-temperature", action="store_true", help="fit the candidate's temperature again on the validation "
+        "mix instead of keeping the parent's")
     add("--distill", type=float, default=FINE_TUNE_DISTILL, help="weight of KL(parent's answer || the candidate's) "
         "on the replayed images: the parent's answers kept where nothing new was labelled (0: off)")
 
@@ -329,7 +331,9 @@ def refit_mode(args: argparse.Namespace, run: Run) -> Trained:
 
 def fine_tune_mode(args: argparse.Namespace, run: Run) -> Trained:
     """``--fine-tune``: the parent trained further on the reviewed labels (:func:`fine_tune`), at the
-    replay's scale, then its temperature and refer rules fitted."""
+    replay's scale, then its refer rules fitted at the parent's temperature (``--no-temperature``; a fine-tune
+    that keeps the parent's answers keeps its scale: refitting it cost the file families 0.4-0.8 points,
+    docs/experiments.md) or at one fitted again (``--refit-temperature``)."""
     if args.dry_run:
         replay, sizes = min(args.replay, len(run.data.train)), run.sizes
     else:  # the streams at the replay's scale: generated non-digits as many as the digits, few print renders
@@ -337,7 +341,10 @@ def fine_tune_mode(args: argparse.Namespace, run: Run) -> Trained:
         sizes = replace(run.sizes, outliers=min(args.outliers, args.replay), printed_renders=FINE_TUNE_RENDERS,
                         mark_renders=FINE_TUNE_RENDERS)
     tuned = fine_tune(args, run.data, run.config, sizes, run.cache_dir, replay)
-    net, fits, _ = after_training(tuned["net"].cpu(), run.data, sizes, not args.no_temperature, args.seed,
+    tuned_net = tuned["net"].cpu()
+    if not args.refit_temperature:
+        tuned_net = tuned_net.at_temperature(tuned["parent_temperature"])
+    net, fits, _ = after_training(tuned_net, run.data, sizes, args.refit_temperature, args.seed,
                                   args.workers, run.cache_dir, not args.no_progress)
     meta = {**tuned["meta"], "name": args.name or tuned["meta"].get("name", "bnn")}
     return Trained(net, tuned["result"], with_fits(meta, fits))
@@ -363,18 +370,18 @@ def fine_tune(args: argparse.Namespace, data: Mnist, config: TrainConfig, sizes:
     extra = replace(build_training_data(replayed, config, sizes, args.workers, cache_dir, not args.no_progress),
                     reviewed=reviewed.positives, reviewed_outliers=reviewed.negatives,
                     labelled_total=parent_labelled_total(parent_meta))
-    net = parent if args.no_temperature else parent.at_temperature(1.0)  # learns at the temperature it keeps
+    net = parent.at_temperature(1.0)
     teacher = net.at_temperature(net.config.temperature).eval() if config.distill > 0 else None  # a frozen copy
     started = time.perf_counter()
     result = fit(net, replayed, config, progress=not args.no_progress, extra=extra, teacher=teacher)
     record = {"parent": parent_meta["model_version"], "reviewed": reviewed.record, "epochs": config.epochs,
               "lr": config.lr, "replay": replay, "anchor": config.anchor, "learns": config.learns,
-              "distill": config.distill,
+              "distill": config.distill, "temperature": "refitted" if args.refit_temperature else "the parent's",
               "steps": sum(int(epoch.get("steps", 0)) for epoch in result["history"]),
               "train_seconds": round(time.perf_counter() - started, 1)}
     kept = {k: v for k, v in parent_meta.items()
             if k not in (CALIBRATIONS, "metrics", "model_version", "weights_sha256", "fine_tune")}
-    return {"net": net, "result": result, "meta": {
+    return {"net": net, "result": result, "parent_temperature": parent.config.temperature, "meta": {
         **kept, "train_config": asdict(config), "fine_tune": record,
         "training_data": {**parent_meta.get("training_data", {}), "fine_tune_replay": extra.describe()},
         "metrics": {"validation": result["validation"], "history": result["history"]}, **provenance()}}
