@@ -116,12 +116,14 @@ def candidate_scores(checkpoint: Path, items: list[tuple[bytes, int]]) -> dict[s
     from model.checkpoint import CheckpointError
     from service.inference.predictor import Predictor
     from service.inference.preprocess import preprocess
+    from service.settings import Settings
 
     try:
         predictor = Predictor.from_checkpoint(checkpoint, precision="auto")
     except (CheckpointError, ValueError, OSError):
         return None
-    answers = predictor.predict([preprocess(data, 40_000_000) for data, _ in items])
+    pixels = Settings.model_fields["max_pixels"].default  # the service's default bound
+    answers = predictor.predict([preprocess(data, pixels) for data, _ in items])
     truth = np.array([digit for _, digit in items])
     right = np.array([answer.digit for answer in answers]) == truth
     refer = np.array([answer.refer for answer in answers])

@@ -82,4 +82,3 @@ def parent_labelled_total(meta: dict[str, Any]) -> int:
     described = meta.get("training_data", {})
     total = int(described.get("mnist_train_arrays", 0)) + int(described.get("upload_stream_positives", 0))
     return total or int(meta.get("train_size", 60_000))
-

@@ -25,7 +25,8 @@ reads the live checkpoint the admin API names and writes the candidate inside th
 8. **promote** on every worker, then check that every worker serves it.
 
 Exit status: 0 promoted; 3 the live model kept (the report says why); 2 bad input (tokens, the
-service, the labels); 4 the rule says promote but the admin API reaches one pod of several
+service, the labels); 1 a stage's command failed (its log is named; the live model is untouched, a
+shadow the command loaded is dropped); 4 the rule says promote but the admin API reaches one pod of several
 (Kubernetes): roll the candidate out as docs/deployment.md's canary says. The report
 (``learn-report.md`` and ``.json``: the before/after table, what decided, the time of each stage) is
 written beside the candidate.
@@ -34,6 +35,7 @@ written beside the candidate.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -46,12 +48,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-PROMOTED, KEPT, BAD_INPUT, CLUSTER = 0, 3, 2, 4
+from model.promote import TOLERANCE
+
+PROMOTED, FAILED, BAD_INPUT, KEPT, CLUSTER = 0, 1, 2, 3, 4
 STAGES = ("inspect", "export", "fine-tune", "calibrate", "evaluate", "decide", "shadow", "promote")
 
 
 class LearnError(RuntimeError):
-    """Bad input: the command cannot start or go on (exit 2)."""
+    """Bad input: the tokens, the service or the labels; the command cannot start or go on (exit 2)."""
+
+
+class StageFailed(RuntimeError):
+    """A stage's command failed (its log says why); the live model is untouched (exit 1)."""
 
 
 @dataclass(frozen=True)
@@ -151,21 +159,26 @@ def export(service: Service, to: Path) -> None:
     to.write_bytes(data)
 
 
-def certify(candidate: Path, labels: Path, precision: str, out: Path, run: Run) -> None:
+def certify(candidate: Path, labels: Path, precision: str, out: Path, run: Run) -> bool:
     """The candidate made servable in the live model's precision (the fine-tune fitted float32's records: int8
     needs its trunk and records), then the threshold of each channel with held-out labelled audits certified on
     them and its validation part together: the traffic's new kinds and every kind the validation mix holds (the
     audits alone, a sample of what one service saw, would certify a threshold for that traffic only)."""
     if precision == "int8":
         if run_step(["-m", "model.quantize", "--checkpoint", str(candidate)], out / "quantize.log"):
-            raise LearnError(f"model.quantize failed on the candidate: {out / 'quantize.log'}")
+            raise StageFailed(f"model.quantize failed on the candidate: {out / 'quantize.log'}")
         if run_step(["-m", "model.calibrate", "--checkpoint", str(candidate), "--precision", "int8",
                      "--no-temperature"], out / "calibrate.log"):
-            raise LearnError(f"model.calibrate failed on the candidate: {out / 'calibrate.log'}")
+            raise StageFailed(f"model.calibrate failed on the candidate: {out / 'calibrate.log'}")
     code = run_step(["-m", "model.calibrate", "--checkpoint", str(candidate), "--reviewed", str(labels),
                      "--with-validation"], out / "certify.log")
-    run.facts["certified_on_audits"] = code == 0
-    run.facts["certificate"] = (out / "certify.log").read_text().strip().splitlines()[-3:]
+    said = (out / "certify.log").read_text().strip().splitlines()
+    run.facts["certificate"] = said[-3:]
+    if code != 0 and not any("no labelled audits" in line for line in said):
+        # audits with the validation part refused, or none on any channel: the candidate keeps no certificate
+        run.reasons.append("the held-out audits with the validation mix certified no threshold: " +
+                           (said[-1] if said else f"model.calibrate exited {code}"))
+    return not run.reasons
 
 
 SMOKE_EVALUATION = ["--scale", "0.05", "--drawings", "40", "--no-ood"]  # --dry-run's: every section, tiny
@@ -174,28 +187,23 @@ SMOKE_EVALUATION = ["--scale", "0.05", "--drawings", "40", "--no-ood"]  # --dry-
 def evaluate(checkpoint: Path, out: Path, log: Path, dry_run: bool) -> Path:
     if run_step(["-m", "model.evaluate", "--checkpoint", str(checkpoint), "--out", str(out), "--no-plots",
                  *(SMOKE_EVALUATION if dry_run else [])], log):
-        raise LearnError(f"model.evaluate failed on {checkpoint}: {log}")
+        raise StageFailed(f"model.evaluate failed on {checkpoint}: {log}")
     return out / "evaluation.json"
 
 
 def decide(live: Path, live_report: Path, candidate: Path, candidate_report: Path, labels: Path,
            run: Run) -> bool:
-    from model.promote import markdown, side, verdict
-    from model.reviewed import read_source, split
+    from model.promote import compare, markdown
+    from model.reviewed import read_source
 
-    _, held = split(read_source(str(labels)))
-    before = side(live, live_report, held, 100)
-    try:
-        after = side(candidate, candidate_report, held, 100)
-    except ValueError as error:  # no refer rule for every channel: nothing to compare, nothing to serve
-        run.reasons.append(str(error))
-        return False
-    promote, reasons = verdict(before, after)
-    run.facts["comparison"] = {"live": before, "candidate": after, "held_out_items": len(held)}
-    run.facts["table"] = markdown(before, after)
-    run.reasons += reasons
-    print(run.facts["table"])
-    return promote
+    result = compare(live, live_report, candidate, candidate_report, read_source(str(labels)))
+    run.facts["comparison"] = {"live": result.live, "candidate": result.candidate,
+                               "held_out_items": result.held_out_items}
+    if result.candidate:
+        run.facts["table"] = markdown(result.live, result.candidate)
+        print(run.facts["table"])
+    run.reasons += result.reasons
+    return result.promote
 
 
 def shadow(service: Service, candidate: Path, answers: int, timeout_s: float, min_agreement: float,
@@ -215,15 +223,20 @@ def shadow(service: Service, candidate: Path, answers: int, timeout_s: float, mi
             break
         time.sleep(5.0)
     run.facts["shadow"] = compared
-    if compared.get("compared", 0) < answers:
+    version = json.loads(candidate.with_suffix(".json").read_text())["model_version"]
+    if compared.get("shadow_version") not in (None, version):
+        run.reasons.append(f"another shadow ({compared['shadow_version']}) took the candidate's place")
+    elif compared.get("compared", 0) < answers:
         run.reasons.append(f"the shadow saw {compared.get('compared', 0)} live answers in {timeout_s:.0f} s, "
                            f"not {answers}: too little traffic to compare")
     else:
         agreement = compared.get("class_agreement_live_accepted")
-        if agreement is not None and agreement < min_agreement:
+        if agreement is None:
+            run.reasons.append("the live model accepted none of the compared answers: nothing to compare on")
+        elif agreement < min_agreement:
             run.reasons.append(f"on live answers the live model accepted, the candidate agreed on the class "
                                f"{agreement:.2%} of the time (needs {min_agreement:.2%})")
-        if compared["shadow_referred"] > compared["live_referred"] + 0.01:
+        if compared["shadow_referred"] > compared["live_referred"] + TOLERANCE:
             run.reasons.append(f"the candidate referred {compared['shadow_referred']:.2%} of live traffic, the live "
                                f"model {compared['live_referred']:.2%}")
     if run.reasons:
@@ -231,8 +244,8 @@ def shadow(service: Service, candidate: Path, answers: int, timeout_s: float, mi
     return not run.reasons
 
 
-def promote(service: Service, run: Run) -> bool:
-    status, answer = service.admin("POST", "/models/promote")
+def promote(service: Service, candidate: Path, run: Run) -> bool:
+    status, answer = service.admin("POST", "/models/promote", {"path": str(candidate)})
     if status != 200:
         run.reasons.append(f"the service refused the promotion ({status}): {answer.get('detail')}")
         return False
@@ -272,6 +285,7 @@ def learn(service: Service, args: argparse.Namespace, run: Run) -> int:
     out.mkdir(parents=True, exist_ok=True)
     run.facts["out"] = str(out)
     candidate, labels = out / "bnn.safetensors", out / "review-labels.ndjson"
+    shadowed = False
     try:
         with run.stage("export"):
             export(service, labels)
@@ -279,9 +293,11 @@ def learn(service: Service, args: argparse.Namespace, run: Run) -> int:
             command = ["-m", "model.train", "--fine-tune", str(live), "--reviewed", str(labels), "--out",
                        str(candidate), "--no-progress", *(["--dry-run"] if args.dry_run else [])]
             if run_step(command, out / "fine-tune.log"):
-                raise LearnError(f"the fine-tune failed: {out / 'fine-tune.log'}")
+                raise StageFailed(f"the fine-tune failed: {out / 'fine-tune.log'}")
         with run.stage("calibrate"):
-            certify(candidate, labels, run.facts["live"]["precision"], out, run)
+            if not certify(candidate, labels, run.facts["live"]["precision"], out, run):
+                run.outcome = "kept the live model: the candidate's thresholds could not be certified"
+                return KEPT
         with run.stage("evaluate"):
             live_report = evaluate(live, out / "live-reports", out / "evaluate-live.log", args.dry_run)
             candidate_report = evaluate(candidate, out / "reports", out / "evaluate.log", args.dry_run)
@@ -289,16 +305,17 @@ def learn(service: Service, args: argparse.Namespace, run: Run) -> int:
             if not decide(live, live_report, candidate, candidate_report, labels, run):
                 run.outcome = "kept the live model: the promotion rule refused the candidate"
                 return KEPT
-        if (models.get("pod") or {}).get("kubernetes"):
+        if (models.get("pod") or {}).get("one_of_several"):
             run.outcome = ("the rule promotes the candidate, but this admin API reaches one pod of several: roll it "
                            "out as docs/deployment.md's canary says")
             return CLUSTER
         with run.stage("shadow"):
+            shadowed = True
             if not shadow(service, candidate, args.shadow_answers, args.shadow_timeout, args.min_agreement, run):
                 run.outcome = "kept the live model: the shadow comparison on live traffic refused the candidate"
                 return KEPT
         with run.stage("promote"):
-            if not promote(service, run):
+            if not promote(service, candidate, run):
                 run.outcome = "kept the live model: the promotion did not take on every worker"
                 return KEPT
         run.outcome = f"promoted {run.facts['promoted']['model_version']}"
@@ -307,10 +324,24 @@ def learn(service: Service, args: argparse.Namespace, run: Run) -> int:
         run.outcome = "stopped on bad input"
         run.reasons.append(str(error))
         return BAD_INPUT
+    except (StageFailed, ValueError, KeyError, OSError) as error:  # a crashed command, an unreadable report or file
+        run.outcome = "stopped: a stage failed; the live model is untouched"
+        run.reasons.append(f"{type(error).__name__}: {error}")
+        return FAILED
     finally:
+        if shadowed and not run.outcome.startswith("promoted"):
+            with contextlib.suppress(LearnError):  # best effort: the candidate leaves the live traffic
+                service.admin("DELETE", "/models/shadow")
         write_report(out, run)
         print(f"\n{run.outcome}\n" + "".join(f"  - {reason}\n" for reason in run.reasons) +
               f"report: {out / 'learn-report.md'}")
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("at least 1")
+    return value
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -322,7 +353,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--admin-token", default=os.environ.get("BNN_ADMIN_TOKEN"), help="an admin's (or $BNN_ADMIN_TOKEN)")
     add("--out", type=Path, default=None, help="the candidate's directory (default: a new one under the service's "
         "models directory, candidates/<live version>-<time>)")
-    add("--shadow-answers", type=int, default=200, help="live answers the shadow must be compared on")
+    add("--shadow-answers", type=positive, default=200, help="live answers the shadow must be compared on")
     add("--shadow-timeout", type=float, default=600.0, help="seconds to wait for them")
     add("--min-agreement", type=float, default=0.99, help="class agreement needed on what the live model accepted")
     add("--dry-run", action="store_true", help="a smoke run of every stage: a dry-run fine-tune and a tiny "

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,31 @@ def side(checkpoint: Path, report_path: Path, held: Reviewed, samples: int) -> d
             "model_version": report.get("model_version")}
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """The two sides' numbers, the rule's verdict and its reasons."""
+
+    live: dict[str, Any]
+    candidate: dict[str, Any]
+    held_out_items: int
+    promote: bool
+    reasons: list[str]
+
+
+def compare(live: Path, live_report: Path, candidate: Path, candidate_report: Path, reviewed: Reviewed,
+            samples: int = 100) -> Comparison:
+    """The rule applied to two checkpoints and their ``model.evaluate`` reports, on ``reviewed``'s held-out split.
+    A candidate without a float32 refer rule for every channel is refused (nothing to compare or serve)."""
+    _, held = split(reviewed)
+    before = side(live, live_report, held, samples)
+    try:
+        after = side(candidate, candidate_report, held, samples)
+    except ValueError as error:
+        return Comparison(before, {}, len(held), False, [str(error)])
+    promote, reasons = verdict(before, after)
+    return Comparison(before, after, len(held), promote, reasons)
+
+
 def markdown(live: dict[str, Any], candidate: dict[str, Any]) -> str:
     def pct(value: float | None) -> str:
         return "–" if value is None else f"{100 * value:.2f}"
@@ -134,18 +160,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--out", type=Path, default=None, help="also write the comparison as JSON here")
     args = parser.parse_args(argv)
-    _, held = split(read_source(args.reviewed, args.token))
-    live = side(args.live, args.live_report, held, args.samples)
-    candidate = side(args.candidate, args.candidate_report, held, args.samples)
-    promote, reasons = verdict(live, candidate)
-    print(f"held-out labelled items: {len(held)} ({live['held_out']['digits']} digits, "
+    result = compare(args.live, args.live_report, args.candidate, args.candidate_report,
+                     read_source(args.reviewed, args.token), args.samples)
+    live, candidate = result.live, result.candidate
+    print(f"held-out labelled items: {result.held_out_items} ({live['held_out']['digits']} digits, "
           f"{live['held_out']['non_digits']} non-digits)\n")
-    print(markdown(live, candidate))
-    print("\npromote" if promote else "\nkeep the live model: " + "; ".join(reasons))
+    if candidate:
+        print(markdown(live, candidate))
+    print("\npromote" if result.promote else "\nkeep the live model: " + "; ".join(result.reasons))
     if args.out is not None:
-        args.out.write_text(json.dumps({"live": live, "candidate": candidate, "promote": promote,
-                                        "reasons": reasons}, indent=2) + "\n")
-    return 0 if promote else 1
+        args.out.write_text(json.dumps({"live": live, "candidate": candidate, "promote": result.promote,
+                                        "reasons": result.reasons}, indent=2) + "\n")
+    return 0 if result.promote else 1
 
 
 if __name__ == "__main__":

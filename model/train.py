@@ -105,7 +105,7 @@ def _recipe_arguments(group: argparse._ArgumentGroup, defaults: TrainConfig) -> 
     add("--outlier-weight", type=float, default=defaults.outlier_weight, help="outlier exposure weight (0: none)")
     add("--outlier-batch", type=int, default=defaults.outlier_batch, help="generated non-digits per step")
     add("--no-temperature", action="store_true", help="no temperature scaling after training (a fine-tune keeps "
-        "its parent's: see --refit-temperature)")
+        "its parent's unless --refit-temperature)")
     add("--precision", choices=TRAINING_REQUESTS, default="auto",
         help="the conv trunk's precision in training steps (auto: bfloat16 autocast where the CPU has bfloat16 "
              "units, as the shipped checkpoint was trained; float32 elsewhere, where bfloat16 would be emulated and "
@@ -331,8 +331,8 @@ def refit_mode(args: argparse.Namespace, run: Run) -> Trained:
 
 def fine_tune_mode(args: argparse.Namespace, run: Run) -> Trained:
     """``--fine-tune``: the parent trained further on the reviewed labels (:func:`fine_tune`), at the
-    replay's scale, then its refer rules fitted at the parent's temperature (``--no-temperature``; a fine-tune
-    that keeps the parent's answers keeps its scale: refitting it cost the file families 0.4-0.8 points,
+    replay's scale, then its refer rules fitted at the parent's temperature (a fine-tune that keeps the
+    parent's answers keeps its scale: refitting it cost the file families 0.4-0.8 points,
     docs/experiments.md) or at one fitted again (``--refit-temperature``)."""
     if args.dry_run:
         replay, sizes = min(args.replay, len(run.data.train)), run.sizes
@@ -385,7 +385,6 @@ def fine_tune(args: argparse.Namespace, data: Mnist, config: TrainConfig, sizes:
         **kept, "train_config": asdict(config), "fine_tune": record,
         "training_data": {**parent_meta.get("training_data", {}), "fine_tune_replay": extra.describe()},
         "metrics": {"validation": result["validation"], "history": result["history"]}, **provenance()}}
-
 
 
 def thresholds(meta: dict[str, Any]) -> dict[str, dict[str, float]]:

@@ -145,6 +145,8 @@ def fit(net: BayesianNet, data: Mnist, config: TrainConfig, out: Path | None = N
     per-epoch history and the final validation metrics. With ``out``, the state after every epoch
     is saved for ``resume``. A fine-tune's ``teacher`` (its parent) is what ``config.distill`` keeps."""
     net.to(config.device)
+    if teacher is not None:
+        teacher.to(config.device)
     net.precision = config.precision  # the trunk's, under autocast; parameters, optimizer state and loss stay float32
     net.int8_trunk = None  # quantized from the weights before this training: python -m model.quantize makes a new one
     if config.anchor == "posterior":

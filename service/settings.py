@@ -5,6 +5,7 @@ Built in ``create_app`` (never at import), so each test builds its own.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -114,6 +115,11 @@ class Settings(BaseSettings):
     admin_tokens: SecretStr | None = Field(None, description="admins as name:token pairs, comma-separated: they may "
                                                              "shadow, promote and roll back models (/admin); unset: "
                                                              "the admin routes do not exist")
+    one_of_several_pods: bool = Field(default_factory=lambda: "KUBERNETES_SERVICE_HOST" in os.environ,
+                                      description="whether the admin API reaches one pod of several, whose model "
+                                                  "changes the others do not follow (default: in a Kubernetes pod); "
+                                                  "GET /admin/models says so, and python -m model.learn then stops "
+                                                  "before promoting")
     models_dir: Path = Field(Path("checkpoints"), description="the only directory candidates (admin paths, "
                                                               "BNN_SHADOW_CHECKPOINT) load from: regular files "
                                                               "inside it, symlinks resolved "

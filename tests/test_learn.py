@@ -51,7 +51,9 @@ class Traffic(threading.Thread):
                 sent += 1
 
 
-def test_without_tokens_or_with_a_wrong_one_it_stops_with_2_and_changes_nothing(served, capsys):
+def test_without_tokens_or_with_a_wrong_one_it_stops_with_2_and_changes_nothing(served, capsys, monkeypatch):
+    for name in ("BNN_URL", "BNN_REVIEW_TOKEN", "BNN_ADMIN_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
     with pytest.raises(SystemExit) as usage:
         learn.main(["--service", served, "--review-token", REVIEWER])
     assert usage.value.code == learn.BAD_INPUT
@@ -84,7 +86,7 @@ def test_a_shadow_that_refers_what_the_live_model_reads_is_dropped_and_a_good_on
         kept = learn.Run()
         assert learn.shadow(service, good, 20, 60.0, 0.99, kept), kept.reasons
         assert kept.facts["shadow"]["class_agreement_live_accepted"] == 1.0  # the same weights
-        assert learn.promote(service, kept), kept.reasons
+        assert learn.promote(service, good, kept), kept.reasons
     finally:
         traffic.stopping.set()
         traffic.join()
@@ -95,3 +97,23 @@ def test_a_shadow_that_refers_what_the_live_model_reads_is_dropped_and_a_good_on
     learn.write_report(models, kept)
     report = json.loads((models / "learn-report.json").read_text())
     assert report["promoted"]["model_version"] == "head-candidate" and report["reasons"] == []
+
+
+def test_a_stage_that_fails_stops_the_loop_with_1_its_log_named_and_the_live_model_untouched(served, models, tmp_path,
+                                                                                             monkeypatch):
+    def failing_fine_tune(command: list[str], log: Path) -> int:
+        log.write_text("the fine-tune crashed\n")
+        return 1
+
+    monkeypatch.setattr(learn, "run_step", failing_fine_tune)
+    before = learn.Service(served, REVIEWER, ADMIN).admin("GET", "/models")[1]["models"]["live"]["model_version"]
+    out = tmp_path / "candidate"
+    assert learn.main(["--service", served, "--review-token", REVIEWER, "--admin-token", ADMIN,
+                       "--out", str(out)]) == learn.FAILED
+    report = json.loads((out / "learn-report.json").read_text())
+    assert list(report["seconds"]) == ["inspect", "export", "fine-tune"]
+    assert report["reasons"] == [f"StageFailed: the fine-tune failed: {out / 'fine-tune.log'}"]
+    assert (out / "review-labels.ndjson").exists() and (out / "learn-report.md").read_text().startswith(
+        "# model.learn: stopped: a stage failed")
+    after = learn.Service(served, REVIEWER, ADMIN).admin("GET", "/models")[1]["models"]
+    assert after["live"]["model_version"] == before and after["shadow"] is None

@@ -216,6 +216,7 @@ def test_each_channel_is_recalibrated_on_its_own_audits_at_its_own_alpha(tmp_pat
     said = capsys.readouterr().out
     assert "file channel, float32: threshold" in said and "on 1600 audits" in said and "on 800 audits" in said
 
+
 def test_audits_fitted_with_the_validation_part_need_no_minimum_and_their_errors_count(tmp_path: Path) -> None:
     """model.learn's certificate: 100 file audits (too few alone) with 2,000 validation digits are one sample of
     2,100, and it certifies; five of the audits labelled not_a_digit are errors the network is sure of, which no

@@ -26,9 +26,9 @@ from model.scoring import predict_images
 class TooFewAudits(CalibrationError):
     """Fewer labelled audits than even zero errors could certify alpha with."""
 
-    def __init__(self, have: int, need: int, alpha: float, delta: float):
+    def __init__(self, have: int, need: int, alpha: float, delta: float, alongside: bool = False):
         self.have, self.need = have, need
-        if need == 1:  # fitted beside the validation mix: any audit would do
+        if alongside:  # fitted with the validation part: any audit would do
             super().__init__("no labelled audits")
             return
         super().__init__(f"{have} labelled audits cannot certify accepted error <= {alpha:.3%} at confidence "
@@ -49,7 +49,7 @@ def reviewed_calibration(served: BayesianNet, base: Calibration, audits: Reviewe
     alpha = request.alphas[base.channel]
     need = 1 if alongside is not None else min_trials(alpha, request.delta)
     if len(audits) < need:
-        raise TooFewAudits(len(audits), need, alpha, request.delta)
+        raise TooFewAudits(len(audits), need, alpha, request.delta, alongside is not None)
     result = predict_images(served, audits.inputs, request.samples)
     classes = result.mean_probs.argmax(-1).numpy()
     correct = np.array([label == str(int(mine)) for label, mine in zip(audits.labels, classes, strict=True)])

@@ -164,7 +164,7 @@ async def models(request: Request, control: Control) -> dict[str, Any]:
     return {"worker": control.pid, "generation": control.generation, "models": held.describe(),
             "models_dir": os.path.realpath(settings.models_dir),
             # in a Kubernetes pod this API reaches one pod's workers only (the Service picks the pod)
-            "pod": {"name": socket.gethostname(), "kubernetes": "KUBERNETES_SERVICE_HOST" in os.environ},
+            "pod": {"name": socket.gethostname(), "one_of_several": settings.one_of_several_pods},
             "workers": [{key: worker.get(key) for key in ("pid", "generation", "live", "previous", "shadow")}
                         for worker in workers],
             "shadow_fraction": settings.shadow_fraction, "shadow": shadow_summary(workers),
