@@ -276,50 +276,60 @@ def write_report(out: Path, run: Run) -> None:
                                                        "seconds": run.seconds, **run.facts}, indent=2, default=str))
 
 
+def make_candidate(service: Service, args: argparse.Namespace, run: Run, live: Path, out: Path) -> int | None:
+    """Stages 2-6: the candidate from the labels, certified, evaluated and judged; KEPT, or None to go on."""
+    candidate, labels = out / "bnn.safetensors", out / "review-labels.ndjson"
+    with run.stage("export"):
+        export(service, labels)
+    with run.stage("fine-tune"):
+        command = ["-m", "model.train", "--fine-tune", str(live), "--reviewed", str(labels), "--out",
+                   str(candidate), "--no-progress", *(["--dry-run"] if args.dry_run else [])]
+        if run_step(command, out / "fine-tune.log"):
+            raise StageFailed(f"the fine-tune failed: {out / 'fine-tune.log'}")
+    with run.stage("calibrate"):
+        if not certify(candidate, labels, run.facts["live"]["precision"], out, run):
+            run.outcome = "kept the live model: the candidate's thresholds could not be certified"
+            return KEPT
+    with run.stage("evaluate"):
+        live_report = evaluate(live, out / "live-reports", out / "evaluate-live.log", args.dry_run)
+        candidate_report = evaluate(candidate, out / "reports", out / "evaluate.log", args.dry_run)
+    with run.stage("decide"):
+        if not decide(live, live_report, candidate, candidate_report, labels, run):
+            run.outcome = "kept the live model: the promotion rule refused the candidate"
+            return KEPT
+    return None
+
+
+def serve_candidate(service: Service, args: argparse.Namespace, run: Run, candidate: Path) -> int:
+    """Stages 7-8: the candidate beside the live model on live traffic, then live on every worker."""
+    with run.stage("shadow"):
+        if not shadow(service, candidate, args.shadow_answers, args.shadow_timeout, args.min_agreement, run):
+            run.outcome = "kept the live model: the shadow comparison on live traffic refused the candidate"
+            return KEPT
+    with run.stage("promote"):
+        if not promote(service, candidate, run):
+            run.outcome = "kept the live model: the promotion did not take on every worker"
+            return KEPT
+    run.outcome = f"promoted {run.facts['promoted']['model_version']}"
+    return PROMOTED
+
+
 def learn(service: Service, args: argparse.Namespace, run: Run) -> int:
     with run.stage("inspect"):
         models = inspect(service, run)
-    live = Path(models["models"]["live"]["path"])
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = args.out or Path(models["models_dir"]) / "candidates" / f"{models['models']['live']['model_version']}-{stamp}"
     out.mkdir(parents=True, exist_ok=True)
     run.facts["out"] = str(out)
-    candidate, labels = out / "bnn.safetensors", out / "review-labels.ndjson"
-    shadowed = False
     try:
-        with run.stage("export"):
-            export(service, labels)
-        with run.stage("fine-tune"):
-            command = ["-m", "model.train", "--fine-tune", str(live), "--reviewed", str(labels), "--out",
-                       str(candidate), "--no-progress", *(["--dry-run"] if args.dry_run else [])]
-            if run_step(command, out / "fine-tune.log"):
-                raise StageFailed(f"the fine-tune failed: {out / 'fine-tune.log'}")
-        with run.stage("calibrate"):
-            if not certify(candidate, labels, run.facts["live"]["precision"], out, run):
-                run.outcome = "kept the live model: the candidate's thresholds could not be certified"
-                return KEPT
-        with run.stage("evaluate"):
-            live_report = evaluate(live, out / "live-reports", out / "evaluate-live.log", args.dry_run)
-            candidate_report = evaluate(candidate, out / "reports", out / "evaluate.log", args.dry_run)
-        with run.stage("decide"):
-            if not decide(live, live_report, candidate, candidate_report, labels, run):
-                run.outcome = "kept the live model: the promotion rule refused the candidate"
-                return KEPT
+        kept = make_candidate(service, args, run, Path(models["models"]["live"]["path"]), out)
+        if kept is not None:
+            return kept
         if (models.get("pod") or {}).get("one_of_several"):
             run.outcome = ("the rule promotes the candidate, but this admin API reaches one pod of several: roll it "
                            "out as docs/deployment.md's canary says")
             return CLUSTER
-        with run.stage("shadow"):
-            shadowed = True
-            if not shadow(service, candidate, args.shadow_answers, args.shadow_timeout, args.min_agreement, run):
-                run.outcome = "kept the live model: the shadow comparison on live traffic refused the candidate"
-                return KEPT
-        with run.stage("promote"):
-            if not promote(service, candidate, run):
-                run.outcome = "kept the live model: the promotion did not take on every worker"
-                return KEPT
-        run.outcome = f"promoted {run.facts['promoted']['model_version']}"
-        return PROMOTED
+        return serve_candidate(service, args, run, out / "bnn.safetensors")
     except LearnError as error:
         run.outcome = "stopped on bad input"
         run.reasons.append(str(error))
@@ -329,7 +339,7 @@ def learn(service: Service, args: argparse.Namespace, run: Run) -> int:
         run.reasons.append(f"{type(error).__name__}: {error}")
         return FAILED
     finally:
-        if shadowed and not run.outcome.startswith("promoted"):
+        if "shadow" in run.seconds and not run.outcome.startswith("promoted"):
             with contextlib.suppress(LearnError):  # best effort: the candidate leaves the live traffic
                 service.admin("DELETE", "/models/shadow")
         write_report(out, run)

@@ -143,7 +143,7 @@ def _run_arguments(group: argparse._ArgumentGroup) -> None:
     add("--workers", type=int, default=2, help="processes rendering simulated uploads (cached)")
     add("--cache-dir", type=Path, default=DEFAULT_CACHE, help="where data and upload pools are cached")
     add("--dry-run", action="store_true", help="2 epochs of 4 batches on 512 images, to a temp dir; "
-        "exits 1 if the loss does not fall")
+        "from scratch, exits 1 if the loss does not fall")
     add("--no-progress", action="store_true")
 
 
@@ -275,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
                       "validation_accuracy": trained.result["validation"].get("validation_accuracy"),
                       "thresholds": thresholds(written)}))
     first, last = trained.result["history"][0], trained.result["history"][-1]
-    if args.dry_run and not last["loss"] < first["loss"]:
+    # from scratch the loss must fall in a dry run; a fine-tune starts at its parent's minimum, where 8 steps are noise
+    if args.dry_run and args.fine_tune is None and not last["loss"] < first["loss"]:
         print(f"dry run: loss did not fall ({first['loss']:.4f} -> {last['loss']:.4f})", file=sys.stderr)
         return 1
     return 0
