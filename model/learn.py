@@ -314,6 +314,15 @@ def serve_candidate(service: Service, args: argparse.Namespace, run: Run, candid
     return PROMOTED
 
 
+def rollout_step(out: Path) -> str:
+    """What to do instead of promoting one pod (docs/deployment.md, "On Kubernetes")."""
+    files = ", ".join(sorted(path.name for path in out.glob("bnn.*")
+                             if path.suffix in (".safetensors", ".json", ".onnx")))
+    return (f"roll the candidate out as a canary: copy {files} from {out} to the model store, point the overlay's "
+            "STORAGE_URI at them, `kubectl apply -k deploy/kubernetes/kserve/canary` (10 % of traffic), watch "
+            "Grafana's referral rate by model version, then set canaryTrafficPercent to 100 (or revert the patch)")
+
+
 def learn(service: Service, args: argparse.Namespace, run: Run) -> int:
     with run.stage("inspect"):
         models = inspect(service, run)
@@ -326,8 +335,8 @@ def learn(service: Service, args: argparse.Namespace, run: Run) -> int:
         if kept is not None:
             return kept
         if (models.get("pod") or {}).get("one_of_several"):
-            run.outcome = ("the rule promotes the candidate, but this admin API reaches one pod of several: roll it "
-                           "out as docs/deployment.md's canary says")
+            run.outcome = "the rule promotes the candidate, but this admin API reaches one pod of several"
+            run.reasons.append(rollout_step(out))
             return CLUSTER
         return serve_candidate(service, args, run, out / "bnn.safetensors")
     except LearnError as error:

@@ -117,3 +117,30 @@ def test_a_stage_that_fails_stops_the_loop_with_1_its_log_named_and_the_live_mod
         "# model.learn: stopped: a stage failed")
     after = learn.Service(served, REVIEWER, ADMIN).admin("GET", "/models")[1]["models"]
     assert after["live"]["model_version"] == before and after["shadow"] is None
+
+
+def test_where_the_api_reaches_one_pod_of_several_a_candidate_the_rule_takes_is_left_for_the_canary(
+        models, tmp_path, monkeypatch):
+    """BNN_ONE_OF_SEVERAL_PODS (on by default in a Kubernetes pod): GET /admin/models says so, and once the rule
+    says promote the command stops with 4 and the rollout step, neither shadowing nor promoting the one pod."""
+    env = {"BNN_MODELS_DIR": str(models), "BNN_ADMIN_TOKENS": f"owner:{ADMIN}", "BNN_REVIEW_TOKENS": f"r:{REVIEWER}",
+           "BNN_REVIEW_DB": f"sqlite:///{tmp_path}/review.db", "BNN_WORKERS": "1", "BNN_ONE_OF_SEVERAL_PODS": "true"}
+    out = tmp_path / "candidate"
+
+    def the_rule_says_promote(service, args, run, live, where):  # the stages before it are the flywheel test's
+        candidates.variant(where / "bnn.safetensors", "head-ruled-in")
+        return None
+
+    monkeypatch.setattr(learn, "make_candidate", the_rule_says_promote)
+    with running_service(env, ready_timeout=120) as (url, _):
+        service = learn.Service(url, REVIEWER, ADMIN)
+        assert service.admin("GET", "/models")[1]["pod"]["one_of_several"] is True
+        assert learn.main(["--service", url, "--review-token", REVIEWER, "--admin-token", ADMIN,
+                           "--out", str(out)]) == learn.CLUSTER
+        after = service.admin("GET", "/models")[1]["models"]
+    assert after["live"]["model_version"] == SHIPPED_VERSION and after["shadow"] is None
+    report = json.loads((out / "learn-report.json").read_text())
+    assert report["outcome"] == "the rule promotes the candidate, but this admin API reaches one pod of several"
+    step = report["reasons"][0]
+    assert "shadow" not in report["seconds"] and "kubectl apply -k deploy/kubernetes/kserve/canary" in step
+    assert f"copy bnn.int8.onnx, bnn.json, bnn.safetensors from {out}" in step
