@@ -95,19 +95,24 @@ def review_everything(url: str, truth: dict[str, int]) -> int:
     return given
 
 
+def tally(items: list[tuple[bytes, int]], classes: list[int], refers: list[bool],
+          versions: list[str]) -> dict[str, Any]:
+    """Accepted and read right, referred, accuracy of the accepted, read right, of answers to ``items``."""
+    right = np.array(classes) == np.array([digit for _, digit in items])
+    refer = np.array(refers, dtype=bool)
+    return {"accepted_and_right": float((right & ~refer).mean()), "referred": float(refer.mean()),
+            "accuracy_of_accepted": float(right[~refer].mean()) if (~refer).any() else float("nan"),
+            "read_right": float(right.mean()), "count": len(items), "model_versions": versions}
+
+
 def scores(url: str, items: list[tuple[bytes, int]]) -> dict[str, Any]:
     """Through ``POST /predict``: accepted and read right, referred, accuracy of the accepted, read right."""
     import httpx
 
     with httpx.Client(base_url=url, timeout=60) as client:
         answers = [post(client, data) for data, _ in items]
-    truth = np.array([digit for _, digit in items])
-    right = np.array([answer["class"] for answer in answers]) == truth
-    refer = np.array([answer["refer"] for answer in answers])
-    return {"accepted_and_right": float((right & ~refer).mean()), "referred": float(refer.mean()),
-            "accuracy_of_accepted": float(right[~refer].mean()) if (~refer).any() else float("nan"),
-            "read_right": float(right.mean()), "count": len(items),
-            "model_versions": sorted({str(answer["model_version"]) for answer in answers})}
+    return tally(items, [answer["class"] for answer in answers], [answer["refer"] for answer in answers],
+                 sorted({str(answer["model_version"]) for answer in answers}))
 
 
 def candidate_scores(checkpoint: Path, items: list[tuple[bytes, int]]) -> dict[str, Any] | None:
@@ -124,13 +129,8 @@ def candidate_scores(checkpoint: Path, items: list[tuple[bytes, int]]) -> dict[s
         return None
     pixels = Settings.model_fields["max_pixels"].default  # the service's default bound
     answers = predictor.predict([preprocess(data, pixels) for data, _ in items])
-    truth = np.array([digit for _, digit in items])
-    right = np.array([answer.digit for answer in answers]) == truth
-    refer = np.array([answer.refer for answer in answers])
-    return {"accepted_and_right": float((right & ~refer).mean()), "referred": float(refer.mean()),
-            "accuracy_of_accepted": float(right[~refer].mean()) if (~refer).any() else float("nan"),
-            "read_right": float(right.mean()), "count": len(items),
-            "model_versions": [f"{answers[0].model_version} (candidate, in process)"] if answers else []}
+    return tally(items, [answer.digit for answer in answers], [answer.refer for answer in answers],
+                 [f"{answers[0].model_version} (candidate, in process)"] if answers else [])
 
 
 class Ongoing(threading.Thread):

@@ -152,6 +152,9 @@ def reviewed_main(checkpoint: Path, source: str, token: str | None, request: Cal
         print(error, file=sys.stderr)
         return 2
     if not fitted:
+        if alongside is not None and not len(audits):  # nothing beyond the validation mix: its records stand
+            print("no labelled audits on any channel: the validation mix's records stand")
+            return 0
         return 2
     write_metadata(checkpoint, with_records(read_metadata(checkpoint), "reviewed", fitted))
     print_reviewed(fitted, bases)

@@ -48,7 +48,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from model.promote import TOLERANCE
+from model.promote import TOLERANCE, compare, markdown
+from model.reviewed import read_source
 
 PROMOTED, FAILED, BAD_INPUT, KEPT, CLUSTER = 0, 1, 2, 3, 4
 STAGES = ("inspect", "export", "fine-tune", "calibrate", "evaluate", "decide", "shadow", "promote")
@@ -174,8 +175,7 @@ def certify(candidate: Path, labels: Path, precision: str, out: Path, run: Run) 
                      "--with-validation"], out / "certify.log")
     said = (out / "certify.log").read_text().strip().splitlines()
     run.facts["certificate"] = said[-3:]
-    if code != 0 and not any("no labelled audits" in line for line in said):
-        # audits with the validation part refused, or none on any channel: the candidate keeps no certificate
+    if code != 0:  # refused with the audits, or no validation record to start from: no certificate
         run.reasons.append("the held-out audits with the validation mix certified no threshold: " +
                            (said[-1] if said else f"model.calibrate exited {code}"))
     return not run.reasons
@@ -193,9 +193,6 @@ def evaluate(checkpoint: Path, out: Path, log: Path, dry_run: bool) -> Path:
 
 def decide(live: Path, live_report: Path, candidate: Path, candidate_report: Path, labels: Path,
            run: Run) -> bool:
-    from model.promote import compare, markdown
-    from model.reviewed import read_source
-
     result = compare(live, live_report, candidate, candidate_report, read_source(str(labels)))
     run.facts["comparison"] = {"live": result.live, "candidate": result.candidate,
                                "held_out_items": result.held_out_items}
