@@ -31,6 +31,8 @@ from model.synth.pools import (
     arrays_as_files,
     closing_shapes,
     digit_uploads,
+    latin_letters,
+    low_resolution_scans,
     other_script_marks,
     outlier_uploads,
     pen_drawings,
@@ -68,6 +70,7 @@ class TrainingData:
     parts: dict[str, int] | None = None  # how many of each positive pool joined (the checkpoint's metadata)
     marks: int = 0  # how many of the outliers are marks of other scripts
     closing: int = 0  # how many of the outliers are closing shapes
+    letters: int = 0  # how many of the outliers are Latin letters
     # fine-tuning (model/fine_tune.py): the reviewers' labelled digits, a batch of their own each step, and
     # their not_a_digit / unreadable items beside the outliers; what the KL is spread over (the parent run's)
     reviewed: Split | None = None
@@ -105,6 +108,9 @@ def build_training_data(data: Mnist, config: TrainConfig, sizes: PoolSizes, work
            if config.uploads and config.written_variants else {}),  # named only when asked for
         **({"mnist_train_angular_drawings": angular_drawings(train, sha, workers, cache_dir, progress)}
            if config.uploads and config.angular_pen else {}),
+        **({"mnist_train_low_resolution_scans": low_resolution_scans(train, config.low_resolution, sha, workers,
+                                                                     cache_dir, progress)}
+           if config.uploads and config.low_resolution > 0 else {}),
     })
     exposure = config.outlier_batch > 0
     outliers, negatives = _joined({
@@ -114,13 +120,17 @@ def build_training_data(data: Mnist, config: TrainConfig, sizes: PoolSizes, work
         if exposure and config.marks else None,
         **({"closing_shapes": closing_shapes(config.closing_shapes, workers, cache_dir, progress)}
            if exposure and config.closing_shapes > 0 else {}),
+        **({"latin_letters": latin_letters(train.images, sha, workers, cache_dir, progress, sizes.mark_renders,
+                                           sizes.mark_limit)}
+           if exposure and config.letters else {}),
     })
     as_files = arrays_as_files(train, "train", sha, cache_dir) if config.arrays_as_files > 0 else None
     if as_files is not None and len(as_files.images) != len(train):
         raise ValueError("a training array has no visible ink as a file; --arrays-as-files needs every one")
     return TrainingData(train, None if uploads is None else uploads.split(),
                         None if outliers is None else outliers.images, None if as_files is None else as_files.images,
-                        positives, negatives["other_script_marks"], closing=negatives.get("closing_shapes", 0))
+                        positives, negatives["other_script_marks"], closing=negatives.get("closing_shapes", 0),
+                        letters=negatives.get("latin_letters", 0))
 
 
 def augment(images: Tensor, config: TrainConfig, generator: torch.Generator) -> Tensor:

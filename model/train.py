@@ -49,6 +49,9 @@ from model.synth.angular_pen import TOLERANCE as ANGULAR_TOLERANCE
 from model.synth.closing_shapes import CLOSING_VERSION
 from model.synth.closing_shapes import KINDS as CLOSING_KINDS
 from model.synth.families import TRAIN_FONTS
+from model.synth.latin_letters import DIGIT_LIKE, LETTERS_VERSION
+from model.synth.low_resolution import BLUR as LOW_BLUR
+from model.synth.low_resolution import SIDES as LOW_SIDES
 from model.synth.other_scripts import MARKS
 from model.synth.outliers import FAMILIES, OUTLIER_VERSION
 from model.synth.pen import PEN_VERSION
@@ -128,6 +131,10 @@ def _stream_arguments(group: argparse._ArgumentGroup, defaults: TrainConfig) -> 
         help="MNIST train's digits re-inked a second time in straight segments join the pen-drawn digits")
     add("--closing-shapes", type=int, default=defaults.closing_shapes, metavar="COUNT",
         help="generated non-digits that close and branch (bumpy loops, trees, ladders, ...) among the outliers")
+    add("--letters", action="store_true", help="Latin letters in the training fonts that do not read as a digit, "
+        "printed and pen-drawn, among the outliers")
+    add("--low-resolution", type=int, default=defaults.low_resolution, metavar="COUNT",
+        help="MNIST train's digits scanned at a few pixels and scaled back up, blurred, join the uploads")
 
 
 def _run_arguments(group: argparse._ArgumentGroup) -> None:
@@ -182,11 +189,13 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
                          arrays_as_files=args.arrays_as_files, pen=not args.no_pen, printed=not args.no_printed,
                          marks=not args.no_marks, written_variants=tuple(args.written_variants),
                          angular_pen=args.angular_pen, closing_shapes=args.closing_shapes,
+                         letters=args.letters, low_resolution=args.low_resolution,
                          precision=choose_precision(args.precision, purpose="training").precision)
     if args.dry_run:
         config = replace(config, epochs=2, batch_size=64, max_batches=4, eval_samples=2, kl_warmup_epochs=0.0,
                          outlier_batch=min(config.outlier_batch, 32),
-                         closing_shapes=min(config.closing_shapes, DRY_RUN_CLOSING))
+                         closing_shapes=min(config.closing_shapes, DRY_RUN_CLOSING),
+                         low_resolution=min(config.low_resolution, DRY_RUN_CLOSING))
     return config
 
 
@@ -195,7 +204,9 @@ def training_record(config: TrainConfig, data: TrainingData, composition: dict[s
     marks = data.marks > 0
     unused = ({"variants-train"} if not config.written_variants else set()) | \
         ({"angular-train"} if not config.angular_pen else set()) | \
-        ({"closing-train", "pen-closing-train"} if not data.closing else set())
+        ({"closing-train", "pen-closing-train"} if not data.closing else set()) | \
+        ({"letters-train", "pen-letters-train"} if not data.letters else set()) | \
+        ({"low-resolution-train"} if not config.low_resolution else set())
     return {**data.describe(), "simulator_version": SIMULATOR_VERSION, "outlier_version": OUTLIER_VERSION,
             "pen_version": PEN_VERSION, "outlier_families": list(FAMILIES) if data.outliers is not None else [],
             "other_script_marks": {"count": data.marks, "marks": MARKS if marks else "",
@@ -211,8 +222,16 @@ def training_record(config: TrainConfig, data: TrainingData, composition: dict[s
                if config.angular_pen else {}),
             **({"closing_shapes": {"count": data.closing, "kinds": list(CLOSING_KINDS), "version": CLOSING_VERSION}}
                if data.closing else {}),
+            **({"latin_letters": {"count": data.letters, "fonts": list(TRAIN_FONTS), "version": LETTERS_VERSION,
+                                  "digit_like": DIGIT_LIKE, "printed_and_pen_drawn": True}}
+               if data.letters else {}),
+            **({"low_resolution_scans": {"count": data.parts.get("mnist_train_low_resolution_scans", 0)
+                                         if data.parts else 0, "sides": list(LOW_SIDES), "blur": list(LOW_BLUR)}}
+               if config.low_resolution else {}),
             "selection_and_calibration": composition,
-            "never_seen": ["Fashion-MNIST", "printed Latin letters and the report's symbols (any font)",
+            "never_seen": ["Fashion-MNIST", "the report's symbols (any font)",
+                           "Latin letters in the held-out fonts (DejaVu Sans, DejaVu Serif) and the drawing "
+                           "battery's letters" if data.letters else "Latin letters (any font)",
                            "printed digits in the held-out fonts (DejaVu Sans, DejaVu Serif)",
                            "pen drawings of MNIST test digits", "sketched digits (model/synth/sketches.py)",
                            "single-stroke vector fonts", "MNIST test"]}
@@ -366,7 +385,8 @@ def fine_tune(args: argparse.Namespace, data: Mnist, config: TrainConfig, sizes:
                      precision=config.precision, max_batches=config.max_batches, eval_samples=config.eval_samples,
                      outlier_batch=min(config.outlier_batch, fields.get("outlier_batch", config.outlier_batch)),
                      # the parent's closing shapes at the replay's scale, like its generated non-digits
-                     closing_shapes=min(fields.get("closing_shapes", 0), DRY_RUN_CLOSING if args.dry_run else replay))
+                     closing_shapes=min(fields.get("closing_shapes", 0), DRY_RUN_CLOSING if args.dry_run else replay),
+                     low_resolution=min(fields.get("low_resolution", 0), DRY_RUN_CLOSING if args.dry_run else replay))
     replayed = replay_data(data, replay)
     extra = replace(build_training_data(replayed, config, sizes, args.workers, cache_dir, not args.no_progress),
                     reviewed=reviewed.positives, reviewed_outliers=reviewed.negatives,

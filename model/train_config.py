@@ -37,6 +37,10 @@ class TrainConfig:
     # (model/synth/angular_pen.py) join the uploads
     closing_shapes: int = 0  # generated non-digits that close and branch
     # (model/synth/closing_shapes.py) join the outliers
+    letters: bool = False  # Latin letters in the training fonts, printed and pen-drawn, that do not read as a
+    # digit (model/synth/latin_letters.py), join the outliers
+    low_resolution: int = 0  # MNIST train's digits scanned at a few pixels and scaled back up
+    # (model/synth/low_resolution.py) join the uploads
     max_batches: int | None = None  # per epoch; dry runs
     reviewed_batch: int = 32  # fine-tuning: reviewers' labelled digits per step (model/fine_tune.py)
     anchor: Literal["prior", "posterior"] = "prior"  # the KL's other side: N(0, prior_sigma^2), or (fine-tuning)

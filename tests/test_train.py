@@ -213,8 +213,10 @@ def test_refit_keeps_the_weights_and_the_training_record(tiny_idx_dir, capsys):
     path = Path(json.loads(capsys.readouterr().out.strip().splitlines()[-1])["checkpoint"])
     net, before = load_checkpoint(path)
     seen = before["training_data"]  # a run without the sweep's data records none of it
-    assert not {"written_variants", "closing_shapes", "angular_pen", "mnist_train_angular_drawings"} & set(seen)
-    assert not {"variants-train", "closing-train", "pen-closing-train", "angular-train"} & set(seen["seeds"])
+    assert not {"written_variants", "closing_shapes", "angular_pen", "mnist_train_angular_drawings", "latin_letters",
+                "low_resolution_scans"} & set(seen)
+    assert not {"variants-train", "closing-train", "pen-closing-train", "angular-train", "letters-train",
+                "pen-letters-train", "low-resolution-train"} & set(seen["seeds"])
     weights = {k: v.clone() for k, v in net.state_dict().items()}
     # a rule fitted on audits: it states its own temperature
     reviewed = Calibration("guarantee", 0.2, 10, 0.002, 0.05, None, 1600, 0.9, 0.999, 0.001, "reviewed audits: x",
@@ -242,14 +244,16 @@ def test_the_trunk_can_be_set_from_the_command_line():
 
 
 def test_the_sweeps_data_joins_training_and_is_recorded(tiny_idx_dir, capsys):
-    """--written-variants, --angular-pen and --closing-shapes: their pools join the streams, and the
+    """--written-variants, --angular-pen, --closing-shapes, --letters and --low-resolution: their pools join the streams, and the
     checkpoint says how many of each, of which digits and kinds, and their generators' versions and seeds."""
     from model.synth.angular_pen import ANGULAR_VERSION, TOLERANCE
     from model.synth.closing_shapes import CLOSING_VERSION, KINDS
+    from model.synth.families import TRAIN_FONTS
     from model.synth.written_variants import VARIANTS_VERSION
 
     assert main(["--dry-run", "--data-dir", str(tiny_idx_dir), "--no-progress", "--hidden", "16",
-                 "--written-variants", "1", "7", "--closing-shapes", "40", "--angular-pen"]) == 0
+                 "--written-variants", "1", "7", "--closing-shapes", "40", "--angular-pen", "--letters",
+                 "--low-resolution", "24"]) == 0
     meta = load_checkpoint(json.loads(capsys.readouterr().out.strip().splitlines()[-1])["checkpoint"])[1]
     assert meta["train_config"]["written_variants"] == [1, 7] and meta["train_config"]["closing_shapes"] == 40
     seen = meta["training_data"]
@@ -263,7 +267,12 @@ def test_the_sweeps_data_joins_training_and_is_recorded(tiny_idx_dir, capsys):
     assert 0 < variants["count"] == seen["mnist_train_written_variants"]
     assert seen["closing_shapes"]["kinds"] == list(KINDS) and seen["closing_shapes"]["version"] == CLOSING_VERSION
     assert 30 <= seen["closing_shapes"]["count"] <= 40  # the few near a named digit dropped
-    assert {"variants-train", "closing-train", "pen-closing-train", "angular-train"} <= set(seen["seeds"])
+    assert {"variants-train", "closing-train", "pen-closing-train", "angular-train", "letters-train",
+            "pen-letters-train", "low-resolution-train"} <= set(seen["seeds"])
+    # a dry run's letters: the first 64 glyphs, once printed and once drawn, the few near a named digit dropped
+    assert 110 <= seen["latin_letters"]["count"] <= 128 and seen["latin_letters"]["fonts"] == list(TRAIN_FONTS)
+    assert seen["low_resolution_scans"]["count"] == seen["mnist_train_low_resolution_scans"] == 24
+    assert "Latin letters in the held-out fonts" in " ".join(seen["never_seen"])
     with pytest.raises(SystemExit):
         train_module.build_parser().parse_args(["--written-variants", "4"])  # no variant of a 4
 

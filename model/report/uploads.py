@@ -24,6 +24,7 @@ from model.network import BayesianNet
 from model.refer_rule import ReferRule, top_two_mass
 from model.scoring import auroc, predict_images
 from model.synth.families import DIGITS, LETTERS, SYMBOLS, UNLIKE_DIGITS, cycling, photo_crops, printed
+from model.synth.low_resolution import BLUR, SIDES, low_resolution_source
 from model.synth.outliers import outlier_source
 from model.synth.pools import Pool, cached_pool, digit_uploads, mix_files, validation_mix, visible_only
 from model.synth.upload_simulator import SIMULATOR_VERSION, GlyphSource, simulate_many
@@ -108,13 +109,21 @@ def build_families(mnist: Mnist, fashion: Split | None, workers: int, cache_dir:
         pool = _rendered("clothing", cycling(list(fashion.images[:n])), n, REPORT_SEED + 1, np.full(n, -1), workers,
                          cache_dir, key)
         families.append(Family("clothing (Fashion-MNIST test)", "ood", pool.images, pool.labels, "never seen"))
-    for name, chars_set, seed in (("printed letters", LETTERS, REPORT_SEED + 2),
-                                  ("printed symbols", SYMBOLS, REPORT_SEED + 3),
-                                  ("printed letters unlike digits", UNLIKE_DIGITS, REPORT_SEED + 5)):
-        glyphs, _ = printed(chars_set)
+    n = count(2000)
+    pool = _rendered("low-resolution scans", low_resolution_source(mnist.test.images), n, REPORT_SEED + 6,
+                     mnist.test.labels.astype(np.int64), workers, cache_dir, {**key, "sides": SIDES, "blur": BLUR})
+    families.append(Family("low-resolution scans", "digits", pool.images, pool.labels,
+                           f"MNIST test digits scanned at {SIDES[0]}-{SIDES[1]} px, scaled up and blurred"))
+    # letters in the held-out fonts only: training's Latin letters are printed in the training fonts
+    for name, chars_set, fonts, seed in (("printed letters", LETTERS, "held-out", REPORT_SEED + 2),
+                                         ("printed symbols", SYMBOLS, "all", REPORT_SEED + 3),
+                                         ("printed letters unlike digits", UNLIKE_DIGITS, "held-out", REPORT_SEED + 5)):
+        glyphs, _ = printed(chars_set, fonts)
         n = count(len(glyphs))
-        pool = _rendered(name, cycling(glyphs), n, seed, np.full(n, -1), workers, cache_dir, key)
-        families.append(Family(name, "ood", pool.images, pool.labels, f"{len(glyphs)} font glyphs, never seen"))
+        pool = _rendered(name, cycling(glyphs), n, seed, np.full(n, -1), workers, cache_dir, {**key, "fonts": fonts})
+        shown = "DejaVu Sans and Serif" if fonts == "held-out" else "every font"
+        families.append(Family(name, "ood", pool.images, pool.labels,
+                               f"{len(glyphs)} font glyphs ({shown}), never seen"))
     n = count(1000)
     pool = _rendered("photo crops", photo_crops(), n, REPORT_SEED + 4, np.full(n, -1), workers, cache_dir, key)
     families.append(Family("photo crops", "ood", pool.images, pool.labels, "never seen"))

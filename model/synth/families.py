@@ -7,13 +7,13 @@ report seed of its own:
 |---|---|---|
 | ``printed digits`` | 0-9 in every font found (matplotlib's DejaVu/STIX, Debian's DejaVu/Liberation) | digits |
 | ``clothing`` | Fashion-MNIST test | out of distribution |
-| ``printed letters`` | A-Z and a-z in the same fonts | out of distribution |
+| ``printed letters`` | A-Z and a-z in the held-out fonts (training prints letters in its own) | out of distribution |
 | ``printed letters unlike digits`` | less the look-alikes (``DIGIT_LOOKALIKES``) | out of distribution |
-| ``printed symbols`` | punctuation, currency and math signs in the same fonts | out of distribution |
+| ``printed symbols`` | punctuation, currency and math signs in every font found | out of distribution |
 | ``photo crops`` | random crops of the photograph bundled with matplotlib | out of distribution |
 
-None of them is used for training, selection or calibration (``model/synth/outliers.py`` draws its
-non-digits in code and never opens a font or a data set besides MNIST train).
+None of them is used for training, selection or calibration: ``model/synth/outliers.py`` draws its
+non-digits in code, and ``model/synth/latin_letters.py`` prints its letters in :data:`TRAIN_FONTS` only.
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ Seeds are fixed per role so that training, calibration and evaluation never shar
 | training 1s with a flag or a foot, 7s with a bar (``model.synth.written_variants``) | MNIST train | 25 |
 | training closing shapes, as uploads / pen-drawn (``model.synth.closing_shapes``) | generated | 26 / 27 |
 | training digits drawn in straight segments (``model.synth.angular_pen``) | MNIST train | 28 |
+| training digits scanned at low resolution (``model.synth.low_resolution``) | MNIST train | 18 |
+| training Latin letters, printed / pen-drawn (``model.synth.latin_letters``) | training fonts | 29 / 30 |
 | validation outliers (the refer reason's rule) | generated, pairs from MNIST validation | 22 |
 
 The report's families (``model/report/uploads.py``) draw with seeds of their own (31 and up).
@@ -47,7 +49,8 @@ from model.transform import NoInk, to_digit
 
 SEEDS = {"train": 11, "validation": 12, "test": 13, "pen-train": 14, "pen-validation": 15, "printed-train": 16,
          "pen-test": 17, "outliers-train": 21, "outliers-validation": 22, "marks-train": 23, "pen-marks-train": 24,
-         "variants-train": 25, "closing-train": 26, "pen-closing-train": 27, "angular-train": 28}
+         "variants-train": 25, "closing-train": 26, "pen-closing-train": 27, "angular-train": 28,
+         "low-resolution-train": 18, "letters-train": 29, "pen-letters-train": 30}
 PRINTED_RENDERS = 30  # each training-font digit glyph rendered this many times
 MARK_RENDERS = 6  # each training-font mark of another script printed, and pen-drawn, this many times
 
@@ -168,8 +171,7 @@ def other_script_marks(workers: int = 2, cache_dir: Path = DEFAULT_CACHE, progre
     """Non-digits that look like writing (``model.synth.other_scripts``): every mark in the training
     fonts (the first ``limit`` glyphs, for a dry run), ``renders`` times printed as a random
     upload and ``renders`` times re-inked as pen strokes on the page's pad by a random hand."""
-    from model.synth.families import cycling
-    from model.synth.other_scripts import MARKS, NEAR_DIGIT, near_a_digit, printed_marks, squared
+    from model.synth.other_scripts import MARKS, NEAR_DIGIT, printed_marks
 
     glyphs = printed_marks()[:limit]
     count = renders * len(glyphs)
@@ -177,15 +179,24 @@ def other_script_marks(workers: int = 2, cache_dir: Path = DEFAULT_CACHE, progre
            "simulator": SIMULATOR_VERSION, "pen": PEN_VERSION, "marks": MARKS, "glyphs": len(glyphs),
            "near": NEAR_DIGIT}
 
-    def build() -> Pool:
-        printed = simulate_many(cycling(glyphs), count, SEEDS["marks-train"], workers, "marks-train", progress)
-        pen_ready = np.stack([squared(glyph) for glyph in glyphs] * renders)
-        drawn = draw_many(pen_ready, SEEDS["pen-marks-train"], workers, "pen-marks-train", progress)
-        images = np.concatenate([printed, drawn])
-        images[near_a_digit(images)] = 0  # dropped and counted with the blank ones
-        return visible_only(images, np.full(2 * count, -1, dtype=np.int64))
+    return cached_pool("marks-train", key, lambda: printed_and_pen_drawn(glyphs, renders, "marks-train", workers,
+                                                                         progress), cache_dir)
 
-    return cached_pool("marks-train", key, build, cache_dir)
+
+def printed_and_pen_drawn(glyphs: list[np.ndarray], renders: int, role: str, workers: int, progress: bool) -> Pool:
+    """Non-digits from glyphs (ink ``[H, W]`` in [0, 1]): each ``renders`` times printed as a random upload
+    (seed ``SEEDS[role]``) and ``renders`` times re-inked as pen strokes on the page's pad by a random hand
+    (seed ``SEEDS["pen-" + role]``). A rendering near a named digit skeleton (``NEAR_DIGIT``) is dropped."""
+    from model.synth.families import cycling
+    from model.synth.other_scripts import near_a_digit, squared
+
+    count = renders * len(glyphs)
+    printed = simulate_many(cycling(glyphs), count, SEEDS[role], workers, role, progress)
+    pen_ready = np.stack([squared(glyph) for glyph in glyphs] * renders)
+    drawn = draw_many(pen_ready, SEEDS[f"pen-{role}"], workers, f"pen-{role}", progress)
+    images = np.concatenate([printed, drawn])
+    images[near_a_digit(images)] = 0  # dropped and counted with the blank ones
+    return visible_only(images, np.full(2 * count, -1, dtype=np.int64))
 
 
 def written_variants(split: Split, digits: tuple[int, ...], source_sha256: str, workers: int = 2,
@@ -224,6 +235,43 @@ def angular_drawings(split: Split, source_sha256: str, workers: int = 2, cache_d
                             split.labels.astype(np.int64))
 
     return cached_pool("angular-train", key, build, cache_dir)
+
+
+def low_resolution_scans(split: Split, count: int, source_sha256: str, workers: int = 2,
+                         cache_dir: Path = DEFAULT_CACHE, progress: bool = True) -> Pool:
+    """``count`` digits of ``split`` (cycling through it) scanned at a few pixels, scaled back up and
+    blurred (``model.synth.low_resolution``), each rendered as a random upload."""
+    from model.synth.low_resolution import BLUR, SIDES, UP, low_resolution_source
+
+    seed = SEEDS["low-resolution-train"]
+    key = {"role": "low-resolution-train", "size": count, "seed": seed, "data": source_sha256,
+           "simulator": SIMULATOR_VERSION, "sides": SIDES, "up": UP, "blur": BLUR}
+
+    def build() -> Pool:
+        images = simulate_many(low_resolution_source(split.images), count, seed, workers, "low-resolution-train",
+                               progress)
+        return visible_only(images, split.labels[np.arange(count) % len(split)].astype(np.int64))
+
+    return cached_pool("low-resolution-train", key, build, cache_dir)
+
+
+def latin_letters(handwritten: np.ndarray, source_sha256: str, workers: int = 2, cache_dir: Path = DEFAULT_CACHE,
+                  progress: bool = True, renders: int = MARK_RENDERS, limit: int | None = None) -> Pool:
+    """Latin letters in the training fonts that do not read as a digit (``model.synth.latin_letters``;
+    ``handwritten``: the MNIST train digits they are compared with), the first ``limit`` glyphs for a
+    dry run, ``renders`` times printed as a random upload and ``renders`` times re-inked as pen strokes
+    on the page's pad. A rendering near a named digit skeleton (``NEAR_DIGIT``, the marks' bound) is dropped."""
+    from model.synth.latin_letters import DIGIT_LIKE, HANDWRITTEN, LETTERS_VERSION, letter_glyphs
+    from model.synth.other_scripts import NEAR_DIGIT
+
+    glyphs = letter_glyphs(handwritten)[0][:limit]
+    count = renders * len(glyphs)
+    key = {"role": "letters-train", "size": count, "seeds": [SEEDS["letters-train"], SEEDS["pen-letters-train"]],
+           "simulator": SIMULATOR_VERSION, "pen": PEN_VERSION, "letters": LETTERS_VERSION, "glyphs": len(glyphs),
+           "digit_like": DIGIT_LIKE, "handwritten": HANDWRITTEN, "data": source_sha256, "near": NEAR_DIGIT}
+
+    return cached_pool("letters-train", key, lambda: printed_and_pen_drawn(glyphs, renders, "letters-train", workers,
+                                                                           progress), cache_dir)
 
 
 CLOSING_SHAPES = 8_000  # half as uploads, half drawn on the pad

@@ -1,0 +1,36 @@
+"""Digits scanned at low resolution: tiny originals scaled back up, blurred.
+
+A digit scanned or photographed at a few pixels and enlarged by whatever viewer or client sent
+it is soft, blocky or both, and no stroke of it is sharp. :func:`low_resolution_source` makes
+that from an MNIST digit: the 28-px ink averaged down to :data:`SIDES` pixels (a sensor's
+pixels), scaled back up to :data:`UP` pixels by nearest-neighbour, bilinear or bicubic
+resampling, and blurred by a Gaussian of a random radius. The upload simulator
+(``model.synth.upload_simulator``) then sends it as any other upload. Training draws it from
+MNIST train (``model.synth.pools``); the report from MNIST test (``model.report.uploads``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from model.synth.upload_simulator import GlyphSource
+
+SIDES = (7, 14)  # the tiny original's side in pixels, inclusive
+UP = 112  # the side it is scaled back up to
+BLUR = (0.0, 3.0)  # the Gaussian's radius at UP pixels
+_RESAMPLING = (Image.Resampling.NEAREST, Image.Resampling.BILINEAR, Image.Resampling.BICUBIC)
+
+
+def low_resolution(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """uint8 ink ``[28, 28]`` -> ink ``[UP, UP]`` in [0, 1]: scanned at a few pixels, scaled up, blurred."""
+    side = int(rng.integers(SIDES[0], SIDES[1] + 1))
+    tiny = Image.fromarray(digit).resize((side, side), Image.Resampling.BOX)
+    resampling = _RESAMPLING[int(rng.integers(len(_RESAMPLING)))]
+    enlarged = tiny.resize((UP, UP), resampling).filter(ImageFilter.GaussianBlur(float(rng.uniform(*BLUR))))
+    return np.asarray(enlarged, dtype=np.float32) / 255.0
+
+
+def low_resolution_source(images: np.ndarray) -> GlyphSource:
+    """Glyphs from uint8 digit images ``[N, 28, 28]``, each scanned at low resolution: image ``index % N``."""
+    return lambda index, rng: (low_resolution(images[index % len(images)], rng), False)
