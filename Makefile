@@ -33,7 +33,7 @@ test: lint  ## lint, type-check and run the test suite
 
 train: $(VENV)/.dev  ## retrain the shipped checkpoint: simulated uploads, outlier exposure, calibration (see README)
 	$(BIN)/python -m model.train --preset head --conv-blocks 32,32 64,64 128,128 --written-variants 1 \
-		--closing-shapes 8000 --epochs 16 --seed 1 --threads 2 --workers 2 --precision auto \
+		--closing-shapes 8000 --letters --epochs 16 --seed 1 --threads 2 --workers 2 --precision auto \
 		--out checkpoints/bnn.safetensors
 	$(MAKE) calibrate
 

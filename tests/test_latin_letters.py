@@ -23,7 +23,8 @@ def _tiny_handwritten() -> np.ndarray:
 
 def test_letters_are_printed_in_the_training_fonts_only():
     tree = ast.parse(Path(latin_letters.__file__).read_text())
-    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "printed"]
+    calls = [node for node in ast.walk(tree)
+             if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "printed"]
     assert calls and all(ast.literal_eval(call.args[1]) == "train" for call in calls)
 
 

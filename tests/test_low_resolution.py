@@ -21,7 +21,7 @@ def test_a_scan_has_no_more_detail_than_its_tiny_original():
         rng = np.random.default_rng(seed)
         side = int(np.random.default_rng(seed).integers(SIDES[0], SIDES[1] + 1))
         scan = low_resolution(digit, rng)
-        assert scan.shape == (UP, UP) and 0 <= scan.min() and scan.max() <= 1
+        assert scan.shape == (UP, UP) and scan.min() >= 0 and scan.max() <= 1
         assert scan.max() > 0.3 and scan[UP // 2, UP // 2] < scan.max()  # still ink, the hole still darker
         sides.append(side)
     assert min(sides) >= SIDES[0] and max(sides) <= SIDES[1] and len(set(sides)) > 3
@@ -29,11 +29,9 @@ def test_a_scan_has_no_more_detail_than_its_tiny_original():
 
 def test_nearest_neighbour_enlargement_keeps_the_tiny_grid():
     digit = (np.random.default_rng(0).random((28, 28)) * 255).astype(np.uint8)
-    for seed in range(40):  # some draw nearest-neighbour and no blur: at most `side` distinct rows
-        scan = low_resolution(digit, np.random.default_rng(seed))
-        assert _detail(scan) >= 1
-    blocky = [low_resolution(digit, np.random.default_rng(seed)) for seed in range(40)]
-    assert min(_detail(scan) for scan in blocky) <= SIDES[1]
+    # some of 40 draws are nearest-neighbour with almost no blur: a few distinct rows, not 112
+    scans = [low_resolution(digit, np.random.default_rng(seed)) for seed in range(40)]
+    assert min(_detail(scan) for scan in scans) <= 3 * SIDES[1] < UP
 
 
 def test_scans_become_uploads_the_network_can_see():

@@ -244,8 +244,9 @@ def test_the_trunk_can_be_set_from_the_command_line():
 
 
 def test_the_sweeps_data_joins_training_and_is_recorded(tiny_idx_dir, capsys):
-    """--written-variants, --angular-pen, --closing-shapes, --letters and --low-resolution: their pools join the streams, and the
-    checkpoint says how many of each, of which digits and kinds, and their generators' versions and seeds."""
+    """--written-variants, --angular-pen, --closing-shapes, --letters and --low-resolution: their pools join the
+    streams, and the checkpoint says how many of each, of which digits and kinds, and their generators' versions
+    and seeds."""
     from model.synth.angular_pen import ANGULAR_VERSION, TOLERANCE
     from model.synth.closing_shapes import CLOSING_VERSION, KINDS
     from model.synth.families import TRAIN_FONTS
