@@ -93,8 +93,9 @@ def _joined(pools: dict[str, Pool | None]) -> tuple[Pool | None, dict[str, int]]
 
 
 def build_training_data(data: Mnist, config: TrainConfig, sizes: PoolSizes, workers: int, cache_dir: Path,
-                        progress: bool) -> TrainingData:
-    """Render (or read from the cache) every pool ``config`` asks for."""
+                        progress: bool, handwritten: np.ndarray | None = None) -> TrainingData:
+    """Render (or read from the cache) every pool ``config`` asks for. ``handwritten``: the MNIST train digits
+    Latin letters are kept apart from (default ``data.train``'s; a fine-tune passes the whole set, not its replay)."""
     train, sha = data.train, data.source_sha256
     uploads, positives = _joined({
         "mnist_train_uploads": digit_uploads(train, "train", sha, workers, cache_dir, progress)
@@ -120,8 +121,8 @@ def build_training_data(data: Mnist, config: TrainConfig, sizes: PoolSizes, work
         if exposure and config.marks else None,
         **({"closing_shapes": closing_shapes(config.closing_shapes, workers, cache_dir, progress)}
            if exposure and config.closing_shapes > 0 else {}),
-        **({"latin_letters": latin_letters(train.images, sha, workers, cache_dir, progress, sizes.mark_renders,
-                                           sizes.mark_limit)}
+        **({"latin_letters": latin_letters(train.images if handwritten is None else handwritten, sha, workers,
+                                           cache_dir, progress, sizes.mark_renders, sizes.mark_limit)}
            if exposure and config.letters else {}),
     })
     as_files = arrays_as_files(train, "train", sha, cache_dir) if config.arrays_as_files > 0 else None

@@ -388,7 +388,8 @@ def fine_tune(args: argparse.Namespace, data: Mnist, config: TrainConfig, sizes:
                      closing_shapes=min(fields.get("closing_shapes", 0), DRY_RUN_CLOSING if args.dry_run else replay),
                      low_resolution=min(fields.get("low_resolution", 0), DRY_RUN_CLOSING if args.dry_run else replay))
     replayed = replay_data(data, replay)
-    extra = replace(build_training_data(replayed, config, sizes, args.workers, cache_dir, not args.no_progress),
+    extra = replace(build_training_data(replayed, config, sizes, args.workers, cache_dir, not args.no_progress,
+                                        handwritten=data.train.images),
                     reviewed=reviewed.positives, reviewed_outliers=reviewed.negatives,
                     labelled_total=parent_labelled_total(parent_meta))
     net = parent.at_temperature(1.0)

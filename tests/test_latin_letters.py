@@ -1,12 +1,8 @@
 """Latin letters as negatives (model/synth/latin_letters.py): training fonts only, none that reads as
 a digit by measured shape, and the report's letters in fonts training never printed in."""
 
-import ast
-from pathlib import Path
-
 import numpy as np
 
-import model.synth.latin_letters as latin_letters
 from model.synth.families import DIGITS, LETTERS, printed
 from model.synth.latin_letters import DIGIT_LIKE, letter_glyphs, signatures
 from model.synth.other_scripts import near_a_digit, squared
@@ -21,11 +17,14 @@ def _tiny_handwritten() -> np.ndarray:
     return np.stack([one, (ring * 255).astype(np.uint8)])
 
 
-def test_letters_are_printed_in_the_training_fonts_only():
-    tree = ast.parse(Path(latin_letters.__file__).read_text())
-    calls = [node for node in ast.walk(tree)
-             if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "printed"]
-    assert calls and all(ast.literal_eval(call.args[1]) == "train" for call in calls)
+def test_every_training_font_glyph_is_kept_or_counted_as_left_out_and_no_other_font_is_used():
+    from collections import Counter
+
+    glyphs, chars, left_out = letter_glyphs(_tiny_handwritten())
+    trained = Counter(printed(LETTERS, "train")[1])
+    assert Counter(chars) + Counter(left_out) == trained  # the training fonts' glyphs, each kept or left out
+    held_out = {glyph.tobytes() for glyph in printed(LETTERS, "held-out")[0]}
+    assert not held_out & {glyph.tobytes() for glyph in glyphs}  # none of the report's fonts
 
 
 def test_a_letter_that_reads_as_a_digit_is_left_out_and_the_others_kept():

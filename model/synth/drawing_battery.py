@@ -11,7 +11,8 @@ what training saw by source and seed:
   (the shipped recipe trains on no sketches; the outlier generator's digit filter uses their
   shapes to keep digits *out* of its non-digits).
 
-Non-digits, drawn here by hand in a unit box and never seen by training: ``letters`` (capitals
+Non-digits, drawn here by hand in a unit box and never seen by training (its Latin letters are
+printed in fonts and re-inked from them: not these hands): ``letters`` (capitals
 and small letters no reader takes for a digit: not O o D Q I l i j J S s Z z B b g q G T t y)
 and ``doodles`` (a smiley, a house, a star, a heart, ...). :func:`battery` is seeded: the same
 seed gives the same drawings.

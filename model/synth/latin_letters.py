@@ -17,7 +17,7 @@ hands (``model.synth.drawing_battery``): neither is used here.
   (0.897, measured). Left out in practice: O/o/D/Q as 0, I/l/i/J/j as 1, S/s as 5, B as 8, g/q/a as
   9, G/b as 6, z/Z as 2, in the fonts where they coincide (``letter_glyphs`` counts them);
 - each rendering, printed or pen-drawn: one within ``NEAR_DIGIT`` of a named digit skeleton
-  (``model.synth.sketches.DigitBank``; the marks of other scripts keep the same bound) is dropped: about 5 %,
+  (``model.synth.sketches.DigitBank``; the marks of other scripts keep the same bound) is dropped: about 4 %,
   mostly Z/z as a 2, j/J/l as a 1 and o/O as a 0. The looser bound of the generated non-digits
   (``DIGIT_DISTANCE``, 1.4 px) dropped 47 %: E, R, F, A, H, d and t among them, letters no reader takes for a digit.
 """

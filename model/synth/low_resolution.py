@@ -22,13 +22,19 @@ BLUR = (0.0, 3.0)  # the Gaussian's radius at UP pixels
 _RESAMPLING = (Image.Resampling.NEAREST, Image.Resampling.BILINEAR, Image.Resampling.BICUBIC)
 
 
-def low_resolution(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """uint8 ink ``[28, 28]`` -> ink ``[UP, UP]`` in [0, 1]: scanned at a few pixels, scaled up, blurred."""
-    side = int(rng.integers(SIDES[0], SIDES[1] + 1))
+def scanned(digit: np.ndarray, side: int, resampling: Image.Resampling, blur: float) -> np.ndarray:
+    """uint8 ink ``[28, 28]`` -> ink ``[UP, UP]`` in [0, 1]: averaged down to ``side`` pixels, scaled back up
+    by ``resampling``, blurred by a Gaussian of radius ``blur``."""
     tiny = Image.fromarray(digit).resize((side, side), Image.Resampling.BOX)
-    resampling = _RESAMPLING[int(rng.integers(len(_RESAMPLING)))]
-    enlarged = tiny.resize((UP, UP), resampling).filter(ImageFilter.GaussianBlur(float(rng.uniform(*BLUR))))
+    enlarged = tiny.resize((UP, UP), resampling).filter(ImageFilter.GaussianBlur(blur))
     return np.asarray(enlarged, dtype=np.float32) / 255.0
+
+
+def low_resolution(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """:func:`scanned` at a random side in :data:`SIDES`, resampling and blur in :data:`BLUR`."""
+    side = int(rng.integers(SIDES[0], SIDES[1] + 1))
+    resampling = _RESAMPLING[int(rng.integers(len(_RESAMPLING)))]
+    return scanned(digit, side, resampling, float(rng.uniform(*BLUR)))
 
 
 def low_resolution_source(images: np.ndarray) -> GlyphSource:

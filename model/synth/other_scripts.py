@@ -8,9 +8,10 @@ Cyrillic letters and a few mathematical signs and arrows (:data:`MARKS`), each o
 upload and once re-inked as pen strokes on the page's pad (``model.synth.pen``).
 
 Left out on purpose (:data:`EXCLUDED`), so that no reported family reaches training and no
-digit is taught as a non-digit: every Latin letter and every sign the report prints
-(``model.synth.families.LETTERS`` and ``SYMBOLS``), the Greek and Cyrillic letters drawn like a Latin
-letter (А В Е К М Н О Р С Т Х, Α Β Ε Ζ Η Ι Κ Μ Ν Ο Ρ Τ Υ Χ, and the small-capital в к м н т),
+digit is taught as a non-digit: every Latin letter (``model.synth.latin_letters`` has them, with a
+digit filter of its own) and every sign the report prints (``model.synth.families.LETTERS`` and
+``SYMBOLS``), the Greek and Cyrillic letters drawn like a Latin letter (А В Е К М Н О Р С Т Х,
+Α Β Ε Ζ Η Ι Κ Μ Ν Ο Ρ Τ Υ Χ, and the small-capital в к м н т),
 and the ones a reader may take for a digit (Б б for 6, З з Э э Ε ε ∃ for 3, Ч ч for 4, Θ θ ∂ δ σ
 for 0 or 6, ↑ ↓ † ⊥ ƒ for 1, ◊ for 0). A rendered mark that still lands near a named digit
 skeleton (:data:`NEAR_DIGIT`: in practice a pen re-inking that lost all but one stroke) is dropped.

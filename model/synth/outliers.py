@@ -7,8 +7,9 @@ on purpose: strokes and scribbles, geometric shapes (crosses, triangles, squares
 polygons, arrows, ...), glyph-like marks (straight strokes and arcs at one width),
 textures (stripes, checks, grids, dots, hatching), noise (uniform,
 Gaussian, salt and pepper, smooth), filled silhouettes, and pairs of digits (two digits are not
-one). No rendered letters, fonts or clothing: the families the README reports as
-out-of-distribution are never seen in training or selection.
+one). No rendered letters, fonts or clothing here (Latin letters in the training fonts are
+``model.synth.latin_letters``'s; the report's letters are in other fonts and other hands, and its
+other families are never seen in training or selection).
 
 Circles and ellipses are left out: a drawn circle is a fair 0. And no mark may be a digit: a
 drawn line family (scribbles, glyph-like marks, shapes) that lands near a named digit skeleton

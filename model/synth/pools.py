@@ -268,7 +268,8 @@ def latin_letters(handwritten: np.ndarray, source_sha256: str, workers: int = 2,
     count = renders * len(glyphs)
     key = {"role": "letters-train", "size": count, "seeds": [SEEDS["letters-train"], SEEDS["pen-letters-train"]],
            "simulator": SIMULATOR_VERSION, "pen": PEN_VERSION, "letters": LETTERS_VERSION, "glyphs": len(glyphs),
-           "digit_like": DIGIT_LIKE, "handwritten": HANDWRITTEN, "data": source_sha256, "near": NEAR_DIGIT}
+           "digit_like": DIGIT_LIKE, "handwritten": min(HANDWRITTEN, len(handwritten)), "data": source_sha256,
+           "near": NEAR_DIGIT}
 
     return cached_pool("letters-train", key, lambda: printed_and_pen_drawn(glyphs, renders, "letters-train", workers,
                                                                            progress), cache_dir)
