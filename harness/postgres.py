@@ -17,6 +17,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -88,8 +89,12 @@ class PostgresServer:
                 self.process.wait()
         self.process = None
 
-    def create_database(self, name: str) -> str:
+    def create_database(self, prefix: str) -> str:
+        """A new, empty database named after `prefix` and never named before (a random suffix, so tests
+        on one server never collide, as pid and id() could), returned as its URL."""
         import asyncpg
+
+        name = f"{prefix}_{uuid.uuid4().hex[:16]}"
 
         async def create() -> None:
             connection = await asyncpg.connect(self.url.replace("postgresql://", "postgres://"))

@@ -4,7 +4,6 @@ stores on SQLite and on a real PostgreSQL."""
 from __future__ import annotations
 
 import gzip
-import itertools
 import os
 import shutil
 import struct
@@ -58,8 +57,6 @@ def postgres() -> Iterator[PostgresServer]:
         yield server
 
 
-DATABASE_NUMBERS = itertools.count()
-
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
@@ -67,4 +64,4 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/review.db"
     server: PostgresServer = request.getfixturevalue("postgres")
-    return server.create_database(f"review_{os.getpid()}_{next(DATABASE_NUMBERS)}")
+    return server.create_database("review")

@@ -83,7 +83,7 @@ def check_two_reviewers(url: str, count: int) -> None:
 
 @pytest.fixture
 def postgres_url(postgres: PostgresServer) -> str:
-    return postgres.create_database(f"service_{os.getpid()}_{id(object())}")
+    return postgres.create_database("service")
 
 
 def test_two_workers_and_two_reviewers_on_postgresql(postgres_url: str) -> None:
@@ -195,7 +195,7 @@ def test_a_flood_of_padded_uploads_never_loses_a_label(backend: str, tmp_path: P
     drops the oldest unlabelled items (one client alone: no share of its own to trim), the label
     stays, and predictions answer throughout."""
     url_of_store = (f"sqlite:///{tmp_path}/review.db" if backend == "sqlite"
-                    else request.getfixturevalue("postgres").create_database(f"flood_{os.getpid()}_{id(tmp_path)}"))
+                    else request.getfixturevalue("postgres").create_database("flood"))
     env = {"BNN_REVIEW_DB": url_of_store, "BNN_REVIEW_TOKENS": TOKENS, "BNN_REVIEW_MAX_BYTES": str(2**20),
            "BNN_REVIEW_RETENTION_INTERVAL_S": "0.5"}
     with running_service(env) as (url, _):
