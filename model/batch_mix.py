@@ -56,7 +56,7 @@ class PoolSizes:
 
 DRY_RUN_SIZES = PoolSizes(outliers=256, printed_renders=1, mark_renders=1, mark_limit=64, validation_non_digits=256,
                           calibration_samples=4)
-DRY_RUN_CLOSING = 64  # closing shapes of a dry run (a full run's count is TrainConfig.closing_shapes)
+DRY_RUN_GENERATED = 64  # closing shapes and low-resolution scans of a dry run
 
 
 @dataclass(frozen=True)

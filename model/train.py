@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from model.batch_mix import DRY_RUN_CLOSING, DRY_RUN_SIZES, PoolSizes, TrainingData, build_training_data
+from model.batch_mix import DRY_RUN_GENERATED, DRY_RUN_SIZES, PoolSizes, TrainingData, build_training_data
 from model.calibration import KEY as CALIBRATIONS
 from model.calibration import read_records, with_records
 from model.checkpoint import load_checkpoint, provenance, save_checkpoint
@@ -194,8 +194,8 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     if args.dry_run:
         config = replace(config, epochs=2, batch_size=64, max_batches=4, eval_samples=2, kl_warmup_epochs=0.0,
                          outlier_batch=min(config.outlier_batch, 32),
-                         closing_shapes=min(config.closing_shapes, DRY_RUN_CLOSING),
-                         low_resolution=min(config.low_resolution, DRY_RUN_CLOSING))
+                         closing_shapes=min(config.closing_shapes, DRY_RUN_GENERATED),
+                         low_resolution=min(config.low_resolution, DRY_RUN_GENERATED))
     return config
 
 
@@ -385,8 +385,8 @@ def fine_tune(args: argparse.Namespace, data: Mnist, config: TrainConfig, sizes:
                      precision=config.precision, max_batches=config.max_batches, eval_samples=config.eval_samples,
                      outlier_batch=min(config.outlier_batch, fields.get("outlier_batch", config.outlier_batch)),
                      # the parent's closing shapes at the replay's scale, like its generated non-digits
-                     closing_shapes=min(fields.get("closing_shapes", 0), DRY_RUN_CLOSING if args.dry_run else replay),
-                     low_resolution=min(fields.get("low_resolution", 0), DRY_RUN_CLOSING if args.dry_run else replay))
+                     closing_shapes=min(fields.get("closing_shapes", 0), DRY_RUN_GENERATED if args.dry_run else replay),
+                     low_resolution=min(fields.get("low_resolution", 0), DRY_RUN_GENERATED if args.dry_run else replay))
     replayed = replay_data(data, replay)
     extra = replace(build_training_data(replayed, config, sizes, args.workers, cache_dir, not args.no_progress,
                                         handwritten=data.train.images),

@@ -19,7 +19,7 @@ from model.synth.upload_simulator import GlyphSource
 SIDES = (7, 14)  # the tiny original's side in pixels, inclusive
 UP = 112  # the side it is scaled back up to
 BLUR = (0.0, 3.0)  # the Gaussian's radius at UP pixels
-_RESAMPLING = (Image.Resampling.NEAREST, Image.Resampling.BILINEAR, Image.Resampling.BICUBIC)
+RESAMPLING = (Image.Resampling.NEAREST, Image.Resampling.BILINEAR, Image.Resampling.BICUBIC)  # drawn uniformly
 
 
 def scanned(digit: np.ndarray, side: int, resampling: Image.Resampling, blur: float) -> np.ndarray:
@@ -33,7 +33,7 @@ def scanned(digit: np.ndarray, side: int, resampling: Image.Resampling, blur: fl
 def low_resolution(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """:func:`scanned` at a random side in :data:`SIDES`, resampling and blur in :data:`BLUR`."""
     side = int(rng.integers(SIDES[0], SIDES[1] + 1))
-    resampling = _RESAMPLING[int(rng.integers(len(_RESAMPLING)))]
+    resampling = RESAMPLING[int(rng.integers(len(RESAMPLING)))]
     return scanned(digit, side, resampling, float(rng.uniform(*BLUR)))
 
 
