@@ -57,6 +57,34 @@ def children(pid: int) -> list[int]:
     return sorted(found)
 
 
+def listening_children(pid: int, port: int) -> list[int]:
+    """The children of ``pid`` that hold a socket listening on ``port``. A worker binds its socket
+    (SO_REUSEPORT) before it loads the model and listens only after: until then the kernel hands every
+    connection to the workers already listening, so a test that needs them all waits for this."""
+    listening = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":  # 0A: TCP_LISTEN
+                listening.add(f"socket:[{fields[9]}]")
+    found = []
+    for child in children(pid):
+        try:
+            sockets = {os.readlink(link) for link in Path(f"/proc/{child}/fd").iterdir()}
+        except OSError:
+            continue  # exited meanwhile
+        if sockets & listening:
+            found.append(child)
+    return found
+
+
+def wait_for_listening_workers(url: str, supervisor: int, count: int, timeout_s: float = 60.0) -> None:
+    """Returns once ``count`` workers of ``supervisor`` listen on ``url``'s port."""
+    port = int(url.rsplit(":", 1)[1])
+    wait_for(lambda: len(listening_children(supervisor, port)) >= count, timeout_s, f"{count} workers listening",
+             interval_s=0.05)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

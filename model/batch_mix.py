@@ -68,9 +68,7 @@ class TrainingData:
     outliers: np.ndarray | None = None  # generated non-digits and marks of other scripts
     arrays_as_files: np.ndarray | None = None  # the arrays, image for image, as 28-px PNGs after the transform
     parts: dict[str, int] | None = None  # how many of each positive pool joined (the checkpoint's metadata)
-    marks: int = 0  # how many of the outliers are marks of other scripts
-    closing: int = 0  # how many of the outliers are closing shapes
-    letters: int = 0  # how many of the outliers are Latin letters
+    negatives: dict[str, int] | None = None  # how many of the outliers each negative pool gave (the metadata)
     # fine-tuning (model/fine_tune.py): the reviewers' labelled digits, a batch of their own each step, and
     # their not_a_digit / unreadable items beside the outliers; what the KL is spread over (the parent run's)
     reviewed: Split | None = None
@@ -130,8 +128,7 @@ def build_training_data(data: Mnist, config: TrainConfig, sizes: PoolSizes, work
         raise ValueError("a training array has no visible ink as a file; --arrays-as-files needs every one")
     return TrainingData(train, None if uploads is None else uploads.split(),
                         None if outliers is None else outliers.images, None if as_files is None else as_files.images,
-                        positives, negatives["other_script_marks"], closing=negatives.get("closing_shapes", 0),
-                        letters=negatives.get("latin_letters", 0))
+                        positives, negatives)
 
 
 def augment(images: Tensor, config: TrainConfig, generator: torch.Generator) -> Tensor:

@@ -51,6 +51,7 @@ from model.synth.closing_shapes import KINDS as CLOSING_KINDS
 from model.synth.families import TRAIN_FONTS
 from model.synth.latin_letters import DIGIT_LIKE, LETTERS_VERSION
 from model.synth.low_resolution import BLUR as LOW_BLUR
+from model.synth.low_resolution import RESAMPLING as LOW_RESAMPLING
 from model.synth.low_resolution import SIDES as LOW_SIDES
 from model.synth.other_scripts import MARKS
 from model.synth.outliers import FAMILIES, OUTLIER_VERSION
@@ -201,15 +202,17 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
 
 def training_record(config: TrainConfig, data: TrainingData, composition: dict[str, Any]) -> dict[str, Any]:
     """What the run trained on and what it never saw: the checkpoint's ``training_data``."""
-    marks = data.marks > 0
+    negatives = data.negatives or {}
+    marks, closing, letters = (negatives.get(pool, 0) for pool in ("other_script_marks", "closing_shapes",
+                                                                   "latin_letters"))
     unused = ({"variants-train"} if not config.written_variants else set()) | \
         ({"angular-train"} if not config.angular_pen else set()) | \
-        ({"closing-train", "pen-closing-train"} if not data.closing else set()) | \
-        ({"letters-train", "pen-letters-train"} if not data.letters else set()) | \
+        ({"closing-train", "pen-closing-train"} if not closing else set()) | \
+        ({"letters-train", "pen-letters-train"} if not letters else set()) | \
         ({"low-resolution-train"} if not config.low_resolution else set())
     return {**data.describe(), "simulator_version": SIMULATOR_VERSION, "outlier_version": OUTLIER_VERSION,
             "pen_version": PEN_VERSION, "outlier_families": list(FAMILIES) if data.outliers is not None else [],
-            "other_script_marks": {"count": data.marks, "marks": MARKS if marks else "",
+            "other_script_marks": {"count": marks, "marks": MARKS if marks else "",
                                    "fonts": list(TRAIN_FONTS) if marks else []},
             "arrays_as_plain_png_files": config.arrays_as_files,
             "training_fonts": list(TRAIN_FONTS) if config.printed else [],
@@ -220,18 +223,19 @@ def training_record(config: TrainConfig, data: TrainingData, composition: dict[s
             **({"angular_pen": {"count": data.parts.get("mnist_train_angular_drawings", 0) if data.parts else 0,
                                 "tolerance": list(ANGULAR_TOLERANCE), "version": ANGULAR_VERSION}}
                if config.angular_pen else {}),
-            **({"closing_shapes": {"count": data.closing, "kinds": list(CLOSING_KINDS), "version": CLOSING_VERSION}}
-               if data.closing else {}),
-            **({"latin_letters": {"count": data.letters, "fonts": list(TRAIN_FONTS), "version": LETTERS_VERSION,
+            **({"closing_shapes": {"count": closing, "kinds": list(CLOSING_KINDS), "version": CLOSING_VERSION}}
+               if closing else {}),
+            **({"latin_letters": {"count": letters, "fonts": list(TRAIN_FONTS), "version": LETTERS_VERSION,
                                   "digit_like": DIGIT_LIKE, "printed_and_pen_drawn": True}}
-               if data.letters else {}),
+               if letters else {}),
             **({"low_resolution_scans": {"count": data.parts.get("mnist_train_low_resolution_scans", 0)
-                                         if data.parts else 0, "sides": list(LOW_SIDES), "blur": list(LOW_BLUR)}}
+                                         if data.parts else 0, "sides": list(LOW_SIDES), "blur": list(LOW_BLUR),
+                                         "resampling": [method.name for method in LOW_RESAMPLING]}}
                if config.low_resolution else {}),
             "selection_and_calibration": composition,
             "never_seen": ["Fashion-MNIST", "the report's symbols (any font)",
                            "Latin letters in the held-out fonts (DejaVu Sans, DejaVu Serif) and the drawing "
-                           "battery's letters" if data.letters else "Latin letters (any font)",
+                           "battery's letters" if letters else "Latin letters (any font)",
                            "printed digits in the held-out fonts (DejaVu Sans, DejaVu Serif)",
                            "pen drawings of MNIST test digits", "sketched digits (model/synth/sketches.py)",
                            "single-stroke vector fonts", "MNIST test"]}

@@ -135,7 +135,7 @@ def test_a_lone_request_does_not_wait_for_the_window(threaded):
     recorder = Recorder()
 
     async def scenario():
-        batcher = MicroBatcher(recorder, max_images=64, max_wait_s=1.0, threaded=threaded)
+        batcher = MicroBatcher(recorder, max_images=64, max_wait_s=30.0, threaded=threaded)
         batcher.start()
         started = asyncio.get_running_loop().time()
         await batcher.submit([digit(1)], None)
@@ -143,7 +143,7 @@ def test_a_lone_request_does_not_wait_for_the_window(threaded):
         await batcher.stop()
         return elapsed
 
-    assert asyncio.run(scenario()) < 0.5  # far below the 1 s window
+    assert asyncio.run(scenario()) < 10.0  # far below the 30 s window, however busy the machine
 
 
 @pytest.mark.parametrize("threaded", [False, True])

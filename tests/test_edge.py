@@ -227,10 +227,10 @@ def test_an_idle_connection_gives_its_place_to_a_new_one(bounded):
     """At the bound, the connection idle longest (1 s or more) is closed for the new one."""
     held = [http.client.HTTPConnection("127.0.0.1", bounded, timeout=30) for _ in range(2)]
     try:
+        started = time.monotonic()  # before the first answer: no connection has been idle longer than this
         for connection in held:  # two keep-alive connections, idle after an answer
             connection.request("GET", "/healthz")
             assert connection.getresponse().read() == b'{"status":"ok"}'
-        started = time.monotonic()
         assert healthz(bounded) == 503  # idle for less than 1 s: not yet
         # and well before uvicorn's keep-alive timeout (5 s) would have closed it anyway
         wait_for(lambda: healthz(bounded) == 200, timeout_s=3.5, what="a place for a new connection", interval_s=0.1)

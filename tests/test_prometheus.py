@@ -20,7 +20,7 @@ from PIL import Image
 from harness import candidates
 from harness.images import encode
 from harness.inputs import mnist_fixtures, shipped_calibration
-from harness.server import post_image, running_service, wait_for
+from harness.server import post_image, running_service, wait_for, wait_for_listening_workers
 from tests.metrics_text import per_worker_predictions
 from tests.prometheus_server import DASHBOARD, PrometheusAPI, binary, repo_config_for, running_prometheus
 
@@ -51,7 +51,8 @@ def test_prometheus_sees_exact_counts_and_the_referral_rate_of_the_answers(tmp_p
     env = {"BNN_WORKERS": "2", "BNN_THREADS": "1", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
            "BNN_SHADOW_CHECKPOINT": str(candidates.good(tmp_path)), "BNN_MODELS_DIR": str(tmp_path),
            "BNN_SHADOW_FRACTION": "1.0"}
-    with running_service(env) as (url, _):
+    with running_service(env) as (url, process):
+        wait_for_listening_workers(url, process.pid, 2)
         target = url.removeprefix("http://")
         with running_prometheus(repo_config_for(target)) as prometheus:
             # the first scrape sees every series at 0, so rate() covers all that follows

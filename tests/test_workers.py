@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from harness.inputs import ROOT, mnist_fixtures, shipped_calibration
-from harness.server import children, free_port, post_image, running_service
+from harness.server import children, free_port, post_image, running_service, wait_for_listening_workers
 from service.workers import tcp_listener
 from tests.metrics_text import parse_samples, per_worker_predictions, predictions_by_worker, total
 
@@ -43,7 +43,8 @@ def two_workers(tmp_path: Path) -> tuple[dict[str, str], Path]:
 
 def test_two_workers_count_exactly_whichever_answers_metrics(two_workers):
     env, metrics_dir = two_workers
-    with running_service(env) as (url, _):
+    with running_service(env) as (url, process):
+        wait_for_listening_workers(url, process.pid, 2)
         with ThreadPoolExecutor(4) as pool:
             codes = list(pool.map(lambda _: post_image(url, SEVEN).status_code, range(40)))
         assert codes == [200] * 40
@@ -71,7 +72,8 @@ def test_a_burst_of_keep_alive_connections_reaches_every_worker(two_workers):
     worker's accept loop took a whole burst about half the time; with a socket per worker the
     kernel spreads them (all 16 on one worker: probability 2 / 2**16)."""
     env, metrics_dir = two_workers
-    with running_service(env) as (url, _):
+    with running_service(env) as (url, process):
+        wait_for_listening_workers(url, process.pid, 2)
         before = per_worker_predictions(metrics_dir)
 
         def keep_alive_client(_: int) -> list[int]:
