@@ -7,8 +7,10 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -260,6 +262,14 @@ def test_export_is_ndjson_of_the_labelled_items_since(client: TestClient) -> Non
     assert client.get("/review/export", params={"since": "yesterday"}, headers=bearer()).status_code == 422
     year_one = client.get("/review/export", params={"since": "0001-01-01T00:00:00"}, headers=bearer())
     assert year_one.status_code == 422 and year_one.json()["detail"].startswith("query.since: the date is out of range")
+    first = records[0]["labelled_at"]
+    as_iso = datetime.fromtimestamp(math.floor(first), UTC).isoformat()  # to the second: at or before the first
+    assert [len(client.get("/review/export", params={"since": since}, headers=bearer()).text.splitlines())
+            for since in (first, as_iso, "1970-01-01T00:00:00Z", 253_402_300_799)] == [3, 3, 3, 0]
+    # Unix seconds stay seconds however large (never read as milliseconds: the year 10000 is not 1978)
+    for since in ("253402300800", "1e12", "-1", "nan", "inf"):
+        refused = client.get("/review/export", params={"since": since}, headers=bearer())
+        assert refused.status_code == 422 and "out of range" in refused.json()["detail"], since
 
 
 def test_a_store_down_at_start_never_fails_a_prediction(tmp_path: Path) -> None:
