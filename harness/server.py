@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -62,25 +63,34 @@ def listening_children(pid: int, port: int) -> list[int]:
     (SO_REUSEPORT) before it loads the model and listens only after: until then the kernel hands every
     connection to the workers already listening, so a test that needs them all waits for this."""
     listening = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
+    for table in (Path("/proc/net/tcp"), Path("/proc/net/tcp6")):
+        lines = table.read_text().splitlines()[1:] if table.exists() else []  # no tcp6 without IPv6
+        for fields in map(str.split, lines):
             if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":  # 0A: TCP_LISTEN
                 listening.add(f"socket:[{fields[9]}]")
-    found = []
-    for child in children(pid):
+    return [child for child in children(pid) if open_files(child) & listening]
+
+
+def open_files(pid: int) -> set[str]:
+    """What the descriptors of ``pid`` point at (``socket:[inode]`` for a socket); empty once it exited."""
+    found: set[str] = set()
+    try:
+        links = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return found  # exited meanwhile
+    for link in links:
         try:
-            sockets = {os.readlink(link) for link in Path(f"/proc/{child}/fd").iterdir()}
+            found.add(os.readlink(link))
         except OSError:
-            continue  # exited meanwhile
-        if sockets & listening:
-            found.append(child)
+            continue  # closed meanwhile
     return found
 
 
 def wait_for_listening_workers(url: str, supervisor: int, count: int, timeout_s: float = 60.0) -> None:
     """Returns once ``count`` workers of ``supervisor`` listen on ``url``'s port."""
-    port = int(url.rsplit(":", 1)[1])
+    port = urlsplit(url).port
+    if port is None:
+        raise ValueError(f"{url} names no port")
     wait_for(lambda: len(listening_children(supervisor, port)) >= count, timeout_s, f"{count} workers listening",
              interval_s=0.05)
 

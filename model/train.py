@@ -51,7 +51,7 @@ from model.synth.closing_shapes import KINDS as CLOSING_KINDS
 from model.synth.families import TRAIN_FONTS
 from model.synth.latin_letters import DIGIT_LIKE, LETTERS_VERSION
 from model.synth.low_resolution import BLUR as LOW_BLUR
-from model.synth.low_resolution import RESAMPLING as LOW_RESAMPLING
+from model.synth.low_resolution import RESAMPLING_NAMES as LOW_RESAMPLING
 from model.synth.low_resolution import SIDES as LOW_SIDES
 from model.synth.other_scripts import MARKS
 from model.synth.outliers import FAMILIES, OUTLIER_VERSION
@@ -230,7 +230,7 @@ def training_record(config: TrainConfig, data: TrainingData, composition: dict[s
                if letters else {}),
             **({"low_resolution_scans": {"count": data.parts.get("mnist_train_low_resolution_scans", 0)
                                          if data.parts else 0, "sides": list(LOW_SIDES), "blur": list(LOW_BLUR),
-                                         "resampling": [method.name for method in LOW_RESAMPLING]}}
+                                         "resampling": LOW_RESAMPLING}}
                if config.low_resolution else {}),
             "selection_and_calibration": composition,
             "never_seen": ["Fashion-MNIST", "the report's symbols (any font)",

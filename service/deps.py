@@ -6,7 +6,8 @@ constant time; an empty header never passes);
 ``token_holder`` names the reviewer or admin a bearer token belongs to (or refuses it);
 ``SamplesParam`` is the ``samples`` query parameter, bounded by BNN_MAX_SAMPLES; ``IncludeParam``
 the opt-in answer fields (``include=spread,input``); ``ChannelParam`` whose refer rule judges the
-answers (``channel=drawn`` for drawings on the page's pad).
+answers (``channel=drawn`` for drawings on the page's pad); ``SinceParam`` the export's ``since`` as
+Unix seconds.
 
 All are ``async def`` although none awaits: FastAPI runs a plain ``def`` dependency in its
 thread pool, a thread hand-off per dependency per request (four on /predict, measured in a
@@ -17,11 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials
+from pydantic import TypeAdapter, ValidationError
 
 from model.calibration import Channel
 from service.errors import ServiceUnavailable, Unauthorized
@@ -109,6 +113,38 @@ def document_samples_limit(app: FastAPI, limit: int) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+UNIX_SECONDS = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+LAST_SECOND = 253_402_300_799  # 9999-12-31T23:59:59Z
+DATES = TypeAdapter(datetime)
+
+
+def since_seconds(text: str) -> float:
+    """A moment as Unix seconds: a number is seconds however large (pydantic's datetime reads one of
+    2e10 or more as milliseconds: the year 10000 became 1978), anything else an ISO 8601 date, in UTC
+    unless it names its offset. ValueError, saying why, for anything else or outside 1970-9999."""
+    if UNIX_SECONDS.fullmatch(text):
+        seconds = float(text)
+    else:
+        try:
+            moment = DATES.validate_python(text)
+        except ValidationError:
+            raise ValueError("give an ISO 8601 date or Unix seconds") from None
+        seconds = (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)).timestamp()
+    if not 0.0 <= seconds <= LAST_SECOND:
+        raise ValueError("the date is out of range: give one between 1970 and 9999")
+    return seconds
+
+
+async def since_param(since: Annotated[str | None, Query(
+        description="labelled at or after this: ISO 8601 (UTC unless it names its offset) or Unix seconds, "
+                    "1970 to 9999; default: everything")] = None) -> float:
+    try:
+        return 0.0 if since is None else since_seconds(since)
+    except ValueError as error:
+        raise RequestValidationError([{"type": "value_error", "loc": ("query", "since"), "input": since,
+                                       "msg": str(error)}]) from None
+
+
 def client_source(request: Request) -> str | None:
     """Who sent a request, as far as its connection tells (uvicorn takes X-Forwarded-For only from
     its trusted proxies): what bounds one sender's share of the review queue."""
@@ -119,6 +155,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 InferenceDep = Annotated[Inference, Depends(get_inference)]
 SamplesParam = Annotated[int | None, Depends(samples_param)]
 IncludeParam = Annotated[Include, Depends(include_param)]
+SinceParam = Annotated[float, Depends(since_param)]
 ChannelParam = Annotated[Channel, Query(
     description="how the image was made, each with its own calibrated threshold and promise: 'file' (the default: "
                 "a scan, photo or image file) or 'drawn' (drawn on the try-it page's pad)")]

@@ -231,7 +231,8 @@ def test_an_idle_connection_gives_its_place_to_a_new_one(bounded):
         for connection in held:  # two keep-alive connections, idle after an answer
             connection.request("GET", "/healthz")
             assert connection.getresponse().read() == b'{"status":"ok"}'
-        assert healthz(bounded) == 503  # idle for less than 1 s: not yet
+        if time.monotonic() - started < 0.8:  # a loaded machine may take longer to get here
+            assert healthz(bounded) == 503  # idle for less than 1 s: not yet
         # and well before uvicorn's keep-alive timeout (5 s) would have closed it anyway
         wait_for(lambda: healthz(bounded) == 200, timeout_s=3.5, what="a place for a new connection", interval_s=0.1)
         assert 0.9 <= time.monotonic() - started < 4.0

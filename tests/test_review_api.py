@@ -8,6 +8,7 @@ import base64
 import io
 import json
 import math
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from harness.inputs import digit_pngs, noise_png
 from harness.server import wait_for
 from model.reviewed import parse_export
 from service.app import create_app
+from service.deps import LAST_SECOND, since_seconds
 from service.settings import Settings
 from tests.metrics_text import parse_samples, value
 from tests.review_client import OTHER_TOKEN, TOKEN, TOKENS, bearer
@@ -263,13 +265,15 @@ def test_export_is_ndjson_of_the_labelled_items_since(client: TestClient) -> Non
     year_one = client.get("/review/export", params={"since": "0001-01-01T00:00:00"}, headers=bearer())
     assert year_one.status_code == 422 and year_one.json()["detail"].startswith("query.since: the date is out of range")
     first = records[0]["labelled_at"]
-    as_iso = datetime.fromtimestamp(math.floor(first), UTC).isoformat()  # to the second: at or before the first
-    assert [len(client.get("/review/export", params={"since": since}, headers=bearer()).text.splitlines())
-            for since in (first, as_iso, "1970-01-01T00:00:00Z", 253_402_300_799)] == [3, 3, 3, 0]
+    as_iso = datetime.fromtimestamp(math.floor(first), UTC).replace(tzinfo=None).isoformat()  # read as UTC
+    exports = [client.get("/review/export", params={"since": since}, headers=bearer())
+               for since in (first, as_iso, "1970-01-01T00:00:00", 253_402_300_799)]
+    assert [(export.status_code, len(export.text.splitlines())) for export in exports] == [(200, 3)] * 3 + [(200, 0)]
     # Unix seconds stay seconds however large (never read as milliseconds: the year 10000 is not 1978)
-    for since in ("253402300800", "1e12", "-1", "nan", "inf"):
+    for since, reason in [("253402300800", "out of range"), ("1e12", "out of range"), ("-1", "out of range"),
+                          ("nan", "ISO 8601 date or Unix seconds"), ("inf", "ISO 8601 date or Unix seconds")]:
         refused = client.get("/review/export", params={"since": since}, headers=bearer())
-        assert refused.status_code == 422 and "out of range" in refused.json()["detail"], since
+        assert refused.status_code == 422 and reason in refused.json()["detail"], since
 
 
 def test_a_store_down_at_start_never_fails_a_prediction(tmp_path: Path) -> None:
@@ -471,3 +475,19 @@ def test_an_export_whose_store_fails_mid_stream_is_visibly_broken(tmp_path: Path
     assert [json.loads(line)["id"] for line in lines[:2]] == [answer["review_id"] for answer in answers[:2]]
     assert json.loads(lines[2]) == {"error": "the review store failed after 2 items (OSError); this export is "
                                              "incomplete", "items": 2}
+
+
+def test_since_is_seconds_or_a_date_in_utc_whatever_the_servers_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "XYZ+5")  # POSIX: five hours west of UTC, no tz database needed
+    time.tzset()
+    try:
+        assert since_seconds("1970-01-02") == since_seconds("86400") == since_seconds("8.64e4") == 86_400.0
+        assert since_seconds("9999-12-31T23:59:59") == LAST_SECOND
+        assert since_seconds("1970-01-01T01:00:00+01:00") == 0.0
+        for text, reason in [("1969-12-31T23:00:00", "out of range"), ("1970-01-01T00:00:00+01:00", "out of range"),
+                             ("1_000", "ISO 8601"), (" 12", "ISO 8601"), ("0x10", "ISO 8601")]:
+            with pytest.raises(ValueError, match=reason):
+                since_seconds(text)
+    finally:
+        monkeypatch.undo()
+        time.tzset()

@@ -20,6 +20,7 @@ SIDES = (7, 14)  # the tiny original's side in pixels, inclusive
 UP = 112  # the side it is scaled back up to
 BLUR = (0.0, 3.0)  # the Gaussian's radius at UP pixels
 RESAMPLING = (Image.Resampling.NEAREST, Image.Resampling.BILINEAR, Image.Resampling.BICUBIC)  # drawn uniformly
+RESAMPLING_NAMES = [method.name for method in RESAMPLING]  # how the records and the cache key name them
 
 
 def scanned(digit: np.ndarray, side: int, resampling: Image.Resampling, blur: float) -> np.ndarray:

@@ -241,12 +241,12 @@ def low_resolution_scans(split: Split, count: int, source_sha256: str, workers: 
                          cache_dir: Path = DEFAULT_CACHE, progress: bool = True) -> Pool:
     """``count`` digits of ``split`` (cycling through it) scanned at a few pixels, scaled back up and
     blurred (``model.synth.low_resolution``), each rendered as a random upload."""
-    from model.synth.low_resolution import BLUR, RESAMPLING, SIDES, UP, low_resolution_source
+    from model.synth.low_resolution import BLUR, RESAMPLING_NAMES, SIDES, UP, low_resolution_source
 
     seed = SEEDS["low-resolution-train"]
     key = {"role": "low-resolution-train", "size": count, "seed": seed, "data": source_sha256,
            "simulator": SIMULATOR_VERSION, "sides": SIDES, "up": UP, "blur": BLUR,
-           "resampling": [method.name for method in RESAMPLING]}
+           "resampling": RESAMPLING_NAMES}
 
     def build() -> Pool:
         images = simulate_many(low_resolution_source(split.images), count, seed, workers, "low-resolution-train",

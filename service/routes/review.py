@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import math
 import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -20,14 +19,12 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from PIL import Image
-from pydantic import TypeAdapter, ValidationError
 
-from service.deps import token_holder
+from service.deps import SinceParam, token_holder
 from service.errors import ExportAborted, ReviewUnauthorized, ReviewUnavailable
 from service.metrics import Metrics
 from service.review.live import AcceptedError, outcome
@@ -217,28 +214,6 @@ def accepted_error_out(error: AcceptedError, target: float | None) -> AcceptedEr
                             drawn=error.other_channels, target=target)
 
 
-LAST_SECOND = 253_402_300_799  # 9999-12-31T23:59:59Z
-DATES = TypeAdapter(datetime)
-
-
-def since_seconds(text: str) -> float:
-    """``since`` as Unix seconds. A number is seconds whatever its size (pydantic's datetime reads one
-    of 2e10 or more as milliseconds, so the year 10000 became 1978 and exported everything); any other
-    text is an ISO 8601 date. ValueError, with the reason, for anything else or outside 1970-9999."""
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            seconds = DATES.validate_python(text).timestamp()
-        except ValidationError:
-            raise ValueError("give an ISO 8601 date or Unix seconds") from None
-        except (ValueError, OverflowError, OSError):  # a naive date near year 1 or 9999 shifted out of range
-            seconds = math.nan
-    if not 0.0 <= seconds <= LAST_SECOND:
-        raise ValueError("the date is out of range: give one between 1970 and 9999")
-    return seconds
-
-
 @router.get("/export", response_class=StreamingResponse, responses={200: {
     "content": {"application/x-ndjson": {}},
     "description": "one labelled item a line: id, reason, refer_reason, label, labelled_by, labelled_at, created, "
@@ -246,15 +221,8 @@ def since_seconds(text: str) -> float:
                    "of the 784-byte 28 x 28, row-major), file (base64 of the upload, or null). A store that fails "
                    "mid-stream ends it with a line {\"error\": ...} and an aborted transfer (no final chunk): an "
                    "export that ends cleanly is complete"}})
-async def export(request: Request, queue: Queue, who: Reviewer, since: Annotated[str | None, Query(
-        description="labelled at or after this (ISO 8601, or Unix seconds); default: everything")] = None,
-                 ) -> StreamingResponse:
+async def export(request: Request, queue: Queue, who: Reviewer, start: SinceParam) -> StreamingResponse:
     """Labelled items as NDJSON, oldest label first: ready for ``python -m model.evaluate --reviewed FILE``."""
-    try:
-        start = 0.0 if since is None else since_seconds(since)
-    except ValueError as error:
-        raise RequestValidationError([{"type": "value_error", "loc": ("query", "since"), "input": since,
-                                       "msg": str(error)}]) from None
     metrics: Metrics = request.app.state.metrics
     with store_errors():
         first = await queue.store.export_page(start, None, EXPORT_PAGE)  # a store that is down fails here, as a 503
