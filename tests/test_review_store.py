@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import multiprocessing
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -323,6 +325,37 @@ def test_migration_is_idempotent_and_concurrent(store_url: str) -> None:
                 await other.close()
 
     assert run(scenario, store_url) == [len(MIGRATIONS)] * 3 == [5, 5, 5]
+
+
+def migrate_once(url: str, start: Any, outcomes: Any) -> None:
+    """One worker's first migration of ``url`` once every process is ready: its outcome, not a retry."""
+    async def first_try() -> str:
+        store = ReviewStore.open(url)
+        try:
+            return str(await store.migrate())
+        except Exception as error:
+            return f"{type(error).__name__}: {str(error).splitlines()[0]}"
+        finally:
+            await store.close()
+
+    start.wait()
+    outcomes.put(asyncio.run(first_try()))
+
+
+def test_workers_opening_a_new_sqlite_file_at_once_each_migrate_at_the_first_try(tmp_path: Path) -> None:
+    """Before: two processes switching a new file to WAL together, one failed at once with "database is
+    locked" (14 starts in 20), and a fresh `make serve` logged a failed migration at ERROR."""
+    context = multiprocessing.get_context("fork")
+    outcomes = []
+    for start in range(8):
+        url, ready, answers = f"sqlite:///{tmp_path}/start{start}/review.db", context.Barrier(2), context.Queue()
+        workers = [context.Process(target=migrate_once, args=(url, ready, answers)) for _ in range(2)]
+        for worker in workers:
+            worker.start()
+        outcomes += [answers.get(timeout=60) for _ in workers]
+        for worker in workers:
+            worker.join(60)
+    assert outcomes == [str(len(MIGRATIONS))] * 16
 
 
 def test_a_schema_1_store_migrates_to_audits_of_all_traffic_keeping_its_items(store_url: str) -> None:

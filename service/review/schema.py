@@ -139,6 +139,10 @@ MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1, _audits_of_all_tra
                                                   _channels_v4, _sources_v5]
 ADVISORY_LOCK = 7_319_019  # any fixed number: the key of PostgreSQL's migration lock
 SQLITE_BUSY_TIMEOUT_MS = 5000
+# Two workers that open a new file at once both read it, then both ask to switch it to WAL: SQLite refuses one
+# at once with "database is locked", without its busy handler (that wait could deadlock). Asked again holding
+# nothing, it waits for the other's switch in the busy handler, then finds WAL already set.
+WAL_ATTEMPTS = 5
 CONNECT_TIMEOUT_S, COMMAND_TIMEOUT_S = 5.0, 10.0  # PostgreSQL: a store that does not answer is down, not slow
 
 
@@ -177,9 +181,15 @@ def engine_for(url: str) -> AsyncEngine:
     def _on_connect(dbapi_connection: Any, record: Any) -> None:
         dbapi_connection.isolation_level = None  # SQLAlchemy, not the driver, begins transactions (below)
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        for attempt in range(WAL_ATTEMPTS):
+            try:
+                cursor.execute("PRAGMA journal_mode=WAL")
+                break
+            except Exception as error:  # the driver's OperationalError, through SQLAlchemy's adapter
+                if "database is locked" not in str(error) or attempt == WAL_ATTEMPTS - 1:
+                    raise
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
