@@ -9,19 +9,23 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from email.message import Message
 
 import httpx
 import pytest
+import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from harness.inputs import mnist_fixtures
-from harness.server import running_service, wait_for
-from service.edge.server import MAX_HEAD_BYTES
+from harness.server import free_port, running_service, wait_for
+from service.edge.server import MAX_HEAD_BYTES, PROXIES, server_config
+from service.settings import Settings
 from tests.metrics_text import parse_samples, total
 
 PNG = mnist_fixtures()[0][0].read_bytes()
@@ -254,3 +258,72 @@ def test_connections_nobody_reads_give_their_places_to_new_ones(bounded):
     finally:
         for sock in readers:
             sock.close()
+
+
+@contextmanager
+def serving(app: ASGIApp, settings: Settings) -> Iterator[int]:
+    """``app`` behind the service's server configuration, in a thread of this process; yields its port."""
+    port = free_port()
+    server = uvicorn.Server(server_config(app, settings, host="127.0.0.1", port=port, lifespan="off",
+                                          log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started or not thread.is_alive(), timeout_s=30, what="the server")
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+async def client_address(scope: Scope, receive: Receive, send: Send) -> None:
+    """An app that answers with the client's address as the server gave it."""
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": scope["client"][0].encode()})
+
+
+@pytest.mark.parametrize(("proxies", "seen"), [(None, "127.0.0.1"), ("127.0.0.1", "203.0.113.7")])
+def test_x_forwarded_for_counts_only_from_a_proxy_named(monkeypatch: pytest.MonkeyPatch, proxies: str | None,
+                                                        seen: str) -> None:
+    """The client whose address bounds its share of the review queue: the connection's, unless
+    FORWARDED_ALLOW_IPS names the proxy. uvicorn alone trusted 127.0.0.1, so a local proxy that passed
+    the header on let one client pose as a hundred and evict the others' unlabelled items."""
+    if proxies is None:
+        monkeypatch.delenv(PROXIES, raising=False)
+    else:
+        monkeypatch.setenv(PROXIES, proxies)
+    with serving(client_address, Settings()) as port:
+        answer = httpx.get(f"http://127.0.0.1:{port}/", headers={"X-Forwarded-For": "203.0.113.7"}, timeout=10)
+    assert (answer.status_code, answer.text) == (200, seen)
+
+
+ONE_PIECE = 16 * 2**20  # an answer written at once, more than the kernel's buffers take
+
+
+async def one_piece(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", str(ONE_PIECE).encode())]})
+    await send({"type": "http.response.body", "body": bytes(ONE_PIECE)})
+
+
+def test_a_slow_reader_of_an_answer_written_at_once_is_served_to_the_end() -> None:
+    """A reader taking about 4 MB/s, far above the 48 KiB per write timeout (here 1 s) it owes, of
+    16 MiB written in one piece (a review export's line of a megabyte is one): before, the clock ran
+    until the writes resumed, so it had to take nearly all of it within the second, and was reset."""
+    with serving(one_piece, Settings(write_timeout_s=1.0)) as port, \
+            closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as reader:
+        reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        reader.settimeout(10)
+        reader.connect(("127.0.0.1", port))
+        reader.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        received, started = 0, time.monotonic()
+        while chunk := reader.recv(65536):
+            received += len(chunk)
+            if received >= ONE_PIECE:
+                break
+            time.sleep(0.015)  # the reader's own pace: 64 KiB per 15 ms at most
+        assert received >= ONE_PIECE, f"reset after {received} bytes in {time.monotonic() - started:.1f} s"

@@ -15,8 +15,10 @@ the connection level that uvicorn lacks (the body's limits are the app's: ``limi
   paused (over 64 KiB unsent: its flow control) or its close waiting on unsent bytes, for
   ``BNN_WRITE_TIMEOUT_S``, is aborted. Without it, 2,300 connections that pipelined
   ``GET /openapi.json`` and never read held every slot for as long as they stayed open. A reader
-  must take the 48 KiB between uvloop's high and low water marks within the timeout (~5 KB/s at
-  10 s), which any client that reads does.
+  must take ``READ_PER_TIMEOUT`` (48 KiB, between uvloop's high and low water marks) within the
+  timeout (~5 KB/s at 10 s), which any client that reads does: each 48 KiB it takes starts the
+  clock again. (It once ran until the writes resumed, so a reader had to take a whole piece
+  written at once: a 600 KB line of the review export cut readers at 120 KB/s.)
 * **Connection bound**: a worker with ``BNN_MAX_CONNECTIONS`` open connections first makes room:
   a new connection takes the place of the one idle longest (between requests, or silent since it
   opened), else of the one unable to write longest, if that one has done nothing for
@@ -41,6 +43,7 @@ import asyncio
 import json
 import logging
 import math
+import os
 import socket
 import struct
 import time
@@ -61,6 +64,7 @@ OVERLOADED_RETRY_AFTER_S = 1
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers; nginx's default allows 4 x 8 KiB lines
 IDLE_GRACE_S = 1.0  # a connection that has done nothing this long may give its place to a new one
 SWEEP_S = 1.0  # how often a worker looks for connections that cannot write
+READ_PER_TIMEOUT = 48 * 1024  # what a reader must take per BNN_WRITE_TIMEOUT_S (uvloop's high less its low water)
 LOG_EVERY_S = 10.0  # at most one log line per this, per kind of event
 LINGER_QUIET_S = 0.5  # after a 431: a client silent this long has sent all it will before reading
 
@@ -122,6 +126,7 @@ class GuardedProtocol(HttpToolsProtocol):
     _lingering = False  # answered at the connection level: reading and discarding until closed
     _discarded = 0
     _linger_ends = 0.0
+    _unsent_since_progress = 0  # unsent bytes when the write clock last started
     _linger_timer: asyncio.TimerHandle | None = None
     _answering: RequestResponseCycle | None = None  # the request being answered (self.cycle is the last parsed)
 
@@ -175,7 +180,13 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def pause_writing(self) -> None:
         super().pause_writing()
-        self.stalled.setdefault(self, self.loop.time())
+        self._stall(self.loop.time())
+
+    def _stall(self, now: float) -> None:
+        """Start the write clock, unless it runs: from now, and from what is unsent now."""
+        if self not in self.stalled:
+            self.stalled[self] = now
+            self._unsent_since_progress = self.transport.get_write_buffer_size()
 
     def resume_writing(self) -> None:
         super().resume_writing()
@@ -201,15 +212,22 @@ class GuardedProtocol(HttpToolsProtocol):
 
     @classmethod
     def sweep(cls, loop: asyncio.AbstractEventLoop, connections: Collection[object]) -> None:
-        """Abort the connections unable to write for ``write_timeout_s``; runs every ``SWEEP_S``
-        while the server has connections."""
+        """Abort the connections unable to write for ``write_timeout_s``, a client that took
+        ``READ_PER_TIMEOUT`` since the clock started restarting it (an answer written in one piece,
+        an export's line of a megabyte, reaches a slow reader); runs every ``SWEEP_S`` while the
+        server has connections."""
         now = loop.time()
         for connection in list(connections):
             if (isinstance(connection, cls) and connection.transport.is_closing()
                     and connection.transport.get_write_buffer_size()):
-                cls.stalled.setdefault(connection, now)  # closed, its last answer unread
+                connection._stall(now)  # closed, its last answer unread
         for connection, since in list(cls.stalled.items()):
-            if now - since >= cls.write_timeout_s:
+            unsent = connection.transport.get_write_buffer_size()
+            if connection._unsent_since_progress - unsent >= READ_PER_TIMEOUT:  # read, slowly: the clock restarts
+                del cls.stalled[connection]  # and goes to the end: the oldest stay first
+                cls.stalled[connection] = now
+                connection._unsent_since_progress = unsent
+            elif now - since >= cls.write_timeout_s:
                 cls.timed_out(cls.write_timeout_s)
                 connection.abort()
         cls.sweeper = loop.call_later(SWEEP_S, cls.sweep, loop, connections) if connections else None
@@ -298,10 +316,17 @@ def guarded_protocol(settings: Settings) -> type[GuardedProtocol]:
     return GuardedHttpToolsProtocol
 
 
+PROXIES = "FORWARDED_ALLOW_IPS"  # uvicorn reads it: the proxies whose X-Forwarded-For names the client
+
+
 def server_config(app: ASGIApp, settings: Settings, **overrides: object) -> uvicorn.Config:
     """uvicorn's configuration for ``app``: uvloop, httptools with the guards, no access log unless
-    BNN_ACCESS_LOG, graceful shutdown."""
+    BNN_ACCESS_LOG, graceful shutdown, X-Forwarded-For only from the proxies FORWARDED_ALLOW_IPS names."""
     options: dict[str, object] = {
+        # a client is the connection's address: X-Forwarded-For counts only from the proxies FORWARDED_ALLOW_IPS
+        # names (uvicorn's variable); left unset, uvicorn would trust it from 127.0.0.1, so any local proxy that
+        # passed a client's header on would let that client pose as many and crowd others out of the review queue
+        "proxy_headers": PROXIES in os.environ,
         "lifespan": "on", "loop": "uvloop", "http": guarded_protocol(settings),
         "access_log": settings.access_log, "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S, "log_level": "info",
         **overrides,
