@@ -15,10 +15,11 @@ the connection level that uvicorn lacks (the body's limits are the app's: ``limi
   paused (over 64 KiB unsent: its flow control) or its close waiting on unsent bytes, for
   ``BNN_WRITE_TIMEOUT_S``, is aborted. Without it, 2,300 connections that pipelined
   ``GET /openapi.json`` and never read held every slot for as long as they stayed open. A reader
-  must take ``READ_PER_TIMEOUT`` (48 KiB, between uvloop's high and low water marks) within the
-  timeout (~5 KB/s at 10 s), which any client that reads does: each 48 KiB it takes starts the
-  clock again. (It once ran until the writes resumed, so a reader had to take a whole piece
-  written at once: a 600 KB line of the review export cut readers at 120 KB/s.)
+  must take ``READ_PER_TIMEOUT`` (48 KiB) within the timeout (~5 KB/s at 10 s), which any client
+  that reads does: each 48 KiB it takes, counted in uvloop's buffer and the kernel's send queue,
+  starts the clock again. (It once ran until the writes resumed, with uvloop's low-water mark at
+  16 bytes, so a reader had to take nearly all of a piece written at once: the review export,
+  with lines of 600 KB, cut readers at 120 KB/s.)
 * **Connection bound**: a worker with ``BNN_MAX_CONNECTIONS`` open connections first makes room:
   a new connection takes the place of the one idle longest (between requests, or silent since it
   opened), else of the one unable to write longest, if that one has done nothing for
@@ -40,12 +41,15 @@ build uvicorn's configuration.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import json
 import logging
 import math
 import os
 import socket
 import struct
+import termios
 import time
 from collections.abc import Collection
 from typing import ClassVar
@@ -64,7 +68,7 @@ OVERLOADED_RETRY_AFTER_S = 1
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers; nginx's default allows 4 x 8 KiB lines
 IDLE_GRACE_S = 1.0  # a connection that has done nothing this long may give its place to a new one
 SWEEP_S = 1.0  # how often a worker looks for connections that cannot write
-READ_PER_TIMEOUT = 48 * 1024  # what a reader must take per BNN_WRITE_TIMEOUT_S (uvloop's high less its low water)
+READ_PER_TIMEOUT = 48 * 1024  # what a reader must take per BNN_WRITE_TIMEOUT_S (~5 KB/s at 10 s)
 LOG_EVERY_S = 10.0  # at most one log line per this, per kind of event
 LINGER_QUIET_S = 0.5  # after a 431: a client silent this long has sent all it will before reading
 
@@ -96,6 +100,18 @@ async def refuse_connection(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "http":
         await send_refusal(scope, receive, send, 503, "too many open connections to this worker; retry shortly",
                            retry_after_s=OVERLOADED_RETRY_AFTER_S)
+
+
+def unsent_bytes(transport: asyncio.Transport) -> int:
+    """What the client has not taken of the answers: the transport's buffer and the kernel's send queue
+    (Linux's SIOCOUTQ; elsewhere the buffer alone). The buffer alone moves in steps of a third of the
+    kernel's (megabytes on loopback): a reader at 100 KB/s showed none for 11.5 s."""
+    queued = 0
+    sock = transport.get_extra_info("socket")
+    if sock is not None and hasattr(termios, "TIOCOUTQ"):
+        with contextlib.suppress(OSError, ValueError):  # closed meanwhile
+            queued = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+    return transport.get_write_buffer_size() + queued
 
 
 def oldest_waiting_since(waiting: dict[GuardedProtocol, float], now: float) -> GuardedProtocol | None:
@@ -186,7 +202,7 @@ class GuardedProtocol(HttpToolsProtocol):
         """Start the write clock, unless it runs: from now, and from what is unsent now."""
         if self not in self.stalled:
             self.stalled[self] = now
-            self._unsent_since_progress = self.transport.get_write_buffer_size()
+            self._unsent_since_progress = unsent_bytes(self.transport)
 
     def resume_writing(self) -> None:
         super().resume_writing()
@@ -222,7 +238,7 @@ class GuardedProtocol(HttpToolsProtocol):
                     and connection.transport.get_write_buffer_size()):
                 connection._stall(now)  # closed, its last answer unread
         for connection, since in list(cls.stalled.items()):
-            unsent = connection.transport.get_write_buffer_size()
+            unsent = unsent_bytes(connection.transport)
             if connection._unsent_since_progress - unsent >= READ_PER_TIMEOUT:  # read, slowly: the clock restarts
                 del cls.stalled[connection]  # and goes to the end: the oldest stay first
                 cls.stalled[connection] = now
