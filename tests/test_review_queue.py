@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import shutil
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -214,3 +216,25 @@ def test_the_writer_tells_a_refused_value_from_a_store_that_is_down(postgres: Po
     too_long, down = asyncio.run(errors())
     assert "value too long for type character varying(64)" in str(too_long) and refused_row(too_long)
     assert not refused_row(down)
+
+
+def test_items_a_hanging_store_never_took_are_logged_at_shutdown_with_the_reason(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A store that accepts connections and never answers has not failed when the service stops:
+    the log said the items were lost for "None"."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # the kernel completes connections; nobody ever answers them
+        store = ReviewStore.open(f"postgresql://postgres@127.0.0.1:{silent.getsockname()[1]}/none")
+        queue = ReviewQueue(store, Metrics(CollectorRegistry()), 10_000, KEEP_ALL)
+
+        async def scenario() -> None:
+            queue.start()
+            for _ in range(3):
+                assert queue.submit(referred(), b"png", False, "test", source="client")
+            await queue.stop(timeout_s=0.5)
+
+        with caplog.at_level(logging.ERROR, logger="service"):
+            asyncio.run(scenario())
+    lost = [record.getMessage() for record in caplog.records if "lost at shutdown" in record.getMessage()]
+    assert lost == ["3 review items lost at shutdown: the store did not take them (no answer within 0.5 s)"]

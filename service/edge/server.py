@@ -70,6 +70,7 @@ IDLE_GRACE_S = 1.0  # a connection that has done nothing this long may give its 
 SWEEP_S = 1.0  # how often a worker looks for connections that cannot write
 READ_PER_TIMEOUT = 48 * 1024  # what a reader must take per BNN_WRITE_TIMEOUT_S (~5 KB/s at 10 s)
 LOG_EVERY_S = 10.0  # at most one log line per this, per kind of event
+DRAIN_IDLE_S = 0.5  # at a graceful shutdown, how long an idle keep-alive connection waits for a request on its way
 LINGER_QUIET_S = 0.5  # after a 431: a client silent this long has sent all it will before reading
 
 
@@ -143,6 +144,7 @@ class GuardedProtocol(HttpToolsProtocol):
     _discarded = 0
     _linger_ends = 0.0
     _unsent_since_progress = 0  # unsent bytes when the write clock last started
+    _draining = False  # the server shuts down: answer what comes, then close
     _linger_timer: asyncio.TimerHandle | None = None
     _answering: RequestResponseCycle | None = None  # the request being answered (self.cycle is the last parsed)
 
@@ -184,6 +186,8 @@ class GuardedProtocol(HttpToolsProtocol):
         self._in_head = False
         self._disarm_header_deadline()
         super().on_headers_complete()
+        if self._draining and self.cycle is not None:
+            self.cycle.keep_alive = False  # answered, then closed
 
     def on_message_complete(self) -> None:
         self._message_ended = True
@@ -193,6 +197,22 @@ class GuardedProtocol(HttpToolsProtocol):
         super().on_response_complete()
         if self.timeout_keep_alive_task is not None:  # nothing pipelined: waiting for the next request
             self.idle[self] = self.loop.time()
+
+    def shutdown(self) -> None:
+        """A graceful shutdown (uvicorn's closes an idle connection at once, under a request that may
+        already be on its way: a reset, no answer, for 3 of 4 keep-alive clients posting in a loop):
+        every answer from now on says Connection: close, and a connection idle now closes after
+        ``DRAIN_IDLE_S`` unless a request came."""
+        self._draining = True
+        if self.cycle is None or self.cycle.response_complete:
+            self.loop.call_later(DRAIN_IDLE_S, self._close_if_idle)
+        else:
+            self.cycle.keep_alive = False
+
+    def _close_if_idle(self) -> None:
+        if (self.cycle is None or self.cycle.response_complete) and not self._in_head \
+                and not self.transport.is_closing():
+            self.transport.close()
 
     def pause_writing(self) -> None:
         super().pause_writing()

@@ -149,10 +149,10 @@ class ReviewQueue:
                 self._task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await self._task
-        last_error = self.last_error
+        why = self.last_error or f"no answer within {timeout_s:g} s"  # a store that hangs has not failed yet
         lost = self._buffer.lose_all()
         if lost:
-            log.error("%d review items lost at shutdown: the store did not take them (%s)", lost, last_error)
+            log.error("%d review items lost at shutdown: the store did not take them (%s)", lost, why)
         await self.store.close()
 
     async def _run(self) -> None:
