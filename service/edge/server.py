@@ -103,16 +103,22 @@ async def refuse_connection(scope: Scope, receive: Receive, send: Send) -> None:
                            retry_after_s=OVERLOADED_RETRY_AFTER_S)
 
 
-def unsent_bytes(transport: asyncio.Transport) -> int:
-    """What the client has not taken of the answers: the transport's buffer and the kernel's send queue
-    (Linux's SIOCOUTQ; elsewhere the buffer alone). The buffer alone moves in steps of a third of the
-    kernel's (megabytes on loopback): a reader at 100 KB/s showed none for 11.5 s."""
-    queued = 0
+def socket_queue(transport: asyncio.BaseTransport, request: int) -> int:
+    """A byte count the kernel keeps for the transport's socket: ``termios.TIOCOUTQ`` (sent, not yet
+    taken by the peer) or ``termios.FIONREAD`` (received, not yet read); 0 where it cannot say."""
     sock = transport.get_extra_info("socket")
-    if sock is not None and hasattr(termios, "TIOCOUTQ"):
-        with contextlib.suppress(OSError, ValueError):  # closed meanwhile
-            queued = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
-    return transport.get_write_buffer_size() + queued
+    if sock is None:
+        return 0
+    with contextlib.suppress(OSError, ValueError):  # closed meanwhile
+        return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), request, b"\0" * 4))[0])
+    return 0
+
+
+def unsent_bytes(transport: asyncio.WriteTransport) -> int:
+    """What the client has not taken of the answers: the transport's buffer and the kernel's send queue.
+    The buffer alone moves in steps of a third of the kernel's (megabytes on loopback): a reader at
+    100 KB/s showed none for 11.5 s."""
+    return transport.get_write_buffer_size() + socket_queue(transport, termios.TIOCOUTQ)
 
 
 def oldest_waiting_since(waiting: dict[GuardedProtocol, float], now: float) -> GuardedProtocol | None:
@@ -145,6 +151,7 @@ class GuardedProtocol(HttpToolsProtocol):
     _linger_ends = 0.0
     _unsent_since_progress = 0  # unsent bytes when the write clock last started
     _draining = False  # the server shuts down: answer what comes, then close
+    _drain_timer: asyncio.TimerHandle | None = None
     _linger_timer: asyncio.TimerHandle | None = None
     _answering: RequestResponseCycle | None = None  # the request being answered (self.cycle is the last parsed)
 
@@ -197,22 +204,35 @@ class GuardedProtocol(HttpToolsProtocol):
         super().on_response_complete()
         if self.timeout_keep_alive_task is not None:  # nothing pipelined: waiting for the next request
             self.idle[self] = self.loop.time()
+            if self._draining:
+                self._drain_later()
 
     def shutdown(self) -> None:
         """A graceful shutdown (uvicorn's closes an idle connection at once, under a request that may
         already be on its way: a reset, no answer, for 3 of 4 keep-alive clients posting in a loop):
-        every answer from now on says Connection: close, and a connection idle now closes after
-        ``DRAIN_IDLE_S`` unless a request came."""
+        an answer not yet begun says Connection: close; a connection idle now, or once the answer
+        under way ends, closes after ``DRAIN_IDLE_S`` unless a request came (answered, then closed)."""
         self._draining = True
         if self.cycle is None or self.cycle.response_complete:
-            self.loop.call_later(DRAIN_IDLE_S, self._close_if_idle)
-        else:
+            self._drain_later()
+        elif not self.cycle.response_started:
             self.cycle.keep_alive = False
+        # else its head is out, saying keep-alive: on_response_complete drains it as an idle one
+
+    def _drain_later(self) -> None:
+        if self._drain_timer is None and not self.transport.is_closing():
+            self._drain_timer = self.loop.call_later(DRAIN_IDLE_S, self._close_if_idle)
 
     def _close_if_idle(self) -> None:
+        """Close a draining connection with no request: none under way, none arriving (bytes unread
+        in the socket: closing on them would reset it), none begun (its header deadline ends it)."""
+        self._drain_timer = None
         if (self.cycle is None or self.cycle.response_complete) and not self._in_head \
                 and not self.transport.is_closing():
-            self.transport.close()
+            if socket_queue(self.transport, termios.FIONREAD):
+                self._drain_timer = self.loop.call_later(DRAIN_IDLE_S, self._close_if_idle)  # parsed meanwhile
+            else:
+                self.transport.close()
 
     def pause_writing(self) -> None:
         super().pause_writing()
@@ -234,6 +254,8 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_header_deadline()
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
         if self._linger_timer is not None:
             self._linger_timer.cancel()
         self.idle.pop(self, None)

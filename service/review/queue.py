@@ -149,7 +149,8 @@ class ReviewQueue:
                 self._task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await self._task
-        why = self.last_error or f"no answer within {timeout_s:g} s"  # a store that hangs has not failed yet
+        why = self.last_error or (f"no answer within {timeout_s:g} s" if self._task is not None  # a hang is no error
+                                  else "its writer never started")
         lost = self._buffer.lose_all()
         if lost:
             log.error("%d review items lost at shutdown: the store did not take them (%s)", lost, why)
