@@ -146,9 +146,8 @@ ADVISORY_LOCK = 7_319_019  # any fixed number: the key of PostgreSQL's migration
 SQLITE_BUSY_TIMEOUT_MS = 5000
 # Two workers that open a new file at once both read it, then both ask to switch it to WAL: SQLite refuses one
 # at once with "database is locked", without its busy handler (that wait could deadlock). ``migrate`` switches
-# the file first, in a thread, asking again after a short random pause until one wins; a connection that opens
-# before it asks a few times at once (the file is WAL by then, or soon).
-WAL_ATTEMPTS = 5
+# the file first, in a thread, asking again after a short random pause until one wins; every pooled connection
+# opens after it (the stats and the review routes wait for the migration), on a file already in WAL mode.
 WAL_PAUSE_S = (0.005, 0.025)
 CONNECT_TIMEOUT_S, COMMAND_TIMEOUT_S = 5.0, 10.0  # PostgreSQL: a store that does not answer is down, not slow
 
@@ -188,15 +187,9 @@ def engine_for(url: str) -> AsyncEngine:
     def _on_connect(dbapi_connection: Any, record: Any) -> None:
         dbapi_connection.isolation_level = None  # SQLAlchemy, not the driver, begins transactions (below)
         cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        for attempt in range(WAL_ATTEMPTS):
-            try:
-                cursor.execute("PRAGMA journal_mode=WAL")
-                break
-            except Exception as error:  # the driver's OperationalError, through SQLAlchemy's adapter
-                if "database is locked" not in str(error) or attempt == WAL_ATTEMPTS - 1:
-                    raise
+        cursor.execute("PRAGMA journal_mode=WAL")  # already so after migrate's switch_to_wal: no lock to take
         cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
