@@ -1,4 +1,5 @@
-"""Start the real service (uvicorn on loopback) in a subprocess, for tests and benchmarks."""
+"""Start the real service (uvicorn on loopback) in a subprocess, for tests and benchmarks; or an app
+behind the service's server configuration in a thread of this process (``serving``)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,21 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
+import uvicorn
+from starlette.types import ASGIApp
+
+if TYPE_CHECKING:
+    from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -156,3 +163,24 @@ def running_service(
     with running_process([sys.executable, "-m", module], url + ready_path, module, full_env, ready_timeout,
                          cwd=cwd) as process:
         yield url, process
+
+
+@contextmanager
+def serving(app: ASGIApp, settings: Settings, **overrides: object) -> Iterator[uvicorn.Server]:
+    """``app`` behind the service's server configuration (``overrides`` as ``server_config``'s) on a free
+    loopback port, in a thread of this process; yields the server once it listens (its port:
+    ``server.config.port``; ``should_exit`` shuts it down gracefully) and stops it afterwards."""
+    from service.edge.server import server_config
+
+    server = uvicorn.Server(server_config(app, settings, **{"host": "127.0.0.1", "port": free_port(),
+                                                          "log_level": "warning", **overrides}))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started or not thread.is_alive(), timeout_s=30, what="the server in a thread")
+        if not server.started:
+            raise RuntimeError("the server in a thread stopped before it listened")
+        yield server
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -10,23 +10,21 @@ import asyncio
 import http.client
 import json
 import socket
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing, contextmanager
+from contextlib import closing
 from email.message import Message
 
 import httpx
 import pytest
-import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from harness.inputs import mnist_fixtures
-from harness.server import free_port, running_service, wait_for
-from service.edge.server import MAX_HEAD_BYTES, PROXIES, server_config
+from harness.server import running_service, serving, wait_for
+from service.edge.server import MAX_HEAD_BYTES, PROXIES
 from service.settings import Settings
 from tests.metrics_text import parse_samples, total
 
@@ -262,23 +260,6 @@ def test_connections_nobody_reads_give_their_places_to_new_ones(bounded):
             sock.close()
 
 
-@contextmanager
-def serving(app: ASGIApp, settings: Settings) -> Iterator[uvicorn.Server]:
-    """``app`` behind the service's server configuration, in a thread of this process; yields the
-    server (its port: ``server.config.port``; ``should_exit`` shuts it down gracefully)."""
-    port = free_port()
-    server = uvicorn.Server(server_config(app, settings, host="127.0.0.1", port=port, lifespan="off",
-                                          log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_for(lambda: server.started or not thread.is_alive(), timeout_s=30, what="the server")
-        yield server
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
 async def client_address(scope: Scope, receive: Receive, send: Send) -> None:
     """An app that answers with the client's address as the server gave it."""
     if scope["type"] != "http":
@@ -297,7 +278,7 @@ def test_x_forwarded_for_counts_only_from_a_proxy_named(monkeypatch: pytest.Monk
         monkeypatch.delenv(PROXIES, raising=False)
     else:
         monkeypatch.setenv(PROXIES, proxies)
-    with serving(client_address, Settings()) as server:
+    with serving(client_address, Settings(), lifespan="off") as server:
         answer = httpx.get(f"http://127.0.0.1:{server.config.port}/", headers={"X-Forwarded-For": "203.0.113.7"},
                            timeout=10)
     assert (answer.status_code, answer.text) == (200, seen)
@@ -320,7 +301,7 @@ def test_a_slow_reader_of_an_answer_written_at_once_is_served_to_the_end() -> No
     until the writes resumed, so it had to take nearly all of it within the second; and progress
     seen in uvloop's buffer alone moved in steps of a third of the kernel's (megabytes)."""
     body = 0
-    with serving(one_piece, Settings(write_timeout_s=1.0)) as server, \
+    with serving(one_piece, Settings(write_timeout_s=1.0), lifespan="off") as server, \
             closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as reader:
         reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
         reader.settimeout(10)
@@ -374,7 +355,7 @@ def test_a_graceful_shutdown_answers_keep_alive_clients_or_refuses_them_cleanly(
 def shutdown_under_keep_alive_clients(app: ASGIApp) -> list[str]:
     """How each of four keep-alive clients posting in a loop ended when the server shut down."""
     answered: list[int] = []  # one entry per answer, from every client
-    with serving(app, Settings()) as server:
+    with serving(app, Settings(), lifespan="off") as server:
         url = f"http://127.0.0.1:{server.config.port}/"
 
         def post_until_refused() -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import struct
-import threading
 import time
 from collections.abc import Iterator
 
@@ -16,15 +15,13 @@ import numpy as np
 import pytest
 import torch
 import tritonclient.http as tritonclient
-import uvicorn
 from prometheus_client import CollectorRegistry
 from tritonclient.utils import InferenceServerException
 
 from harness.inputs import SHIPPED, expected_precision, mnist_fixtures, shipped_calibration
-from harness.server import free_port
+from harness.server import serving
 from model.precision import KINDS
 from service.app import create_app
-from service.edge.server import server_config
 from service.errors import ProtocolError
 from service.inference.preprocess import preprocess
 from service.oip.request import parse_infer_request
@@ -42,18 +39,8 @@ MODEL = "bnn-digits"
 def server() -> Iterator[str]:
     """The app on uvicorn in a thread of this process; yields host:port."""
     settings = Settings(model_path=SHIPPED, max_batch_files=8, max_request_bytes=4_000_000, max_upload_bytes=2_000_000)
-    port = free_port()
-    app = create_app(settings, registry=CollectorRegistry())
-    uv = uvicorn.Server(server_config(app, settings, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not uv.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.05)
-    yield f"127.0.0.1:{port}"
-    uv.should_exit = True
-    thread.join(10)
+    with serving(create_app(settings, registry=CollectorRegistry()), settings) as uv:
+        yield f"127.0.0.1:{uv.config.port}"
 
 
 @pytest.fixture(scope="module")
